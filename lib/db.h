@@ -1,0 +1,32 @@
+/* PostgreSQL helpers: connecting with clear errors, the schema migrations, parameterised queries. */
+#ifndef RAIKOO_DB_H
+#define RAIKOO_DB_H
+
+#include <stddef.h>
+#include <libpq-fe.h>
+
+#include "conf.h"
+
+/* Connects with the db.url setting. Returns a new connection, or NULL with errstr saying where it tried
+ * and what to do. */
+PGconn *db_connect(const conf_t *c, char *errstr, size_t errstr_size);
+
+/* Applies every embedded migration not yet recorded, each in its own transaction, under an advisory
+ * lock so that two processes at once are harmless. *applied gets how many ran. */
+int db_migrate(PGconn *db, int *applied, char *errstr, size_t errstr_size);
+
+/* Fails, saying to run `raikoo migrate`, unless every embedded migration is recorded. */
+int db_require_schema(PGconn *db, char *errstr, size_t errstr_size);
+
+/* Runs one parameterised statement (text parameters; NULL entries are SQL NULL). Returns the result
+ * (caller frees with PQclear) when it succeeded, else NULL with the server's message in errstr. */
+PGresult *db_exec(PGconn *db, const char *sql, int nparams, const char *const *params, char *errstr,
+                  size_t errstr_size);
+
+/* Runs a statement without parameters or result rows (BEGIN, COMMIT, SAVEPOINT ...). */
+int db_cmd(PGconn *db, const char *sql, char *errstr, size_t errstr_size);
+
+/* The SQLSTATE of a failed result ("" when none). */
+const char *db_sqlstate(const PGresult *res);
+
+#endif

@@ -1,0 +1,141 @@
+/* Kafka helpers over librdkafka: configuration passthrough, clients with clear errors, topic creation. */
+#include "kafka.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+    (void)rk;
+    /* syslog levels: 0-3 errors, 4 warning, 5-6 info, 7 debug */
+    log_msg(level <= 3 ? LOG_ERROR : level == 4 ? LOG_WARN : level <= 6 ? LOG_INFO : LOG_DEBUG, NULL,
+            "kafka %s: %s", fac, buf);
+}
+
+int kafka_conf_set(rd_kafka_conf_t *kconf, const char *prop, const char *value, char *errstr,
+                   size_t errstr_size) {
+    char why[512];
+    if (rd_kafka_conf_set(kconf, prop, value, why, sizeof(why)) != RD_KAFKA_CONF_OK) {
+        snprintf(errstr, errstr_size, "kafka.%s: %s", prop, why);
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct set_arg {
+    rd_kafka_conf_t *kconf;
+    char *errstr;
+    size_t errstr_size;
+} set_arg_t;
+
+static int set_one(void *arg, const char *prop, const char *value) {
+    set_arg_t *a = arg;
+    return kafka_conf_set(a->kconf, prop, value, a->errstr, a->errstr_size);
+}
+
+rd_kafka_conf_t *kafka_conf_new(const conf_t *c, char *errstr, size_t errstr_size) {
+    rd_kafka_conf_t *kconf = rd_kafka_conf_new();
+    rd_kafka_conf_set_log_cb(kconf, log_cb);
+    set_arg_t a = {kconf, errstr, errstr_size};
+    if (conf_each_kafka(c, set_one, &a) != 0) {
+        rd_kafka_conf_destroy(kconf);
+        return NULL;
+    }
+    return kconf;
+}
+
+rd_kafka_t *kafka_client_new(const conf_t *c, rd_kafka_type_t type, rd_kafka_conf_t *kconf, int timeout_ms,
+                             char *errstr, size_t errstr_size) {
+    char why[512];
+    rd_kafka_t *rk = rd_kafka_new(type, kconf, why, sizeof(why));
+    if (!rk) {
+        rd_kafka_conf_destroy(kconf);
+        snprintf(errstr, errstr_size, "cannot create Kafka client: %s", why);
+        return NULL;
+    }
+    /* kconf is now owned by rk */
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, NULL, &md, timeout_ms);
+    if (err) {
+        snprintf(errstr, errstr_size,
+                 "cannot reach Kafka at %s (kafka.bootstrap.servers): %s; is the broker running (ops/stack up)?",
+                 conf_get(c, "kafka.bootstrap.servers"), rd_kafka_err2str(err));
+        rd_kafka_destroy(rk);
+        return NULL;
+    }
+    rd_kafka_metadata_destroy(md);
+    return rk;
+}
+
+int kafka_topics_create(const conf_t *c, int *created, char *errstr, size_t errstr_size) {
+    static const char *names[][2] = {
+        {"topic.commands", "topics.partitions.commands"}, {"topic.events", "topics.partitions.events"},
+        {"topic.results", "topics.partitions.results"},   {"topic.mail", "topics.partitions.mail"},
+        {"topic.dlq", "topics.partitions.dlq"},
+    };
+    enum { N = sizeof(names) / sizeof(names[0]) };
+    int rc = -1;
+    rd_kafka_t *rk = NULL;
+    rd_kafka_NewTopic_t *topics[N] = {0};
+    rd_kafka_queue_t *q = NULL;
+    rd_kafka_event_t *ev = NULL;
+    long repl;
+    *created = 0;
+
+    if (conf_get_long(c, "topics.replication", 1, 32, &repl, errstr, errstr_size) != 0)
+        return -1;
+    for (int i = 0; i < N; i++) {
+        long parts;
+        char why[512];
+        if (conf_get_long(c, names[i][1], 1, 10000, &parts, errstr, errstr_size) != 0)
+            goto done;
+        topics[i] = rd_kafka_NewTopic_new(conf_get(c, names[i][0]), (int)parts, (int)repl, why, sizeof(why));
+        if (!topics[i]) {
+            snprintf(errstr, errstr_size, "%s: %s", conf_get(c, names[i][0]), why);
+            goto done;
+        }
+    }
+    rd_kafka_conf_t *kconf = kafka_conf_new(c, errstr, errstr_size);
+    if (!kconf)
+        goto done;
+    rk = kafka_client_new(c, RD_KAFKA_PRODUCER, kconf, 10000, errstr, errstr_size);
+    if (!rk)
+        goto done;
+    q = rd_kafka_queue_new(rk);
+    rd_kafka_CreateTopics(rk, topics, N, NULL, q);
+    ev = rd_kafka_queue_poll(q, 30000);
+    if (!ev) {
+        snprintf(errstr, errstr_size, "Kafka did not answer CreateTopics within 30 s");
+        goto done;
+    }
+    if (rd_kafka_event_error(ev)) {
+        snprintf(errstr, errstr_size, "CreateTopics: %s", rd_kafka_event_error_string(ev));
+        goto done;
+    }
+    const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
+    size_t n = 0;
+    const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &n);
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[i]);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            (*created)++;
+        } else if (e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+            snprintf(errstr, errstr_size, "topic %s: %s", rd_kafka_topic_result_name(tr[i]),
+                     rd_kafka_topic_result_error_string(tr[i]));
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    if (q)
+        rd_kafka_queue_destroy(q);
+    for (int i = 0; i < N; i++)
+        if (topics[i])
+            rd_kafka_NewTopic_destroy(topics[i]);
+    if (rk)
+        rd_kafka_destroy(rk);
+    return rc;
+}

@@ -1,0 +1,27 @@
+/* Kafka helpers over librdkafka: configuration passthrough, clients with clear errors, topic creation. */
+#ifndef RAIKOO_KAFKA_H
+#define RAIKOO_KAFKA_H
+
+#include <stddef.h>
+#include <librdkafka/rdkafka.h>
+
+#include "conf.h"
+
+/* A new librdkafka configuration carrying every kafka.<property> setting and our log callback.
+ * NULL with errstr ("kafka.<property>: what") when librdkafka refuses one. */
+rd_kafka_conf_t *kafka_conf_new(const conf_t *c, char *errstr, size_t errstr_size);
+
+/* Sets one librdkafka property on kconf; fails into errstr. */
+int kafka_conf_set(rd_kafka_conf_t *kconf, const char *prop, const char *value, char *errstr,
+                   size_t errstr_size);
+
+/* Creates a client of the given type from kconf (which it takes over, even on failure) and checks that
+ * the cluster answers a metadata request within timeout_ms. NULL with a clear errstr otherwise. */
+rd_kafka_t *kafka_client_new(const conf_t *c, rd_kafka_type_t type, rd_kafka_conf_t *kconf, int timeout_ms,
+                             char *errstr, size_t errstr_size);
+
+/* Creates the five topics with their configured partition counts. Topics that exist already are fine.
+ * *created gets how many were new. */
+int kafka_topics_create(const conf_t *c, int *created, char *errstr, size_t errstr_size);
+
+#endif

@@ -1,0 +1,34 @@
+/* The raikoo CLI: shared pieces of its subcommands (exit statuses, configuration, option parsing). */
+#ifndef RAIKOO_CLI_H
+#define RAIKOO_CLI_H
+
+#include "conf.h"
+
+/* Exit statuses of every subcommand. */
+enum { EXIT_ACCEPTED = 0, EXIT_REJECTED = 1, EXIT_USAGE = 2, EXIT_INFRA = 3 };
+
+typedef struct cli_cmd {
+    const char *name;
+    int (*run)(int argc, char **argv, conf_t *c);
+    const char *usage;   /* options after the command name */
+    const char *summary; /* one line */
+} cli_cmd_t;
+
+/* Loads the configuration: defaults, then --config FILE (from argv, removed from it) or RAIKOO_CONFIG,
+ * then the environment. Prints the problem and returns -1 when it fails. */
+int cli_conf_load(conf_t *c, int *argc, char **argv);
+
+/* Prints "usage: raikoo NAME USAGE" and the summary to stdout (help) or stderr (mistake). */
+int cli_usage(const cli_cmd_t *cmd, int mistake);
+
+/* The command table entry for name, or NULL. */
+const cli_cmd_t *cli_find(const char *name);
+
+/* Subcommands, grouped by file. */
+int cmd_migrate(int argc, char **argv, conf_t *c);
+int cmd_topics(int argc, char **argv, conf_t *c);
+int cmd_keygen(int argc, char **argv, conf_t *c);
+int cmd_bootstrap_admin(int argc, char **argv, conf_t *c);
+int cmd_config(int argc, char **argv, conf_t *c);
+
+#endif

@@ -1,0 +1,193 @@
+"""The foundation is real: broker, database, migrations, constraints, topics, keys, clear errors."""
+import os
+import subprocess
+import uuid
+
+import psycopg2
+import psycopg2.errors
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from conftest import BIN, raikoo, unique_email
+
+
+def test_a_message_produced_to_the_real_broker_is_consumed_back(bootstrap):
+    topic = f"raikoo.test.roundtrip.{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=30)
+    payload = uuid.uuid4().hex.encode()
+    p = Producer({"bootstrap.servers": bootstrap})
+    p.produce(topic, payload, key=b"k")
+    assert p.flush(30) == 0
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "roundtrip-" + topic,
+                  "auto.offset.reset": "earliest"})
+    c.assign([TopicPartition(topic, 0, 0)])
+    got = None
+    for _ in range(100):
+        m = c.poll(0.3)
+        if m is not None and not m.error():
+            got = m.value()
+            break
+    c.close()
+    admin.delete_topics([topic])
+    assert got == payload
+
+
+def test_migrate_twice_in_a_row_is_harmless():
+    first = raikoo("migrate", check=True)
+    second = raikoo("migrate", check=True)
+    assert "schema up to date" in first.stdout
+    assert "0 migrations applied" in second.stdout
+
+
+def test_migrate_from_two_processes_at_once_on_a_fresh_database(db_url):
+    name = "raikoo_mig_" + uuid.uuid4().hex[:8]
+    admin = psycopg2.connect(db_url.replace("dbname=raikoo", "dbname=postgres").replace("user=raikoo", "user=postgres"))
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE DATABASE {name} OWNER raikoo")
+    try:
+        url = db_url.replace("dbname=raikoo", f"dbname={name}")
+        env = dict(os.environ, RAIKOO_DB_URL=url)
+        procs = [subprocess.Popen([os.path.join(BIN, "raikoo"), "migrate"], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+        outs = [p.communicate(timeout=60) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], outs
+        applied = sorted(int(o[0].split()[1]) for o in outs)
+        conn = psycopg2.connect(url)
+        cur = conn.cursor()
+        cur.execute("SELECT count(*) FROM schema_migrations")
+        total = cur.fetchone()[0]
+        conn.close()
+        assert applied[0] == 0 and applied[1] == total > 0
+    finally:
+        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+def make_user(cur, email):
+    uid = str(uuid.uuid4())
+    cur.execute("INSERT INTO users (id, email, username) VALUES (%s, %s, %s)", (uid, email, email))
+    return uid
+
+
+def make_org(cur, owner):
+    oid = str(uuid.uuid4())
+    cur.execute("INSERT INTO organizations (id, name) VALUES (%s, 'Acme')", (oid,))
+    cur.execute("INSERT INTO org_members (org_id, user_id, is_owner) VALUES (%s, %s, true)", (oid, owner))
+    return oid
+
+
+def invite(cur, org, email, by, status="pending"):
+    cur.execute(
+        "INSERT INTO invitations (id, org_id, email, kind, status, code_hash, invited_by, expires_at, decided_at)"
+        " VALUES (%s, %s, %s, 'existing', %s, %s, %s, now() + interval '1 day',"
+        "         CASE WHEN %s = 'pending' THEN NULL ELSE now() END)",
+        (str(uuid.uuid4()), org, email, status, psycopg2.Binary(os.urandom(32)), by, status))
+
+
+def test_the_database_refuses_a_second_pending_invitation_for_one_address(db):
+    cur = db.cursor()
+    owner = make_user(cur, unique_email("owner"))
+    org = make_org(cur, owner)
+    email = unique_email("bob")
+    invite(cur, org, email, owner)
+    with pytest.raises(psycopg2.errors.UniqueViolation):
+        invite(cur, org, email.upper().replace("EXAMPLE.TEST", "example.test"), owner)
+    # A decided invitation does not block a new pending one.
+    invite(cur, org, unique_email("carol"), owner, status="removed")
+    other = unique_email("dave")
+    invite(cur, org, other, owner, status="expired")
+    invite(cur, org, other, owner)
+
+
+def test_the_database_refuses_the_same_email_in_another_case(db):
+    cur = db.cursor()
+    email = unique_email("Erin")
+    make_user(cur, email)
+    with pytest.raises(psycopg2.errors.UniqueViolation):
+        make_user(cur, email.upper())
+    # Exact matching: a suffix of an address is another address.
+    make_user(cur, email[1:])
+
+
+def test_topics_create_is_idempotent(bootstrap):
+    raikoo("topics", "create", check=True)
+    again = raikoo("topics", "create", check=True)
+    assert "0 created, 5 already there" in again.stdout
+    md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10)
+    for t, parts in (("raikoo.commands", 12), ("raikoo.events", 12), ("raikoo.results", 12),
+                     ("raikoo.mail", 6), ("raikoo.commands.dlq", 3)):
+        assert len(md.topics[t].partitions) == parts
+
+
+def test_keygen_refuses_to_overwrite(tmp_path):
+    d = tmp_path / "keys"
+    first = raikoo("keygen", "--dir", str(d))
+    assert first.returncode == 0, first.stderr
+    before = {f: (d / f).read_bytes() for f in ("mailer.pk", "mailer.sk", "code.pepper")}
+    for f in before:
+        assert oct((d / f).stat().st_mode & 0o777) == "0o600"
+    second = raikoo("keygen", "--dir", str(d))
+    assert second.returncode != 0
+    assert "refusing to overwrite" in second.stderr
+    assert before == {f: (d / f).read_bytes() for f in before}
+
+
+def test_unreachable_database_gives_a_clear_error():
+    p = raikoo("migrate", env={"RAIKOO_DB_URL": "host=127.0.0.1 port=1 dbname=raikoo user=raikoo"})
+    assert p.returncode == 3
+    assert "cannot connect to PostgreSQL" in p.stderr and "port=1" in p.stderr
+
+
+def test_unreachable_broker_gives_a_clear_error():
+    p = raikoo("topics", "create", env={"RAIKOO_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
+    assert p.returncode == 3
+    assert "cannot reach Kafka at 127.0.0.1:1" in p.stderr
+
+
+def test_bad_config_file_names_file_and_line(tmp_path):
+    f = tmp_path / "raikoo.conf"
+    f.write_text("batch.max = 10\nbogus.key = 1\n")
+    p = raikoo("migrate", "--config", str(f))
+    assert p.returncode == 2
+    assert f"{f}:2: unknown configuration key" in p.stderr
+
+
+def test_bootstrap_admin_is_idempotent_and_case_insensitive(db):
+    email = unique_email("Admin")
+    a = raikoo("bootstrap-admin", "--email", email, check=True).stdout.strip()
+    b = raikoo("bootstrap-admin", "--email", email.upper().replace("EXAMPLE.TEST", "example.test"),
+               check=True).stdout.strip()
+    assert a == b and uuid.UUID(a)
+    cur = db.cursor()
+    cur.execute("SELECT is_admin, enabled FROM users WHERE id = %s", (a,))
+    assert cur.fetchone() == (True, True)
+
+
+def test_help_is_available_on_every_operational_command():
+    for cmd in ("migrate", "topics", "keygen", "bootstrap-admin"):
+        p = raikoo(cmd, "--help")
+        assert p.returncode == 0 and p.stdout.startswith(f"usage: raikoo {cmd}")
+
+
+def test_c_unit_tests_pass():
+    p = subprocess.run([os.path.join(BIN, "raikoo-unit-tests")], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert " 0 failed" in p.stdout
+
+
+def test_smtp_server_stores_a_message(tmp_path):
+    import smtplib
+    import time
+    var = os.environ["RAIKOO_VAR"]
+    marker = uuid.uuid4().hex
+    with smtplib.SMTP("127.0.0.1", int(os.environ["RAIKOO_SMTP_PORT"]), timeout=10) as s:
+        s.sendmail("a@example.test", ["b@example.test"], f"Subject: {marker}\r\n\r\nhello\r\n")
+    newdir = os.path.join(var, "mail", "new")
+    for _ in range(50):
+        if any(marker in open(os.path.join(newdir, f), errors="replace").read() for f in os.listdir(newdir)):
+            return
+        time.sleep(0.1)
+    pytest.fail("message not stored under var/mail/new")

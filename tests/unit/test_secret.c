@@ -1,0 +1,97 @@
+/* Unit tests of the secrets: codes, their hash and sealing, password hash checks, UUIDs, keygen. */
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "secret.h"
+#include "unit.h"
+
+static void codes_are_crockford_and_read_leniently(void) {
+    char a[CODE_LEN + 1], b[CODE_LEN + 1], shown[CODE_DISPLAY_LEN + 1], back[CODE_LEN + 1];
+    code_generate(a);
+    code_generate(b);
+    CHECK(strlen(a) == CODE_LEN && strcmp(a, b) != 0);
+    CHECK(strspn(a, "0123456789ABCDEFGHJKMNPQRSTVWXYZ") == CODE_LEN);
+    code_display(a, shown);
+    CHECK(shown[4] == '-' && shown[9] == '-' && strlen(shown) == CODE_DISPLAY_LEN);
+    CHECK(code_canonical(shown, back) == 0);
+    CHECK_STR(back, a);
+    CHECK(code_canonical("abcd-efgh-jkmn", back) == 0);
+    CHECK_STR(back, "ABCDEFGHJKMN");
+    CHECK(code_canonical("o0il-1111-2222", back) == 0);
+    CHECK_STR(back, "0011" "11112222");
+    CHECK(code_canonical("ABCD-EFGH-JKM", back) == -1);
+    CHECK(code_canonical("ABCD-EFGH-JKMNP", back) == -1);
+    CHECK(code_canonical("ABCD-EFGH-JKMU", back) == -1);
+}
+
+static void hash_depends_on_pepper_and_seal_round_trips(void) {
+    secret_keys_t k1, k2;
+    crypto_box_keypair(k1.pk, k1.sk);
+    crypto_generichash_keygen(k1.pepper);
+    k1.have_sk = 1;
+    k2 = k1;
+    crypto_generichash_keygen(k2.pepper);
+    unsigned char h1[CODE_HASH_LEN], h2[CODE_HASH_LEN], h3[CODE_HASH_LEN];
+    code_hash(&k1, "ABCDEFGHJKMN", h1);
+    code_hash(&k2, "ABCDEFGHJKMN", h2);
+    code_hash(&k1, "ABCDEFGHJKMN", h3);
+    CHECK(memcmp(h1, h2, CODE_HASH_LEN) != 0);
+    CHECK(memcmp(h1, h3, CODE_HASH_LEN) == 0);
+    char sealed[SEALED_CODE_B64_MAX], opened[CODE_LEN + 1];
+    CHECK(code_seal(&k1, "ABCDEFGHJKMN", sealed, sizeof(sealed)) == 0);
+    CHECK(strstr(sealed, "ABCDEFGHJKMN") == NULL);
+    CHECK(code_open(&k1, sealed, opened) == 0);
+    CHECK_STR(opened, "ABCDEFGHJKMN");
+    secret_keys_t other;
+    crypto_box_keypair(other.pk, other.sk);
+    other.have_sk = 1;
+    CHECK(code_open(&other, sealed, opened) == -1);
+}
+
+static void password_hash_needs_argon2id_at_interactive_cost(void) {
+    char h[crypto_pwhash_STRBYTES];
+    CHECK(crypto_pwhash_str(h, "pw", 2, crypto_pwhash_OPSLIMIT_INTERACTIVE, crypto_pwhash_MEMLIMIT_INTERACTIVE) == 0);
+    CHECK(password_hash_acceptable(h));
+    CHECK(crypto_pwhash_str(h, "pw", 2, crypto_pwhash_OPSLIMIT_MIN, crypto_pwhash_MEMLIMIT_MIN) == 0);
+    CHECK(!password_hash_acceptable(h));
+    CHECK(!password_hash_acceptable("$argon2id$v=19$m=65536,t=2,p=1$bm90YXNhbHQ$bm90YWhhc2g"));
+    CHECK(!password_hash_acceptable("hunter2"));
+    CHECK(!password_hash_acceptable("$2b$12$abcdefghijklmnopqrstuv"));
+}
+
+static void uuids_are_v4_and_validated(void) {
+    char u[37];
+    uuid_generate(u);
+    CHECK(uuid_valid(u));
+    CHECK(u[14] == '4');
+    CHECK(!uuid_valid("not-a-uuid"));
+    CHECK(!uuid_valid("0123456789abcdef0123456789abcdef0123"));
+    CHECK(uuid_valid("0F6B0C5E-8E7A-4B5C-9D3E-2A1B0C9D8E7F"));
+}
+
+static void keygen_refuses_to_overwrite(void) {
+    char dir[] = "/tmp/raikoo-keys-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char sub[64], err[512];
+    snprintf(sub, sizeof(sub), "%s/k", dir);
+    CHECK(secret_keygen(sub, err, sizeof(err)) == 0);
+    secret_keys_t k;
+    CHECK(secret_load(sub, 1, &k, err, sizeof(err)) == 0);
+    CHECK(secret_keygen(sub, err, sizeof(err)) == -1);
+    CHECK(strstr(err, "refusing to overwrite") != NULL);
+    secret_keys_t again;
+    CHECK(secret_load(sub, 1, &again, err, sizeof(err)) == 0);
+    CHECK(memcmp(k.sk, again.sk, sizeof(k.sk)) == 0);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+}
+
+const unit_test_t secret_tests[] = {
+    {"secret: codes are crockford and read leniently", codes_are_crockford_and_read_leniently},
+    {"secret: hash depends on pepper and seal round-trips", hash_depends_on_pepper_and_seal_round_trips},
+    {"secret: password hash needs argon2id at interactive cost", password_hash_needs_argon2id_at_interactive_cost},
+    {"secret: uuids are v4 and validated", uuids_are_v4_and_validated},
+    {"secret: keygen refuses to overwrite", keygen_refuses_to_overwrite},
+    {NULL, NULL},
+};

@@ -69,3 +69,107 @@ def db(db_url):
 
 def unique_email(prefix="user"):
     return f"{prefix}-{uuid.uuid4().hex[:12]}@example.test"
+
+
+WORKERS = ["raikoo-command-worker", "raikoo-outbox-relay", "raikoo-mailer", "raikoo-expiry-worker"]
+
+
+class Worker:
+    """One worker process of the build under test, logging to $RAIKOO_VAR/log/test-<name>-<n>.log."""
+    count = 0
+
+    def __init__(self, name, env=None, args=()):
+        Worker.count += 1
+        self.name = name
+        self.log_path = os.path.join(os.environ["RAIKOO_VAR"], "log",
+                                     f"test-{name}-{os.getpid()}-{Worker.count}.log")
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([os.path.join(BIN, name)] + list(args), env=full_env,
+                                     stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def stop(self, sig=None, timeout=30):
+        """Stops the worker (SIGTERM unless told) and returns its exit status."""
+        import signal
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig or signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self.log.close()
+        return rc
+
+    def output(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+
+@pytest.fixture(scope="session")
+def workers():
+    """Every worker the build has, running for the whole session; each must exit 0 on SIGTERM."""
+    started = {w: Worker(w) for w in WORKERS if os.path.exists(os.path.join(BIN, w))}
+    yield started
+    bad = []
+    for name, w in started.items():
+        rc = w.stop()
+        if rc != 0:
+            bad.append(f"{name} exited {rc}; log {w.log_path}:\n{w.output()[-3000:]}")
+    assert not bad, "\n".join(bad)
+
+
+class Tail:
+    """Reads a topic from the end it had when created, across all partitions (no consumer group)."""
+
+    def __init__(self, topic):
+        from confluent_kafka import Consumer, TopicPartition
+        self.topic = topic
+        self.c = Consumer({"bootstrap.servers": os.environ["RAIKOO_KAFKA_BOOTSTRAP_SERVERS"],
+                           "group.id": "tail-" + uuid.uuid4().hex, "enable.auto.commit": False})
+        md = self.c.list_topics(topic, timeout=10)
+        parts = []
+        for p in md.topics[topic].partitions:
+            _, high = self.c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            parts.append(TopicPartition(topic, p, high))
+        self.c.assign(parts)
+        self.seen = []
+
+    def poll(self, seconds=0.5):
+        import time
+        end = time.time() + seconds
+        while time.time() < end:
+            m = self.c.poll(0.1)
+            if m is None or m.error():
+                continue
+            self.seen.append(m)
+        return self.seen
+
+    def wait_for(self, pred, timeout=30):
+        """Polls until some message satisfies pred(message); returns it or fails the test."""
+        import time
+        end = time.time() + timeout
+        while time.time() < end:
+            for m in self.seen:
+                if pred(m):
+                    return m
+            self.poll(0.3)
+        raise AssertionError(f"nothing on {self.topic} matched within {timeout}s; saw {len(self.seen)} messages")
+
+    def close(self):
+        self.c.close()
+
+
+@pytest.fixture()
+def tail():
+    """tail(topic) opens a Tail closed after the test."""
+    opened = []
+
+    def open_tail(topic):
+        t = Tail(topic)
+        opened.append(t)
+        return t
+    yield open_tail
+    for t in opened:
+        t.close()

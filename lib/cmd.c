@@ -1,0 +1,253 @@
+/* Commands: the table of command types and their data fields, and the parser that checks a message
+ * against it (the same rules as the JSON Schemas under schemas/). */
+#include "cmd.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "secret.h"
+
+#define NAME_MAX_LEN 200
+#define CODE_INPUT_MAX 64
+#define HASH_MAX 256
+
+const cmd_spec_t cmd_specs[CMD_TYPE_COUNT] = {
+    [CMD_CREATE_ORGANIZATION] = {"CreateOrganization", 1,
+                                 {{"name", FIELD_TEXT, 1, 1, NAME_MAX_LEN}, {"owner_user_id", FIELD_UUID, 1, 0, 0}}},
+    [CMD_CREATE_USER] = {"CreateUser", 1,
+                         {{"email", FIELD_EMAIL, 1, 0, 0},
+                          {"name", FIELD_TEXT, 1, 1, NAME_MAX_LEN},
+                          {"password_hash", FIELD_SECRET, 1, 1, HASH_MAX}}},
+    [CMD_ADD_EXISTING_USER] = {"AddExistingUser", 1,
+                               {{"org_id", FIELD_UUID, 1, 0, 0}, {"email", FIELD_EMAIL, 1, 0, 0}, {"owner", FIELD_BOOL, 0, 0, 0}}},
+    [CMD_INVITE_NEW_USER] = {"InviteNewUser", 1,
+                             {{"org_id", FIELD_UUID, 1, 0, 0},
+                              {"email", FIELD_EMAIL, 1, 0, 0},
+                              {"name", FIELD_TEXT, 0, 0, NAME_MAX_LEN},
+                              {"owner", FIELD_BOOL, 0, 0, 0}}},
+    [CMD_ACCEPT_INVITATION] = {"AcceptInvitation", 1,
+                               {{"invitation_id", FIELD_UUID, 1, 0, 0}, {"code", FIELD_SECRET, 1, 1, CODE_INPUT_MAX}}},
+    [CMD_ACTIVATE_ACCOUNT] = {"ActivateAccount", 0,
+                              {{"email", FIELD_EMAIL, 1, 0, 0},
+                               {"code", FIELD_SECRET, 1, 1, CODE_INPUT_MAX},
+                               {"password_hash", FIELD_SECRET, 1, 1, HASH_MAX}}},
+    [CMD_RESEND_INVITATION] = {"ResendInvitation", 1,
+                               {{"org_id", FIELD_UUID, 1, 0, 0}, {"invitation_id", FIELD_UUID, 1, 0, 0}}},
+    [CMD_REMOVE_INVITATION] = {"RemoveInvitation", 1,
+                               {{"org_id", FIELD_UUID, 1, 0, 0}, {"invitation_id", FIELD_UUID, 1, 0, 0}}},
+    [CMD_REMOVE_MEMBER] = {"RemoveMember", 1, {{"org_id", FIELD_UUID, 1, 0, 0}, {"user_id", FIELD_UUID, 1, 0, 0}}},
+    [CMD_SET_MEMBER_ROLE] = {"SetMemberRole", 1,
+                             {{"org_id", FIELD_UUID, 1, 0, 0},
+                              {"user_id", FIELD_UUID, 1, 0, 0},
+                              {"owner", FIELD_BOOL, 1, 0, 0},
+                              {"can_manage_users", FIELD_BOOL, 1, 0, 0}}},
+};
+
+static const char *envelope_keys[] = {"specversion", "id",      "source", "type", "time",
+                                      "datacontenttype", "actorid", "data", NULL};
+
+cmd_type_t cmd_type_from_name(const char *name) {
+    for (int i = 0; i < CMD_TYPE_COUNT; i++)
+        if (strcmp(cmd_specs[i].name, name) == 0)
+            return (cmd_type_t)i;
+    return CMD_TYPE_UNKNOWN;
+}
+
+void cmd_free(cmd_t *cmd) {
+    if (cmd->root)
+        json_decref(cmd->root);
+    memset(cmd, 0, sizeof(*cmd));
+}
+
+static int in_list(const char *key, const char *const *list) {
+    for (; *list; list++)
+        if (strcmp(key, *list) == 0)
+            return 1;
+    return 0;
+}
+
+/* Points the cmd_t member for a data field at its value. */
+static void bind_field(cmd_t *cmd, const char *name, json_t *v) {
+    const char *s = json_is_string(v) ? json_string_value(v) : NULL;
+    if (strcmp(name, "org_id") == 0)
+        cmd->org_id = s;
+    else if (strcmp(name, "user_id") == 0)
+        cmd->user_id = s;
+    else if (strcmp(name, "owner_user_id") == 0)
+        cmd->owner_user_id = s;
+    else if (strcmp(name, "invitation_id") == 0)
+        cmd->invitation_id = s;
+    else if (strcmp(name, "name") == 0)
+        cmd->name = s;
+    else if (strcmp(name, "code") == 0)
+        cmd->code = s;
+    else if (strcmp(name, "password_hash") == 0)
+        cmd->password_hash = s;
+    else if (strcmp(name, "owner") == 0)
+        cmd->owner = json_is_true(v);
+    else if (strcmp(name, "can_manage_users") == 0)
+        cmd->can_manage_users = json_is_true(v);
+}
+
+static int check_field(const cmd_field_t *f, json_t *v, cmd_t *cmd, char *why, size_t why_size) {
+    switch (f->kind) {
+    case FIELD_BOOL:
+        if (!json_is_boolean(v)) {
+            snprintf(why, why_size, "data.%s must be true or false", f->name);
+            return -1;
+        }
+        return 0;
+    case FIELD_UUID:
+        if (!json_is_string(v) || !uuid_valid(json_string_value(v))) {
+            snprintf(why, why_size, "data.%s must be a UUID", f->name);
+            return -1;
+        }
+        return 0;
+    case FIELD_EMAIL: {
+        char reason[128];
+        if (!json_is_string(v)) {
+            snprintf(why, why_size, "data.%s must be a string", f->name);
+            return -1;
+        }
+        if (email_normalize(json_string_value(v), cmd->email, reason, sizeof(reason)) != 0) {
+            snprintf(why, why_size, "data.%s: %s", f->name, reason);
+            return -1;
+        }
+        cmd->has_email = 1;
+        return 0;
+    }
+    case FIELD_TEXT:
+    case FIELD_SECRET:
+        if (!json_is_string(v)) {
+            snprintf(why, why_size, "data.%s must be a string", f->name);
+            return -1;
+        }
+        /* Lengths in characters as JSON Schema counts them; an embedded NUL is refused. */
+        size_t bytes = json_string_length(v), chars = 0;
+        const char *s = json_string_value(v);
+        for (size_t i = 0; i < bytes; i++)
+            chars += ((unsigned char)s[i] & 0xC0) != 0x80;
+        if (chars < f->min_len || chars > f->max_len || strlen(s) != bytes) {
+            snprintf(why, why_size, "data.%s must be a string of %zu to %zu characters", f->name, f->min_len,
+                     f->max_len);
+            return -1;
+        }
+        return 0;
+    }
+    return -1;
+}
+
+parse_status_t cmd_parse(const char *buf, size_t len, size_t max_bytes, cmd_t *cmd, char *why, size_t why_size) {
+    memset(cmd, 0, sizeof(*cmd));
+    cmd->type = CMD_TYPE_UNKNOWN;
+    if (len > max_bytes) {
+        snprintf(why, why_size, "message of %zu bytes is over the limit of %zu", len, max_bytes);
+        return PARSE_NOT_COMMAND;
+    }
+    json_error_t jerr;
+    cmd->root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!cmd->root) {
+        snprintf(why, why_size, "not JSON: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
+        return PARSE_NOT_COMMAND;
+    }
+    if (!json_is_object(cmd->root)) {
+        snprintf(why, why_size, "not a JSON object");
+        return PARSE_NOT_COMMAND;
+    }
+    json_t *id = json_object_get(cmd->root, "id");
+    if (!json_is_string(id) || !uuid_valid(json_string_value(id))) {
+        snprintf(why, why_size, "no command id (\"id\" must be a UUID)");
+        return PARSE_NOT_COMMAND;
+    }
+    cmd->id = json_string_value(id);
+
+    /* From here on the sender gets a result keyed by the command id. */
+    json_t *type = json_object_get(cmd->root, "type");
+    const char *t = json_is_string(type) ? json_string_value(type) : "";
+    cmd->type_name = t;
+    static const char prefix[] = "raikoo.command.", suffix[] = ".v1";
+    size_t tl = strlen(t), pl = sizeof(prefix) - 1, sl = sizeof(suffix) - 1;
+    if (tl > pl + sl && strncmp(t, prefix, pl) == 0 && strcmp(t + tl - sl, suffix) == 0) {
+        char name[64];
+        size_t nl = tl - pl - sl;
+        if (nl < sizeof(name)) {
+            memcpy(name, t + pl, nl);
+            name[nl] = '\0';
+            cmd->type = cmd_type_from_name(name);
+        }
+    }
+    if (cmd->type == CMD_TYPE_UNKNOWN) {
+        snprintf(why, why_size, "unknown command type \"%.80s\" (expected raikoo.command.<Name>.v1)", t);
+        return PARSE_UNKNOWN_TYPE;
+    }
+    const cmd_spec_t *spec = &cmd_specs[cmd->type];
+    cmd->type_name = spec->name;
+
+    const char *key;
+    json_t *v;
+    json_object_foreach(cmd->root, key, v) {
+        if (!in_list(key, envelope_keys)) {
+            snprintf(why, why_size, "unknown attribute \"%.64s\"", key);
+            return PARSE_INVALID;
+        }
+    }
+    json_t *sv = json_object_get(cmd->root, "specversion");
+    if (!json_is_string(sv) || strcmp(json_string_value(sv), "1.0") != 0) {
+        snprintf(why, why_size, "specversion must be \"1.0\"");
+        return PARSE_INVALID;
+    }
+    json_t *src = json_object_get(cmd->root, "source");
+    if (!json_is_string(src) || json_string_length(src) == 0) {
+        snprintf(why, why_size, "source must be a non-empty string");
+        return PARSE_INVALID;
+    }
+    json_t *tm = json_object_get(cmd->root, "time");
+    if (tm && !json_is_string(tm)) {
+        snprintf(why, why_size, "time must be an RFC 3339 string");
+        return PARSE_INVALID;
+    }
+    json_t *ct = json_object_get(cmd->root, "datacontenttype");
+    if (ct && (!json_is_string(ct) || strcmp(json_string_value(ct), "application/json") != 0)) {
+        snprintf(why, why_size, "datacontenttype must be \"application/json\"");
+        return PARSE_INVALID;
+    }
+    json_t *actor = json_object_get(cmd->root, "actorid");
+    if (actor) {
+        if (!json_is_string(actor) || !uuid_valid(json_string_value(actor))) {
+            snprintf(why, why_size, "actorid must be a UUID");
+            return PARSE_INVALID;
+        }
+        cmd->actor = json_string_value(actor);
+    } else if (spec->needs_actor) {
+        snprintf(why, why_size, "actorid is required for %s", spec->name);
+        return PARSE_INVALID;
+    }
+    json_t *data = json_object_get(cmd->root, "data");
+    if (!json_is_object(data)) {
+        snprintf(why, why_size, "data must be an object");
+        return PARSE_INVALID;
+    }
+    json_object_foreach(data, key, v) {
+        const cmd_field_t *f = spec->fields;
+        while (f->name && strcmp(f->name, key) != 0)
+            f++;
+        if (!f->name) {
+            snprintf(why, why_size, "unknown field data.%.64s for %s", key, spec->name);
+            return PARSE_INVALID;
+        }
+    }
+    for (const cmd_field_t *f = spec->fields; f->name; f++) {
+        v = json_object_get(data, f->name);
+        if (!v) {
+            if (f->required) {
+                snprintf(why, why_size, "data.%s is required for %s", f->name, spec->name);
+                return PARSE_INVALID;
+            }
+            continue;
+        }
+        if (check_field(f, v, cmd, why, why_size) != 0)
+            return PARSE_INVALID;
+        bind_field(cmd, f->name, v);
+    }
+    return PARSE_OK;
+}

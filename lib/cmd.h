@@ -1,0 +1,76 @@
+/* Commands: the table of command types and their data fields, and the parser that checks a message
+ * against it (the same rules as the JSON Schemas under schemas/). */
+#ifndef RAIKOO_CMD_H
+#define RAIKOO_CMD_H
+
+#include <stddef.h>
+#include <jansson.h>
+
+#include "email.h"
+
+typedef enum {
+    CMD_CREATE_ORGANIZATION,
+    CMD_CREATE_USER,
+    CMD_ADD_EXISTING_USER,
+    CMD_INVITE_NEW_USER,
+    CMD_ACCEPT_INVITATION,
+    CMD_ACTIVATE_ACCOUNT,
+    CMD_RESEND_INVITATION,
+    CMD_REMOVE_INVITATION,
+    CMD_REMOVE_MEMBER,
+    CMD_SET_MEMBER_ROLE,
+    CMD_TYPE_COUNT,
+    CMD_TYPE_UNKNOWN = -1
+} cmd_type_t;
+
+typedef enum { FIELD_UUID, FIELD_EMAIL, FIELD_TEXT, FIELD_BOOL, FIELD_SECRET } field_kind_t;
+
+/* One field of a command's data. */
+typedef struct cmd_field {
+    const char *name;
+    field_kind_t kind;
+    int required;
+    size_t min_len, max_len; /* characters, for text and secrets */
+} cmd_field_t;
+
+#define CMD_MAX_FIELDS 4
+
+typedef struct cmd_spec {
+    const char *name;     /* "InviteNewUser"; the CloudEvents type is raikoo.command.<name>.v1 */
+    int needs_actor;      /* every command but ActivateAccount has an actorid */
+    cmd_field_t fields[CMD_MAX_FIELDS + 1];
+} cmd_spec_t;
+
+extern const cmd_spec_t cmd_specs[CMD_TYPE_COUNT];
+
+/* A parsed command. Strings point into root, except email, which holds the normal form. */
+typedef struct cmd {
+    json_t *root;
+    cmd_type_t type;
+    const char *id;
+    const char *type_name; /* "InviteNewUser", or the raw type when unknown */
+    const char *actor;     /* NULL when absent */
+    const char *org_id, *user_id, *owner_user_id, *invitation_id;
+    const char *name, *code, *password_hash;
+    int has_email;
+    char email[EMAIL_MAX + 1];
+    int owner, can_manage_users;
+} cmd_t;
+
+typedef enum {
+    PARSE_OK,           /* a valid command */
+    PARSE_NOT_COMMAND,  /* not JSON, not an object, no usable id, too large: the dead-letter topic */
+    PARSE_UNKNOWN_TYPE, /* has an id; result unknown_command_type */
+    PARSE_INVALID       /* has an id; result invalid_command */
+} parse_status_t;
+
+/* Parses and validates one message into cmd (which then owns a JSON tree: free with cmd_free). The reason
+ * of anything but PARSE_OK goes into why. max_bytes bounds the message size. */
+parse_status_t cmd_parse(const char *buf, size_t len, size_t max_bytes, cmd_t *cmd, char *why, size_t why_size);
+
+void cmd_free(cmd_t *cmd);
+
+/* The command type of a name ("InviteNewUser"), or CMD_TYPE_UNKNOWN. */
+cmd_type_t cmd_type_from_name(const char *name);
+
+#endif

@@ -1,0 +1,35 @@
+/* The transactional outbox: rows gathered in memory while a transaction runs, written in one statement
+ * before it commits; the relay publishes them. */
+#ifndef RAIKOO_OUTBOX_H
+#define RAIKOO_OUTBOX_H
+
+#include <stddef.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+
+typedef struct outbox_row {
+    char *topic, *key, *payload;
+} outbox_row_t;
+
+typedef struct outbox {
+    outbox_row_t *rows;
+    size_t n, cap;
+} outbox_t;
+
+/* Appends a row; the strings are copied. */
+void outbox_add(outbox_t *ob, const char *topic, const char *key, const char *payload);
+
+/* Appends a CloudEvent of type raikoo.event.<name>.v1 (data stolen) to topic, with the given key and
+ * the correlationid and actorid extensions when not NULL. */
+void outbox_event(outbox_t *ob, const char *topic, const char *name, const char *key, const char *correlationid,
+                  const char *actorid, json_t *data);
+
+/* Drops rows added after mark (a value of ob->n taken earlier): what a rolled-back savepoint wrote. */
+void outbox_truncate(outbox_t *ob, size_t mark);
+
+/* Inserts every row into the outbox table within the caller's transaction, then empties ob. */
+int outbox_write(outbox_t *ob, PGconn *db, char *errstr, size_t errstr_size);
+
+void outbox_free(outbox_t *ob);
+
+#endif

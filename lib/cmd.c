@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "event.h"
 #include "secret.h"
 
 #define NAME_MAX_LEN 200
@@ -202,7 +203,7 @@ parse_status_t cmd_parse(const char *buf, size_t len, size_t max_bytes, cmd_t *c
         return PARSE_INVALID;
     }
     json_t *tm = json_object_get(cmd->root, "time");
-    if (tm && !json_is_string(tm)) {
+    if (tm && (!json_is_string(tm) || !event_time_valid(json_string_value(tm)))) {
         snprintf(why, why_size, "time must be an RFC 3339 string");
         return PARSE_INVALID;
     }

@@ -79,8 +79,10 @@ static char *result_event(cmdproc_t *p, const cmd_t *cmd, const char *type_name,
     char *text = event_dump(ev);
     json_decref(ev);
     if (!res->accepted) {
-        json_t *rd = json_pack("{s:s, s:s, s:s, s:s}", "command_id", cmd->id, "command_type", type_name, "code",
-                               res->code, "message", res->message);
+        /* "result_code", not "code": no event has a field named code, so that a one-time code can never
+         * pass for one (schemas/events/ forbid the name). */
+        json_t *rd = json_pack("{s:s, s:s, s:s, s:s}", "command_id", cmd->id, "command_type", type_name,
+                               "result_code", res->code, "message", res->message);
         if (res->org_id[0])
             json_object_set_new(rd, "org_id", json_string(res->org_id));
         outbox_event(&p->outbox, p->topic_events, "CommandRejected", res->org_id[0] ? res->org_id : cmd->id, cmd->id,

@@ -17,4 +17,7 @@ char *event_dump(const json_t *ev);
 /* The current time as RFC 3339 UTC with milliseconds, into out (at least 32 bytes). */
 void event_time_now(char *out);
 
+/* 1 when s is an RFC 3339 date-time ("2026-01-31T12:00:00.123Z", "...+02:00"), else 0. */
+int event_time_valid(const char *s);
+
 #endif

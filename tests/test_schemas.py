@@ -1,0 +1,346 @@
+"""The JSON Schemas under schemas/ are valid Draft 2020-12 schemas, cover every message, and agree with the
+command worker's own parser: a table of valid and invalid commands is checked against both, and whatever
+the schema rejects, the parser (bin/raikoo-parse-check, the worker's cmd_parse) rejects too.
+"""
+import copy
+import json
+import os
+import re
+import subprocess
+import uuid
+
+import jsonschema
+import pytest
+
+import schemacheck
+from conftest import BIN, ROOT
+
+COMMANDS = ["CreateOrganization", "CreateUser", "AddExistingUser", "InviteNewUser", "AcceptInvitation",
+            "ActivateAccount", "ResendInvitation", "RemoveInvitation", "RemoveMember", "SetMemberRole"]
+EVENTS = ["OrganizationCreated", "UserCreated", "MembershipCreated", "InvitationCreated", "InvitationResent",
+          "InvitationAccepted", "InvitationExpired", "InvitationRemoved", "AccountActivated", "MemberRemoved",
+          "MemberRoleChanged", "InvitationEmailSent", "InvitationEmailFailed", "InvitationCodeRejected",
+          "CommandRejected"]
+# DESIGN.md, "Every command ends in exactly one result": the stable codes.
+RESULT_CODES = ["invalid_command", "unknown_command_type", "organization_not_found", "permission_denied",
+                "owner_grant_denied", "user_not_found", "user_already_exists", "already_member",
+                "invitation_pending", "invitation_not_found", "invitation_not_pending", "invitation_expired",
+                "invalid_code", "too_many_attempts", "account_already_active", "invalid_password_hash",
+                "not_member", "last_owner", "rate_limited"]
+
+
+# ---- the schema files themselves ----
+
+def test_every_schema_file_is_a_valid_draft_2020_12_schema_with_its_own_id():
+    files = schemacheck.schema_files()
+    assert len(files) == 1 + len(COMMANDS) + len(EVENTS) + 2
+    ids = set()
+    for rel in files:
+        s = schemacheck.load(rel)
+        assert s.get("$schema") == "https://json-schema.org/draft/2020-12/schema", rel
+        jsonschema.Draft202012Validator.check_schema(s)
+        assert s["$id"] == schemacheck.BASE_ID + rel, rel
+        ids.add(s["$id"])
+    assert len(ids) == len(files)
+
+
+def _refs(node):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "$ref":
+                yield v
+            else:
+                yield from _refs(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _refs(v)
+
+
+def test_every_ref_resolves_within_the_schemas_folder():
+    for rel in schemacheck.schema_files():
+        v = schemacheck.validator(rel)
+        refs = list(_refs(v.schema))
+        for r in refs:
+            url, target = v.resolver.resolve(r)
+            assert url.startswith(schemacheck.BASE_ID), (rel, r, url)
+            assert isinstance(target, (dict, bool)), (rel, r)
+        if rel != "cloudevent.schema.json":
+            assert refs, f"{rel} does not build on the shared envelope"
+
+
+def test_there_is_a_schema_for_every_command_event_result_and_mail_job():
+    for name in COMMANDS:
+        assert schemacheck.schema_for_type(f"raikoo.command.{name}.v1") == f"commands/{name}.schema.json"
+    for name in EVENTS:
+        assert schemacheck.schema_for_type(f"raikoo.event.{name}.v1") == f"events/{name}.schema.json"
+    assert schemacheck.schema_for_type("raikoo.result.v1") == "result.schema.json"
+    assert schemacheck.schema_for_type("raikoo.mail.InvitationEmail.v1") == "mail/InvitationEmail.schema.json"
+
+
+def _c_command_table():
+    """lib/cmd.c's table: {name: (needs_actor, {field: (kind, required, min, max)})}."""
+    src = open(os.path.join(ROOT, "lib", "cmd.c")).read()
+    consts = {k: int(v) for k, v in re.findall(r"#define (\w+) (\d+)", src)}
+    num = lambda t: consts[t] if t in consts else int(t)
+    table = {}
+    for m in re.finditer(r'\[CMD_\w+\] = \{"(\w+)", (\d),\s*\{(.*?)\}\},\n', src, re.S):
+        fields = {}
+        for f in re.finditer(r'\{"(\w+)", FIELD_(\w+), (\d), (\w+), (\w+)\}', m.group(3)):
+            fields[f.group(1)] = (f.group(2), f.group(3) == "1", num(f.group(4)), num(f.group(5)))
+        table[m.group(1)] = (m.group(2) == "1", fields)
+    return table
+
+
+def test_command_schemas_have_exactly_the_fields_of_the_parsers_table():
+    table = _c_command_table()
+    assert sorted(table) == sorted(COMMANDS)
+    envelope = schemacheck.load("cloudevent.schema.json")["$defs"]
+    for name, (needs_actor, fields) in table.items():
+        s = schemacheck.load(f"commands/{name}.schema.json")
+        data = s["properties"]["data"]
+        assert data["additionalProperties"] is False
+        assert set(data["properties"]) == set(fields), name
+        assert set(data["required"]) == {f for f, (_, req, _, _) in fields.items() if req}, name
+        assert ("actorid" in s["required"]) == needs_actor, name
+        for f, (kind, _, lo, hi) in fields.items():
+            p = data["properties"][f]
+            if kind in ("TEXT", "SECRET"):
+                assert (p["type"], p["minLength"], p["maxLength"]) == ("string", lo, hi), (name, f)
+            elif kind == "BOOL":
+                assert p == {"type": "boolean"}, (name, f)
+            elif kind == "UUID":
+                assert p == {"$ref": "../cloudevent.schema.json#/$defs/uuid"}, (name, f)
+            elif kind == "EMAIL":
+                assert p == {"$ref": "../cloudevent.schema.json#/$defs/email_input"}, (name, f)
+            else:
+                raise AssertionError(f"unknown field kind {kind}")
+    assert envelope["result_code"]["enum"] == RESULT_CODES
+
+
+def _data_schemas(s):
+    """The data schemas of a message schema (one, or each branch of a oneOf)."""
+    d = s["properties"]["data"]
+    return d["oneOf"] if "oneOf" in d else [d]
+
+
+def test_no_event_or_result_schema_admits_a_secret_field():
+    for rel in schemacheck.schema_files():
+        if not (rel.startswith("events/") or rel == "result.schema.json"):
+            continue
+        for d in _data_schemas(schemacheck.load(rel)):
+            assert d["additionalProperties"] is False, rel
+            for name in schemacheck.SECRET_FIELDS:
+                if rel == "result.schema.json" and name == "code":
+                    # A result's "code" is the stable result code (DESIGN.md): null or one of an enum.
+                    assert d["properties"]["code"] == {"anyOf": [
+                        {"type": "null"}, {"$ref": "cloudevent.schema.json#/$defs/result_code"}]}
+                    continue
+                assert name not in d["properties"], (rel, name)
+
+
+# ---- commands: the schema and the parser agree ----
+
+def uid():
+    return str(uuid.uuid4())
+
+
+HASH = "$argon2id$v=19$m=65536,t=2,p=1$" + "c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43
+FULL_DATA = {
+    "CreateOrganization": {"name": "Acme", "owner_user_id": uid()},
+    "CreateUser": {"email": "bob@example.test", "name": "Bob", "password_hash": HASH},
+    "AddExistingUser": {"org_id": uid(), "email": "bob@example.test", "owner": True},
+    "InviteNewUser": {"org_id": uid(), "email": "new@example.test", "name": "New Person", "owner": False},
+    "AcceptInvitation": {"invitation_id": uid(), "code": "ABCD-EFGH-JKMN"},
+    "ActivateAccount": {"email": "new@example.test", "code": "abcdefghjkmn", "password_hash": HASH},
+    "ResendInvitation": {"org_id": uid(), "invitation_id": uid()},
+    "RemoveInvitation": {"org_id": uid(), "invitation_id": uid()},
+    "RemoveMember": {"org_id": uid(), "user_id": uid()},
+    "SetMemberRole": {"org_id": uid(), "user_id": uid(), "owner": False, "can_manage_users": True},
+}
+TABLE = _c_command_table()
+
+
+def command(name, data=None, **envelope):
+    """A valid command message of that name (with every data field), envelope attributes overridable."""
+    msg = {"specversion": "1.0", "id": uid(), "source": "/tests/schemas", "type": f"raikoo.command.{name}.v1",
+           "time": "2026-01-31T12:00:00.123Z", "datacontenttype": "application/json", "actorid": uid(),
+           "data": copy.deepcopy(FULL_DATA[name]) if data is None else data}
+    msg.update(envelope)
+    return msg
+
+
+DROP = object()
+
+
+def with_attr(msg, key, value):
+    m = copy.deepcopy(msg)
+    if value is DROP:
+        m.pop(key, None)
+    else:
+        m[key] = value
+    return m
+
+
+def with_field(msg, key, value):
+    m = copy.deepcopy(msg)
+    if value is DROP:
+        m["data"].pop(key, None)
+    else:
+        m["data"][key] = value
+    return m
+
+
+GOOD_UUIDS = ["6F9619FF-8B86-D011-B42D-00C04FC964FF", "00000000-0000-0000-0000-000000000000"]
+BAD_UUIDS = ["", "6f9619ff8b86d011b42d00c04fc964ff", "6f9619ff-8b86-d011-b42d-00c04fc964f",
+             "6f9619ff-8b86-d011-b42d-00c04fc964fff", "6g9619ff-8b86-d011-b42d-00c04fc964ff",
+             "{6f9619ff-8b86-d011-b42d-00c04fc964ff}", "6f9619ff_8b86_d011_b42d_00c04fc964ff",
+             " 6f9619ff-8b86-d011-b42d-00c04fc964f", "6f9619ff-8b86-d011-b42d-00c04fc964f\n", 42, None, True]
+GOOD_EMAILS = ["bob@example.test", "Bob.Smith+tag@Example.TEST", "  bob@example.test\t", "a@b.co",
+               "o'neil!#$%&*/=?^_`{|}~-x@sub-domain.example.test", "x" * 64 + "@example.test",
+               "b@" + ".".join(["a" * 63] * 3) + "." + "b" * 60,  # 254 characters
+               "b@" + "a" * 63 + ".test", "b@1.2"]
+BAD_EMAILS = ["", "   ", "bob", "bob@", "@example.test", "bob@example", "bob@@example.test", "bob@ex@ample.test",
+              ".bob@example.test", "bob.@example.test", "bo..b@example.test", "bob smith@example.test",
+              "Bob <bob@example.test>", "bob@-example.test", "bob@example-.test", "bob@example.test-",
+              "bob@example..test", "bob@.example.test", "bob@example.test.", "bob@exa_mple.test",
+              "bob@exämple.test", "böb@example.test", "bob(x)@example.test", "bob\"@example.test",
+              "x" * 65 + "@example.test", "b@" + ".".join(["a" * 63] * 3) + "." + "b" * 61,  # 255
+              "b@" + "a" * 64 + ".test", "bob@example.test\u0085", "bob\n@example.test", 7, None,
+              ["bob@example.test"]]
+GOOD_TIMES = ["2026-01-31T12:00:00Z", "2026-01-31t12:00:00z", "2026-12-31T23:59:60.123456789+14:00",
+              "2026-01-01T00:00:00-00:00", "1999-02-31T00:00:00.5+05:30"]
+BAD_TIMES = ["", "yesterday", "2026-01-31", "2026-01-31T12:00:00", "2026-01-31 12:00:00Z", "2026-13-01T00:00:00Z",
+             "2026-00-01T00:00:00Z", "2026-01-32T00:00:00Z", "2026-01-31T24:00:00Z", "2026-01-31T12:60:00Z",
+             "2026-01-31T12:00:61Z", "2026-01-31T12:00:00.Z", "2026-01-31T12:00:00+2:00", "2026-01-31T12:00:00+0200",
+             "2026-01-31T12:00:00+24:00", "26-01-31T12:00:00Z", "2026-1-31T12:00:00Z", "2026-01-31T12:00:00ZZ",
+             1767182400, None]
+
+
+def cases():
+    """(id, message, schema verdict, parser status). A schema verdict of None means "either": the parser is
+    stricter there for a reason the schema cannot express (duplicate keys, size limit, Python's `$`)."""
+    out = []
+
+    def add(case_id, msg, schema_ok, parser):
+        out.append(pytest.param(msg, schema_ok, parser, id=case_id))
+
+    for name in COMMANDS:
+        needs_actor, fields = TABLE[name]
+        full = command(name)
+        add(f"{name}-full", full, True, "ok")
+        required_only = {k: v for k, v in full["data"].items() if fields[k][1]}
+        add(f"{name}-required-fields-only", command(name, required_only), True, "ok")
+        add(f"{name}-no-time-no-datacontenttype",
+            with_attr(with_attr(full, "time", DROP), "datacontenttype", DROP), True, "ok")
+        add(f"{name}-uppercase-ids", with_attr(full, "actorid", GOOD_UUIDS[0]), True, "ok")
+        add(f"{name}-without-actorid", with_attr(full, "actorid", DROP), not needs_actor,
+            "invalid" if needs_actor else "ok")
+        for i, bad in enumerate([BAD_UUIDS[1], BAD_UUIDS[4], "", None, 5]):
+            add(f"{name}-bad-actorid-{i}", with_attr(full, "actorid", bad), False, "invalid")
+        add(f"{name}-unknown-envelope-attribute", with_attr(full, "subject", "x"), False, "invalid")
+        add(f"{name}-correlationid-is-not-a-command-attribute", with_attr(full, "correlationid", uid()), False,
+            "invalid")
+        add(f"{name}-data-unknown-field", with_field(full, "extra", "x"), False, "invalid")
+        add(f"{name}-data-not-an-object", with_attr(full, "data", [full["data"]]), False, "invalid")
+        add(f"{name}-data-null", with_attr(full, "data", None), False, "invalid")
+        add(f"{name}-no-data", with_attr(full, "data", DROP), False, "invalid")
+        add(f"{name}-specversion-0.3", with_attr(full, "specversion", "0.3"), False, "invalid")
+        add(f"{name}-specversion-number", with_attr(full, "specversion", 1.0), False, "invalid")
+        add(f"{name}-no-specversion", with_attr(full, "specversion", DROP), False, "invalid")
+        add(f"{name}-empty-source", with_attr(full, "source", ""), False, "invalid")
+        add(f"{name}-no-source", with_attr(full, "source", DROP), False, "invalid")
+        add(f"{name}-datacontenttype-text", with_attr(full, "datacontenttype", "text/plain"), False, "invalid")
+        add(f"{name}-wrong-version", with_attr(full, "type", f"raikoo.command.{name}.v2"), False, "unknown_type")
+        add(f"{name}-lower-case-type", with_attr(full, "type", f"raikoo.command.{name.lower()}.v1"), False,
+            "unknown_type")
+        add(f"{name}-no-type", with_attr(full, "type", DROP), False, "unknown_type")
+        add(f"{name}-no-id", with_attr(full, "id", DROP), False, "not_command")
+        add(f"{name}-bad-id", with_attr(full, "id", BAD_UUIDS[2]), False, "not_command")
+        for key in fields:
+            kind, required, lo, hi = fields[key]
+            add(f"{name}-missing-{key}", with_field(full, key, DROP), not required, "ok" if not required else "invalid")
+            if kind == "UUID":
+                for i, bad in enumerate(BAD_UUIDS):
+                    # A trailing newline: the parser refuses it; Python's re lets "$" match before it.
+                    schema_ok = None if isinstance(bad, str) and bad.endswith("\n") else False
+                    add(f"{name}-{key}-bad-uuid-{i}", with_field(full, key, bad), schema_ok, "invalid")
+                add(f"{name}-{key}-uppercase-uuid", with_field(full, key, GOOD_UUIDS[0]), True, "ok")
+            elif kind == "EMAIL":
+                for i, good in enumerate(GOOD_EMAILS):
+                    add(f"{name}-{key}-good-email-{i}", with_field(full, key, good), True, "ok")
+                for i, bad in enumerate(BAD_EMAILS):
+                    add(f"{name}-{key}-bad-email-{i}", with_field(full, key, bad), False, "invalid")
+                add(f"{name}-{key}-trailing-newline", with_field(full, key, "bob@example.test\n"), None, "invalid")
+            elif kind == "BOOL":
+                for i, bad in enumerate(["true", 1, 0, None, "false"]):
+                    add(f"{name}-{key}-not-a-boolean-{i}", with_field(full, key, bad), False, "invalid")
+                add(f"{name}-{key}-true", with_field(full, key, True), True, "ok")
+                add(f"{name}-{key}-false", with_field(full, key, False), True, "ok")
+            else:
+                add(f"{name}-{key}-shortest", with_field(full, key, "x" * lo), True, "ok")
+                if lo > 0:
+                    add(f"{name}-{key}-empty", with_field(full, key, ""), False, "invalid")
+                add(f"{name}-{key}-longest", with_field(full, key, "x" * hi), True, "ok")
+                add(f"{name}-{key}-too-long", with_field(full, key, "x" * (hi + 1)), False, "invalid")
+                # Lengths count characters, not bytes: both sides.
+                add(f"{name}-{key}-longest-multibyte", with_field(full, key, "é" * (hi - 1) + "😀"), True, "ok")
+                add(f"{name}-{key}-too-long-multibyte", with_field(full, key, "😀" * (hi + 1)), False, "invalid")
+                for i, bad in enumerate([42, None, True, ["x"], {"x": 1}]):
+                    add(f"{name}-{key}-not-a-string-{i}", with_field(full, key, bad), False, "invalid")
+        for i, t in enumerate(GOOD_TIMES):
+            add(f"{name}-good-time-{i}", with_attr(full, "time", t), True, "ok")
+        for i, t in enumerate(BAD_TIMES):
+            add(f"{name}-bad-time-{i}", with_attr(full, "time", t), False, "invalid")
+        add(f"{name}-time-trailing-newline", with_attr(full, "time", GOOD_TIMES[0] + "\n"), None, "invalid")
+
+    # Messages that are no command at all.
+    add("not-json", "{not json", False, "not_command")
+    add("json-array", [command("RemoveMember")], False, "not_command")
+    add("json-string", "\"raikoo\"", False, "not_command")
+    add("unknown-command-name", command("RemoveMember", type="raikoo.command.DeleteEverything.v1"), False,
+        "unknown_type")
+    # The parser is stricter than any schema can be here.
+    dup = json.dumps(command("RemoveMember"))
+    add("duplicate-key", dup[:-1] + ', "source": "/other"}', None, "not_command")
+    add("over-the-size-limit", command("RemoveMember", source="/" + "s" * 70000), None, "not_command")
+    add("nul-in-a-name", command("CreateOrganization", {"name": "Ac\u0000me", "owner_user_id": uid()}), None,
+        "not_command")
+    return out
+
+
+def parser_status(text):
+    p = subprocess.run([os.path.join(BIN, "raikoo-parse-check")], input=text.encode(), capture_output=True,
+                       timeout=30)
+    assert p.returncode == 0, p.stderr.decode()
+    status, _, reason = p.stdout.decode().rstrip("\n").partition(" ")
+    return status, reason
+
+
+@pytest.mark.parametrize("msg, schema_ok, parser", cases())
+def test_schema_and_the_workers_parser_agree_on_commands(msg, schema_ok, parser):
+    text = msg if isinstance(msg, str) else json.dumps(msg, ensure_ascii=False)
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict) and doc.get("type", "").startswith("raikoo.command.") and \
+            schemacheck.schema_for_type(doc["type"]):
+        rel = schemacheck.schema_for_type(doc["type"])
+    elif isinstance(doc, dict) and isinstance(doc.get("data"), dict):
+        # A wrong type: judge it by the schema of the command it was built from.
+        rel = "commands/RemoveMember.schema.json"
+        for name in COMMANDS:
+            if name in json.dumps(doc.get("type")) or set(doc["data"]) == set(FULL_DATA[name]):
+                rel = f"commands/{name}.schema.json"
+    else:
+        rel = "commands/RemoveMember.schema.json"
+    errs = [e.message for e in schemacheck.validator(rel).iter_errors(doc)] if doc is not None else ["not JSON"]
+    status, reason = parser_status(text)
+    if schema_ok is not None:
+        assert (not errs) == schema_ok, f"schema {rel}: {errs or 'valid'}"
+    assert status == parser, f"parser: {status} {reason}"
+    # The contract: whatever the schema rejects, the worker's parser rejects too.
+    if errs:
+        assert status != "ok", f"the schema rejects ({errs}) but the parser accepts"
+    if status == "ok":
+        assert not errs

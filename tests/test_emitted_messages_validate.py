@@ -8,18 +8,12 @@ import os
 import uuid
 
 import nacl.public
-import nacl.pwhash
 from confluent_kafka import Producer
 
 import schemacheck
-from conftest import raikoo, unique_email
+from conftest import argon2id_hash, raikoo, unique_email
 
 KEYS_DIR = os.environ.get("RAIKOO_KEYS_DIR", "")
-
-
-def argon2id_hash(password):
-    return nacl.pwhash.argon2id.str(password.encode(), opslimit=nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE,
-                                    memlimit=nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE).decode()
 
 
 class Flow:

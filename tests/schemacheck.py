@@ -53,7 +53,9 @@ def validator(rel):
 
 def schema_for_type(type_):
     """The schema file (relative path) of a message type, or None."""
-    m = re.fullmatch(r"raikoo\.(command|event|mail)\.([A-Za-z]+)\.v1", type_ or "")
+    if not isinstance(type_, str):
+        return None
+    m = re.fullmatch(r"raikoo\.(command|event|mail)\.([A-Za-z]+)\.v1", type_)
     if m:
         folder = {"command": "commands", "event": "events", "mail": "mail"}[m.group(1)]
         rel = f"{folder}/{m.group(2)}.schema.json"

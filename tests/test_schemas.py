@@ -2,6 +2,7 @@
 command worker's own parser: a table of valid and invalid commands is checked against both, and whatever
 the schema rejects, the parser (bin/raikoo-parse-check, the worker's cmd_parse) rejects too.
 """
+import base64
 import copy
 import json
 import os
@@ -344,3 +345,146 @@ def test_schema_and_the_workers_parser_agree_on_commands(msg, schema_ok, parser)
         assert status != "ok", f"the schema rejects ({errs}) but the parser accepts"
     if status == "ok":
         assert not errs
+
+
+# ---- events, results and mail jobs: examples shaped like what the C code writes ----
+
+def _c_sources():
+    out = []
+    for d in ("lib", "workers"):
+        for dirpath, _, files in os.walk(os.path.join(ROOT, d)):
+            out += [os.path.join(dirpath, f) for f in files if f.endswith(".c")]
+    return {p: open(p).read() for p in out}
+
+
+def test_every_message_type_the_c_code_writes_has_a_schema():
+    emitted = set()
+    for path, src in _c_sources().items():
+        for m in re.finditer(r'\b(?:emit|outbox_event|add_event)\([^;]*?"([A-Z][A-Za-z]+)"', src):
+            emitted.add(f"raikoo.event.{m.group(1)}.v1")
+        emitted |= set(re.findall(r'"(raikoo\.(?:event|mail)\.[A-Za-z]+\.v1|raikoo\.result\.v1)"', src))
+    assert {"raikoo.event.OrganizationCreated.v1", "raikoo.event.CommandRejected.v1", "raikoo.result.v1",
+            "raikoo.mail.InvitationEmail.v1"} <= emitted
+    missing = sorted(t for t in emitted if schemacheck.schema_for_type(t) is None)
+    assert not missing
+    assert all(t.split(".")[2] in EVENTS for t in emitted if t.startswith("raikoo.event."))
+
+
+def envelope(type_, data, source="/raikoo/command-worker", **ext):
+    msg = {"specversion": "1.0", "id": uid(), "source": source, "type": type_, "time": "2026-11-27T21:06:17.123Z",
+           "datacontenttype": "application/json"}
+    msg.update({k: v for k, v in ext.items() if v is not None})
+    msg["data"] = data
+    return msg
+
+
+def ev(name, data, source="/raikoo/command-worker", actorid="", correlationid=""):
+    return envelope(f"raikoo.event.{name}.v1", data, source, actorid=uid() if actorid == "" else actorid,
+                    correlationid=uid() if correlationid == "" else correlationid)
+
+
+ORG, USER, INV, JOB = uid(), uid(), uid(), uid()
+T = "2026-12-04T21:06:17.123Z"
+EVENT_EXAMPLES = [
+    ev("OrganizationCreated", {"org_id": ORG, "name": "Acme", "owner_user_id": USER}),
+    ev("UserCreated", {"user_id": USER, "email": "bob@example.test", "name": "Bob", "enabled": True}),
+    ev("UserCreated", {"org_id": ORG, "user_id": USER, "email": "Bob@example.test", "name": "", "enabled": False}),
+    ev("MembershipCreated", {"org_id": ORG, "user_id": USER, "is_owner": False, "can_manage_users": False}),
+    ev("InvitationCreated", {"invitation_id": INV, "org_id": ORG, "user_id": USER, "email": "bob@example.test",
+                             "kind": "existing", "grant_owner": False, "invited_by": uid(), "expires_at": T}),
+    ev("InvitationResent", {"invitation_id": INV, "org_id": ORG, "user_id": USER, "email": "bob@example.test",
+                            "previous_status": "expired", "expires_at": T, "resend_count": 1}),
+    ev("InvitationAccepted", {"invitation_id": INV, "org_id": ORG, "user_id": USER, "email": "bob@example.test",
+                              "kind": "new"}, actorid=None),
+    ev("AccountActivated", {"invitation_id": INV, "org_id": ORG, "user_id": USER, "email": "bob@example.test"},
+       actorid=None),
+    ev("InvitationRemoved", {"invitation_id": INV, "org_id": ORG, "user_id": USER, "email": "bob@example.test",
+                             "kind": "new", "previous_status": "pending", "membership_removed": True,
+                             "account_removed": True}),
+    ev("InvitationRemoved", {"invitation_id": INV, "org_id": ORG, "user_id": USER, "reason": "member_removed"}),
+    ev("MemberRemoved", {"org_id": ORG, "user_id": USER, "was_owner": True}),
+    ev("MemberRemoved", {"org_id": ORG, "user_id": USER, "reason": "invitation_removed"}),
+    ev("MemberRoleChanged", {"org_id": ORG, "user_id": USER, "is_owner": True, "can_manage_users": True,
+                             "was_owner": False, "could_manage_users": False}),
+    ev("InvitationCodeRejected", {"invitation_id": INV, "org_id": ORG, "user_id": USER,
+                                  "command_type": "ActivateAccount", "failed_attempts": 5, "locked": True},
+       actorid=None),
+    ev("CommandRejected", {"command_id": uid(), "command_type": "raikoo.command.Nope.v1",
+                           "result_code": "unknown_command_type", "message": "This command type is not known"}),
+    ev("CommandRejected", {"command_id": uid(), "command_type": "RemoveMember", "result_code": "last_owner",
+                           "message": "An organization must keep at least one owner", "org_id": ORG}),
+    ev("InvitationEmailSent", {"invitation_id": INV, "org_id": ORG, "job_id": JOB, "email": "bob@example.test",
+                               "kind": "existing", "attempts": 1}, source="/raikoo/mailer", actorid=None),
+    ev("InvitationEmailFailed", {"invitation_id": INV, "org_id": ORG, "job_id": JOB, "email": "bob@bounce.test",
+                                 "kind": "new", "attempts": 1, "reason": "550 5.1.1 mailbox unavailable",
+                                 "permanent": True}, source="/raikoo/mailer", actorid=None),
+    ev("InvitationEmailFailed", {"invitation_id": INV, "org_id": ORG, "job_id": JOB, "email": "", "kind": "",
+                                 "attempts": 0, "reason": "data.kind must be new or existing", "permanent": True},
+       source="/raikoo/mailer", actorid=None, correlationid=None),
+    ev("InvitationExpired", {"invitation_id": INV, "org_id": ORG, "email": "bob@example.test", "kind": "new",
+                             "expired_at": T}, source="/raikoo/expiry-worker", actorid=None, correlationid=None),
+]
+RESULT_EXAMPLES = [
+    envelope("raikoo.result.v1", {"command_id": uid(), "command_type": "InviteNewUser", "status": "accepted",
+                                  "code": None, "message": "Done", "org_id": ORG, "user_id": USER,
+                                  "invitation_id": INV}, actorid=uid(), correlationid=uid()),
+    envelope("raikoo.result.v1", {"command_id": uid(), "command_type": "unknown", "status": "rejected",
+                                  "code": "unknown_command_type", "message": "This command type is not known",
+                                  "org_id": None, "user_id": None, "invitation_id": None}, correlationid=uid()),
+]
+MAIL_EXAMPLES = [
+    envelope("raikoo.mail.InvitationEmail.v1",
+             {"job_id": JOB, "invitation_id": INV, "org_id": ORG, "org_name": "Acme", "kind": "new",
+              "email": "bob@example.test", "name": "", "inviter_name": "Alice", "inviter_email": "alice@example.test",
+              "grant_owner": False, "expires_at": T, "sealed_code": base64.b64encode(os.urandom(60)).decode()},
+             actorid=uid(), correlationid=uid()),
+]
+ALL_EXAMPLES = EVENT_EXAMPLES + RESULT_EXAMPLES + MAIL_EXAMPLES
+
+
+def _example_id(msg):
+    return msg["type"].split(".")[2] if msg["type"] != "raikoo.result.v1" else "result"
+
+
+def test_examples_cover_every_event_schema():
+    assert {m["type"].split(".")[2] for m in EVENT_EXAMPLES} == set(EVENTS)
+
+
+@pytest.mark.parametrize("msg", ALL_EXAMPLES, ids=_example_id)
+def test_a_message_shaped_like_the_codes_output_is_valid(msg):
+    assert schemacheck.errors(msg) == []
+
+
+@pytest.mark.parametrize("msg", ALL_EXAMPLES, ids=_example_id)
+def test_a_secret_or_unknown_field_anywhere_in_data_or_envelope_is_refused(msg):
+    for name in schemacheck.SECRET_FIELDS + ("otp", "password"):
+        if name in msg["data"]:
+            continue
+        for value in ("ABCD-EFGH-JKMN", None, 1):
+            bad = with_field(msg, name, value)
+            assert schemacheck.errors(bad), f"data.{name} = {value!r} accepted"
+            assert schemacheck.errors(with_attr(msg, name, value)), f"{name} = {value!r} accepted in the envelope"
+
+
+@pytest.mark.parametrize("msg", ALL_EXAMPLES, ids=_example_id)
+def test_every_data_field_and_envelope_attribute_is_checked(msg):
+    for key in msg["data"]:
+        for value in (["x"], {"x": 1}):
+            assert schemacheck.errors(with_field(msg, key, value)), f"data.{key} = {value!r} accepted"
+    for key in ("specversion", "id", "source", "type", "time", "datacontenttype", "data"):
+        assert schemacheck.errors(with_attr(msg, key, DROP)), f"{key} may be missing"
+        assert schemacheck.errors(with_attr(msg, key, 7)), f"{key} may be a number"
+    for key in ("id", "actorid", "correlationid"):
+        assert schemacheck.errors(with_attr(msg, key, "not-a-uuid")), f"{key} may be no UUID"
+    assert schemacheck.errors(with_attr(msg, "time", "yesterday"))
+    assert schemacheck.errors(with_attr(msg, "type", msg["type"].replace(".v1", ".v2")))
+
+
+def test_a_result_code_is_null_exactly_when_the_command_was_accepted():
+    ok, rejected = RESULT_EXAMPLES
+    assert schemacheck.errors(with_field(ok, "code", "invalid_code"))
+    assert schemacheck.errors(with_field(rejected, "code", None))
+    assert schemacheck.errors(with_field(rejected, "code", "no_such_code"))
+    for code in RESULT_CODES:
+        assert schemacheck.errors(with_field(rejected, "code", code)) == []
+    assert schemacheck.errors(with_field(ok, "status", "pending"))

@@ -93,10 +93,10 @@ def test_every_emitted_event_result_and_mail_job_validates_and_carries_no_secret
     org = r["org_id"]
 
     # An existing user: invited, a wrong code, a resend, the right code.
-    cid, r = f.accepted("AddExistingUser", {"org_id": org, "email": bob_email, "owner": False}, alice,
-                        expect=["InvitationCreated"])
+    bob_invited, r = f.accepted("AddExistingUser", {"org_id": org, "email": bob_email, "owner": False}, alice,
+                                expect=["InvitationCreated"])
     bob_inv = r["invitation_id"]
-    _, first_code = f.mail_job(cid)
+    _, first_code = f.mail_job(bob_invited)
     f.rejected("AcceptInvitation", {"invitation_id": bob_inv, "code": "ZZZZ-ZZZZ-ZZZZ"}, "invalid_code", bob,
                expect=["InvitationCodeRejected"])
     cid, _ = f.accepted("ResendInvitation", {"org_id": org, "invitation_id": bob_inv}, alice,
@@ -131,6 +131,27 @@ def test_every_emitted_event_result_and_mail_job_validates_and_carries_no_secret
                expect=["InvitationRemoved", "MemberRemoved"])
     f.accepted("RemoveMember", {"org_id": org, "user_id": carol}, bob, expect=["MemberRemoved"])
 
+    # The mailer's outcomes and the expiry worker's decisions, where the build has those workers: a sent
+    # e-mail, one refused for good (the test SMTP server bounces bounce.test), an invitation past its expiry
+    # (resent afterwards, from expired).
+    mailer, expiry = "raikoo-mailer" in workers, "raikoo-expiry-worker" in workers
+    cid, r = f.accepted("InviteNewUser", {"org_id": org, "email": unique_email("frank").replace(
+        "example.test", "bounce.test")}, alice, expect=["UserCreated", "MembershipCreated", "InvitationCreated"]
+        + (["InvitationEmailFailed"] if mailer else []))
+    f.accepted("InviteNewUser", {"org_id": org, "email": unique_email("grace"), "name": "Grâce Ødegård"}, alice,
+               expect=["UserCreated", "MembershipCreated", "InvitationCreated"]
+               + (["InvitationEmailSent"] if mailer else []))  # stays pending, so its mail goes out
+    expired_inv = None
+    if expiry:
+        cid, r = f.accepted("AddExistingUser", {"org_id": org, "email": carol_email}, alice,
+                            expect=["InvitationCreated"])
+        expired_inv = r["invitation_id"]
+        db.cursor().execute("UPDATE invitations SET expires_at = now() - interval '1 second' WHERE id = %s",
+                            (expired_inv,))
+        f.event("InvitationExpired", lambda d: d["invitation_id"] == expired_inv)
+        f.accepted("ResendInvitation", {"org_id": org, "invitation_id": expired_inv}, alice,
+                   expect=["InvitationResent"])
+
     # Rejections, each with a result and a CommandRejected event.
     f.rejected("CreateOrganization", {"name": "Not mine", "owner_user_id": alice}, "permission_denied", alice)
     f.rejected("RemoveMember", {"org_id": org, "user_id": alice}, "last_owner", admin)
@@ -150,12 +171,17 @@ def test_every_emitted_event_result_and_mail_job_validates_and_carries_no_secret
         f.events.wait_for(lambda m: json.loads(m.value()).get("correlationid") == cid
                           and json.loads(m.value())["type"] == f"raikoo.event.{t}.v1", timeout=60)
     ours = set(f.command_ids)
-    mine = lambda m: json.loads(m.value()).get("correlationid") in ours
+
+    def mine(m):
+        doc = json.loads(m.value())
+        return doc.get("correlationid") in ours or (
+            doc["type"] == "raikoo.event.InvitationExpired.v1" and doc["data"]["invitation_id"] == expired_inv)
     events = [m for m in f.events.poll(0.5) if mine(m)]
     results = [m for m in f.results.poll(0.1) if mine(m)]
     jobs = [m for m in f.mail.poll(0.1) if mine(m)]
     assert len(results) == len(f.command_ids)
-    assert len(jobs) == 5  # AddExistingUser, ResendInvitation, three InviteNewUser
+    # AddExistingUser, ResendInvitation, five InviteNewUser; with the expiry worker one more of the first two.
+    assert len(jobs) == (9 if expiry else 7)
 
     invalid = []
     for m in events + results + jobs:
@@ -168,6 +194,10 @@ def test_every_emitted_event_result_and_mail_job_validates_and_carries_no_secret
     assert seen >= {"OrganizationCreated", "UserCreated", "MembershipCreated", "InvitationCreated",
                     "InvitationResent", "InvitationAccepted", "InvitationRemoved", "AccountActivated",
                     "MemberRemoved", "MemberRoleChanged", "InvitationCodeRejected", "CommandRejected"}
+    if mailer:
+        assert seen >= {"InvitationEmailSent", "InvitationEmailFailed"}
+    if expiry:
+        assert "InvitationExpired" in seen
     # Both shapes of the events that have two.
     removed = [json.loads(m.value())["data"] for m in events if b"InvitationRemoved" in m.value()]
     assert {d.get("reason", "by RemoveInvitation") for d in removed} == {"by RemoveInvitation", "member_removed"}

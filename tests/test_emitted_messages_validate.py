@@ -146,8 +146,8 @@ def test_every_emitted_event_result_and_mail_job_validates_and_carries_no_secret
         cid, r = f.accepted("AddExistingUser", {"org_id": org, "email": carol_email}, alice,
                             expect=["InvitationCreated"])
         expired_inv = r["invitation_id"]
-        db.cursor().execute("UPDATE invitations SET expires_at = now() - interval '1 second' WHERE id = %s",
-                            (expired_inv,))
+        db.cursor().execute("UPDATE invitations SET created_at = now() - interval '8 days',"
+                            " expires_at = now() - interval '1 day' WHERE id = %s", (expired_inv,))
         f.event("InvitationExpired", lambda d: d["invitation_id"] == expired_inv)
         f.accepted("ResendInvitation", {"org_id": org, "invitation_id": expired_inv}, alice,
                    expect=["InvitationResent"])

@@ -145,11 +145,17 @@ static void json_print(const char *org, const char *org_name, const char *list_k
 
 /* What both listings share: options, the connection, the organization and the actor's right to read. */
 static int listing(int argc, char **argv, conf_t *c, int invitations) {
-    static const struct option opts[] = {{"org", required_argument, NULL, 'o'},
-                                         {"actor", required_argument, NULL, 'a'},
-                                         {"status", required_argument, NULL, 's'},
-                                         {"json", no_argument, NULL, 'j'},
-                                         {NULL, 0, NULL, 0}};
+    /* members has no --status: getopt must not take its value as an option argument. */
+    static const struct option all_opts[] = {{"org", required_argument, NULL, 'o'},
+                                             {"actor", required_argument, NULL, 'a'},
+                                             {"json", no_argument, NULL, 'j'},
+                                             {"status", required_argument, NULL, 's'},
+                                             {NULL, 0, NULL, 0}};
+    static const struct option member_opts[] = {{"org", required_argument, NULL, 'o'},
+                                                {"actor", required_argument, NULL, 'a'},
+                                                {"json", no_argument, NULL, 'j'},
+                                                {NULL, 0, NULL, 0}};
+    const struct option *opts = invitations ? all_opts : member_opts;
     const char *cmd = argv[0], *org = NULL, *actor = NULL, *status = NULL;
     int as_json = 0, o, rc = EXIT_INFRA;
     optind = 1;
@@ -159,7 +165,7 @@ static int listing(int argc, char **argv, conf_t *c, int invitations) {
             org = optarg;
         } else if (o == 'a') {
             actor = optarg;
-        } else if (o == 's' && invitations) {
+        } else if (o == 's') {
             status = optarg;
         } else if (o == 'j') {
             as_json = 1;

@@ -114,5 +114,22 @@ const embedded_file_t embedded_sql[] = {
      ");\n"
      "CREATE INDEX mail_deliveries_due_idx ON mail_deliveries (next_attempt_at) WHERE status = 'retrying';\n"
     },
+    {"003_last_owner.sql",
+     "-- An organization always keeps at least one owner: whatever removes or demotes the last one fails with\n"
+     "-- SQLSTATE RK001, which the command worker reports as `last_owner`. Its own checks come first, with a\n"
+     "-- better message; this holds even when two commands race.\n"
+     "CREATE FUNCTION org_keeps_an_owner() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+     "BEGIN\n"
+     "    IF OLD.is_owner\n"
+     "       AND EXISTS (SELECT 1 FROM organizations WHERE id = OLD.org_id)\n"
+     "       AND NOT EXISTS (SELECT 1 FROM org_members WHERE org_id = OLD.org_id AND is_owner) THEN\n"
+     "        RAISE EXCEPTION 'organization % would be left without an owner', OLD.org_id USING ERRCODE = 'RK001';\n"
+     "    END IF;\n"
+     "    RETURN NULL;\n"
+     "END $$;\n"
+     "\n"
+     "CREATE TRIGGER org_keeps_an_owner AFTER UPDATE OF is_owner OR DELETE ON org_members\n"
+     "    FOR EACH ROW EXECUTE FUNCTION org_keeps_an_owner();\n"
+    },
     {0, 0},
 };

@@ -459,3 +459,54 @@ def test_a_permission_rejection_exits_1_with_its_code(workers):
     code, res = raikoo_json("create-org", "--name", "Nope", "--owner", stranger, "--actor", stranger)
     assert code == 1
     assert res["code"] == "permission_denied" and res["command_type"] == "CreateOrganization"
+
+
+def test_accept_and_activate_through_the_cli_with_the_mailed_codes(client, admin, db):
+    """The two invitee commands end to end: codes as the mailer would send them, passwords from stdin."""
+    code, res = raikoo_json("create-org", "--name", "Hooli", "--owner", admin, "--actor", admin)
+    assert code == 0, res
+    org = res["org_id"]
+
+    # Add Existing User, then the invitee accepts with the confirmation code.
+    email = unique_email("existing")
+    password = "pw-" + uuid.uuid4().hex
+    p = raikoo("create-user", "--email", email, "--name", "Eve", "--password-stdin", "--actor", admin, "--wait",
+               input=password + "\n")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.startswith("accepted: CreateUser (user ")
+    eve = p.stdout.split("user ")[1].rstrip(")\n")
+    cur = db.cursor()
+    cur.execute("SELECT password_hash FROM users WHERE id = %s", (eve,))
+    assert nacl.pwhash.verify(cur.fetchone()[0].encode(), password.encode())
+    code, res = raikoo_json("add-existing", "--org", org, "--email", email, "--owner", "--actor", admin)
+    assert code == 0, res
+    inv = res["invitation_id"]
+    code, res = raikoo_json("accept", "--invitation", inv, "--code", "0000-0000-0000", "--actor", eve)
+    assert code == 1 and res["code"] == "invalid_code"
+    code, res = raikoo_json("accept", "--invitation", inv, "--code", client.code_for(inv).lower(), "--actor", eve)
+    assert code == 0, res
+    assert res["command_type"] == "AcceptInvitation" and res["invitation_id"] == inv
+    members = json.loads(raikoo("members", "--org", org, "--json", check=True).stdout)["members"]
+    assert [m["owner"] for m in members if m["user_id"] == eve] == [True]
+
+    # Invite New User, then the new user activates with the one-time password and a password of their own.
+    email = unique_email("fresh")
+    code, res = raikoo_json("invite-new", "--org", org, "--email", email, "--actor", admin)
+    assert code == 0, res
+    inv, newbie = res["invitation_id"], res["user_id"]
+    p = raikoo("activate", "--email", email, "--code", client.code_for(inv), "--password-stdin", "--wait",
+               "--json", input="my new password\n")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert json.loads(p.stdout)["user_id"] == newbie
+    cur.execute("SELECT enabled, password_hash FROM users WHERE id = %s", (newbie,))
+    enabled, h = cur.fetchone()
+    assert enabled and nacl.pwhash.verify(h.encode(), b"my new password")
+    invs = json.loads(raikoo("invitations", "--org", org, "--status", "accepted", "--json",
+                             check=True).stdout)["invitations"]
+    assert sorted(i["email"] for i in invs) == sorted([email, unique_email_of(db, eve)])
+
+
+def unique_email_of(db, user):
+    cur = db.cursor()
+    cur.execute("SELECT email FROM users WHERE id = %s", (user,))
+    return cur.fetchone()[0]

@@ -378,6 +378,7 @@ static char *xstrdup(const char *s) {
 raikoo_producer_t *raikoo_producer_new(const conf_t *c, char *errstr, size_t errstr_size) {
     raikoo_producer_t *p = calloc(1, sizeof(*p));
     rd_kafka_conf_t *kconf = NULL;
+    int ok = 0;
     if (!p)
         abort();
     p->topic_commands = xstrdup(conf_get(c, "topic.commands"));
@@ -386,25 +387,25 @@ raikoo_producer_t *raikoo_producer_new(const conf_t *c, char *errstr, size_t err
     p->source = xstrdup(DEFAULT_SOURCE);
     long max_bytes;
     if (conf_get_long(c, "command.max.bytes", 256, 64L * 1024 * 1024, &max_bytes, errstr, errstr_size) != 0)
-        goto fail;
+        goto done;
     p->max_bytes = (size_t)max_bytes;
 
     kconf = kafka_conf_new(c, errstr, errstr_size);
     if (!kconf)
-        goto fail;
+        goto done;
     /* The idempotent producer: no duplicates or reordering from the client's own retries. */
     const char *mto = conf_get(c, "kafka.message.timeout.ms");
     if (kafka_conf_set(kconf, "enable.idempotence", "true", errstr, errstr_size) != 0 ||
         kafka_conf_set(kconf, "acks", "all", errstr, errstr_size) != 0 ||
         kafka_conf_set(kconf, "message.timeout.ms", mto ? mto : DEFAULT_MESSAGE_TIMEOUT, errstr, errstr_size) != 0)
-        goto fail;
+        goto done;
     p->message_timeout_ms = strtol(mto ? mto : DEFAULT_MESSAGE_TIMEOUT, NULL, 10);
     rd_kafka_conf_set_dr_msg_cb(kconf, on_delivery);
     rd_kafka_conf_set_opaque(kconf, p);
 
     p->consumer_conf = kafka_conf_new(c, errstr, errstr_size);
     if (!p->consumer_conf)
-        goto fail;
+        goto done;
     /* librdkafka wants a group for assign(), but this one never joins, subscribes or commits. */
     char group[64], uid[37];
     uuid_generate(uid);
@@ -413,21 +414,24 @@ raikoo_producer_t *raikoo_producer_new(const conf_t *c, char *errstr, size_t err
         kafka_conf_set(p->consumer_conf, "enable.auto.commit", "false", errstr, errstr_size) != 0 ||
         kafka_conf_set(p->consumer_conf, "enable.auto.offset.store", "false", errstr, errstr_size) != 0 ||
         kafka_conf_set(p->consumer_conf, "enable.partition.eof", "false", errstr, errstr_size) != 0)
-        goto fail;
+        goto done;
 
     p->rk = kafka_client_new(c, RD_KAFKA_PRODUCER, kconf, CONNECT_TIMEOUT_MS, errstr, errstr_size);
     kconf = NULL; /* now owned by p->rk, or destroyed by kafka_client_new */
     if (!p->rk)
-        goto fail;
+        goto done;
     int parts;
     if (topic_partitions(p->rk, p->topic_commands, p->bootstrap, &parts, errstr, errstr_size) != 0)
-        goto fail;
-    return p;
-fail:
+        goto done;
+    ok = 1;
+done:
     if (kconf)
         rd_kafka_conf_destroy(kconf);
-    raikoo_producer_free(p);
-    return NULL;
+    if (!ok) {
+        raikoo_producer_free(p);
+        p = NULL;
+    }
+    return p;
 }
 
 void raikoo_producer_free(raikoo_producer_t *p) {

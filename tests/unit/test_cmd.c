@@ -1,7 +1,11 @@
 /* Unit tests of commands: the parser the worker uses, and the producer library's envelopes built on it. */
 #include <stdlib.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
 
 #include "cmd.h"
+#include "event.h"
+#include "log.h"
 #include "producer.h"
 #include "secret.h"
 #include "unit.h"
@@ -271,6 +275,130 @@ static void password_hash_is_interactive_argon2id_and_verifies(void) {
     CHECK(raikoo_password_hash("", hash, err, sizeof(err)) == -1);
 }
 
+/* ---- the producer against librdkafka's mock cluster (the real broker is in tests/test_cli.py) ---- */
+
+/* Publishes a result for command_id to the results topic, as the relay would. */
+static void mock_result(rd_kafka_t *rk, const char *command_id, const char *status) {
+    json_t *data = json_pack("{s:s, s:s, s:s, s:n, s:s, s:s, s:n, s:n}", "command_id", command_id, "command_type",
+                             "RemoveMember", "status", status, "code", "message", "Done", "org_id", ORG, "user_id",
+                             "invitation_id");
+    json_t *ev = event_new("raikoo.result.v1", NULL, "/test", NULL, command_id, data);
+    char *text = event_dump(ev);
+    CHECK(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("raikoo.results"), RD_KAFKA_V_KEY(command_id, strlen(command_id)),
+                            RD_KAFKA_V_VALUE(text, strlen(text)), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                            RD_KAFKA_V_END) == 0);
+    free(text);
+    json_decref(ev);
+}
+
+static int delivered_ok, delivered_bad;
+static void count_delivery(void *opaque, const char *command_id, const char *error) {
+    (void)opaque;
+    CHECK(uuid_valid(command_id));
+    if (error)
+        delivered_bad++;
+    else
+        delivered_ok++;
+}
+
+static void producer_waits_for_one_and_polls_many_results_each_once(void) {
+    enum { N = 40 };
+    char err[512];
+    log_init("unit", "error");
+    /* A client whose configuration asks for a mock cluster owns one (and points at it). */
+    rd_kafka_conf_t *mconf = rd_kafka_conf_new();
+    CHECK(rd_kafka_conf_set(mconf, "test.mock.num.brokers", "1", err, sizeof(err)) == RD_KAFKA_CONF_OK);
+    CHECK(rd_kafka_conf_set(mconf, "log_level", "3", err, sizeof(err)) == RD_KAFKA_CONF_OK);
+    rd_kafka_t *mrk = rd_kafka_new(RD_KAFKA_PRODUCER, mconf, err, sizeof(err));
+    CHECK(mrk != NULL);
+    if (!mrk)
+        return;
+    rd_kafka_mock_cluster_t *mc = rd_kafka_handle_mock_cluster(mrk);
+    rd_kafka_mock_topic_create(mc, "raikoo.commands", 3, 1);
+    rd_kafka_mock_topic_create(mc, "raikoo.results", 4, 1);
+    conf_t *c = conf_new();
+    CHECK(conf_set(c, "kafka.bootstrap.servers", rd_kafka_mock_cluster_bootstraps(mc), err, sizeof(err)) == 0);
+    /* The relay's part: a plain producer writing results into the mock cluster. */
+    rd_kafka_conf_t *rconf = rd_kafka_conf_new();
+    CHECK(rd_kafka_conf_set(rconf, "bootstrap.servers", rd_kafka_mock_cluster_bootstraps(mc), err, sizeof(err)) ==
+          RD_KAFKA_CONF_OK);
+    rd_kafka_t *relay = rd_kafka_new(RD_KAFKA_PRODUCER, rconf, err, sizeof(err));
+    raikoo_producer_t *p = NULL;
+    CHECK(relay != NULL);
+    if (!relay)
+        goto done;
+
+    /* A result already on the topic before we follow it is not ours to see. */
+    mock_result(relay, "6a1f0c7e-2b3d-4e5f-8a9b-0c1d2e3f4a5b", "accepted");
+    rd_kafka_flush(relay, 5000);
+
+    p = raikoo_producer_new(c, err, sizeof(err));
+    CHECK(p != NULL);
+    if (!p)
+        goto done;
+    raikoo_producer_set_delivery_cb(p, count_delivery, NULL);
+    raikoo_result_t r;
+    CHECK(raikoo_results_poll(p, 0, &r, err, sizeof(err)) == RAIKOO_ERR_STATE);
+    CHECK(raikoo_results_follow(p, err, sizeof(err)) == 0);
+
+    char ids[N][37];
+    delivered_ok = delivered_bad = 0;
+    CHECK(raikoo_command_publish(p, CMD_REMOVE_MEMBER, ACTOR, json_pack("{s:s, s:s}", "org_id", ORG, "user_id", INV),
+                                 ids[0], err, sizeof(err)) == 0);
+    for (int i = 1; i < N; i++)
+        CHECK(raikoo_command_send(p, CMD_REMOVE_MEMBER, ACTOR,
+                                  json_pack("{s:s, s:s}", "org_id", ORG, "user_id", INV), ids[i], err,
+                                  sizeof(err)) == 0);
+    char bad_id[37] = "x";
+    CHECK(raikoo_command_send(p, CMD_REMOVE_MEMBER, ACTOR, json_pack("{s:s}", "org_id", ORG), bad_id, err,
+                              sizeof(err)) == RAIKOO_ERR_INVALID);
+    CHECK(bad_id[0] == '\0');
+    CHECK(raikoo_producer_flush(p, 10000, err, sizeof(err)) == 0);
+    CHECK(delivered_ok == N && delivered_bad == 0);
+    CHECK(raikoo_results_pending(p) == N);
+
+    /* Results in reverse order, someone else's among them, and one duplicate. */
+    for (int i = N - 1; i >= 0; i--) {
+        mock_result(relay, ids[i], i % 2 ? "rejected" : "accepted");
+        if (i == N / 2) {
+            mock_result(relay, "0d9c8b7a-6f5e-4d3c-9b2a-000000000000", "accepted");
+            mock_result(relay, ids[N - 1], "accepted");
+        }
+    }
+    CHECK(rd_kafka_flush(relay, 5000) == 0);
+
+    /* Waiting for the first command keeps the others that arrive meanwhile. */
+    CHECK(raikoo_command_wait(p, ids[0], 10000, &r, err, sizeof(err)) == 1);
+    CHECK_STR(r.command_id, ids[0]);
+    CHECK(r.accepted == 1 && r.code == NULL && r.user_id == NULL);
+    CHECK_STR(r.org_id, ORG);
+    raikoo_result_clear(&r);
+    CHECK(raikoo_results_pending(p) == N - 1);
+
+    int seen[N] = {0}, got = 0;
+    while (raikoo_results_pending(p) > 0 && raikoo_results_poll(p, 10000, &r, err, sizeof(err)) == 1) {
+        for (int i = 0; i < N; i++)
+            if (strcmp(r.command_id, ids[i]) == 0) {
+                seen[i]++;
+                CHECK(r.accepted == !(i % 2));
+            }
+        got++;
+        raikoo_result_clear(&r);
+    }
+    CHECK(got == N - 1);
+    for (int i = 1; i < N; i++)
+        CHECK(seen[i] == 1);
+    /* Nothing more: the duplicate and the stranger's result were skipped. */
+    CHECK(raikoo_results_poll(p, 300, &r, err, sizeof(err)) == 0);
+    CHECK(raikoo_command_wait(p, ids[3], 100, &r, err, sizeof(err)) == 0);
+done:
+    raikoo_producer_free(p);
+    if (relay)
+        rd_kafka_destroy(relay);
+    conf_free(c);
+    rd_kafka_destroy(mrk); /* and its mock cluster */
+}
+
 const unit_test_t cmd_tests[] = {
     {"cmd: parse accepts every command type with its fields", parse_accepts_every_command_type_with_its_fields},
     {"cmd: parse accepts activate account without actor but not others",
@@ -284,5 +412,6 @@ const unit_test_t cmd_tests[] = {
     {"producer: build refuses what the worker would refuse with its message",
      build_refuses_what_the_worker_would_refuse_with_its_message},
     {"password_hash_is_interactive_argon2id_and_verifies", password_hash_is_interactive_argon2id_and_verifies},
+    {"producer: waits for one and polls many results each once", producer_waits_for_one_and_polls_many_results_each_once},
     {NULL, NULL},
 };

@@ -1,0 +1,257 @@
+/* The command processor: applies a batch of command messages in one PostgreSQL transaction, a savepoint
+ * per command, with their results, events and mail jobs written to the outbox in that same transaction. */
+#include "cmdproc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "db.h"
+#include "domain.h"
+#include "event.h"
+#include "log.h"
+#include "outbox.h"
+
+static const char SQL_SEEN[] = "SELECT command_id::text, result FROM processed_commands WHERE command_id = ANY($1::uuid[])";
+
+struct cmdproc {
+    PGconn *db;
+    domain_ctx_t ctx;
+    outbox_t outbox;
+    long max_bytes;
+    const char *topic_results, *topic_events;
+};
+
+/* A command decided in this batch, to record in processed_commands. */
+typedef struct decided {
+    char id[37];
+    const char *type_name;
+    const char *status;
+    char *result; /* the result event's text */
+} decided_t;
+
+cmdproc_t *cmdproc_new(const conf_t *c, PGconn *db, const secret_keys_t *keys, char *errstr, size_t errstr_size) {
+    cmdproc_t *p = calloc(1, sizeof(*p));
+    if (!p)
+        abort();
+    if (conf_get_long(c, "command.max.bytes", 256, 100L * 1024 * 1024, &p->max_bytes, errstr, errstr_size) != 0 ||
+        conf_get_long(c, "invitation.ttl.seconds", 60, 365L * 86400, &p->ctx.ttl_seconds, errstr, errstr_size) != 0 ||
+        conf_get_long(c, "ratelimit.invitations.per.hour", 1, 100000000, &p->ctx.rate_per_hour, errstr,
+                      errstr_size) != 0) {
+        free(p);
+        return NULL;
+    }
+    p->db = db;
+    p->ctx.db = db;
+    p->ctx.keys = keys;
+    p->ctx.topic_events = p->topic_events = conf_get(c, "topic.events");
+    p->ctx.topic_mail = conf_get(c, "topic.mail");
+    p->topic_results = conf_get(c, "topic.results");
+    p->ctx.outbox = &p->outbox;
+    return p;
+}
+
+void cmdproc_set_db(cmdproc_t *p, PGconn *db) {
+    p->db = db;
+    p->ctx.db = db;
+}
+
+void cmdproc_free(cmdproc_t *p) {
+    if (!p)
+        return;
+    outbox_free(&p->outbox);
+    free(p);
+}
+
+/* The result event of a decided command (text, caller frees), and a CommandRejected event when rejected. */
+static char *result_event(cmdproc_t *p, const cmd_t *cmd, const char *type_name, const domain_result_t *res) {
+    json_t *d = json_pack("{s:s, s:s, s:s, s:o, s:s}", "command_id", cmd->id, "command_type", type_name, "status",
+                          res->accepted ? "accepted" : "rejected", "code",
+                          res->code ? json_string(res->code) : json_null(), "message",
+                          res->accepted ? "Done" : res->message);
+    if (!d)
+        abort();
+    json_object_set_new(d, "org_id", res->org_id[0] ? json_string(res->org_id) : json_null());
+    json_object_set_new(d, "user_id", res->user_id[0] ? json_string(res->user_id) : json_null());
+    json_object_set_new(d, "invitation_id", res->invitation_id[0] ? json_string(res->invitation_id) : json_null());
+    json_t *ev = event_new("raikoo.result.v1", NULL, EVENT_SOURCE_WORKER, cmd->actor, cmd->id, d);
+    char *text = event_dump(ev);
+    json_decref(ev);
+    if (!res->accepted) {
+        json_t *rd = json_pack("{s:s, s:s, s:s, s:s}", "command_id", cmd->id, "command_type", type_name, "code",
+                               res->code, "message", res->message);
+        if (res->org_id[0])
+            json_object_set_new(rd, "org_id", json_string(res->org_id));
+        outbox_event(&p->outbox, p->topic_events, "CommandRejected", res->org_id[0] ? res->org_id : cmd->id, cmd->id,
+                     cmd->actor, rd);
+    }
+    outbox_add(&p->outbox, p->topic_results, cmd->id, text);
+    return text;
+}
+
+/* Inserts the decided commands, several rows a statement. */
+static int record_decided(cmdproc_t *p, decided_t *d, size_t n, char *errstr, size_t errstr_size) {
+    enum { ROWS = 1000 };
+    size_t done = 0;
+    while (done < n) {
+        size_t rows = n - done < ROWS ? n - done : ROWS;
+        size_t cap = 96 + rows * 48;
+        char *sql = malloc(cap);
+        const char **params = malloc(rows * 4 * sizeof(*params));
+        if (!sql || !params)
+            abort();
+        size_t len = (size_t)snprintf(sql, cap, "INSERT INTO processed_commands (command_id, command_type, status, result) VALUES ");
+        for (size_t i = 0; i < rows; i++) {
+            len += (size_t)snprintf(sql + len, cap - len, "%s($%zu,$%zu,$%zu,$%zu)", i ? "," : "", i * 4 + 1,
+                                    i * 4 + 2, i * 4 + 3, i * 4 + 4);
+            params[i * 4] = d[done + i].id;
+            params[i * 4 + 1] = d[done + i].type_name;
+            params[i * 4 + 2] = d[done + i].status;
+            params[i * 4 + 3] = d[done + i].result;
+        }
+        PGresult *res = db_exec(p->db, sql, (int)(rows * 4), params, errstr, errstr_size);
+        free(sql);
+        free(params);
+        if (!res)
+            return -1;
+        PQclear(res);
+        done += rows;
+    }
+    return 0;
+}
+
+/* Fetches the stored results of the batch's command ids that were decided before. Returns the result
+ * (caller clears) or NULL on failure. */
+static PGresult *seen_before(cmdproc_t *p, cmd_t *cmds, parse_status_t *st, size_t n, char *errstr,
+                             size_t errstr_size) {
+    size_t cap = 8 + n * 38;
+    char *arr = malloc(cap);
+    if (!arr)
+        abort();
+    size_t len = (size_t)snprintf(arr, cap, "{");
+    for (size_t i = 0; i < n; i++)
+        if (st[i] != PARSE_NOT_COMMAND)
+            len += (size_t)snprintf(arr + len, cap - len, "%s%s", len > 1 ? "," : "", cmds[i].id);
+    snprintf(arr + len, cap - len, "}");
+    const char *params[1] = {arr};
+    PGresult *res = db_exec(p->db, SQL_SEEN, 1, params, errstr, errstr_size);
+    free(arr);
+    return res;
+}
+
+static const char *stored_result(PGresult *seen, const char *id) {
+    for (int i = 0; i < PQntuples(seen); i++)
+        if (strcasecmp(PQgetvalue(seen, i, 0), id) == 0)
+            return PQgetvalue(seen, i, 1);
+    return NULL;
+}
+
+static const char *decided_result(decided_t *d, size_t n, const char *id) {
+    for (size_t i = 0; i < n; i++)
+        if (strcasecmp(d[i].id, id) == 0)
+            return d[i].result;
+    return NULL;
+}
+
+int cmdproc_apply(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, char *errstr, size_t errstr_size) {
+    int rc = -1, in_tx = 0;
+    cmd_t *cmds = calloc(n ? n : 1, sizeof(*cmds));
+    parse_status_t *st = calloc(n ? n : 1, sizeof(*st));
+    char (*why)[256] = calloc(n ? n : 1, sizeof(*why));
+    decided_t *dec = calloc(n ? n : 1, sizeof(*dec));
+    size_t ndec = 0;
+    PGresult *seen = NULL;
+    if (!cmds || !st || !why || !dec)
+        abort();
+    outbox_truncate(&p->outbox, 0);
+
+    for (size_t i = 0; i < n; i++) {
+        st[i] = cmd_parse(msgs[i].payload, msgs[i].len, (size_t)p->max_bytes, &cmds[i], why[i], sizeof(why[i]));
+        msgs[i].dead_letter = st[i] == PARSE_NOT_COMMAND;
+        msgs[i].code = NULL;
+        msgs[i].command_id[0] = '\0';
+        if (msgs[i].dead_letter) {
+            snprintf(msgs[i].reason, sizeof(msgs[i].reason), "%s", why[i]);
+            msgs[i].outcome = "dead_letter";
+        } else {
+            snprintf(msgs[i].command_id, sizeof(msgs[i].command_id), "%s", cmds[i].id);
+        }
+    }
+    seen = seen_before(p, cmds, st, n, errstr, errstr_size);
+    if (!seen)
+        goto done;
+    if (db_cmd(p->db, "BEGIN", errstr, errstr_size) != 0)
+        goto done;
+    in_tx = 1;
+
+    for (size_t i = 0; i < n; i++) {
+        if (st[i] == PARSE_NOT_COMMAND)
+            continue;
+        cmd_t *cmd = &cmds[i];
+        /* A command id decided before gets its original result again, and changes nothing. */
+        const char *prior = stored_result(seen, cmd->id);
+        if (!prior)
+            prior = decided_result(dec, ndec, cmd->id);
+        if (prior) {
+            outbox_add(&p->outbox, p->topic_results, cmd->id, prior);
+            msgs[i].outcome = "duplicate";
+            continue;
+        }
+        domain_result_t res;
+        if (st[i] == PARSE_OK) {
+            size_t mark = p->outbox.n;
+            if (db_cmd(p->db, "SAVEPOINT cmd", errstr, errstr_size) != 0)
+                goto done;
+            if (domain_apply(&p->ctx, cmd, &res, errstr, errstr_size) != 0)
+                goto done;
+            if (!res.accepted && !res.keep_changes) {
+                if (db_cmd(p->db, "ROLLBACK TO SAVEPOINT cmd", errstr, errstr_size) != 0)
+                    goto done;
+                outbox_truncate(&p->outbox, mark);
+            }
+            if (db_cmd(p->db, "RELEASE SAVEPOINT cmd", errstr, errstr_size) != 0)
+                goto done;
+        } else {
+            memset(&res, 0, sizeof(res));
+            domain_reject(&res, st[i] == PARSE_UNKNOWN_TYPE ? "unknown_command_type" : "invalid_command", why[i]);
+        }
+        const char *type_name = cmd->type_name && *cmd->type_name ? cmd->type_name : "unknown";
+        dec[ndec].result = result_event(p, cmd, type_name, &res);
+        snprintf(dec[ndec].id, sizeof(dec[ndec].id), "%s", cmd->id);
+        dec[ndec].type_name = type_name;
+        dec[ndec].status = res.accepted ? "accepted" : "rejected";
+        ndec++;
+        msgs[i].outcome = res.accepted ? "accepted" : "rejected";
+        msgs[i].code = res.code;
+        if (res.accepted)
+            log_debug(cmd->id, "%s accepted", type_name);
+        else
+            log_info(cmd->id, "%s rejected: %s", type_name, res.code);
+    }
+    if (outbox_write(&p->outbox, p->db, errstr, errstr_size) != 0)
+        goto done;
+    if (ndec && record_decided(p, dec, ndec, errstr, errstr_size) != 0)
+        goto done;
+    if (db_cmd(p->db, "COMMIT", errstr, errstr_size) != 0)
+        goto done;
+    in_tx = 0;
+    rc = 0;
+done:
+    if (in_tx) {
+        char ignore[256];
+        db_cmd(p->db, "ROLLBACK", ignore, sizeof(ignore));
+    }
+    if (rc != 0)
+        outbox_truncate(&p->outbox, 0);
+    PQclear(seen);
+    for (size_t i = 0; i < ndec; i++)
+        free(dec[i].result);
+    for (size_t i = 0; i < n; i++)
+        cmd_free(&cmds[i]);
+    free(dec);
+    free(why);
+    free(st);
+    free(cmds);
+    return rc;
+}

@@ -1,0 +1,38 @@
+/* The command processor: applies a batch of command messages in one PostgreSQL transaction, a savepoint
+ * per command, with their results, events and mail jobs written to the outbox in that same transaction. */
+#ifndef RAIKOO_CMDPROC_H
+#define RAIKOO_CMDPROC_H
+
+#include <stddef.h>
+#include <libpq-fe.h>
+
+#include "conf.h"
+#include "secret.h"
+
+typedef struct cmdproc cmdproc_t;
+
+/* One message of a batch. The caller fills payload/len; apply fills the rest. */
+typedef struct cmdproc_msg {
+    const char *payload;
+    size_t len;
+    int dead_letter;        /* out: not a command; belongs on the dead-letter topic */
+    char reason[256];       /* out: why, for the dead-letter header */
+    char command_id[37];    /* out: the command id when there is one */
+    const char *outcome;    /* out: "accepted", "rejected", "duplicate" or "dead_letter" (static) */
+    const char *code;       /* out: the result code when rejected (static) */
+} cmdproc_msg_t;
+
+/* A processor over db (borrowed; it must outlive the processor) with the settings of c and the keys
+ * (borrowed). NULL with errstr when a setting is wrong. */
+cmdproc_t *cmdproc_new(const conf_t *c, PGconn *db, const secret_keys_t *keys, char *errstr, size_t errstr_size);
+
+/* Applies msgs[0..n) in one transaction. 0 when it committed; -1 when the database failed (rolled back,
+ * errstr says why): nothing of the batch took effect, and the caller retries it. */
+int cmdproc_apply(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, char *errstr, size_t errstr_size);
+
+/* Replaces the connection (after the caller reconnected). */
+void cmdproc_set_db(cmdproc_t *p, PGconn *db);
+
+void cmdproc_free(cmdproc_t *p);
+
+#endif

@@ -1,0 +1,38 @@
+/* The domain rules: what each command does to PostgreSQL, who may do it, and the events it emits. */
+#ifndef RAIKOO_DOMAIN_H
+#define RAIKOO_DOMAIN_H
+
+#include <stddef.h>
+#include <libpq-fe.h>
+
+#include "cmd.h"
+#include "outbox.h"
+#include "secret.h"
+
+#define MAX_CODE_ATTEMPTS 5
+
+typedef struct domain_ctx {
+    PGconn *db;                 /* inside the caller's transaction and savepoint */
+    const secret_keys_t *keys;  /* public key and pepper */
+    const char *topic_events, *topic_mail;
+    long ttl_seconds;           /* invitation.ttl.seconds */
+    long rate_per_hour;         /* ratelimit.invitations.per.hour */
+    outbox_t *outbox;           /* events and mail jobs go here */
+} domain_ctx_t;
+
+typedef struct domain_result {
+    int accepted;
+    const char *code;           /* stable result code, NULL when accepted */
+    char message[512];
+    char org_id[37], user_id[37], invitation_id[37];
+    int keep_changes;           /* rejected, but what it wrote (a failed attempt) must be committed */
+} domain_result_t;
+
+/* Applies one valid command. Returns 0 when it is decided (accepted or rejected: see res), -1 when the
+ * database failed in a way that is not the command's fault (errstr says how): the caller retries the batch. */
+int domain_apply(domain_ctx_t *x, const cmd_t *cmd, domain_result_t *res, char *errstr, size_t errstr_size);
+
+/* Fills res as rejected with code and the code's standard message (what to do about it). */
+void domain_reject(domain_result_t *res, const char *code, const char *detail);
+
+#endif

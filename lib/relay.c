@@ -1,0 +1,119 @@
+/* The outbox relay's round: publish outbox rows with an idempotent producer, delete exactly those
+ * Kafka acknowledged. */
+#include "relay.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+#include "kafka.h"
+#include "log.h"
+
+static const char SQL_PENDING[] = "SELECT id, topic, key, payload FROM outbox ORDER BY id LIMIT $1";
+static const char SQL_DELETE[] = "DELETE FROM outbox WHERE id = ANY($1::bigint[])";
+
+/* Per-message delivery state, reached through the message opaque. */
+typedef struct delivery {
+    int done;
+    rd_kafka_resp_err_t err;
+} delivery_t;
+
+static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    (void)rk;
+    (void)opaque;
+    delivery_t *d = m->_private;
+    d->done = 1;
+    d->err = m->err;
+}
+
+int relay_conf(rd_kafka_conf_t *kconf, char *errstr, size_t errstr_size) {
+    rd_kafka_conf_set_dr_msg_cb(kconf, dr_msg_cb);
+    if (kafka_conf_set(kconf, "enable.idempotence", "true", errstr, errstr_size) != 0 ||
+        kafka_conf_set(kconf, "acks", "all", errstr, errstr_size) != 0 ||
+        kafka_conf_set(kconf, "linger.ms", "2", errstr, errstr_size) != 0)
+        return -1;
+    return 0;
+}
+
+int relay_round(PGconn *db, rd_kafka_t *producer, long limit, size_t *published, char *errstr,
+                size_t errstr_size) {
+    int rc = -1;
+    char lim[24];
+    snprintf(lim, sizeof(lim), "%ld", limit);
+    const char *p[1] = {lim};
+    *published = 0;
+    PGresult *rows = db_exec(db, SQL_PENDING, 1, p, errstr, errstr_size);
+    if (!rows)
+        return -1;
+    int n = PQntuples(rows);
+    delivery_t *d = calloc(n ? (size_t)n : 1, sizeof(*d));
+    char *ids = malloc((size_t)n * 21 + 3);
+    if (!d || !ids)
+        abort();
+    int queued = 0;
+    for (int i = 0; i < n; i++) {
+        const char *key = PQgetvalue(rows, i, 2);
+        const char *payload = PQgetvalue(rows, i, 3);
+        rd_kafka_resp_err_t err;
+        for (;;) {
+            err = rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(PQgetvalue(rows, i, 1)),
+                                    RD_KAFKA_V_KEY(key, strlen(key)),
+                                    RD_KAFKA_V_VALUE((void *)payload, (size_t)PQgetlength(rows, i, 3)),
+                                    RD_KAFKA_V_OPAQUE(&d[i]), RD_KAFKA_V_END);
+            if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                break;
+            rd_kafka_poll(producer, 10); /* the local queue is full: let deliveries drain it */
+        }
+        if (err) {
+            d[i].done = 1;
+            d[i].err = err;
+        } else {
+            queued++;
+        }
+    }
+    /* Wait for every delivery report (librdkafka retries internally up to message.timeout.ms). After a
+     * fatal error the rest is purged, which reports them as failed: d[] is not freed under librdkafka. */
+    int fatal = 0;
+    for (;;) {
+        int pending = 0;
+        for (int i = 0; i < n; i++)
+            pending += !d[i].done;
+        if (!pending)
+            break;
+        rd_kafka_poll(producer, 50);
+        char why[256];
+        if (!fatal && rd_kafka_fatal_error(producer, why, sizeof(why))) {
+            snprintf(errstr, errstr_size, "fatal producer error: %s", why);
+            fatal = 1;
+            rd_kafka_purge(producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        }
+    }
+    size_t len = (size_t)snprintf(ids, 3, "{");
+    for (int i = 0; i < n; i++) {
+        if (d[i].err) {
+            log_warn(NULL, "outbox row %s to %s not delivered (%s): kept for the next round", PQgetvalue(rows, i, 0),
+                     PQgetvalue(rows, i, 1), rd_kafka_err2str(d[i].err));
+            continue;
+        }
+        len += (size_t)snprintf(ids + len, 22, "%s%s", *published ? "," : "", PQgetvalue(rows, i, 0));
+        (*published)++;
+    }
+    snprintf(ids + len, 2, "}");
+    if (*published) {
+        const char *pd[1] = {ids};
+        PGresult *del = db_exec(db, SQL_DELETE, 1, pd, errstr, errstr_size);
+        if (!del) {
+            *published = 0;
+            goto done;
+        }
+        PQclear(del);
+    }
+    (void)queued;
+    rc = fatal ? -1 : 0;
+done:
+    free(ids);
+    free(d);
+    PQclear(rows);
+    return rc;
+}

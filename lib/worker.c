@@ -1,0 +1,78 @@
+/* What every long-running worker shares: its command line, configuration, logging and signals. */
+#include "worker.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static volatile sig_atomic_t run = 1;
+static int exit_status = 0;
+
+static void on_signal(int sig) {
+    if (!run)
+        _exit(128 + sig); /* second signal: the operator insists */
+    run = 0;
+}
+
+int worker_init(int *argc, char **argv, conf_t *c, const char *name, const char *description) {
+    const char *config = NULL;
+    for (int i = 1; i < *argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("usage: raikoo-%s [--config FILE]\n%s\n\n", name, description);
+            conf_print_reference(c, stdout);
+            exit_status = 0;
+            return -1;
+        } else if (strcmp(argv[i], "--config") == 0 && i + 1 < *argc) {
+            config = argv[++i];
+        } else {
+            fprintf(stderr, "raikoo-%s: unknown argument \"%s\" (try --help)\n", name, argv[i]);
+            exit_status = 2;
+            return -1;
+        }
+    }
+    char err[512];
+    if (conf_load(c, config, err, sizeof(err)) != 0) {
+        fprintf(stderr, "raikoo-%s: %s\n", name, err);
+        exit_status = 2;
+        return -1;
+    }
+    log_init(name, conf_get(c, "log.level"));
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
+int worker_exit_status(void) {
+    return exit_status;
+}
+
+int worker_running(void) {
+    return run;
+}
+
+int64_t worker_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int worker_sleep_ms(long ms) {
+    int64_t end = worker_now_ms() + ms;
+    while (run) {
+        int64_t left = end - worker_now_ms();
+        if (left <= 0)
+            break;
+        struct timespec ts = {0, (left > 50 ? 50 : left) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return run;
+}

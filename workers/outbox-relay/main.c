@@ -1,0 +1,149 @@
+/* raikoo-outbox-relay: publishes the outbox to Kafka (events, results, mail jobs). One relay is active at
+ * a time, holding a PostgreSQL advisory lock; the others stand by to take over. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/select.h>
+
+#include "conf.h"
+#include "db.h"
+#include "kafka.h"
+#include "log.h"
+#include "relay.h"
+#include "worker.h"
+
+/* The advisory lock the active relay holds: any constant of our own. */
+#define RELAY_LOCK_KEY "7238017741"
+
+/* Waits for a NOTIFY on db's socket, at most ms milliseconds; drains the notifications. */
+static void wait_notify(PGconn *db, long ms) {
+    int64_t end = worker_now_ms() + ms;
+    while (worker_running()) {
+        PQconsumeInput(db);
+        PGnotify *n;
+        int got = 0;
+        while ((n = PQnotifies(db)) != NULL) {
+            got = 1;
+            PQfreemem(n);
+        }
+        if (got)
+            return;
+        int64_t left = end - worker_now_ms();
+        if (left <= 0)
+            return;
+        int fd = PQsocket(db);
+        if (fd < 0)
+            return;
+        /* Short slices so that a shutdown request is seen promptly. */
+        struct timeval tv = {0, (left > 200 ? 200 : left) * 1000};
+        fd_set rfds;
+        FD_ZERO(&rfds);
+        FD_SET(fd, &rfds);
+        if (select(fd + 1, &rfds, NULL, NULL, &tv) < 0 && errno != EINTR)
+            return;
+    }
+}
+
+/* Takes the advisory lock, waiting as a standby until the active relay goes. 0 once held. */
+static int become_active(PGconn *db) {
+    int logged = 0;
+    char err[512];
+    while (worker_running()) {
+        PGresult *res = db_exec(db, "SELECT pg_try_advisory_lock(" RELAY_LOCK_KEY ")", 0, NULL, err, sizeof(err));
+        if (!res) {
+            log_error(NULL, "advisory lock: %s", err);
+            return -1;
+        }
+        int held = PQgetvalue(res, 0, 0)[0] == 't';
+        PQclear(res);
+        if (held) {
+            log_info(NULL, "active: publishing the outbox");
+            return 0;
+        }
+        if (!logged) {
+            log_info(NULL, "standing by: another relay is active");
+            logged = 1;
+        }
+        worker_sleep_ms(1000);
+    }
+    return -1;
+}
+
+int main(int argc, char **argv) {
+    int rc = 1;
+    char err[1024];
+    conf_t *c = conf_new();
+    PGconn *db = NULL;
+    rd_kafka_t *producer = NULL;
+    long limit, poll_ms;
+
+    if (worker_init(&argc, argv, c, "outbox-relay",
+                    "Publishes outbox rows to Kafka with an idempotent producer and deletes those delivered.\n"
+                    "Run two for fail-over: one is active (advisory lock), the other stands by.") != 0) {
+        rc = worker_exit_status();
+        goto done;
+    }
+    if (conf_get_long(c, "relay.batch", 1, 100000, &limit, err, sizeof(err)) != 0 ||
+        conf_get_long(c, "relay.poll.ms", 10, 600000, &poll_ms, err, sizeof(err)) != 0) {
+        log_error(NULL, "%s", err);
+        goto done;
+    }
+    db = db_connect(c, err, sizeof(err));
+    if (!db || db_require_schema(db, err, sizeof(err)) != 0) {
+        log_error(NULL, "%s", err);
+        goto done;
+    }
+    rd_kafka_conf_t *kconf = kafka_conf_new(c, err, sizeof(err));
+    if (!kconf || relay_conf(kconf, err, sizeof(err)) != 0) {
+        log_error(NULL, "%s", err);
+        if (kconf)
+            rd_kafka_conf_destroy(kconf);
+        goto done;
+    }
+    producer = kafka_client_new(c, RD_KAFKA_PRODUCER, kconf, 10000, err, sizeof(err));
+    if (!producer) {
+        log_error(NULL, "%s", err);
+        goto done;
+    }
+    while (worker_running()) {
+        if (PQstatus(db) != CONNECTION_OK) {
+            /* The lock went with the old session: another relay may be active now. */
+            PQreset(db);
+            if (PQstatus(db) != CONNECTION_OK) {
+                log_error(NULL, "PostgreSQL unreachable: %s", PQerrorMessage(db));
+                worker_sleep_ms(1000);
+                continue;
+            }
+        }
+        if (become_active(db) != 0)
+            continue;
+        if (db_cmd(db, "LISTEN raikoo_outbox", err, sizeof(err)) != 0) {
+            log_error(NULL, "LISTEN: %s", err);
+            continue;
+        }
+        while (worker_running() && PQstatus(db) == CONNECTION_OK) {
+            size_t published = 0;
+            if (relay_round(db, producer, limit, &published, err, sizeof(err)) != 0) {
+                log_error(NULL, "relay round: %s", err);
+                if (strncmp(err, "fatal producer error", 20) == 0)
+                    goto done; /* the idempotent producer cannot go on; a restart makes a new one */
+                worker_sleep_ms(500);
+                continue;
+            }
+            if (published > 0)
+                log_debug(NULL, "published %zu outbox row(s)", published);
+            if (published < (size_t)limit)
+                wait_notify(db, poll_ms);
+        }
+    }
+    rc = 0;
+    log_info(NULL, "shutting down");
+done:
+    if (producer) {
+        rd_kafka_flush(producer, 10000);
+        rd_kafka_destroy(producer);
+    }
+    PQfinish(db); /* releases the advisory lock: a standby takes over */
+    conf_free(c);
+    return rc;
+}

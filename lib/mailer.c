@@ -16,6 +16,7 @@
 #include "outbox.h"
 #include "secret.h"
 #include "smtp.h"
+#include "worker.h"
 
 #define MAILER_SOURCE "/raikoo/mailer"
 
@@ -566,30 +567,14 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
     }
 }
 
-static long long now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(long ms, volatile sig_atomic_t *run) {
-    /* In slices, so that a signal ends the wait soon. */
-    while (ms > 0 && *run) {
-        long step = ms < 100 ? ms : 100;
-        struct timespec ts = {0, step * 1000000L};
-        nanosleep(&ts, NULL);
-        ms -= step;
-    }
-}
-
 /* After a database error: a broken connection is reset; either way wait a moment. */
-static void db_recover(PGconn *db, volatile sig_atomic_t *run) {
+static void db_recover(PGconn *db) {
     if (PQstatus(db) != CONNECTION_OK) {
         PQreset(db);
         if (PQstatus(db) == CONNECTION_OK)
             log_info(NULL, "reconnected to PostgreSQL");
     }
-    sleep_ms(1000, run);
+    worker_sleep_ms(1000);
 }
 
 /* Commits, per partition, the offset after the last message of the batch. */
@@ -610,7 +595,7 @@ static void commit_offsets(rd_kafka_t *rk, rd_kafka_message_t **msgs, size_t n) 
     rd_kafka_topic_partition_list_destroy(list);
 }
 
-int mailer_run(const conf_t *c, volatile sig_atomic_t *run) {
+int mailer_run(const conf_t *c) {
     int rc = 3;
     char err[1024];
     mailer_t *m = NULL;
@@ -670,13 +655,13 @@ int mailer_run(const conf_t *c, volatile sig_atomic_t *run) {
     batch = calloc((size_t)m->batch_max, sizeof(*batch));
     if (!batch)
         abort();
-    long long next_scan = 0;
-    while (*run) {
+    int64_t next_scan = 0;
+    while (worker_running()) {
         /* Gather a batch: wait for the first job briefly (so shutdown and retries stay responsive), then
          * take what is already there. */
-        long long deadline = 0;
-        while (n < (size_t)m->batch_max && *run) {
-            int wait = n == 0 ? 100 : (int)(deadline - now_ms());
+        int64_t deadline = 0;
+        while (n < (size_t)m->batch_max && worker_running()) {
+            int wait = n == 0 ? 100 : (int)(deadline - worker_now_ms());
             if (n > 0 && wait <= 0)
                 break;
             rd_kafka_message_t *msg = rd_kafka_consumer_poll(rk, wait);
@@ -692,7 +677,7 @@ int mailer_run(const conf_t *c, volatile sig_atomic_t *run) {
                 continue;
             }
             if (n == 0)
-                deadline = now_ms() + 20;
+                deadline = worker_now_ms() + 20;
             batch[n++] = msg;
         }
         if (n > 0) {
@@ -708,7 +693,7 @@ int mailer_run(const conf_t *c, volatile sig_atomic_t *run) {
             free(in);
             if (!recorded) {
                 log_error(NULL, "cannot record %zu mail job(s), will try again: %s", n, err);
-                db_recover(db, run);
+                db_recover(db);
                 continue; /* the batch is kept; on shutdown it is left uncommitted for the next mailer */
             }
             commit_offsets(rk, batch, n);
@@ -716,18 +701,18 @@ int mailer_run(const conf_t *c, volatile sig_atomic_t *run) {
                 rd_kafka_message_destroy(batch[i]);
             n = 0;
             if (mailer_deliver(m, db, err, sizeof(err)) != 0)
-                db_recover(db, run);
+                db_recover(db);
         }
-        if (now_ms() >= next_scan) {
+        if (worker_now_ms() >= next_scan) {
             int claimed = 0;
             if (mailer_claim_due(m, db, &claimed, err, sizeof(err)) != 0) {
                 log_error(NULL, "cannot read due mail retries: %s", err);
-                db_recover(db, run);
+                db_recover(db);
             } else if (claimed > 0 && mailer_deliver(m, db, err, sizeof(err)) != 0) {
-                db_recover(db, run);
+                db_recover(db);
             }
             /* A full batch means more may be due: look again at once. */
-            next_scan = claimed >= m->batch_max ? 0 : now_ms() + mailer_scan_interval_ms(m);
+            next_scan = claimed >= m->batch_max ? 0 : worker_now_ms() + mailer_scan_interval_ms(m);
         }
     }
     log_info(NULL, "mailer stopping");

@@ -3,7 +3,6 @@
 #ifndef RAIKOO_MAILER_H
 #define RAIKOO_MAILER_H
 
-#include <signal.h>
 #include <stddef.h>
 #include <libpq-fe.h>
 
@@ -42,8 +41,8 @@ int mailer_deliver(mailer_t *m, PGconn *db, char *errstr, size_t errstr_size);
 long mailer_scan_interval_ms(const mailer_t *m);
 
 /* The whole worker: consumer group group.mail on topic.mail (cooperative-sticky, offsets committed
- * by hand once jobs are recorded), retries from the table, until *run becomes 0. Returns the exit status:
+ * by hand once jobs are recorded), retries from the table, until worker_running() says stop. Returns the exit status:
  * 0 after a clean shutdown, 2 for a configuration mistake, 3 when a service is unreachable at start. */
-int mailer_run(const conf_t *c, volatile sig_atomic_t *run);
+int mailer_run(const conf_t *c);
 
 #endif

@@ -149,35 +149,34 @@ static int printable_ascii(const char *s) {
     return 1;
 }
 
-/* Appends text as RFC 2047 encoded-words, starting at column col; folds with CRLF SP between words.
- * Returns the column after the last word. Each word carries whole UTF-8 characters only. */
+/* Appends text as RFC 2047 encoded-words, starting at column col; every word after the first goes on a
+ * folded line of its own (CRLF SP), each sized to keep lines within 78 characters. Returns the column
+ * after the last word. Each word carries whole UTF-8 characters only. */
 static size_t add_encoded_words(sb_t *b, const char *text, size_t col) {
-    enum { MAX_BYTES = 45 }; /* 60 base64 characters: "=?UTF-8?B?" + 60 + "?=" = 72 */
     const unsigned char *p = (const unsigned char *)text;
     size_t n = strlen(text);
     int first = 1;
     while (n > 0 || first) {
+        if (!first) {
+            sb_add(b, "\r\n ");
+            col = 1;
+        }
+        /* "=?UTF-8?B?" + base64 + "?=": 12 characters around 4 per 3 bytes. */
+        size_t room = col + 12 + 8 < 78 ? 78 - col - 12 : 8;
+        size_t max_bytes = room / 4 * 3;
         size_t take = 0;
         while (take < n) {
             size_t len = 1;
             while (take + len < n && (p[take + len] & 0xc0) == 0x80)
                 len++;
-            if (take + len > MAX_BYTES && take > 0)
+            if (take + len > max_bytes && take > 0)
                 break;
             take += len;
         }
-        char b64[sodium_base64_ENCODED_LEN(MAX_BYTES + 4, sodium_base64_VARIANT_ORIGINAL)];
+        char b64[sodium_base64_ENCODED_LEN(80, sodium_base64_VARIANT_ORIGINAL)];
         sodium_bin2base64(b64, sizeof(b64), p, take, sodium_base64_VARIANT_ORIGINAL);
-        size_t wlen = 12 + strlen(b64);
-        if (!first && col + 1 + wlen > 78) {
-            sb_add(b, "\r\n ");
-            col = 1;
-        } else if (!first) {
-            sb_addc(b, ' ');
-            col++;
-        }
         sb_printf(b, "=?UTF-8?B?%s?=", b64);
-        col += wlen;
+        col += 12 + strlen(b64);
         p += take;
         n -= take;
         first = 0;
@@ -538,8 +537,9 @@ static char *read_file(const char *path, char *errstr, size_t errstr_size) {
         sb_addn(&b, chunk, n);
     int bad = ferror(f);
     fclose(f);
+    size_t len = b.n;
     char *s = sb_take(&b);
-    if (bad || strlen(s) != b.n) {
+    if (bad || strlen(s) != len) {
         snprintf(errstr, errstr_size, "%s: cannot read (or holds a NUL byte)", path);
         free(s);
         return NULL;
@@ -748,7 +748,7 @@ char *mail_render(const mail_templates_t *t, const mail_from_t *from, const char
     sb_printf(&b, "To: %s\r\n", to);
     sb_printf(&b, "Subject: %s\r\n", subject);
     sb_add(&b, "MIME-Version: 1.0\r\n");
-    sb_printf(&b, "Content-Type: multipart/alternative; boundary=\"%s\"\r\n", boundary);
+    sb_printf(&b, "Content-Type: multipart/alternative;\r\n boundary=\"%s\"\r\n", boundary);
     sb_add(&b, "\r\n");
     sb_add(&b, "This is a multi-part message in MIME format.\r\n");
     sb_printf(&b, "\r\n--%s\r\n", boundary);

@@ -275,9 +275,10 @@ int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, c
         if (stale) {
             const char *s[2] = {job.job_id, stale};
             log_info(job.correlationid, "mail job %s for invitation %s %s", job.job_id, job.invitation_id, stale);
+            int ok = exec_ok(db, SQL_SUPERSEDE, 2, s, errstr, errstr_size) == 0;
             free(payload);
             mail_job_free(&job);
-            if (exec_ok(db, SQL_SUPERSEDE, 2, s, errstr, errstr_size) != 0)
+            if (!ok)
                 goto done;
             continue;
         }

@@ -123,28 +123,32 @@ static void judge(smtp_message_t msg, smtp_recipient_t rcpt, smtp_item_t *it, co
     const smtp_status_t *mail = smtp_reverse_path_status(msg);
     const smtp_status_t *rs = smtp_recipient_status(rcpt);
     const smtp_status_t *data = smtp_message_transfer_status(msg);
+    int rcpt_ok = rs && rs->code >= 200 && rs->code < 300;
     if (mail && mail->code >= 500) {
         it->outcome = SMTP_PERMANENT;
         copy_reply(it->detail, sizeof(it->detail), mail, "MAIL FROM refused");
     } else if (rs && rs->code >= 500) {
         it->outcome = SMTP_PERMANENT;
         copy_reply(it->detail, sizeof(it->detail), rs, "recipient refused");
-    } else if (rs && rs->code >= 200 && rs->code < 300 && data && data->code >= 200 && data->code < 300) {
+    } else if (mail && mail->code >= 400) {
+        /* A deferred envelope decides, whatever the (pipelined) DATA got back afterwards. */
+        it->outcome = SMTP_TRANSIENT;
+        copy_reply(it->detail, sizeof(it->detail), mail, "MAIL FROM deferred");
+    } else if (rs && rs->code >= 400) {
+        it->outcome = SMTP_TRANSIENT;
+        copy_reply(it->detail, sizeof(it->detail), rs, "recipient deferred");
+    } else if (rcpt_ok && data && data->code >= 200 && data->code < 300) {
         it->outcome = SMTP_SENT;
         copy_reply(it->detail, sizeof(it->detail), data, "accepted");
-    } else if (data && data->code >= 500) {
+    } else if (rcpt_ok && data && data->code >= 500) {
         it->outcome = SMTP_PERMANENT;
         copy_reply(it->detail, sizeof(it->detail), data, "message refused");
+    } else if (rcpt_ok && data && data->code >= 400) {
+        it->outcome = SMTP_TRANSIENT;
+        copy_reply(it->detail, sizeof(it->detail), data, "message deferred");
     } else {
         it->outcome = SMTP_TRANSIENT;
-        if (rs && rs->code >= 400)
-            copy_reply(it->detail, sizeof(it->detail), rs, "recipient deferred");
-        else if (mail && mail->code >= 400)
-            copy_reply(it->detail, sizeof(it->detail), mail, "MAIL FROM deferred");
-        else if (data && data->code >= 400)
-            copy_reply(it->detail, sizeof(it->detail), data, "message deferred");
-        else
-            snprintf(it->detail, sizeof(it->detail), "not delivered: %.200s", session_why);
+        snprintf(it->detail, sizeof(it->detail), "not delivered: %.200s", session_why);
     }
 }
 

@@ -173,3 +173,99 @@ def tail():
     yield open_tail
     for t in opened:
         t.close()
+
+
+class Client:
+    """Publishes commands straight to raikoo.commands (as an upstream app would) and waits for results.
+
+    Results are read from the end raikoo.results had when the client was made, so none is missed.
+    """
+
+    def __init__(self):
+        from confluent_kafka import Producer
+        self.producer = Producer({"bootstrap.servers": os.environ["RAIKOO_KAFKA_BOOTSTRAP_SERVERS"],
+                                  "enable.idempotence": True})
+        self.results = Tail("raikoo.results")
+        self.mail = Tail("raikoo.mail")
+        self.by_command = {}
+
+    @staticmethod
+    def envelope(name, actor, data, command_id=None):
+        ev = {"specversion": "1.0", "id": command_id or str(uuid.uuid4()), "source": "/tests",
+              "type": f"raikoo.command.{name}.v1", "time": "2026-11-27T00:00:00Z",
+              "datacontenttype": "application/json", "data": data}
+        if actor:
+            ev["actorid"] = actor
+        return ev
+
+    def publish_raw(self, value, key=None):
+        self.producer.produce("raikoo.commands", value, key=key)
+        assert self.producer.flush(30) == 0
+
+    def publish(self, name, actor, data, command_id=None):
+        ev = self.envelope(name, actor, data, command_id)
+        key = data.get("org_id") or data.get("email") or ev["id"]
+        self.publish_raw(json.dumps(ev).encode(), key=key.encode())
+        return ev["id"]
+
+    def result(self, command_id, timeout=60):
+        import time
+        end = time.time() + timeout
+        while command_id not in self.by_command:
+            if time.time() > end:
+                raise AssertionError(f"no result for command {command_id} within {timeout}s")
+            for m in self.results.poll(0.2):
+                r = json.loads(m.value())
+                self.by_command.setdefault(r["data"]["command_id"], []).append(r)
+            self.results.seen.clear()
+        return self.by_command[command_id][0]["data"]
+
+    def send(self, name, actor, data, command_id=None):
+        """Publishes one command and returns its result's data."""
+        return self.result(self.publish(name, actor, data, command_id))
+
+    def mail_jobs(self, invitation_id, count=1, timeout=60):
+        """The mail jobs of an invitation, once at least count of them arrived (oldest first)."""
+        import time
+        end = time.time() + timeout
+        while True:
+            jobs = [json.loads(m.value()) for m in self.mail.seen if m.key() == invitation_id.encode()]
+            if len(jobs) >= count:
+                return jobs
+            if time.time() > end:
+                raise AssertionError(f"{len(jobs)} mail jobs for {invitation_id}, wanted {count}")
+            self.mail.poll(0.3)
+
+    def code_for(self, invitation_id, nth=1, timeout=60):
+        """The code carried by the nth mail job of an invitation, opened with the mailer's secret key."""
+        from nacl.public import PrivateKey, SealedBox
+        import base64
+        keys = os.environ["RAIKOO_KEYS_DIR"]
+        box = SealedBox(PrivateKey(open(os.path.join(keys, "mailer.sk"), "rb").read()))
+        job = self.mail_jobs(invitation_id, nth, timeout)[nth - 1]
+        code = box.decrypt(base64.b64decode(job["data"]["sealed_code"])).decode()
+        return f"{code[0:4]}-{code[4:8]}-{code[8:12]}"
+
+    def close(self):
+        self.results.close()
+        self.mail.close()
+
+
+@pytest.fixture(scope="session")
+def client(workers):
+    c = Client()
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="session")
+def admin():
+    """The system admin's id (bootstrap-admin is idempotent)."""
+    return raikoo("bootstrap-admin", "--email", "admin@raikoo.test", check=True).stdout.strip()
+
+
+def argon2id_hash(password="correct horse battery staple"):
+    """An Argon2id hash at libsodium's interactive cost, as the CLI would send."""
+    from nacl import pwhash
+    return pwhash.argon2id.str(password.encode(), opslimit=pwhash.argon2id.OPSLIMIT_INTERACTIVE,
+                               memlimit=pwhash.argon2id.MEMLIMIT_INTERACTIVE).decode()

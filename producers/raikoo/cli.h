@@ -12,6 +12,7 @@ typedef struct cli_cmd {
     int (*run)(int argc, char **argv, conf_t *c);
     const char *usage;   /* options after the command name */
     const char *summary; /* one line */
+    const char *details; /* more lines for --help, or NULL */
 } cli_cmd_t;
 
 /* Loads the configuration: defaults, then --config FILE (from argv, removed from it) or RAIKOO_CONFIG,
@@ -30,5 +31,10 @@ int cmd_topics(int argc, char **argv, conf_t *c);
 int cmd_keygen(int argc, char **argv, conf_t *c);
 int cmd_bootstrap_admin(int argc, char **argv, conf_t *c);
 int cmd_config(int argc, char **argv, conf_t *c);
+/* publish.c: every command published to topic.commands; argv[0] names which. */
+int cmd_publish(int argc, char **argv, conf_t *c);
+/* read.c */
+int cmd_members(int argc, char **argv, conf_t *c);
+int cmd_invitations(int argc, char **argv, conf_t *c);
 
 #endif

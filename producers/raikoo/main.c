@@ -6,13 +6,56 @@
 #include "log.h"
 #include "secret.h"
 
+#define PUBLISH_HELP                                                                                     \
+    "  --actor UUID      the acting user (required)\n"                                                      \
+    "  --wait            wait for the command's result and print it\n"                                      \
+    "  --json            print one JSON object (with --wait: the result's data)\n"                          \
+    "Without --wait the command id is printed. Exit status: 0 accepted (or published), 1 rejected,\n"       \
+    "2 usage error, 3 infrastructure (Kafka unreachable, no result within result.timeout.ms).\n"
+#define PASSWORD_HELP "  --password-stdin  read the password (one line) from standard input; it is hashed (Argon2id)\n" \
+                      "                    before anything leaves this process\n"
+#define LIST_HELP                                                                                        \
+    "  --actor UUID      list only if this user is an admin, or an owner or user manager of the org\n"      \
+    "  --json            print one JSON object\n"                                                           \
+    "Exit status: 0 listed, 1 organization_not_found or permission_denied, 2 usage error, 3 database.\n"
+
 static const cli_cmd_t commands[] = {
-    {"migrate", cmd_migrate, "", "apply the SQL migrations (harmless to repeat)"},
-    {"topics", cmd_topics, "create", "create the Kafka topics (harmless to repeat)"},
-    {"keygen", cmd_keygen, "[--dir DIR]", "write the mailer key pair and the code pepper (never overwrites)"},
-    {"bootstrap-admin", cmd_bootstrap_admin, "--email E [--name N]", "create or find the system admin; print its id"},
-    {"config", cmd_config, "", "print every configuration key, its variable and its current value"},
-    {NULL, NULL, NULL, NULL},
+    {"create-org", cmd_publish, "--name N --owner UUID --actor UUID [--wait] [--json]",
+     "create an organization with that owner (admins only)", PUBLISH_HELP},
+    {"create-user", cmd_publish, "--email E --name N --password-stdin --actor UUID [--wait] [--json]",
+     "create an active account (admins only)", PASSWORD_HELP PUBLISH_HELP},
+    {"add-existing", cmd_publish, "--org UUID --email E [--owner] --actor UUID [--wait] [--json]",
+     "invite an existing user; membership once they confirm with the e-mailed code",
+     "  --owner           make them an owner on acceptance\n" PUBLISH_HELP},
+    {"invite-new", cmd_publish, "--org UUID --email E [--name N] [--owner] --actor UUID [--wait] [--json]",
+     "create a disabled account and membership for a new user; a one-time password is e-mailed",
+     "  --owner           make them an owner\n" PUBLISH_HELP},
+    {"accept", cmd_publish, "--invitation UUID --code C --actor UUID [--wait] [--json]",
+     "confirm an Add Existing User invitation with its code (the invitee is the actor)", PUBLISH_HELP},
+    {"activate", cmd_publish, "--email E --code C --password-stdin [--wait] [--json]",
+     "a new user activates the account with the one-time password and sets a password",
+     PASSWORD_HELP "  --wait            wait for the command's result and print it\n"
+                   "  --json            print one JSON object (with --wait: the result's data)\n"
+                   "No --actor: the account does not work yet. Exit status as for the other commands.\n"},
+    {"resend", cmd_publish, "--org UUID --invitation UUID --actor UUID [--wait] [--json]",
+     "send a pending or expired invitation again with a new code and expiry", PUBLISH_HELP},
+    {"remove-invitation", cmd_publish, "--org UUID --invitation UUID --actor UUID [--wait] [--json]",
+     "remove a pending or expired invitation", PUBLISH_HELP},
+    {"remove-member", cmd_publish, "--org UUID --user UUID --actor UUID [--wait] [--json]",
+     "remove a member from an organization", PUBLISH_HELP},
+    {"set-role", cmd_publish, "--org UUID --user UUID [--owner] [--manage-users] --actor UUID [--wait] [--json]",
+     "set a member's capabilities (a flag left out is turned off)", PUBLISH_HELP},
+    {"members", cmd_members, "--org UUID [--actor UUID] [--json]",
+     "list an organization's members (from PostgreSQL)", LIST_HELP},
+    {"invitations", cmd_invitations, "--org UUID [--status pending|accepted|expired|removed] [--actor UUID] [--json]",
+     "list an organization's invitations with their e-mail delivery state (from PostgreSQL)", LIST_HELP},
+    {"migrate", cmd_migrate, "", "apply the SQL migrations (harmless to repeat)", NULL},
+    {"topics", cmd_topics, "create", "create the Kafka topics (harmless to repeat)", NULL},
+    {"keygen", cmd_keygen, "[--dir DIR]", "write the mailer key pair and the code pepper (never overwrites)", NULL},
+    {"bootstrap-admin", cmd_bootstrap_admin, "--email E [--name N]", "create or find the system admin; print its id",
+     NULL},
+    {"config", cmd_config, "", "print every configuration key, its variable and its current value", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
 };
 
 const cli_cmd_t *cli_find(const char *name) {
@@ -25,6 +68,8 @@ const cli_cmd_t *cli_find(const char *name) {
 int cli_usage(const cli_cmd_t *cmd, int mistake) {
     FILE *f = mistake ? stderr : stdout;
     fprintf(f, "usage: raikoo %s %s [--config FILE]\n  %s\n", cmd->name, cmd->usage, cmd->summary);
+    if (cmd->details && !mistake)
+        fprintf(f, "\n%s", cmd->details);
     return mistake ? EXIT_USAGE : EXIT_ACCEPTED;
 }
 

@@ -1,0 +1,659 @@
+/* The producer library: builds, validates and publishes commands, and follows the results topic for theirs. */
+#include "producer.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <librdkafka/rdkafka.h>
+
+#include "event.h"
+#include "kafka.h"
+#include "log.h"
+#include "secret.h"
+
+#define CONNECT_TIMEOUT_MS 10000
+#define FREE_FLUSH_MS 10000
+#define DEFAULT_SOURCE "/raikoo/producer"
+#define DEFAULT_MESSAGE_TIMEOUT "30000"
+#define RESULT_TYPE "raikoo.result.v1"
+#define POLL_SLICE_MS 100
+
+/* The ids of the commands still awaiting a result: a chained hash set, grown as it fills. */
+typedef struct id_node {
+    struct id_node *next;
+    char id[37];
+} id_node_t;
+
+typedef struct id_set {
+    id_node_t **buckets;
+    size_t nbuckets, n;
+} id_set_t;
+
+/* Results of pending commands that came in while raikoo_command_wait looked for another one. */
+typedef struct stashed {
+    struct stashed *next;
+    raikoo_result_t r;
+} stashed_t;
+
+struct raikoo_producer {
+    rd_kafka_t *rk;                 /* the idempotent producer */
+    rd_kafka_t *rc;                 /* the results consumer; NULL until raikoo_results_follow */
+    rd_kafka_conf_t *consumer_conf; /* kept for raikoo_results_follow (the conf_t may be gone by then) */
+    char *topic_commands, *topic_results, *source, *bootstrap;
+    size_t max_bytes;
+    long message_timeout_ms;
+
+    raikoo_delivery_cb_t *dr_cb;
+    void *dr_opaque;
+    unsigned long dr_failed; /* failed deliveries since the last raikoo_producer_flush */
+    char dr_error[512];
+
+    /* The one command raikoo_command_publish is waiting to see acknowledged. */
+    int sync_active, sync_done;
+    char sync_id[37];
+    rd_kafka_resp_err_t sync_err;
+
+    id_set_t pending;
+    stashed_t *stash_head, *stash_tail;
+    size_t stashed;
+};
+
+static long now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/* ---- the pending set ---- */
+
+static size_t id_hash(const char *id) {
+    /* FNV-1a over the lower-cased id: ids compare case-insensitively. */
+    size_t h = 1469598103934665603ULL;
+    for (; *id; id++)
+        h = (h ^ (unsigned char)tolower((unsigned char)*id)) * 1099511628211ULL;
+    return h;
+}
+
+static id_node_t **id_find(id_set_t *s, const char *id) {
+    if (!s->nbuckets)
+        return NULL;
+    id_node_t **pp = &s->buckets[id_hash(id) % s->nbuckets];
+    for (; *pp; pp = &(*pp)->next)
+        if (strcasecmp((*pp)->id, id) == 0)
+            return pp;
+    return NULL;
+}
+
+static void id_add(id_set_t *s, const char *id) {
+    if (id_find(s, id))
+        return;
+    if (s->n >= s->nbuckets) {
+        size_t nb = s->nbuckets ? s->nbuckets * 2 : 256;
+        id_node_t **b = calloc(nb, sizeof(*b));
+        if (!b)
+            abort();
+        for (size_t i = 0; i < s->nbuckets; i++) {
+            id_node_t *n = s->buckets[i];
+            while (n) {
+                id_node_t *next = n->next;
+                size_t j = id_hash(n->id) % nb;
+                n->next = b[j];
+                b[j] = n;
+                n = next;
+            }
+        }
+        free(s->buckets);
+        s->buckets = b;
+        s->nbuckets = nb;
+    }
+    id_node_t *n = calloc(1, sizeof(*n));
+    if (!n)
+        abort();
+    snprintf(n->id, sizeof(n->id), "%s", id);
+    size_t j = id_hash(id) % s->nbuckets;
+    n->next = s->buckets[j];
+    s->buckets[j] = n;
+    s->n++;
+}
+
+/* Removes id; 1 when it was there. */
+static int id_remove(id_set_t *s, const char *id) {
+    id_node_t **pp = id_find(s, id);
+    if (!pp)
+        return 0;
+    id_node_t *n = *pp;
+    *pp = n->next;
+    free(n);
+    s->n--;
+    return 1;
+}
+
+static void id_set_free(id_set_t *s) {
+    for (size_t i = 0; i < s->nbuckets; i++) {
+        id_node_t *n = s->buckets[i];
+        while (n) {
+            id_node_t *next = n->next;
+            free(n);
+            n = next;
+        }
+    }
+    free(s->buckets);
+    memset(s, 0, sizeof(*s));
+}
+
+/* ---- building commands ---- */
+
+void raikoo_command_msg_clear(raikoo_command_msg_t *m) {
+    free(m->payload);
+    memset(m, 0, sizeof(*m));
+}
+
+int raikoo_command_build(cmd_type_t type, const char *source, const char *actor, json_t *data, size_t max_bytes,
+                         raikoo_command_msg_t *out, char *errstr, size_t errstr_size) {
+    memset(out, 0, sizeof(*out));
+    if (type < 0 || type >= CMD_TYPE_COUNT) {
+        json_decref(data);
+        snprintf(errstr, errstr_size, "unknown command type %d", (int)type);
+        return RAIKOO_ERR_INVALID;
+    }
+    char type_name[96];
+    snprintf(type_name, sizeof(type_name), "raikoo.command.%s.v1", cmd_specs[type].name);
+    /* data is now owned by ev */
+    json_t *ev = event_new(type_name, NULL, source && *source ? source : DEFAULT_SOURCE, actor, NULL, data);
+    char *text = event_dump(ev);
+    json_decref(ev);
+
+    /* The worker's own parser decides, so client and worker never disagree about what is valid. */
+    cmd_t cmd;
+    char why[512] = "";
+    parse_status_t st = cmd_parse(text, strlen(text), max_bytes, &cmd, why, sizeof(why));
+    if (st != PARSE_OK) {
+        snprintf(errstr, errstr_size, "%s", why);
+        cmd_free(&cmd);
+        free(text);
+        return RAIKOO_ERR_INVALID;
+    }
+    const char *key = NULL;
+    if (type == CMD_CREATE_ORGANIZATION)
+        key = cmd.owner_user_id;
+    else if (cmd.org_id)
+        key = cmd.org_id;
+    else if (type == CMD_ACCEPT_INVITATION)
+        key = cmd.invitation_id;
+    if (key) {
+        snprintf(out->key, sizeof(out->key), "%s", key);
+    } else {
+        /* CreateUser, ActivateAccount: the address, in one case so that its commands stay in order. */
+        size_t i = 0;
+        for (; cmd.email[i] && i + 1 < sizeof(out->key); i++)
+            out->key[i] = (char)tolower((unsigned char)cmd.email[i]);
+        out->key[i] = '\0';
+    }
+    snprintf(out->id, sizeof(out->id), "%s", cmd.id);
+    out->payload = text;
+    out->len = strlen(text);
+    cmd_free(&cmd);
+    return RAIKOO_OK;
+}
+
+int raikoo_password_hash(const char *password, char out[crypto_pwhash_STRBYTES], char *errstr, size_t errstr_size) {
+    if (sodium_init() < 0) {
+        snprintf(errstr, errstr_size, "libsodium failed to initialise");
+        return -1;
+    }
+    if (!password || !*password) {
+        snprintf(errstr, errstr_size, "the password is empty");
+        return -1;
+    }
+    /* Argon2id named explicitly: the worker accepts nothing else. */
+    if (crypto_pwhash_str_alg(out, password, strlen(password), crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                              crypto_pwhash_MEMLIMIT_INTERACTIVE, crypto_pwhash_ALG_ARGON2ID13) != 0) {
+        snprintf(errstr, errstr_size, "cannot hash the password (out of memory?)");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- results ---- */
+
+void raikoo_result_clear(raikoo_result_t *r) {
+    if (r->data)
+        json_decref(r->data);
+    memset(r, 0, sizeof(*r));
+}
+
+static const char *str_or_null(json_t *obj, const char *key) {
+    json_t *v = json_object_get(obj, key);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* Reads a results-topic message into r (taking a reference to its data). -1 when it is not a result. */
+static int result_from_message(const rd_kafka_message_t *m, raikoo_result_t *r) {
+    memset(r, 0, sizeof(*r));
+    json_t *root = json_loadb(m->payload, m->len, 0, NULL);
+    json_t *type = json_object_get(root, "type");
+    json_t *data = json_object_get(root, "data");
+    if (!json_is_string(type) || strcmp(json_string_value(type), RESULT_TYPE) != 0 || !json_is_object(data) ||
+        !str_or_null(data, "command_id")) {
+        json_decref(root);
+        return -1;
+    }
+    r->data = json_incref(data);
+    json_decref(root);
+    r->command_id = str_or_null(data, "command_id");
+    r->command_type = str_or_null(data, "command_type");
+    r->status = str_or_null(data, "status");
+    if (!r->command_type)
+        r->command_type = "";
+    if (!r->status)
+        r->status = "";
+    r->accepted = strcmp(r->status, "accepted") == 0;
+    r->code = str_or_null(data, "code");
+    r->message = str_or_null(data, "message");
+    if (!r->message)
+        r->message = "";
+    r->org_id = str_or_null(data, "org_id");
+    r->user_id = str_or_null(data, "user_id");
+    r->invitation_id = str_or_null(data, "invitation_id");
+    return 0;
+}
+
+/* Reads one message from the results consumer, waiting up to timeout_ms. 1 with *r filled when it is the
+ * result of one of our pending commands (no longer pending), else 0. */
+static int results_read_one(raikoo_producer_t *p, int timeout_ms, raikoo_result_t *r) {
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(p->rc, timeout_ms);
+    if (!m)
+        return 0;
+    int got = 0;
+    if (m->err) {
+        /* librdkafka retries transport errors itself; a waiting caller times out if it never recovers. */
+        log_debug(NULL, "results consumer: %s", rd_kafka_message_errstr(m));
+    } else if (result_from_message(m, r) == 0) {
+        if (id_remove(&p->pending, r->command_id))
+            got = 1;
+        else
+            raikoo_result_clear(r); /* someone else's command, or a duplicate of one already returned */
+    }
+    rd_kafka_message_destroy(m);
+    return got;
+}
+
+static void stash_push(raikoo_producer_t *p, raikoo_result_t *r) {
+    stashed_t *s = calloc(1, sizeof(*s));
+    if (!s)
+        abort();
+    s->r = *r; /* the data reference moves into the stash */
+    memset(r, 0, sizeof(*r));
+    if (p->stash_tail)
+        p->stash_tail->next = s;
+    else
+        p->stash_head = s;
+    p->stash_tail = s;
+    p->stashed++;
+}
+
+/* Moves the stashed result of command_id (any, when NULL) into *r; 1 when there was one. */
+static int stash_take(raikoo_producer_t *p, const char *command_id, raikoo_result_t *r) {
+    stashed_t *prev = NULL;
+    for (stashed_t *s = p->stash_head; s; prev = s, s = s->next) {
+        if (command_id && strcasecmp(s->r.command_id, command_id) != 0)
+            continue;
+        if (prev)
+            prev->next = s->next;
+        else
+            p->stash_head = s->next;
+        if (p->stash_tail == s)
+            p->stash_tail = prev;
+        *r = s->r;
+        free(s);
+        p->stashed--;
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- the producer ---- */
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    (void)rk;
+    raikoo_producer_t *p = opaque;
+    char *id = m->_private; /* ours since send_one; freed here */
+    const char *err = m->err ? rd_kafka_err2str(m->err) : NULL;
+    if (m->err) {
+        p->dr_failed++;
+        snprintf(p->dr_error, sizeof(p->dr_error), "command %s not delivered: %s", id, err);
+        /* It will never have a result: do not let a waiter count on one. */
+        id_remove(&p->pending, id);
+    }
+    if (p->sync_active && strcmp(p->sync_id, id) == 0) {
+        p->sync_done = 1;
+        p->sync_err = m->err;
+    }
+    if (p->dr_cb)
+        p->dr_cb(p->dr_opaque, id, err);
+    free(id);
+}
+
+/* The partition count of topic, from a metadata request; -1 with errstr when the topic is not there. */
+static int topic_partitions(rd_kafka_t *rk, const char *topic, const char *bootstrap, int *count, char *errstr,
+                            size_t errstr_size) {
+    int rc = -1;
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    if (!rkt) {
+        snprintf(errstr, errstr_size, "topic %s: %s", topic, rd_kafka_err2str(rd_kafka_last_error()));
+        return -1;
+    }
+    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, CONNECT_TIMEOUT_MS);
+    if (err) {
+        snprintf(errstr, errstr_size,
+                 "cannot reach Kafka at %s (kafka.bootstrap.servers): %s; is the broker running (ops/stack up)?",
+                 bootstrap, rd_kafka_err2str(err));
+        goto done;
+    }
+    if (md->topic_cnt != 1 || md->topics[0].err || md->topics[0].partition_cnt < 1) {
+        snprintf(errstr, errstr_size, "topic %s is not available (%s): run `raikoo topics create`", topic,
+                 md->topic_cnt == 1 ? rd_kafka_err2str(md->topics[0].err) : "no metadata");
+        goto done;
+    }
+    *count = md->topics[0].partition_cnt;
+    rc = 0;
+done:
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    return rc;
+}
+
+static char *xstrdup(const char *s) {
+    char *d = strdup(s ? s : "");
+    if (!d)
+        abort();
+    return d;
+}
+
+raikoo_producer_t *raikoo_producer_new(const conf_t *c, char *errstr, size_t errstr_size) {
+    raikoo_producer_t *p = calloc(1, sizeof(*p));
+    rd_kafka_conf_t *kconf = NULL;
+    int ok = 0;
+    if (!p)
+        abort();
+    p->topic_commands = xstrdup(conf_get(c, "topic.commands"));
+    p->topic_results = xstrdup(conf_get(c, "topic.results"));
+    p->bootstrap = xstrdup(conf_get(c, "kafka.bootstrap.servers"));
+    p->source = xstrdup(DEFAULT_SOURCE);
+    long max_bytes;
+    if (conf_get_long(c, "command.max.bytes", 256, 64L * 1024 * 1024, &max_bytes, errstr, errstr_size) != 0)
+        goto done;
+    p->max_bytes = (size_t)max_bytes;
+
+    kconf = kafka_conf_new(c, errstr, errstr_size);
+    if (!kconf)
+        goto done;
+    /* The idempotent producer: no duplicates or reordering from the client's own retries. */
+    const char *mto = conf_get(c, "kafka.message.timeout.ms");
+    if (kafka_conf_set(kconf, "enable.idempotence", "true", errstr, errstr_size) != 0 ||
+        kafka_conf_set(kconf, "acks", "all", errstr, errstr_size) != 0 ||
+        kafka_conf_set(kconf, "message.timeout.ms", mto ? mto : DEFAULT_MESSAGE_TIMEOUT, errstr, errstr_size) != 0)
+        goto done;
+    p->message_timeout_ms = strtol(mto ? mto : DEFAULT_MESSAGE_TIMEOUT, NULL, 10);
+    rd_kafka_conf_set_dr_msg_cb(kconf, on_delivery);
+    rd_kafka_conf_set_opaque(kconf, p);
+
+    p->consumer_conf = kafka_conf_new(c, errstr, errstr_size);
+    if (!p->consumer_conf)
+        goto done;
+    /* librdkafka wants a group for assign(), but this one never joins, subscribes or commits. */
+    char group[64], uid[37];
+    uuid_generate(uid);
+    snprintf(group, sizeof(group), "raikoo-results-%s", uid);
+    if (kafka_conf_set(p->consumer_conf, "group.id", group, errstr, errstr_size) != 0 ||
+        kafka_conf_set(p->consumer_conf, "enable.auto.commit", "false", errstr, errstr_size) != 0 ||
+        kafka_conf_set(p->consumer_conf, "enable.auto.offset.store", "false", errstr, errstr_size) != 0 ||
+        kafka_conf_set(p->consumer_conf, "enable.partition.eof", "false", errstr, errstr_size) != 0)
+        goto done;
+
+    p->rk = kafka_client_new(c, RD_KAFKA_PRODUCER, kconf, CONNECT_TIMEOUT_MS, errstr, errstr_size);
+    kconf = NULL; /* now owned by p->rk, or destroyed by kafka_client_new */
+    if (!p->rk)
+        goto done;
+    int parts;
+    if (topic_partitions(p->rk, p->topic_commands, p->bootstrap, &parts, errstr, errstr_size) != 0)
+        goto done;
+    ok = 1;
+done:
+    if (kconf)
+        rd_kafka_conf_destroy(kconf);
+    if (!ok) {
+        raikoo_producer_free(p);
+        p = NULL;
+    }
+    return p;
+}
+
+void raikoo_producer_free(raikoo_producer_t *p) {
+    if (!p)
+        return;
+    if (p->rk) {
+        rd_kafka_flush(p->rk, FREE_FLUSH_MS);
+        /* What is still queued fails now; serving its reports frees each message's id. */
+        rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_flush(p->rk, 1000);
+        rd_kafka_destroy(p->rk);
+    }
+    if (p->rc) {
+        rd_kafka_consumer_close(p->rc);
+        rd_kafka_destroy(p->rc);
+    }
+    if (p->consumer_conf)
+        rd_kafka_conf_destroy(p->consumer_conf);
+    raikoo_result_t r;
+    while (stash_take(p, NULL, &r))
+        raikoo_result_clear(&r);
+    id_set_free(&p->pending);
+    free(p->topic_commands);
+    free(p->topic_results);
+    free(p->bootstrap);
+    free(p->source);
+    free(p);
+}
+
+void raikoo_producer_set_source(raikoo_producer_t *p, const char *source) {
+    free(p->source);
+    p->source = xstrdup(source && *source ? source : DEFAULT_SOURCE);
+}
+
+void raikoo_producer_set_delivery_cb(raikoo_producer_t *p, raikoo_delivery_cb_t *cb, void *opaque) {
+    p->dr_cb = cb;
+    p->dr_opaque = opaque;
+}
+
+int raikoo_results_follow(raikoo_producer_t *p, char *errstr, size_t errstr_size) {
+    if (p->rc)
+        return 0;
+    int rc = RAIKOO_ERR_KAFKA;
+    char why[512];
+    rd_kafka_topic_partition_list_t *list = NULL;
+    rd_kafka_conf_t *kconf = rd_kafka_conf_dup(p->consumer_conf);
+    rd_kafka_t *rc_client = rd_kafka_new(RD_KAFKA_CONSUMER, kconf, why, sizeof(why));
+    if (!rc_client) {
+        rd_kafka_conf_destroy(kconf);
+        snprintf(errstr, errstr_size, "cannot create Kafka consumer: %s", why);
+        return RAIKOO_ERR_KAFKA;
+    }
+    /* kconf is now owned by rc_client */
+    rd_kafka_poll_set_consumer(rc_client);
+    int parts;
+    if (topic_partitions(rc_client, p->topic_results, p->bootstrap, &parts, errstr, errstr_size) != 0)
+        goto done;
+    list = rd_kafka_topic_partition_list_new(parts);
+    for (int i = 0; i < parts; i++) {
+        int64_t low = 0, high = 0;
+        rd_kafka_resp_err_t err =
+            rd_kafka_query_watermark_offsets(rc_client, p->topic_results, i, &low, &high, CONNECT_TIMEOUT_MS);
+        if (err) {
+            snprintf(errstr, errstr_size, "cannot read the end of %s [%d]: %s", p->topic_results, i,
+                     rd_kafka_err2str(err));
+            goto done;
+        }
+        /* An explicit offset, not OFFSET_END: END would be resolved later, after a fast result. */
+        rd_kafka_topic_partition_list_add(list, p->topic_results, i)->offset = high;
+    }
+    rd_kafka_resp_err_t err = rd_kafka_assign(rc_client, list);
+    if (err) {
+        snprintf(errstr, errstr_size, "cannot assign %s: %s", p->topic_results, rd_kafka_err2str(err));
+        goto done;
+    }
+    p->rc = rc_client;
+    rc_client = NULL;
+    rc = 0;
+done:
+    if (list)
+        rd_kafka_topic_partition_list_destroy(list);
+    if (rc_client)
+        rd_kafka_destroy(rc_client);
+    return rc;
+}
+
+/* Builds, validates and queues one command; with sync, waits for its delivery report too. */
+static int send_one(raikoo_producer_t *p, cmd_type_t type, const char *actor, json_t *data, char id_out[37],
+                    int sync, char *errstr, size_t errstr_size) {
+    raikoo_command_msg_t m;
+    if (id_out)
+        id_out[0] = '\0';
+    int rc = raikoo_command_build(type, p->source, actor, data, p->max_bytes, &m, errstr, errstr_size);
+    if (rc != 0)
+        return rc;
+    if (id_out)
+        snprintf(id_out, 37, "%s", m.id);
+    char *opaque = xstrdup(m.id); /* freed by on_delivery */
+    if (p->rc)
+        id_add(&p->pending, m.id);
+    if (sync) {
+        p->sync_active = 1;
+        p->sync_done = 0;
+        p->sync_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+        snprintf(p->sync_id, sizeof(p->sync_id), "%s", m.id);
+    }
+    long deadline = now_ms() + p->message_timeout_ms + 5000;
+    rd_kafka_resp_err_t err;
+    for (;;) {
+        err = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(p->topic_commands), RD_KAFKA_V_KEY(m.key, strlen(m.key)),
+                                RD_KAFKA_V_VALUE(m.payload, m.len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || now_ms() >= deadline)
+            break;
+        /* The client's queue is full: serve delivery reports until there is room. */
+        rd_kafka_poll(p->rk, POLL_SLICE_MS);
+    }
+    if (err) {
+        free(opaque);
+        id_remove(&p->pending, m.id);
+        snprintf(errstr, errstr_size, "cannot queue command %s for %s: %s", m.id, p->topic_commands,
+                 rd_kafka_err2str(err));
+        rc = err == RD_KAFKA_RESP_ERR__QUEUE_FULL ? RAIKOO_ERR_TIMEOUT : RAIKOO_ERR_KAFKA;
+        goto done;
+    }
+    if (sync) {
+        while (!p->sync_done && now_ms() < deadline)
+            rd_kafka_poll(p->rk, POLL_SLICE_MS);
+        if (!p->sync_done) {
+            snprintf(errstr, errstr_size, "command %s: no acknowledgement from Kafka at %s in time", m.id,
+                     p->bootstrap);
+            rc = RAIKOO_ERR_TIMEOUT;
+        } else if (p->sync_err) {
+            snprintf(errstr, errstr_size, "command %s not delivered to %s: %s", m.id, p->topic_commands,
+                     rd_kafka_err2str(p->sync_err));
+            rc = RAIKOO_ERR_KAFKA;
+        }
+    }
+done:
+    p->sync_active = 0;
+    raikoo_command_msg_clear(&m);
+    return rc;
+}
+
+int raikoo_command_publish(raikoo_producer_t *p, cmd_type_t type, const char *actor, json_t *data, char id_out[37],
+                           char *errstr, size_t errstr_size) {
+    return send_one(p, type, actor, data, id_out, 1, errstr, errstr_size);
+}
+
+int raikoo_command_send(raikoo_producer_t *p, cmd_type_t type, const char *actor, json_t *data, char id_out[37],
+                        char *errstr, size_t errstr_size) {
+    return send_one(p, type, actor, data, id_out, 0, errstr, errstr_size);
+}
+
+int raikoo_producer_poll(raikoo_producer_t *p, int timeout_ms) {
+    return rd_kafka_poll(p->rk, timeout_ms);
+}
+
+int raikoo_producer_flush(raikoo_producer_t *p, int timeout_ms, char *errstr, size_t errstr_size) {
+    rd_kafka_flush(p->rk, timeout_ms);
+    int queued = rd_kafka_outq_len(p->rk);
+    if (p->dr_failed) {
+        snprintf(errstr, errstr_size, "%lu command%s not delivered; last: %s", p->dr_failed,
+                 p->dr_failed == 1 ? "" : "s", p->dr_error);
+        p->dr_failed = 0;
+        return RAIKOO_ERR_KAFKA;
+    }
+    if (queued > 0) {
+        snprintf(errstr, errstr_size, "%d message%s still queued for Kafka at %s", queued, queued == 1 ? "" : "s",
+                 p->bootstrap);
+        return RAIKOO_ERR_TIMEOUT;
+    }
+    return 0;
+}
+
+int raikoo_results_poll(raikoo_producer_t *p, int timeout_ms, raikoo_result_t *out, char *errstr,
+                        size_t errstr_size) {
+    memset(out, 0, sizeof(*out));
+    if (!p->rc) {
+        snprintf(errstr, errstr_size, "raikoo_results_follow was not called");
+        return RAIKOO_ERR_STATE;
+    }
+    if (stash_take(p, NULL, out))
+        return 1;
+    long deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    do {
+        rd_kafka_poll(p->rk, 0);
+        long left = deadline - now_ms();
+        if (results_read_one(p, left <= 0 ? 0 : left < POLL_SLICE_MS ? (int)left : POLL_SLICE_MS, out))
+            return 1;
+    } while (now_ms() < deadline);
+    return 0;
+}
+
+int raikoo_command_wait(raikoo_producer_t *p, const char *command_id, int timeout_ms, raikoo_result_t *out,
+                        char *errstr, size_t errstr_size) {
+    memset(out, 0, sizeof(*out));
+    if (!p->rc) {
+        snprintf(errstr, errstr_size, "raikoo_results_follow was not called before publishing");
+        return RAIKOO_ERR_STATE;
+    }
+    if (stash_take(p, command_id, out))
+        return 1;
+    /* A command published elsewhere after we started following may be waited for too. */
+    id_add(&p->pending, command_id);
+    long deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    do {
+        rd_kafka_poll(p->rk, 0);
+        long left = deadline - now_ms();
+        raikoo_result_t r;
+        if (results_read_one(p, left <= 0 ? 0 : left < POLL_SLICE_MS ? (int)left : POLL_SLICE_MS, &r)) {
+            if (strcasecmp(r.command_id, command_id) == 0) {
+                *out = r;
+                return 1;
+            }
+            stash_push(p, &r);
+        }
+    } while (now_ms() < deadline);
+    return 0;
+}
+
+size_t raikoo_results_pending(const raikoo_producer_t *p) {
+    /* Stashed results have arrived but not yet been handed over: still pending for the caller. */
+    return p->pending.n + p->stashed;
+}

@@ -1,0 +1,325 @@
+/* raikoo publishing commands: options to a command's data, published through the producer library. */
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "producer.h"
+#include "secret.h"
+
+#define CLI_SOURCE "/raikoo/cli"
+#define PASSWORD_MAX 4096
+
+/* Every option a publishing command may take; a command's spec says which are allowed and required. */
+enum {
+    O_ACTOR = 1u << 0,
+    O_WAIT = 1u << 1,
+    O_JSON = 1u << 2,
+    O_ORG = 1u << 3,
+    O_EMAIL = 1u << 4,
+    O_NAME = 1u << 5,
+    O_OWNER_FLAG = 1u << 6,
+    O_OWNER_ID = 1u << 7,
+    O_INVITATION = 1u << 8,
+    O_CODE = 1u << 9,
+    O_USER = 1u << 10,
+    O_MANAGE = 1u << 11,
+    O_PASSWORD = 1u << 12,
+};
+
+typedef enum { V_FLAG, V_UUID, V_EMAIL, V_TEXT } value_kind_t;
+
+typedef struct opt_desc {
+    unsigned bit;
+    const char *name;  /* the long option */
+    value_kind_t kind;
+    const char *field; /* the data field it fills; NULL for --actor, --wait, --json */
+    const char *metavar;
+} opt_desc_t;
+
+static const opt_desc_t opt_descs[] = {
+    {O_ACTOR, "actor", V_UUID, NULL, "UUID"},
+    {O_WAIT, "wait", V_FLAG, NULL, NULL},
+    {O_JSON, "json", V_FLAG, NULL, NULL},
+    {O_ORG, "org", V_UUID, "org_id", "UUID"},
+    {O_EMAIL, "email", V_EMAIL, "email", "E"},
+    {O_NAME, "name", V_TEXT, "name", "N"},
+    {O_OWNER_FLAG, "owner", V_FLAG, "owner", NULL},
+    {O_OWNER_ID, "owner", V_UUID, "owner_user_id", "UUID"},
+    {O_INVITATION, "invitation", V_UUID, "invitation_id", "UUID"},
+    {O_CODE, "code", V_TEXT, "code", "C"},
+    {O_USER, "user", V_UUID, "user_id", "UUID"},
+    {O_MANAGE, "manage-users", V_FLAG, "can_manage_users", NULL},
+    {O_PASSWORD, "password-stdin", V_FLAG, "password_hash", NULL},
+};
+enum { N_OPTS = sizeof(opt_descs) / sizeof(opt_descs[0]) };
+
+typedef struct pub_spec {
+    const char *name;
+    cmd_type_t type;
+    unsigned allowed, required; /* besides --wait and --json, which all take */
+} pub_spec_t;
+
+static const pub_spec_t pub_specs[] = {
+    {"create-org", CMD_CREATE_ORGANIZATION, O_ACTOR | O_NAME | O_OWNER_ID, O_ACTOR | O_NAME | O_OWNER_ID},
+    {"create-user", CMD_CREATE_USER, O_ACTOR | O_EMAIL | O_NAME | O_PASSWORD, O_ACTOR | O_EMAIL | O_NAME | O_PASSWORD},
+    {"add-existing", CMD_ADD_EXISTING_USER, O_ACTOR | O_ORG | O_EMAIL | O_OWNER_FLAG, O_ACTOR | O_ORG | O_EMAIL},
+    {"invite-new", CMD_INVITE_NEW_USER, O_ACTOR | O_ORG | O_EMAIL | O_NAME | O_OWNER_FLAG, O_ACTOR | O_ORG | O_EMAIL},
+    {"accept", CMD_ACCEPT_INVITATION, O_ACTOR | O_INVITATION | O_CODE, O_ACTOR | O_INVITATION | O_CODE},
+    /* The activating user has no working account yet, so there is no actor. */
+    {"activate", CMD_ACTIVATE_ACCOUNT, O_EMAIL | O_CODE | O_PASSWORD, O_EMAIL | O_CODE | O_PASSWORD},
+    {"resend", CMD_RESEND_INVITATION, O_ACTOR | O_ORG | O_INVITATION, O_ACTOR | O_ORG | O_INVITATION},
+    {"remove-invitation", CMD_REMOVE_INVITATION, O_ACTOR | O_ORG | O_INVITATION, O_ACTOR | O_ORG | O_INVITATION},
+    {"remove-member", CMD_REMOVE_MEMBER, O_ACTOR | O_ORG | O_USER, O_ACTOR | O_ORG | O_USER},
+    {"set-role", CMD_SET_MEMBER_ROLE, O_ACTOR | O_ORG | O_USER | O_OWNER_FLAG | O_MANAGE, O_ACTOR | O_ORG | O_USER},
+};
+
+static const pub_spec_t *spec_find(const char *name) {
+    for (size_t i = 0; i < sizeof(pub_specs) / sizeof(pub_specs[0]); i++)
+        if (strcmp(pub_specs[i].name, name) == 0)
+            return &pub_specs[i];
+    return NULL;
+}
+
+/* Reads one line from stdin into a new buffer of *cap bytes, which the caller wipes (all *cap bytes) and
+ * frees. NULL with errstr when there is none or it is empty. */
+static char *password_read(size_t *cap_out, char *errstr, size_t errstr_size) {
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n = getline(&line, &cap, stdin);
+    if (n < 0) {
+        free(line);
+        snprintf(errstr, errstr_size, "--password-stdin: nothing to read on standard input");
+        return NULL;
+    }
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+    if (n == 0 || n > PASSWORD_MAX || strlen(line) != (size_t)n) {
+        snprintf(errstr, errstr_size, "--password-stdin: the password must be 1 to %d bytes on one line%s",
+                 PASSWORD_MAX, n == 0 ? " (it is empty)" : "");
+        sodium_memzero(line, cap);
+        free(line);
+        return NULL;
+    }
+    *cap_out = cap;
+    return line;
+}
+
+/* Prints a result: one JSON object (the result's data) with as_json, else one human line. */
+static void result_print(const raikoo_result_t *r, int as_json) {
+    if (as_json) {
+        char *s = json_dumps(r->data, JSON_COMPACT);
+        printf("%s\n", s ? s : "{}");
+        free(s);
+        return;
+    }
+    if (!r->accepted) {
+        printf("rejected: %s: %s\n", r->code ? r->code : "unknown", r->message);
+        return;
+    }
+    const char *names[3] = {"invitation", "user", "org"};
+    const char *ids[3] = {r->invitation_id, r->user_id, r->org_id};
+    printf("accepted: %s", r->command_type);
+    const char *sep = " (";
+    for (int i = 0; i < 3; i++) {
+        if (!ids[i])
+            continue;
+        printf("%s%s %s", sep, names[i], ids[i]);
+        sep = ", ";
+    }
+    printf("%s\n", strcmp(sep, ", ") == 0 ? ")" : "");
+}
+
+/* An infrastructure failure: the reason on stderr and, with --json, one object on stdout too, so a script
+ * reading stdout always gets exactly one object. */
+static int infra_fail(const char *cmd, const char *command_id, const char *code, const char *why, int as_json) {
+    fprintf(stderr, "raikoo %s: %s\n", cmd, why);
+    if (as_json) {
+        json_t *o = json_pack("{s:s?, s:s, s:s, s:s}", "command_id", command_id && *command_id ? command_id : NULL,
+                              "status", "error", "code", code, "message", why);
+        char *s = json_dumps(o, JSON_COMPACT);
+        printf("%s\n", s ? s : "{}");
+        free(s);
+        json_decref(o);
+    }
+    return EXIT_INFRA;
+}
+
+/* Prints what is wrong, then the usage line, on stderr; returns the usage exit status. */
+static int usage_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int usage_fail(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "raikoo %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return cli_usage(cli_find(cmd), 1);
+}
+
+int cmd_publish(int argc, char **argv, conf_t *c) {
+    const char *cmd = argv[0];
+    const pub_spec_t *spec = spec_find(cmd);
+    if (!spec)
+        return EXIT_USAGE;
+    unsigned allowed = spec->allowed | O_WAIT | O_JSON, seen = 0;
+    const char *values[N_OPTS] = {0};
+    struct option opts[N_OPTS + 1];
+    int nopts = 0;
+    for (int i = 0; i < N_OPTS; i++) {
+        if (!(opt_descs[i].bit & allowed))
+            continue;
+        opts[nopts].name = opt_descs[i].name;
+        opts[nopts].has_arg = opt_descs[i].kind == V_FLAG ? no_argument : required_argument;
+        opts[nopts].flag = NULL;
+        opts[nopts].val = 1000 + i;
+        nopts++;
+    }
+    memset(&opts[nopts], 0, sizeof(opts[nopts]));
+
+    int rc = EXIT_INFRA, o;
+    char err[1024], id[37] = "";
+    char *password = NULL;
+    size_t password_cap = 0;
+    json_t *data = NULL;
+    raikoo_producer_t *p = NULL;
+    raikoo_result_t result = {0};
+
+    optind = 1;
+    opterr = 0;
+    while ((o = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        if (o == ':')
+            return usage_fail(cmd, "option %s needs a value", argv[optind - 1]);
+        if (o < 1000)
+            return usage_fail(cmd, "unknown option %s", argv[optind - 1]);
+        const opt_desc_t *d = &opt_descs[o - 1000];
+        seen |= d->bit;
+        values[o - 1000] = d->kind == V_FLAG ? "true" : optarg;
+    }
+    if (optind != argc)
+        return usage_fail(cmd, "unexpected argument \"%s\"", argv[optind]);
+    for (int i = 0; i < N_OPTS; i++) {
+        const opt_desc_t *d = &opt_descs[i];
+        if ((spec->required & d->bit) && !(seen & d->bit))
+            return usage_fail(cmd, "--%s%s%s is required", d->name, d->metavar ? " " : "",
+                              d->metavar ? d->metavar : "");
+    }
+    int wait = (seen & O_WAIT) != 0, as_json = (seen & O_JSON) != 0;
+
+    /* Everything a user can get wrong is caught here, before any connection, with the option's name. */
+    data = json_object();
+    char email[EMAIL_MAX + 1];
+    const char *actor = NULL;
+    for (int i = 0; i < N_OPTS; i++) {
+        const opt_desc_t *d = &opt_descs[i];
+        if (!(d->bit & spec->allowed))
+            continue;
+        const char *v = values[i];
+        if (d->kind == V_UUID && v && !uuid_valid(v)) {
+            rc = usage_fail(cmd, "--%s: \"%s\" is not a UUID", d->name, v);
+            goto done;
+        }
+        if (d->bit == O_ACTOR) {
+            actor = v;
+        } else if (d->bit == O_PASSWORD) {
+            continue; /* read last, once everything else is known to be right */
+        } else if (d->kind == V_FLAG) {
+            json_object_set_new(data, d->field, json_boolean(v != NULL));
+        } else if (d->kind == V_EMAIL && v) {
+            char why[256];
+            if (email_normalize(v, email, why, sizeof(why)) != 0) {
+                rc = usage_fail(cmd, "--email: %s", why);
+                goto done;
+            }
+            json_object_set_new(data, d->field, json_string(email));
+        } else if (v) {
+            json_object_set_new(data, d->field, json_string(v));
+        }
+    }
+    if (spec->allowed & O_PASSWORD) {
+        char hash[crypto_pwhash_STRBYTES];
+        password = password_read(&password_cap, err, sizeof(err));
+        if (!password) {
+            rc = usage_fail(cmd, "%s", err);
+            goto done;
+        }
+        if (raikoo_password_hash(password, hash, err, sizeof(err)) != 0) {
+            rc = infra_fail(cmd, NULL, "internal", err, as_json);
+            goto done;
+        }
+        json_object_set_new(data, "password_hash", json_string(hash));
+        sodium_memzero(hash, sizeof(hash));
+    }
+    /* The same checks the worker makes (lengths, ...), still before connecting. */
+    long max_bytes, timeout_ms;
+    if (conf_get_long(c, "command.max.bytes", 256, 64L * 1024 * 1024, &max_bytes, err, sizeof(err)) != 0 ||
+        conf_get_long(c, "result.timeout.ms", 0, 24L * 3600 * 1000, &timeout_ms, err, sizeof(err)) != 0) {
+        fprintf(stderr, "raikoo %s: %s\n", cmd, err);
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    raikoo_command_msg_t probe;
+    if (raikoo_command_build(spec->type, CLI_SOURCE, actor, json_deep_copy(data), (size_t)max_bytes, &probe, err,
+                             sizeof(err)) != 0) {
+        rc = usage_fail(cmd, "invalid command: %s", err);
+        goto done;
+    }
+    raikoo_command_msg_clear(&probe);
+
+    p = raikoo_producer_new(c, err, sizeof(err));
+    if (!p) {
+        rc = infra_fail(cmd, NULL, "unreachable", err, as_json);
+        goto done;
+    }
+    raikoo_producer_set_source(p, CLI_SOURCE);
+    /* Follow the results before publishing, so that a fast result cannot slip past. */
+    if (wait && raikoo_results_follow(p, err, sizeof(err)) != 0) {
+        rc = infra_fail(cmd, NULL, "unreachable", err, as_json);
+        goto done;
+    }
+    int prc = raikoo_command_publish(p, spec->type, actor, data, id, err, sizeof(err));
+    data = NULL; /* stolen by raikoo_command_publish */
+    if (prc == RAIKOO_ERR_INVALID) {
+        rc = usage_fail(cmd, "invalid command: %s", err);
+        goto done;
+    }
+    if (prc != 0) {
+        rc = infra_fail(cmd, id, prc == RAIKOO_ERR_TIMEOUT ? "timeout" : "unreachable", err, as_json);
+        goto done;
+    }
+    if (!wait) {
+        if (as_json)
+            printf("{\"command_id\":\"%s\"}\n", id);
+        else
+            printf("%s\n", id);
+        rc = EXIT_ACCEPTED;
+        goto done;
+    }
+    int wrc = raikoo_command_wait(p, id, (int)timeout_ms, &result, err, sizeof(err));
+    if (wrc == 0) {
+        snprintf(err, sizeof(err),
+                 "no result for command %s within %ld ms (result.timeout.ms); the command was published: is "
+                 "raikoo-command-worker (and raikoo-outbox-relay) running?",
+                 id, timeout_ms);
+        rc = infra_fail(cmd, id, "timeout", err, as_json);
+        goto done;
+    }
+    if (wrc < 0) {
+        rc = infra_fail(cmd, id, "unreachable", err, as_json);
+        goto done;
+    }
+    result_print(&result, as_json);
+    rc = result.accepted ? EXIT_ACCEPTED : EXIT_REJECTED;
+done:
+    fflush(stdout);
+    if (password) {
+        sodium_memzero(password, password_cap);
+        free(password);
+    }
+    raikoo_result_clear(&result);
+    raikoo_producer_free(p);
+    json_decref(data);
+    return rc;
+}

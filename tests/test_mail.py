@@ -131,6 +131,10 @@ def test_a_bounced_address_ends_in_failed_with_an_event(workers, tail, db):
                                  (res["invitation_id"],))[0]
     assert (status, state) == ("pending", "failed") and "550" in error
     assert mails_to(email) == []
+    # The state shows where people look: `raikoo invitations`.
+    listing = raikoo("invitations", "--org", org["org_id"], check=True).stdout
+    line = [row for row in listing.splitlines() if email in row]
+    assert len(line) == 1 and " failed " in line[0] and "550" in line[0]
 
 
 def test_mail_survives_an_smtp_outage_and_arrives_exactly_once(tmp_path, db):

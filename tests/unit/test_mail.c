@@ -1,4 +1,248 @@
-/* Unit tests of mail rendering (filled in with the mailer). */
+/* Unit tests of mail rendering: cleaning, encoded-words, quoted-printable, HTML escaping, templates, jobs. */
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "mail.h"
+#include "secret.h"
 #include "unit.h"
 
-const unit_test_t mail_tests[] = {{NULL, NULL}};
+static void clean_replaces_control_characters_and_bad_utf8(void) {
+    char *s = mail_clean("  Bob\r\nBcc: x@y.z\tTab\x7f\xc2\x85Nel\xe2\x80\xa8Sep \xff end  ");
+    CHECK_STR(s, "Bob  Bcc: x@y.z Tab  Nel Sep \xef\xbf\xbd end");
+    CHECK(strpbrk(s, "\r\n\t") == NULL);
+    free(s);
+    s = mail_clean("Zo\xc3\xab \xe5\xb1\xb1\xe7\x94\xb0");
+    CHECK_STR(s, "Zo\xc3\xab \xe5\xb1\xb1\xe7\x94\xb0");
+    free(s);
+}
+
+static void header_text_encodes_non_ascii_and_folds(void) {
+    char *s = mail_header_text("You're invited to join Acme on Raikoo");
+    CHECK_STR(s, "You're invited to join Acme on Raikoo");
+    free(s);
+    s = mail_header_text("Caf\xc3\xa9");
+    CHECK_STR(s, "=?UTF-8?B?Q2Fmw6k=?=");
+    free(s);
+    /* "=?" in plain text would be decoded by readers: encoded instead. */
+    s = mail_header_text("a =?UTF-8?B?eA==?= b");
+    CHECK(strncmp(s, "=?UTF-8?B?", 10) == 0 && !strstr(s, "eA=="));
+    free(s);
+    char longname[400] = "";
+    for (int i = 0; i < 60; i++)
+        strcat(longname, "\xc3\xa9\xe5\xb1\xb1"); /* é山: 2 + 3 bytes */
+    s = mail_header_text(longname);
+    size_t col = 9; /* after "Subject: " */
+    for (const char *p = s; *p; p++) {
+        if (*p == '\r') {
+            CHECK(p[1] == '\n' && p[2] == ' ');
+            col = 0;
+            p++;
+            continue;
+        }
+        col++;
+        CHECK(col <= 78);
+    }
+    free(s);
+}
+
+static void mailbox_quotes_or_encodes_the_display_name(void) {
+    char *s = mail_mailbox("", "bob@example.com");
+    CHECK_STR(s, "bob@example.com");
+    free(s);
+    s = mail_mailbox("Bob \"B\" O'Neil", "bob@example.com");
+    CHECK_STR(s, "\"Bob \\\"B\\\" O'Neil\" <bob@example.com>");
+    free(s);
+    s = mail_mailbox("Zo\xc3\xab", "zoe@example.com");
+    CHECK_STR(s, "=?UTF-8?B?Wm/Dqw==?= <zoe@example.com>");
+    free(s);
+}
+
+static void quoted_printable_keeps_lines_short_and_encodes_what_it_must(void) {
+    char *s = mail_qp_encode("a=b caf\xc3\xa9 \n.dot\nFrom here\ntrailing \n");
+    CHECK_STR(s, "a=3Db caf=C3=A9=20\r\n=2Edot\r\n=46rom here\r\ntrailing=20\r\n");
+    free(s);
+    char line[300];
+    memset(line, 'x', sizeof(line) - 1);
+    line[sizeof(line) - 1] = '\0';
+    s = mail_qp_encode(line);
+    size_t col = 0, xs = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p == '\r') {
+            col = 0;
+            p++;
+            continue;
+        }
+        xs += *p == 'x';
+        CHECK(++col <= 76);
+    }
+    CHECK(xs == sizeof(line) - 1);
+    free(s);
+}
+
+static void html_escape_escapes_markup(void) {
+    char *s = mail_html_escape("<a href=\"x\">O'Neil & co</a>");
+    CHECK_STR(s, "&lt;a href=&quot;x&quot;&gt;O&#39;Neil &amp; co&lt;/a&gt;");
+    free(s);
+}
+
+static void from_reads_name_and_address(void) {
+    mail_from_t f;
+    char err[256];
+    CHECK(mail_from_parse("Raikoo <no-reply@Raikoo.Local>", &f, err, sizeof(err)) == 0);
+    CHECK_STR(f.addr, "no-reply@raikoo.local");
+    CHECK_STR(f.domain, "raikoo.local");
+    CHECK_STR(f.header, "\"Raikoo\" <no-reply@raikoo.local>");
+    mail_from_free(&f);
+    CHECK(mail_from_parse("ops@example.com", &f, err, sizeof(err)) == 0);
+    CHECK_STR(f.header, "ops@example.com");
+    mail_from_free(&f);
+    CHECK(mail_from_parse("Bad <not an address>", &f, err, sizeof(err)) == -1);
+    CHECK(strstr(err, "mail.from") != NULL);
+}
+
+static const char JOB[] =
+    "{\"specversion\":\"1.0\",\"id\":\"11111111-1111-4111-8111-111111111111\",\"source\":\"/raikoo/command-worker\","
+    "\"type\":\"raikoo.mail.InvitationEmail.v1\",\"time\":\"2026-11-27T20:00:00.000Z\","
+    "\"datacontenttype\":\"application/json\",\"actorid\":\"33333333-3333-4333-8333-333333333333\","
+    "\"correlationid\":\"44444444-4444-4444-8444-444444444444\",\"data\":{"
+    "\"job_id\":\"11111111-1111-4111-8111-111111111111\",\"invitation_id\":\"22222222-2222-4222-8222-222222222222\","
+    "\"org_id\":\"55555555-5555-4555-8555-555555555555\",\"org_name\":\"Acme\\r\\nX-Evil: 1\",\"kind\":\"%s\","
+    "\"email\":\"bob@Example.COM\",\"name\":\"Bob\\nBcc: eve@example.com\",\"inviter_name\":\"<b>Alice</b>\","
+    "\"inviter_email\":\"alice@example.com\",\"grant_owner\":false,\"expires_at\":\"2026-12-04T22:30:00.000+02:00\","
+    "\"sealed_code\":\"%s\"}}";
+
+static int header_lines_named(const char *msg, const char *name) {
+    int count = 0;
+    size_t n = strlen(name);
+    const char *end = strstr(msg, "\r\n\r\n");
+    for (const char *p = msg; p && p < end; p = strstr(p, "\r\n"), p = p ? p + 2 : NULL)
+        if (strncasecmp(p, name, n) == 0 && p[n] == ':')
+            count++;
+    return count;
+}
+
+/* msg with quoted-printable soft line breaks removed (in place), to search for whole lines. */
+static char *unsoft(char *msg) {
+    char *w = msg;
+    for (const char *r = msg; *r;) {
+        if (r[0] == '=' && r[1] == '\r' && r[2] == '\n') {
+            r += 3;
+            continue;
+        }
+        *w++ = *r++;
+    }
+    *w = '\0';
+    return msg;
+}
+
+static void render_makes_a_safe_multipart_message(void) {
+    secret_keys_t k;
+    crypto_box_keypair(k.pk, k.sk);
+    k.have_sk = 1;
+    char sealed[SEALED_CODE_B64_MAX], buf[4096], err[256];
+    CHECK(code_seal(&k, "ABCDEFGHJKMN", sealed, sizeof(sealed)) == 0);
+    snprintf(buf, sizeof(buf), JOB, "new", sealed);
+    mail_job_t job;
+    int identified = 0;
+    CHECK(mail_job_parse(buf, strlen(buf), &job, &identified, err, sizeof(err)) == 0);
+    CHECK(identified && job.is_new);
+    CHECK_STR(job.email, "bob@example.com");
+    CHECK(job.expires == 1796416200); /* 2026-12-04T20:30:00Z */
+    int overridden = -1;
+    mail_templates_t *t = mail_templates_load(NULL, &overridden, err, sizeof(err));
+    CHECK(t != NULL && overridden == 0);
+    mail_from_t from;
+    CHECK(mail_from_parse("Raikoo <no-reply@raikoo.local>", &from, err, sizeof(err)) == 0);
+    char code[CODE_LEN + 1];
+    CHECK(code_open(&k, job.sealed_code, code) == 0);
+    char *msg = t ? mail_render(t, &from, "https://app.example", &job, code, 1796000000, err, sizeof(err)) : NULL;
+    CHECK(msg != NULL);
+    if (msg) {
+        CHECK(header_lines_named(msg, "Date") == 1 && header_lines_named(msg, "Message-ID") == 1);
+        CHECK(header_lines_named(msg, "X-Evil") == 0 && header_lines_named(msg, "Bcc") == 0);
+        CHECK(strstr(msg, "Subject: You're invited to join Acme  X-Evil: 1 on Raikoo\r\n") != NULL);
+        CHECK(strstr(msg, "To: \"Bob Bcc: eve@example.com\" <bob@example.com>\r\n") != NULL);
+        CHECK(strstr(msg, "Message-ID: <11111111-1111-4111-8111-111111111111@raikoo.local>\r\n") != NULL);
+        CHECK(strstr(msg, "MIME-Version: 1.0\r\n") != NULL);
+        CHECK(strstr(msg, "\r\nInvitation: 22222222-2222-4222-8222-222222222222\r\n") != NULL);
+        CHECK(strstr(msg, "\r\nOne-time password: ABCD-EFGH-JKMN\r\n") != NULL);
+        CHECK(strstr(msg, "Confirmation code") == NULL);
+        char *copy = strdup(msg);
+        CHECK(strstr(unsoft(copy), "raikoo activate --email bob@example.com --code ABCD-EFGH-JKMN --password-stdin"));
+        free(copy);
+        CHECK(strstr(msg, "Expires: 2026-12-04 20:30 UTC") != NULL);
+        CHECK(strstr(msg, "&lt;b&gt;Alice&lt;/b&gt;") != NULL && strstr(msg, "<b>Alice</b>") != NULL);
+        CHECK(strstr(msg, "Content-Type: text/html; charset=UTF-8") != NULL);
+        /* Every line ends with CRLF; none is longer than 78 characters. */
+        for (const char *p = msg; *p;) {
+            const char *eol = strstr(p, "\r\n");
+            CHECK(eol != NULL);
+            if (!eol)
+                break;
+            CHECK(eol - p <= 78);
+            CHECK(memchr(p, '\n', (size_t)(eol - p)) == NULL);
+            p = eol + 2;
+        }
+        free(msg);
+    }
+    mail_job_free(&job);
+
+    snprintf(buf, sizeof(buf), JOB, "existing", sealed);
+    CHECK(mail_job_parse(buf, strlen(buf), &job, &identified, err, sizeof(err)) == 0);
+    msg = t ? mail_render(t, &from, "https://app.example", &job, code, 1796000000, err, sizeof(err)) : NULL;
+    CHECK(msg && strstr(msg, "\r\nConfirmation code: ABCD-EFGH-JKMN\r\n") != NULL);
+    CHECK(msg && strstr(unsoft(msg), "raikoo accept --invitation 22222222-2222-4222-8222-222222222222 --code ABCD-EFGH-JKMN"));
+    CHECK(msg && strstr(msg, "One-time password") == NULL);
+    free(msg);
+    mail_job_free(&job);
+    mail_from_free(&from);
+    mail_templates_free(t);
+}
+
+static void malformed_jobs_say_why_and_whether_they_name_an_invitation(void) {
+    mail_job_t job;
+    int identified = 1;
+    char err[256];
+    CHECK(mail_job_parse("not json", 8, &job, &identified, err, sizeof(err)) == -1 && !identified);
+    mail_job_free(&job);
+    char buf[4096];
+    snprintf(buf, sizeof(buf), JOB, "sideways", "x");
+    CHECK(mail_job_parse(buf, strlen(buf), &job, &identified, err, sizeof(err)) == -1 && identified);
+    CHECK(strstr(err, "kind") != NULL);
+    mail_job_free(&job);
+}
+
+static void templates_are_checked_when_loaded(void) {
+    char dir[] = "/tmp/raikoo-unit-tpl-XXXXXX", path[128], err[256];
+    int overridden = 0;
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof(path), "%s/invitation.subject", dir);
+    FILE *f = fopen(path, "w");
+    fputs("{{#new}}Welcome{{/existing}}", f);
+    fclose(f);
+    mail_templates_t *t = mail_templates_load(dir, &overridden, err, sizeof(err));
+    CHECK(t == NULL && strstr(err, "closes no open section") != NULL);
+    f = fopen(path, "w");
+    fputs("Join {{org_name}}{{#owner}} as owner{{/owner}}", f);
+    fclose(f);
+    t = mail_templates_load(dir, &overridden, err, sizeof(err));
+    CHECK(t != NULL && overridden == 1);
+    mail_templates_free(t);
+    unlink(path);
+    t = mail_templates_load(dir, &overridden, err, sizeof(err));
+    CHECK(t == NULL && strstr(err, "holds none of") != NULL);
+    rmdir(dir);
+}
+
+const unit_test_t mail_tests[] = {
+    {"mail: clean replaces control characters and bad UTF-8", clean_replaces_control_characters_and_bad_utf8},
+    {"mail: header text encodes non-ASCII and folds", header_text_encodes_non_ascii_and_folds},
+    {"mail: mailbox quotes or encodes the display name", mailbox_quotes_or_encodes_the_display_name},
+    {"mail: quoted-printable", quoted_printable_keeps_lines_short_and_encodes_what_it_must},
+    {"mail: HTML escape", html_escape_escapes_markup},
+    {"mail: mail.from", from_reads_name_and_address},
+    {"mail: render makes a safe multipart message", render_makes_a_safe_multipart_message},
+    {"mail: malformed jobs", malformed_jobs_say_why_and_whether_they_name_an_invitation},
+    {"mail: templates are checked when loaded", templates_are_checked_when_loaded},
+    {NULL, NULL},
+};

@@ -1,0 +1,69 @@
+/* Invitation expiry: pending invitations past expires_at become `expired`, with an InvitationExpired
+ * event through the outbox, in bounded batches that several workers can share. */
+#include "expiry.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "db.h"
+#include "event.h"
+#include "log.h"
+#include "outbox.h"
+
+#define EXPIRY_SOURCE "/raikoo/expiry-worker"
+
+/* The oldest due invitations first; rows another worker (or a command in flight) holds are skipped,
+ * and the status is checked again under the lock. decided_at stays NULL: an expired invitation can
+ * still be resent, which makes it pending again. */
+static const char SQL_EXPIRE[] =
+    "WITH due AS ("
+    "  SELECT id FROM invitations WHERE status = 'pending' AND expires_at < now()"
+    "  ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
+    " UPDATE invitations i SET status = 'expired' FROM due"
+    " WHERE i.id = due.id AND i.status = 'pending' AND i.expires_at < now()"
+    " RETURNING i.id, i.org_id, i.email, i.kind,"
+    "  to_char(i.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')";
+
+int expiry_run_batch(PGconn *db, const char *events_topic, long batch, int *expired, char *errstr,
+                     size_t errstr_size) {
+    int rc = -1;
+    outbox_t ob = {0};
+    PGresult *res = NULL;
+    char limit[32];
+    snprintf(limit, sizeof(limit), "%ld", batch);
+    *expired = 0;
+    if (db_cmd(db, "BEGIN", errstr, errstr_size) != 0)
+        return -1;
+    const char *p[1] = {limit};
+    res = db_exec(db, SQL_EXPIRE, 1, p, errstr, errstr_size);
+    if (!res)
+        goto done;
+    for (int r = 0; r < PQntuples(res); r++) {
+        json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:s}", "invitation_id", PQgetvalue(res, r, 0), "org_id",
+                                 PQgetvalue(res, r, 1), "email", PQgetvalue(res, r, 2), "kind", PQgetvalue(res, r, 3),
+                                 "expired_at", PQgetvalue(res, r, 4));
+        if (!data)
+            abort();
+        /* No actor and no command caused this: no actorid, no correlationid. */
+        json_t *ev = event_new("raikoo.event.InvitationExpired.v1", NULL, EXPIRY_SOURCE, NULL, NULL, data);
+        char *text = event_dump(ev);
+        outbox_add(&ob, events_topic, PQgetvalue(res, r, 1), text);
+        free(text);
+        json_decref(ev);
+    }
+    if (outbox_write(&ob, db, errstr, errstr_size) != 0 || db_cmd(db, "COMMIT", errstr, errstr_size) != 0)
+        goto done;
+    *expired = PQntuples(res);
+    for (int r = 0; r < PQntuples(res); r++)
+        log_info(NULL, "invitation %s (org %s) expired", PQgetvalue(res, r, 0), PQgetvalue(res, r, 1));
+    rc = 0;
+done:
+    if (rc != 0) {
+        char ignore[256];
+        db_cmd(db, "ROLLBACK", ignore, sizeof(ignore));
+    }
+    if (res)
+        PQclear(res);
+    outbox_free(&ob);
+    return rc;
+}

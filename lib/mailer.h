@@ -1,0 +1,48 @@
+/* The mailer: mail jobs from Kafka recorded in mail_deliveries, sent over SMTP, retried from the table
+ * with exponential backoff, outcomes and events written in one transaction. */
+#ifndef RAIKOO_MAILER_H
+#define RAIKOO_MAILER_H
+
+#include <stddef.h>
+#include <libpq-fe.h>
+
+#include "conf.h"
+
+typedef struct mailer mailer_t;
+
+/* Reads the mail.*, smtp.* and keys.dir settings, loads mailer.sk and the templates. NULL with errstr
+ * when any of them is wrong (a configuration mistake: the caller exits with a usage status). */
+mailer_t *mailer_new(const conf_t *c, char *errstr, size_t errstr_size);
+void mailer_free(mailer_t *m);
+
+/* One message read from topic.mail (borrowed). */
+typedef struct mailer_input {
+    const char *payload;
+    size_t len;
+} mailer_input_t;
+
+/* Records a batch of jobs in one transaction: a new job becomes `sending` (claimed by this mailer), a
+ * job seen before is left alone (never sent twice), a job whose invitation is no longer pending or has a
+ * newer job becomes `superseded`, and a malformed job that names its invitation `failed`. Returns 0 once
+ * that is committed (the caller may then commit the Kafka offsets) and -1 with errstr when the database
+ * failed, nothing recorded (call again with the same batch). */
+int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, char *errstr, size_t errstr_size);
+
+/* Claims jobs whose retry is due, and sends abandoned by a mailer that died mid-send once their lease
+ * ran out, FOR UPDATE SKIP LOCKED so that several mailers share them. *claimed gets how many. */
+int mailer_claim_due(mailer_t *m, PGconn *db, int *claimed, char *errstr, size_t errstr_size);
+
+/* Sends every claimed job (in SMTP sessions of mail.batch.max messages) and records each outcome with
+ * its event: sent, retrying (backoff), or failed. -1 with errstr when recording failed: the jobs stay
+ * `sending` and come back through mailer_claim_due when their lease ends. */
+int mailer_deliver(mailer_t *m, PGconn *db, char *errstr, size_t errstr_size);
+
+/* How long to wait before the next mailer_claim_due, in milliseconds. */
+long mailer_scan_interval_ms(const mailer_t *m);
+
+/* The whole worker: consumer group group.mail on topic.mail (cooperative-sticky, offsets committed
+ * by hand once jobs are recorded), retries from the table, until worker_running() says stop. Returns the exit status:
+ * 0 after a clean shutdown, 2 for a configuration mistake, 3 when a service is unreachable at start. */
+int mailer_run(const conf_t *c);
+
+#endif

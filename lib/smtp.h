@@ -1,0 +1,46 @@
+/* SMTP submission over libesmtp: many messages in one session, STARTTLS, AUTH, timeouts, and a verdict
+ * per message (sent, try again later, or give up). */
+#ifndef RAIKOO_SMTP_H
+#define RAIKOO_SMTP_H
+
+#include <stddef.h>
+
+#include "conf.h"
+
+typedef enum { SMTP_STARTTLS_NO, SMTP_STARTTLS_IF_AVAILABLE, SMTP_STARTTLS_REQUIRED } smtp_starttls_t;
+
+typedef struct smtp_conf {
+    char hostport[512]; /* "host:port" */
+    smtp_starttls_t starttls;
+    const char *user, *password; /* borrowed from the configuration; user NULL or empty: no AUTH */
+    long timeout_ms;
+} smtp_conf_t;
+
+/* Reads smtp.host, smtp.port, smtp.starttls, smtp.user, smtp.password and smtp.timeout.ms. The strings
+ * stay borrowed from c. */
+int smtp_conf_load(const conf_t *c, smtp_conf_t *sc, char *errstr, size_t errstr_size);
+
+/* Initialises libesmtp's SASL client; once per process. */
+void smtp_init(void);
+
+typedef enum {
+    SMTP_SENT,      /* the server accepted the message for the recipient */
+    SMTP_TRANSIENT, /* connection trouble, a timeout or a 4xx reply: try again later */
+    SMTP_PERMANENT  /* a 5xx reply: trying again would not help */
+} smtp_outcome_t;
+
+/* One message of a session: inputs, then the verdict. */
+typedef struct smtp_item {
+    const char *rcpt;    /* envelope recipient */
+    const char *message; /* the whole message, headers included, CRLF line ends */
+    smtp_outcome_t outcome;
+    char detail[256]; /* the server's reply or what went wrong, for mail_error and logs */
+} smtp_item_t;
+
+/* Sends every item in one SMTP session from the envelope sender `from` and sets each item's outcome
+ * and detail. Returns -1 with errstr when the session failed as a whole (set-up, server unreachable,
+ * greeting, TLS or AUTH refused): every item then has its verdict all the same, transient. */
+int smtp_send(const smtp_conf_t *sc, const char *from, smtp_item_t *items, size_t n, char *errstr,
+              size_t errstr_size);
+
+#endif

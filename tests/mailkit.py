@@ -1,0 +1,236 @@
+"""Helpers of the mail and expiry tests: libsodium through ctypes (sealing codes, hashing passwords), rows
+made directly in PostgreSQL, mail jobs and commands produced to Kafka, messages read from a Maildir."""
+import base64
+import ctypes
+import ctypes.util
+import email
+import email.policy
+import json
+import os
+import random
+import socket
+import subprocess
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import psycopg2
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+_sodium = ctypes.CDLL(ctypes.util.find_library("sodium") or "libsodium.so.23")
+assert _sodium.sodium_init() >= 0
+
+
+def new_code():
+    return "".join(random.choice(CROCKFORD) for _ in range(12))
+
+
+def shown(code):
+    return f"{code[:4]}-{code[4:8]}-{code[8:]}"
+
+
+def seal(code, keys_dir=None):
+    """The code sealed to the mailer's public key, base64: what the command worker puts in a mail job."""
+    keys_dir = keys_dir or os.environ["RAIKOO_KEYS_DIR"]
+    with open(os.path.join(keys_dir, "mailer.pk"), "rb") as f:
+        pk = f.read()
+    out = ctypes.create_string_buffer(48 + len(code))
+    assert _sodium.crypto_box_seal(out, code.encode(), ctypes.c_ulonglong(len(code)), pk) == 0
+    return base64.b64encode(out.raw).decode()
+
+
+def password_hash(pw):
+    """An Argon2id string at libsodium's interactive limits, as the producer side makes it."""
+    out = ctypes.create_string_buffer(128)
+    assert _sodium.crypto_pwhash_str(out, pw.encode(), ctypes.c_ulonglong(len(pw)), ctypes.c_ulonglong(2),
+                                     ctypes.c_size_t(67108864)) == 0
+    return out.value.decode()
+
+
+def wait_until(pred, timeout=60, what="condition"):
+    """Polls pred() until it returns something true; returns it, or fails the test at the deadline."""
+    end = time.time() + timeout
+    while True:
+        got = pred()
+        if got:
+            return got
+        if time.time() > end:
+            raise AssertionError(f"{what}: not reached within {timeout}s")
+        time.sleep(0.1)
+
+
+def query(db, sql, args=()):
+    cur = db.cursor()
+    cur.execute(sql, args)
+    return cur.fetchall()
+
+
+def rfc3339(dt):
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+class Invitation:
+    """A pending invitation made directly in the database (inviter, organization, invitee), with the mail
+    job the command worker would have queued for it."""
+
+    def __init__(self, db, kind="existing", email=None, name="Bob Invitee", org_name="Acme",
+                 inviter_name="Alice Owner", expires_in=timedelta(days=7)):
+        self.db = db
+        self.kind = kind
+        self.email = email or f"bob-{uuid.uuid4().hex[:12]}@example.test"
+        self.name = name
+        self.org_name = org_name
+        self.inviter_name = inviter_name
+        self.inviter_email = f"alice-{uuid.uuid4().hex[:12]}@example.test"
+        self.inviter = str(uuid.uuid4())
+        self.org = str(uuid.uuid4())
+        self.id = str(uuid.uuid4())
+        self.job_id = str(uuid.uuid4())
+        self.command_id = str(uuid.uuid4())
+        self.code = new_code()
+        self.expires_at = datetime.now(timezone.utc) + expires_in
+        cur = db.cursor()
+        cur.execute("INSERT INTO users (id, email, username, name) VALUES (%s, %s, %s, %s)",
+                    (self.inviter, self.inviter_email, self.inviter_email, inviter_name))
+        cur.execute("INSERT INTO organizations (id, name) VALUES (%s, %s)", (self.org, org_name))
+        cur.execute("INSERT INTO org_members (org_id, user_id, is_owner) VALUES (%s, %s, true)",
+                    (self.org, self.inviter))
+        cur.execute(
+            "INSERT INTO invitations (id, org_id, email, kind, code_hash, invited_by, created_at, expires_at,"
+            " mail_job_id, mail_state) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'queued')",
+            (self.id, self.org, self.email, kind, psycopg2.Binary(os.urandom(32)), self.inviter,
+             min(datetime.now(timezone.utc), self.expires_at - timedelta(hours=1)), self.expires_at, self.job_id))
+
+    def job(self, job_id=None, **data_overrides):
+        """The mail job CloudEvent (dict) for this invitation."""
+        job_id = job_id or self.job_id
+        data = {"job_id": job_id, "invitation_id": self.id, "org_id": self.org, "org_name": self.org_name,
+                "kind": self.kind, "email": self.email, "name": self.name, "inviter_name": self.inviter_name,
+                "inviter_email": self.inviter_email, "grant_owner": False, "expires_at": rfc3339(self.expires_at),
+                "sealed_code": seal(self.code)}
+        data.update(data_overrides)
+        return {"specversion": "1.0", "id": job_id, "source": "/raikoo/command-worker",
+                "type": "raikoo.mail.InvitationEmail.v1", "time": rfc3339(datetime.now(timezone.utc)),
+                "datacontenttype": "application/json", "actorid": self.inviter, "correlationid": self.command_id,
+                "data": data}
+
+    def delivery(self, job_id=None):
+        """(status, attempts, last_error) of the job's row in mail_deliveries, or None."""
+        rows = query(self.db, "SELECT status, attempts, last_error FROM mail_deliveries WHERE job_id = %s",
+                     (job_id or self.job_id,))
+        return rows[0] if rows else None
+
+    def mail_state(self):
+        return query(self.db, "SELECT status, mail_state, mail_error FROM invitations WHERE id = %s", (self.id,))[0]
+
+
+def produce(topic, key, value):
+    p = Producer({"bootstrap.servers": os.environ["RAIKOO_KAFKA_BOOTSTRAP_SERVERS"]})
+    p.produce(topic, json.dumps(value).encode() if not isinstance(value, bytes) else value, key=key.encode())
+    assert p.flush(30) == 0
+
+
+def create_topic(prefix, partitions=2):
+    name = f"{prefix}.{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": os.environ["RAIKOO_KAFKA_BOOTSTRAP_SERVERS"]})
+    admin.create_topics([NewTopic(name, partitions, 1)])[name].result(timeout=30)
+    return name
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def maildir():
+    return os.path.join(os.environ["RAIKOO_VAR"], "mail")
+
+
+def mails_to(addr, mdir=None):
+    """Every stored message whose envelope recipient is addr, parsed (email.message.EmailMessage), each with
+    .raw holding the bytes as stored."""
+    new = os.path.join(mdir or maildir(), "new")
+    found = []
+    for f in sorted(os.listdir(new)) if os.path.isdir(new) else []:
+        with open(os.path.join(new, f), "rb") as fh:
+            raw = fh.read()
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        if addr.lower() in [a.strip().lower() for a in str(msg.get("X-RcptTo", "")).split(",")]:
+            msg.raw = raw
+            found.append(msg)
+    return found
+
+
+def text_part(msg):
+    return msg.get_body(preferencelist=("plain",)).get_content()
+
+
+def html_part(msg):
+    return msg.get_body(preferencelist=("html",)).get_content()
+
+
+def code_in(text, label):
+    for line in text.splitlines():
+        if line.startswith(label + ": "):
+            return line[len(label) + 2:].strip()
+    return None
+
+
+class Sink:
+    """An SMTP sink of our own (ops/smtp-sink) on a port of its own, storing into a Maildir of its own."""
+
+    def __init__(self, port, mdir, extra=()):
+        self.port, self.mdir = port, str(mdir)
+        self.proc = subprocess.Popen(["/usr/bin/python3", os.path.join(ROOT, "ops", "smtp-sink"), "--port",
+                                      str(port), "--maildir", self.mdir] + list(extra),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(self._ready, 30, f"SMTP sink on port {port}")
+
+    def _ready(self):
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def read_topic_range(topic, start, end):
+    """Every message of topic between two offset maps {partition: offset} (end exclusive)."""
+    c = Consumer({"bootstrap.servers": os.environ["RAIKOO_KAFKA_BOOTSTRAP_SERVERS"],
+                  "group.id": "range-" + uuid.uuid4().hex, "enable.auto.commit": False})
+    parts = [TopicPartition(topic, p, start.get(p, 0)) for p, hi in end.items() if hi > start.get(p, 0)]
+    out = []
+    if parts:
+        c.assign(parts)
+        want = sum(end[p.partition] - p.offset for p in parts)
+        deadline = time.time() + 60
+        while len(out) < want and time.time() < deadline:
+            m = c.poll(0.5)
+            if m is None or m.error():
+                continue
+            if m.offset() < end[m.partition()]:
+                out.append(m)
+    c.close()
+    return out
+
+
+def high_watermarks(topic):
+    c = Consumer({"bootstrap.servers": os.environ["RAIKOO_KAFKA_BOOTSTRAP_SERVERS"],
+                  "group.id": "wm-" + uuid.uuid4().hex})
+    md = c.list_topics(topic, timeout=10)
+    marks = {}
+    for p in md.topics[topic].partitions:
+        marks[p] = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+    c.close()
+    return marks

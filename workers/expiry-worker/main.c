@@ -1,0 +1,58 @@
+/* raikoo-expiry-worker: every expiry.interval.ms, marks pending invitations past their expiry as expired
+ * (lib/expiry.c), in batches of expiry.batch; several replicas share the work. */
+#include <libpq-fe.h>
+
+#include "conf.h"
+#include "db.h"
+#include "expiry.h"
+#include "log.h"
+#include "worker.h"
+
+int main(int argc, char **argv) {
+    int rc = 3;
+    char err[1024];
+    long interval_ms, batch;
+    PGconn *db = NULL;
+    conf_t *c = conf_new();
+    if (worker_init(&argc, argv, c, "expiry-worker",
+                    "Every expiry.interval.ms, marks pending invitations whose expires_at has passed as expired,\n"
+                    "expiry.batch at a time, each with an InvitationExpired event through the outbox. Several\n"
+                    "replicas are safe. SIGTERM or SIGINT: finish the batch, exit 0.") != 0) {
+        rc = worker_exit_status();
+        goto done;
+    }
+    if (conf_get_long(c, "expiry.interval.ms", 10, 86400000, &interval_ms, err, sizeof(err)) != 0 ||
+        conf_get_long(c, "expiry.batch", 1, 100000, &batch, err, sizeof(err)) != 0) {
+        log_error(NULL, "%s", err);
+        rc = 2;
+        goto done;
+    }
+    db = db_connect(c, err, sizeof(err));
+    if (!db || db_require_schema(db, err, sizeof(err)) != 0) {
+        log_error(NULL, "%s", err);
+        goto done;
+    }
+    log_info(NULL, "expiry worker started: every %ld ms, %ld per transaction", interval_ms, batch);
+    while (worker_running()) {
+        int expired = 0;
+        /* Drain what is due, a batch per transaction, then wait for the next round. */
+        do {
+            if (expiry_run_batch(db, conf_get(c, "topic.events"), batch, &expired, err, sizeof(err)) != 0) {
+                log_error(NULL, "cannot expire invitations: %s", err);
+                if (PQstatus(db) != CONNECTION_OK)
+                    PQreset(db);
+                expired = 0;
+            } else if (expired > 0) {
+                log_info(NULL, "%d invitation(s) expired", expired);
+            }
+        } while (expired >= batch && worker_running());
+        worker_sleep_ms(interval_ms);
+    }
+    log_info(NULL, "expiry worker stopping");
+    rc = 0;
+done:
+    if (db)
+        PQfinish(db);
+    conf_free(c);
+    return rc;
+}

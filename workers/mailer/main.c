@@ -1,0 +1,29 @@
+/* raikoo-mailer: sends the invitation e-mails of topic.mail over SMTP (the work is in lib/mailer.c). */
+#include "conf.h"
+#include "log.h"
+#include "mailer.h"
+#include "secret.h"
+#include "smtp.h"
+#include "worker.h"
+
+int main(int argc, char **argv) {
+    conf_t *c = conf_new();
+    if (worker_init(&argc, argv, c, "mailer",
+                    "Consumes mail jobs (topic.mail, consumer group group.mail), renders the invitation e-mails and\n"
+                    "sends them over SMTP (smtp.*, mail.*); records every delivery in PostgreSQL and retries transient\n"
+                    "failures with backoff. Needs keys.dir/mailer.sk. SIGTERM or SIGINT: finish the batch, commit,\n"
+                    "leave the group, exit 0.") != 0) {
+        conf_free(c);
+        return worker_exit_status();
+    }
+    char err[256];
+    int rc = 3;
+    if (secret_init(err, sizeof(err)) != 0) {
+        log_error(NULL, "%s", err);
+    } else {
+        smtp_init();
+        rc = mailer_run(c);
+    }
+    conf_free(c);
+    return rc;
+}

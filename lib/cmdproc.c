@@ -92,35 +92,21 @@ static char *result_event(cmdproc_t *p, const cmd_t *cmd, const char *type_name,
     return text;
 }
 
-/* Inserts the decided commands, several rows a statement. */
+/* Inserts the decided commands. */
 static int record_decided(cmdproc_t *p, decided_t *d, size_t n, char *errstr, size_t errstr_size) {
-    enum { ROWS = 1000 };
-    size_t done = 0;
-    while (done < n) {
-        size_t rows = n - done < ROWS ? n - done : ROWS;
-        size_t cap = 96 + rows * 48;
-        char *sql = malloc(cap);
-        const char **params = malloc(rows * 4 * sizeof(*params));
-        if (!sql || !params)
-            abort();
-        size_t len = (size_t)snprintf(sql, cap, "INSERT INTO processed_commands (command_id, command_type, status, result) VALUES ");
-        for (size_t i = 0; i < rows; i++) {
-            len += (size_t)snprintf(sql + len, cap - len, "%s($%zu,$%zu,$%zu,$%zu)", i ? "," : "", i * 4 + 1,
-                                    i * 4 + 2, i * 4 + 3, i * 4 + 4);
-            params[i * 4] = d[done + i].id;
-            params[i * 4 + 1] = d[done + i].type_name;
-            params[i * 4 + 2] = d[done + i].status;
-            params[i * 4 + 3] = d[done + i].result;
-        }
-        PGresult *res = db_exec(p->db, sql, (int)(rows * 4), params, errstr, errstr_size);
-        free(sql);
-        free(params);
-        if (!res)
-            return -1;
-        PQclear(res);
-        done += rows;
+    const char **values = malloc(n * 4 * sizeof(*values));
+    if (!values)
+        abort();
+    for (size_t i = 0; i < n; i++) {
+        values[i * 4] = d[i].id;
+        values[i * 4 + 1] = d[i].type_name;
+        values[i * 4 + 2] = d[i].status;
+        values[i * 4 + 3] = d[i].result;
     }
-    return 0;
+    int rc = db_insert_rows(p->db, "processed_commands (command_id, command_type, status, result)", 4, values, n,
+                            errstr, errstr_size);
+    free(values);
+    return rc;
 }
 
 /* Fetches the stored results of the batch's command ids that were decided before. Returns the result
@@ -156,33 +142,19 @@ static const char *decided_result(decided_t *d, size_t n, const char *id) {
     return NULL;
 }
 
-int cmdproc_apply(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, char *errstr, size_t errstr_size) {
-    int rc = -1, in_tx = 0;
-    cmd_t *cmds = calloc(n ? n : 1, sizeof(*cmds));
-    parse_status_t *st = calloc(n ? n : 1, sizeof(*st));
-    char (*why)[256] = calloc(n ? n : 1, sizeof(*why));
+/* One attempt at the batch in one transaction. In the optimistic mode (safe = 0) no command gets a
+ * savepoint: when one needs undoing on its own (a statement failed, or it wrote and was then rejected),
+ * the attempt rolls back and returns 1, and the caller runs the batch again with a savepoint per command.
+ * 0 when committed; -1 on database failure (rolled back). */
+static int apply_once(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, cmd_t *cmds, const parse_status_t *st,
+                      char (*why)[256], PGresult *seen, int safe, char *errstr, size_t errstr_size) {
+    int rc = -1, in_tx = 0, savepoint_open = 0;
     decided_t *dec = calloc(n ? n : 1, sizeof(*dec));
     size_t ndec = 0;
-    PGresult *seen = NULL;
-    if (!cmds || !st || !why || !dec)
+    if (!dec)
         abort();
     outbox_truncate(&p->outbox, 0);
-
-    for (size_t i = 0; i < n; i++) {
-        st[i] = cmd_parse(msgs[i].payload, msgs[i].len, (size_t)p->max_bytes, &cmds[i], why[i], sizeof(why[i]));
-        msgs[i].dead_letter = st[i] == PARSE_NOT_COMMAND;
-        msgs[i].code = NULL;
-        msgs[i].command_id[0] = '\0';
-        if (msgs[i].dead_letter) {
-            snprintf(msgs[i].reason, sizeof(msgs[i].reason), "%s", why[i]);
-            msgs[i].outcome = "dead_letter";
-        } else {
-            snprintf(msgs[i].command_id, sizeof(msgs[i].command_id), "%s", cmds[i].id);
-        }
-    }
-    seen = seen_before(p, cmds, st, n, errstr, errstr_size);
-    if (!seen)
-        goto done;
+    domain_forget(&p->ctx);
     if (db_cmd(p->db, "BEGIN", errstr, errstr_size) != 0)
         goto done;
     in_tx = 1;
@@ -198,22 +170,29 @@ int cmdproc_apply(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, char *errstr, siz
         if (prior) {
             outbox_add(&p->outbox, p->topic_results, cmd->id, prior);
             msgs[i].outcome = "duplicate";
+            msgs[i].code = NULL;
             continue;
         }
         domain_result_t res;
         if (st[i] == PARSE_OK) {
             size_t mark = p->outbox.n;
-            if (db_cmd(p->db, "SAVEPOINT cmd", errstr, errstr_size) != 0)
-                goto done;
+            /* One round trip ends the previous command's savepoint and opens this one's. */
+            if (safe) {
+                if (db_cmd(p->db, savepoint_open ? "RELEASE SAVEPOINT cmd; SAVEPOINT cmd" : "SAVEPOINT cmd", errstr,
+                           errstr_size) != 0)
+                    goto done;
+                savepoint_open = 1;
+            }
             if (domain_apply(&p->ctx, cmd, &res, errstr, errstr_size) != 0)
                 goto done;
-            if (!res.accepted && !res.keep_changes) {
-                if (db_cmd(p->db, "ROLLBACK TO SAVEPOINT cmd", errstr, errstr_size) != 0)
-                    goto done;
-                outbox_truncate(&p->outbox, mark);
-            }
-            if (db_cmd(p->db, "RELEASE SAVEPOINT cmd", errstr, errstr_size) != 0)
+            if (res.needs_rollback && !safe) {
+                rc = 1;
                 goto done;
+            }
+            if (res.needs_rollback && db_cmd(p->db, "ROLLBACK TO SAVEPOINT cmd", errstr, errstr_size) != 0)
+                goto done;
+            if (!res.accepted && !res.keep_changes)
+                outbox_truncate(&p->outbox, mark);
         } else {
             memset(&res, 0, sizeof(res));
             domain_reject(&res, st[i] == PARSE_UNKNOWN_TYPE ? "unknown_command_type" : "invalid_command", why[i]);
@@ -226,11 +205,9 @@ int cmdproc_apply(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, char *errstr, siz
         ndec++;
         msgs[i].outcome = res.accepted ? "accepted" : "rejected";
         msgs[i].code = res.code;
-        if (res.accepted)
-            log_debug(cmd->id, "%s accepted", type_name);
-        else
-            log_info(cmd->id, "%s rejected: %s", type_name, res.code);
     }
+    if (savepoint_open && db_cmd(p->db, "RELEASE SAVEPOINT cmd", errstr, errstr_size) != 0)
+        goto done;
     if (outbox_write(&p->outbox, p->db, errstr, errstr_size) != 0)
         goto done;
     if (ndec && record_decided(p, dec, ndec, errstr, errstr_size) != 0)
@@ -239,6 +216,10 @@ int cmdproc_apply(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, char *errstr, siz
         goto done;
     in_tx = 0;
     rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (msgs[i].outcome && strcmp(msgs[i].outcome, "rejected") == 0)
+            log_info(msgs[i].command_id, "%s rejected: %s", cmds[i].type_name, msgs[i].code);
+    }
 done:
     if (in_tx) {
         char ignore[256];
@@ -246,12 +227,44 @@ done:
     }
     if (rc != 0)
         outbox_truncate(&p->outbox, 0);
-    PQclear(seen);
     for (size_t i = 0; i < ndec; i++)
         free(dec[i].result);
+    free(dec);
+    return rc;
+}
+
+int cmdproc_apply(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, char *errstr, size_t errstr_size) {
+    int rc = -1;
+    cmd_t *cmds = calloc(n ? n : 1, sizeof(*cmds));
+    parse_status_t *st = calloc(n ? n : 1, sizeof(*st));
+    char (*why)[256] = calloc(n ? n : 1, sizeof(*why));
+    PGresult *seen = NULL;
+    if (!cmds || !st || !why)
+        abort();
+    for (size_t i = 0; i < n; i++) {
+        st[i] = cmd_parse(msgs[i].payload, msgs[i].len, (size_t)p->max_bytes, &cmds[i], why[i], sizeof(why[i]));
+        msgs[i].dead_letter = st[i] == PARSE_NOT_COMMAND;
+        msgs[i].code = NULL;
+        msgs[i].outcome = NULL;
+        msgs[i].command_id[0] = '\0';
+        if (msgs[i].dead_letter) {
+            snprintf(msgs[i].reason, sizeof(msgs[i].reason), "%s", why[i]);
+            msgs[i].outcome = "dead_letter";
+        } else {
+            snprintf(msgs[i].command_id, sizeof(msgs[i].command_id), "%s", cmds[i].id);
+        }
+    }
+    seen = seen_before(p, cmds, st, n, errstr, errstr_size);
+    if (seen) {
+        rc = apply_once(p, msgs, n, cmds, st, why, seen, 0, errstr, errstr_size);
+        if (rc == 1) {
+            log_debug(NULL, "batch of %zu applied again with a savepoint per command", n);
+            rc = apply_once(p, msgs, n, cmds, st, why, seen, 1, errstr, errstr_size);
+        }
+    }
+    PQclear(seen);
     for (size_t i = 0; i < n; i++)
         cmd_free(&cmds[i]);
-    free(dec);
     free(why);
     free(st);
     free(cmds);

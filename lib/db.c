@@ -2,6 +2,7 @@
 #include "db.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "embedded.h"
@@ -50,11 +51,112 @@ PGresult *db_exec(PGconn *db, const char *sql, int nparams, const char *const *p
     return NULL;
 }
 
-int db_cmd(PGconn *db, const char *sql, char *errstr, size_t errstr_size) {
-    PGresult *res = db_exec(db, sql, 0, NULL, errstr, errstr_size);
-    if (!res)
-        return -1;
+/* The statements prepared in the current session of each connection. A reset connection is a new server
+ * session (another backend pid) without them, so the pid is part of the key. */
+#define PREPARED_MAX 128
+#define PREPARED_CONNS 8
+
+typedef struct prepared {
+    PGconn *conn;
+    int pid;
+    int n;
+    const char *sql[PREPARED_MAX];
+} prepared_t;
+
+static prepared_t prepared[PREPARED_CONNS];
+
+static prepared_t *prepared_for(PGconn *db) {
+    int pid = PQbackendPID(db);
+    prepared_t *free_slot = NULL;
+    for (int i = 0; i < PREPARED_CONNS; i++) {
+        if (prepared[i].conn == db) {
+            if (prepared[i].pid != pid) {
+                prepared[i].pid = pid;
+                prepared[i].n = 0;
+            }
+            return &prepared[i];
+        }
+        if (!prepared[i].conn && !free_slot)
+            free_slot = &prepared[i];
+    }
+    if (!free_slot)
+        free_slot = &prepared[(unsigned)pid % PREPARED_CONNS]; /* evict: it is only a cache */
+    free_slot->conn = db;
+    free_slot->pid = pid;
+    free_slot->n = 0;
+    return free_slot;
+}
+
+PGresult *db_exec_prepared(PGconn *db, const char *sql, int nparams, const char *const *params) {
+    prepared_t *p = prepared_for(db);
+    int i = 0;
+    while (i < p->n && p->sql[i] != sql)
+        i++;
+    char name[16];
+    snprintf(name, sizeof(name), "rk%d", i);
+    if (i == p->n) {
+        if (p->n == PREPARED_MAX)
+            return PQexecParams(db, sql, nparams, NULL, params, NULL, NULL, 0);
+        PGresult *res = PQprepare(db, name, sql, nparams, NULL);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            return res; /* the caller sees why (in an aborted transaction, say) */
+        PQclear(res);
+        p->sql[p->n++] = sql;
+    }
+    return PQexecPrepared(db, name, nparams, params, NULL, NULL, 0);
+}
+
+PGresult *db_exec_cached(PGconn *db, const char *sql, int nparams, const char *const *params, char *errstr,
+                         size_t errstr_size) {
+    PGresult *res = db_exec_prepared(db, sql, nparams, params);
+    ExecStatusType st = PQresultStatus(res);
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+        return res;
+    snprintf(errstr, errstr_size, "%s", res ? PQresultErrorMessage(res) : PQerrorMessage(db));
+    strip_newline(errstr);
     PQclear(res);
+    return NULL;
+}
+
+int db_cmd(PGconn *db, const char *sql, char *errstr, size_t errstr_size) {
+    /* The simple query protocol: sql may hold several statements (one round trip). */
+    PGresult *res = PQexec(db, sql);
+    ExecStatusType st = PQresultStatus(res);
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+        PQclear(res);
+        return 0;
+    }
+    snprintf(errstr, errstr_size, "%s", res ? PQresultErrorMessage(res) : PQerrorMessage(db));
+    strip_newline(errstr);
+    PQclear(res);
+    return -1;
+}
+
+int db_insert_rows(PGconn *db, const char *into, int ncols, const char *const *values, size_t nrows, char *errstr,
+                   size_t errstr_size) {
+    /* At most 65535 parameters a statement; 6000 keeps statements a reasonable size too. */
+    size_t per = 6000 / (size_t)ncols, done = 0;
+    while (done < nrows) {
+        size_t rows = nrows - done < per ? nrows - done : per;
+        size_t cap = strlen(into) + 32 + rows * ((size_t)ncols * 8 + 4);
+        char *sql = malloc(cap);
+        if (!sql)
+            abort();
+        size_t len = (size_t)snprintf(sql, cap, "INSERT INTO %s VALUES ", into);
+        for (size_t i = 0; i < rows; i++) {
+            len += (size_t)snprintf(sql + len, cap - len, "%s(", i ? "," : "");
+            for (int c = 0; c < ncols; c++)
+                len += (size_t)snprintf(sql + len, cap - len, "%s$%zu", c ? "," : "", i * (size_t)ncols + (size_t)c + 1);
+            len += (size_t)snprintf(sql + len, cap - len, ")");
+        }
+        PGresult *res = db_exec(db, sql, (int)(rows * (size_t)ncols), values + done * (size_t)ncols, errstr,
+                                errstr_size);
+        free(sql);
+        if (!res)
+            return -1;
+        PQclear(res);
+        done += rows;
+    }
     return 0;
 }
 

@@ -23,8 +23,23 @@ int db_require_schema(PGconn *db, char *errstr, size_t errstr_size);
 PGresult *db_exec(PGconn *db, const char *sql, int nparams, const char *const *params, char *errstr,
                   size_t errstr_size);
 
-/* Runs a statement without parameters or result rows (BEGIN, COMMIT, SAVEPOINT ...). */
+/* Like PQexecParams, but sql (a string that lives as long as the program: a constant) is prepared once
+ * per database session and then executed by name, which spares the server parsing and planning it again.
+ * Returns the result whatever its status (caller checks and frees). */
+PGresult *db_exec_prepared(PGconn *db, const char *sql, int nparams, const char *const *params);
+
+/* db_exec for a constant sql (see db_exec_prepared): prepared once per session. */
+PGresult *db_exec_cached(PGconn *db, const char *sql, int nparams, const char *const *params, char *errstr,
+                         size_t errstr_size);
+
+/* Runs statements without parameters or result rows (BEGIN, COMMIT, SAVEPOINT ...), several at once
+ * when separated by semicolons (one round trip). */
 int db_cmd(PGconn *db, const char *sql, char *errstr, size_t errstr_size);
+
+/* Inserts nrows rows of ncols text values (values[row * ncols + col]; NULL is SQL NULL) with as few
+ * multi-row INSERT statements as the protocol's parameter limit allows. into is "table (col, col, ...)". */
+int db_insert_rows(PGconn *db, const char *into, int ncols, const char *const *values, size_t nrows, char *errstr,
+                   size_t errstr_size);
 
 /* The SQLSTATE of a failed result ("" when none). */
 const char *db_sqlstate(const PGresult *res);

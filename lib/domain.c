@@ -28,23 +28,31 @@ static const char SQL_ACTOR[] = "SELECT enabled, is_admin, name, email FROM user
 /* For AddExistingUser: the account, whether it is a member, and the organization's invitations this hour. */
 static const char SQL_EXISTING_TARGET[] =
     "SELECT u.id, u.name, EXISTS (SELECT 1 FROM org_members m WHERE m.org_id = $2 AND m.user_id = u.id),"
-    "       (SELECT count(*) FROM invitations WHERE org_id = $2 AND created_at > now() - interval '1 hour')"
+    "       (SELECT coalesce(sum(created), 0) FROM invitation_rate WHERE org_id = $2 AND minute > now() - interval '1 hour')"
     "  FROM (SELECT 1) one LEFT JOIN users u ON lower(u.email) = lower($1)";
 
+/* Counts a new invitation towards its organization's hourly limit (see SQL_EXISTING_TARGET). */
+#define COUNT_INVITATION(org)                                                                                \
+    "r AS (INSERT INTO invitation_rate (org_id, minute, created) VALUES (" org ", date_trunc('minute', now()), 1)" \
+    "      ON CONFLICT (org_id, minute) DO UPDATE SET created = invitation_rate.created + 1)"
+
 static const char SQL_INSERT_EXISTING_INVITATION[] =
-    "INSERT INTO invitations (id, org_id, email, user_id, kind, grant_owner, code_hash, invited_by, expires_at,"
-    "                         mail_job_id)"
-    " VALUES ($1, $2, $3, $4, 'existing', $5, $6, $7, now() + make_interval(secs => $8), $9)"
-    " RETURNING " TS("expires_at");
+    "WITH " COUNT_INVITATION("$2::uuid") ","
+    " i AS (INSERT INTO invitations (id, org_id, email, user_id, kind, grant_owner, code_hash, invited_by,"
+    "                                expires_at, mail_job_id)"
+    "       VALUES ($1, $2, $3, $4, 'existing', $5, $6, $7, now() + make_interval(secs => $8), $9)"
+    "       RETURNING expires_at)"
+    " SELECT " TS("expires_at") " FROM i";
 
 /* For InviteNewUser: the account already there, if any, and the organization's invitations this hour. */
 static const char SQL_NEW_TARGET[] =
     "SELECT (SELECT id FROM users WHERE lower(email) = lower($1)),"
-    "       (SELECT count(*) FROM invitations WHERE org_id = $2 AND created_at > now() - interval '1 hour')";
+    "       (SELECT coalesce(sum(created), 0) FROM invitation_rate WHERE org_id = $2 AND minute > now() - interval '1 hour')";
 
 /* The disabled account, its membership and the invitation, in one statement. */
 static const char SQL_INSERT_NEW_USER_INVITATION[] =
-    "WITH u AS (INSERT INTO users (id, email, username, name) VALUES ($1, $2, $2, $3) RETURNING id),"
+    "WITH " COUNT_INVITATION("$4::uuid") ","
+    " u AS (INSERT INTO users (id, email, username, name) VALUES ($1, $2, $2, $3) RETURNING id),"
     " m AS (INSERT INTO org_members (org_id, user_id, is_owner) SELECT $4, id, $5 FROM u RETURNING user_id),"
     " i AS (INSERT INTO invitations (id, org_id, email, user_id, kind, grant_owner, code_hash, invited_by,"
     "                                expires_at, mail_job_id)"
@@ -194,15 +202,19 @@ typedef struct run {
     size_t errstr_size;
     char sqlstate[6];
     char constraint[64];
+    int wrote, failed; /* a write ran; a statement failed (the transaction is then aborted) */
 } run_t;
 
 static PGresult *q(run_t *r, const char *sql, int n, const char *const *p) {
-    PGresult *res = PQexecParams(r->x->db, sql, n, NULL, p, NULL, NULL, 0);
+    PGresult *res = db_exec_prepared(r->x->db, sql, n, p);
     ExecStatusType st = PQresultStatus(res);
+    if (strncmp(sql, "SELECT", 6) != 0)
+        r->wrote = 1; /* INSERT, UPDATE, DELETE, or WITH ... INSERT */
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
         r->sqlstate[0] = '\0';
         return res;
     }
+    r->failed = 1;
     snprintf(r->sqlstate, sizeof(r->sqlstate), "%s", db_sqlstate(res));
     const char *c = res ? PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) : NULL;
     snprintf(r->constraint, sizeof(r->constraint), "%s", c ? c : "");
@@ -280,34 +292,52 @@ typedef struct actor_info {
 } actor_info_t;
 
 static int authorize(run_t *r, const cmd_t *cmd, actor_info_t *a, domain_result_t *res) {
-    const char *p[2] = {cmd->actor, cmd->org_id};
-    PGresult *pr = q(r, SQL_ACTOR_IN_ORG, 2, p);
-    if (!pr)
-        return failure(r, res) == 0 ? 0 : -1;
-    int ok = 1;
-    memset(a, 0, sizeof(*a));
-    if (PQgetisnull(pr, 0, 0)) {
-        domain_reject(res, "organization_not_found", NULL);
-        ok = 0;
-    } else {
+    domain_ctx_t *x = r->x;
+    domain_auth_t *au = NULL;
+    for (int i = 0; i < x->nauth && !au; i++)
+        if (strcmp(x->auth[i].actor, cmd->actor) == 0 && strcmp(x->auth[i].org, cmd->org_id) == 0)
+            au = &x->auth[i];
+    if (!au) {
+        const char *p[2] = {cmd->actor, cmd->org_id};
+        PGresult *pr = q(r, SQL_ACTOR_IN_ORG, 2, p);
+        if (!pr)
+            return failure(r, res) == 0 ? 0 : -1;
+        au = &x->auth[x->nauth < DOMAIN_AUTH_CACHE ? x->nauth++ : DOMAIN_AUTH_CACHE - 1];
+        memset(au, 0, sizeof(*au));
+        snprintf(au->actor, sizeof(au->actor), "%s", cmd->actor);
+        snprintf(au->org, sizeof(au->org), "%s", cmd->org_id);
+        au->found_org = !PQgetisnull(pr, 0, 0);
         int enabled = is_true(pr, 0, 2), admin = is_true(pr, 0, 3), member = is_true(pr, 0, 4);
         int owner = is_true(pr, 0, 5), manager = is_true(pr, 0, 6);
-        a->role = !enabled        ? ROLE_NONE
-                  : admin         ? ROLE_ADMIN
-                  : member && owner ? ROLE_OWNER
-                  : member && manager ? ROLE_MANAGER
-                                    : ROLE_NONE;
-        snprintf(a->org_name, sizeof(a->org_name), "%s", PQgetvalue(pr, 0, 0));
-        snprintf(a->name, sizeof(a->name), "%s", PQgetvalue(pr, 0, 7));
-        snprintf(a->email, sizeof(a->email), "%s", PQgetvalue(pr, 0, 8));
-        if (a->role == ROLE_NONE) {
-            domain_reject(res, "permission_denied", NULL);
-            ok = 0;
-        }
+        au->role = !enabled             ? ROLE_NONE
+                   : admin              ? ROLE_ADMIN
+                   : member && owner    ? ROLE_OWNER
+                   : member && manager  ? ROLE_MANAGER
+                                        : ROLE_NONE;
+        snprintf(au->org_name, sizeof(au->org_name), "%s", PQgetvalue(pr, 0, 0));
+        snprintf(au->name, sizeof(au->name), "%s", PQgetvalue(pr, 0, 7));
+        snprintf(au->email, sizeof(au->email), "%s", PQgetvalue(pr, 0, 8));
+        PQclear(pr);
     }
-    PQclear(pr);
+    memset(a, 0, sizeof(*a));
     copy_id(res->org_id, cmd->org_id);
-    return ok;
+    if (!au->found_org) {
+        domain_reject(res, "organization_not_found", NULL);
+        return 0;
+    }
+    a->role = (role_t)au->role;
+    snprintf(a->org_name, sizeof(a->org_name), "%s", au->org_name);
+    snprintf(a->name, sizeof(a->name), "%s", au->name);
+    snprintf(a->email, sizeof(a->email), "%s", au->email);
+    if (a->role == ROLE_NONE) {
+        domain_reject(res, "permission_denied", NULL);
+        return 0;
+    }
+    return 1;
+}
+
+void domain_forget(domain_ctx_t *x) {
+    x->nauth = 0;
 }
 
 /* 1 when the actor is an enabled system admin, 0 with res rejected, -1 on database failure. */
@@ -937,20 +967,29 @@ static int member_lock(run_t *r, const cmd_t *cmd, member_view_t *mv) {
     return 0;
 }
 
-static int remove_member(run_t *r, const cmd_t *cmd, domain_result_t *res) {
-    domain_ctx_t *x = r->x;
-    actor_info_t a;
-    int ok = authorize(r, cmd, &a, res);
+/* The start of RemoveMember and SetMemberRole: the actor may act in the organization and the target is a
+ * member (locked, with the owners). 1 to go on, 0 rejected, -1 on database failure. */
+static int member_target(run_t *r, const cmd_t *cmd, actor_info_t *a, member_view_t *mv, domain_result_t *res) {
+    int ok = authorize(r, cmd, a, res);
     if (ok <= 0)
         return ok;
     copy_id(res->user_id, cmd->user_id);
-    member_view_t mv;
-    if (member_lock(r, cmd, &mv) != 0)
+    if (member_lock(r, cmd, mv) != 0)
         return -1;
-    if (!mv.found) {
+    if (!mv->found) {
         domain_reject(res, "not_member", NULL);
         return 0;
     }
+    return 1;
+}
+
+static int remove_member(run_t *r, const cmd_t *cmd, domain_result_t *res) {
+    domain_ctx_t *x = r->x;
+    actor_info_t a;
+    member_view_t mv;
+    int ok = member_target(r, cmd, &a, &mv, res);
+    if (ok <= 0)
+        return ok;
     if (mv.is_owner && a.role < ROLE_OWNER) {
         domain_reject(res, "permission_denied", "members who manage users can remove non-owners only");
         return 0;
@@ -984,17 +1023,10 @@ static int remove_member(run_t *r, const cmd_t *cmd, domain_result_t *res) {
 static int set_member_role(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     domain_ctx_t *x = r->x;
     actor_info_t a;
-    int ok = authorize(r, cmd, &a, res);
+    member_view_t mv;
+    int ok = member_target(r, cmd, &a, &mv, res);
     if (ok <= 0)
         return ok;
-    copy_id(res->user_id, cmd->user_id);
-    member_view_t mv;
-    if (member_lock(r, cmd, &mv) != 0)
-        return -1;
-    if (!mv.found) {
-        domain_reject(res, "not_member", NULL);
-        return 0;
-    }
     if (a.role < ROLE_OWNER && (mv.is_owner || cmd->owner)) {
         domain_reject(res, "owner_grant_denied", NULL);
         return 0;
@@ -1034,5 +1066,12 @@ int domain_apply(domain_ctx_t *x, const cmd_t *cmd, domain_result_t *res, char *
         domain_reject(res, "unknown_command_type", NULL);
         return 0;
     }
-    return handlers[cmd->type](&r, cmd, res);
+    /* Only these leave every role and membership as it was; after any other, roles are read afresh. */
+    if (cmd->type != CMD_INVITE_NEW_USER && cmd->type != CMD_ADD_EXISTING_USER && cmd->type != CMD_RESEND_INVITATION)
+        domain_forget(x);
+    int rc = handlers[cmd->type](&r, cmd, res);
+    if (cmd->type != CMD_INVITE_NEW_USER && cmd->type != CMD_ADD_EXISTING_USER && cmd->type != CMD_RESEND_INVITATION)
+        domain_forget(x);
+    res->needs_rollback = r.failed || (r.wrote && !res->accepted && !res->keep_changes);
+    return rc;
 }

@@ -11,6 +11,16 @@
 
 #define MAX_CODE_ATTEMPTS 5
 
+/* What authorize() learned about an actor in an organization, kept for the rest of a batch while no
+ * command that changes memberships runs (bulk invitations by one actor then cost one lookup). */
+typedef struct domain_auth {
+    char actor[37], org[37];
+    int found_org, role;
+    char org_name[256], name[256], email[EMAIL_MAX + 1];
+} domain_auth_t;
+
+#define DOMAIN_AUTH_CACHE 128
+
 typedef struct domain_ctx {
     PGconn *db;                 /* inside the caller's transaction and savepoint */
     const secret_keys_t *keys;  /* public key and pepper */
@@ -18,6 +28,8 @@ typedef struct domain_ctx {
     long ttl_seconds;           /* invitation.ttl.seconds */
     long rate_per_hour;         /* ratelimit.invitations.per.hour */
     outbox_t *outbox;           /* events and mail jobs go here */
+    domain_auth_t auth[DOMAIN_AUTH_CACHE];
+    int nauth;                  /* entries of auth in use; domain_forget() empties it */
 } domain_ctx_t;
 
 typedef struct domain_result {
@@ -26,11 +38,16 @@ typedef struct domain_result {
     char message[512];
     char org_id[37], user_id[37], invitation_id[37];
     int keep_changes;           /* rejected, but what it wrote (a failed attempt) must be committed */
+    int needs_rollback;         /* a statement failed, or it wrote and was rejected: only a savepoint (or
+                                 * rolling back the whole transaction) undoes that */
 } domain_result_t;
 
 /* Applies one valid command. Returns 0 when it is decided (accepted or rejected: see res), -1 when the
  * database failed in a way that is not the command's fault (errstr says how): the caller retries the batch. */
 int domain_apply(domain_ctx_t *x, const cmd_t *cmd, domain_result_t *res, char *errstr, size_t errstr_size);
+
+/* Forgets what the batch learned (the authorization cache): at the start of every transaction. */
+void domain_forget(domain_ctx_t *x);
 
 /* Fills res as rejected with code and the code's standard message (what to do about it). */
 void domain_reject(domain_result_t *res, const char *code, const char *detail);

@@ -35,7 +35,7 @@ int expiry_run_batch(PGconn *db, const char *events_topic, long batch, int *expi
     if (db_cmd(db, "BEGIN", errstr, errstr_size) != 0)
         return -1;
     const char *p[1] = {limit};
-    res = db_exec(db, SQL_EXPIRE, 1, p, errstr, errstr_size);
+    res = db_exec_cached(db, SQL_EXPIRE, 1, p, errstr, errstr_size);
     if (!res)
         goto done;
     for (int r = 0; r < PQntuples(res); r++) {

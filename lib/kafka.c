@@ -34,6 +34,13 @@ static int set_one(void *arg, const char *prop, const char *value) {
     return kafka_conf_set(a->kconf, prop, value, a->errstr, a->errstr_size);
 }
 
+int kafka_consumer_defaults(const conf_t *c, rd_kafka_conf_t *kconf, char *errstr, size_t errstr_size) {
+    if (!conf_get(c, "kafka.queued.max.messages.kbytes") &&
+        kafka_conf_set(kconf, "queued.max.messages.kbytes", "4096", errstr, errstr_size) != 0)
+        return -1;
+    return 0;
+}
+
 rd_kafka_conf_t *kafka_conf_new(const conf_t *c, char *errstr, size_t errstr_size) {
     rd_kafka_conf_t *kconf = rd_kafka_conf_new();
     rd_kafka_conf_set_log_cb(kconf, log_cb);
@@ -65,6 +72,39 @@ rd_kafka_t *kafka_client_new(const conf_t *c, rd_kafka_type_t type, rd_kafka_con
         return NULL;
     }
     rd_kafka_metadata_destroy(md);
+    return rk;
+}
+
+rd_kafka_t *kafka_group_consumer_new(const conf_t *c, const char *group, const char *topic,
+                                     void (*rebalance_cb)(rd_kafka_t *, rd_kafka_resp_err_t,
+                                                          rd_kafka_topic_partition_list_t *, void *),
+                                     char *errstr, size_t errstr_size) {
+    rd_kafka_conf_t *kconf = kafka_conf_new(c, errstr, errstr_size);
+    if (!kconf)
+        return NULL;
+    if (kafka_consumer_defaults(c, kconf, errstr, errstr_size) != 0 ||
+        kafka_conf_set(kconf, "group.id", group, errstr, errstr_size) != 0 ||
+        kafka_conf_set(kconf, "partition.assignment.strategy", "cooperative-sticky", errstr, errstr_size) != 0 ||
+        kafka_conf_set(kconf, "enable.auto.commit", "false", errstr, errstr_size) != 0 ||
+        kafka_conf_set(kconf, "enable.auto.offset.store", "false", errstr, errstr_size) != 0 ||
+        kafka_conf_set(kconf, "auto.offset.reset", "earliest", errstr, errstr_size) != 0) {
+        rd_kafka_conf_destroy(kconf);
+        return NULL;
+    }
+    rd_kafka_conf_set_rebalance_cb(kconf, rebalance_cb);
+    rd_kafka_t *rk = kafka_client_new(c, RD_KAFKA_CONSUMER, kconf, 10000, errstr, errstr_size);
+    if (!rk)
+        return NULL; /* kconf went with the failed client */
+    rd_kafka_poll_set_consumer(rk);
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(sub, topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t err = rd_kafka_subscribe(rk, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    if (err) {
+        snprintf(errstr, errstr_size, "cannot subscribe to %s: %s", topic, rd_kafka_err2str(err));
+        rd_kafka_destroy(rk);
+        return NULL;
+    }
     return rk;
 }
 

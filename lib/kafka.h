@@ -11,6 +11,10 @@
  * NULL with errstr ("kafka.<property>: what") when librdkafka refuses one. */
 rd_kafka_conf_t *kafka_conf_new(const conf_t *c, char *errstr, size_t errstr_size);
 
+/* Consumer settings every consumer of ours starts from, unless the configuration sets them: a bounded
+ * prefetch (librdkafka's default holds up to 64 MiB of a backlog in memory). */
+int kafka_consumer_defaults(const conf_t *c, rd_kafka_conf_t *kconf, char *errstr, size_t errstr_size);
+
 /* Sets one librdkafka property on kconf; fails into errstr. */
 int kafka_conf_set(rd_kafka_conf_t *kconf, const char *prop, const char *value, char *errstr,
                    size_t errstr_size);
@@ -19,6 +23,16 @@ int kafka_conf_set(rd_kafka_conf_t *kconf, const char *prop, const char *value, 
  * the cluster answers a metadata request within timeout_ms. NULL with a clear errstr otherwise. */
 rd_kafka_t *kafka_client_new(const conf_t *c, rd_kafka_type_t type, rd_kafka_conf_t *kconf, int timeout_ms,
                              char *errstr, size_t errstr_size);
+
+/* A consumer in group `group` subscribed to `topic`, the way every worker of ours consumes: manual offset
+ * commits, from the earliest offset when the group has none, cooperative-sticky assignment with
+ * rebalance_cb (which must use rd_kafka_incremental_(un)assign), bounded prefetch, rd_kafka_consumer_poll
+ * serving the main queue. NULL with errstr when a setting is refused, the broker unreachable or the
+ * subscription fails. */
+rd_kafka_t *kafka_group_consumer_new(const conf_t *c, const char *group, const char *topic,
+                                     void (*rebalance_cb)(rd_kafka_t *, rd_kafka_resp_err_t,
+                                                          rd_kafka_topic_partition_list_t *, void *),
+                                     char *errstr, size_t errstr_size);
 
 /* Creates the five topics with their configured partition counts. Topics that exist already are fine.
  * *created gets how many were new. */

@@ -166,7 +166,7 @@ static const char *stale_reason(const char *job_id, const char *status, const ch
 }
 
 static int exec_ok(PGconn *db, const char *sql, int n, const char *const *p, char *errstr, size_t errstr_size) {
-    PGresult *res = db_exec(db, sql, n, p, errstr, errstr_size);
+    PGresult *res = db_exec_cached(db, sql, n, p, errstr, errstr_size); /* sql: one of the constants above */
     if (!res)
         return -1;
     PQclear(res);
@@ -238,7 +238,7 @@ int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, c
         if (!payload)
             abort();
         const char *ins[4] = {job.job_id, job.invitation_id, lease, payload};
-        PGresult *res = db_exec(db, SQL_INSERT, 4, ins, errstr, errstr_size);
+        PGresult *res = db_exec_cached(db, SQL_INSERT, 4, ins, errstr, errstr_size);
         if (!res) {
             free(payload);
             mail_job_free(&job);
@@ -248,7 +248,7 @@ int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, c
         PQclear(res);
         if (!fresh) {
             const char *p[1] = {job.job_id};
-            res = db_exec(db, SQL_EXISTING, 1, p, errstr, errstr_size);
+            res = db_exec_cached(db, SQL_EXISTING, 1, p, errstr, errstr_size);
             if (!res) {
                 free(payload);
                 mail_job_free(&job);
@@ -262,7 +262,7 @@ int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, c
             continue;
         }
         const char *p[1] = {job.invitation_id};
-        res = db_exec(db, SQL_INVITATION, 1, p, errstr, errstr_size);
+        res = db_exec_cached(db, SQL_INVITATION, 1, p, errstr, errstr_size);
         if (!res) {
             free(payload);
             mail_job_free(&job);
@@ -340,7 +340,7 @@ int mailer_claim_due(mailer_t *m, PGconn *db, int *claimed, char *errstr, size_t
     if (db_cmd(db, "BEGIN", errstr, errstr_size) != 0)
         return -1;
     const char *p[1] = {limit};
-    res = db_exec(db, SQL_DUE, 1, p, errstr, errstr_size);
+    res = db_exec_cached(db, SQL_DUE, 1, p, errstr, errstr_size);
     if (!res)
         goto done;
     for (int r = 0; r < PQntuples(res); r++) {
@@ -602,7 +602,6 @@ int mailer_run(const conf_t *c) {
     mailer_t *m = NULL;
     PGconn *db = NULL;
     rd_kafka_t *rk = NULL;
-    rd_kafka_conf_t *kconf = NULL;
     rd_kafka_message_t **batch = NULL;
     size_t n = 0;
 
@@ -617,36 +616,10 @@ int mailer_run(const conf_t *c) {
         log_error(NULL, "%s", err);
         goto done;
     }
-    kconf = kafka_conf_new(c, err, sizeof(err));
-    if (!kconf) {
-        log_error(NULL, "%s", err);
-        rc = 2;
-        goto done;
-    }
-    if (kafka_conf_set(kconf, "group.id", conf_get(c, "group.mail"), err, sizeof(err)) != 0 ||
-        kafka_conf_set(kconf, "partition.assignment.strategy", "cooperative-sticky", err, sizeof(err)) != 0 ||
-        kafka_conf_set(kconf, "enable.auto.commit", "false", err, sizeof(err)) != 0 ||
-        kafka_conf_set(kconf, "enable.auto.offset.store", "false", err, sizeof(err)) != 0 ||
-        kafka_conf_set(kconf, "auto.offset.reset", "earliest", err, sizeof(err)) != 0) {
-        log_error(NULL, "%s", err);
-        rd_kafka_conf_destroy(kconf);
-        rc = 2;
-        goto done;
-    }
-    rd_kafka_conf_set_rebalance_cb(kconf, rebalance_cb);
-    rk = kafka_client_new(c, RD_KAFKA_CONSUMER, kconf, 10000, err, sizeof(err));
-    kconf = NULL; /* now owned by rk, or destroyed */
+    rk = kafka_group_consumer_new(c, conf_get(c, "group.mail"), conf_get(c, "topic.mail"), rebalance_cb, err,
+                                  sizeof(err));
     if (!rk) {
         log_error(NULL, "%s", err);
-        goto done;
-    }
-    rd_kafka_poll_set_consumer(rk);
-    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(sub, conf_get(c, "topic.mail"), RD_KAFKA_PARTITION_UA);
-    rd_kafka_resp_err_t kerr = rd_kafka_subscribe(rk, sub);
-    rd_kafka_topic_partition_list_destroy(sub);
-    if (kerr) {
-        log_error(NULL, "cannot subscribe to %s: %s", conf_get(c, "topic.mail"), rd_kafka_err2str(kerr));
         goto done;
     }
     log_info(NULL, "mailer started: group %s, topic %s, SMTP %s (starttls %s), batch %ld, retries %ld from %ld ms",

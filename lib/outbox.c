@@ -9,9 +9,6 @@
 #include "db.h"
 #include "event.h"
 
-/* Rows per INSERT: three parameters each, well under the protocol's 65535. */
-#define ROWS_PER_STATEMENT 2000
-
 static char *dup_or_die(const char *s) {
     char *d = strdup(s);
     if (!d)
@@ -53,33 +50,21 @@ void outbox_truncate(outbox_t *ob, size_t mark) {
 }
 
 int outbox_write(outbox_t *ob, PGconn *db, char *errstr, size_t errstr_size) {
-    size_t done = 0;
-    while (done < ob->n) {
-        size_t rows = ob->n - done < ROWS_PER_STATEMENT ? ob->n - done : ROWS_PER_STATEMENT;
-        /* "INSERT ... VALUES ($1,$2,$3),($4,$5,$6),..." */
-        size_t cap = 64 + rows * 40;
-        char *sql = malloc(cap);
-        const char **params = malloc(rows * 3 * sizeof(*params));
-        if (!sql || !params)
-            abort();
-        size_t len = (size_t)snprintf(sql, cap, "INSERT INTO outbox (topic, key, payload) VALUES ");
-        for (size_t i = 0; i < rows; i++) {
-            len += (size_t)snprintf(sql + len, cap - len, "%s($%zu,$%zu,$%zu)", i ? "," : "", i * 3 + 1, i * 3 + 2,
-                                    i * 3 + 3);
-            params[i * 3] = ob->rows[done + i].topic;
-            params[i * 3 + 1] = ob->rows[done + i].key;
-            params[i * 3 + 2] = ob->rows[done + i].payload;
-        }
-        PGresult *res = db_exec(db, sql, (int)(rows * 3), params, errstr, errstr_size);
-        free(sql);
-        free(params);
-        if (!res)
-            return -1;
-        PQclear(res);
-        done += rows;
+    if (ob->n == 0)
+        return 0;
+    const char **values = malloc(ob->n * 3 * sizeof(*values));
+    if (!values)
+        abort();
+    for (size_t i = 0; i < ob->n; i++) {
+        values[i * 3] = ob->rows[i].topic;
+        values[i * 3 + 1] = ob->rows[i].key;
+        values[i * 3 + 2] = ob->rows[i].payload;
     }
-    outbox_truncate(ob, 0);
-    return 0;
+    int rc = db_insert_rows(db, "outbox (topic, key, payload)", 3, values, ob->n, errstr, errstr_size);
+    free(values);
+    if (rc == 0)
+        outbox_truncate(ob, 0);
+    return rc;
 }
 
 void outbox_free(outbox_t *ob) {

@@ -43,7 +43,7 @@ int relay_round(PGconn *db, rd_kafka_t *producer, long limit, size_t *published,
     snprintf(lim, sizeof(lim), "%ld", limit);
     const char *p[1] = {lim};
     *published = 0;
-    PGresult *rows = db_exec(db, SQL_PENDING, 1, p, errstr, errstr_size);
+    PGresult *rows = db_exec_cached(db, SQL_PENDING, 1, p, errstr, errstr_size);
     if (!rows)
         return -1;
     int n = PQntuples(rows);
@@ -102,7 +102,7 @@ int relay_round(PGconn *db, rd_kafka_t *producer, long limit, size_t *published,
     snprintf(ids + len, 2, "}");
     if (*published) {
         const char *pd[1] = {ids};
-        PGresult *del = db_exec(db, SQL_DELETE, 1, pd, errstr, errstr_size);
+        PGresult *del = db_exec_cached(db, SQL_DELETE, 1, pd, errstr, errstr_size);
         if (!del) {
             *published = 0;
             goto done;

@@ -410,7 +410,8 @@ raikoo_producer_t *raikoo_producer_new(const conf_t *c, char *errstr, size_t err
     char group[64], uid[37];
     uuid_generate(uid);
     snprintf(group, sizeof(group), "raikoo-results-%s", uid);
-    if (kafka_conf_set(p->consumer_conf, "group.id", group, errstr, errstr_size) != 0 ||
+    if (kafka_consumer_defaults(c, p->consumer_conf, errstr, errstr_size) != 0 ||
+        kafka_conf_set(p->consumer_conf, "group.id", group, errstr, errstr_size) != 0 ||
         kafka_conf_set(p->consumer_conf, "enable.auto.commit", "false", errstr, errstr_size) != 0 ||
         kafka_conf_set(p->consumer_conf, "enable.auto.offset.store", "false", errstr, errstr_size) != 0 ||
         kafka_conf_set(p->consumer_conf, "enable.partition.eof", "false", errstr, errstr_size) != 0)

@@ -264,13 +264,18 @@ def test_expiry_is_checked_at_use_time_and_a_resend_revives(client, admin, org, 
 
 
 def test_rate_limit_per_organization(client, admin, org, db):
-    cur = db.cursor()
-    cur.execute("INSERT INTO invitations (id, org_id, email, kind, status, code_hash, invited_by, expires_at,"
-                " decided_at) SELECT gen_random_uuid(), %s, 'bulk' || g || '@example.test', 'existing', 'removed',"
-                " decode(repeat('00', 32), 'hex'), %s, now() + interval '1 day', now() FROM generate_series(1, 1000) g",
-                (org, admin))
+    # 1,000 invitations this hour, as an hour of busy inviting would leave them (made directly: 1,000
+    # commands would make this test slow, not better).
+    db.cursor().execute("INSERT INTO invitation_rate (org_id, minute, created)"
+                        " VALUES (%s, date_trunc('minute', now()) - interval '30 minutes', 999)", (org,))
+    accepted(client.send("InviteNewUser", admin, {"org_id": org, "email": unique_email()}))
     r = rejected(client.send("InviteNewUser", admin, {"org_id": org, "email": unique_email()}), "rate_limited")
     assert "1000" in r["message"]
+    _, email = new_user(client, admin, "limited")
+    rejected(client.send("AddExistingUser", admin, {"org_id": org, "email": email}), "rate_limited")
+    # An hour later the old invitations no longer count.
+    db.cursor().execute("UPDATE invitation_rate SET minute = minute - interval '2 hours' WHERE org_id = %s", (org,))
+    accepted(client.send("InviteNewUser", admin, {"org_id": org, "email": unique_email()}))
 
 
 def test_exact_address_matching_never_matches_a_suffix(client, admin, org, db):

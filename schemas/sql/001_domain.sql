@@ -31,7 +31,8 @@ CREATE TABLE org_members (
     created_at       timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (org_id, user_id)
 );
-CREATE INDEX org_members_user_idx ON org_members (user_id);
+-- (user_id, org_id), not (user_id): a lookup by both must not wade through a busy user's memberships.
+CREATE INDEX org_members_user_idx ON org_members (user_id, org_id);
 
 CREATE TABLE invitations (
     id              uuid PRIMARY KEY,
@@ -64,4 +65,3 @@ CREATE UNIQUE INDEX invitations_one_pending ON invitations (org_id, lower(email)
 CREATE INDEX invitations_org_idx ON invitations (org_id, created_at);
 CREATE INDEX invitations_user_idx ON invitations (user_id);
 CREATE INDEX invitations_expiry_idx ON invitations (expires_at) WHERE status = 'pending';
-CREATE INDEX invitations_email_idx ON invitations (lower(email)) WHERE status = 'pending';

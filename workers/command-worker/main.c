@@ -226,29 +226,10 @@ int main(int argc, char **argv) {
         log_error(NULL, "%s", err);
         goto done;
     }
-    rd_kafka_conf_t *cconf = kafka_conf_new(c, err, sizeof(err));
-    if (!cconf || kafka_conf_set(cconf, "group.id", conf_get(c, "group.commands"), err, sizeof(err)) != 0 ||
-        kafka_conf_set(cconf, "enable.auto.commit", "false", err, sizeof(err)) != 0 ||
-        kafka_conf_set(cconf, "auto.offset.reset", "earliest", err, sizeof(err)) != 0 ||
-        kafka_conf_set(cconf, "partition.assignment.strategy", "cooperative-sticky", err, sizeof(err)) != 0) {
-        log_error(NULL, "%s", err);
-        if (cconf)
-            rd_kafka_conf_destroy(cconf);
-        goto done;
-    }
-    rd_kafka_conf_set_rebalance_cb(cconf, rebalance_cb);
-    consumer = kafka_client_new(c, RD_KAFKA_CONSUMER, cconf, 10000, err, sizeof(err));
+    consumer = kafka_group_consumer_new(c, conf_get(c, "group.commands"), conf_get(c, "topic.commands"),
+                                        rebalance_cb, err, sizeof(err));
     if (!consumer) {
         log_error(NULL, "%s", err);
-        goto done;
-    }
-    rd_kafka_poll_set_consumer(consumer);
-    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(topics, conf_get(c, "topic.commands"), RD_KAFKA_PARTITION_UA);
-    rd_kafka_resp_err_t serr = rd_kafka_subscribe(consumer, topics);
-    rd_kafka_topic_partition_list_destroy(topics);
-    if (serr) {
-        log_error(NULL, "subscribe to %s: %s", conf_get(c, "topic.commands"), rd_kafka_err2str(serr));
         goto done;
     }
     log_info(NULL, "consuming %s as group %s (batches of up to %ld, %ld ms)", conf_get(c, "topic.commands"),

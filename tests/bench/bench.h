@@ -1,0 +1,48 @@
+/* raikoo-bench's parts: clocks and progress, the send-time table, and the floors measured beside the
+ * system (PostgreSQL, Kafka, SMTP) and the mail phase. */
+#ifndef RAIKOO_BENCH_H
+#define RAIKOO_BENCH_H
+
+#include <stddef.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+
+#include "conf.h"
+
+/* Monotonic seconds. */
+double bench_now(void);
+
+/* Prints a progress line on stderr, at most once a second. */
+void bench_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* When each command was published, by command id. */
+typedef struct sendtimes sendtimes_t;
+sendtimes_t *sendtimes_new(size_t n);
+void sendtimes_put(sendtimes_t *s, const char *id, double t);
+double sendtimes_get(const sendtimes_t *s, const char *id); /* 0 when unknown */
+void sendtimes_free(sendtimes_t *s);
+
+/* The data of the i-th command of a phase (a new reference). */
+typedef json_t *bench_data_fn(void *arg, const char *phase, long i);
+
+/* PostgreSQL floor: n InviteNewUser commands by actor through the worker's own processor (lib/cmdproc),
+ * in transactions of batch.max, without Kafka. Sets *per_s and the mean command size. Deletes the outbox
+ * rows it made (the bench's stack is its own). */
+int bench_pg_floor(const conf_t *c, PGconn *db, long n, const char *actor, bench_data_fn *data, void *arg,
+                   double *per_s, size_t *payload_bytes, char *errstr, size_t errstr_size);
+
+/* Kafka floor: n messages of the given size over `keys` keys, produced with the producer library's
+ * settings (idempotent, acks=all) to a topic with as many partitions as the commands topic, and
+ * consumed back. Sets *per_s (first produce to last consume). */
+int bench_kafka_floor(const conf_t *c, long n, size_t bytes, long keys, double *per_s, char *errstr,
+                      size_t errstr_size);
+
+/* Mail phase: starts the mailer (through start()) and waits until every mail job queued so far in the
+ * run (`expected`) has become a message in the SMTP server's Maildir ($RAIKOO_VAR/mail/new). */
+int bench_mail(const conf_t *c, long expected, int (*start)(void), void (*sample)(void), double *per_s,
+               char *errstr, size_t errstr_size);
+
+/* SMTP floor: the same invitation message, rendered once, sent n times over one SMTP session. */
+int bench_smtp_floor(const conf_t *c, long n, double *per_s, char *errstr, size_t errstr_size);
+
+#endif

@@ -1,0 +1,148 @@
+/* raikoo-bench: the mail phase (mail jobs to messages the SMTP server stored) and the SMTP floor (the same
+ * message sent straight to the same server over one session). */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bench.h"
+#include "event.h"
+#include "mail.h"
+#include "secret.h"
+#include "smtp.h"
+
+/* Messages in the SMTP server's Maildir; -1 when it cannot be read. */
+static long maildir_count(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    long n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+static void maildir_path(char *out, size_t size) {
+    const char *var = getenv("RAIKOO_VAR");
+    snprintf(out, size, "%s/mail/new", var && *var ? var : "var");
+}
+
+int bench_mail(const conf_t *c, long expected, int (*start)(void), void (*sample)(void), double *per_s,
+               char *errstr, size_t errstr_size) {
+    (void)c;
+    char dir[4096];
+    maildir_path(dir, sizeof(dir));
+    long base = maildir_count(dir);
+    if (base < 0) {
+        snprintf(errstr, errstr_size, "%s: cannot read the SMTP server's Maildir (set RAIKOO_VAR)", dir);
+        return -1;
+    }
+    if (start() != 0) {
+        snprintf(errstr, errstr_size, "cannot start the mailer");
+        return -1;
+    }
+    double first = 0, last = bench_now(), t_last_change = bench_now();
+    long seen = 0;
+    while (seen < expected) {
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+        long now_count = maildir_count(dir) - base;
+        double now = bench_now();
+        if (now_count > seen) {
+            if (seen == 0)
+                first = now;
+            seen = now_count;
+            last = now;
+            t_last_change = now;
+        }
+        if (now - t_last_change > 120) {
+            snprintf(errstr, errstr_size, "%ld of %ld messages after 120 s without progress", seen, expected);
+            return -1;
+        }
+        sample();
+        bench_progress("mail: %ld of %ld messages stored", seen, expected);
+    }
+    /* From the first stored message to the last: the mailer's start-up is not its throughput. */
+    *per_s = expected > 1 && last > first ? (double)(expected - 1) / (last - first) : 0;
+    return 0;
+}
+
+int bench_smtp_floor(const conf_t *c, long n, double *per_s, char *errstr, size_t errstr_size) {
+    int rc = -1;
+    smtp_conf_t sc;
+    mail_from_t from;
+    mail_templates_t *tpl = NULL;
+    mail_job_t job;
+    char *message = NULL, *text = NULL;
+    smtp_item_t *items = NULL;
+    memset(&from, 0, sizeof(from));
+    memset(&job, 0, sizeof(job));
+    secret_keys_t keys;
+    int overridden = 0;
+    if (n < 1)
+        n = 1;
+    if (smtp_conf_load(c, &sc, errstr, errstr_size) != 0 ||
+        mail_from_parse(conf_get(c, "mail.from"), &from, errstr, errstr_size) != 0 ||
+        secret_load(conf_get(c, "keys.dir"), 0, &keys, errstr, errstr_size) != 0)
+        goto done;
+    tpl = mail_templates_load(conf_get(c, "mail.templates"), &overridden, errstr, errstr_size);
+    if (!tpl)
+        goto done;
+    /* One invitation like the pipeline's, rendered once. */
+    char code[CODE_LEN + 1], sealed[SEALED_CODE_B64_MAX], ids[3][37], when[32];
+    code_generate(code);
+    if (code_seal(&keys, code, sealed, sizeof(sealed)) != 0) {
+        snprintf(errstr, errstr_size, "sealing failed");
+        goto done;
+    }
+    for (int i = 0; i < 3; i++)
+        uuid_generate(ids[i]);
+    event_time_now(when);
+    json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:s, s:s}", "job_id", ids[0],
+                             "invitation_id", ids[1], "org_id", ids[2], "org_name", "Bench Org", "kind", "new",
+                             "email", "floor@bench.test", "name", "Bench Invitee", "inviter_name", "Bench Admin",
+                             "inviter_email", "bench-admin@bench.test", "grant_owner", 0, "expires_at", when,
+                             "sealed_code", sealed);
+    json_t *ev = event_new(MAIL_JOB_TYPE, ids[0], "/raikoo/bench", ids[2], ids[2], data);
+    text = event_dump(ev);
+    json_decref(ev);
+    int identified = 0;
+    if (mail_job_parse(text, strlen(text), &job, &identified, errstr, errstr_size) != 0)
+        goto done;
+    message = mail_render(tpl, &from, conf_get(c, "mail.app.url"), &job, code, time(NULL), errstr, errstr_size);
+    if (!message)
+        goto done;
+    items = calloc((size_t)n, sizeof(*items));
+    if (!items)
+        abort();
+    for (long i = 0; i < n; i++) {
+        items[i].rcpt = "floor@bench.test";
+        items[i].message = message;
+    }
+    smtp_init();
+    fprintf(stderr, "  ... SMTP floor: %ld messages over one session\n", n);
+    double t0 = bench_now();
+    if (smtp_send(&sc, from.addr, items, (size_t)n, errstr, errstr_size) != 0)
+        goto done;
+    double wall = bench_now() - t0;
+    for (long i = 0; i < n; i++) {
+        if (items[i].outcome != SMTP_SENT) {
+            snprintf(errstr, errstr_size, "message %ld not sent: %s", i, items[i].detail);
+            goto done;
+        }
+    }
+    *per_s = (double)n / wall;
+    rc = 0;
+done:
+    free(items);
+    free(message);
+    free(text);
+    mail_job_free(&job);
+    mail_templates_free(tpl);
+    mail_from_free(&from);
+    sodium_memzero(&keys, sizeof(keys));
+    return rc;
+}

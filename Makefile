@@ -1,7 +1,7 @@
 # Raikoo organization invitations: build, run, test, bench.
 # `make` builds every program into bin/; `make asan` builds the same into bin-asan/ with ASan + UBSan.
 
-PKGS    := rdkafka libpq jansson libsodium libesmtp-1.0
+PKGS    := rdkafka libpq jansson libsodium libesmtp-1.0 openssl
 WARN    := -Wall -Wextra -Wmissing-prototypes -Wformat-security -Werror
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PKG_CFLAGS) -Ilib -Iproducers -Itests/unit -I$(OBJ)

@@ -126,6 +126,7 @@ void mailer_free(mailer_t *m) {
     free(m->claimed);
     mail_templates_free(m->templates);
     mail_from_free(&m->from);
+    smtp_conf_clear(&m->smtp);
     sodium_memzero(&m->keys, sizeof(m->keys));
     free(m);
 }
@@ -437,7 +438,7 @@ static int record_outcome(mailer_t *m, PGconn *db, outbox_t *ob, claimed_t *cl, 
                  job->job_id, job->invitation_id, attempts, m->retry_max, it->detail, d);
         return 0;
     }
-    char reason[300];
+    char reason[400];
     if (it->outcome == SMTP_TRANSIENT)
         snprintf(reason, sizeof(reason), "gave up after %d attempts: %s", attempts, it->detail);
     else

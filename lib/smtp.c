@@ -8,13 +8,83 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <auth-client.h>
-#include <libesmtp.h>
+#include <libesmtp.h> /* after openssl/ssl.h: declares smtp_starttls_set_ctx only then */
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* The last OpenSSL error as text, for a message. */
+static const char *ssl_error(char *buf, size_t size) {
+    unsigned long e = ERR_get_error();
+    if (e == 0)
+        snprintf(buf, size, "no detail from OpenSSL");
+    else
+        ERR_error_string_n(e, buf, size);
+    ERR_clear_error();
+    return buf;
+}
+
+/* Makes the TLS context every session of this configuration shares. Our own rather than libesmtp's:
+ * libesmtp 1.1.0 looks for its ca.pem under $XDG_CONFIG_DIR (not XDG_CONFIG_HOME), frees the context it
+ * caches for the whole process when the first session ends (the next session would use freed memory),
+ * and matches the server's name against DNS names only, so a certificate for an IP address never passes.
+ * Here OpenSSL checks the chain and the name together (RFC 6125 rules, IP addresses included) and
+ * libesmtp reports the verdict through SMTP_EV_INVALID_PEER_CERTIFICATE. */
+static int tls_context_new(smtp_conf_t *sc, const char *host, char *errstr, size_t errstr_size) {
+    char ebuf[256], cafile[4096];
+    const char *xdg = getenv("XDG_CONFIG_HOME");
+    const char *home = getenv("HOME");
+    int have_file = 0;
+    if (xdg && *xdg)
+        have_file = (size_t)snprintf(cafile, sizeof(cafile), "%s/libesmtp/ca.pem", xdg) < sizeof(cafile);
+    else if (home && *home)
+        have_file = (size_t)snprintf(cafile, sizeof(cafile), "%s/.config/libesmtp/ca.pem", home) < sizeof(cafile);
+    if (have_file && access(cafile, F_OK) != 0)
+        have_file = 0;
+
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) {
+        snprintf(errstr, errstr_size, "smtp.starttls: cannot make a TLS context: %s", ssl_error(ebuf, sizeof(ebuf)));
+        return -1;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    /* Verification stays SSL_VERIFY_NONE on purpose: the handshake completes, and libesmtp reads the
+     * verdict afterwards and asks event_cb, which refuses anything but X509_V_OK with a clear reason. */
+    if (have_file) {
+        /* As libesmtp does: when the file is there, only its CAs are trusted. */
+        if (SSL_CTX_load_verify_locations(ctx, cafile, NULL) != 1) {
+            snprintf(errstr, errstr_size, "smtp.starttls: cannot load the trusted CAs from %.3000s: %s", cafile,
+                     ssl_error(ebuf, sizeof(ebuf)));
+            SSL_CTX_free(ctx);
+            return -1;
+        }
+        snprintf(sc->trust, sizeof(sc->trust), "trusted CAs from %.180s", cafile);
+    } else {
+        SSL_CTX_set_default_verify_paths(ctx);
+        snprintf(sc->trust, sizeof(sc->trust),
+                 "trusted CAs: the system's; $XDG_CONFIG_HOME/libesmtp/ca.pem would replace them");
+    }
+    X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ctx);
+    unsigned char addr[sizeof(struct in6_addr)];
+    int is_ip = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
+    int named = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, host) : X509_VERIFY_PARAM_set1_host(param, host, 0);
+    if (named != 1) {
+        snprintf(errstr, errstr_size, "smtp.starttls: cannot check certificates against smtp.host \"%.200s\"", host);
+        SSL_CTX_free(ctx);
+        return -1;
+    }
+    if (!is_ip)
+        X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    sc->tls = ctx;
+    return 0;
+}
 
 int smtp_conf_load(const conf_t *c, smtp_conf_t *sc, char *errstr, size_t errstr_size) {
     memset(sc, 0, sizeof(*sc));
@@ -45,17 +115,30 @@ int smtp_conf_load(const conf_t *c, smtp_conf_t *sc, char *errstr, size_t errstr
     }
     sc->user = conf_get(c, "smtp.user");
     sc->password = conf_get(c, "smtp.password");
+    if (sc->starttls != SMTP_STARTTLS_NO && tls_context_new(sc, host, errstr, errstr_size) != 0)
+        return -1;
     return 0;
+}
+
+void smtp_conf_clear(smtp_conf_t *sc) {
+    if (sc->tls)
+        SSL_CTX_free(sc->tls);
+    sc->tls = NULL;
 }
 
 void smtp_init(void) {
     auth_client_init();
 }
 
-/* What the event callback learns about a session, for a clear reason when it fails. */
+typedef enum { AUTH_NOT_TRIED, AUTH_ASKED, AUTH_OK, AUTH_REFUSED } auth_progress_t;
+
+/* What the callbacks learn about a session, for a clear reason when it fails. */
 typedef struct session_note {
-    char why[200];
+    char why[400];
     int port; /* the server's port, to find the session's socket */
+    const smtp_conf_t *sc;
+    auth_progress_t auth;
+    char auth_reply[160]; /* the server's last refusal of AUTH, one line */
 } session_note_t;
 
 /* Turns Nagle's algorithm off on the socket libesmtp just connected to the server. SMTP is a dialogue of
@@ -102,17 +185,24 @@ static void event_cb(smtp_session_t session, int event_no, void *arg, ...) {
         long result = va_arg(ap, long);
         int *ok = va_arg(ap, int *);
         *ok = 0; /* never send a code over a connection we cannot trust */
-        snprintf(note->why, sizeof(note->why),
-                 "the server's TLS certificate did not verify (OpenSSL result %ld; trusted CAs: the system's, or "
-                 "$XDG_CONFIG_HOME/libesmtp/ca.pem)",
-                 result);
+        snprintf(note->why, sizeof(note->why), "the server's TLS certificate did not verify: %.80s (OpenSSL %ld; %.180s)",
+                 X509_verify_cert_error_string(result), result, note->sc->trust);
         break;
     }
-    case SMTP_EV_NO_PEER_CERTIFICATE:
-    case SMTP_EV_WRONG_PEER_CERTIFICATE: {
+    case SMTP_EV_NO_PEER_CERTIFICATE: {
         int *ok = va_arg(ap, int *);
         *ok = 0;
-        snprintf(note->why, sizeof(note->why), "the server's TLS certificate does not name the server");
+        snprintf(note->why, sizeof(note->why), "the server presented no TLS certificate");
+        break;
+    }
+    case SMTP_EV_WRONG_PEER_CERTIFICATE: {
+        /* libesmtp's own name check knows DNS names only. The certificate verified (with a wrong name
+         * SMTP_EV_INVALID_PEER_CERTIFICATE came first and ended the session), and our context had
+         * OpenSSL check the name as part of that: a server at an IP address is named correctly here. */
+        int *ok = va_arg(ap, int *);
+        *ok = note->sc->tls != NULL;
+        if (!*ok)
+            snprintf(note->why, sizeof(note->why), "the server's TLS certificate does not name the server");
         break;
     }
     case SMTP_EV_WEAK_CIPHER: {
@@ -126,6 +216,30 @@ static void event_cb(smtp_session_t session, int event_no, void *arg, ...) {
         break;
     }
     va_end(ap);
+}
+
+/* Follows the dialogue (never the message contents: libesmtp does not show them here) for what became of
+ * AUTH, which libesmtp does not tell: when every mechanism is refused it carries on unauthenticated.
+ * Only the command word of what we write is looked at, never the credentials after it. */
+static void monitor_cb(const char *buf, int buflen, int writing, void *arg) {
+    session_note_t *note = arg;
+    if (writing == SMTP_CB_WRITING) {
+        if (buflen >= 5 && strncasecmp(buf, "AUTH ", 5) == 0)
+            note->auth = AUTH_ASKED;
+        return;
+    }
+    if (writing != SMTP_CB_READING || note->auth != AUTH_ASKED || buflen < 3)
+        return;
+    if (buf[0] == '2') {
+        note->auth = AUTH_OK;
+    } else if (buf[0] == '4' || buf[0] == '5') {
+        note->auth = AUTH_REFUSED;
+        int n = 0;
+        while (n < buflen && buf[n] != '\r' && buf[n] != '\n')
+            n++;
+        snprintf(note->auth_reply, sizeof(note->auth_reply), "%.*s", n < 150 ? n : 150, buf);
+    }
+    /* 3xx: a challenge; the answer is written and the verdict read next. */
 }
 
 /* SASL asks for the user and the password; arg is the smtp_conf_t. */
@@ -196,10 +310,10 @@ int smtp_send(const smtp_conf_t *sc, const char *from, smtp_item_t *items, size_
     auth_context_t auth = NULL;
     smtp_message_t *msgs = NULL;
     smtp_recipient_t *rcpts = NULL;
-    session_note_t note = {"", 0};
+    session_note_t note = {"", 0, sc, AUTH_NOT_TRIED, ""};
     const char *colon = strrchr(sc->hostport, ':');
     note.port = colon ? (int)strtol(colon + 1, NULL, 10) : 25;
-    char why[256] = "";
+    char why[320] = "";
     int judged = 0;
 
     for (size_t i = 0; i < n; i++) {
@@ -228,7 +342,8 @@ int smtp_send(const smtp_conf_t *sc, const char *from, smtp_item_t *items, size_
         smtp_set_timeout(session, phases[i] | Timeout_OVERRIDE_RFC2822_MINIMUM, sc->timeout_ms);
     if (sc->starttls != SMTP_STARTTLS_NO) {
         enum starttls_option how = sc->starttls == SMTP_STARTTLS_REQUIRED ? Starttls_REQUIRED : Starttls_ENABLED;
-        if (!smtp_starttls_enable(session, how)) {
+        /* The session takes a reference of its own to the shared context. */
+        if (!sc->tls || !smtp_starttls_set_ctx(session, sc->tls) || !smtp_starttls_enable(session, how)) {
             snprintf(why, sizeof(why), "this libesmtp has no STARTTLS support (smtp.starttls)");
             goto done;
         }
@@ -243,6 +358,7 @@ int smtp_send(const smtp_conf_t *sc, const char *from, smtp_item_t *items, size_
         auth_set_mechanism_flags(auth, AUTH_PLUGIN_PLAIN, 0);
         auth_set_interact_cb(auth, interact_cb, (void *)sc);
         smtp_auth_set_context(session, auth);
+        smtp_set_monitorcb(session, monitor_cb, &note, 0);
     }
     for (size_t i = 0; i < n; i++) {
         msgs[i] = smtp_add_message(session);
@@ -269,12 +385,30 @@ int smtp_send(const smtp_conf_t *sc, const char *from, smtp_item_t *items, size_
     } else if (note.why[0]) {
         session_why = note.why;
     }
+    char auth_why[256] = "";
+    if (sc->user && *sc->user && note.auth != AUTH_OK && !note.why[0]) {
+        /* AUTH was asked for and did not happen: whatever the server then said to MAIL or RCPT (530,
+         * 550 relaying denied) is about that, and fixing smtp.user/smtp.password makes it go. */
+        if (note.auth == AUTH_REFUSED)
+            snprintf(auth_why, sizeof(auth_why), "SMTP AUTH refused (check smtp.user and smtp.password): %s",
+                     note.auth_reply);
+        else if (started)
+            snprintf(auth_why, sizeof(auth_why), "the server offered no AUTH mechanism we can use (smtp.user is set%s)",
+                     sc->starttls == SMTP_STARTTLS_NO ? "; many servers offer AUTH only after STARTTLS" : "");
+        if (auth_why[0])
+            session_why = auth_why;
+    }
     char where[sizeof(why)];
-    snprintf(where, sizeof(where), "%.150s (SMTP %.80s)", session_why, sc->hostport);
-    for (size_t i = 0; i < n; i++)
+    snprintf(where, sizeof(where), "%.250s (SMTP %.50s)", session_why, sc->hostport);
+    for (size_t i = 0; i < n; i++) {
         judge(msgs[i], rcpts[i], &items[i], where);
+        if (auth_why[0] && items[i].outcome != SMTP_SENT) {
+            items[i].outcome = SMTP_TRANSIENT;
+            snprintf(items[i].detail, sizeof(items[i].detail), "%s", where);
+        }
+    }
     judged = 1;
-    if (!started)
+    if (!started || auth_why[0])
         snprintf(why, sizeof(why), "%s", where);
     else
         rc = 0;

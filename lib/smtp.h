@@ -9,16 +9,24 @@
 
 typedef enum { SMTP_STARTTLS_NO, SMTP_STARTTLS_IF_AVAILABLE, SMTP_STARTTLS_REQUIRED } smtp_starttls_t;
 
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
+
 typedef struct smtp_conf {
     char hostport[512]; /* "host:port" */
     smtp_starttls_t starttls;
     const char *user, *password; /* borrowed from the configuration; user NULL or empty: no AUTH */
     long timeout_ms;
+    struct ssl_ctx_st *tls; /* owned; made when starttls is not "no": trusted CAs, the server's name */
+    char trust[200];        /* where the trusted CAs came from, for error messages */
 } smtp_conf_t;
 
 /* Reads smtp.host, smtp.port, smtp.starttls, smtp.user, smtp.password and smtp.timeout.ms. The strings
- * stay borrowed from c. */
+ * stay borrowed from c. With STARTTLS it also makes the TLS context: the CAs of
+ * $XDG_CONFIG_HOME/libesmtp/ca.pem (~/.config when unset) when that file exists, else the system's, and
+ * the check that the certificate names smtp.host (a DNS name or an IP address). A CA file that cannot be
+ * read fails here, at start. Free with smtp_conf_clear. */
 int smtp_conf_load(const conf_t *c, smtp_conf_t *sc, char *errstr, size_t errstr_size);
+void smtp_conf_clear(smtp_conf_t *sc);
 
 /* Initialises libesmtp's SASL client; once per process. */
 void smtp_init(void);
@@ -34,7 +42,7 @@ typedef struct smtp_item {
     const char *rcpt;    /* envelope recipient */
     const char *message; /* the whole message, headers included, CRLF line ends */
     smtp_outcome_t outcome;
-    char detail[256]; /* the server's reply or what went wrong, for mail_error and logs */
+    char detail[320]; /* the server's reply or what went wrong, for mail_error and logs */
 } smtp_item_t;
 
 /* Sends every item in one SMTP session from the envelope sender `from` and sets each item's outcome

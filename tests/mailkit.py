@@ -149,6 +149,15 @@ def free_port():
     return port
 
 
+def start_mailer(topic, **env):
+    """A mailer of the test's own (conftest's Worker): its own mail topic and consumer group, so the session's
+    mailer never competes for its jobs; env adds RAIKOO_* settings (values made strings)."""
+    from conftest import Worker
+    full = {"RAIKOO_TOPIC_MAIL": topic, "RAIKOO_GROUP_MAIL": "test-mailer-" + uuid.uuid4().hex[:8]}
+    full.update({k: str(v) for k, v in env.items()})
+    return Worker("raikoo-mailer", env=full)
+
+
 def maildir():
     return os.path.join(os.environ["RAIKOO_VAR"], "mail")
 
@@ -194,6 +203,8 @@ class Sink:
         wait_until(self._ready, 30, f"SMTP sink on port {port}")
 
     def _ready(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"ops/smtp-sink exited {self.proc.returncode} (arguments or port in use?)")
         try:
             socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
             return True

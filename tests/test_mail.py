@@ -11,9 +11,9 @@ from datetime import datetime, timezone
 import psycopg2
 import pytest
 
-from conftest import BIN, Worker, raikoo, unique_email
+from conftest import BIN, raikoo, unique_email
 from mailkit import (Invitation, Sink, code_in, create_topic, free_port, html_part, mails_to, password_hash,
-                     produce, query, rfc3339, shown, text_part, wait_until)
+                     produce, query, rfc3339, shown, start_mailer, text_part, wait_until)
 
 
 def events_named(tail, name, **data):
@@ -39,11 +39,7 @@ def command(tail_results, type_name, data, actor=None, key=None):
 
 
 def mailer(tmp_path, topic, **env):
-    """A mailer of the test's own: its own mail topic and consumer group, so the session's mailer never
-    competes for its jobs."""
-    full = {"RAIKOO_TOPIC_MAIL": topic, "RAIKOO_GROUP_MAIL": "test-mailer-" + uuid.uuid4().hex[:8]}
-    full.update({k: str(v) for k, v in env.items()})
-    return Worker("raikoo-mailer", env=full)
+    return start_mailer(topic, **env)
 
 
 def session_logs(workers):

@@ -72,7 +72,7 @@ int bench_mail(const conf_t *c, long expected, int (*start)(void), void (*sample
 
 int bench_smtp_floor(const conf_t *c, long n, double *per_s, char *errstr, size_t errstr_size) {
     int rc = -1;
-    smtp_conf_t sc;
+    smtp_conf_t sc = {0};
     mail_from_t from;
     mail_templates_t *tpl = NULL;
     mail_job_t job;
@@ -143,6 +143,7 @@ done:
     mail_job_free(&job);
     mail_templates_free(tpl);
     mail_from_free(&from);
+    smtp_conf_clear(&sc);
     sodium_memzero(&keys, sizeof(keys));
     return rc;
 }

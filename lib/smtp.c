@@ -54,7 +54,12 @@ static int tls_context_new(smtp_conf_t *sc, const char *host, char *errstr, size
         snprintf(errstr, errstr_size, "smtp.starttls: cannot make a TLS context: %s", ssl_error(ebuf, sizeof(ebuf)));
         return -1;
     }
+    /* TLS 1.2 exactly. Under TLS 1.3 the server sends its session tickets after the handshake; libesmtp
+     * 1.1.0 sees them as input, reads instead of flushing its EHLO, and waits for a reply that never
+     * comes until smtp.timeout.ms (seen against aiosmtpd: every other session timed out). TLS 1.2 sends
+     * tickets inside the handshake. */
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
     /* Verification stays SSL_VERIFY_NONE on purpose: the handshake completes, and libesmtp reads the
      * verdict afterwards and asks event_cb, which refuses anything but X509_V_OK with a clear reason. */
     if (have_file) {

@@ -235,3 +235,35 @@ int db_require_schema(PGconn *db, char *errstr, size_t errstr_size) {
     PQclear(res);
     return 0;
 }
+
+char *db_array_literal(const char *const *values, size_t n) {
+    /* Worst case: every character escaped, plus quotes and a comma per element. */
+    size_t cap = 3;
+    for (size_t i = 0; i < n; i++)
+        cap += values[i] ? 2 * strlen(values[i]) + 3 : 5;
+    char *out = malloc(cap);
+    if (!out)
+        abort();
+    char *p = out;
+    *p++ = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            *p++ = ',';
+        if (!values[i]) {
+            memcpy(p, "NULL", 4);
+            p += 4;
+            continue;
+        }
+        /* Always quoted, so that an empty string, "NULL", spaces, commas and braces stay values. */
+        *p++ = '"';
+        for (const char *s = values[i]; *s; s++) {
+            if (*s == '"' || *s == '\\')
+                *p++ = '\\';
+            *p++ = *s;
+        }
+        *p++ = '"';
+    }
+    *p++ = '}';
+    *p = '\0';
+    return out;
+}

@@ -41,6 +41,11 @@ int db_cmd(PGconn *db, const char *sql, char *errstr, size_t errstr_size);
 int db_insert_rows(PGconn *db, const char *into, int ncols, const char *const *values, size_t nrows, char *errstr,
                    size_t errstr_size);
 
+/* A one-dimensional PostgreSQL array literal of n text values ("{\"a\",NULL}"; a NULL entry is SQL NULL),
+ * to pass as one parameter and cast in the statement ($1::uuid[]), for set-based statements over
+ * unnest(). Returns a new string (free()). */
+char *db_array_literal(const char *const *values, size_t n);
+
 /* The SQLSTATE of a failed result ("" when none). */
 const char *db_sqlstate(const PGresult *res);
 

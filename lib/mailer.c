@@ -22,18 +22,32 @@
 
 /* ---- SQL, all of it ---- */
 
-/* A new job is claimed at once: `sending` with a lease, so that a mailer dying mid-send leaves a row the
- * next scan picks up when the lease is over. */
-static const char SQL_INSERT[] =
-    "INSERT INTO mail_deliveries (job_id, invitation_id, status, attempts, next_attempt_at, job)"
-    " VALUES ($1, $2, 'sending', 0, now() + $3::bigint * interval '1 millisecond', $4)"
-    " ON CONFLICT (job_id) DO NOTHING RETURNING job_id";
-static const char SQL_EXISTING[] = "SELECT status FROM mail_deliveries WHERE job_id = $1";
-static const char SQL_INVITATION[] =
-    "SELECT status, coalesce(mail_job_id::text, ''), expires_at <= now() FROM invitations WHERE id = $1";
+/* Every statement works on a whole batch or chunk at once (arrays unnested), so that a batch costs a few
+ * round trips rather than a few per job. */
+
+/* Records a batch of jobs and tells, per job in input order: newly recorded (then claimed at once:
+ * `sending` with a lease, so that a mailer dying mid-send leaves a row the next scan picks up when the
+ * lease is over), the status it had if seen before, and its invitation's state. The SELECT sees the table
+ * as it was before the INSERT, so d.status is that of an earlier delivery only. Rows go in job_id order so
+ * that two mailers inserting the same jobs (after a rebalance) wait on each other in one order. */
+static const char SQL_ACCEPT[] =
+    "WITH input AS ("
+    "  SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[]) WITH ORDINALITY AS t(job_id, invitation_id, job, ord)"
+    "), ins AS ("
+    "  INSERT INTO mail_deliveries (job_id, invitation_id, status, attempts, next_attempt_at, job)"
+    "  SELECT job_id, invitation_id, 'sending', 0, now() + $4::bigint * interval '1 millisecond', job"
+    "  FROM input ORDER BY job_id"
+    "  ON CONFLICT (job_id) DO NOTHING RETURNING job_id"
+    ")"
+    " SELECT ins.job_id IS NOT NULL, coalesce(d.status, ''), coalesce(v.status, ''),"
+    "        coalesce(v.mail_job_id::text, ''), coalesce(v.expires_at <= now(), false)"
+    " FROM input t LEFT JOIN ins ON ins.job_id = t.job_id"
+    " LEFT JOIN mail_deliveries d ON d.job_id = t.job_id"
+    " LEFT JOIN invitations v ON v.id = t.invitation_id"
+    " ORDER BY t.ord";
 static const char SQL_SUPERSEDE[] =
-    "UPDATE mail_deliveries SET status = 'superseded', next_attempt_at = NULL, last_error = $2,"
-    " updated_at = now() WHERE job_id = $1";
+    "UPDATE mail_deliveries d SET status = 'superseded', next_attempt_at = NULL, last_error = u.why,"
+    " updated_at = now() FROM unnest($1::uuid[], $2::text[]) AS u(job_id, why) WHERE d.job_id = u.job_id";
 static const char SQL_DUE[] =
     "SELECT d.job_id, d.job, d.attempts, coalesce(i.status, ''), coalesce(i.mail_job_id::text, ''),"
     "       coalesce(i.expires_at <= now(), true)"
@@ -42,21 +56,21 @@ static const char SQL_DUE[] =
     " ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE OF d SKIP LOCKED";
 static const char SQL_RECLAIM[] =
     "UPDATE mail_deliveries SET status = 'sending', next_attempt_at = now() + $2::bigint * interval '1 millisecond',"
-    " updated_at = now() WHERE job_id = $1";
-static const char SQL_SENT[] =
-    "UPDATE mail_deliveries SET status = 'sent', attempts = $2, next_attempt_at = NULL, last_error = NULL,"
-    " updated_at = now() WHERE job_id = $1";
-static const char SQL_RETRY[] =
-    "UPDATE mail_deliveries SET status = 'retrying', attempts = $2,"
-    " next_attempt_at = now() + $3::bigint * interval '1 millisecond', last_error = $4, updated_at = now()"
-    " WHERE job_id = $1";
-static const char SQL_FAILED[] =
-    "UPDATE mail_deliveries SET status = 'failed', attempts = $2, next_attempt_at = NULL, last_error = $3,"
-    " updated_at = now() WHERE job_id = $1";
-/* Only the invitation's current job speaks for its delivery state: a superseded job never overwrites it. */
-static const char SQL_INVITATION_STATE[] =
-    "UPDATE invitations SET mail_state = $3, mail_error = $4, mail_updated_at = now()"
-    " WHERE id = $1 AND mail_job_id = $2";
+    " updated_at = now() WHERE job_id = ANY($1::uuid[])";
+/* The outcome of each job of a chunk: its row (status sent, retrying or failed; a retry's delay, NULL
+ * otherwise) and its invitation's delivery state, which only the invitation's current job speaks for: a
+ * superseded job never overwrites it. */
+static const char SQL_OUTCOMES[] =
+    "WITH u AS ("
+    "  SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::bigint[], $6::text[])"
+    "    AS u(job_id, invitation_id, status, attempts, delay_ms, error)"
+    "), d AS ("
+    "  UPDATE mail_deliveries d SET status = u.status, attempts = u.attempts,"
+    "    next_attempt_at = now() + u.delay_ms * interval '1 millisecond', last_error = u.error, updated_at = now()"
+    "  FROM u WHERE d.job_id = u.job_id"
+    ")"
+    " UPDATE invitations i SET mail_state = u.status, mail_error = u.error, mail_updated_at = now()"
+    " FROM u WHERE i.id = u.invitation_id AND i.mail_job_id = u.job_id";
 
 /* ---- the mailer ---- */
 
@@ -200,119 +214,250 @@ static void add_event(mailer_t *m, outbox_t *ob, const mail_job_t *job, const ch
     json_decref(ev);
 }
 
-/* Records a job as failed without an attempt (malformed), with its event, inside the transaction. */
-static int record_failed(mailer_t *m, PGconn *db, outbox_t *ob, const mail_job_t *job, int attempts,
-                         const char *why, char *errstr, size_t errstr_size) {
-    char att[16];
-    snprintf(att, sizeof(att), "%d", attempts);
-    const char *p[3] = {job->job_id, att, why};
-    const char *q[4] = {job->invitation_id, job->job_id, "failed", why};
-    if (exec_ok(db, SQL_FAILED, 3, p, errstr, errstr_size) != 0 ||
-        exec_ok(db, SQL_INVITATION_STATE, 4, q, errstr, errstr_size) != 0)
-        return -1;
-    add_event(m, ob, job, "InvitationEmailFailed", attempts, why, 1);
-    return 0;
+/* Jobs to retire as `superseded`, each with the reason: gathered over a batch, written in one statement. */
+typedef struct retire_list {
+    char **job_ids, **whys;
+    size_t n, cap;
+} retire_list_t;
+
+static void retire_add(retire_list_t *r, const char *job_id, const char *why) {
+    if (r->n == r->cap) {
+        r->cap = r->cap ? r->cap * 2 : 16;
+        r->job_ids = realloc(r->job_ids, r->cap * sizeof(*r->job_ids));
+        r->whys = realloc(r->whys, r->cap * sizeof(*r->whys));
+        if (!r->job_ids || !r->whys)
+            abort();
+    }
+    r->job_ids[r->n] = strdup(job_id);
+    r->whys[r->n] = strdup(why);
+    if (!r->job_ids[r->n] || !r->whys[r->n])
+        abort();
+    r->n++;
 }
 
+static int retire_write(const retire_list_t *r, PGconn *db, char *errstr, size_t errstr_size) {
+    if (r->n == 0)
+        return 0;
+    char *ids = db_array_literal((const char *const *)r->job_ids, r->n);
+    char *whys = db_array_literal((const char *const *)r->whys, r->n);
+    const char *p[2] = {ids, whys};
+    int rc = exec_ok(db, SQL_SUPERSEDE, 2, p, errstr, errstr_size);
+    free(ids);
+    free(whys);
+    return rc;
+}
+
+static void retire_free(retire_list_t *r) {
+    for (size_t i = 0; i < r->n; i++) {
+        free(r->job_ids[i]);
+        free(r->whys[i]);
+    }
+    free(r->job_ids);
+    free(r->whys);
+    memset(r, 0, sizeof(*r));
+}
+
+/* The delay before attempt number `attempts + 1`: base, doubling, at most a day. */
+static long long backoff_ms(const mailer_t *m, int attempts) {
+    long long d = m->retry_base_ms;
+    for (int i = 1; i < attempts && d < 86400000LL; i++)
+        d *= 2;
+    return d > 86400000LL ? 86400000LL : d;
+}
+
+/* What one job's outcome writes: the texts its array entries point at. */
+typedef struct outcome_row {
+    char att[16], delay[24], reason[400];
+} outcome_row_t;
+
+/* Records, inside the transaction, the outcome of n jobs in one statement, with their events: sent,
+ * retrying (backoff) or failed (a permanent reply, or the last attempt). attempted: the outcome is of an
+ * attempt just made (counted), else of a job that failed without one (malformed). */
+static int record_outcomes(mailer_t *m, PGconn *db, outbox_t *ob, claimed_t *const *cls, const smtp_item_t *items,
+                           size_t n, int attempted, char *errstr, size_t errstr_size) {
+    enum { C_JOB, C_INVITATION, C_STATUS, C_ATTEMPTS, C_DELAY, C_ERROR, N_COLS };
+    if (n == 0)
+        return 0;
+    outcome_row_t *rows = calloc(n, sizeof(*rows));
+    const char **col = calloc(N_COLS * n, sizeof(*col));
+    if (!rows || !col)
+        abort();
+    for (size_t i = 0; i < n; i++) {
+        const mail_job_t *job = &cls[i]->job;
+        const smtp_item_t *it = &items[i];
+        outcome_row_t *r = &rows[i];
+        int attempts = cls[i]->attempts + (attempted ? 1 : 0);
+        const char *status, *delay = NULL, *error = NULL;
+        snprintf(r->att, sizeof(r->att), "%d", attempts);
+        if (it->outcome == SMTP_SENT) {
+            status = "sent";
+            add_event(m, ob, job, "InvitationEmailSent", attempts, NULL, 0);
+            log_info(job->correlationid, "mail job %s for invitation %s sent to %s (attempt %d)", job->job_id,
+                     job->invitation_id, job->email, attempts);
+        } else if (it->outcome == SMTP_TRANSIENT && attempts < m->retry_max) {
+            long long d = backoff_ms(m, attempts);
+            snprintf(r->delay, sizeof(r->delay), "%lld", d);
+            status = "retrying";
+            delay = r->delay;
+            error = it->detail;
+            log_warn(job->correlationid, "mail job %s for invitation %s: attempt %d of %ld failed (%s); next in %lld ms",
+                     job->job_id, job->invitation_id, attempts, m->retry_max, it->detail, d);
+        } else {
+            if (it->outcome == SMTP_TRANSIENT)
+                snprintf(r->reason, sizeof(r->reason), "gave up after %d attempts: %s", attempts, it->detail);
+            else
+                snprintf(r->reason, sizeof(r->reason), "%s", it->detail);
+            status = "failed";
+            error = r->reason;
+            add_event(m, ob, job, "InvitationEmailFailed", attempts, r->reason, it->outcome == SMTP_PERMANENT);
+            log_error(job->correlationid, "mail job %s for invitation %s to %s failed: %s", job->job_id,
+                      job->invitation_id, job->email, r->reason);
+        }
+        col[C_JOB * n + i] = job->job_id;
+        col[C_INVITATION * n + i] = job->invitation_id;
+        col[C_STATUS * n + i] = status;
+        col[C_ATTEMPTS * n + i] = r->att;
+        col[C_DELAY * n + i] = delay;
+        col[C_ERROR * n + i] = error;
+    }
+    char *lit[N_COLS];
+    for (int c = 0; c < N_COLS; c++)
+        lit[c] = db_array_literal(col + (size_t)c * n, n);
+    int rc = exec_ok(db, SQL_OUTCOMES, N_COLS, (const char *const *)lit, errstr, errstr_size);
+    for (int c = 0; c < N_COLS; c++)
+        free(lit[c]);
+    free(col);
+    free(rows);
+    return rc;
+}
+
+/* One job of a batch being accepted. */
+typedef struct incoming {
+    mail_job_t job;
+    char *payload;
+    int bad, taken; /* taken: moved into m->claimed */
+    char why[256];
+} incoming_t;
+
 int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, char *errstr, size_t errstr_size) {
-    int rc = -1;
+    int rc = -1, begun = 0;
     outbox_t ob = {0};
-    size_t first_claim = m->n_claimed;
+    retire_list_t retire = {0};
+    size_t first_claim = m->n_claimed, k = 0;
+    incoming_t *jobs = calloc(n ? n : 1, sizeof(*jobs));
+    const char **col = calloc(3 * (n ? n : 1), sizeof(*col));
+    char *lit[3] = {NULL, NULL, NULL};
+    claimed_t **bad = NULL;
+    smtp_item_t *bad_items = NULL;
+    PGresult *res = NULL;
     char lease[32];
     snprintf(lease, sizeof(lease), "%ld", m->lease_ms);
-    if (db_cmd(db, "BEGIN", errstr, errstr_size) != 0)
-        return -1;
+    if (!jobs || !col)
+        abort();
+
     for (size_t i = 0; i < n; i++) {
-        mail_job_t job;
+        incoming_t *j = &jobs[k];
         int identified = 0;
-        char why[256] = "";
-        int parsed = mail_job_parse(in[i].payload, in[i].len, &job, &identified, why, sizeof(why));
+        int parsed = mail_job_parse(in[i].payload, in[i].len, &j->job, &identified, j->why, sizeof(j->why));
         if (parsed != 0 && !identified) {
             /* Nothing to record it against: it cannot be sent or reported, only logged (without its body,
              * which may hold a sealed code). */
-            log_error(NULL, "mail job ignored: %s", why);
-            mail_job_free(&job);
+            log_error(NULL, "mail job ignored: %s", j->why);
+            mail_job_free(&j->job);
             continue;
         }
-        int bad = parsed != 0;
-        char *payload = strndup(in[i].payload, in[i].len);
-        if (!payload)
+        int twice = 0;
+        for (size_t e = 0; e < k && !twice; e++)
+            twice = strcasecmp(jobs[e].job.job_id, j->job.job_id) == 0;
+        if (twice) {
+            /* The statement below would count both as new: the second is a redelivery. */
+            log_info(j->job.correlationid, "mail job %s for invitation %s seen before (in this batch): not sent again",
+                     j->job.job_id, j->job.invitation_id);
+            mail_job_free(&j->job);
+            continue;
+        }
+        j->bad = parsed != 0;
+        j->payload = strndup(in[i].payload, in[i].len);
+        if (!j->payload)
             abort();
-        const char *ins[4] = {job.job_id, job.invitation_id, lease, payload};
-        PGresult *res = db_exec_cached(db, SQL_INSERT, 4, ins, errstr, errstr_size);
-        if (!res) {
-            free(payload);
-            mail_job_free(&job);
-            goto done;
-        }
-        int fresh = PQntuples(res) == 1;
-        PQclear(res);
-        if (!fresh) {
-            const char *p[1] = {job.job_id};
-            res = db_exec_cached(db, SQL_EXISTING, 1, p, errstr, errstr_size);
-            if (!res) {
-                free(payload);
-                mail_job_free(&job);
-                goto done;
-            }
-            log_info(job.correlationid, "mail job %s for invitation %s seen before (%s): not sent again", job.job_id,
-                     job.invitation_id, PQntuples(res) ? PQgetvalue(res, 0, 0) : "?");
-            PQclear(res);
-            free(payload);
-            mail_job_free(&job);
+        col[k] = j->job.job_id;
+        col[n + k] = j->job.invitation_id;
+        col[2 * n + k] = j->payload;
+        k++;
+    }
+    if (k == 0) {
+        rc = 0;
+        goto done;
+    }
+    for (int c = 0; c < 3; c++)
+        lit[c] = db_array_literal(col + (size_t)c * n, k);
+    if (db_cmd(db, "BEGIN", errstr, errstr_size) != 0)
+        goto done;
+    begun = 1;
+    const char *params[4] = {lit[0], lit[1], lit[2], lease};
+    res = db_exec_cached(db, SQL_ACCEPT, 4, params, errstr, errstr_size);
+    if (!res)
+        goto done;
+    if ((size_t)PQntuples(res) != k) {
+        snprintf(errstr, errstr_size, "recording mail jobs: %d rows for %zu jobs", PQntuples(res), k);
+        goto done;
+    }
+    size_t n_bad = 0;
+    for (size_t r = 0; r < k; r++) {
+        incoming_t *j = &jobs[r];
+        if (PQgetvalue(res, (int)r, 0)[0] != 't') {
+            log_info(j->job.correlationid, "mail job %s for invitation %s seen before (%s): not sent again", j->job.job_id,
+                     j->job.invitation_id, PQgetvalue(res, (int)r, 1)[0] ? PQgetvalue(res, (int)r, 1) : "?");
             continue;
         }
-        const char *p[1] = {job.invitation_id};
-        res = db_exec_cached(db, SQL_INVITATION, 1, p, errstr, errstr_size);
-        if (!res) {
-            free(payload);
-            mail_job_free(&job);
-            goto done;
-        }
-        int found = PQntuples(res) == 1;
-        const char *stale = stale_reason(job.job_id, found ? PQgetvalue(res, 0, 0) : "",
-                                         found ? PQgetvalue(res, 0, 1) : "", found && PQgetvalue(res, 0, 2)[0] == 't');
-        PQclear(res);
+        const char *stale = stale_reason(j->job.job_id, PQgetvalue(res, (int)r, 2), PQgetvalue(res, (int)r, 3),
+                                         PQgetvalue(res, (int)r, 4)[0] == 't');
         if (stale) {
-            const char *s[2] = {job.job_id, stale};
-            log_info(job.correlationid, "mail job %s for invitation %s %s", job.job_id, job.invitation_id, stale);
-            int ok = exec_ok(db, SQL_SUPERSEDE, 2, s, errstr, errstr_size) == 0;
-            free(payload);
-            mail_job_free(&job);
-            if (!ok)
-                goto done;
+            log_info(j->job.correlationid, "mail job %s for invitation %s %s", j->job.job_id, j->job.invitation_id, stale);
+            retire_add(&retire, j->job.job_id, stale);
             continue;
         }
         claimed_t *cl = claimed_add(m);
-        cl->job = job;
-        cl->payload = payload;
-        cl->bad = bad;
-        snprintf(cl->why, sizeof(cl->why), "%s", bad ? why : "");
+        cl->job = j->job;
+        cl->payload = j->payload;
+        cl->bad = j->bad;
+        snprintf(cl->why, sizeof(cl->why), "%s", j->bad ? j->why : "");
+        j->taken = 1;
+        n_bad += (size_t)j->bad;
     }
+    if (retire_write(&retire, db, errstr, errstr_size) != 0)
+        goto done;
     /* Malformed jobs that name a current invitation fail here, once, with their event. */
-    for (size_t i = first_claim; i < m->n_claimed; i++) {
-        claimed_t *cl = &m->claimed[i];
-        if (!cl->bad)
-            continue;
-        char reason[300];
-        snprintf(reason, sizeof(reason), "malformed mail job: %s", cl->why);
-        log_error(cl->job.correlationid, "mail job %s for invitation %s failed: %s", cl->job.job_id,
-                  cl->job.invitation_id, reason);
-        if (record_failed(m, db, &ob, &cl->job, 0, reason, errstr, errstr_size) != 0)
+    if (n_bad > 0) {
+        bad = calloc(n_bad, sizeof(*bad));
+        bad_items = calloc(n_bad, sizeof(*bad_items));
+        if (!bad || !bad_items)
+            abort();
+        size_t b = 0;
+        for (size_t i = first_claim; i < m->n_claimed; i++) {
+            if (!m->claimed[i].bad)
+                continue;
+            bad[b] = &m->claimed[i];
+            bad_items[b].outcome = SMTP_PERMANENT;
+            snprintf(bad_items[b].detail, sizeof(bad_items[b].detail), "malformed mail job: %s", m->claimed[i].why);
+            b++;
+        }
+        if (record_outcomes(m, db, &ob, bad, bad_items, n_bad, 0, errstr, errstr_size) != 0)
             goto done;
     }
     if (outbox_write(&ob, db, errstr, errstr_size) != 0 || db_cmd(db, "COMMIT", errstr, errstr_size) != 0)
         goto done;
     rc = 0;
 done:
+    if (res)
+        PQclear(res);
     if (rc != 0) {
-        rollback(db);
-        /* Nothing was recorded: forget what this batch claimed. */
-        while (m->n_claimed > first_claim) {
-            m->n_claimed--;
-            mail_job_free(&m->claimed[m->n_claimed].job);
-            free(m->claimed[m->n_claimed].payload);
-        }
+        if (begun)
+            rollback(db);
+        /* Nothing was recorded: forget what this batch claimed (the jobs are freed below). */
+        for (size_t r = 0; r < k; r++)
+            jobs[r].taken = 0;
+        m->n_claimed = first_claim;
     } else {
         /* The malformed ones are finished. */
         size_t j = first_claim;
@@ -326,6 +471,19 @@ done:
         }
         m->n_claimed = j;
     }
+    for (size_t r = 0; r < k; r++) {
+        if (!jobs[r].taken) {
+            mail_job_free(&jobs[r].job);
+            free(jobs[r].payload);
+        }
+    }
+    for (int c = 0; c < 3; c++)
+        free(lit[c]);
+    free(col);
+    free(jobs);
+    free(bad);
+    free(bad_items);
+    retire_free(&retire);
     outbox_free(&ob);
     return rc;
 }
@@ -333,10 +491,13 @@ done:
 int mailer_claim_due(mailer_t *m, PGconn *db, int *claimed, char *errstr, size_t errstr_size) {
     int rc = -1;
     size_t first_claim = m->n_claimed;
+    retire_list_t retire = {0};
     char limit[32], lease[32];
     snprintf(limit, sizeof(limit), "%ld", m->batch_max);
     snprintf(lease, sizeof(lease), "%ld", m->lease_ms);
     PGresult *res = NULL;
+    const char **ids = NULL;
+    char *ids_lit = NULL;
     *claimed = 0;
     if (db_cmd(db, "BEGIN", errstr, errstr_size) != 0)
         return -1;
@@ -344,15 +505,17 @@ int mailer_claim_due(mailer_t *m, PGconn *db, int *claimed, char *errstr, size_t
     res = db_exec_cached(db, SQL_DUE, 1, p, errstr, errstr_size);
     if (!res)
         goto done;
+    ids = calloc((size_t)PQntuples(res) + 1, sizeof(*ids));
+    if (!ids)
+        abort();
+    size_t n_ids = 0;
     for (int r = 0; r < PQntuples(res); r++) {
         const char *job_id = PQgetvalue(res, r, 0), *text = PQgetvalue(res, r, 1);
         const char *stale = stale_reason(job_id, PQgetvalue(res, r, 3), PQgetvalue(res, r, 4),
                                          PQgetvalue(res, r, 5)[0] == 't');
         if (stale) {
-            const char *s[2] = {job_id, stale};
             log_info(NULL, "mail job %s %s", job_id, stale);
-            if (exec_ok(db, SQL_SUPERSEDE, 2, s, errstr, errstr_size) != 0)
-                goto done;
+            retire_add(&retire, job_id, stale);
             continue;
         }
         claimed_t *cl = claimed_add(m);
@@ -368,17 +531,21 @@ int mailer_claim_due(mailer_t *m, PGconn *db, int *claimed, char *errstr, size_t
             snprintf(cl->why, sizeof(cl->why), "malformed mail job: %.200s", why);
             if (!identified) {
                 /* Cannot even name its invitation: retire the row. */
-                const char *s[2] = {job_id, cl->why};
                 log_error(NULL, "mail job %s: %s", job_id, cl->why);
+                retire_add(&retire, job_id, cl->why);
                 mail_job_free(&cl->job);
                 free(cl->payload);
                 m->n_claimed--;
-                if (exec_ok(db, SQL_SUPERSEDE, 2, s, errstr, errstr_size) != 0)
-                    goto done;
                 continue;
             }
         }
-        const char *q[2] = {job_id, lease};
+        ids[n_ids++] = job_id;
+    }
+    if (retire_write(&retire, db, errstr, errstr_size) != 0)
+        goto done;
+    if (n_ids > 0) {
+        ids_lit = db_array_literal(ids, n_ids);
+        const char *q[2] = {ids_lit, lease};
         if (exec_ok(db, SQL_RECLAIM, 2, q, errstr, errstr_size) != 0)
             goto done;
     }
@@ -397,61 +564,10 @@ done:
             free(m->claimed[m->n_claimed].payload);
         }
     }
+    free(ids);
+    free(ids_lit);
+    retire_free(&retire);
     return rc;
-}
-
-/* The delay before attempt number `attempts + 1`: base, doubling, at most a day. */
-static long long backoff_ms(const mailer_t *m, int attempts) {
-    long long d = m->retry_base_ms;
-    for (int i = 1; i < attempts && d < 86400000LL; i++)
-        d *= 2;
-    return d > 86400000LL ? 86400000LL : d;
-}
-
-/* Records the outcome of one attempt inside the transaction. */
-static int record_outcome(mailer_t *m, PGconn *db, outbox_t *ob, claimed_t *cl, const smtp_item_t *it,
-                          char *errstr, size_t errstr_size) {
-    const mail_job_t *job = &cl->job;
-    int attempts = cl->attempts + 1;
-    char att[16], delay[32];
-    snprintf(att, sizeof(att), "%d", attempts);
-    if (it->outcome == SMTP_SENT) {
-        const char *p[2] = {job->job_id, att};
-        const char *q[4] = {job->invitation_id, job->job_id, "sent", NULL};
-        if (exec_ok(db, SQL_SENT, 2, p, errstr, errstr_size) != 0 ||
-            exec_ok(db, SQL_INVITATION_STATE, 4, q, errstr, errstr_size) != 0)
-            return -1;
-        add_event(m, ob, job, "InvitationEmailSent", attempts, NULL, 0);
-        log_info(job->correlationid, "mail job %s for invitation %s sent to %s (attempt %d)", job->job_id,
-                 job->invitation_id, job->email, attempts);
-        return 0;
-    }
-    if (it->outcome == SMTP_TRANSIENT && attempts < m->retry_max) {
-        long long d = backoff_ms(m, attempts);
-        snprintf(delay, sizeof(delay), "%lld", d);
-        const char *p[4] = {job->job_id, att, delay, it->detail};
-        const char *q[4] = {job->invitation_id, job->job_id, "retrying", it->detail};
-        if (exec_ok(db, SQL_RETRY, 4, p, errstr, errstr_size) != 0 ||
-            exec_ok(db, SQL_INVITATION_STATE, 4, q, errstr, errstr_size) != 0)
-            return -1;
-        log_warn(job->correlationid, "mail job %s for invitation %s: attempt %d of %ld failed (%s); next in %lld ms",
-                 job->job_id, job->invitation_id, attempts, m->retry_max, it->detail, d);
-        return 0;
-    }
-    char reason[400];
-    if (it->outcome == SMTP_TRANSIENT)
-        snprintf(reason, sizeof(reason), "gave up after %d attempts: %s", attempts, it->detail);
-    else
-        snprintf(reason, sizeof(reason), "%s", it->detail);
-    const char *p[3] = {job->job_id, att, reason};
-    const char *q[4] = {job->invitation_id, job->job_id, "failed", reason};
-    if (exec_ok(db, SQL_FAILED, 3, p, errstr, errstr_size) != 0 ||
-        exec_ok(db, SQL_INVITATION_STATE, 4, q, errstr, errstr_size) != 0)
-        return -1;
-    add_event(m, ob, job, "InvitationEmailFailed", attempts, reason, it->outcome == SMTP_PERMANENT);
-    log_error(job->correlationid, "mail job %s for invitation %s to %s failed: %s", job->job_id, job->invitation_id,
-              job->email, reason);
-    return 0;
 }
 
 /* Sends claimed[from, from + n) in one SMTP session and records the outcomes in one transaction. */
@@ -461,14 +577,16 @@ static int deliver_chunk(mailer_t *m, PGconn *db, size_t from, size_t n, char *e
     smtp_item_t *items = calloc(n, sizeof(*items));
     char **texts = calloc(n, sizeof(*texts));
     size_t *which = calloc(n, sizeof(*which));
+    claimed_t **cls = calloc(n, sizeof(*cls));
     size_t n_send = 0;
-    if (!items || !texts || !which)
+    if (!items || !texts || !which || !cls)
         abort();
     time_t now = time(NULL);
     for (size_t i = 0; i < n; i++) {
         claimed_t *cl = &m->claimed[from + i];
         smtp_item_t *it = &items[i];
         char code[CODE_LEN + 1];
+        cls[i] = cl;
         if (cl->bad) {
             it->outcome = SMTP_PERMANENT;
             snprintf(it->detail, sizeof(it->detail), "%s", cl->why);
@@ -499,7 +617,7 @@ static int deliver_chunk(mailer_t *m, PGconn *db, size_t from, size_t n, char *e
             abort();
         for (size_t k = 0; k < n_send; k++)
             batch[k] = items[which[k]];
-        char why[256] = "";
+        char why[400] = "";
         if (smtp_send(&m->smtp, m->from.addr, batch, n_send, why, sizeof(why)) != 0)
             log_warn(NULL, "SMTP session failed: %s", why);
         for (size_t k = 0; k < n_send; k++)
@@ -508,12 +626,8 @@ static int deliver_chunk(mailer_t *m, PGconn *db, size_t from, size_t n, char *e
     }
     if (db_cmd(db, "BEGIN", errstr, errstr_size) != 0)
         goto done;
-    for (size_t i = 0; i < n; i++)
-        if (record_outcome(m, db, &ob, &m->claimed[from + i], &items[i], errstr, errstr_size) != 0) {
-            rollback(db);
-            goto done;
-        }
-    if (outbox_write(&ob, db, errstr, errstr_size) != 0 || db_cmd(db, "COMMIT", errstr, errstr_size) != 0) {
+    if (record_outcomes(m, db, &ob, cls, items, n, 1, errstr, errstr_size) != 0 ||
+        outbox_write(&ob, db, errstr, errstr_size) != 0 || db_cmd(db, "COMMIT", errstr, errstr_size) != 0) {
         rollback(db);
         goto done;
     }
@@ -528,6 +642,7 @@ done:
     free(texts);
     free(items);
     free(which);
+    free(cls);
     outbox_free(&ob);
     return rc;
 }
@@ -579,8 +694,22 @@ static void db_recover(PGconn *db) {
     worker_sleep_ms(1000);
 }
 
-/* Commits, per partition, the offset after the last message of the batch. */
-static void commit_offsets(rd_kafka_t *rk, rd_kafka_message_t **msgs, size_t n) {
+/* The broker's answer to an offset commit, served by rd_kafka_consumer_poll. */
+static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *offsets,
+                      void *opaque) {
+    (void)rk;
+    (void)offsets;
+    (void)opaque;
+    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        /* Harmless for correctness: a redelivered job is recognised in mail_deliveries. */
+        log_warn(NULL, "cannot commit mail offsets: %s", rd_kafka_err2str(err));
+}
+
+/* Commits, per partition, the offset after the last message of the batch, without waiting for the
+ * broker: the jobs are in mail_deliveries already (committed), so a commit that is lost only means a
+ * redelivery, which changes nothing. Waiting cost a round trip to the group coordinator per batch, with
+ * the SMTP server idle. rd_kafka_consumer_close waits for commits still in flight. */
+static void commit_offsets(rd_kafka_t *rk, rd_kafka_queue_t *cq, rd_kafka_message_t **msgs, size_t n) {
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)n);
     for (size_t i = 0; i < n; i++) {
         const char *topic = rd_kafka_topic_name(msgs[i]->rkt);
@@ -590,9 +719,8 @@ static void commit_offsets(rd_kafka_t *rk, rd_kafka_message_t **msgs, size_t n) 
         if (tp->offset < msgs[i]->offset + 1)
             tp->offset = msgs[i]->offset + 1;
     }
-    rd_kafka_resp_err_t err = rd_kafka_commit(rk, list, 0);
+    rd_kafka_resp_err_t err = rd_kafka_commit_queue(rk, list, cq, commit_cb, NULL);
     if (err)
-        /* Harmless for correctness: a redelivered job is recognised in mail_deliveries. */
         log_warn(NULL, "cannot commit mail offsets: %s", rd_kafka_err2str(err));
     rd_kafka_topic_partition_list_destroy(list);
 }
@@ -603,6 +731,7 @@ int mailer_run(const conf_t *c) {
     mailer_t *m = NULL;
     PGconn *db = NULL;
     rd_kafka_t *rk = NULL;
+    rd_kafka_queue_t *cq = NULL;
     rd_kafka_message_t **batch = NULL;
     size_t n = 0;
 
@@ -623,6 +752,7 @@ int mailer_run(const conf_t *c) {
         log_error(NULL, "%s", err);
         goto done;
     }
+    cq = rd_kafka_queue_get_consumer(rk); /* commit answers come back through rd_kafka_consumer_poll */
     log_info(NULL, "mailer started: group %s, topic %s, SMTP %s (starttls %s), batch %ld, retries %ld from %ld ms",
              conf_get(c, "group.mail"), conf_get(c, "topic.mail"), m->smtp.hostport, conf_get(c, "smtp.starttls"),
              m->batch_max, m->retry_max, m->retry_base_ms);
@@ -671,7 +801,7 @@ int mailer_run(const conf_t *c) {
                 db_recover(db);
                 continue; /* the batch is kept; on shutdown it is left uncommitted for the next mailer */
             }
-            commit_offsets(rk, batch, n);
+            commit_offsets(rk, cq, batch, n);
             for (size_t i = 0; i < n; i++)
                 rd_kafka_message_destroy(batch[i]);
             n = 0;
@@ -696,6 +826,8 @@ done:
     for (size_t i = 0; i < n; i++)
         rd_kafka_message_destroy(batch[i]);
     free(batch);
+    if (cq)
+        rd_kafka_queue_destroy(cq);
     if (rk) {
         rd_kafka_consumer_close(rk);
         rd_kafka_destroy(rk);

@@ -108,6 +108,36 @@ rd_kafka_t *kafka_group_consumer_new(const conf_t *c, const char *group, const c
     return rk;
 }
 
+/* Waits until every partition of topic has a leader: a topic just created is not usable at once (its
+ * watermarks and produce requests fail with "leader not available" for a moment). */
+int kafka_topic_wait_ready(rd_kafka_t *rk, const char *topic, int timeout_ms, char *errstr, size_t errstr_size) {
+    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+    if (!t) {
+        snprintf(errstr, errstr_size, "%s: %s", topic, rd_kafka_err2str(rd_kafka_last_error()));
+        return -1;
+    }
+    int rc = -1, slice = 200;
+    for (int waited = 0; rc != 0 && waited < timeout_ms; waited += slice) {
+        const struct rd_kafka_metadata *md = NULL;
+        if (rd_kafka_metadata(rk, 0, t, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            const struct rd_kafka_metadata_topic *mt = md->topic_cnt == 1 ? &md->topics[0] : NULL;
+            int ready = mt && !mt->err && mt->partition_cnt > 0;
+            for (int i = 0; ready && i < mt->partition_cnt; i++)
+                ready = !mt->partitions[i].err && mt->partitions[i].leader >= 0;
+            rd_kafka_metadata_destroy(md);
+            if (ready) {
+                rc = 0;
+                break;
+            }
+        }
+        rd_kafka_poll(rk, slice);
+    }
+    if (rc != 0)
+        snprintf(errstr, errstr_size, "topic %s has no leader for every partition after %d ms", topic, timeout_ms);
+    rd_kafka_topic_destroy(t);
+    return rc;
+}
+
 int kafka_topics_create(const conf_t *c, int *created, char *errstr, size_t errstr_size) {
     static const char *names[][2] = {
         {"topic.commands", "topics.partitions.commands"}, {"topic.events", "topics.partitions.events"},
@@ -166,6 +196,10 @@ int kafka_topics_create(const conf_t *c, int *created, char *errstr, size_t errs
             goto done;
         }
     }
+    /* Return once the topics can be used, so that a script may go on at once. */
+    for (int i = 0; i < N; i++)
+        if (kafka_topic_wait_ready(rk, conf_get(c, names[i][0]), 30000, errstr, errstr_size) != 0)
+            goto done;
     rc = 0;
 done:
     if (ev)

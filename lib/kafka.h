@@ -34,8 +34,12 @@ rd_kafka_t *kafka_group_consumer_new(const conf_t *c, const char *group, const c
                                                           rd_kafka_topic_partition_list_t *, void *),
                                      char *errstr, size_t errstr_size);
 
+/* Waits up to timeout_ms until every partition of topic has a leader (a topic just created is not usable
+ * at once). -1 with errstr when it does not happen in time. */
+int kafka_topic_wait_ready(rd_kafka_t *rk, const char *topic, int timeout_ms, char *errstr, size_t errstr_size);
+
 /* Creates the five topics with their configured partition counts. Topics that exist already are fine.
- * *created gets how many were new. */
+ * *created gets how many were new. Returns once every partition of them has a leader. */
 int kafka_topics_create(const conf_t *c, int *created, char *errstr, size_t errstr_size);
 
 #endif

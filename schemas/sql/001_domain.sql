@@ -46,7 +46,10 @@ CREATE TABLE invitations (
     status          text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'accepted', 'expired', 'removed')),
     code_hash       bytea NOT NULL CHECK (length(code_hash) = 32),
     failed_attempts integer NOT NULL DEFAULT 0 CHECK (failed_attempts >= 0),
-    invited_by      uuid NOT NULL REFERENCES users (id),
+    -- Not a foreign key: only never-activated accounts are ever deleted, and they cannot invite; a key
+    -- would take a KEY SHARE lock on the inviter's row for every invitation, and concurrent workers
+    -- inviting for one admin would then turn those locks into MultiXacts.
+    invited_by      uuid NOT NULL,
     created_at      timestamptz NOT NULL DEFAULT now(),
     expires_at      timestamptz NOT NULL,
     decided_at      timestamptz,

@@ -107,6 +107,8 @@ static int floor_topic(rd_kafka_t *rk, const char *topic, int partitions, char *
     }
     rd_kafka_queue_destroy(q);
     rd_kafka_NewTopic_destroy(nt);
+    if (rc == 0)
+        rc = kafka_topic_wait_ready(rk, topic, 30000, errstr, errstr_size);
     return rc;
 }
 

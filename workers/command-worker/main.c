@@ -114,8 +114,11 @@ static int dead_letter(rd_kafka_t *producer, const char *topic, const rd_kafka_m
     return 0;
 }
 
-/* Commits, for each partition of the batch, the offset after its last message. */
-static int commit_offsets(rd_kafka_t *consumer) {
+/* Commits, for each partition of the batch, the offset after its last message. Asynchronously while
+ * running: the batch is already committed in PostgreSQL, so a commit lost to a crash or a rebalance only
+ * means a redelivery that processed_commands recognises, and the next batch need not wait a round trip to
+ * the group coordinator. At shutdown (async = 0) it waits. */
+static int commit_offsets(rd_kafka_t *consumer, int async) {
     rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new((int)batch.n);
     for (size_t i = 0; i < batch.n; i++) {
         rd_kafka_message_t *m = batch.m[i];
@@ -126,7 +129,7 @@ static int commit_offsets(rd_kafka_t *consumer) {
         if (m->offset + 1 > tp->offset)
             tp->offset = m->offset + 1;
     }
-    rd_kafka_resp_err_t err = rd_kafka_commit(consumer, offs, 0);
+    rd_kafka_resp_err_t err = rd_kafka_commit(consumer, offs, async);
     rd_kafka_topic_partition_list_destroy(offs);
     if (err) {
         /* Applied but not acknowledged: a redelivery is recognised by its command id. */
@@ -138,7 +141,7 @@ static int commit_offsets(rd_kafka_t *consumer) {
 }
 
 /* Applies the gathered batch, retrying on database failure until it commits or shutdown is asked. */
-static int batch_apply(cmdproc_t *proc, PGconn **db, const conf_t *c, rd_kafka_t *producer, const char *dlq) {
+static int batch_apply(cmdproc_t *proc, PGconn **db, rd_kafka_t *producer, const char *dlq) {
     char err[1024];
     cmdproc_msg_t *msgs = calloc(batch.n, sizeof(*msgs));
     if (!msgs)
@@ -164,14 +167,16 @@ static int batch_apply(cmdproc_t *proc, PGconn **db, const conf_t *c, rd_kafka_t
         }
         cmdproc_set_db(proc, *db);
     }
-    (void)c;
     if (rc == 0) {
-        int dl_failed = 0;
-        for (size_t i = 0; i < batch.n; i++)
-            if (msgs[i].dead_letter && dead_letter(producer, dlq, batch.m[i], msgs[i].reason) != 0)
-                dl_failed = 1;
+        int dead = 0, dl_failed = 0;
+        for (size_t i = 0; i < batch.n; i++) {
+            if (msgs[i].dead_letter) {
+                dead++;
+                dl_failed |= dead_letter(producer, dlq, batch.m[i], msgs[i].reason) != 0;
+            }
+        }
         /* The dead letters must be stored before their offsets are committed. */
-        if (rd_kafka_flush(producer, 30000) != RD_KAFKA_RESP_ERR_NO_ERROR || dl_failed) {
+        if (dead && (rd_kafka_flush(producer, 30000) != RD_KAFKA_RESP_ERR_NO_ERROR || dl_failed)) {
             log_error(NULL, "dead-letter topic unavailable: offsets not committed, the batch will be redelivered");
             rc = -1;
         }
@@ -239,8 +244,8 @@ int main(int argc, char **argv) {
         batch_gather(consumer, batch_max, batch_wait);
         if (batch.n == 0)
             continue;
-        if (batch_apply(proc, &db, c, producer, conf_get(c, "topic.dlq")) == 0)
-            commit_offsets(consumer);
+        if (batch_apply(proc, &db, producer, conf_get(c, "topic.dlq")) == 0)
+            commit_offsets(consumer, worker_running());
         batch_clear();
         rd_kafka_poll(producer, 0);
     }

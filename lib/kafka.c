@@ -138,6 +138,25 @@ int kafka_topic_wait_ready(rd_kafka_t *rk, const char *topic, int timeout_ms, ch
     return rc;
 }
 
+rd_kafka_resp_err_t kafka_high_watermark(rd_kafka_t *rk, const char *topic, int partition, int timeout_ms,
+                                         int64_t *high) {
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__TIMED_OUT;
+    int waited = 0;
+    while (waited < timeout_ms) {
+        int64_t low = 0;
+        int slice = timeout_ms - waited < 5000 ? timeout_ms - waited : 5000;
+        err = rd_kafka_query_watermark_offsets(rk, topic, partition, &low, high, slice);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
+            return err;
+        waited += slice;
+        if (err != RD_KAFKA_RESP_ERR__TIMED_OUT) {
+            rd_kafka_poll(rk, 200); /* a passing answer: give the broker a moment */
+            waited += 200;
+        }
+    }
+    return err;
+}
+
 int kafka_topics_create(const conf_t *c, int *created, char *errstr, size_t errstr_size) {
     static const char *names[][2] = {
         {"topic.commands", "topics.partitions.commands"}, {"topic.events", "topics.partitions.events"},

@@ -38,6 +38,12 @@ rd_kafka_t *kafka_group_consumer_new(const conf_t *c, const char *group, const c
  * at once). -1 with errstr when it does not happen in time. */
 int kafka_topic_wait_ready(rd_kafka_t *rk, const char *topic, int timeout_ms, char *errstr, size_t errstr_size);
 
+/* The high watermark (the offset the next message will get) of a partition, asking again for up to
+ * timeout_ms while the broker answers with a passing error (leader not yet elected, coordinator loading,
+ * request timed out), as a broker just started does. */
+rd_kafka_resp_err_t kafka_high_watermark(rd_kafka_t *rk, const char *topic, int partition, int timeout_ms,
+                                         int64_t *high);
+
 /* Creates the five topics with their configured partition counts. Topics that exist already are fine.
  * *created gets how many were new. Returns once every partition of them has a leader. */
 int kafka_topics_create(const conf_t *c, int *created, char *errstr, size_t errstr_size);

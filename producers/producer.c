@@ -492,9 +492,8 @@ int raikoo_results_follow(raikoo_producer_t *p, char *errstr, size_t errstr_size
         goto done;
     list = rd_kafka_topic_partition_list_new(parts);
     for (int i = 0; i < parts; i++) {
-        int64_t low = 0, high = 0;
-        rd_kafka_resp_err_t err =
-            rd_kafka_query_watermark_offsets(rc_client, p->topic_results, i, &low, &high, CONNECT_TIMEOUT_MS);
+        int64_t high = 0;
+        rd_kafka_resp_err_t err = kafka_high_watermark(rc_client, p->topic_results, i, CONNECT_TIMEOUT_MS, &high);
         if (err) {
             snprintf(errstr, errstr_size, "cannot read the end of %s [%d]: %s", p->topic_results, i,
                      rd_kafka_err2str(err));

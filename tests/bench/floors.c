@@ -153,8 +153,8 @@ int bench_kafka_floor(const conf_t *c, long n, size_t bytes, long keys, double *
     /* Read from the current end of every partition: only this run's messages. */
     parts = rd_kafka_topic_partition_list_new((int)partitions);
     for (int p = 0; p < partitions; p++) {
-        int64_t lo, hi;
-        if (rd_kafka_query_watermark_offsets(cons, topic, p, &lo, &hi, 10000) != 0) {
+        int64_t hi;
+        if (kafka_high_watermark(cons, topic, p, 30000, &hi) != RD_KAFKA_RESP_ERR_NO_ERROR) {
             snprintf(errstr, errstr_size, "watermarks of %s/%d unavailable", topic, p);
             goto done;
         }

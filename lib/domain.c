@@ -503,16 +503,25 @@ static int rate_limited(domain_ctx_t *x, const PGresult *pr, int col, domain_res
     return 1;
 }
 
-static int add_existing_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
-    domain_ctx_t *x = r->x;
-    actor_info_t a;
-    int ok = authorize(r, cmd, &a, res);
+/* The start of AddExistingUser and InviteNewUser: the actor may invite in the organization, and may grant
+ * owner capabilities when the command asks for them. 1 to go on, 0 rejected, -1 on database failure. */
+static int authorize_invite(run_t *r, const cmd_t *cmd, actor_info_t *a, domain_result_t *res) {
+    int ok = authorize(r, cmd, a, res);
     if (ok <= 0)
         return ok;
-    if (cmd->owner && a.role < ROLE_OWNER) {
+    if (cmd->owner && a->role < ROLE_OWNER) {
         domain_reject(res, "owner_grant_denied", NULL);
         return 0;
     }
+    return 1;
+}
+
+static int add_existing_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
+    domain_ctx_t *x = r->x;
+    actor_info_t a;
+    int ok = authorize_invite(r, cmd, &a, res);
+    if (ok <= 0)
+        return ok;
     const char *p1[2] = {cmd->email, cmd->org_id};
     PGresult *pr = q(r, SQL_EXISTING_TARGET, 2, p1);
     if (!pr)
@@ -563,13 +572,9 @@ static int add_existing_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
 static int invite_new_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     domain_ctx_t *x = r->x;
     actor_info_t a;
-    int ok = authorize(r, cmd, &a, res);
+    int ok = authorize_invite(r, cmd, &a, res);
     if (ok <= 0)
         return ok;
-    if (cmd->owner && a.role < ROLE_OWNER) {
-        domain_reject(res, "owner_grant_denied", NULL);
-        return 0;
-    }
     const char *p1[2] = {cmd->email, cmd->org_id};
     PGresult *pr = q(r, SQL_NEW_TARGET, 2, p1);
     if (!pr)

@@ -113,18 +113,18 @@ static int record_decided(cmdproc_t *p, decided_t *d, size_t n, char *errstr, si
  * (caller clears) or NULL on failure. */
 static PGresult *seen_before(cmdproc_t *p, cmd_t *cmds, parse_status_t *st, size_t n, char *errstr,
                              size_t errstr_size) {
-    size_t cap = 8 + n * 38;
-    char *arr = malloc(cap);
-    if (!arr)
+    const char **ids = calloc(n ? n : 1, sizeof(*ids));
+    if (!ids)
         abort();
-    size_t len = (size_t)snprintf(arr, cap, "{");
+    size_t k = 0;
     for (size_t i = 0; i < n; i++)
         if (st[i] != PARSE_NOT_COMMAND)
-            len += (size_t)snprintf(arr + len, cap - len, "%s%s", len > 1 ? "," : "", cmds[i].id);
-    snprintf(arr + len, cap - len, "}");
+            ids[k++] = cmds[i].id;
+    char *arr = db_array_literal(ids, k);
     const char *params[1] = {arr};
-    PGresult *res = db_exec(p->db, SQL_SEEN, 1, params, errstr, errstr_size);
+    PGresult *res = db_exec_cached(p->db, SQL_SEEN, 1, params, errstr, errstr_size);
     free(arr);
+    free(ids);
     return res;
 }
 

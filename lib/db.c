@@ -37,6 +37,15 @@ PGconn *db_connect(const conf_t *c, char *errstr, size_t errstr_size) {
     return db;
 }
 
+PGconn *db_connect_migrated(const conf_t *c, char *errstr, size_t errstr_size) {
+    PGconn *db = db_connect(c, errstr, errstr_size);
+    if (db && db_require_schema(db, errstr, errstr_size) != 0) {
+        PQfinish(db);
+        return NULL;
+    }
+    return db;
+}
+
 PGresult *db_exec(PGconn *db, const char *sql, int nparams, const char *const *params, char *errstr,
                   size_t errstr_size) {
     PGresult *res = PQexecParams(db, sql, nparams, NULL, params, NULL, NULL, 0);

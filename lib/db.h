@@ -11,6 +11,10 @@
  * and what to do. */
 PGconn *db_connect(const conf_t *c, char *errstr, size_t errstr_size);
 
+/* db_connect, then db_require_schema: what every worker and read command starts with. NULL with errstr
+ * (the connection closed) when either fails. */
+PGconn *db_connect_migrated(const conf_t *c, char *errstr, size_t errstr_size);
+
 /* Applies every embedded migration not yet recorded, each in its own transaction, under an advisory
  * lock so that two processes at once are harmless. *applied gets how many ran. */
 int db_migrate(PGconn *db, int *applied, char *errstr, size_t errstr_size);

@@ -73,9 +73,10 @@ static const char SQL_NEW_INVITATION_OF_USER[] =
 static const char SQL_COUNT_FAILED_ATTEMPT[] =
     "UPDATE invitations SET failed_attempts = failed_attempts + 1 WHERE id = $1 RETURNING failed_attempts";
 
+/* The single use of a code, in one statement: pending, not expired, not locked (MAX_CODE_ATTEMPTS). */
 static const char SQL_ACCEPT[] =
     "UPDATE invitations SET status = 'accepted', decided_at = now()"
-    " WHERE id = $1 AND status = 'pending' AND expires_at > now() RETURNING 1";
+    " WHERE id = $1 AND status = 'pending' AND expires_at > now() AND failed_attempts < 5 RETURNING 1";
 
 static const char SQL_JOIN_ORG[] =
     "INSERT INTO org_members (org_id, user_id, is_owner) VALUES ($1, $2, $3)"

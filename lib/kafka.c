@@ -34,6 +34,13 @@ static int set_one(void *arg, const char *prop, const char *value) {
     return kafka_conf_set(a->kconf, prop, value, a->errstr, a->errstr_size);
 }
 
+int kafka_conf_idempotent(rd_kafka_conf_t *kconf, char *errstr, size_t errstr_size) {
+    if (kafka_conf_set(kconf, "enable.idempotence", "true", errstr, errstr_size) != 0 ||
+        kafka_conf_set(kconf, "acks", "all", errstr, errstr_size) != 0)
+        return -1;
+    return 0;
+}
+
 int kafka_consumer_defaults(const conf_t *c, rd_kafka_conf_t *kconf, char *errstr, size_t errstr_size) {
     if (!conf_get(c, "kafka.queued.max.messages.kbytes") &&
         kafka_conf_set(kconf, "queued.max.messages.kbytes", "4096", errstr, errstr_size) != 0)

@@ -15,6 +15,10 @@ rd_kafka_conf_t *kafka_conf_new(const conf_t *c, char *errstr, size_t errstr_siz
  * prefetch (librdkafka's default holds up to 64 MiB of a backlog in memory). */
 int kafka_consumer_defaults(const conf_t *c, rd_kafka_conf_t *kconf, char *errstr, size_t errstr_size);
 
+/* Makes kconf an idempotent producer's: enable.idempotence and acks=all (no duplicates or reordering from
+ * the client's own retries; every replica has the message before it is acknowledged). */
+int kafka_conf_idempotent(rd_kafka_conf_t *kconf, char *errstr, size_t errstr_size);
+
 /* Sets one librdkafka property on kconf; fails into errstr. */
 int kafka_conf_set(rd_kafka_conf_t *kconf, const char *prop, const char *value, char *errstr,
                    size_t errstr_size);

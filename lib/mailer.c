@@ -741,8 +741,8 @@ int mailer_run(const conf_t *c) {
         rc = 2;
         goto done;
     }
-    db = db_connect(c, err, sizeof(err));
-    if (!db || db_require_schema(db, err, sizeof(err)) != 0) {
+    db = db_connect_migrated(c, err, sizeof(err));
+    if (!db) {
         log_error(NULL, "%s", err);
         goto done;
     }

@@ -29,8 +29,7 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 
 int relay_conf(rd_kafka_conf_t *kconf, char *errstr, size_t errstr_size) {
     rd_kafka_conf_set_dr_msg_cb(kconf, dr_msg_cb);
-    if (kafka_conf_set(kconf, "enable.idempotence", "true", errstr, errstr_size) != 0 ||
-        kafka_conf_set(kconf, "acks", "all", errstr, errstr_size) != 0 ||
+    if (kafka_conf_idempotent(kconf, errstr, errstr_size) != 0 ||
         kafka_conf_set(kconf, "linger.ms", "2", errstr, errstr_size) != 0)
         return -1;
     return 0;
@@ -48,8 +47,8 @@ int relay_round(PGconn *db, rd_kafka_t *producer, long limit, size_t *published,
         return -1;
     int n = PQntuples(rows);
     delivery_t *d = calloc(n ? (size_t)n : 1, sizeof(*d));
-    char *ids = malloc((size_t)n * 21 + 3);
-    if (!d || !ids)
+    const char **delivered = calloc(n ? (size_t)n : 1, sizeof(*delivered));
+    if (!d || !delivered)
         abort();
     int queued = 0;
     for (int i = 0; i < n; i++) {
@@ -89,20 +88,19 @@ int relay_round(PGconn *db, rd_kafka_t *producer, long limit, size_t *published,
             rd_kafka_purge(producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         }
     }
-    size_t len = (size_t)snprintf(ids, 3, "{");
     for (int i = 0; i < n; i++) {
         if (d[i].err) {
             log_warn(NULL, "outbox row %s to %s not delivered (%s): kept for the next round", PQgetvalue(rows, i, 0),
                      PQgetvalue(rows, i, 1), rd_kafka_err2str(d[i].err));
             continue;
         }
-        len += (size_t)snprintf(ids + len, 22, "%s%s", *published ? "," : "", PQgetvalue(rows, i, 0));
-        (*published)++;
+        delivered[(*published)++] = PQgetvalue(rows, i, 0);
     }
-    snprintf(ids + len, 2, "}");
     if (*published) {
+        char *ids = db_array_literal(delivered, *published);
         const char *pd[1] = {ids};
         PGresult *del = db_exec_cached(db, SQL_DELETE, 1, pd, errstr, errstr_size);
+        free(ids);
         if (!del) {
             *published = 0;
             goto done;
@@ -112,7 +110,7 @@ int relay_round(PGconn *db, rd_kafka_t *producer, long limit, size_t *published,
     (void)queued;
     rc = fatal ? -1 : 0;
 done:
-    free(ids);
+    free(delivered);
     free(d);
     PQclear(rows);
     return rc;

@@ -395,8 +395,7 @@ raikoo_producer_t *raikoo_producer_new(const conf_t *c, char *errstr, size_t err
         goto done;
     /* The idempotent producer: no duplicates or reordering from the client's own retries. */
     const char *mto = conf_get(c, "kafka.message.timeout.ms");
-    if (kafka_conf_set(kconf, "enable.idempotence", "true", errstr, errstr_size) != 0 ||
-        kafka_conf_set(kconf, "acks", "all", errstr, errstr_size) != 0 ||
+    if (kafka_conf_idempotent(kconf, errstr, errstr_size) != 0 ||
         kafka_conf_set(kconf, "message.timeout.ms", mto ? mto : DEFAULT_MESSAGE_TIMEOUT, errstr, errstr_size) != 0)
         goto done;
     p->message_timeout_ms = strtol(mto ? mto : DEFAULT_MESSAGE_TIMEOUT, NULL, 10);

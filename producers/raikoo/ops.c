@@ -89,10 +89,9 @@ int cmd_bootstrap_admin(int argc, char **argv, conf_t *c) {
         fprintf(stderr, "raikoo bootstrap-admin: %s\n", err);
         return EXIT_USAGE;
     }
-    PGconn *db = db_connect(c, err, sizeof(err));
-    if (!db || db_require_schema(db, err, sizeof(err)) != 0) {
+    PGconn *db = db_connect_migrated(c, err, sizeof(err));
+    if (!db) {
         fprintf(stderr, "raikoo bootstrap-admin: %s\n", err);
-        PQfinish(db);
         return EXIT_INFRA;
     }
     char id[37];

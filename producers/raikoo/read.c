@@ -194,8 +194,8 @@ static int listing(int argc, char **argv, conf_t *c, int invitations) {
 
     char err[1024];
     PGresult *res = NULL, *org_res = NULL;
-    PGconn *db = db_connect(c, err, sizeof(err));
-    if (!db || db_require_schema(db, err, sizeof(err)) != 0) {
+    PGconn *db = db_connect_migrated(c, err, sizeof(err));
+    if (!db) {
         rc = read_fail(cmd, as_json, org, EXIT_INFRA, NULL, "%s", err);
         goto done;
     }

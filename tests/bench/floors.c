@@ -132,8 +132,7 @@ int bench_kafka_floor(const conf_t *c, long n, size_t bytes, long keys, double *
         goto done;
     rd_kafka_conf_set_dr_msg_cb(pc, floor_dr);
     rd_kafka_conf_set_opaque(pc, &f);
-    if (kafka_conf_set(pc, "enable.idempotence", "true", errstr, errstr_size) != 0 ||
-        kafka_conf_set(pc, "acks", "all", errstr, errstr_size) != 0) {
+    if (kafka_conf_idempotent(pc, errstr, errstr_size) != 0) {
         rd_kafka_conf_destroy(pc);
         goto done;
     }

@@ -479,8 +479,8 @@ int main(int argc, char **argv) {
     randombytes_buf(tag, sizeof(tag));
     sodium_bin2hex(run_tag, sizeof(run_tag), tag, sizeof(tag));
 
-    db = db_connect(c, err, sizeof(err));
-    if (!db || db_require_schema(db, err, sizeof(err)) != 0 || setup_orgs(db, &o, err, sizeof(err)) != 0) {
+    db = db_connect_migrated(c, err, sizeof(err));
+    if (!db || setup_orgs(db, &o, err, sizeof(err)) != 0) {
         fprintf(stderr, "raikoo-bench: %s\n", err);
         goto done;
     }

@@ -208,8 +208,8 @@ int main(int argc, char **argv) {
         log_error(NULL, "%s", err);
         goto done;
     }
-    db = db_connect(c, err, sizeof(err));
-    if (!db || db_require_schema(db, err, sizeof(err)) != 0) {
+    db = db_connect_migrated(c, err, sizeof(err));
+    if (!db) {
         log_error(NULL, "%s", err);
         goto done;
     }
@@ -220,7 +220,7 @@ int main(int argc, char **argv) {
     }
 
     rd_kafka_conf_t *pconf = kafka_conf_new(c, err, sizeof(err));
-    if (!pconf || kafka_conf_set(pconf, "enable.idempotence", "true", err, sizeof(err)) != 0) {
+    if (!pconf || kafka_conf_idempotent(pconf, err, sizeof(err)) != 0) {
         log_error(NULL, "%s", err);
         if (pconf)
             rd_kafka_conf_destroy(pconf);

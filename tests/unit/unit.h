@@ -36,5 +36,6 @@ extern const unit_test_t email_tests[];
 extern const unit_test_t secret_tests[];
 extern const unit_test_t cmd_tests[];
 extern const unit_test_t mail_tests[];
+extern const unit_test_t text_tests[];
 
 #endif

@@ -1,12 +1,16 @@
 # Raikoo organization invitations: build, run, test, bench.
 # `make` builds every program into bin/; `make asan` builds the same into bin-asan/ with ASan + UBSan.
+# `make build`, `make run`, `make test` and `make bench` first install what is missing (ops/setup), then build
+# in a second make, so nothing is read from pkg-config before the libraries are there.
 
 PKGS    := rdkafka libpq jansson libsodium libesmtp-1.0 openssl
 WARN    := -Wall -Wextra -Wmissing-prototypes -Wformat-security -Werror
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PKG_CFLAGS) -Ilib -Iproducers -Itests/unit -I$(OBJ)
-PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS  = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+# Expanded in recipes only (never while the Makefile is read): by then ops/check-deps has said what is missing.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+LDLIBS  = $(shell pkg-config --libs $(PKGS)) -lm
+SETUP  ?= ops/setup
 
 OBJ ?= build
 BIN ?= bin
@@ -29,10 +33,14 @@ BUILT_PROGRAMS := $(foreach p,$(PROGRAMS),$(if $(SRC_$(p)),$(BIN)/$(p)))
 EMBED_OBJ := $(OBJ)/embedded_sql.o $(OBJ)/embedded_templates.o
 LIBRAIKOO := $(OBJ)/libraikoo.a
 
-.PHONY: all asan test test-unit bench run clean setup stack-up stack-down
+.PHONY: all asan build test test-unit bench run clean setup stack-up stack-down check-deps
 all: $(BUILT_PROGRAMS) $(BIN)/raikoo-unit-tests
 
-$(OBJ)/%.o: %.c $(wildcard lib/*.h producers/*.h)
+# Once per make, before anything is compiled: names a missing library or tool and its Debian package.
+check-deps:
+	@CC="$(CC)" AR="$(AR)" ops/check-deps $(PKGS)
+
+$(OBJ)/%.o: %.c $(wildcard lib/*.h producers/*.h) | check-deps
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
@@ -42,7 +50,7 @@ $(OBJ)/embedded_sql.c: $(sort $(wildcard schemas/sql/*.sql)) ops/embed
 $(OBJ)/embedded_templates.c: $(sort $(wildcard lib/templates/*)) ops/embed
 	@mkdir -p $(OBJ)
 	ops/embed embedded_templates $(sort $(wildcard lib/templates/*)) > $@
-$(OBJ)/embedded_%.o: $(OBJ)/embedded_%.c lib/embedded.h
+$(OBJ)/embedded_%.o: $(OBJ)/embedded_%.c lib/embedded.h | check-deps
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(LIBRAIKOO): $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRC) $(PROD_SRC)) $(EMBED_OBJ)
@@ -52,7 +60,7 @@ $(LIBRAIKOO): $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRC) $(PROD_SRC)) $(EMBED_OBJ)
 define program_rule
 $(BIN)/$(1): $(patsubst %.c,$(OBJ)/%.o,$(SRC_$(1))) $(LIBRAIKOO)
 	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) -o $$@ $$^ $(LDLIBS)
+	$(CC) $(CFLAGS) -o $$@ $$^ $$(LDLIBS)
 endef
 $(foreach p,$(PROGRAMS),$(eval $(call program_rule,$(p))))
 
@@ -65,18 +73,29 @@ asan:
 	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined"
 
 setup:
-	ops/setup
+	$(SETUP)
+
+# Installs what is missing, then builds (the second make reads pkg-config only after the install).
+build:
+	$(SETUP)
+	$(MAKE) all
 
 # Brings up the local stack, prepares it and runs every worker in the foreground (Ctrl-C stops them).
-run: setup all
+run:
+	$(SETUP)
+	$(MAKE) all
 	ops/run
 
 # The whole suite on a stack of its own (var/test, other ports), first with the normal build, then with
-# AddressSanitizer + UBSan. Ends with pytest's summary line.
-test: setup all asan
+# AddressSanitizer + UBSan. Ends with pytest's summary line. The stack it started is stopped at the end.
+test:
+	$(SETUP)
+	$(MAKE) all asan
 	ops/test
 
-bench: setup all
+bench:
+	$(SETUP)
+	$(MAKE) all
 	ops/bench
 
 stack-up:

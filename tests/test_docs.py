@@ -17,14 +17,15 @@ CODES_DOC = os.path.join(ROOT, "docs", "RESULT_CODES.md")
 # ---- 1. result codes ----
 
 # Where a result code is written in C. A code is a snake_case string literal ("last_owner"), found:
-#  - as the argument given to a parameter declared `const char *code` (domain_reject(res, "last_owner",
+#  - as the argument given to a parameter declared `const char *code` (or `*result_code`, ...: any name
+#    ending in "code"; parameters that take one-time codes are never given snake_case literals) (domain_reject(res, "last_owner",
 #    ...), infra_fail(cmd, id, "timeout", ...), read_fail(..., "permission_denied", ...)), including the
 #    arms of a conditional there (cond ? "timeout" : "unreachable");
 #  - as the first member of a {"code", "Message ..."} table row (lib/domain.c's messages);
 #  - as the value given to a "code" or "result_code" key in a call that builds JSON (json_pack(..., "code",
 #    code ? code : "unavailable"), json_object_set_new(o, "code", json_string("..."))).
 SNAKE = r'[a-z][a-z0-9]*(?:_[a-z0-9]+)*'
-PARAM_LIST = re.compile(r'\b(\w+)\s*\(([^;{}()]*\bconst\s+char\s*\*\s*code\s*[,)][^;{}()]*)\)?')
+PARAM_LIST = re.compile(r'\b(\w+)\s*\(([^;{}()]*\bconst\s+char\s*\*\s*\w*code\b[^;{}()]*)\)')
 JSON_CALL = re.compile(r'\b(json_pack\w*|json_object_set\w*)\s*\(')
 TABLE_ROW = re.compile(r'\{\s*"(' + SNAKE + r')"\s*,\s*"[A-Z]')
 CODE_VALUE = re.compile(r'"(?:result_)?code"\s*,\s*(?:json_string\s*\(\s*)?(?:[^,;"]*?\?[^,;"]*?:\s*)?"(' + SNAKE + r')"')
@@ -69,7 +70,7 @@ def code_parameters(src):
     for m in PARAM_LIST.finditer(_strip_comments(src)):
         params = [p.strip() for p in m.group(2).split(",")]
         for i, p in enumerate(params):
-            if re.fullmatch(r'const\s+char\s*\*\s*code', p):
+            if re.fullmatch(r'const\s+char\s*\*\s*\w*code', p):
                 out[m.group(1)] = i
     return out
 
@@ -159,6 +160,8 @@ def test_the_code_extractor_finds_codes_however_they_are_written():
     sample = r'''
         void domain_reject(domain_result_t *res, const char *code, const char *detail);
         static int infra_fail(const char *cmd, const char *command_id, const char *code, const char *why, int j);
+        static void reject2(result_t *r, const char *result_code);
+        int code_hash(const secret_keys_t *keys, const char *code, unsigned char out[32]);
         static int read_fail(const char *cmd, int as_json, const char *org, int rc, const char *code, const char *fmt, ...)
             __attribute__((format(printf, 6, 7)));
         static const code_message_t messages[] = {
@@ -182,14 +185,15 @@ def test_the_code_extractor_finds_codes_however_they_are_written():
         log_info(NULL, "assigned %d partition(s)", n);
         domain_reject(res, "permission_denied", strcmp(inv.kind, "new") == 0 ? "a" : "b");
         rc = read_fail(cmd, as_json, org, EXIT_REJECTED, "permission_denied", "%s", x ? "invitations" : "members");
-        code_hash(x->keys, "abcd", h);
+        code_hash(x->keys, code, h);
+        reject2(r, "eleventh_code");
     '''
     params = code_parameters(sample)
-    assert params == {"domain_reject": 1, "infra_fail": 2, "read_fail": 4}, params
+    assert params == {"domain_reject": 1, "infra_fail": 2, "read_fail": 4, "reject2": 1, "code_hash": 1}, params
     got = extract_codes(sample, params)
     assert set(got) == {"brand_new_code", "second_code", "third_code", "fourth_code", "last_owner", "permission_denied",
-                        "fifth_code", "sixth_code", "seventh_code", "eighth_code", "ninth_code", "tenth_code"}, sorted(got)
-    assert got["seventh_code"] == [15], got["seventh_code"]
+                        "fifth_code", "sixth_code", "seventh_code", "eighth_code", "ninth_code", "tenth_code", "eleventh_code"}, sorted(got)
+    assert got["seventh_code"] == [17], got["seventh_code"]
 
 
 def test_every_result_code_in_the_code_is_documented_and_every_documented_code_exists():

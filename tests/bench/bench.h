@@ -42,7 +42,7 @@ int bench_row_floor(const conf_t *c, PGconn *db, long n, const char *actor, benc
                     size_t errstr_size);
 
 /* Waits until the consumer group has exactly `members` members, is stable, and every partition of
- * `topic` is assigned to one of them, each member having at least one. */
+ * `topic` is assigned to one of them, each member having at least one (when there are enough). */
 int bench_group_wait(const conf_t *c, const char *group, const char *topic, int members, int timeout_ms,
                      char *errstr, size_t errstr_size);
 

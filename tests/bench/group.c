@@ -94,7 +94,9 @@ int bench_group_wait(const conf_t *c, const char *group, const char *topic, int 
                 }
                 snprintf(seen, sizeof(seen), "state %s, %d members, %d of %d partitions assigned", gi->state,
                          gi->member_cnt, total, partitions);
-                if (strcmp(gi->state, "Stable") == 0 && gi->member_cnt == members && each && total == partitions)
+                /* Each member has work, unless there are fewer partitions than members. */
+                if (strcmp(gi->state, "Stable") == 0 && gi->member_cnt == members &&
+                    (each || partitions < members) && total == partitions)
                     rc = 0;
             }
             rd_kafka_group_list_destroy(gl);

@@ -446,7 +446,7 @@ static int figure_offsets(const report_t *r, size_t *off) {
 
 /* med, lo, hi: the runs' medians, minima and maxima (counts and sizes from the last run). */
 static void summarize(const report_t *runs, int n, report_t *med, report_t *lo, report_t *hi) {
-    size_t off[64];
+    size_t off[8 + 2 * NPROCS + 5 * 8];
     *med = *lo = *hi = runs[n - 1];
     int nf = figure_offsets(&runs[n - 1], off);
     for (int f = 0; f < nf; f++) {

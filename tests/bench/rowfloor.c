@@ -121,7 +121,7 @@ static int segment(tpl_t *t, table_tpl_t *tt, const char *text, char *errstr, si
         size_t skip = 0;
         if (!*s) {
             last = 1;
-        } else if (strlen(s) >= 36 && is_uuid_at(s)) {
+        } else if (is_uuid_at(s)) { /* stops at the terminating NUL, which is neither hex nor '-' */
             skip = 36;
             if (strncmp(s, t->actor, 36) == 0) {
                 slot = SLOT_ACTOR;
@@ -143,7 +143,7 @@ static int segment(tpl_t *t, table_tpl_t *tt, const char *text, char *errstr, si
                 }
                 slot = k;
             }
-        } else if (strncasecmp(s, t->email, elen) == 0) {
+        } else if (elen > 0 && strncasecmp(s, t->email, elen) == 0) {
             skip = elen;
             slot = SLOT_EMAIL;
         } else {

@@ -25,11 +25,30 @@ void sendtimes_free(sendtimes_t *s);
 /* The data of the i-th command of a phase (a new reference). */
 typedef json_t *bench_data_fn(void *arg, const char *phase, long i);
 
-/* PostgreSQL floor: n InviteNewUser commands by actor through the worker's own processor (lib/cmdproc),
- * in transactions of batch.max, without Kafka. Sets *per_s and the mean command size. Deletes the outbox
- * rows it made (the bench's stack is its own). */
+/* Per-command SQL (called the "PostgreSQL floor" before the row floor came): n InviteNewUser commands by
+ * actor through the worker's own processor (lib/cmdproc), in transactions of batch.max, without Kafka.
+ * Sets *per_s and the mean command size. Deletes the outbox rows it made (the bench's stack is its own). */
 int bench_pg_floor(const conf_t *c, PGconn *db, long n, const char *actor, bench_data_fn *data, void *arg,
                    double *per_s, size_t *payload_bytes, char *errstr, size_t errstr_size);
+
+/* Row floor: the durable rows n accepted InviteNewUser commands leave (user, membership, invitation, rate
+ * counter, processed command with its result, outbox rows), written set-based (COPY per table, one
+ * upsert of the rate counters) in transactions of batch.max into the project's own tables. The row shapes
+ * come from one real InviteNewUser run through lib/cmdproc first (data(arg, "<phase>-template", 0)); the
+ * commands' data from data(arg, phase, i). Only the time spent in the database counts. Sets *per_s, the
+ * bytes of COPY text per command and the rows per command. Deletes the outbox rows it made. */
+int bench_row_floor(const conf_t *c, PGconn *db, long n, const char *actor, bench_data_fn *data, void *arg,
+                    const char *phase, double *per_s, size_t *row_bytes, size_t *rows_per_command, char *errstr,
+                    size_t errstr_size);
+
+/* Waits until the consumer group has exactly `members` members, is stable, and every partition of
+ * `topic` is assigned to one of them, each member having at least one (when there are enough). */
+int bench_group_wait(const conf_t *c, const char *group, const char *topic, int members, int timeout_ms,
+                     char *errstr, size_t errstr_size);
+
+/* Leaves the mail jobs queued so far unsent: waits until the relay has published every outbox row, then
+ * commits the mail consumer group's offsets at the end of the mail topic (the mailers must be stopped). */
+int bench_mail_skip(const conf_t *c, PGconn *db, char *errstr, size_t errstr_size);
 
 /* Kafka floor: n messages of the given size over `keys` keys, produced with the producer library's
  * settings (idempotent, acks=all) to a topic with as many partitions as the commands topic, and

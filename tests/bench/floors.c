@@ -1,4 +1,4 @@
-/* raikoo-bench: the floors measured beside the system, PostgreSQL and Kafka. */
+/* raikoo-bench: per-command SQL (the worker's own statements, no Kafka) and the Kafka floor. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +42,7 @@ int bench_pg_floor(const conf_t *c, PGconn *db, long n, const char *actor, bench
         long k = n - i < batch_max ? n - i : batch_max;
         if (cmdproc_apply(proc, msgs + i, (size_t)k, errstr, errstr_size) != 0)
             goto done;
-        bench_progress("PostgreSQL floor: %ld of %ld", i + k, n);
+        bench_progress("per-command SQL: %ld of %ld", i + k, n);
     }
     double wall = bench_now() - t0;
     for (long i = 0; i < n; i++) {

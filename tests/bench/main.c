@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@
 #include "secret.h"
 
 #define MAX_COMMAND_WORKERS 4
+#define MAX_REPEAT 20
 
 typedef struct options {
     long commands;      /* pipeline throughput: InviteNewUser commands */
@@ -35,15 +37,19 @@ typedef struct options {
     const char *out_dir;
     const char *bin_dir;
     long command_workers;
+    long repeat;          /* measured phases run this many times; medians reported */
+    long scaling_commands;/* scaling phase: commands per measurement (one worker, then two) */
 } options_t;
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage: raikoo-bench [--commands N] [--orgs N] [--rates R1,R2,...] [--rate-seconds S] [--out DIR]\n"
-            "                    [--command-workers N] [--config FILE]\n"
+            "                    [--command-workers N] [--repeat N] [--scaling-commands N] [--config FILE]\n"
             "Runs on the stack the configuration names (ops/bench brings up one of its own). Defaults:\n"
             "20000 commands over 100 organizations; loads 200,1000,5000 per second for 3 s each; the mail\n"
-            "phase sends every invitation the run made; one command worker (up to 4); results in var/bench/.\n");
+            "phase sends every invitation the run made before it; one command worker (up to 4); the scaling\n"
+            "phase times half as many commands with one and with two workers; --repeat 1 (with N > 1 every\n"
+            "measured phase runs N times and the medians are reported); results in var/bench/.\n");
 }
 
 static int parse_options(int argc, char **argv, options_t *o, const char **config) {
@@ -52,9 +58,10 @@ static int parse_options(int argc, char **argv, options_t *o, const char **confi
         {"rates", required_argument, NULL, 'r'},    {"rate-seconds", required_argument, NULL, 's'},
         {"out", required_argument, NULL, 'O'},      {"command-workers", required_argument, NULL, 'w'},
         {"config", required_argument, NULL, 'C'},   {"help", no_argument, NULL, 'h'},
+        {"repeat", required_argument, NULL, 'R'},   {"scaling-commands", required_argument, NULL, 'S'},
         {NULL, 0, NULL, 0}};
     *o = (options_t){.commands = 20000, .orgs = 100, .rates = {200, 1000, 5000}, .nrates = 3, .rate_seconds = 3,
-                     .out_dir = "var/bench", .command_workers = 1};
+                     .out_dir = "var/bench", .command_workers = 1, .repeat = 1, .scaling_commands = 0};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         char *end = NULL;
@@ -70,6 +77,14 @@ static int parse_options(int argc, char **argv, options_t *o, const char **confi
             break;
         case 'w':
             o->command_workers = strtol(optarg, &end, 10);
+            break;
+        case 'R':
+            o->repeat = strtol(optarg, &end, 10);
+            break;
+        case 'S':
+            o->scaling_commands = strtol(optarg, &end, 10);
+            if (o->scaling_commands < 1)
+                end = optarg; /* reported as a bad number */
             break;
         case 'r': {
             o->nrates = 0;
@@ -101,10 +116,12 @@ static int parse_options(int argc, char **argv, options_t *o, const char **confi
         }
     }
     if (optind != argc || o->commands < 1 || o->orgs < 1 || o->rate_seconds <= 0 || o->command_workers < 1 ||
-        o->command_workers > MAX_COMMAND_WORKERS) {
+        o->command_workers > MAX_COMMAND_WORKERS || o->repeat < 1 || o->repeat > MAX_REPEAT) {
         usage(stderr);
         return -1;
     }
+    if (o->scaling_commands == 0)
+        o->scaling_commands = o->commands / 2 > 0 ? o->commands / 2 : 1;
     for (int i = 0; i < o->nrates; i++)
         if (o->rates[i] < 1) {
             usage(stderr);
@@ -245,7 +262,9 @@ static void procs_sample(void) {
 #define SMTP_FLOOR_MAX 10000
 
 static char (*orgs)[37];
-static long invitations_made; /* accepted InviteNewUser commands since the workers started */
+static long invitations_made; /* accepted InviteNewUser commands of this run not yet mailed */
+static long run_no;           /* 1 .. --repeat */
+static long batch_max;
 static double first_send, last_send; /* when run_commands published its first and last command */
 static char admin_id[37];
 static char run_tag[16];
@@ -287,21 +306,28 @@ static int setup_orgs(PGconn *db, const options_t *o, char *err, size_t errsz) {
 static json_t *invite_data(void *arg, const char *phase, long i) {
     const options_t *o = arg;
     char email[128];
-    snprintf(email, sizeof(email), "%s-%s-%ld@bench.test", phase, run_tag, i);
+    snprintf(email, sizeof(email), "%s-%s-%ld-%ld@bench.test", phase, run_tag, run_no, i);
     return json_pack("{s:s, s:s, s:s}", "org_id", orgs[i % o->orgs], "email", email, "name", "Bench Invitee");
 }
 
 /* ---- results ---- */
 
+typedef struct lat_fig {
+    long rate, sent, received;
+    double achieved, p50, p95, p99, max;
+} lat_fig_t;
+
+/* The figures of one run. */
 typedef struct report {
-    double pg_floor_cps, kafka_floor_mps, pipeline_cps, mail_mps, smtp_floor_mps;
-    long pipeline_rejected, mails_sent, batch_max;
-    size_t payload_bytes;
+    double pg_floor_cps;  /* per-command SQL (the "PostgreSQL floor" of earlier versions) */
+    double row_floor_cps, kafka_floor_mps, pipeline_cps, one_worker_cps, two_workers_cps, mail_mps,
+        smtp_floor_mps;
+    double cpu_s[NPROCS], peak_rss_mib[NPROCS];
+    int started[NPROCS];
+    long pipeline_rejected, mails_sent;
+    size_t payload_bytes, row_bytes, rows_per_command;
     int nlat;
-    struct {
-        long rate, sent, received;
-        double achieved, p50, p95, p99, max;
-    } lat[8];
+    lat_fig_t lat[8];
 } report_t;
 
 /* Publishes n InviteNewUser commands at the given rate (0: as fast as the producer allows) and waits for
@@ -385,19 +411,82 @@ static double run_commands(raikoo_producer_t *p, const options_t *o, const char 
     return last - t0;
 }
 
-static void write_json(const report_t *rp, const options_t *o, const char *path) {
+/* ---- medians of several runs ---- */
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof(*v), cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2.0;
+}
+
+/* Where each figure lives in a report: the median, min and max of every one of them. */
+static int figure_offsets(const report_t *r, size_t *off) {
+    int n = 0;
+    const size_t simple[] = {offsetof(report_t, pg_floor_cps),    offsetof(report_t, row_floor_cps),
+                             offsetof(report_t, kafka_floor_mps), offsetof(report_t, pipeline_cps),
+                             offsetof(report_t, one_worker_cps),  offsetof(report_t, two_workers_cps),
+                             offsetof(report_t, mail_mps),        offsetof(report_t, smtp_floor_mps)};
+    for (size_t i = 0; i < sizeof(simple) / sizeof(simple[0]); i++)
+        off[n++] = simple[i];
+    for (int i = 0; i < NPROCS; i++) {
+        off[n++] = offsetof(report_t, cpu_s) + (size_t)i * sizeof(double);
+        off[n++] = offsetof(report_t, peak_rss_mib) + (size_t)i * sizeof(double);
+    }
+    for (int i = 0; i < r->nlat; i++) {
+        size_t base = offsetof(report_t, lat) + (size_t)i * sizeof(lat_fig_t);
+        off[n++] = base + offsetof(lat_fig_t, achieved);
+        off[n++] = base + offsetof(lat_fig_t, p50);
+        off[n++] = base + offsetof(lat_fig_t, p95);
+        off[n++] = base + offsetof(lat_fig_t, p99);
+        off[n++] = base + offsetof(lat_fig_t, max);
+    }
+    return n;
+}
+
+#define FIG(r, o) (*(double *)((char *)(r) + (o)))
+
+/* med, lo, hi: the runs' medians, minima and maxima (counts and sizes from the last run). */
+static void summarize(const report_t *runs, int n, report_t *med, report_t *lo, report_t *hi) {
+    size_t off[8 + 2 * NPROCS + 5 * 8];
+    *med = *lo = *hi = runs[n - 1];
+    int nf = figure_offsets(&runs[n - 1], off);
+    for (int f = 0; f < nf; f++) {
+        double v[MAX_REPEAT];
+        for (int r = 0; r < n; r++)
+            v[r] = FIG(&runs[r], off[f]);
+        FIG(med, off[f]) = median(v, n);
+        FIG(lo, off[f]) = v[0];
+        FIG(hi, off[f]) = v[n - 1];
+    }
+    for (int i = 0; i < NPROCS; i++)
+        for (int r = 0; r < n; r++)
+            med->started[i] |= runs[r].started[i];
+}
+
+static double ratio(double a, double b) {
+    return b > 0 ? a / b : 0.0;
+}
+
+/* ---- the report: JSON and table ---- */
+
+static void proc_label(int i, char *name, size_t size) {
+    if (i > P_COMMAND && i < P_RELAY)
+        snprintf(name, size, "%s#%d", procs[i].name, i + 1);
+    else
+        snprintf(name, size, "%s", procs[i].name);
+}
+
+/* The figures of a report (one run's, or the medians; peak_rss from rss, which is the maxima for the
+ * medians). "floors.postgresql_commands_per_s" and "ratios.pipeline_to_postgresql" are the per-command SQL
+ * figures under their former names. */
+static json_t *figures_json(const report_t *rp, const report_t *rss, const options_t *o) {
     json_t *procs_j = json_object();
     for (int i = 0; i < NPROCS; i++) {
-        if (procs[i].pid == 0)
-            continue; /* never started */
+        if (!rp->started[i])
+            continue;
         char name[64];
-        if (i > P_COMMAND && i < P_RELAY)
-            snprintf(name, sizeof(name), "%s#%d", procs[i].name, i + 1);
-        else
-            snprintf(name, sizeof(name), "%s", procs[i].name);
-        json_object_set_new(procs_j, name,
-                            json_pack("{s:f, s:f}", "cpu_seconds", procs[i].cpu_s, "peak_rss_mib",
-                                      (double)procs[i].peak_rss_kb / 1024.0));
+        proc_label(i, name, sizeof(name));
+        json_object_set_new(procs_j, name, json_pack("{s:f, s:f}", "cpu_seconds", rp->cpu_s[i], "peak_rss_mib",
+                                                     rss->peak_rss_mib[i]));
     }
     json_t *lat = json_array();
     for (int i = 0; i < rp->nlat; i++)
@@ -407,37 +496,314 @@ static void write_json(const report_t *rp, const options_t *o, const char *path)
                                              "p95_ms", rp->lat[i].p95, "p99_ms", rp->lat[i].p99, "max_ms",
                                              rp->lat[i].max));
     json_t *doc = json_pack(
-        "{s:s, s:{s:I, s:I, s:I, s:I}, s:{s:f, s:I}, s:o, s:{s:f, s:I}, s:{s:f, s:f, s:f, s:I}, s:{s:f, s:f, s:f}, s:o}",
-        "run", run_tag, "sizes", "commands", (json_int_t)o->commands, "orgs", (json_int_t)o->orgs, "command_workers", (json_int_t)o->command_workers, "payload_bytes",
-        (json_int_t)rp->payload_bytes, "pipeline", "commands_per_s", rp->pipeline_cps, "rejected",
-        (json_int_t)rp->pipeline_rejected, "latency", lat, "mail", "messages_per_s", rp->mail_mps, "messages",
-        (json_int_t)rp->mails_sent, "floors", "postgresql_commands_per_s", rp->pg_floor_cps, "kafka_messages_per_s",
-        rp->kafka_floor_mps, "smtp_messages_per_s", rp->smtp_floor_mps, "batch_max", (json_int_t)rp->batch_max, "ratios",
-        "pipeline_to_postgresql", rp->pipeline_cps / rp->pg_floor_cps, "pipeline_to_kafka",
-        rp->pipeline_cps / rp->kafka_floor_mps, "mailer_to_smtp",
-        rp->smtp_floor_mps > 0 ? rp->mail_mps / rp->smtp_floor_mps : 0.0, "workers", procs_j);
-    if (!doc || json_dump_file(doc, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0)
+        "{s:{s:f, s:I}, s:o, s:{s:f, s:I},"
+        " s:{s:f, s:I, s:I, s:I, s:f, s:f, s:f, s:f},"
+        " s:{s:I, s:f, s:f, s:f},"
+        " s:{s:f, s:f, s:f, s:f, s:f, s:f}, s:o}",
+        "pipeline", "commands_per_s", rp->pipeline_cps, "rejected", (json_int_t)rp->pipeline_rejected,
+        "latency", lat,
+        "mail", "messages_per_s", rp->mail_mps, "messages", (json_int_t)rp->mails_sent,
+        "floors", "row_floor_commands_per_s", rp->row_floor_cps, "row_floor_bytes_per_command",
+        (json_int_t)rp->row_bytes, "row_floor_rows_per_command", (json_int_t)rp->rows_per_command, "batch_max",
+        (json_int_t)batch_max, "per_command_sql_commands_per_s", rp->pg_floor_cps, "postgresql_commands_per_s",
+        rp->pg_floor_cps, "kafka_messages_per_s", rp->kafka_floor_mps, "smtp_messages_per_s", rp->smtp_floor_mps,
+        "scaling", "commands", (json_int_t)o->scaling_commands, "one_worker_commands_per_s", rp->one_worker_cps,
+        "two_workers_commands_per_s", rp->two_workers_cps, "two_to_one",
+        ratio(rp->two_workers_cps, rp->one_worker_cps),
+        "ratios", "pipeline_to_row_floor", ratio(rp->pipeline_cps, rp->row_floor_cps),
+        "pipeline_to_per_command_sql", ratio(rp->pipeline_cps, rp->pg_floor_cps), "pipeline_to_postgresql",
+        ratio(rp->pipeline_cps, rp->pg_floor_cps), "pipeline_to_kafka", ratio(rp->pipeline_cps, rp->kafka_floor_mps),
+        "mailer_to_smtp", ratio(rp->mail_mps, rp->smtp_floor_mps), "two_workers_to_one",
+        ratio(rp->two_workers_cps, rp->one_worker_cps),
+        "workers", procs_j);
+    if (!doc)
+        abort();
+    return doc;
+}
+
+static void write_json(const report_t *runs, int n, const report_t *med, const report_t *lo, const report_t *hi,
+                       const options_t *o, const char *path) {
+    json_t *doc = json_pack("{s:s, s:I, s:{s:I, s:I, s:I, s:I, s:I}}", "run", run_tag, "repeat", (json_int_t)n,
+                            "sizes", "commands", (json_int_t)o->commands, "orgs", (json_int_t)o->orgs,
+                            "command_workers", (json_int_t)o->command_workers, "scaling_commands",
+                            (json_int_t)o->scaling_commands, "payload_bytes", (json_int_t)med->payload_bytes);
+    if (!doc)
+        abort();
+    json_t *fig = figures_json(med, hi, o);
+    json_object_update(doc, fig);
+    json_decref(fig);
+    /* Every figure's median, min and max over the runs. */
+    json_t *spread = json_object();
+    static const struct {
+        const char *name;
+        size_t off;
+    } named[] = {{"row_floor_commands_per_s", offsetof(report_t, row_floor_cps)},
+                 {"per_command_sql_commands_per_s", offsetof(report_t, pg_floor_cps)},
+                 {"kafka_messages_per_s", offsetof(report_t, kafka_floor_mps)},
+                 {"pipeline_commands_per_s", offsetof(report_t, pipeline_cps)},
+                 {"one_worker_commands_per_s", offsetof(report_t, one_worker_cps)},
+                 {"two_workers_commands_per_s", offsetof(report_t, two_workers_cps)},
+                 {"mail_messages_per_s", offsetof(report_t, mail_mps)},
+                 {"smtp_messages_per_s", offsetof(report_t, smtp_floor_mps)}};
+    for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++)
+        json_object_set_new(spread, named[i].name,
+                            json_pack("{s:f, s:f, s:f}", "median", FIG(med, named[i].off), "min",
+                                      FIG(lo, named[i].off), "max", FIG(hi, named[i].off)));
+    for (int i = 0; i < med->nlat; i++) {
+        char name[64];
+        snprintf(name, sizeof(name), "latency_%ld_p99_ms", med->lat[i].rate);
+        json_object_set_new(spread, name, json_pack("{s:f, s:f, s:f}", "median", med->lat[i].p99, "min",
+                                                    lo->lat[i].p99, "max", hi->lat[i].p99));
+    }
+    json_object_set_new(doc, "spread", spread);
+    json_t *runs_j = json_array();
+    for (int r = 0; r < n; r++)
+        json_array_append_new(runs_j, figures_json(&runs[r], &runs[r], o));
+    json_object_set_new(doc, "runs", runs_j);
+    if (json_dump_file(doc, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0)
         fprintf(stderr, "raikoo-bench: cannot write %s\n", path);
     json_decref(doc);
 }
 
-static void print_table(const report_t *rp) {
-    printf("\n%-44s %14s\n", "measure", "value");
-    printf("%-44s %14.0f\n", "PostgreSQL floor (InviteNewUser/s)", rp->pg_floor_cps);
-    printf("%-44s %14.0f\n", "Kafka floor (messages/s, produce+consume)", rp->kafka_floor_mps);
-    printf("%-44s %14.0f\n", "pipeline (commands/s, publish->result)", rp->pipeline_cps);
-    for (int i = 0; i < rp->nlat; i++)
-        printf("latency @%5ld/s (achieved %6.0f/s)  p50 %6.1f  p95 %6.1f  p99 %6.1f  max %6.1f ms\n",
-               rp->lat[i].rate, rp->lat[i].achieved, rp->lat[i].p50, rp->lat[i].p95, rp->lat[i].p99, rp->lat[i].max);
-    printf("%-44s %14.0f\n", "SMTP floor (messages/s, one session)", rp->smtp_floor_mps);
-    printf("%-44s %14.0f\n", "mailer (messages/s, job->accepted)", rp->mail_mps);
-    printf("%-44s %14.2f\n", "ratio pipeline / PostgreSQL floor", rp->pipeline_cps / rp->pg_floor_cps);
-    printf("%-44s %14.2f\n", "ratio pipeline / Kafka floor", rp->pipeline_cps / rp->kafka_floor_mps);
-    printf("%-44s %14.2f\n", "ratio mailer / SMTP floor", rp->smtp_floor_mps > 0 ? rp->mail_mps / rp->smtp_floor_mps : 0);
+/* One line of the table: the median, and with several runs their min and max. */
+static void row(int n, const char *label, const char *fmt, double med, double lo, double hi) {
+    char v[32];
+    snprintf(v, sizeof(v), fmt, med);
+    printf("%-46s %12s", label, v);
+    if (n > 1) {
+        char a[32], b[32];
+        snprintf(a, sizeof(a), fmt, lo);
+        snprintf(b, sizeof(b), fmt, hi);
+        printf(" %12s %12s", a, b);
+    }
+    printf("\n");
+}
+
+static void print_table(int n, const report_t *m, const report_t *lo, const report_t *hi, const options_t *o) {
+    if (n > 1)
+        printf("\nmedians of %d runs\n%-46s %12s %12s %12s\n", n, "measure", "median", "min", "max");
+    else
+        printf("\n%-46s %12s\n", "measure", "value");
+    row(n, "row floor (InviteNewUser/s, set-based rows)", "%.0f", m->row_floor_cps, lo->row_floor_cps,
+        hi->row_floor_cps);
+    row(n, "per-command SQL (InviteNewUser/s, lib/cmdproc)", "%.0f", m->pg_floor_cps, lo->pg_floor_cps,
+        hi->pg_floor_cps);
+    row(n, "Kafka floor (messages/s, produce+consume)", "%.0f", m->kafka_floor_mps, lo->kafka_floor_mps,
+        hi->kafka_floor_mps);
+    char label[80];
+    snprintf(label, sizeof(label), "pipeline (commands/s, %ld worker%s)", o->command_workers,
+             o->command_workers > 1 ? "s" : "");
+    row(n, label, "%.0f", m->pipeline_cps, lo->pipeline_cps, hi->pipeline_cps);
+    row(n, "scaling: one command worker (commands/s)", "%.0f", m->one_worker_cps, lo->one_worker_cps,
+        hi->one_worker_cps);
+    row(n, "scaling: two command workers (commands/s)", "%.0f", m->two_workers_cps, lo->two_workers_cps,
+        hi->two_workers_cps);
+    for (int i = 0; i < m->nlat; i++) {
+        printf("latency @%5ld/s (achieved %6.0f/s)  p50 %6.1f  p95 %6.1f  p99 %6.1f  max %6.1f ms", m->lat[i].rate,
+               m->lat[i].achieved, m->lat[i].p50, m->lat[i].p95, m->lat[i].p99, m->lat[i].max);
+        if (n > 1)
+            printf("  (p99 %.1f..%.1f)", lo->lat[i].p99, hi->lat[i].p99);
+        printf("\n");
+    }
+    row(n, "SMTP floor (messages/s, one session)", "%.0f", m->smtp_floor_mps, lo->smtp_floor_mps,
+        hi->smtp_floor_mps);
+    row(n, "mailer (messages/s, job->accepted)", "%.0f", m->mail_mps, lo->mail_mps, hi->mail_mps);
+    printf("%-46s %12.2f\n", "ratio pipeline / row floor", ratio(m->pipeline_cps, m->row_floor_cps));
+    printf("%-46s %12.2f\n", "ratio pipeline / per-command SQL", ratio(m->pipeline_cps, m->pg_floor_cps));
+    printf("%-46s %12.2f\n", "ratio pipeline / Kafka floor", ratio(m->pipeline_cps, m->kafka_floor_mps));
+    printf("%-46s %12.2f\n", "ratio two workers / one worker", ratio(m->two_workers_cps, m->one_worker_cps));
+    printf("%-46s %12.2f\n", "ratio mailer / SMTP floor", ratio(m->mail_mps, m->smtp_floor_mps));
+    printf("(ratios from the medians; row floor rows: %zu per command, %zu bytes of COPY text)\n",
+           m->rows_per_command, m->row_bytes);
+    for (int i = 0; i < NPROCS; i++) {
+        if (!m->started[i])
+            continue;
+        char name[64];
+        proc_label(i, name, sizeof(name));
+        printf("%-28s cpu %8.2f s   peak RSS %7.1f MiB\n", name, m->cpu_s[i], hi->peak_rss_mib[i]);
+    }
+}
+
+/* ---- the phases ---- */
+
+/* Starts or stops command workers until k run, then waits for their group to settle. */
+static int set_command_workers(const conf_t *c, long k, char *err, size_t errsz) {
+    for (long i = 0; i < MAX_COMMAND_WORKERS; i++) {
+        proc_t *p = &procs[P_COMMAND + i];
+        if (i < k && p->pid <= 0 && proc_start(p, options) != 0) {
+            snprintf(err, errsz, "cannot start %s", p->name);
+            return -1;
+        }
+        if (i >= k && p->pid > 0) {
+            int st = proc_stop(p);
+            if (st != 0) {
+                snprintf(err, errsz, "%s exited %d (see %s/log/)", p->name, st, options->out_dir);
+                return -1;
+            }
+        }
+    }
+    return bench_group_wait(c, conf_get(c, "group.commands"), conf_get(c, "topic.commands"), (int)k, 120000, err,
+                            errsz);
+}
+
+/* A warm-up (the producer's partitions, the workers' sessions), then n commands as fast as the producer
+ * allows. Commands per second, or a negative value on failure. */
+static double throughput(raikoo_producer_t *prod, const options_t *o, const char *phase, long n, long *rejected) {
+    long rej, got;
+    char warm[48];
+    snprintf(warm, sizeof(warm), "%s-warmup", phase);
+    if (run_commands(prod, o, warm, o->orgs < 50 ? o->orgs : 50, 0, NULL, &rej, &got) < 0)
+        return -1;
+    double wall = run_commands(prod, o, phase, n, 0, NULL, rejected, &got);
+    if (wall <= 0)
+        return -1;
+    return (double)n / wall;
+}
+
+/* Every measured phase, once. The workers run only from the pipeline phase to the end of the run, so that
+ * the floors see no relay and every run starts from the same state. */
+static int one_run(const conf_t *c, PGconn *db, raikoo_producer_t *prod, const options_t *o, report_t *rp,
+                   double **lat) {
+    char err[1024];
+    int ok = 0;
+    invitations_made = 0;
     for (int i = 0; i < NPROCS; i++)
-        if (procs[i].pid != 0)
-            printf("%-28s cpu %8.2f s   peak RSS %7.1f MiB\n", procs[i].name, procs[i].cpu_s,
-                   (double)procs[i].peak_rss_kb / 1024.0);
+        procs[i] = (proc_t){procs[i].name, 0, 0, 0};
+
+    /* 1. Row floor: the rows an accepted InviteNewUser leaves, written set-based. */
+    fprintf(stderr, "phase: row floor\n");
+    if (bench_row_floor(c, db, o->commands, admin_id, invite_data, (void *)o, "rowfloor", &rp->row_floor_cps,
+                        &rp->row_bytes, &rp->rows_per_command, err, sizeof(err)) != 0) {
+        fprintf(stderr, "raikoo-bench: row floor: %s\n", err);
+        goto done;
+    }
+    fprintf(stderr, "  = %.0f commands/s\n", rp->row_floor_cps);
+
+    /* 2. Per-command SQL: the worker's own statements (lib/cmdproc) on the same batches, no Kafka. */
+    fprintf(stderr, "phase: per-command SQL\n");
+    if (bench_pg_floor(c, db, o->commands, admin_id, invite_data, (void *)o, &rp->pg_floor_cps, &rp->payload_bytes,
+                       err, sizeof(err)) != 0) {
+        fprintf(stderr, "raikoo-bench: per-command SQL: %s\n", err);
+        goto done;
+    }
+    fprintf(stderr, "  = %.0f commands/s\n", rp->pg_floor_cps);
+
+    /* 3. Kafka floor: messages of the same size, same client settings, produced and consumed back. */
+    fprintf(stderr, "phase: Kafka floor\n");
+    if (bench_kafka_floor(c, o->commands, rp->payload_bytes, o->orgs, &rp->kafka_floor_mps, err, sizeof(err)) != 0) {
+        fprintf(stderr, "raikoo-bench: Kafka floor: %s\n", err);
+        goto done;
+    }
+    fprintf(stderr, "  = %.0f messages/s\n", rp->kafka_floor_mps);
+
+    /* 4. The pipeline, end to end. */
+    fprintf(stderr, "phase: pipeline throughput\n");
+    if (proc_start(&procs[P_RELAY], o) != 0)
+        goto done;
+    if (set_command_workers(c, o->command_workers, err, sizeof(err)) != 0) {
+        fprintf(stderr, "raikoo-bench: %s\n", err);
+        goto done;
+    }
+    rp->pipeline_cps = throughput(prod, o, "pipeline", o->commands, &rp->pipeline_rejected);
+    if (rp->pipeline_cps <= 0)
+        goto done;
+    procs_sample();
+    fprintf(stderr, "  = %.0f commands/s\n", rp->pipeline_cps);
+
+    /* 5. Latency at fixed offered loads. */
+    for (int i = 0; i < o->nrates; i++) {
+        long n = (long)((double)o->rates[i] * o->rate_seconds);
+        if (n < 1)
+            n = 1;
+        fprintf(stderr, "phase: latency at %ld commands/s (%ld commands)\n", o->rates[i], n);
+        free(*lat);
+        *lat = calloc((size_t)n, sizeof(**lat));
+        if (!*lat)
+            abort();
+        long rej, got;
+        char phase[32];
+        snprintf(phase, sizeof(phase), "lat%ld", o->rates[i]);
+        double wall = run_commands(prod, o, phase, n, o->rates[i], *lat, &rej, &got);
+        if (wall <= 0)
+            goto done;
+        lat_fig_t *l = &rp->lat[i];
+        l->rate = o->rates[i];
+        l->sent = n;
+        l->received = got;
+        l->achieved = (double)n / wall;
+        l->p50 = percentile(*lat, (size_t)got, 50);
+        l->p95 = percentile(*lat, (size_t)got, 95);
+        l->p99 = percentile(*lat, (size_t)got, 99);
+        l->max = got ? (*lat)[got - 1] : NAN;
+        rp->nlat = i + 1;
+        procs_sample();
+        fprintf(stderr, "  = achieved %.0f/s (published at %.0f/s), p50 %.1f ms, p99 %.1f ms\n", l->achieved,
+                last_send > first_send ? (double)(n - 1) / (last_send - first_send) : 0.0, l->p50, l->p99);
+    }
+
+    /* 6. Mail: the jobs this run queued so far, then the SMTP floor. */
+    fprintf(stderr, "phase: mail throughput\n");
+    rp->mails_sent = invitations_made;
+    if (bench_mail(c, invitations_made, start_mailer, procs_sample, &rp->mail_mps, err, sizeof(err)) != 0) {
+        fprintf(stderr, "raikoo-bench: mail: %s\n", err);
+        goto done;
+    }
+    invitations_made = 0;
+    fprintf(stderr, "phase: SMTP floor\n");
+    if (proc_stop(&procs[P_MAILER]) != 0) {
+        fprintf(stderr, "raikoo-bench: the mailer failed (see %s/log/)\n", o->out_dir);
+        goto done;
+    }
+    if (bench_smtp_floor(c, rp->mails_sent < SMTP_FLOOR_MAX ? rp->mails_sent : SMTP_FLOOR_MAX, &rp->smtp_floor_mps,
+                         err, sizeof(err)) != 0) {
+        fprintf(stderr, "raikoo-bench: SMTP floor: %s\n", err);
+        goto done;
+    }
+
+    /* 7. Scaling: the same throughput with one and with two command workers, back to back. Its mail
+     * jobs are left unsent (the mail phase is over). */
+    fprintf(stderr, "phase: scaling (one and two command workers, %ld commands each)\n", o->scaling_commands);
+    long order[2] = {1, 2};
+    if (o->command_workers > 1) {
+        order[0] = 2;
+        order[1] = 1;
+    }
+    for (int k = 0; k < 2; k++) {
+        long w = order[k], rej = 0;
+        if (set_command_workers(c, w, err, sizeof(err)) != 0) {
+            fprintf(stderr, "raikoo-bench: scaling: %s\n", err);
+            goto done;
+        }
+        double cps = throughput(prod, o, w == 1 ? "scale1" : "scale2", o->scaling_commands, &rej);
+        if (cps <= 0)
+            goto done;
+        if (rej) {
+            fprintf(stderr, "raikoo-bench: scaling: %ld commands rejected\n", rej);
+            goto done;
+        }
+        *(w == 1 ? &rp->one_worker_cps : &rp->two_workers_cps) = cps;
+        procs_sample();
+        fprintf(stderr, "  = %ld worker%s: %.0f commands/s\n", w, w > 1 ? "s" : "", cps);
+    }
+    if (bench_mail_skip(c, db, err, sizeof(err)) != 0) {
+        fprintf(stderr, "raikoo-bench: scaling: %s\n", err);
+        goto done;
+    }
+    invitations_made = 0;
+    ok = 1;
+done:
+    procs_sample();
+    for (int i = 0; i < NPROCS; i++) {
+        int st = proc_stop(&procs[i]);
+        if (st != 0 && procs[i].pid != 0) {
+            fprintf(stderr, "raikoo-bench: %s exited %d (see %s/log/)\n", procs[i].name, st, o->out_dir);
+            ok = 0;
+        }
+        rp->started[i] = procs[i].pid != 0;
+        rp->cpu_s[i] = procs[i].cpu_s;
+        rp->peak_rss_mib[i] = (double)procs[i].peak_rss_kb / 1024.0;
+    }
+    return ok ? 0 : -1;
 }
 
 int main(int argc, char **argv) {
@@ -448,8 +814,7 @@ int main(int argc, char **argv) {
     conf_t *c = conf_new();
     PGconn *db = NULL;
     raikoo_producer_t *prod = NULL;
-    report_t rp;
-    memset(&rp, 0, sizeof(rp));
+    report_t *runs = NULL;
     double *lat = NULL;
 
     if (parse_options(argc, argv, &o, &config) != 0) {
@@ -478,120 +843,44 @@ int main(int argc, char **argv) {
     unsigned char tag[4];
     randombytes_buf(tag, sizeof(tag));
     sodium_bin2hex(run_tag, sizeof(run_tag), tag, sizeof(tag));
+    runs = calloc((size_t)o.repeat, sizeof(*runs));
+    if (!runs)
+        abort();
 
     db = db_connect_migrated(c, err, sizeof(err));
-    if (!db || setup_orgs(db, &o, err, sizeof(err)) != 0) {
+    if (!db || setup_orgs(db, &o, err, sizeof(err)) != 0 ||
+        conf_get_long(c, "batch.max", 1, 100000, &batch_max, err, sizeof(err)) != 0) {
         fprintf(stderr, "raikoo-bench: %s\n", err);
         goto done;
     }
-    conf_get_long(c, "batch.max", 1, 100000, &rp.batch_max, err, sizeof(err));
-    printf("raikoo-bench run %s: %ld commands over %ld organizations\n", run_tag, o.commands, o.orgs);
+    printf("raikoo-bench run %s: %ld commands over %ld organizations, %ld run%s\n", run_tag, o.commands, o.orgs,
+           o.repeat, o.repeat > 1 ? "s" : "");
     fflush(stdout);
-
-    /* 1. PostgreSQL floor: the worker's own SQL (lib/cmdproc) on the same batches, no Kafka. */
-    fprintf(stderr, "phase: PostgreSQL floor\n");
-    if (bench_pg_floor(c, db, o.commands, admin_id, invite_data, &o, &rp.pg_floor_cps, &rp.payload_bytes, err,
-                       sizeof(err)) != 0) {
-        fprintf(stderr, "raikoo-bench: PostgreSQL floor: %s\n", err);
-        goto done;
-    }
-
-    fprintf(stderr, "  = %.0f commands/s\n", rp.pg_floor_cps);
-
-    /* 2. Kafka floor: messages of the same size, same client settings, produced and consumed back. */
-    fprintf(stderr, "phase: Kafka floor\n");
-    if (bench_kafka_floor(c, o.commands, rp.payload_bytes, o.orgs, &rp.kafka_floor_mps, err, sizeof(err)) != 0) {
-        fprintf(stderr, "raikoo-bench: Kafka floor: %s\n", err);
-        goto done;
-    }
-
-    fprintf(stderr, "  = %.0f messages/s\n", rp.kafka_floor_mps);
-
-    /* 3. The pipeline, end to end. */
-    fprintf(stderr, "phase: pipeline throughput\n");
-    for (long i = 0; i < o.command_workers; i++)
-        if (proc_start(&procs[P_COMMAND + i], &o) != 0)
-            goto done;
-    if (proc_start(&procs[P_RELAY], &o) != 0)
-        goto done;
     prod = raikoo_producer_new(c, err, sizeof(err));
     if (!prod || raikoo_results_follow(prod, err, sizeof(err)) != 0) {
         fprintf(stderr, "raikoo-bench: %s\n", err);
         goto done;
     }
     raikoo_producer_set_source(prod, "/raikoo/bench");
-    {
-        /* Warm-up: the workers join their group and the producer its partitions before the clock runs. */
-        long rej, got;
-        if (run_commands(prod, &o, "warmup", o.orgs < 50 ? o.orgs : 50, 0, NULL, &rej, &got) < 0)
-            goto done;
-        double wall = run_commands(prod, &o, "pipeline", o.commands, 0, NULL, &rp.pipeline_rejected, &got);
-        if (wall <= 0)
-            goto done;
-        rp.pipeline_cps = (double)o.commands / wall;
-        procs_sample();
-        fprintf(stderr, "  = %.0f commands/s\n", rp.pipeline_cps);
-    }
 
-    /* 4. Latency at fixed offered loads. */
-    for (int i = 0; i < o.nrates; i++) {
-        long n = (long)((double)o.rates[i] * o.rate_seconds);
-        if (n < 1)
-            n = 1;
-        fprintf(stderr, "phase: latency at %ld commands/s (%ld commands)\n", o.rates[i], n);
-        free(lat);
-        lat = calloc((size_t)n, sizeof(*lat));
-        long rej, got;
-        char phase[32];
-        snprintf(phase, sizeof(phase), "lat%ld", o.rates[i]);
-        double wall = run_commands(prod, &o, phase, n, o.rates[i], lat, &rej, &got);
-        if (wall <= 0)
+    for (run_no = 1; run_no <= o.repeat; run_no++) {
+        if (o.repeat > 1)
+            fprintf(stderr, "run %ld of %ld\n", run_no, o.repeat);
+        if (one_run(c, db, prod, &o, &runs[run_no - 1], &lat) != 0)
             goto done;
-        rp.lat[i].rate = o.rates[i];
-        rp.lat[i].sent = n;
-        rp.lat[i].received = got;
-        rp.lat[i].achieved = (double)n / wall;
-        rp.lat[i].p50 = percentile(lat, (size_t)got, 50);
-        rp.lat[i].p95 = percentile(lat, (size_t)got, 95);
-        rp.lat[i].p99 = percentile(lat, (size_t)got, 99);
-        rp.lat[i].max = got ? lat[got - 1] : NAN;
-        rp.nlat = i + 1;
-        procs_sample();
-        fprintf(stderr, "  = achieved %.0f/s (published at %.0f/s), p50 %.1f ms, p99 %.1f ms\n", rp.lat[i].achieved,
-                last_send > first_send ? (double)(n - 1) / (last_send - first_send) : 0.0, rp.lat[i].p50, rp.lat[i].p99);
-    }
-
-    /* 5. Mail: the jobs this run queued, then the SMTP floor. */
-    fprintf(stderr, "phase: mail throughput\n");
-    rp.mails_sent = invitations_made;
-    if (bench_mail(c, invitations_made, start_mailer, procs_sample, &rp.mail_mps, err, sizeof(err)) != 0) {
-        fprintf(stderr, "raikoo-bench: mail: %s\n", err);
-        goto done;
-    }
-    fprintf(stderr, "phase: SMTP floor\n");
-    proc_stop(&procs[P_MAILER]);
-    if (bench_smtp_floor(c, rp.mails_sent < SMTP_FLOOR_MAX ? rp.mails_sent : SMTP_FLOOR_MAX, &rp.smtp_floor_mps, err,
-                         sizeof(err)) != 0) {
-        fprintf(stderr, "raikoo-bench: SMTP floor: %s\n", err);
-        goto done;
     }
     rc = 0;
 done:
-    procs_sample();
-    for (int i = 0; i < NPROCS; i++) {
-        int st = proc_stop(&procs[i]);
-        if (st != 0 && procs[i].pid != 0) {
-            fprintf(stderr, "raikoo-bench: %s exited %d (see %s/log/)\n", procs[i].name, st, o.out_dir);
-            rc = 1;
-        }
-    }
     if (rc == 0) {
+        report_t med, lo, hi;
+        summarize(runs, (int)o.repeat, &med, &lo, &hi);
         char path[4096];
         snprintf(path, sizeof(path), "%s/bench-%s.json", o.out_dir, run_tag);
-        print_table(&rp);
-        write_json(&rp, &o, path);
+        print_table((int)o.repeat, &med, &lo, &hi, &o);
+        write_json(runs, (int)o.repeat, &med, &lo, &hi, &o, path);
         printf("\nfigures written to %s\n", path);
     }
+    free(runs);
     free(lat);
     free(orgs);
     raikoo_producer_free(prod);

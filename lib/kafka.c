@@ -14,13 +14,15 @@
 static service_t kafka_service = {.name = "Kafka"};
 
 /* Errors of librdkafka: a cluster that cannot be reached is a state (logged once, until it is back), not
- * an error per attempt; anything else is logged as it comes. */
+ * an error per attempt; anything else is logged as it comes. Only a consumer's report counts: consumers are
+ * polled all the time, where an idle producer's report waits in its queue and would arrive long after the
+ * fact (and there is no statistics callback to see the cluster come back). */
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
     (void)opaque;
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__TRANSPORT ||
         err == RD_KAFKA_RESP_ERR__RESOLVE) {
         /* (At shutdown the client closes its own connections: not an outage.) */
-        if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && worker_running()) {
+        if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && worker_running() && rd_kafka_type(rk) == RD_KAFKA_CONSUMER) {
             char why[512];
             text_printf(why, sizeof(why), "%s (%s)", reason, rd_kafka_name(rk));
             service_down(&kafka_service, why);
@@ -171,15 +173,6 @@ rd_kafka_t *kafka_client_wait(const conf_t *c, rd_kafka_type_t type, rd_kafka_co
             return NULL;
         }
     }
-}
-
-void kafka_check(rd_kafka_t *rk) {
-    static int64_t next_ms;
-    if (!kafka_service.down || worker_now_ms() < next_ms)
-        return;
-    next_ms = worker_now_ms() + 2000;
-    if (probe(rk, 500) == RD_KAFKA_RESP_ERR_NO_ERROR)
-        service_up(&kafka_service);
 }
 
 /* Group settings of our consumers, unless the configuration sets them: a member that dies without leaving

@@ -30,16 +30,11 @@ rd_kafka_t *kafka_client_new(const conf_t *c, rd_kafka_type_t type, rd_kafka_con
 
 /* kafka_client_new for a long-running worker: while the cluster cannot be reached, waits for it (one log
  * line when it starts waiting, one when it answers; bounded backoff) instead of failing. Its clients also
- * report a cluster that goes away mid-run once (and, for consumers, once when it is back), not per
- * attempt; librdkafka reconnects by itself. NULL with errstr only when the client cannot be created or
+ * report a cluster that goes away mid-run once and once when it is back (consumers; a producer's
+ * connection errors are debug lines), not per attempt; librdkafka reconnects by itself. NULL with errstr only when the client cannot be created or
  * shutdown was asked while waiting (worker_running() then says 0). */
 rd_kafka_t *kafka_client_wait(const conf_t *c, rd_kafka_type_t type, rd_kafka_conf_t *kconf, char *errstr,
                               size_t errstr_size);
-
-/* For a worker whose Kafka client is a producer only (nothing polls statistics): while Kafka is marked
- * unreachable, asks rk at most every 2 s (500 ms at most) whether it is back, and logs once when it is.
- * Returns at once otherwise. */
-void kafka_check(rd_kafka_t *rk);
 
 /* A consumer in group `group` subscribed to `topic`, the way every worker of ours consumes: manual offset
  * commits, from the earliest offset when the group has none, cooperative-sticky assignment with

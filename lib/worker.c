@@ -83,8 +83,7 @@ void service_down(service_t *s, const char *why) {
     s->down = 1;
     s->since_ms = worker_now_ms();
     s->backoff_ms = 0;
-    log_warn(NULL, "%s unavailable: %s; waiting for it (retrying with backoff up to 5 s, no further line until "
-                   "it is back)", s->name, why);
+    log_warn(NULL, "%s unavailable: %s; waiting for it (no further line until it is back)", s->name, why);
 }
 
 void service_up(service_t *s) {

@@ -121,7 +121,6 @@ int main(int argc, char **argv) {
         }
         while (worker_running() && PQstatus(db) == CONNECTION_OK) {
             size_t published = 0;
-            kafka_check(producer); /* Kafka back after an outage: one line */
             if (relay_round(db, producer, limit, &published, err, sizeof(err)) != 0) {
                 log_error(NULL, "relay round: %s", err);
                 if (strncmp(err, "fatal producer error", 20) == 0)

@@ -24,6 +24,7 @@ const conf_key_t conf_keys[] = {
     {"topics.replication", "1", "replication factor for `topics create`"},
     {"group.commands", "raikoo-command-worker", "consumer group of the command workers"},
     {"group.mail", "raikoo-mailer", "consumer group of the mailers"},
+    {"worker.instance", "", "non-empty: static group membership (group.instance.id = group/host/instance); one per process"},
     {"batch.max", "500", "command worker: most commands in one database transaction"},
     {"batch.wait.ms", "5", "command worker: how long to gather a batch after its first command"},
     {"command.max.bytes", "65536", "larger command messages go to the dead-letter topic"},

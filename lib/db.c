@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "embedded.h"
+#include "text.h"
+#include "worker.h"
 
 /* The advisory lock key `raikoo migrate` holds: any constant of our own. */
 #define MIGRATE_LOCK_KEY "7238017740"
@@ -44,6 +46,46 @@ PGconn *db_connect_migrated(const conf_t *c, char *errstr, size_t errstr_size) {
         return NULL;
     }
     return db;
+}
+
+/* PostgreSQL as the workers of this process see it: one log line per change of state. */
+static service_t pg_service = {.name = "PostgreSQL"};
+
+PGconn *db_connect_wait(const conf_t *c, char *errstr, size_t errstr_size) {
+    for (;;) {
+        PGconn *db = db_connect(c, errstr, errstr_size);
+        if (db) {
+            service_up(&pg_service);
+            if (db_require_schema(db, errstr, errstr_size) != 0) {
+                PQfinish(db);
+                return NULL;
+            }
+            return db;
+        }
+        service_down(&pg_service, errstr);
+        if (!service_wait(&pg_service)) {
+            snprintf(errstr, errstr_size, "stopped while waiting for PostgreSQL");
+            return NULL;
+        }
+    }
+}
+
+int db_alive(PGconn *db) {
+    if (PQstatus(db) != CONNECTION_OK)
+        PQreset(db);
+    if (PQstatus(db) == CONNECTION_OK) {
+        service_up(&pg_service);
+        return 1;
+    }
+    char why[512];
+    text_printf(why, sizeof(why), "%s", PQerrorMessage(db));
+    strip_newline(why);
+    service_down(&pg_service, why);
+    return 0;
+}
+
+int db_wait(void) {
+    return service_wait(&pg_service);
 }
 
 PGresult *db_exec(PGconn *db, const char *sql, int nparams, const char *const *params, char *errstr,

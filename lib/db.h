@@ -15,6 +15,20 @@ PGconn *db_connect(const conf_t *c, char *errstr, size_t errstr_size);
  * (the connection closed) when either fails. */
 PGconn *db_connect_migrated(const conf_t *c, char *errstr, size_t errstr_size);
 
+/* db_connect_migrated for a long-running worker: while PostgreSQL cannot be reached, waits for it (one
+ * log line when it starts waiting, one when the database answers; bounded backoff) instead of failing.
+ * NULL with errstr only when the schema is not migrated or shutdown was asked while waiting
+ * (worker_running() then says 0). */
+PGconn *db_connect_wait(const conf_t *c, char *errstr, size_t errstr_size);
+
+/* For a worker whose statement just failed, or before it uses db: 1 when the connection is up (logging
+ * once that PostgreSQL is back, if it was away); else resets it once and, when that fails too, logs once
+ * that PostgreSQL went away and returns 0: the caller waits with db_wait() and tries again. */
+int db_alive(PGconn *db);
+
+/* Waits before the next attempt to reach PostgreSQL (bounded backoff); returns worker_running(). */
+int db_wait(void);
+
 /* Applies every embedded migration not yet recorded, each in its own transaction, under an advisory
  * lock so that two processes at once are harmless. *applied gets how many ran. */
 int db_migrate(PGconn *db, int *applied, char *errstr, size_t errstr_size);

@@ -25,10 +25,12 @@ static const char SQL_ACTOR_IN_ORG[] =
 
 static const char SQL_ACTOR[] = "SELECT enabled, is_admin, name, email FROM users WHERE id = $1";
 
-/* For AddExistingUser: the account, whether it is a member, and the organization's invitations this hour. */
+/* For AddExistingUser: the account, whether it is a member, the organization's invitations this hour, and
+ * whether the account is usable (activated, or an admin). */
 static const char SQL_EXISTING_TARGET[] =
     "SELECT u.id, u.name, EXISTS (SELECT 1 FROM org_members m WHERE m.org_id = $2 AND m.user_id = u.id),"
-    "       (SELECT coalesce(sum(created), 0) FROM invitation_rate WHERE org_id = $2 AND minute > now() - interval '1 hour')"
+    "       (SELECT coalesce(sum(created), 0) FROM invitation_rate WHERE org_id = $2 AND minute > now() - interval '1 hour'),"
+    "       u.enabled OR u.is_admin"
     "  FROM (SELECT 1) one LEFT JOIN users u ON lower(u.email) = lower($1)";
 
 /* Counts a new invitation towards its organization's hourly limit (see SQL_EXISTING_TARGET). */
@@ -44,10 +46,15 @@ static const char SQL_INSERT_EXISTING_INVITATION[] =
     "       RETURNING expires_at)"
     " SELECT " TS("expires_at") " FROM i";
 
-/* For InviteNewUser: the account already there, if any, and the organization's invitations this hour. */
+/* For InviteNewUser: the organization's invitations this hour, and the account already there, if any
+ * (locked: a removal may be deleting it, an activation enabling it), whether it is usable (activated, or an
+ * admin) and its name. */
 static const char SQL_NEW_TARGET[] =
-    "SELECT (SELECT id FROM users WHERE lower(email) = lower($1)),"
-    "       (SELECT coalesce(sum(created), 0) FROM invitation_rate WHERE org_id = $2 AND minute > now() - interval '1 hour')";
+    "SELECT u.id, coalesce(u.enabled OR u.is_admin, false), coalesce(u.name, ''), r.n"
+    "  FROM (SELECT coalesce(sum(created), 0) AS n FROM invitation_rate"
+    "         WHERE org_id = $2 AND minute > now() - interval '1 hour') r"
+    "  LEFT JOIN LATERAL (SELECT id, enabled, is_admin, name FROM users WHERE lower(email) = lower($1) FOR UPDATE) u"
+    "    ON true";
 
 /* The disabled account, its membership and the invitation, in one statement. */
 static const char SQL_INSERT_NEW_USER_INVITATION[] =
@@ -60,15 +67,30 @@ static const char SQL_INSERT_NEW_USER_INVITATION[] =
     "       RETURNING expires_at)"
     " SELECT " TS("expires_at") " FROM i";
 
+/* InviteNewUser of an address whose account was never activated: that account gets the membership (kept
+ * when an expired invitation of this organization left one) and a new `new` invitation. */
+static const char SQL_REUSE_UNACTIVATED_INVITATION[] =
+    "WITH " COUNT_INVITATION("$3::uuid") ","
+    " m AS (INSERT INTO org_members (org_id, user_id, is_owner) VALUES ($3, $1, $4)"
+    "       ON CONFLICT (org_id, user_id) DO UPDATE SET is_owner = EXCLUDED.is_owner"
+    "       RETURNING user_id, xmax = 0 AS created),"
+    " i AS (INSERT INTO invitations (id, org_id, email, user_id, kind, grant_owner, code_hash, invited_by,"
+    "                                expires_at, mail_job_id)"
+    "       SELECT $5, $3, $2, user_id, 'new', $4, $6, $7, now() + make_interval(secs => $8), $9 FROM m"
+    "       RETURNING expires_at)"
+    " SELECT " TS("expires_at") ", (SELECT created FROM m) FROM i";
+
 static const char SQL_INVITATION_FOR_UPDATE[] =
     "SELECT i.org_id, i.user_id, i.email, i.kind, i.grant_owner, i.status, i.code_hash, i.failed_attempts,"
     "       i.expires_at <= now(), coalesce(u.name, ''), o.name"
     "  FROM invitations i JOIN organizations o ON o.id = i.org_id LEFT JOIN users u ON u.id = i.user_id"
     " WHERE i.id = $1 FOR UPDATE OF i";
 
-static const char SQL_NEW_INVITATION_OF_USER[] =
-    "SELECT id FROM invitations WHERE user_id = $1 AND kind = 'new' AND status <> 'removed'"
-    " ORDER BY (status = 'pending') DESC, created_at DESC LIMIT 1";
+/* A never-activated account's `new` invitations (one per organization that invited it), pending first,
+ * newest first: ActivateAccount uses the one whose code is offered, else the first. */
+static const char SQL_NEW_INVITATIONS_OF_USER[] =
+    "SELECT id, code_hash FROM invitations WHERE user_id = $1 AND kind = 'new' AND status <> 'removed'"
+    " ORDER BY (status = 'pending') DESC, created_at DESC LIMIT 100";
 
 static const char SQL_COUNT_FAILED_ATTEMPT[] =
     "UPDATE invitations SET failed_attempts = failed_attempts + 1 WHERE id = $1 RETURNING failed_attempts";
@@ -111,10 +133,11 @@ static const char SQL_DROP_UNACTIVATED_ACCOUNT[] =
     "   AND NOT EXISTS (SELECT 1 FROM invitations WHERE user_id = u.id AND status = 'pending')"
     " RETURNING 1";
 
-/* The target member and every owner, locked, so that the last-owner rule holds against races. */
+/* The target member and every owner, locked, so that the last-owner rule holds against races; with whether
+ * each has activated their account (a pending owner does not count towards the rule). */
 static const char SQL_LOCK_MEMBER_AND_OWNERS[] =
-    "SELECT user_id = $2, is_owner, can_manage_users FROM org_members"
-    " WHERE org_id = $1 AND (is_owner OR user_id = $2) FOR UPDATE";
+    "SELECT m.user_id = $2, m.is_owner, m.can_manage_users, u.enabled FROM org_members m JOIN users u ON u.id = m.user_id"
+    " WHERE m.org_id = $1 AND (m.is_owner OR m.user_id = $2) FOR UPDATE OF m";
 
 static const char SQL_REMOVE_MEMBER[] = "DELETE FROM org_members WHERE org_id = $1 AND user_id = $2";
 
@@ -532,6 +555,12 @@ static int add_existing_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
         domain_reject(res, "user_not_found", NULL);
         return 0;
     }
+    if (!is_true(pr, 0, 4)) {
+        /* Never activated: it could not accept; InviteNewUser invites it again with a one-time password. */
+        PQclear(pr);
+        domain_reject(res, "user_not_found", "the account of this address was never activated");
+        return 0;
+    }
     char user[37], name[256];
     copy_id(user, PQgetvalue(pr, 0, 0));
     snprintf(name, sizeof(name), "%s", PQgetvalue(pr, 0, 1));
@@ -570,6 +599,45 @@ static int add_existing_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     return 0;
 }
 
+/* InviteNewUser of an address whose account exists but was never activated (its earlier invitations were
+ * removed, expired, or are pending in other organizations): the same account gets a membership and a new
+ * `new` invitation, so the address never becomes impossible to invite. target is SQL_NEW_TARGET's row. */
+static int invite_unactivated_user(run_t *r, const cmd_t *cmd, const actor_info_t *a, const PGresult *target,
+                                   domain_result_t *res) {
+    domain_ctx_t *x = r->x;
+    char user[37], inv[37], job[37], ttl[24];
+    const char *name = PQgetvalue(target, 0, 2); /* lives as long as target: no copy, no cut */
+    copy_id(user, PQgetvalue(target, 0, 0));
+    copy_id(res->user_id, user);
+    fresh_code_t fc;
+    uuid_generate(inv);
+    uuid_generate(job);
+    if (fresh_code_new(x, &fc, r->errstr, r->errstr_size) != 0)
+        return -1;
+    const char *p[9] = {user, cmd->email, cmd->org_id, bool_str(cmd->owner), inv, fc.hash_param, cmd->actor,
+                        ltoa_buf(x->ttl_seconds, ttl), job};
+    PGresult *pr = q(r, SQL_REUSE_UNACTIVATED_INVITATION, 9, p);
+    if (!pr)
+        return failure(r, res); /* a pending invitation of this organization: invitation_pending */
+    char expires[40];
+    snprintf(expires, sizeof(expires), "%s", PQgetvalue(pr, 0, 0));
+    int membership_created = is_true(pr, 0, 1);
+    PQclear(pr);
+    copy_id(res->invitation_id, inv);
+    if (membership_created) {
+        json_t *d = ids_json(cmd->org_id, user, NULL);
+        json_object_set_new(d, "is_owner", json_boolean(cmd->owner));
+        json_object_set_new(d, "can_manage_users", json_false());
+        emit(x, cmd, "MembershipCreated", cmd->org_id, d);
+    }
+    emit_invitation_created(x, cmd, inv, user, "new", expires);
+    mail_job_t m = {job, inv, cmd->org_id, a->org_name, "new", cmd->email, name, a->name, a->email, expires,
+                    fc.sealed, cmd->owner};
+    queue_mail(x, cmd, &m);
+    res->accepted = 1;
+    return 0;
+}
+
 static int invite_new_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     domain_ctx_t *x = r->x;
     actor_info_t a;
@@ -580,15 +648,21 @@ static int invite_new_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     PGresult *pr = q(r, SQL_NEW_TARGET, 2, p1);
     if (!pr)
         return -1;
-    if (!PQgetisnull(pr, 0, 0)) {
+    if (!PQgetisnull(pr, 0, 0) && is_true(pr, 0, 1)) {
         copy_id(res->user_id, PQgetvalue(pr, 0, 0));
         PQclear(pr);
         domain_reject(res, "user_already_exists", NULL);
         return 0;
     }
-    if (rate_limited(x, pr, 1, res)) {
+    if (rate_limited(x, pr, 3, res)) {
         PQclear(pr);
         return 0;
+    }
+    if (!PQgetisnull(pr, 0, 0)) {
+        /* An account that was never activated is only a placeholder for its invitations: invite it again. */
+        int rc = invite_unactivated_user(r, cmd, &a, pr, res);
+        PQclear(pr);
+        return rc;
     }
     PQclear(pr);
 
@@ -802,13 +876,26 @@ static int activate_account(run_t *r, const cmd_t *cmd, domain_result_t *res) {
         domain_reject(res, "invalid_password_hash", NULL);
         return 0;
     }
+    /* Several organizations may have invited the account: the code offered says which invitation it takes. */
     const char *p2[1] = {user};
-    pr = q(r, SQL_NEW_INVITATION_OF_USER, 1, p2);
+    pr = q(r, SQL_NEW_INVITATIONS_OF_USER, 1, p2);
     if (!pr)
         return -1;
     char inv_id[37] = "";
-    if (PQntuples(pr) == 1)
-        copy_id(inv_id, PQgetvalue(pr, 0, 0));
+    if (PQntuples(pr) > 0)
+        copy_id(inv_id, PQgetvalue(pr, 0, 0)); /* no code matches: the newest pending one counts the attempt */
+    char canon[CODE_LEN + 1];
+    if (PQntuples(pr) > 1 && code_canonical(cmd->code, canon) == 0) {
+        unsigned char h[CODE_HASH_LEN], stored[CODE_HASH_LEN];
+        code_hash(x->keys, canon, h);
+        sodium_memzero(canon, sizeof(canon));
+        for (int i = 0; i < PQntuples(pr); i++) {
+            if (hash_column(pr, i, 1, stored) == 0 && sodium_memcmp(h, stored, CODE_HASH_LEN) == 0) {
+                copy_id(inv_id, PQgetvalue(pr, i, 0));
+                break;
+            }
+        }
+    }
     PQclear(pr);
     invitation_t inv;
     int found = inv_id[0] ? invitation_lock(r, inv_id, &inv) : 0;
@@ -949,10 +1036,16 @@ static int remove_invitation(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     return 0;
 }
 
-/* The target's membership and the organization's owners, locked. */
+/* The target's membership and the organization's owners, locked. Only activated owners count (`owners`):
+ * a pending owner who never activated the account cannot keep the organization running. */
 typedef struct member_view {
-    int found, is_owner, can_manage, owners;
+    int found, is_owner, can_manage, activated, owners;
 } member_view_t;
+
+/* The last-owner rule: the target is an activated owner and no other activated owner remains. */
+static int member_is_last_owner(const member_view_t *mv) {
+    return mv->is_owner && mv->activated && mv->owners <= 1;
+}
 
 static int member_lock(run_t *r, const cmd_t *cmd, member_view_t *mv) {
     const char *p[2] = {cmd->org_id, cmd->user_id};
@@ -961,12 +1054,13 @@ static int member_lock(run_t *r, const cmd_t *cmd, member_view_t *mv) {
         return -1;
     memset(mv, 0, sizeof(*mv));
     for (int i = 0; i < PQntuples(pr); i++) {
-        if (is_true(pr, i, 1))
+        if (is_true(pr, i, 1) && is_true(pr, i, 3))
             mv->owners++;
         if (is_true(pr, i, 0)) {
             mv->found = 1;
             mv->is_owner = is_true(pr, i, 1);
             mv->can_manage = is_true(pr, i, 2);
+            mv->activated = is_true(pr, i, 3);
         }
     }
     PQclear(pr);
@@ -1000,8 +1094,8 @@ static int remove_member(run_t *r, const cmd_t *cmd, domain_result_t *res) {
         domain_reject(res, "permission_denied", "members who manage users can remove non-owners only");
         return 0;
     }
-    if (mv.is_owner && mv.owners <= 1) {
-        domain_reject(res, "last_owner", NULL);
+    if (member_is_last_owner(&mv)) {
+        domain_reject(res, "last_owner", "pending owners who never activated their account do not count");
         return 0;
     }
     const char *p[2] = {cmd->org_id, cmd->user_id};
@@ -1019,8 +1113,19 @@ static int remove_member(run_t *r, const cmd_t *cmd, domain_result_t *res) {
         emit(x, cmd, "InvitationRemoved", cmd->org_id, d);
     }
     PQclear(pr);
+    /* A never-activated account held by nothing else any more goes too: the address is free again. */
+    int account_removed = 0;
+    if (!mv.activated) {
+        const char *p3[1] = {cmd->user_id};
+        pr = q(r, SQL_DROP_UNACTIVATED_ACCOUNT, 1, p3);
+        if (!pr)
+            return failure(r, res);
+        account_removed = PQntuples(pr) > 0;
+        PQclear(pr);
+    }
     json_t *d = ids_json(cmd->org_id, cmd->user_id, NULL);
     json_object_set_new(d, "was_owner", json_boolean(mv.is_owner));
+    json_object_set_new(d, "account_removed", json_boolean(account_removed));
     emit(x, cmd, "MemberRemoved", cmd->org_id, d);
     res->accepted = 1;
     return 0;
@@ -1037,8 +1142,8 @@ static int set_member_role(run_t *r, const cmd_t *cmd, domain_result_t *res) {
         domain_reject(res, "owner_grant_denied", NULL);
         return 0;
     }
-    if (mv.is_owner && !cmd->owner && mv.owners <= 1) {
-        domain_reject(res, "last_owner", NULL);
+    if (!cmd->owner && member_is_last_owner(&mv)) {
+        domain_reject(res, "last_owner", "pending owners who never activated their account do not count");
         return 0;
     }
     const char *p[4] = {cmd->org_id, cmd->user_id, bool_str(cmd->owner), bool_str(cmd->can_manage_users)};

@@ -1,14 +1,70 @@
 /* Kafka helpers over librdkafka: configuration passthrough, clients with clear errors, topic creation. */
 #include "kafka.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
+#include "text.h"
+#include "worker.h"
+
+/* The Kafka cluster as the clients of this process see it: one log line per change of state. */
+static service_t kafka_service = {.name = "Kafka"};
+
+/* Errors of librdkafka: a cluster that cannot be reached is a state (logged once, until it is back), not
+ * an error per attempt; anything else is logged as it comes. Only a consumer's report counts: consumers are
+ * polled all the time, where an idle producer's report waits in its queue and would arrive long after the
+ * fact (and there is no statistics callback to see the cluster come back). */
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+    (void)opaque;
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__TRANSPORT ||
+        err == RD_KAFKA_RESP_ERR__RESOLVE) {
+        /* (At shutdown the client closes its own connections: not an outage.) */
+        if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && worker_running() && rd_kafka_type(rk) == RD_KAFKA_CONSUMER) {
+            char why[512];
+            text_printf(why, sizeof(why), "%s (%s)", reason, rd_kafka_name(rk));
+            service_down(&kafka_service, why);
+        } else {
+            log_debug(NULL, "kafka %s: %s", rd_kafka_err2name(err), reason);
+        }
+        return;
+    }
+    log_msg(rd_kafka_fatal_error(rk, NULL, 0) ? LOG_ERROR : LOG_WARN, NULL, "kafka %s: %s", rd_kafka_err2name(err),
+            reason);
+}
+
+/* Statistics (consumers only: they are polled all the time): while Kafka is marked down, a broker in
+ * state UP means it is back. */
+static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque) {
+    (void)rk;
+    (void)opaque;
+    if (!kafka_service.down)
+        return 0;
+    json_t *doc = json_loadb(json, json_len, 0, NULL);
+    json_t *brokers = json_object_get(doc, "brokers");
+    const char *name;
+    json_t *b;
+    int up = 0;
+    json_object_foreach(brokers, name, b) {
+        const char *state = json_string_value(json_object_get(b, "state"));
+        const char *source = json_string_value(json_object_get(b, "source"));
+        if (state && strcmp(state, "UP") == 0 && !(source && strcmp(source, "internal") == 0))
+            up = 1;
+    }
+    json_decref(doc);
+    if (up)
+        service_up(&kafka_service);
+    return 0;
+}
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
     (void)rk;
-    /* syslog levels: 0-3 errors, 4 warning, 5-6 info, 7 debug */
+    /* syslog levels: 0-3 errors, 4 warning, 5-6 info, 7 debug. A connection that fails or closes is
+     * reported once as a state by error_cb (service_down/service_up), not once per attempt here. */
+    if (strcmp(fac, "FAIL") == 0 || strcmp(fac, "CONNECT") == 0 || strcmp(fac, "BROKERFAIL") == 0)
+        level = 7;
     log_msg(level <= 3 ? LOG_ERROR : level == 4 ? LOG_WARN : level <= 6 ? LOG_INFO : LOG_DEBUG, NULL,
             "kafka %s: %s", fac, buf);
 }
@@ -82,6 +138,70 @@ rd_kafka_t *kafka_client_new(const conf_t *c, rd_kafka_type_t type, rd_kafka_con
     return rk;
 }
 
+/* Asks the cluster for its metadata; 0 when it answered within timeout_ms. */
+static rd_kafka_resp_err_t probe(rd_kafka_t *rk, int timeout_ms) {
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, NULL, &md, timeout_ms);
+    if (!err)
+        rd_kafka_metadata_destroy(md);
+    return err;
+}
+
+rd_kafka_t *kafka_client_wait(const conf_t *c, rd_kafka_type_t type, rd_kafka_conf_t *kconf, char *errstr,
+                              size_t errstr_size) {
+    char why[512];
+    rd_kafka_conf_set_error_cb(kconf, error_cb);
+    rd_kafka_t *rk = rd_kafka_new(type, kconf, why, sizeof(why));
+    if (!rk) {
+        rd_kafka_conf_destroy(kconf);
+        snprintf(errstr, errstr_size, "cannot create Kafka client: %s", why);
+        return NULL;
+    }
+    /* The client itself keeps trying to connect: ask it, with growing pauses, whether it got through. */
+    for (;;) {
+        rd_kafka_resp_err_t err = probe(rk, 2000);
+        if (!err) {
+            service_up(&kafka_service);
+            return rk;
+        }
+        text_printf(why, sizeof(why), "cannot reach Kafka at %s (kafka.bootstrap.servers): %s",
+                    conf_get(c, "kafka.bootstrap.servers"), rd_kafka_err2str(err));
+        service_down(&kafka_service, why);
+        if (!service_wait(&kafka_service)) {
+            snprintf(errstr, errstr_size, "stopped while waiting for Kafka");
+            rd_kafka_destroy(rk);
+            return NULL;
+        }
+    }
+}
+
+/* Group settings of our consumers, unless the configuration sets them: a member that dies without leaving
+ * (kill -9, a lost host) holds its partitions until its session times out, so the session is short (6 s,
+ * the broker's smallest by default; librdkafka's default is 45 s), heartbeats frequent. With worker.instance
+ * set, the member is static (group.instance.id = group/host/instance): a restarted instance takes its
+ * partitions back without a rebalance; each process needs its own worker.instance, or the broker fences the
+ * older one. A static member does not leave the group on shutdown either: its partitions then wait for the
+ * session timeout, which is why it is not the default. */
+static int consumer_group_defaults(const conf_t *c, rd_kafka_conf_t *kconf, const char *group, char *errstr,
+                                   size_t errstr_size) {
+    if (!conf_get(c, "kafka.session.timeout.ms") &&
+        kafka_conf_set(kconf, "session.timeout.ms", "6000", errstr, errstr_size) != 0)
+        return -1;
+    if (!conf_get(c, "kafka.heartbeat.interval.ms") &&
+        kafka_conf_set(kconf, "heartbeat.interval.ms", "1500", errstr, errstr_size) != 0)
+        return -1;
+    const char *instance = conf_get(c, "worker.instance");
+    if (instance && *instance && !conf_get(c, "kafka.group.instance.id")) {
+        char host[256] = "", id[512];
+        if (gethostname(host, sizeof(host) - 1) != 0)
+            snprintf(host, sizeof(host), "localhost");
+        text_printf(id, sizeof(id), "%s/%s/%s", group, host, instance);
+        if (kafka_conf_set(kconf, "group.instance.id", id, errstr, errstr_size) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 rd_kafka_t *kafka_group_consumer_new(const conf_t *c, const char *group, const char *topic,
                                      void (*rebalance_cb)(rd_kafka_t *, rd_kafka_resp_err_t,
                                                           rd_kafka_topic_partition_list_t *, void *),
@@ -90,6 +210,9 @@ rd_kafka_t *kafka_group_consumer_new(const conf_t *c, const char *group, const c
     if (!kconf)
         return NULL;
     if (kafka_consumer_defaults(c, kconf, errstr, errstr_size) != 0 ||
+        consumer_group_defaults(c, kconf, group, errstr, errstr_size) != 0 ||
+        (!conf_get(c, "kafka.statistics.interval.ms") &&
+         kafka_conf_set(kconf, "statistics.interval.ms", "1000", errstr, errstr_size) != 0) ||
         kafka_conf_set(kconf, "group.id", group, errstr, errstr_size) != 0 ||
         kafka_conf_set(kconf, "partition.assignment.strategy", "cooperative-sticky", errstr, errstr_size) != 0 ||
         kafka_conf_set(kconf, "enable.auto.commit", "false", errstr, errstr_size) != 0 ||
@@ -99,7 +222,8 @@ rd_kafka_t *kafka_group_consumer_new(const conf_t *c, const char *group, const c
         return NULL;
     }
     rd_kafka_conf_set_rebalance_cb(kconf, rebalance_cb);
-    rd_kafka_t *rk = kafka_client_new(c, RD_KAFKA_CONSUMER, kconf, 10000, errstr, errstr_size);
+    rd_kafka_conf_set_stats_cb(kconf, stats_cb);
+    rd_kafka_t *rk = kafka_client_wait(c, RD_KAFKA_CONSUMER, kconf, errstr, errstr_size);
     if (!rk)
         return NULL; /* kconf went with the failed client */
     rd_kafka_poll_set_consumer(rk);

@@ -28,11 +28,21 @@ int kafka_conf_set(rd_kafka_conf_t *kconf, const char *prop, const char *value, 
 rd_kafka_t *kafka_client_new(const conf_t *c, rd_kafka_type_t type, rd_kafka_conf_t *kconf, int timeout_ms,
                              char *errstr, size_t errstr_size);
 
+/* kafka_client_new for a long-running worker: while the cluster cannot be reached, waits for it (one log
+ * line when it starts waiting, one when it answers; bounded backoff) instead of failing. Its clients also
+ * report a cluster that goes away mid-run once and once when it is back (consumers; a producer's
+ * connection errors are debug lines), not per attempt; librdkafka reconnects by itself. NULL with errstr only when the client cannot be created or
+ * shutdown was asked while waiting (worker_running() then says 0). */
+rd_kafka_t *kafka_client_wait(const conf_t *c, rd_kafka_type_t type, rd_kafka_conf_t *kconf, char *errstr,
+                              size_t errstr_size);
+
 /* A consumer in group `group` subscribed to `topic`, the way every worker of ours consumes: manual offset
  * commits, from the earliest offset when the group has none, cooperative-sticky assignment with
  * rebalance_cb (which must use rd_kafka_incremental_(un)assign), bounded prefetch, rd_kafka_consumer_poll
- * serving the main queue. NULL with errstr when a setting is refused, the broker unreachable or the
- * subscription fails. */
+ * serving the main queue, a 6 s session (a member killed without leaving hands its partitions over within
+ * seconds; kafka.session.timeout.ms overrides), static membership when worker.instance is set. Waits for
+ * the cluster as kafka_client_wait does. NULL with errstr when a setting is refused, shutdown was asked
+ * while waiting, or the subscription fails. */
 rd_kafka_t *kafka_group_consumer_new(const conf_t *c, const char *group, const char *topic,
                                      void (*rebalance_cb)(rd_kafka_t *, rd_kafka_resp_err_t,
                                                           rd_kafka_topic_partition_list_t *, void *),

@@ -684,14 +684,13 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
     }
 }
 
-/* After a database error: a broken connection is reset; either way wait a moment. */
+/* After a database error: a broken connection is reset (PostgreSQL away: one line, bounded backoff);
+ * either way wait a moment. */
 static void db_recover(PGconn *db) {
-    if (PQstatus(db) != CONNECTION_OK) {
-        PQreset(db);
-        if (PQstatus(db) == CONNECTION_OK)
-            log_info(NULL, "reconnected to PostgreSQL");
-    }
-    worker_sleep_ms(1000);
+    if (!db_alive(db))
+        db_wait();
+    else
+        worker_sleep_ms(1000);
 }
 
 /* The broker's answer to an offset commit, served by rd_kafka_consumer_poll. */
@@ -741,15 +740,17 @@ int mailer_run(const conf_t *c) {
         rc = 2;
         goto done;
     }
-    db = db_connect_migrated(c, err, sizeof(err));
+    db = db_connect_wait(c, err, sizeof(err));
     if (!db) {
         log_error(NULL, "%s", err);
+        rc = worker_running() ? 3 : 0;
         goto done;
     }
     rk = kafka_group_consumer_new(c, conf_get(c, "group.mail"), conf_get(c, "topic.mail"), rebalance_cb, err,
                                   sizeof(err));
     if (!rk) {
         log_error(NULL, "%s", err);
+        rc = worker_running() ? 3 : 0;
         goto done;
     }
     cq = rd_kafka_queue_get_consumer(rk); /* commit answers come back through rd_kafka_consumer_poll */

@@ -76,3 +76,25 @@ int worker_sleep_ms(long ms) {
     }
     return run;
 }
+
+void service_down(service_t *s, const char *why) {
+    if (s->down)
+        return;
+    s->down = 1;
+    s->since_ms = worker_now_ms();
+    s->backoff_ms = 0;
+    log_warn(NULL, "%s unavailable: %s; waiting for it (no further line until it is back)", s->name, why);
+}
+
+void service_up(service_t *s) {
+    if (!s->down)
+        return;
+    s->down = 0;
+    s->backoff_ms = 0;
+    log_info(NULL, "%s available again after %.1f s", s->name, (double)(worker_now_ms() - s->since_ms) / 1000.0);
+}
+
+int service_wait(service_t *s) {
+    s->backoff_ms = s->backoff_ms <= 0 ? 200 : s->backoff_ms >= 2500 ? 5000 : s->backoff_ms * 2;
+    return worker_sleep_ms(s->backoff_ms);
+}

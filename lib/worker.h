@@ -23,4 +23,24 @@ int worker_sleep_ms(long ms);
 /* Monotonic clock in milliseconds. */
 int64_t worker_now_ms(void);
 
+/* A service a worker depends on (PostgreSQL, Kafka): whether it is reachable, logged once per change of
+ * state, never once per attempt, and the bounded backoff between attempts while it is not. Zero-initialise
+ * with the service's name: `service_t pg = {.name = "PostgreSQL"}`. */
+typedef struct service {
+    const char *name;
+    int down;           /* 1 after service_down, until service_up */
+    int64_t since_ms;   /* when it went down */
+    long backoff_ms;    /* the next wait of service_wait */
+} service_t;
+
+/* The service failed (why: what happened, without secrets). Logs one warning when it was up; later calls
+ * log nothing until service_up. */
+void service_down(service_t *s, const char *why);
+
+/* The service answers. Logs one line, with how long it was away, when it was down. */
+void service_up(service_t *s);
+
+/* Waits before the next attempt: 200 ms, doubling up to 5 s; returns worker_running() (0: stop asked). */
+int service_wait(service_t *s);
+
 #endif

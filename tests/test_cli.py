@@ -433,8 +433,9 @@ def test_wait_json_prints_the_result_of_each_command_end_to_end(workers, db):
     code, res = raikoo_json("invite-new", "--org", org, "--email", email.upper().replace("EXAMPLE.TEST", "example.test"),
                             "--actor", admin)
     assert code == 1
-    assert res["status"] == "rejected" and res["code"] == "user_already_exists"
-    assert "Add Existing User" in res["message"]
+    # The never-activated account already has this organization's pending invitation.
+    assert res["status"] == "rejected" and res["code"] == "invitation_pending"
+    assert "resend it" in res["message"]
 
     # Human output of the same outcomes.
     p = raikoo("set-role", "--org", org, "--user", user, "--manage-users", "--actor", admin, "--wait")

@@ -295,12 +295,19 @@ def test_mailer_refuses_an_unmigrated_database_and_says_what_to_do(db_url):
 
 
 def test_mailer_reports_unreachable_services_clearly():
-    p = subprocess.run([os.path.join(BIN, "raikoo-mailer")], capture_output=True, text=True, timeout=60,
-                       env=dict(os.environ, RAIKOO_DB_URL="host=127.0.0.1 port=1 dbname=raikoo user=raikoo"))
-    assert p.returncode == 3 and "cannot connect to PostgreSQL" in p.stderr
-    p = subprocess.run([os.path.join(BIN, "raikoo-mailer")], capture_output=True, text=True, timeout=60,
-                       env=dict(os.environ, RAIKOO_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1"))
-    assert p.returncode == 3 and "cannot reach Kafka at 127.0.0.1:1" in p.stderr
+    """An unreachable service is waited for (issue 9, item 11), with one line saying which and why."""
+    import time
+    for env, line in ((dict(RAIKOO_DB_URL="host=127.0.0.1 port=1 dbname=raikoo user=raikoo"),
+                       "cannot connect to PostgreSQL"),
+                      (dict(RAIKOO_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1"), "cannot reach Kafka at 127.0.0.1:1")):
+        p = subprocess.Popen([os.path.join(BIN, "raikoo-mailer")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=dict(os.environ, **env))
+        time.sleep(4)
+        assert p.poll() is None, "the mailer must wait for the service, not exit"
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=30)
+        assert p.returncode == 0, err
+        assert err.count(line) == 1 and "waiting for it" in err, err
 
 
 def test_workers_have_help():

@@ -133,7 +133,7 @@ def test_removed_new_invitation_frees_the_address_for_a_new_invitation(client, a
     email = unique_email("again")
     r = accepted(client.send("InviteNewUser", admin, {"org_id": org, "email": email}))
     inv, uid = r["invitation_id"], r["user_id"]
-    rejected(client.send("InviteNewUser", admin, {"org_id": org, "email": email}), "user_already_exists")
+    rejected(client.send("InviteNewUser", admin, {"org_id": org, "email": email}), "invitation_pending")
     accepted(client.send("RemoveInvitation", admin, {"org_id": org, "invitation_id": inv}))
     assert invitation(db, inv)[0] == "removed"
     cur = db.cursor()

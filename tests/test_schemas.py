@@ -402,7 +402,7 @@ EVENT_EXAMPLES = [
                              "kind": "new", "previous_status": "pending", "membership_removed": True,
                              "account_removed": True}),
     ev("InvitationRemoved", {"invitation_id": INV, "org_id": ORG, "user_id": USER, "reason": "member_removed"}),
-    ev("MemberRemoved", {"org_id": ORG, "user_id": USER, "was_owner": True}),
+    ev("MemberRemoved", {"org_id": ORG, "user_id": USER, "was_owner": True, "account_removed": False}),
     ev("MemberRemoved", {"org_id": ORG, "user_id": USER, "reason": "invitation_removed"}),
     ev("MemberRoleChanged", {"org_id": ORG, "user_id": USER, "is_owner": True, "can_manage_users": True,
                              "was_owner": False, "could_manage_users": False}),

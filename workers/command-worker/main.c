@@ -156,15 +156,15 @@ static int batch_apply(cmdproc_t *proc, PGconn **db, rd_kafka_t *producer, const
             rc = 0;
             break;
         }
+        if (!db_alive(*db)) { /* PostgreSQL away: logged once by db_alive, not per attempt */
+            if (!db_wait())
+                break; /* shutdown: abandon the batch; it is redelivered */
+            continue;
+        }
         log_error(NULL, "batch of %zu rolled back: %s; retrying in %d ms", batch.n, err, backoff_ms);
         if (!worker_sleep_ms(backoff_ms))
             break; /* shutdown: abandon the batch; it is redelivered */
         backoff_ms = backoff_ms < 5000 ? backoff_ms * 2 : 5000;
-        if (PQstatus(*db) != CONNECTION_OK) {
-            PQreset(*db);
-            if (PQstatus(*db) == CONNECTION_OK)
-                log_info(NULL, "reconnected to PostgreSQL");
-        }
         cmdproc_set_db(proc, *db);
     }
     if (rc == 0) {
@@ -208,9 +208,10 @@ int main(int argc, char **argv) {
         log_error(NULL, "%s", err);
         goto done;
     }
-    db = db_connect_migrated(c, err, sizeof(err));
+    db = db_connect_wait(c, err, sizeof(err)); /* waits while PostgreSQL is down */
     if (!db) {
         log_error(NULL, "%s", err);
+        rc = worker_running() ? 1 : 0;
         goto done;
     }
     proc = cmdproc_new(c, db, &keys, err, sizeof(err));
@@ -226,15 +227,17 @@ int main(int argc, char **argv) {
             rd_kafka_conf_destroy(pconf);
         goto done;
     }
-    producer = kafka_client_new(c, RD_KAFKA_PRODUCER, pconf, 10000, err, sizeof(err));
+    producer = kafka_client_wait(c, RD_KAFKA_PRODUCER, pconf, err, sizeof(err)); /* waits while Kafka is down */
     if (!producer) {
         log_error(NULL, "%s", err);
+        rc = worker_running() ? 1 : 0;
         goto done;
     }
     consumer = kafka_group_consumer_new(c, conf_get(c, "group.commands"), conf_get(c, "topic.commands"),
                                         rebalance_cb, err, sizeof(err));
     if (!consumer) {
         log_error(NULL, "%s", err);
+        rc = worker_running() ? 1 : 0;
         goto done;
     }
     log_info(NULL, "consuming %s as group %s (batches of up to %ld, %ld ms)", conf_get(c, "topic.commands"),

@@ -27,9 +27,10 @@ int main(int argc, char **argv) {
         rc = 2;
         goto done;
     }
-    db = db_connect_migrated(c, err, sizeof(err));
+    db = db_connect_wait(c, err, sizeof(err)); /* waits while PostgreSQL is down */
     if (!db) {
         log_error(NULL, "%s", err);
+        rc = worker_running() ? 3 : 0;
         goto done;
     }
     log_info(NULL, "expiry worker started: every %ld ms, %ld per transaction", interval_ms, batch);
@@ -38,9 +39,10 @@ int main(int argc, char **argv) {
         /* Drain what is due, a batch per transaction, then wait for the next round. */
         do {
             if (expiry_run_batch(db, conf_get(c, "topic.events"), batch, &expired, err, sizeof(err)) != 0) {
-                log_error(NULL, "cannot expire invitations: %s", err);
-                if (PQstatus(db) != CONNECTION_OK)
-                    PQreset(db);
+                if (db_alive(db)) /* else PostgreSQL went away: db_alive logged it once */
+                    log_error(NULL, "cannot expire invitations: %s", err);
+                while (!db_alive(db) && db_wait())
+                    ;
                 expired = 0;
             } else if (expired > 0) {
                 log_info(NULL, "%d invitation(s) expired", expired);

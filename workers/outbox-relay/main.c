@@ -88,9 +88,10 @@ int main(int argc, char **argv) {
         log_error(NULL, "%s", err);
         goto done;
     }
-    db = db_connect_migrated(c, err, sizeof(err));
+    db = db_connect_wait(c, err, sizeof(err)); /* waits while PostgreSQL is down */
     if (!db) {
         log_error(NULL, "%s", err);
+        rc = worker_running() ? 1 : 0;
         goto done;
     }
     rd_kafka_conf_t *kconf = kafka_conf_new(c, err, sizeof(err));
@@ -100,20 +101,17 @@ int main(int argc, char **argv) {
             rd_kafka_conf_destroy(kconf);
         goto done;
     }
-    producer = kafka_client_new(c, RD_KAFKA_PRODUCER, kconf, 10000, err, sizeof(err));
+    producer = kafka_client_wait(c, RD_KAFKA_PRODUCER, kconf, err, sizeof(err)); /* waits while Kafka is down */
     if (!producer) {
         log_error(NULL, "%s", err);
+        rc = worker_running() ? 1 : 0;
         goto done;
     }
     while (worker_running()) {
-        if (PQstatus(db) != CONNECTION_OK) {
-            /* The lock went with the old session: another relay may be active now. */
-            PQreset(db);
-            if (PQstatus(db) != CONNECTION_OK) {
-                log_error(NULL, "PostgreSQL unreachable: %s", PQerrorMessage(db));
-                worker_sleep_ms(1000);
-                continue;
-            }
+        /* After a lost connection the lock went with the old session: another relay may be active now. */
+        if (!db_alive(db)) { /* PostgreSQL away: logged once, bounded backoff */
+            db_wait();
+            continue;
         }
         if (become_active(db) != 0)
             continue;

@@ -14,6 +14,7 @@ FUZZ_TARGETS ?= cmd mail conf email code smtp result
 FUZZ_PKGS    := rdkafka libpq jansson libsodium libesmtp-1.0 openssl
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wmissing-prototypes -Wformat-security -Werror \
+                -Wno-missing-field-initializers \
                 -O1 -g -fno-omit-frame-pointer -Ilib -Iproducers -Itests/fuzz -I$(FUZZ_OBJ)
 FUZZ_LIB_SRC := $(wildcard lib/*.c producers/*.c)
 FUZZ_LIB     := $(FUZZ_OBJ)/libraikoo.a

@@ -188,10 +188,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     return 0;
 }
 
-static void check_detail(const char *what, const char *d, size_t size) {
+/* said: the server's replies held the password themselves (libFuzzer learns it from the check below). */
+static void check_detail(const char *what, const char *d, size_t size, int said) {
     fuzz_check_text(what, d, size);
     FUZZ_ASSERT(!strchr(d, '\r') && !strchr(d, '\n'), "%s is more than one line: %s", what, d);
-    FUZZ_ASSERT(!strstr(d, PASSWORD), "%s shows the SMTP password", what);
+    FUZZ_ASSERT(said || !strstr(d, PASSWORD), "%s shows the SMTP password", what);
 }
 
 static const char MESSAGE[] = "Subject: fuzz\r\nFrom: a@example.com\r\n\r\nbody\r\n";
@@ -216,13 +217,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int rc = smtp_send((flags & 1) ? &sc_auth : &sc_plain, "sender@example.com", items, n, err, sizeof(err));
     atomic_store(&s.stop, 1);
     pthread_join(th, NULL);
+    int said = memmem(data, size, PASSWORD, strlen(PASSWORD)) != NULL;
     if (rc != 0)
-        check_detail("smtp_send error", err, sizeof(err));
+        check_detail("smtp_send error", err, sizeof(err), said);
     for (size_t i = 0; i < n; i++) {
         FUZZ_ASSERT(items[i].outcome == SMTP_SENT || items[i].outcome == SMTP_TRANSIENT ||
                         items[i].outcome == SMTP_PERMANENT,
                     "outcome %d", (int)items[i].outcome);
-        check_detail("item detail", items[i].detail, sizeof(items[i].detail));
+        check_detail("item detail", items[i].detail, sizeof(items[i].detail), said);
         if (items[i].outcome == SMTP_SENT)
             FUZZ_ASSERT(strncmp(items[i].detail, "accepted", 8) == 0, "sent, yet the detail says %s", items[i].detail);
     }

@@ -60,10 +60,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         long x;
         char why[512];
         why[0] = '\0';
-        if (conf_get_long(c, k->key, 0, 1000000, &x, why, sizeof(why)) != 0 && file_utf8)
-            fuzz_check_text("conf_get_long error", why, sizeof(why));
-        else
+        if (conf_get_long(c, k->key, 0, 1000000, &x, why, sizeof(why)) != 0) {
+            if (file_utf8)
+                fuzz_check_text("conf_get_long error", why, sizeof(why));
+        } else {
             FUZZ_ASSERT(x >= 0 && x <= 1000000, "conf_get_long out of its range");
+        }
     }
     int n = 0;
     conf_each_kafka(c, count_kafka, &n);

@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -97,13 +98,15 @@ static void *server(void *arg) {
     int fd = -1;
     while (!atomic_load(&s->stop)) {
         struct pollfd pfd = {listen_fd, POLLIN, 0};
-        if (poll(&pfd, 1, 20) == 1) {
+        if (poll(&pfd, 1, 5) == 1) {
             fd = accept(listen_fd, NULL, NULL);
             break;
         }
     }
     if (fd < 0)
         return NULL;
+    int one = 1; /* replies go out at once, not after the client's delayed ACK */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     char buf[8192];
     size_t have = 0;
     int in_body = 0;
@@ -111,7 +114,7 @@ static void *server(void *arg) {
         goto out;
     while (!atomic_load(&s->stop)) {
         struct pollfd pfd = {fd, POLLIN, 0};
-        if (poll(&pfd, 1, 20) != 1)
+        if (poll(&pfd, 1, 5) != 1)
             continue;
         ssize_t r = recv(fd, buf + have, sizeof(buf) - 1 - have, 0);
         if (r <= 0)

@@ -105,3 +105,4 @@ stack-down:
 
 clean:
 	rm -rf build build-asan bin bin-asan
+include tests/fuzz/fuzz.mk

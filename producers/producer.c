@@ -230,10 +230,9 @@ static const char *str_or_null(json_t *obj, const char *key) {
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
-/* Reads a results-topic message into r (taking a reference to its data). -1 when it is not a result. */
-static int result_from_message(const rd_kafka_message_t *m, raikoo_result_t *r) {
+int raikoo_result_parse(const void *buf, size_t len, raikoo_result_t *r) {
     memset(r, 0, sizeof(*r));
-    json_t *root = json_loadb(m->payload, m->len, 0, NULL);
+    json_t *root = json_loadb(buf, len, 0, NULL);
     json_t *type = json_object_get(root, "type");
     json_t *data = json_object_get(root, "data");
     if (!json_is_string(type) || strcmp(json_string_value(type), RESULT_TYPE) != 0 || !json_is_object(data) ||
@@ -259,6 +258,11 @@ static int result_from_message(const rd_kafka_message_t *m, raikoo_result_t *r) 
     r->user_id = str_or_null(data, "user_id");
     r->invitation_id = str_or_null(data, "invitation_id");
     return 0;
+}
+
+/* Reads a results-topic message into r (taking a reference to its data). -1 when it is not a result. */
+static int result_from_message(const rd_kafka_message_t *m, raikoo_result_t *r) {
+    return raikoo_result_parse(m->payload, m->len, r);
 }
 
 /* Reads one message from the results consumer, waiting up to timeout_ms. 1 with *r filled when it is the

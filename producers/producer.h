@@ -40,6 +40,11 @@ typedef struct raikoo_result {
     const char *org_id, *user_id, *invitation_id; /* the ids the command touched; NULL when not applicable */
 } raikoo_result_t;
 
+/* Reads the text of a results-topic message (a raikoo.result.v1 CloudEvent) into r, taking a reference to
+ * its data: what raikoo_results_poll and raikoo_command_wait do with each message. -1 (r zeroed) when it
+ * is not a result: not JSON, another type, no data object or no command_id string. */
+int raikoo_result_parse(const void *buf, size_t len, raikoo_result_t *r);
+
 /* Releases what a result holds and zeroes it; harmless on a zeroed struct. */
 void raikoo_result_clear(raikoo_result_t *r);
 

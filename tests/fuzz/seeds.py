@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora of tests/fuzz/corpus/<target>/: small valid and near-valid inputs for each
+harness. Run again after changing it (the files are committed); python3 tests/fuzz/seeds.py"""
+import json
+import os
+import shutil
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ID = "6a1f0c7e-2b3d-4e5f-8a9b-0c1d2e3f4a5b"
+ACTOR = "1b2c3d4e-5f60-4a7b-8c9d-0e1f2a3b4c5d"
+ORG = "2c3d4e5f-6071-4b8c-9dae-1f2a3b4c5d6e"
+USER = "3d4e5f60-7182-4c9d-8ebf-2a3b4c5d6e7f"
+INV = "0d9c8b7a-6f5e-4d3c-9b2a-19f8e7d6c5b4"
+HASH = "$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA"
+SEALED = "A" * 80
+
+
+def write(target, name, content):
+    d = os.path.join(HERE, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(content if isinstance(content, bytes) else content.encode())
+
+
+def envelope(name, data, actor=ACTOR, **extra):
+    ev = {"specversion": "1.0", "id": ID, "source": "/raikoo/cli", "type": f"raikoo.command.{name}.v1",
+          "time": "2026-01-01T00:00:00.000Z", "datacontenttype": "application/json"}
+    if actor:
+        ev["actorid"] = actor
+    ev["data"] = data
+    ev.update(extra)
+    return json.dumps(ev, ensure_ascii=False, separators=(",", ":"))
+
+
+def cmd_seeds():
+    valid = {
+        "CreateOrganization": {"name": "Acme", "owner_user_id": USER},
+        "CreateUser": {"email": "ann@example.com", "name": "Ann", "password_hash": HASH},
+        "AddExistingUser": {"org_id": ORG, "email": "Bob@Example.COM", "owner": True},
+        "InviteNewUser": {"org_id": ORG, "email": "carl@example.com", "name": "Carl", "owner": False},
+        "AcceptInvitation": {"invitation_id": INV, "code": "ABCD-EFGH-JKMN"},
+        "ActivateAccount": {"email": "dora@example.com", "code": "abcdefghjkmn", "password_hash": HASH},
+        "ResendInvitation": {"org_id": ORG, "invitation_id": INV},
+        "RemoveInvitation": {"org_id": ORG, "invitation_id": INV},
+        "RemoveMember": {"org_id": ORG, "user_id": USER},
+        "SetMemberRole": {"org_id": ORG, "user_id": USER, "owner": True, "can_manage_users": True},
+    }
+    for name, data in valid.items():
+        write("cmd", f"valid-{name}", envelope(name, data, actor=None if name == "ActivateAccount" else ACTOR))
+    near = [
+        envelope("InviteNewUser", {"org_id": ORG, "email": "x@example.com", "name": "é" * 128}),
+        envelope("a" * 79 + "é", {}),
+        envelope("InviteNewUser", {"org_id": ORG, "email": "x@example.com", "é" * 40: 1}),
+        envelope("CreateOrganization", {"name": "   ", "owner_user_id": USER}),
+        envelope("RemoveMember", {"org_id": ORG.upper(), "user_id": USER}),
+        envelope("SetMemberRole", {"org_id": ORG, "user_id": USER, "owner": "yes"}),
+        envelope("CreateUser", {"email": "a@@b.c", "name": "", "password_hash": "x"}),
+        envelope("AcceptInvitation", {"invitation_id": INV}, actor=None),
+        envelope("RemoveMember", {"org_id": ORG, "user_id": USER}, extra_attr="x"),
+        envelope("RemoveMember", {"org_id": ORG, "user_id": USER}, time="2026-13-01T00:00:00Z"),
+        '{"id":"' + ID + '","type":"raikoo.command.Nope.v1"}',
+        '{"id":"' + ID + '"',
+        '{"id":"not-a-uuid"}',
+        '[1,2,3]',
+        'nonsense near here',
+        '{"id":"' + ID + '","id":"' + ID + '"}',
+    ]
+    for i, t in enumerate(near):
+        write("cmd", f"near-{i:02d}", t)
+
+
+def mail_job(**data_over):
+    data = {"job_id": ID, "invitation_id": INV, "org_id": ORG, "org_name": "Acme", "kind": "new",
+            "email": "ann@example.com", "name": "Ann", "inviter_name": "Bob", "inviter_email": "bob@example.com",
+            "grant_owner": False, "expires_at": "2026-12-04T20:00:00.123Z", "sealed_code": SEALED}
+    data.update(data_over)
+    data = {k: v for k, v in data.items() if v is not None}
+    ev = {"specversion": "1.0", "id": ID, "source": "/raikoo/command-worker", "type": "raikoo.mail.InvitationEmail.v1",
+          "time": "2026-01-01T00:00:00.000Z", "datacontenttype": "application/json", "correlationid": INV,
+          "actorid": ACTOR, "data": data}
+    return json.dumps(ev, ensure_ascii=False, separators=(",", ":"))
+
+
+def mail_seeds():
+    write("mail", "valid-new", mail_job())
+    write("mail", "valid-existing-owner", mail_job(kind="existing", grant_owner=True, expires_at="2026-12-04T22:00:00+02:00"))
+    write("mail", "long-ascii-org", mail_job(org_name="A" * 1000))
+    write("mail", "long-utf8-org", mail_job(org_name="Ünïcödé " * 60))
+    write("mail", "long-ascii-name", mail_job(name="N" * 1200))
+    write("mail", "long-utf8-name", mail_job(name="é" * 600, inviter_name="ü" * 300))
+    write("mail", "control-chars", mail_job(name="Eve\r\nBcc: x@evil.example", org_name="Org\u2028Bad\u0085",
+                                            inviter_name="\t=?UTF-8?B?QQ==?="))
+    write("mail", "from-line", mail_job(org_name="x\nFrom me", name="From the start " * 6 + "."))
+    write("mail", "bad-time", mail_job(expires_at="2026-01-+1T-1:-5:-9Z"))
+    write("mail", "empty-org", mail_job(org_name=""))
+    write("mail", "missing", mail_job(email=None))
+    write("mail", "bad-kind", mail_job(kind="other"))
+    write("mail", "not-json", "{\"data\":")
+
+
+def conf_seeds():
+    write("conf", "valid", "# comment\n\ndb.url = host=127.0.0.1 port=5432 dbname=raikoo user=raikoo password=s3cret\n"
+          "kafka.bootstrap.servers=127.0.0.1:9092\nkafka.security.protocol=plaintext\nsmtp.password=hunter2\n"
+          "batch.max=100\nlog.level=debug\n")
+    write("conf", "url", "db.url=postgresql://raikoo:s3cr%40t@db.example:5432/raikoo?sslmode=require\n")
+    write("conf", "errors", "no equals sign here\n")
+    write("conf", "unknown", "bogus.key=1\n")
+    write("conf", "unknown-utf8", "ééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééé"
+          "ééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééé=1\n")
+    write("conf", "numbers", "batch.max=99999999999999999999999\nrelay.batch=-1\nsmtp.port=0x19\nkafka.=x\n")
+    write("conf", "crlf", "smtp.host=mail.example\r\nsmtp.port=587\r\n   # indented comment\r\n")
+
+
+def email_seeds():
+    for i, e in enumerate(["ann@example.com", " Bob.Smith+tag@Sub.Example.COM\t", "Raikoo <no-reply@raikoo.local>",
+                           "\"Quoted, Name\" <a@b.example>", "Ünïcödé Name <u@example.org>", "a@b", "a..b@c.d",
+                           ".a@b.c", "a@-b.c", "a@b-.c", "a@b..c", "x" * 65 + "@example.com",
+                           "a@" + "b" * 64 + ".com", "<>", "Name <a@b.c> trailing", "=?UTF-8?B?QQ==?= <q@w.e>",
+                           "a@b.c@d.e", "\"\" <a@b.co>"]):
+        write("email", f"seed-{i:02d}", e)
+
+
+def code_seeds():
+    for i, c in enumerate(["ABCD-EFGH-JKMN", "abcd efgh jkmn", "0O1IL-23456789", "ABCDEFGHJKMNP", "ABCDEFGHJKU",
+                           HASH, "$argon2id$v=19$m=1,t=1,p=1$c29tZXNhbHQ$aGFzaA", "$argon2i$v=19$m=65536,t=2,p=1$x$y",
+                           ID, ID.upper(), SEALED, "x" * 79 + "="]):
+        write("code", f"seed-{i:02d}", c)
+
+
+def smtp_seeds():
+    ok = [b"220 fuzz ESMTP", b"250-fuzz\r\n250-PIPELINING\r\n250 8BITMIME", b"250 sender ok", b"250 rcpt ok",
+          b"354 go ahead", b"250 queued as 42", b"221 bye"]
+    write("smtp", "ok", b"\x00" + b"\x00".join(ok))
+    write("smtp", "two", b"\x02" + b"\x00".join(ok[:2] + [b"250 ok", b"250 ok", b"354 go", b"250 one", b"250 ok",
+                                                          b"250 ok", b"354 go", b"250 two", b"221 bye"]))
+    write("smtp", "refused-rcpt", b"\x00" + b"\x00".join(ok[:3] + [b"550 5.1.1 no such user", b"221 bye"]))
+    write("smtp", "deferred", b"\x00" + b"\x00".join(ok[:3] + [b"451 4.7.1 try later \xff\xfe not utf-8", b"221 bye"]))
+    write("smtp", "long-reply", b"\x00" + b"\x00".join(ok[:5] + [b"250 " + "é".encode() * 300, b"221"]))
+    write("smtp", "multiline", b"\x00" + b"\x00".join(ok[:5] + [b"552-too\r\n552-big\r\n552 really", b"221"]))
+    write("smtp", "auth-refused", b"\x01" + b"\x00".join([b"220 hi", b"250-hi\r\n250 AUTH PLAIN LOGIN",
+                                                          b"535 5.7.8 bad credentials \xc3", b"250 ok", b"530 auth first"]))
+    write("smtp", "auth-ok", b"\x01" + b"\x00".join([b"220 hi", b"250-hi\r\n250 AUTH PLAIN", b"235 ok"] + ok[2:]))
+    write("smtp", "greeting-refused", b"\x00554 go away")
+    write("smtp", "garbage", b"\x00hello\x00world\x00\r\n\x00")
+
+
+def result_seeds():
+    def res(**d):
+        ev = {"specversion": "1.0", "id": INV, "source": "/raikoo/command-worker", "type": "raikoo.result.v1",
+              "time": "2026-01-01T00:00:00.000Z", "datacontenttype": "application/json", "correlationid": ID,
+              "data": d}
+        return json.dumps(ev, ensure_ascii=False, separators=(",", ":"))
+    write("result", "accepted", res(command_id=ID, command_type="InviteNewUser", status="accepted", code=None,
+                                    message="Done", org_id=ORG, user_id=USER, invitation_id=INV))
+    write("result", "rejected", res(command_id=ID, command_type="RemoveMember", status="rejected",
+                                    code="permission_denied", message="Not allowed (é)", org_id=ORG, user_id=None,
+                                    invitation_id=None))
+    write("result", "odd-types", res(command_id=ID, status=1, message=["x"], code={"a": 1.5e300}))
+    write("result", "no-id", res(status="accepted"))
+    write("result", "other-type", '{"type":"raikoo.event.X.v1","data":{"command_id":"x"}}')
+    write("result", "not-json", '{"type":"raikoo.result.v1","data":{"command_id":"\\ud800"}}')
+
+
+if __name__ == "__main__":
+    shutil.rmtree(os.path.join(HERE, "corpus"), ignore_errors=True)
+    cmd_seeds()
+    mail_seeds()
+    conf_seeds()
+    email_seeds()
+    code_seeds()
+    smtp_seeds()
+    result_seeds()

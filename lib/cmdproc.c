@@ -12,6 +12,7 @@
 #include "event.h"
 #include "log.h"
 #include "outbox.h"
+#include "text.h"
 
 static const char SQL_SEEN[] = "SELECT command_id::text, result FROM processed_commands WHERE command_id = ANY($1::uuid[])";
 
@@ -61,17 +62,22 @@ void cmdproc_free(cmdproc_t *p) {
     if (!p)
         return;
     outbox_free(&p->outbox);
+    domain_ctx_free(&p->ctx);
     free(p);
 }
 
-/* The result event of a decided command (text, caller frees), and a CommandRejected event when rejected. */
+/* The result event of a decided command (text, caller frees), and a CommandRejected event when rejected.
+ * Every string is made valid UTF-8 first (utf8_clean_dup), so that building the JSON cannot fail on what a
+ * message held. */
 static char *result_event(cmdproc_t *p, const cmd_t *cmd, const char *type_name, const domain_result_t *res) {
-    json_t *d = json_pack("{s:s, s:s, s:s, s:o, s:s}", "command_id", cmd->id, "command_type", type_name, "status",
+    char *type = utf8_clean_dup(type_name, strlen(type_name), 64);
+    char *message = utf8_clean_dup(res->accepted ? "Done" : res->message,
+                                   strlen(res->accepted ? "Done" : res->message), sizeof(res->message));
+    json_t *d = json_pack("{s:s, s:s, s:s, s:o, s:s}", "command_id", cmd->id, "command_type", type, "status",
                           res->accepted ? "accepted" : "rejected", "code",
-                          res->code ? json_string(res->code) : json_null(), "message",
-                          res->accepted ? "Done" : res->message);
+                          res->code ? json_string(res->code) : json_null(), "message", message);
     if (!d)
-        abort();
+        abort(); /* out of memory: every string above is valid UTF-8 */
     json_object_set_new(d, "org_id", res->org_id[0] ? json_string(res->org_id) : json_null());
     json_object_set_new(d, "user_id", res->user_id[0] ? json_string(res->user_id) : json_null());
     json_object_set_new(d, "invitation_id", res->invitation_id[0] ? json_string(res->invitation_id) : json_null());
@@ -81,13 +87,17 @@ static char *result_event(cmdproc_t *p, const cmd_t *cmd, const char *type_name,
     if (!res->accepted) {
         /* "result_code", not "code": no event has a field named code, so that a one-time code can never
          * pass for one (schemas/events/ forbid the name). */
-        json_t *rd = json_pack("{s:s, s:s, s:s, s:s}", "command_id", cmd->id, "command_type", type_name,
-                               "result_code", res->code, "message", res->message);
+        json_t *rd = json_pack("{s:s, s:s, s:s, s:s}", "command_id", cmd->id, "command_type", type,
+                               "result_code", res->code, "message", message);
+        if (!rd)
+            abort(); /* out of memory, as above */
         if (res->org_id[0])
             json_object_set_new(rd, "org_id", json_string(res->org_id));
         outbox_event(&p->outbox, p->topic_events, "CommandRejected", res->org_id[0] ? res->org_id : cmd->id, cmd->id,
                      cmd->actor, rd);
     }
+    free(type);
+    free(message);
     outbox_add(&p->outbox, p->topic_results, cmd->id, text);
     return text;
 }
@@ -248,7 +258,7 @@ int cmdproc_apply(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, char *errstr, siz
         msgs[i].outcome = NULL;
         msgs[i].command_id[0] = '\0';
         if (msgs[i].dead_letter) {
-            snprintf(msgs[i].reason, sizeof(msgs[i].reason), "%s", why[i]);
+            text_printf(msgs[i].reason, sizeof(msgs[i].reason), "%s", why[i]);
             msgs[i].outcome = "dead_letter";
         } else {
             snprintf(msgs[i].command_id, sizeof(msgs[i].command_id), "%s", cmds[i].id);

@@ -91,9 +91,10 @@ static void bind_field(cmd_t *cmd, const char *name, json_t *v) {
         cmd->can_manage_users = json_is_true(v);
 }
 
-/* 1 when the code point is white space (Unicode White_Space). */
+/* 1 when the code point is white space (Unicode White_Space, the information separators U+001C-U+001F that
+ * Python counts too, and U+FEFF that ECMAScript counts): a superset of the JSON Schemas' "\S" pattern. */
 static int is_space(unsigned int cp) {
-    return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+    return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
            (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
            cp == 0x3000 || cp == 0xFEFF;
 }

@@ -33,9 +33,7 @@ typedef struct decided {
 } decided_t;
 
 cmdproc_t *cmdproc_new(const conf_t *c, PGconn *db, const secret_keys_t *keys, char *errstr, size_t errstr_size) {
-    cmdproc_t *p = calloc(1, sizeof(*p));
-    if (!p)
-        abort();
+    cmdproc_t *p = xcalloc(1, sizeof(*p));
     if (conf_get_long(c, "command.max.bytes", 256, 100L * 1024 * 1024, &p->max_bytes, errstr, errstr_size) != 0 ||
         conf_get_long(c, "invitation.ttl.seconds", 60, 365L * 86400, &p->ctx.ttl_seconds, errstr, errstr_size) != 0 ||
         conf_get_long(c, "ratelimit.invitations.per.hour", 1, 100000000, &p->ctx.rate_per_hour, errstr,
@@ -104,9 +102,7 @@ static char *result_event(cmdproc_t *p, const cmd_t *cmd, const char *type_name,
 
 /* Inserts the decided commands. */
 static int record_decided(cmdproc_t *p, decided_t *d, size_t n, char *errstr, size_t errstr_size) {
-    const char **values = malloc(n * 4 * sizeof(*values));
-    if (!values)
-        abort();
+    const char **values = xmalloc(n * 4 * sizeof(*values));
     for (size_t i = 0; i < n; i++) {
         values[i * 4] = d[i].id;
         values[i * 4 + 1] = d[i].type_name;
@@ -123,9 +119,7 @@ static int record_decided(cmdproc_t *p, decided_t *d, size_t n, char *errstr, si
  * (caller clears) or NULL on failure. */
 static PGresult *seen_before(cmdproc_t *p, cmd_t *cmds, parse_status_t *st, size_t n, char *errstr,
                              size_t errstr_size) {
-    const char **ids = calloc(n ? n : 1, sizeof(*ids));
-    if (!ids)
-        abort();
+    const char **ids = xcalloc(n ? n : 1, sizeof(*ids));
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
         if (st[i] != PARSE_NOT_COMMAND)
@@ -159,10 +153,8 @@ static const char *decided_result(decided_t *d, size_t n, const char *id) {
 static int apply_once(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, cmd_t *cmds, const parse_status_t *st,
                       char (*why)[256], PGresult *seen, int safe, char *errstr, size_t errstr_size) {
     int rc = -1, in_tx = 0, savepoint_open = 0;
-    decided_t *dec = calloc(n ? n : 1, sizeof(*dec));
+    decided_t *dec = xcalloc(n ? n : 1, sizeof(*dec));
     size_t ndec = 0;
-    if (!dec)
-        abort();
     outbox_truncate(&p->outbox, 0);
     domain_forget(&p->ctx);
     if (db_cmd(p->db, "BEGIN", errstr, errstr_size) != 0)
@@ -245,12 +237,10 @@ done:
 
 int cmdproc_apply(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, char *errstr, size_t errstr_size) {
     int rc = -1;
-    cmd_t *cmds = calloc(n ? n : 1, sizeof(*cmds));
-    parse_status_t *st = calloc(n ? n : 1, sizeof(*st));
-    char (*why)[256] = calloc(n ? n : 1, sizeof(*why));
+    cmd_t *cmds = xcalloc(n ? n : 1, sizeof(*cmds));
+    parse_status_t *st = xcalloc(n ? n : 1, sizeof(*st));
+    char (*why)[256] = xcalloc(n ? n : 1, sizeof(*why));
     PGresult *seen = NULL;
-    if (!cmds || !st || !why)
-        abort();
     for (size_t i = 0; i < n; i++) {
         st[i] = cmd_parse(msgs[i].payload, msgs[i].len, (size_t)p->max_bytes, &cmds[i], why[i], sizeof(why[i]));
         msgs[i].dead_letter = st[i] == PARSE_NOT_COMMAND;

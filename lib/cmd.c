@@ -7,6 +7,7 @@
 
 #include "event.h"
 #include "secret.h"
+#include "text.h"
 
 #define NAME_MAX_LEN 200
 #define CODE_INPUT_MAX 64
@@ -14,10 +15,10 @@
 
 const cmd_spec_t cmd_specs[CMD_TYPE_COUNT] = {
     [CMD_CREATE_ORGANIZATION] = {"CreateOrganization", 1,
-                                 {{"name", FIELD_TEXT, 1, 1, NAME_MAX_LEN}, {"owner_user_id", FIELD_UUID, 1, 0, 0}}},
+                                 {{"name", FIELD_TEXT, 1, 1, NAME_MAX_LEN, 1}, {"owner_user_id", FIELD_UUID, 1, 0, 0}}},
     [CMD_CREATE_USER] = {"CreateUser", 1,
                          {{"email", FIELD_EMAIL, 1, 0, 0},
-                          {"name", FIELD_TEXT, 1, 1, NAME_MAX_LEN},
+                          {"name", FIELD_TEXT, 1, 1, NAME_MAX_LEN, 1},
                           {"password_hash", FIELD_SECRET, 1, 1, HASH_MAX}}},
     [CMD_ADD_EXISTING_USER] = {"AddExistingUser", 1,
                                {{"org_id", FIELD_UUID, 1, 0, 0}, {"email", FIELD_EMAIL, 1, 0, 0}, {"owner", FIELD_BOOL, 0, 0, 0}}},
@@ -90,76 +91,179 @@ static void bind_field(cmd_t *cmd, const char *name, json_t *v) {
         cmd->can_manage_users = json_is_true(v);
 }
 
+/* 1 when the code point is white space (Unicode White_Space, the information separators U+001C-U+001F that
+ * Python counts too, and U+FEFF that ECMAScript counts): a superset of the JSON Schemas' "\S" pattern. */
+static int is_space(unsigned int cp) {
+    return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
+           cp == 0x3000 || cp == 0xFEFF;
+}
+
+/* 1 when s[0..len) holds something other than white space. */
+static int has_non_space(const char *s, size_t len) {
+    size_t i = 0;
+    while (i < len) {
+        unsigned int cp;
+        size_t n = utf8_decode((const unsigned char *)s + i, len - i, &cp);
+        if (n == 0 || !is_space(cp))
+            return 1;
+        i += n;
+    }
+    return 0;
+}
+
+/* Replaces a UUID string value by its canonical (lower-case) form, so that comparisons, keys and stored
+ * ids never depend on the sender's case. v must hold a valid UUID. */
+static void uuid_canonicalize(json_t *v) {
+    char lower[37];
+    const char *s = json_string_value(v);
+    for (int i = 0; i < 36; i++)
+        lower[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] - 'A' + 'a') : s[i];
+    lower[36] = '\0';
+    if (strcmp(lower, s) != 0)
+        json_string_set(v, lower); /* only fails on out-of-memory: the value is then left as it was */
+}
+
+/* Checks one data field. Reasons name the field (from our table), never quote the value. */
 static int check_field(const cmd_field_t *f, json_t *v, cmd_t *cmd, char *why, size_t why_size) {
     switch (f->kind) {
     case FIELD_BOOL:
         if (!json_is_boolean(v)) {
-            snprintf(why, why_size, "data.%s must be true or false", f->name);
+            text_printf(why, why_size, "data.%s must be true or false", f->name);
             return -1;
         }
         return 0;
     case FIELD_UUID:
         if (!json_is_string(v) || !uuid_valid(json_string_value(v))) {
-            snprintf(why, why_size, "data.%s must be a UUID", f->name);
+            text_printf(why, why_size, "data.%s must be a UUID", f->name);
             return -1;
         }
+        uuid_canonicalize(v);
         return 0;
     case FIELD_EMAIL: {
         char reason[128];
         if (!json_is_string(v)) {
-            snprintf(why, why_size, "data.%s must be a string", f->name);
+            text_printf(why, why_size, "data.%s must be a string", f->name);
             return -1;
         }
         if (email_normalize(json_string_value(v), cmd->email, reason, sizeof(reason)) != 0) {
-            snprintf(why, why_size, "data.%s: %s", f->name, reason);
+            text_printf(why, why_size, "data.%s: %s", f->name, reason);
             return -1;
         }
         cmd->has_email = 1;
         return 0;
     }
     case FIELD_TEXT:
-    case FIELD_SECRET:
+    case FIELD_SECRET: {
         if (!json_is_string(v)) {
-            snprintf(why, why_size, "data.%s must be a string", f->name);
+            text_printf(why, why_size, "data.%s must be a string", f->name);
             return -1;
         }
-        /* Lengths in characters as JSON Schema counts them; an embedded NUL is refused. */
-        size_t bytes = json_string_length(v), chars = 0;
+        /* Lengths in characters as JSON Schema (and PostgreSQL's length()) count them; an embedded NUL is
+         * refused. */
+        size_t bytes = json_string_length(v);
         const char *s = json_string_value(v);
-        for (size_t i = 0; i < bytes; i++)
-            chars += ((unsigned char)s[i] & 0xC0) != 0x80;
-        if (chars < f->min_len || chars > f->max_len || strlen(s) != bytes) {
-            snprintf(why, why_size, "data.%s must be a string of %zu to %zu characters", f->name, f->min_len,
-                     f->max_len);
+        long chars = utf8_count(s, bytes);
+        if (chars < 0 || (size_t)chars < f->min_len || (size_t)chars > f->max_len || strlen(s) != bytes) {
+            text_printf(why, why_size, "data.%s must be a string of %zu to %zu characters", f->name, f->min_len,
+                        f->max_len);
+            return -1;
+        }
+        /* The database's CHECK (btrim(name) <> '') and more: a name of white space only names nothing. */
+        if (f->nonblank && !has_non_space(s, bytes)) {
+            text_printf(why, why_size, "data.%s must not be blank (white space only)", f->name);
             return -1;
         }
         return 0;
     }
+    }
     return -1;
+}
+
+/* The fixed description of a JSON syntax error: jansson's own text quotes the input ("near '...'"), and a
+ * reason must never repeat what was sent (it may hold a code or a password hash). */
+static const char *json_error_kind(const json_error_t *e) {
+    switch (json_error_code(e)) {
+    case json_error_invalid_syntax:
+        return "invalid syntax";
+    case json_error_invalid_format:
+        return "invalid format";
+    case json_error_wrong_type:
+        return "wrong type";
+    case json_error_premature_end_of_input:
+        return "premature end of input";
+    case json_error_end_of_input_expected:
+        return "end of input expected";
+    case json_error_invalid_utf8:
+        return "invalid UTF-8";
+    case json_error_null_character:
+        return "NUL character";
+    case json_error_null_byte_in_key:
+        return "NUL byte in a key";
+    case json_error_duplicate_key:
+        return "duplicate key";
+    case json_error_numeric_overflow:
+        return "number out of range";
+    case json_error_item_not_found:
+    case json_error_out_of_memory:
+    case json_error_stack_overflow:
+        return "nesting too deep or too large";
+    case json_error_cannot_open_file:
+    case json_error_invalid_argument:
+    case json_error_index_out_of_range:
+    default:
+        return "cannot be read";
+    }
+}
+
+/* "the 3rd key" and the like: where an unknown key sits, since its name is the sender's text. */
+static size_t key_position(json_t *obj, const char *key) {
+    size_t i = 1;
+    const char *k;
+    json_t *v;
+    json_object_foreach(obj, k, v) {
+        if (k == key)
+            return i;
+        i++;
+    }
+    return 0;
+}
+
+/* The data fields a command takes, as "org_id, user_id". */
+static void field_list(const cmd_spec_t *spec, char *out, size_t size) {
+    size_t len = 0;
+    out[0] = '\0';
+    for (const cmd_field_t *f = spec->fields; f->name && len < size; f++) {
+        text_printf(out + len, size - len, "%s%s", len ? ", " : "", f->name);
+        len = strlen(out);
+    }
 }
 
 parse_status_t cmd_parse(const char *buf, size_t len, size_t max_bytes, cmd_t *cmd, char *why, size_t why_size) {
     memset(cmd, 0, sizeof(*cmd));
     cmd->type = CMD_TYPE_UNKNOWN;
     if (len > max_bytes) {
-        snprintf(why, why_size, "message of %zu bytes is over the limit of %zu", len, max_bytes);
+        text_printf(why, why_size, "message of %zu bytes is over the limit of %zu", len, max_bytes);
         return PARSE_NOT_COMMAND;
     }
     json_error_t jerr;
     cmd->root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!cmd->root) {
-        snprintf(why, why_size, "not JSON: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
+        /* By position, never by content. */
+        text_printf(why, why_size, "not JSON: %s at line %d, column %d (byte %d)", json_error_kind(&jerr), jerr.line,
+                    jerr.column, jerr.position);
         return PARSE_NOT_COMMAND;
     }
     if (!json_is_object(cmd->root)) {
-        snprintf(why, why_size, "not a JSON object");
+        text_printf(why, why_size, "not a JSON object");
         return PARSE_NOT_COMMAND;
     }
     json_t *id = json_object_get(cmd->root, "id");
     if (!json_is_string(id) || !uuid_valid(json_string_value(id))) {
-        snprintf(why, why_size, "no command id (\"id\" must be a UUID)");
+        text_printf(why, why_size, "no command id (\"id\" must be a UUID)");
         return PARSE_NOT_COMMAND;
     }
+    uuid_canonicalize(id);
     cmd->id = json_string_value(id);
 
     /* From here on the sender gets a result keyed by the command id. */
@@ -178,7 +282,9 @@ parse_status_t cmd_parse(const char *buf, size_t len, size_t max_bytes, cmd_t *c
         }
     }
     if (cmd->type == CMD_TYPE_UNKNOWN) {
-        snprintf(why, why_size, "unknown command type \"%.80s\" (expected raikoo.command.<Name>.v1)", t);
+        /* The sender's type is not repeated (nor kept as the type name): "unknown" stands for it. */
+        cmd->type_name = "unknown";
+        text_printf(why, why_size, "unknown command type: expected raikoo.command.<Name>.v1, Name a command of schemas/commands/");
         return PARSE_UNKNOWN_TYPE;
     }
     const cmd_spec_t *spec = &cmd_specs[cmd->type];
@@ -188,44 +294,45 @@ parse_status_t cmd_parse(const char *buf, size_t len, size_t max_bytes, cmd_t *c
     json_t *v;
     json_object_foreach(cmd->root, key, v) {
         if (!in_list(key, envelope_keys)) {
-            snprintf(why, why_size, "unknown attribute \"%.64s\"", key);
+            text_printf(why, why_size, "unknown attribute (key %zu of the envelope)", key_position(cmd->root, key));
             return PARSE_INVALID;
         }
     }
     json_t *sv = json_object_get(cmd->root, "specversion");
     if (!json_is_string(sv) || strcmp(json_string_value(sv), "1.0") != 0) {
-        snprintf(why, why_size, "specversion must be \"1.0\"");
+        text_printf(why, why_size, "specversion must be \"1.0\"");
         return PARSE_INVALID;
     }
     json_t *src = json_object_get(cmd->root, "source");
     if (!json_is_string(src) || json_string_length(src) == 0) {
-        snprintf(why, why_size, "source must be a non-empty string");
+        text_printf(why, why_size, "source must be a non-empty string");
         return PARSE_INVALID;
     }
     json_t *tm = json_object_get(cmd->root, "time");
     if (tm && (!json_is_string(tm) || !event_time_valid(json_string_value(tm)))) {
-        snprintf(why, why_size, "time must be an RFC 3339 string");
+        text_printf(why, why_size, "time must be an RFC 3339 string");
         return PARSE_INVALID;
     }
     json_t *ct = json_object_get(cmd->root, "datacontenttype");
     if (ct && (!json_is_string(ct) || strcmp(json_string_value(ct), "application/json") != 0)) {
-        snprintf(why, why_size, "datacontenttype must be \"application/json\"");
+        text_printf(why, why_size, "datacontenttype must be \"application/json\"");
         return PARSE_INVALID;
     }
     json_t *actor = json_object_get(cmd->root, "actorid");
     if (actor) {
         if (!json_is_string(actor) || !uuid_valid(json_string_value(actor))) {
-            snprintf(why, why_size, "actorid must be a UUID");
+            text_printf(why, why_size, "actorid must be a UUID");
             return PARSE_INVALID;
         }
+        uuid_canonicalize(actor);
         cmd->actor = json_string_value(actor);
     } else if (spec->needs_actor) {
-        snprintf(why, why_size, "actorid is required for %s", spec->name);
+        text_printf(why, why_size, "actorid is required for %s", spec->name);
         return PARSE_INVALID;
     }
     json_t *data = json_object_get(cmd->root, "data");
     if (!json_is_object(data)) {
-        snprintf(why, why_size, "data must be an object");
+        text_printf(why, why_size, "data must be an object");
         return PARSE_INVALID;
     }
     json_object_foreach(data, key, v) {
@@ -233,7 +340,10 @@ parse_status_t cmd_parse(const char *buf, size_t len, size_t max_bytes, cmd_t *c
         while (f->name && strcmp(f->name, key) != 0)
             f++;
         if (!f->name) {
-            snprintf(why, why_size, "unknown field data.%.64s for %s", key, spec->name);
+            char fields[128];
+            field_list(spec, fields, sizeof(fields));
+            text_printf(why, why_size, "unknown field (key %zu of data) for %s, which takes %s", key_position(data, key),
+                        spec->name, fields);
             return PARSE_INVALID;
         }
     }
@@ -241,7 +351,7 @@ parse_status_t cmd_parse(const char *buf, size_t len, size_t max_bytes, cmd_t *c
         v = json_object_get(data, f->name);
         if (!v) {
             if (f->required) {
-                snprintf(why, why_size, "data.%s is required for %s", f->name, spec->name);
+                text_printf(why, why_size, "data.%s is required for %s", f->name, spec->name);
                 return PARSE_INVALID;
             }
             continue;

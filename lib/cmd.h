@@ -31,6 +31,7 @@ typedef struct cmd_field {
     field_kind_t kind;
     int required;
     size_t min_len, max_len; /* characters, for text and secrets */
+    int nonblank;            /* text: white space only is refused (the database's btrim(...) <> '' CHECKs) */
 } cmd_field_t;
 
 #define CMD_MAX_FIELDS 4
@@ -43,12 +44,13 @@ typedef struct cmd_spec {
 
 extern const cmd_spec_t cmd_specs[CMD_TYPE_COUNT];
 
-/* A parsed command. Strings point into root, except email, which holds the normal form. */
+/* A parsed command. Strings point into root, except email, which holds the normal form. Every UUID (id,
+ * actorid, data fields) is in canonical lower-case form: the parser rewrites it in root. */
 typedef struct cmd {
     json_t *root;
     cmd_type_t type;
     const char *id;
-    const char *type_name; /* "InviteNewUser", or the raw type when unknown */
+    const char *type_name; /* "InviteNewUser", or "unknown" (the sender's text is never repeated) */
     const char *actor;     /* NULL when absent */
     const char *org_id, *user_id, *owner_user_id, *invitation_id;
     const char *name, *code, *password_hash;
@@ -65,7 +67,9 @@ typedef enum {
 } parse_status_t;
 
 /* Parses and validates one message into cmd (which then owns a JSON tree: free with cmd_free). The reason
- * of anything but PARSE_OK goes into why. max_bytes bounds the message size. */
+ * of anything but PARSE_OK goes into why (cut on a character boundary): it says where and what is wrong by
+ * position and by our own field names, never by repeating the message's text, which may hold a code or a
+ * password hash. max_bytes bounds the message size. */
 parse_status_t cmd_parse(const char *buf, size_t len, size_t max_bytes, cmd_t *cmd, char *why, size_t why_size);
 
 void cmd_free(cmd_t *cmd);

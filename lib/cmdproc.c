@@ -12,6 +12,7 @@
 #include "event.h"
 #include "log.h"
 #include "outbox.h"
+#include "text.h"
 
 static const char SQL_SEEN[] = "SELECT command_id::text, result FROM processed_commands WHERE command_id = ANY($1::uuid[])";
 
@@ -32,9 +33,7 @@ typedef struct decided {
 } decided_t;
 
 cmdproc_t *cmdproc_new(const conf_t *c, PGconn *db, const secret_keys_t *keys, char *errstr, size_t errstr_size) {
-    cmdproc_t *p = calloc(1, sizeof(*p));
-    if (!p)
-        abort();
+    cmdproc_t *p = xcalloc(1, sizeof(*p));
     if (conf_get_long(c, "command.max.bytes", 256, 100L * 1024 * 1024, &p->max_bytes, errstr, errstr_size) != 0 ||
         conf_get_long(c, "invitation.ttl.seconds", 60, 365L * 86400, &p->ctx.ttl_seconds, errstr, errstr_size) != 0 ||
         conf_get_long(c, "ratelimit.invitations.per.hour", 1, 100000000, &p->ctx.rate_per_hour, errstr,
@@ -61,17 +60,22 @@ void cmdproc_free(cmdproc_t *p) {
     if (!p)
         return;
     outbox_free(&p->outbox);
+    domain_ctx_free(&p->ctx);
     free(p);
 }
 
-/* The result event of a decided command (text, caller frees), and a CommandRejected event when rejected. */
+/* The result event of a decided command (text, caller frees), and a CommandRejected event when rejected.
+ * Every string is made valid UTF-8 first (utf8_clean_dup), so that building the JSON cannot fail on what a
+ * message held. */
 static char *result_event(cmdproc_t *p, const cmd_t *cmd, const char *type_name, const domain_result_t *res) {
-    json_t *d = json_pack("{s:s, s:s, s:s, s:o, s:s}", "command_id", cmd->id, "command_type", type_name, "status",
+    char *type = utf8_clean_dup(type_name, strlen(type_name), 64);
+    char *message = utf8_clean_dup(res->accepted ? "Done" : res->message,
+                                   strlen(res->accepted ? "Done" : res->message), sizeof(res->message));
+    json_t *d = json_pack("{s:s, s:s, s:s, s:o, s:s}", "command_id", cmd->id, "command_type", type, "status",
                           res->accepted ? "accepted" : "rejected", "code",
-                          res->code ? json_string(res->code) : json_null(), "message",
-                          res->accepted ? "Done" : res->message);
+                          res->code ? json_string(res->code) : json_null(), "message", message);
     if (!d)
-        abort();
+        abort(); /* out of memory: every string above is valid UTF-8 */
     json_object_set_new(d, "org_id", res->org_id[0] ? json_string(res->org_id) : json_null());
     json_object_set_new(d, "user_id", res->user_id[0] ? json_string(res->user_id) : json_null());
     json_object_set_new(d, "invitation_id", res->invitation_id[0] ? json_string(res->invitation_id) : json_null());
@@ -81,22 +85,24 @@ static char *result_event(cmdproc_t *p, const cmd_t *cmd, const char *type_name,
     if (!res->accepted) {
         /* "result_code", not "code": no event has a field named code, so that a one-time code can never
          * pass for one (schemas/events/ forbid the name). */
-        json_t *rd = json_pack("{s:s, s:s, s:s, s:s}", "command_id", cmd->id, "command_type", type_name,
-                               "result_code", res->code, "message", res->message);
+        json_t *rd = json_pack("{s:s, s:s, s:s, s:s}", "command_id", cmd->id, "command_type", type,
+                               "result_code", res->code, "message", message);
+        if (!rd)
+            abort(); /* out of memory, as above */
         if (res->org_id[0])
             json_object_set_new(rd, "org_id", json_string(res->org_id));
         outbox_event(&p->outbox, p->topic_events, "CommandRejected", res->org_id[0] ? res->org_id : cmd->id, cmd->id,
                      cmd->actor, rd);
     }
+    free(type);
+    free(message);
     outbox_add(&p->outbox, p->topic_results, cmd->id, text);
     return text;
 }
 
 /* Inserts the decided commands. */
 static int record_decided(cmdproc_t *p, decided_t *d, size_t n, char *errstr, size_t errstr_size) {
-    const char **values = malloc(n * 4 * sizeof(*values));
-    if (!values)
-        abort();
+    const char **values = xmalloc(n * 4 * sizeof(*values));
     for (size_t i = 0; i < n; i++) {
         values[i * 4] = d[i].id;
         values[i * 4 + 1] = d[i].type_name;
@@ -113,9 +119,7 @@ static int record_decided(cmdproc_t *p, decided_t *d, size_t n, char *errstr, si
  * (caller clears) or NULL on failure. */
 static PGresult *seen_before(cmdproc_t *p, cmd_t *cmds, parse_status_t *st, size_t n, char *errstr,
                              size_t errstr_size) {
-    const char **ids = calloc(n ? n : 1, sizeof(*ids));
-    if (!ids)
-        abort();
+    const char **ids = xcalloc(n ? n : 1, sizeof(*ids));
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
         if (st[i] != PARSE_NOT_COMMAND)
@@ -149,10 +153,8 @@ static const char *decided_result(decided_t *d, size_t n, const char *id) {
 static int apply_once(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, cmd_t *cmds, const parse_status_t *st,
                       char (*why)[256], PGresult *seen, int safe, char *errstr, size_t errstr_size) {
     int rc = -1, in_tx = 0, savepoint_open = 0;
-    decided_t *dec = calloc(n ? n : 1, sizeof(*dec));
+    decided_t *dec = xcalloc(n ? n : 1, sizeof(*dec));
     size_t ndec = 0;
-    if (!dec)
-        abort();
     outbox_truncate(&p->outbox, 0);
     domain_forget(&p->ctx);
     if (db_cmd(p->db, "BEGIN", errstr, errstr_size) != 0)
@@ -235,12 +237,10 @@ done:
 
 int cmdproc_apply(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, char *errstr, size_t errstr_size) {
     int rc = -1;
-    cmd_t *cmds = calloc(n ? n : 1, sizeof(*cmds));
-    parse_status_t *st = calloc(n ? n : 1, sizeof(*st));
-    char (*why)[256] = calloc(n ? n : 1, sizeof(*why));
+    cmd_t *cmds = xcalloc(n ? n : 1, sizeof(*cmds));
+    parse_status_t *st = xcalloc(n ? n : 1, sizeof(*st));
+    char (*why)[256] = xcalloc(n ? n : 1, sizeof(*why));
     PGresult *seen = NULL;
-    if (!cmds || !st || !why)
-        abort();
     for (size_t i = 0; i < n; i++) {
         st[i] = cmd_parse(msgs[i].payload, msgs[i].len, (size_t)p->max_bytes, &cmds[i], why[i], sizeof(why[i]));
         msgs[i].dead_letter = st[i] == PARSE_NOT_COMMAND;
@@ -248,7 +248,7 @@ int cmdproc_apply(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, char *errstr, siz
         msgs[i].outcome = NULL;
         msgs[i].command_id[0] = '\0';
         if (msgs[i].dead_letter) {
-            snprintf(msgs[i].reason, sizeof(msgs[i].reason), "%s", why[i]);
+            text_printf(msgs[i].reason, sizeof(msgs[i].reason), "%s", why[i]);
             msgs[i].outcome = "dead_letter";
         } else {
             snprintf(msgs[i].command_id, sizeof(msgs[i].command_id), "%s", cmds[i].id);

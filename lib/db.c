@@ -216,6 +216,16 @@ const char *db_sqlstate(const PGresult *res) {
     return s ? s : "";
 }
 
+int db_error_transient(const char *sqlstate) {
+    static const char *const classes[] = {"08", "40", "53", "55", "57", "58", "XX", NULL};
+    if (!sqlstate || strlen(sqlstate) != 5)
+        return 1;
+    for (const char *const *c = classes; *c; c++)
+        if (strncmp(sqlstate, *c, 2) == 0)
+            return 1;
+    return strcmp(sqlstate, "25P02") == 0;
+}
+
 int db_migrate(PGconn *db, int *applied, char *errstr, size_t errstr_size) {
     int rc = -1;
     *applied = 0;

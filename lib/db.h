@@ -67,4 +67,14 @@ char *db_array_literal(const char *const *values, size_t n);
 /* The SQLSTATE of a failed result ("" when none). */
 const char *db_sqlstate(const PGresult *res);
 
+/* 1 when a statement that failed with this SQLSTATE may well succeed if run again, because the failure is
+ * the server's or the moment's, not the data's: no SQLSTATE at all (the connection failed), connection
+ * exceptions (08), transaction rollbacks (40: serialization failure, deadlock), insufficient resources (53),
+ * object not in prerequisite state (55: lock not available), operator intervention
+ * (57: admin or crash shutdown, cannot connect now, query cancelled), system errors (58), internal errors
+ * (XX), and an aborted transaction (25P02). 0 for the rest (data exceptions 22, integrity constraints 23,
+ * program limits 54 such as an index row too large, syntax or access rule 42, ...): running it again fails
+ * the same way. */
+int db_error_transient(const char *sqlstate);
+
 #endif

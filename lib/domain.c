@@ -8,6 +8,8 @@
 
 #include "db.h"
 #include "event.h"
+#include "log.h"
+#include "text.h"
 
 /* ---- SQL: every statement of the module, with parameters ---- */
 
@@ -209,9 +211,9 @@ void domain_reject(domain_result_t *res, const char *code, const char *detail) {
     res->accepted = 0;
     res->code = code;
     if (detail && *detail)
-        snprintf(res->message, sizeof(res->message), "%s (%s)", msg, detail);
+        text_printf(res->message, sizeof(res->message), "%s (%s)", msg, detail);
     else
-        snprintf(res->message, sizeof(res->message), "%s", msg);
+        text_printf(res->message, sizeof(res->message), "%s", msg);
 }
 
 /* ---- helpers ---- */
@@ -239,10 +241,18 @@ static PGresult *q(run_t *r, const char *sql, int n, const char *const *p) {
         return res;
     }
     r->failed = 1;
-    snprintf(r->sqlstate, sizeof(r->sqlstate), "%s", db_sqlstate(res));
+    text_printf(r->sqlstate, sizeof(r->sqlstate), "%s", db_sqlstate(res));
     const char *c = res ? PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) : NULL;
-    snprintf(r->constraint, sizeof(r->constraint), "%s", c ? c : "");
-    snprintf(r->errstr, r->errstr_size, "%s", res ? PQresultErrorMessage(res) : PQerrorMessage(r->x->db));
+    text_printf(r->constraint, sizeof(r->constraint), "%s", c ? c : "");
+    /* The primary message only: the DETAIL of a refused row lists its values (a password hash), and a
+     * data exception's message quotes the value; those are described by SQLSTATE and constraint alone. */
+    const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    if (!r->sqlstate[0] || !primary)
+        text_printf(r->errstr, r->errstr_size, "%s", PQerrorMessage(r->x->db));
+    else if (strncmp(r->sqlstate, "22", 2) == 0)
+        text_printf(r->errstr, r->errstr_size, "data exception (SQLSTATE %s)", r->sqlstate);
+    else
+        text_printf(r->errstr, r->errstr_size, "%s (SQLSTATE %s)", primary, r->sqlstate);
     for (char *s = r->errstr; *s; s++)
         if (*s == '\n')
             *s = ' ';
@@ -283,7 +293,7 @@ static int is_true(const PGresult *res, int row, int col) {
 }
 
 static void copy_id(char dst[37], const char *src) {
-    snprintf(dst, 37, "%s", src ? src : "");
+    text_printf(dst, 37, "%s", src ? src : "");
 }
 
 static const char *bool_str(int b) {
@@ -312,8 +322,18 @@ static int hash_column(const PGresult *res, int row, int col, unsigned char out[
  * org_name and the actor's name and e-mail (for the invitation e-mail). */
 typedef struct actor_info {
     role_t role;
-    char org_name[256], name[256], email[EMAIL_MAX + 1];
+    const char *org_name, *name; /* owned by x->texts */
+    char email[EMAIL_MAX + 1];
 } actor_info_t;
+
+/* A copy of s (a name read from the database, of any length) that lives until domain_forget(). */
+static const char *keep_text(domain_ctx_t *x, const char *s) {
+    if (x->ntexts == x->cap_texts) {
+        x->cap_texts = x->cap_texts ? 2 * x->cap_texts : 64;
+        x->texts = xrealloc(x->texts, x->cap_texts * sizeof(*x->texts));
+    }
+    return x->texts[x->ntexts++] = xstrdup(s ? s : "");
+}
 
 static int authorize(run_t *r, const cmd_t *cmd, actor_info_t *a, domain_result_t *res) {
     domain_ctx_t *x = r->x;
@@ -328,8 +348,8 @@ static int authorize(run_t *r, const cmd_t *cmd, actor_info_t *a, domain_result_
             return failure(r, res) == 0 ? 0 : -1;
         au = &x->auth[x->nauth < DOMAIN_AUTH_CACHE ? x->nauth++ : DOMAIN_AUTH_CACHE - 1];
         memset(au, 0, sizeof(*au));
-        snprintf(au->actor, sizeof(au->actor), "%s", cmd->actor);
-        snprintf(au->org, sizeof(au->org), "%s", cmd->org_id);
+        text_printf(au->actor, sizeof(au->actor), "%s", cmd->actor);
+        text_printf(au->org, sizeof(au->org), "%s", cmd->org_id);
         au->found_org = !PQgetisnull(pr, 0, 0);
         int enabled = is_true(pr, 0, 2), admin = is_true(pr, 0, 3), member = is_true(pr, 0, 4);
         int owner = is_true(pr, 0, 5), manager = is_true(pr, 0, 6);
@@ -338,9 +358,9 @@ static int authorize(run_t *r, const cmd_t *cmd, actor_info_t *a, domain_result_
                    : member && owner    ? ROLE_OWNER
                    : member && manager  ? ROLE_MANAGER
                                         : ROLE_NONE;
-        snprintf(au->org_name, sizeof(au->org_name), "%s", PQgetvalue(pr, 0, 0));
-        snprintf(au->name, sizeof(au->name), "%s", PQgetvalue(pr, 0, 7));
-        snprintf(au->email, sizeof(au->email), "%s", PQgetvalue(pr, 0, 8));
+        au->org_name = keep_text(x, PQgetvalue(pr, 0, 0));
+        au->name = keep_text(x, PQgetvalue(pr, 0, 7));
+        text_printf(au->email, sizeof(au->email), "%s", PQgetvalue(pr, 0, 8));
         PQclear(pr);
     }
     memset(a, 0, sizeof(*a));
@@ -350,9 +370,9 @@ static int authorize(run_t *r, const cmd_t *cmd, actor_info_t *a, domain_result_
         return 0;
     }
     a->role = (role_t)au->role;
-    snprintf(a->org_name, sizeof(a->org_name), "%s", au->org_name);
-    snprintf(a->name, sizeof(a->name), "%s", au->name);
-    snprintf(a->email, sizeof(a->email), "%s", au->email);
+    a->org_name = au->org_name;
+    a->name = au->name;
+    text_printf(a->email, sizeof(a->email), "%s", au->email);
     if (a->role == ROLE_NONE) {
         domain_reject(res, "permission_denied", NULL);
         return 0;
@@ -362,6 +382,16 @@ static int authorize(run_t *r, const cmd_t *cmd, actor_info_t *a, domain_result_
 
 void domain_forget(domain_ctx_t *x) {
     x->nauth = 0;
+    for (size_t i = 0; i < x->ntexts; i++)
+        free(x->texts[i]);
+    x->ntexts = 0;
+}
+
+void domain_ctx_free(domain_ctx_t *x) {
+    domain_forget(x);
+    free(x->texts);
+    x->texts = NULL;
+    x->cap_texts = 0;
 }
 
 /* 1 when the actor is an enabled system admin, 0 with res rejected, -1 on database failure. */
@@ -418,19 +448,32 @@ typedef struct mail_job {
     int grant_owner;
 } mail_job_t;
 
-static void queue_mail(domain_ctx_t *x, const cmd_t *cmd, const mail_job_t *m) {
+/* 0 when queued; -1 when the job cannot be built from what it holds (jansson refuses a string): the
+ * caller rejects the command instead of stopping the worker. */
+static int queue_mail(domain_ctx_t *x, const cmd_t *cmd, const mail_job_t *m) {
     json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:s, s:s}", "job_id", m->job_id,
                              "invitation_id", m->invitation_id, "org_id", m->org_id, "org_name", m->org_name, "kind",
                              m->kind, "email", m->email, "name", m->name, "inviter_name", m->inviter_name,
                              "inviter_email", m->inviter_email, "grant_owner", m->grant_owner, "expires_at",
                              m->expires_at, "sealed_code", m->sealed);
-    if (!data)
-        abort();
+    if (!data) {
+        log_error(cmd->id, "the invitation e-mail job cannot be built (a name is not valid UTF-8): rejected");
+        return -1;
+    }
     json_t *ev = event_new("raikoo.mail.InvitationEmail.v1", m->job_id, EVENT_SOURCE_WORKER, cmd->actor, cmd->id, data);
     char *text = event_dump(ev);
     outbox_add(x->outbox, x->topic_mail, m->invitation_id, text);
     free(text);
     json_decref(ev);
+    return 0;
+}
+
+/* queue_mail, or a rejection (invalid_command) when the job cannot be built. 1 when queued. */
+static int queue_mail_or_reject(domain_ctx_t *x, const cmd_t *cmd, const mail_job_t *m, domain_result_t *res) {
+    if (queue_mail(x, cmd, m) == 0)
+        return 1;
+    domain_reject(res, "invalid_command", "the invitation e-mail cannot be built from these names");
+    return 0;
 }
 
 static char *ltoa_buf(long v, char buf[24]) {
@@ -561,9 +604,9 @@ static int add_existing_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
         domain_reject(res, "user_not_found", "the account of this address was never activated");
         return 0;
     }
-    char user[37], name[256];
+    char user[37];
     copy_id(user, PQgetvalue(pr, 0, 0));
-    snprintf(name, sizeof(name), "%s", PQgetvalue(pr, 0, 1));
+    const char *name = keep_text(x, PQgetvalue(pr, 0, 1));
     copy_id(res->user_id, user);
     if (is_true(pr, 0, 2)) {
         PQclear(pr);
@@ -594,7 +637,8 @@ static int add_existing_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     emit_invitation_created(x, cmd, inv, user, "existing", expires);
     mail_job_t m = {job, inv, cmd->org_id, a.org_name, "existing", cmd->email, name, a.name, a.email, expires,
                     fc.sealed, cmd->owner};
-    queue_mail(x, cmd, &m);
+    if (!queue_mail_or_reject(x, cmd, &m, res))
+        return 0;
     res->accepted = 1;
     return 0;
 }
@@ -697,7 +741,8 @@ static int invite_new_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     emit_invitation_created(x, cmd, inv, user, "new", expires);
     mail_job_t m = {job, inv, cmd->org_id, a.org_name, "new", cmd->email, name, a.name, a.email, expires, fc.sealed,
                     cmd->owner};
-    queue_mail(x, cmd, &m);
+    if (!queue_mail_or_reject(x, cmd, &m, res))
+        return 0;
     res->accepted = 1;
     return 0;
 }
@@ -705,7 +750,7 @@ static int invite_new_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
 /* An invitation row locked for a decision. */
 typedef struct invitation {
     char id[37], org_id[37], user_id[37], email[EMAIL_MAX + 1], kind[16], status[16];
-    char invitee_name[256], org_name[256];
+    const char *invitee_name, *org_name; /* owned by x->texts */
     int grant_owner, failed_attempts, past_expiry;
     unsigned char code_hash[CODE_HASH_LEN];
 } invitation_t;
@@ -721,16 +766,16 @@ static int invitation_lock(run_t *r, const char *id, invitation_t *inv) {
         copy_id(inv->id, id);
         copy_id(inv->org_id, PQgetvalue(pr, 0, 0));
         copy_id(inv->user_id, PQgetvalue(pr, 0, 1));
-        snprintf(inv->email, sizeof(inv->email), "%s", PQgetvalue(pr, 0, 2));
-        snprintf(inv->kind, sizeof(inv->kind), "%s", PQgetvalue(pr, 0, 3));
+        text_printf(inv->email, sizeof(inv->email), "%s", PQgetvalue(pr, 0, 2));
+        text_printf(inv->kind, sizeof(inv->kind), "%s", PQgetvalue(pr, 0, 3));
         inv->grant_owner = is_true(pr, 0, 4);
-        snprintf(inv->status, sizeof(inv->status), "%s", PQgetvalue(pr, 0, 5));
+        text_printf(inv->status, sizeof(inv->status), "%s", PQgetvalue(pr, 0, 5));
         if (hash_column(pr, 0, 6, inv->code_hash) != 0)
             memset(inv->code_hash, 0, sizeof(inv->code_hash));
         inv->failed_attempts = (int)strtol(PQgetvalue(pr, 0, 7), NULL, 10);
         inv->past_expiry = is_true(pr, 0, 8);
-        snprintf(inv->invitee_name, sizeof(inv->invitee_name), "%s", PQgetvalue(pr, 0, 9));
-        snprintf(inv->org_name, sizeof(inv->org_name), "%s", PQgetvalue(pr, 0, 10));
+        inv->invitee_name = keep_text(r->x, PQgetvalue(pr, 0, 9));
+        inv->org_name = keep_text(r->x, PQgetvalue(pr, 0, 10));
     }
     PQclear(pr);
     return found;
@@ -985,7 +1030,8 @@ static int resend_invitation(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     emit(x, cmd, "InvitationResent", inv.org_id, d);
     mail_job_t m = {job, inv.id, inv.org_id, inv.org_name, inv.kind, inv.email, inv.invitee_name, a.name, a.email,
                     expires, fc.sealed, inv.grant_owner};
-    queue_mail(x, cmd, &m);
+    if (!queue_mail_or_reject(x, cmd, &m, res))
+        return 0;
     res->accepted = 1;
     return 0;
 }
@@ -1183,6 +1229,21 @@ int domain_apply(domain_ctx_t *x, const cmd_t *cmd, domain_result_t *res, char *
     int rc = handlers[cmd->type](&r, cmd, res);
     if (cmd->type != CMD_INVITE_NEW_USER && cmd->type != CMD_ADD_EXISTING_USER && cmd->type != CMD_RESEND_INVITATION)
         domain_forget(x);
+    if (rc != 0 && r.failed && r.sqlstate[0] && !db_error_transient(r.sqlstate) && PQstatus(x->db) == CONNECTION_OK) {
+        /* The database refused what this command holds (a CHECK the parser missed, a value out of range):
+         * running the batch again would fail the same way and stall the partition. This command alone is
+         * rejected; its savepoint is rolled back. */
+        char detail[128];
+        text_printf(detail, sizeof(detail), "refused by the database: SQLSTATE %s%s%s", r.sqlstate,
+                    r.constraint[0] ? ", constraint " : "", r.constraint);
+        log_warn(cmd->id, "%s %s: rejected as invalid_command", cmd->type_name, detail);
+        memset(res, 0, sizeof(*res));
+        if (cmd->org_id)
+            copy_id(res->org_id, cmd->org_id);
+        domain_reject(res, "invalid_command", detail);
+        text_printf(res->sqlstate, sizeof(res->sqlstate), "%s", r.sqlstate);
+        rc = 0;
+    }
     res->needs_rollback = r.failed || (r.wrote && !res->accepted && !res->keep_changes);
     return rc;
 }

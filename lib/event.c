@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "secret.h"
+#include "text.h"
 
 void event_time_now(char *out) {
     struct timespec ts;
@@ -66,12 +67,19 @@ json_t *event_new(const char *type, const char *id, const char *source, const ch
         id = fresh;
     }
     event_time_now(when);
-    json_t *ev = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "specversion", "1.0", "id", id, "source", source,
-                           "type", type, "time", when, "datacontenttype", "application/json");
+    /* Every string is made valid UTF-8 first, so that what a message held can never make this fail (the
+     * callers pass validated UUIDs and our own names: cleaning changes nothing then). */
+    char *cid = utf8_clean_dup(id, strlen(id), 64), *csrc = utf8_clean_dup(source, strlen(source), 256),
+         *ctype = utf8_clean_dup(type, strlen(type), 256);
+    json_t *ev = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "specversion", "1.0", "id", cid, "source", csrc,
+                           "type", ctype, "time", when, "datacontenttype", "application/json");
+    free(cid);
+    free(csrc);
+    free(ctype);
     if (!ev)
-        abort();
+        abort(); /* out of memory */
     if (actorid)
-        json_object_set_new(ev, "actorid", json_string(actorid));
+        json_object_set_new(ev, "actorid", json_string(actorid)); /* NULL (not set) if not UTF-8 */
     if (correlationid)
         json_object_set_new(ev, "correlationid", json_string(correlationid));
     json_object_set_new(ev, "data", data ? data : json_object());
@@ -81,6 +89,6 @@ json_t *event_new(const char *type, const char *id, const char *source, const ch
 char *event_dump(const json_t *ev) {
     char *s = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
     if (!s)
-        abort();
+        abort(); /* out of memory: a tree of valid strings always dumps */
     return s;
 }

@@ -79,15 +79,15 @@ def test_there_is_a_schema_for_every_command_event_result_and_mail_job():
 
 
 def _c_command_table():
-    """lib/cmd.c's table: {name: (needs_actor, {field: (kind, required, min, max)})}."""
+    """lib/cmd.c's table: {name: (needs_actor, {field: (kind, required, min, max, nonblank)})}."""
     src = open(os.path.join(ROOT, "lib", "cmd.c")).read()
     consts = {k: int(v) for k, v in re.findall(r"#define (\w+) (\d+)", src)}
     num = lambda t: consts[t] if t in consts else int(t)
     table = {}
     for m in re.finditer(r'\[CMD_\w+\] = \{"(\w+)", (\d),\s*\{(.*?)\}\},\n', src, re.S):
         fields = {}
-        for f in re.finditer(r'\{"(\w+)", FIELD_(\w+), (\d), (\w+), (\w+)\}', m.group(3)):
-            fields[f.group(1)] = (f.group(2), f.group(3) == "1", num(f.group(4)), num(f.group(5)))
+        for f in re.finditer(r'\{"(\w+)", FIELD_(\w+), (\d), (\w+), (\w+)(?:, (\d))?\}', m.group(3)):
+            fields[f.group(1)] = (f.group(2), f.group(3) == "1", num(f.group(4)), num(f.group(5)), f.group(6) == "1")
         table[m.group(1)] = (m.group(2) == "1", fields)
     return table
 
@@ -101,12 +101,14 @@ def test_command_schemas_have_exactly_the_fields_of_the_parsers_table():
         data = s["properties"]["data"]
         assert data["additionalProperties"] is False
         assert set(data["properties"]) == set(fields), name
-        assert set(data["required"]) == {f for f, (_, req, _, _) in fields.items() if req}, name
+        assert set(data["required"]) == {f for f, (_, req, _, _, _) in fields.items() if req}, name
         assert ("actorid" in s["required"]) == needs_actor, name
-        for f, (kind, _, lo, hi) in fields.items():
+        for f, (kind, _, lo, hi, nonblank) in fields.items():
             p = data["properties"][f]
             if kind in ("TEXT", "SECRET"):
                 assert (p["type"], p["minLength"], p["maxLength"]) == ("string", lo, hi), (name, f)
+                # A name of white space only is refused (the database's btrim(name) <> '' CHECK).
+                assert (p.get("pattern") == "\\S") == nonblank, (name, f)
             elif kind == "BOOL":
                 assert p == {"type": "boolean"}, (name, f)
             elif kind == "UUID":
@@ -258,7 +260,7 @@ def cases():
         add(f"{name}-no-id", with_attr(full, "id", DROP), False, "not_command")
         add(f"{name}-bad-id", with_attr(full, "id", BAD_UUIDS[2]), False, "not_command")
         for key in fields:
-            kind, required, lo, hi = fields[key]
+            kind, required, lo, hi, nonblank = fields[key]
             add(f"{name}-missing-{key}", with_field(full, key, DROP), not required, "ok" if not required else "invalid")
             if kind == "UUID":
                 for i, bad in enumerate(BAD_UUIDS):
@@ -283,6 +285,10 @@ def cases():
                     add(f"{name}-{key}-empty", with_field(full, key, ""), False, "invalid")
                 add(f"{name}-{key}-longest", with_field(full, key, "x" * hi), True, "ok")
                 add(f"{name}-{key}-too-long", with_field(full, key, "x" * (hi + 1)), False, "invalid")
+                if nonblank:
+                    for i, blank in enumerate([" ", " " * hi, "\t\n", "\u00a0\u3000"]):
+                        add(f"{name}-{key}-blank-{i}", with_field(full, key, blank), False, "invalid")
+                    add(f"{name}-{key}-padded", with_field(full, key, " x "), True, "ok")
                 # Lengths count characters, not bytes: both sides.
                 add(f"{name}-{key}-longest-multibyte", with_field(full, key, "é" * (hi - 1) + "😀"), True, "ok")
                 add(f"{name}-{key}-too-long-multibyte", with_field(full, key, "😀" * (hi + 1)), False, "invalid")

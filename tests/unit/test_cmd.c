@@ -8,6 +8,7 @@
 #include "log.h"
 #include "producer.h"
 #include "secret.h"
+#include "text.h"
 #include "unit.h"
 
 #define ORG "3f0c6a4e-8d1b-4c52-9a7e-0b1c2d3e4f50"
@@ -105,7 +106,7 @@ static void parse_refuses_wrong_types_missing_and_unknown_fields(void) {
     CHECK(parse(envelope("RemoveMember", ACTOR,
                          "{\"org_id\":\"" ORG "\",\"user_id\":\"" INV "\",\"password\":\"hunter2\"}"),
                 why, sizeof(why), NULL) == PARSE_INVALID);
-    CHECK_STR(why, "unknown field data.password for RemoveMember");
+    CHECK_STR(why, "unknown field (key 3 of data) for RemoveMember, which takes org_id, user_id");
     CHECK(parse(envelope("RemoveMember", ACTOR, "[]"), why, sizeof(why), NULL) == PARSE_INVALID);
     CHECK_STR(why, "data must be an object");
     CHECK(parse(envelope("CreateOrganization", ACTOR, "{\"name\":\"\",\"owner_user_id\":\"" ACTOR "\"}"), why,
@@ -138,7 +139,8 @@ static void parse_sorts_non_commands_from_unknown_types_and_invalid_envelopes(vo
     CHECK(parse("{\"type\":\"raikoo.command.RemoveMember.v1\"}", why, sizeof(why), NULL) == PARSE_NOT_COMMAND);
     CHECK(parse("{\"id\":\"nope\"}", why, sizeof(why), NULL) == PARSE_NOT_COMMAND);
     CHECK(parse(envelope("PromoteEveryone", ACTOR, "{}"), why, sizeof(why), NULL) == PARSE_UNKNOWN_TYPE);
-    CHECK(strstr(why, "PromoteEveryone") != NULL);
+    CHECK(strstr(why, "PromoteEveryone") == NULL); /* never repeats the input */
+    CHECK(strstr(why, "unknown command type") != NULL);
 
     char big[MAX + 100];
     memset(big, ' ', sizeof(big) - 1);
@@ -157,7 +159,106 @@ static void parse_sorts_non_commands_from_unknown_types_and_invalid_envelopes(vo
     text[strlen(text) - 1] = '\0';
     strncat(text, ",\"extra\":1}", sizeof(text) - strlen(text) - 1);
     CHECK(parse(text, why, sizeof(why), NULL) == PARSE_INVALID);
-    CHECK_STR(why, "unknown attribute \"extra\"");
+    CHECK_STR(why, "unknown attribute (key 9 of the envelope)");
+}
+
+
+/* ---- issue 9: hostile input ---- */
+
+static void parse_canonicalises_uuids_to_lower_case(void) {
+    char why[256];
+    cmd_t cmd;
+    char text[4096];
+    snprintf(text, sizeof(text),
+             "{\"specversion\":\"1.0\",\"id\":\"6A1F0C7E-2B3D-4E5F-8A9B-0C1D2E3F4A5B\",\"source\":\"/t\","
+             "\"type\":\"raikoo.command.ResendInvitation.v1\",\"actorid\":\"A1B2C3D4-E5F6-4A7B-8C9D-0E1F2A3B4C5D\","
+             "\"data\":{\"org_id\":\"3F0C6A4E-8D1B-4C52-9A7E-0B1C2D3E4F50\",\"invitation_id\":\"0D9C8B7A-6F5E-4D3C-9B2A-19F8E7D6C5B4\"}}");
+    CHECK(parse(text, why, sizeof(why), &cmd) == PARSE_OK);
+    CHECK_STR(cmd.id, "6a1f0c7e-2b3d-4e5f-8a9b-0c1d2e3f4a5b");
+    CHECK_STR(cmd.actor, ACTOR);
+    CHECK_STR(cmd.org_id, ORG);
+    CHECK_STR(cmd.invitation_id, INV);
+    cmd_free(&cmd);
+    /* The producer library keys by the canonical form: one organization, one partition. */
+    raikoo_command_msg_t m;
+    char err[256];
+    CHECK(raikoo_command_build(CMD_RESEND_INVITATION, NULL, "A1B2C3D4-E5F6-4A7B-8C9D-0E1F2A3B4C5D",
+                               json_pack("{s:s, s:s}", "org_id", "3F0C6A4E-8D1B-4C52-9A7E-0B1C2D3E4F50",
+                                         "invitation_id", INV),
+                               MAX, &m, err, sizeof(err)) == RAIKOO_OK);
+    CHECK_STR(m.key, ORG);
+    raikoo_command_msg_clear(&m);
+}
+
+static void parse_refuses_blank_names_as_the_database_does(void) {
+    char why[256];
+    const char *blank[] = {"   ", " ", "\\t\\n", "\\u00a0\\u3000", NULL};
+    for (int i = 0; blank[i]; i++) {
+        char data[256];
+        snprintf(data, sizeof(data), "{\"name\":\"%s\",\"owner_user_id\":\"" ACTOR "\"}", blank[i]);
+        CHECK(parse(envelope("CreateOrganization", ACTOR, data), why, sizeof(why), NULL) == PARSE_INVALID);
+        CHECK(strstr(why, "blank") != NULL);
+        snprintf(data, sizeof(data), "{\"email\":\"a@b.io\",\"name\":\"%s\",\"password_hash\":\"" HASH "\"}", blank[i]);
+        CHECK(parse(envelope("CreateUser", ACTOR, data), why, sizeof(why), NULL) == PARSE_INVALID);
+    }
+    CHECK(parse(envelope("CreateOrganization", ACTOR, "{\"name\":\" A \",\"owner_user_id\":\"" ACTOR "\"}"), why,
+                sizeof(why), NULL) == PARSE_OK);
+}
+
+/* Every reason is valid UTF-8 and repeats nothing of the message: a secret planted anywhere never shows. */
+static void parse_reasons_never_repeat_the_input(void) {
+    char why[256];
+    static char text[8192];
+    const char *secret = "S3CR-ETC0-DE99";
+    const char *cases[] = {
+        "{\"id\":\"6a1f0c7e-2b3d-4e5f-8a9b-0c1d2e3f4a5b\",\"type\":\"%s\"}",
+        "{\"id\":\"6a1f0c7e-2b3d-4e5f-8a9b-0c1d2e3f4a5b\",\"type\":\"raikoo.command.%s.v1\"}",
+        "{\"id\":\"6a1f0c7e-2b3d-4e5f-8a9b-0c1d2e3f4a5b\",\"specversion\":\"1.0\",\"source\":\"/t\","
+        "\"type\":\"raikoo.command.RemoveMember.v1\",\"actorid\":\"" ACTOR "\",\"%s\":1}",
+        "{\"id\":\"6a1f0c7e-2b3d-4e5f-8a9b-0c1d2e3f4a5b\",\"specversion\":\"1.0\",\"source\":\"/t\","
+        "\"type\":\"raikoo.command.RemoveMember.v1\",\"actorid\":\"" ACTOR "\",\"data\":{\"%s\":1}}",
+        "{\"id\":\"6a1f0c7e-2b3d-4e5f-8a9b-0c1d2e3f4a5b\",\"code\":%s}",
+        "{\"id\":\"6a1f0c7e-2b3d-4e5f-8a9b-0c1d2e3f4a5b\",\"code\":\"%s\",\"code\":1}",
+        "{\"code\":\"%s\" \"x\"}",
+        "[%s]",
+        "%s",
+        "{\"id\":\"%s\"}",
+        "{\"id\":\"6a1f0c7e-2b3d-4e5f-8a9b-0c1d2e3f4a5b\",\"specversion\":\"1.0\",\"source\":\"/t\","
+        "\"type\":\"raikoo.command.AcceptInvitation.v1\",\"actorid\":\"" ACTOR "\",\"data\":{\"invitation_id\":\""
+        INV "\",\"code\":\"%s-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}}",
+        NULL};
+    for (int i = 0; cases[i]; i++) {
+        snprintf(text, sizeof(text), cases[i], secret);
+        parse(text, why, sizeof(why), NULL);
+        CHECK(why[0] != '\0');
+        CHECK(strstr(why, secret) == NULL);
+        CHECK(strstr(why, "S3CR") == NULL);
+        CHECK(utf8_valid(why, strlen(why)));
+    }
+    /* A type of 79 'a' and an 'é' (the crash of issue 9), and long non-ASCII keys: a short, valid reason. */
+    char type[160];
+    memset(type, 'a', 79);
+    strcpy(type + 79, "\xc3\xa9");
+    snprintf(text, sizeof(text), "{\"id\":\"6a1f0c7e-2b3d-4e5f-8a9b-0c1d2e3f4a5b\",\"type\":\"%s\"}", type);
+    cmd_t cmd;
+    CHECK(parse(text, why, sizeof(why), &cmd) == PARSE_UNKNOWN_TYPE);
+    CHECK_STR(cmd.type_name, "unknown");
+    CHECK(utf8_valid(why, strlen(why)));
+    cmd_free(&cmd);
+    char key[400] = "";
+    for (int i = 0; i < 100; i++)
+        strcat(key, "\xc3\xa9");
+    snprintf(text, sizeof(text), "%s", envelope("RemoveMember", ACTOR, "{\"org_id\":\"" ORG "\",\"user_id\":\"" INV "\"}"));
+    text[strlen(text) - 1] = '\0';
+    strncat(text, ",\"", sizeof(text) - strlen(text) - 1);
+    strncat(text, key, sizeof(text) - strlen(text) - 1);
+    strncat(text, "\":1}", sizeof(text) - strlen(text) - 1);
+    CHECK(parse(text, why, sizeof(why), NULL) == PARSE_INVALID);
+    CHECK(utf8_valid(why, strlen(why)) && strstr(why, "\xc3\xa9") == NULL);
+    /* A reason cut short by a small buffer still ends on a character boundary. */
+    char small[7];
+    CHECK(parse(text, small, sizeof(small), NULL) == PARSE_INVALID);
+    CHECK(utf8_valid(small, strlen(small)));
 }
 
 /* ---- the producer library's envelopes ---- */
@@ -248,7 +349,7 @@ static void build_refuses_what_the_worker_would_refuse_with_its_message(void) {
     CHECK(raikoo_command_build(CMD_REMOVE_MEMBER, NULL, ACTOR,
                                json_pack("{s:s, s:s, s:s}", "org_id", ORG, "user_id", INV, "note", "hi"), MAX, &m, err,
                                sizeof(err)) == RAIKOO_ERR_INVALID);
-    CHECK_STR(err, "unknown field data.note for RemoveMember");
+    CHECK_STR(err, "unknown field (key 3 of data) for RemoveMember, which takes org_id, user_id");
     CHECK(raikoo_command_build(CMD_SET_MEMBER_ROLE, NULL, ACTOR,
                                json_pack("{s:s, s:s, s:i, s:b}", "org_id", ORG, "user_id", INV, "owner", 1,
                                          "can_manage_users", 0),
@@ -407,6 +508,9 @@ const unit_test_t cmd_tests[] = {
     {"cmd: parse refuses bad uuids and addresses", parse_refuses_bad_uuids_and_addresses},
     {"cmd: parse sorts non commands from unknown types and invalid envelopes",
      parse_sorts_non_commands_from_unknown_types_and_invalid_envelopes},
+    {"cmd: parse canonicalises uuids to lower case", parse_canonicalises_uuids_to_lower_case},
+    {"cmd: parse refuses blank names as the database does", parse_refuses_blank_names_as_the_database_does},
+    {"cmd: parse reasons never repeat the input", parse_reasons_never_repeat_the_input},
     {"producer: build makes a cloudevent the worker accepts", build_makes_a_cloudevent_the_worker_accepts},
     {"producer: build keys each command by org or its own subject", build_keys_each_command_by_org_or_its_own_subject},
     {"producer: build refuses what the worker would refuse with its message",

@@ -13,6 +13,7 @@
 #include "kafka.h"
 #include "log.h"
 #include "secret.h"
+#include "text.h"
 #include "worker.h"
 
 typedef struct batch {
@@ -21,6 +22,98 @@ typedef struct batch {
 } batch_t;
 
 static batch_t batch;
+
+/* Offsets applied in PostgreSQL but not yet known to be committed to the group, per partition. A commit that
+ * fails (a rebalance under way, the coordinator away) is made again, and at revoke the partitions' offsets
+ * are committed synchronously: otherwise their next owner re-applies a whole backlog (deduplicated, but
+ * repeated work). */
+static rd_kafka_topic_partition_list_t *pending;
+static int commit_failing;       /* the last commit failed: commit again, and log only state changes */
+static int64_t commit_retry_at;  /* worker_now_ms() after which to commit again */
+static rd_kafka_queue_t *commit_queue;
+
+/* Records that partition (topic, part) is applied up to offset (exclusive). */
+static void pending_set(const char *topic, int32_t part, int64_t offset) {
+    rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(pending, topic, part);
+    if (!tp)
+        tp = rd_kafka_topic_partition_list_add(pending, topic, part);
+    if (offset > tp->offset)
+        tp->offset = offset;
+}
+
+/* Forgets the pending offsets that a commit of offs confirmed. */
+static void pending_confirmed(const rd_kafka_topic_partition_list_t *offs) {
+    for (int i = 0; offs && i < offs->cnt; i++) {
+        const rd_kafka_topic_partition_t *c = &offs->elems[i];
+        rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(pending, c->topic, c->partition);
+        if (tp && !c->err && tp->offset <= c->offset)
+            rd_kafka_topic_partition_list_del(pending, c->topic, c->partition);
+    }
+}
+
+static void commit_state(rd_kafka_resp_err_t err) {
+    if (err && !commit_failing)
+        log_warn(NULL, "offset commit failed (%s): committing again until it succeeds (meanwhile a redelivery "
+                       "is recognised by its command id)", rd_kafka_err2str(err));
+    else if (!err && commit_failing)
+        log_info(NULL, "offset commits succeed again");
+    commit_failing = err != RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (err)
+        commit_retry_at = worker_now_ms() + 1000;
+}
+
+/* Served by rd_kafka_consumer_poll: the outcome of an asynchronous commit. */
+static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *offs, void *opaque) {
+    (void)rk;
+    (void)opaque;
+    if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
+        err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (int i = 0; !err && offs && i < offs->cnt; i++)
+        err = offs->elems[i].err;
+    pending_confirmed(offs);
+    commit_state(err);
+}
+
+/* Commits every pending offset: asynchronously while running (the outcome arrives in commit_cb), or
+ * synchronously (shutdown). */
+static void commit_pending(rd_kafka_t *consumer, int async) {
+    if (pending->cnt == 0)
+        return;
+    rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_copy(pending);
+    rd_kafka_resp_err_t err;
+    if (async) {
+        err = rd_kafka_commit_queue(consumer, offs, commit_queue, commit_cb, NULL);
+        if (err)
+            commit_state(err);
+    } else {
+        err = rd_kafka_commit(consumer, offs, 0);
+        if (!err)
+            pending_confirmed(offs);
+        commit_state(err);
+    }
+    rd_kafka_topic_partition_list_destroy(offs);
+}
+
+/* At revoke: commits, synchronously, the pending offsets of the partitions that go, so that their next
+ * owner starts after what this worker applied; then forgets them (they are no longer ours). */
+static void commit_revoked(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *parts) {
+    rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(parts->cnt);
+    for (int i = 0; i < parts->cnt; i++) {
+        rd_kafka_topic_partition_t *tp =
+            rd_kafka_topic_partition_list_find(pending, parts->elems[i].topic, parts->elems[i].partition);
+        if (tp)
+            rd_kafka_topic_partition_list_add(offs, tp->topic, tp->partition)->offset = tp->offset;
+    }
+    if (offs->cnt > 0 && !rd_kafka_assignment_lost(rk)) {
+        rd_kafka_resp_err_t err = rd_kafka_commit(rk, offs, 0);
+        if (err)
+            log_warn(NULL, "offset commit at revoke failed (%s): the next owner of %d partition(s) sees some "
+                           "commands again and deduplicates them", rd_kafka_err2str(err), offs->cnt);
+    }
+    for (int i = 0; i < offs->cnt; i++)
+        rd_kafka_topic_partition_list_del(pending, offs->elems[i].topic, offs->elems[i].partition);
+    rd_kafka_topic_partition_list_destroy(offs);
+}
 
 /* Drops the gathered messages of partitions this worker no longer owns: they were not applied, and
  * their new owner reads them from the last committed offset. */
@@ -47,6 +140,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
     } else {
         log_info(NULL, "revoked %d partition(s)", parts->cnt);
         batch_drop_partitions(parts);
+        commit_revoked(rk, parts);
         error = rd_kafka_incremental_unassign(rk, parts);
     }
     if (error) {
@@ -83,9 +177,7 @@ static void batch_gather(rd_kafka_t *consumer, long max, long wait_ms) {
         }
         if (batch.n == batch.cap) {
             batch.cap = batch.cap ? batch.cap * 2 : 256;
-            batch.m = realloc(batch.m, batch.cap * sizeof(*batch.m));
-            if (!batch.m)
-                abort();
+            batch.m = xrealloc(batch.m, batch.cap * sizeof(*batch.m));
         }
         if (batch.n == 0)
             deadline = worker_now_ms() + wait_ms;
@@ -93,59 +185,116 @@ static void batch_gather(rd_kafka_t *consumer, long max, long wait_ms) {
     }
 }
 
-/* Sends a message that is not a command to the dead-letter topic, with why and where it came from. */
-static int dead_letter(rd_kafka_t *producer, const char *topic, const rd_kafka_message_t *m, const char *reason) {
-    char origin[64];
-    snprintf(origin, sizeof(origin), "%s/%d/%lld", rd_kafka_topic_name(m->rkt), (int)m->partition,
-             (long long)m->offset);
+/* Delivery of the dead letters: each produced message carries a pointer to its slot, which the delivery
+ * report sets. Slots live until their report came (see dead_letter_all). */
+enum { DL_PENDING = 0, DL_DELIVERED = 1, DL_FAILED = 2 };
+static rd_kafka_resp_err_t dl_last_err; /* of the last failed delivery, for the log line */
+
+static void dl_delivered(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    (void)rk;
+    (void)opaque;
+    int *slot = m->_private;
+    if (slot)
+        *slot = m->err ? DL_FAILED : DL_DELIVERED;
+    if (m->err)
+        dl_last_err = m->err;
+}
+
+/* Produces a message that is not a command to the dead-letter topic, with why and where it came from; the
+ * delivery report lands in *slot. The reason names positions and our own words, never the message's text. */
+static rd_kafka_resp_err_t dead_letter(rd_kafka_t *producer, const char *topic, const rd_kafka_message_t *m,
+                                       const char *reason, int *slot) {
+    char origin[300];
+    text_printf(origin, sizeof(origin), "%s/%d/%lld", rd_kafka_topic_name(m->rkt), (int)m->partition,
+                (long long)m->offset);
     rd_kafka_headers_t *h = rd_kafka_headers_new(2);
     rd_kafka_header_add(h, "raikoo.dlq.reason", -1, reason, -1);
     rd_kafka_header_add(h, "raikoo.dlq.origin", -1, origin, -1);
+    *slot = DL_PENDING;
     rd_kafka_resp_err_t err =
         rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE(m->payload, m->len),
                           RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                          RD_KAFKA_V_END);
+                          RD_KAFKA_V_OPAQUE(slot), RD_KAFKA_V_END);
     if (err) {
         rd_kafka_headers_destroy(h);
-        log_error(NULL, "dead-letter produce: %s", rd_kafka_err2str(err));
-        return -1;
+        *slot = DL_FAILED;
     }
-    log_warn(NULL, "message %s sent to %s: %s", origin, topic, reason);
-    return 0;
+    return err;
 }
 
-/* Commits, for each partition of the batch, the offset after its last message. Asynchronously while
- * running: the batch is already committed in PostgreSQL, so a commit lost to a crash or a rebalance only
- * means a redelivery that processed_commands recognises, and the next batch need not wait a round trip to
- * the group coordinator. At shutdown (async = 0) it waits. */
-static int commit_offsets(rd_kafka_t *consumer, int async) {
-    rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new((int)batch.n);
-    for (size_t i = 0; i < batch.n; i++) {
-        rd_kafka_message_t *m = batch.m[i];
-        rd_kafka_topic_partition_t *tp =
-            rd_kafka_topic_partition_list_find(offs, rd_kafka_topic_name(m->rkt), m->partition);
-        if (!tp)
-            tp = rd_kafka_topic_partition_list_add(offs, rd_kafka_topic_name(m->rkt), m->partition);
-        if (m->offset + 1 > tp->offset)
-            tp->offset = m->offset + 1;
+/* Sends the batch's dead letters and waits for their delivery reports; those that failed are sent again,
+ * with a bounded backoff, until all are confirmed: only then may offsets move past them. 0 when all are
+ * stored; -1 when shutdown is asked first (the offsets are then not committed: the batch is redelivered,
+ * its commands deduplicated and its dead letters sent again). One log line when the dead-letter topic
+ * cannot be written and one when it can again. */
+static int dead_letter_all(rd_kafka_t *producer, const char *topic, const cmdproc_msg_t *msgs) {
+    size_t dead = 0;
+    for (size_t i = 0; i < batch.n; i++)
+        dead += msgs[i].dead_letter != 0;
+    if (dead == 0)
+        return 0;
+    /* Not freed while a delivery report may still write into it (only at shutdown is it left behind). */
+    int *slot = xcalloc(batch.n, sizeof(*slot));
+    for (size_t i = 0; i < batch.n; i++)
+        slot[i] = msgs[i].dead_letter ? DL_FAILED : DL_DELIVERED;
+    int backoff_ms = 500, failing = 0;
+    char what[256] = "";
+    for (;;) {
+        for (size_t i = 0; i < batch.n; i++) {
+            if (slot[i] != DL_FAILED)
+                continue;
+            rd_kafka_resp_err_t err = dead_letter(producer, topic, batch.m[i], msgs[i].reason, &slot[i]);
+            if (err)
+                text_printf(what, sizeof(what), "%s", rd_kafka_err2str(err));
+        }
+        /* Every report arrives within message.timeout.ms. */
+        while (rd_kafka_outq_len(producer) > 0) {
+            rd_kafka_flush(producer, 1000);
+            if (!worker_running()) {
+                rd_kafka_purge(producer, RD_KAFKA_PURGE_F_QUEUE);
+                rd_kafka_flush(producer, 5000);
+                break;
+            }
+        }
+        size_t stored = 0, first_failed = batch.n;
+        for (size_t i = 0; i < batch.n; i++) {
+            if (slot[i] == DL_DELIVERED)
+                stored++;
+            else if (first_failed == batch.n)
+                first_failed = i;
+        }
+        if (stored == batch.n) {
+            if (failing)
+                log_info(NULL, "dead-letter topic %s written again: %zu message(s) stored, offsets move on", topic,
+                         dead);
+            free(slot);
+            return 0;
+        }
+        if (rd_kafka_outq_len(producer) > 0) {
+            log_error(NULL, "shutting down with dead letters undelivered: offsets not committed past them");
+            return -1; /* slot is left to the reports still to come */
+        }
+        if (!failing) {
+            const rd_kafka_message_t *m = batch.m[first_failed];
+            log_error(NULL,
+                      "dead-letter topic %s cannot be written (%s): offsets stay before %s/%d/%lld and the worker "
+                      "retries until it can (does the topic exist? raikoo topics create)",
+                      topic, what[0] ? what : rd_kafka_err2str(dl_last_err), rd_kafka_topic_name(m->rkt), (int)m->partition,
+                      (long long)m->offset);
+            failing = 1;
+        }
+        if (!worker_sleep_ms(backoff_ms)) {
+            free(slot);
+            return -1;
+        }
+        backoff_ms = backoff_ms < 15000 ? backoff_ms * 2 : 30000;
     }
-    rd_kafka_resp_err_t err = rd_kafka_commit(consumer, offs, async);
-    rd_kafka_topic_partition_list_destroy(offs);
-    if (err) {
-        /* Applied but not acknowledged: a redelivery is recognised by its command id. */
-        log_warn(NULL, "offset commit failed (%s): the batch will be seen again and deduplicated",
-                 rd_kafka_err2str(err));
-        return -1;
-    }
-    return 0;
 }
 
 /* Applies the gathered batch, retrying on database failure until it commits or shutdown is asked. */
 static int batch_apply(cmdproc_t *proc, PGconn **db, rd_kafka_t *producer, const char *dlq) {
     char err[1024];
-    cmdproc_msg_t *msgs = calloc(batch.n, sizeof(*msgs));
-    if (!msgs)
-        abort();
+    cmdproc_msg_t *msgs = xcalloc(batch.n, sizeof(*msgs));
     for (size_t i = 0; i < batch.n; i++) {
         msgs[i].payload = batch.m[i]->payload ? batch.m[i]->payload : "";
         msgs[i].len = batch.m[i]->len;
@@ -167,19 +316,12 @@ static int batch_apply(cmdproc_t *proc, PGconn **db, rd_kafka_t *producer, const
         backoff_ms = backoff_ms < 5000 ? backoff_ms * 2 : 5000;
         cmdproc_set_db(proc, *db);
     }
+    /* The dead letters must be stored before their offsets are committed. */
+    if (rc == 0)
+        rc = dead_letter_all(producer, dlq, msgs);
     if (rc == 0) {
-        int dead = 0, dl_failed = 0;
-        for (size_t i = 0; i < batch.n; i++) {
-            if (msgs[i].dead_letter) {
-                dead++;
-                dl_failed |= dead_letter(producer, dlq, batch.m[i], msgs[i].reason) != 0;
-            }
-        }
-        /* The dead letters must be stored before their offsets are committed. */
-        if (dead && (rd_kafka_flush(producer, 30000) != RD_KAFKA_RESP_ERR_NO_ERROR || dl_failed)) {
-            log_error(NULL, "dead-letter topic unavailable: offsets not committed, the batch will be redelivered");
-            rc = -1;
-        }
+        for (size_t i = 0; i < batch.n; i++)
+            pending_set(rd_kafka_topic_name(batch.m[i]->rkt), batch.m[i]->partition, batch.m[i]->offset + 1);
     }
     free(msgs);
     return rc;
@@ -194,6 +336,7 @@ int main(int argc, char **argv) {
     cmdproc_t *proc = NULL;
     secret_keys_t keys;
     long batch_max, batch_wait;
+    pending = rd_kafka_topic_partition_list_new(16);
 
     if (worker_init(&argc, argv, c, "command-worker",
                     "Consumes raikoo.commands, applies each batch in one PostgreSQL transaction and writes results,\n"
@@ -221,7 +364,13 @@ int main(int argc, char **argv) {
     }
 
     rd_kafka_conf_t *pconf = kafka_conf_new(c, err, sizeof(err));
-    if (!pconf || kafka_conf_idempotent(pconf, err, sizeof(err)) != 0) {
+    /* Delivery reports confirm each dead letter; message.timeout.ms bounds the wait for one (a missing
+     * topic otherwise holds a message for librdkafka's 300 s default). */
+    if (pconf)
+        rd_kafka_conf_set_dr_msg_cb(pconf, dl_delivered);
+    if (!pconf || kafka_conf_idempotent(pconf, err, sizeof(err)) != 0 ||
+        (!conf_get(c, "kafka.message.timeout.ms") && !conf_get(c, "kafka.delivery.timeout.ms") &&
+         kafka_conf_set(pconf, "message.timeout.ms", "30000", err, sizeof(err)) != 0)) {
         log_error(NULL, "%s", err);
         if (pconf)
             rd_kafka_conf_destroy(pconf);
@@ -240,23 +389,32 @@ int main(int argc, char **argv) {
         rc = worker_running() ? 1 : 0;
         goto done;
     }
+    commit_queue = rd_kafka_queue_get_consumer(consumer);
     log_info(NULL, "consuming %s as group %s (batches of up to %ld, %ld ms)", conf_get(c, "topic.commands"),
              conf_get(c, "group.commands"), batch_max, batch_wait);
 
     while (worker_running()) {
         batch_gather(consumer, batch_max, batch_wait);
-        if (batch.n == 0)
-            continue;
-        if (batch_apply(proc, &db, producer, conf_get(c, "topic.dlq")) == 0)
-            commit_offsets(consumer, worker_running());
-        batch_clear();
+        if (batch.n > 0) {
+            /* Offsets move only past a batch applied in PostgreSQL whose dead letters are stored; until
+             * then the batch is not left (batch_apply fails only when shutdown is asked). */
+            if (batch_apply(proc, &db, producer, conf_get(c, "topic.dlq")) == 0)
+                commit_pending(consumer, 1);
+            batch_clear();
+        } else if (commit_failing && pending->cnt > 0 && worker_now_ms() >= commit_retry_at) {
+            commit_retry_at = worker_now_ms() + 1000;
+            commit_pending(consumer, 1);
+        }
         rd_kafka_poll(producer, 0);
     }
+    commit_pending(consumer, 0);
     rc = 0;
     log_info(NULL, "shutting down");
 done:
     batch_clear();
     free(batch.m);
+    if (commit_queue)
+        rd_kafka_queue_destroy(commit_queue);
     if (consumer) {
         rd_kafka_consumer_close(consumer); /* leaves the group: partitions move on at once */
         rd_kafka_destroy(consumer);
@@ -267,6 +425,7 @@ done:
     }
     cmdproc_free(proc);
     PQfinish(db);
+    rd_kafka_topic_partition_list_destroy(pending);
     conf_free(c);
     sodium_memzero(&keys, sizeof(keys));
     return rc;

@@ -15,13 +15,13 @@
 
 const conf_key_t conf_keys[] = {
     {"db.url", "host=127.0.0.1 port=55432 dbname=raikoo user=raikoo connect_timeout=5",
-     "libpq connection string (or postgresql:// URL)"},
-    {"kafka.bootstrap.servers", "127.0.0.1:19092", "Kafka brokers (any kafka.<property> goes to librdkafka)"},
-    {"topic.commands", "raikoo.commands", "commands topic"},
-    {"topic.events", "raikoo.events", "domain events topic"},
-    {"topic.results", "raikoo.results", "one result per command"},
+     "PostgreSQL: a libpq connection string or a postgresql:// URL (its password is never printed)"},
+    {"kafka.bootstrap.servers", "127.0.0.1:19092", "Kafka brokers, host:port[,host:port...] (any kafka.<property> goes to librdkafka)"},
+    {"topic.commands", "raikoo.commands", "commands from producers (the CLI, the producer library, upstream apps)"},
+    {"topic.events", "raikoo.events", "domain events (InvitationCreated, InvitationEmailSent, ...), keyed by organization"},
+    {"topic.results", "raikoo.results", "one result per command, keyed by the command's key"},
     {"topic.mail", "raikoo.mail", "mail jobs (codes sealed to the mailer)"},
-    {"topic.dlq", "raikoo.commands.dlq", "messages that are not commands"},
+    {"topic.dlq", "raikoo.commands.dlq", "dead-letter topic: messages that are not commands, with the reason in a header"},
     {"topics.partitions.commands", "12", "partitions for `topics create`"},
     {"topics.partitions.events", "12", "partitions for `topics create`"},
     {"topics.partitions.results", "12", "partitions for `topics create`"},
@@ -33,7 +33,7 @@ const conf_key_t conf_keys[] = {
     {"batch.max", "500", "command worker: most commands in one database transaction"},
     {"batch.wait.ms", "5", "command worker: how long to gather a batch after its first command"},
     {"command.max.bytes", "65536", "larger command messages go to the dead-letter topic"},
-    {"keys.dir", "var/keys", "mailer key pair and code pepper (raikoo keygen)"},
+    {"keys.dir", "var/keys", "folder of mailer.pk, mailer.sk (mailer only) and code.pepper (command worker), from `raikoo keygen`"},
     {"invitation.ttl.seconds", "604800", "how long an invitation code stays valid (7 days)"},
     {"ratelimit.invitations.per.hour", "1000", "new invitations per organization per hour"},
     {"relay.batch", "1000", "outbox relay: most rows published at a time"},
@@ -44,11 +44,11 @@ const conf_key_t conf_keys[] = {
     {"smtp.port", "2525", "SMTP port"},
     {"smtp.starttls", "no", "no | if-available | required"},
     {"smtp.user", "", "SMTP AUTH user (empty: no AUTH)"},
-    {"smtp.password", "", "SMTP AUTH password"},
+    {"smtp.password", "", "SMTP AUTH password (printed as ***)"},
     {"smtp.timeout.ms", "10000", "SMTP connect and command timeout"},
     {"mail.from", "Raikoo <no-reply@raikoo.local>", "From: of invitation e-mails"},
     {"mail.app.url", "http://localhost:8080", "where invitees accept or activate (shown in the e-mail)"},
-    {"mail.templates", "", "folder with invitation.{subject,txt,html} overriding the built-in ones"},
+    {"mail.templates", "", "folder with invitation.subject, invitation.txt and invitation.html replacing the built-in ones (empty: built-in)"},
     {"mail.batch.max", "50", "mailer: most messages per SMTP session"},
     {"mail.retry.base.ms", "2000", "mailer: first retry delay, doubled each attempt"},
     {"mail.retry.max", "8", "mailer: attempts before InvitationEmailFailed"},
@@ -303,7 +303,8 @@ static void add_span(pw_span_t *spans, size_t *n, size_t start, size_t end, int 
 }
 
 /* The password of a URL's user info, "scheme://user:PW@": libpq takes the first '@' before a '/', a
- * careless writer may have meant the first '@' before a '?'; both are found (masking more is harmless). */
+ * writer who did not percent-encode a password may have meant the last '@' before a '?'; both are found
+ * (masking more is harmless). */
 static void url_userinfo(const char *s, size_t from, int text_mode, pw_span_t *spans, size_t *n) {
     size_t at_libpq = 0, at_query = 0;
     int slash = 0, query = 0;
@@ -311,7 +312,7 @@ static void url_userinfo(const char *s, size_t from, int text_mode, pw_span_t *s
         if (s[k] == '@') {
             if (!slash && !at_libpq)
                 at_libpq = k;
-            if (!query && !at_query)
+            if (!query)
                 at_query = k;
         } else if (s[k] == '/') {
             slash = 1;

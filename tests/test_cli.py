@@ -48,11 +48,16 @@ def test_top_level_help_lists_the_publishing_and_read_commands():
     (["invite-new", "--org", ORG, "--actor", ACTOR], "--email E is required"),
     (["invite-new", "--org", ORG, "--email", "a@x.io"], "--actor UUID is required"),
     (["create-org", "--name", "Acme", "--actor", ACTOR], "--owner UUID is required"),
-    (["accept", "--invitation", OTHER, "--actor", ACTOR], "--code C is required"),
+    (["accept", "--invitation", OTHER, "--code", "abcd-efgh-jkmn", "--actor", ACTOR],
+     "--code is not taken on the command line"),
+    (["accept", "--invitation", OTHER, "--actor", ACTOR, "--code=abcd-efgh-jkmn"],
+     "--code is not taken on the command line"),
+    (["activate", "--email", "a@x.io", "--code", "abcd-efgh-jkmn", "--password-stdin"],
+     "--code is not taken on the command line"),
     (["create-user", "--email", "a@x.io", "--name", "A", "--actor", ACTOR], "--password-stdin is required"),
     (["set-role", "--org", ORG, "--actor", ACTOR, "--owner"], "--user UUID is required"),
     (["remove-member", "--org", ORG, "--user", OTHER, "--actor", ACTOR, "--bogus"], "unknown option --bogus"),
-    (["activate", "--email", "a@x.io", "--code", "C", "--password-stdin", "--actor", ACTOR], "unknown option --actor"),
+    (["activate", "--email", "a@x.io", "--password-stdin", "--actor", ACTOR], "unknown option --actor"),
     (["resend", "--org", ORG, "--invitation", OTHER, "--actor", ACTOR, "extra"], 'unexpected argument "extra"'),
     (["resend", "--org", ORG, "--invitation"], "option --invitation needs a value"),
     (["remove-invitation", "--org", "not-a-uuid", "--invitation", OTHER, "--actor", ACTOR],
@@ -130,8 +135,7 @@ def test_a_published_command_lands_on_the_commands_topic_as_a_cloudevent_keyed_b
 @pytest.mark.parametrize("args, key, data", [
     (["create-org", "--name", "Acme", "--owner", OTHER, "--actor", ACTOR], OTHER,
      {"name": "Acme", "owner_user_id": OTHER}),
-    (["accept", "--invitation", OTHER, "--code", "abcd-efgh-jkmn", "--actor", ACTOR], OTHER,
-     {"invitation_id": OTHER, "code": "abcd-efgh-jkmn"}),
+    (["accept", "--invitation", OTHER, "--actor", ACTOR], OTHER, {"invitation_id": OTHER, "code": "abcd-efgh-jkmn"}),
     (["add-existing", "--org", ORG, "--email", "b@x.io", "--actor", ACTOR], ORG,
      {"org_id": ORG, "email": "b@x.io", "owner": False}),
     (["resend", "--org", ORG, "--invitation", OTHER, "--actor", ACTOR], ORG, {"org_id": ORG, "invitation_id": OTHER}),
@@ -143,7 +147,7 @@ def test_a_published_command_lands_on_the_commands_topic_as_a_cloudevent_keyed_b
 ])
 def test_each_command_carries_its_data_and_the_key_of_its_subject(tail, args, key, data):
     t = tail("raikoo.commands")
-    p = raikoo(*args)
+    p = raikoo(*args, input=" abcd-efgh-jkmn \n" if args[0] == "accept" else None)
     assert p.returncode == 0, p.stderr
     m = commands_topic_message(t, p.stdout.strip())
     assert m.key() == key.encode()
@@ -174,13 +178,14 @@ def test_create_user_sends_an_argon2id_hash_and_never_the_password(tail):
 def test_activate_has_no_actor_and_is_keyed_by_the_lower_cased_address(tail):
     t = tail("raikoo.commands")
     email = unique_email("NewUser")
-    p = raikoo("activate", "--email", email, "--code", "ABCD-EFGH-JKMN", "--password-stdin", input="s3cret pass\n")
+    p = raikoo("activate", "--email", email, input="ABCD-EFGH-JKMN\ns3cret pass\n")
     assert p.returncode == 0, p.stderr
     m = commands_topic_message(t, p.stdout.strip())
     assert m.key() == email.lower().encode()
     ev = json.loads(m.value())
     assert "actorid" not in ev
     assert ev["type"] == "raikoo.command.ActivateAccount.v1"
+    assert ev["data"]["code"] == "ABCD-EFGH-JKMN"
     assert nacl.pwhash.verify(ev["data"]["password_hash"].encode(), b"s3cret pass")
     assert b"s3cret pass" not in m.value()
 
@@ -481,9 +486,9 @@ def test_accept_and_activate_through_the_cli_with_the_mailed_codes(client, admin
     code, res = raikoo_json("add-existing", "--org", org, "--email", email, "--owner", "--actor", admin)
     assert code == 0, res
     inv = res["invitation_id"]
-    code, res = raikoo_json("accept", "--invitation", inv, "--code", "0000-0000-0000", "--actor", eve)
+    code, res = raikoo_json("accept", "--invitation", inv, "--actor", eve, input="0000-0000-0000\n")
     assert code == 1 and res["code"] == "invalid_code"
-    code, res = raikoo_json("accept", "--invitation", inv, "--code", client.code_for(inv).lower(), "--actor", eve)
+    code, res = raikoo_json("accept", "--invitation", inv, "--actor", eve, input=client.code_for(inv).lower() + "\n")
     assert code == 0, res
     assert res["command_type"] == "AcceptInvitation" and res["invitation_id"] == inv
     members = json.loads(raikoo("members", "--org", org, "--json", check=True).stdout)["members"]
@@ -494,8 +499,8 @@ def test_accept_and_activate_through_the_cli_with_the_mailed_codes(client, admin
     code, res = raikoo_json("invite-new", "--org", org, "--email", email, "--actor", admin)
     assert code == 0, res
     inv, newbie = res["invitation_id"], res["user_id"]
-    p = raikoo("activate", "--email", email, "--code", client.code_for(inv), "--password-stdin", "--wait",
-               "--json", input="my new password\n")
+    p = raikoo("activate", "--email", email, "--password-stdin", "--wait", "--json",
+               input=client.code_for(inv) + "\nmy new password\n")
     assert p.returncode == 0, p.stdout + p.stderr
     assert json.loads(p.stdout)["user_id"] == newbie
     cur.execute("SELECT enabled, password_hash FROM users WHERE id = %s", (newbie,))

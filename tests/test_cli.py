@@ -515,3 +515,159 @@ def unique_email_of(db, user):
     cur = db.cursor()
     cur.execute("SELECT email FROM users WHERE id = %s", (user,))
     return cur.fetchone()[0]
+
+
+# ---- codes never on the command line (issue 9, item 8) ----
+
+@pytest.mark.parametrize("args, stdin, complaint", [
+    (["accept", "--invitation", OTHER, "--actor", ACTOR], "", "the code: nothing to read on standard input"),
+    (["accept", "--invitation", OTHER, "--actor", ACTOR], "\n", "the code must be 1 to"),
+    (["activate", "--email", "a@x.io"], "", "the code: nothing to read on standard input"),
+    (["activate", "--email", "a@x.io"], "ABCD-EFGH-JKMN\n", "the password: nothing to read on standard input"),
+    (["activate", "--email", "a@x.io", "--password-stdin"], "ABCD-EFGH-JKMN\n\n", "the password must be 1 to"),
+])
+def test_a_code_or_password_missing_on_stdin_is_a_usage_error_saying_how_to_pass_it(args, stdin, complaint):
+    p = raikoo(*args, input=stdin, env=NO_BROKER)
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert complaint in p.stderr
+    assert "printf" in p.stderr and p.stdout == ""
+
+
+def test_the_code_on_the_command_line_is_refused_before_anything_is_read_or_sent():
+    for args in (["accept", "--invitation", OTHER, "--actor", ACTOR, "--code", "ABCD-EFGH-JKMN"],
+                 ["activate", "--email", "a@x.io", "--code=ABCD-EFGH-JKMN"]):
+        p = raikoo(*args, input="ABCD-EFGH-JKMN\npassword\n", env=NO_BROKER)
+        assert p.returncode == 2
+        assert "--code is not taken on the command line" in p.stderr and "standard input" in p.stderr
+        assert "cannot reach Kafka" not in p.stderr
+
+
+def run_on_terminal(args, answers, timeout=60):
+    """Runs raikoo with a pseudo-terminal as stdin, stdout and stderr; types each answer once its prompt
+    shows. Returns (exit status, everything the terminal showed)."""
+    import pty
+    import select
+    import subprocess
+    import time
+    from conftest import BIN
+    master, slave = pty.openpty()
+    p = subprocess.Popen([os.path.join(BIN, "raikoo")] + args, stdin=slave, stdout=slave, stderr=slave,
+                         env=dict(os.environ), start_new_session=True)
+    os.close(slave)
+    shown = b""
+    end = time.time() + timeout
+
+    def read_some():
+        nonlocal shown
+        if select.select([master], [], [], 0.2)[0]:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # the program has gone and closed the terminal
+                return False
+            if not data:
+                return False
+            shown += data
+        return True
+
+    try:
+        pos = 0
+        for prompt, answer in answers:
+            while prompt.encode() not in shown[pos:]:
+                assert time.time() < end and read_some(), f"no prompt {prompt!r}; terminal: {shown!r}"
+            pos = shown.index(prompt.encode(), pos) + len(prompt)
+            os.write(master, answer.encode() + b"\n")
+        while time.time() < end and read_some():
+            if p.poll() is not None and not select.select([master], [], [], 0.1)[0]:
+                break
+    finally:
+        if p.poll() is None:
+            p.kill()
+        rc = p.wait()
+        os.close(master)
+    return rc, shown.decode(errors="replace")
+
+
+def test_accept_on_a_terminal_asks_for_the_code_without_echo(tail):
+    t = tail("raikoo.commands")
+    code = "wxyz-" + uuid.uuid4().hex[:4].replace("0", "1") + "-abcd"
+    rc, shown = run_on_terminal(["accept", "--invitation", OTHER, "--actor", ACTOR],
+                                [("Confirmation code from the e-mail: ", code)])
+    assert rc == 0, shown
+    assert code not in shown
+    command_id = shown.strip().splitlines()[-1].strip()
+    m = commands_topic_message(t, command_id)
+    assert json.loads(m.value())["data"] == {"invitation_id": OTHER, "code": code}
+
+
+def test_activate_on_a_terminal_asks_for_the_code_and_the_password_twice_without_echo(tail):
+    t = tail("raikoo.commands")
+    email = unique_email("tty")
+    password = "tty pass " + uuid.uuid4().hex[:8]
+    rc, shown = run_on_terminal(["activate", "--email", email],
+                                [("One-time password from the e-mail: ", "ABCD-EFGH-JKMN"),
+                                 ("New password: ", password), ("New password again: ", password)])
+    assert rc == 0, shown
+    assert "ABCD-EFGH-JKMN" not in shown and password not in shown
+    ev = json.loads(commands_topic_message(t, shown.strip().splitlines()[-1].strip()).value())
+    assert ev["data"]["code"] == "ABCD-EFGH-JKMN"
+    assert nacl.pwhash.verify(ev["data"]["password_hash"].encode(), password.encode())
+    rc, shown = run_on_terminal(["activate", "--email", email],
+                                [("One-time password from the e-mail: ", "ABCD-EFGH-JKMN"),
+                                 ("New password: ", password), ("New password again: ", password + "x")])
+    assert rc == 2 and "the two passwords typed differ" in shown
+
+
+def test_activate_end_to_end_with_the_code_on_stdin_and_nothing_secret_in_ps(workers, client, admin):
+    """The mailed code and a new password on stdin activate the account; `ps` (the process's command line)
+    shows neither."""
+    import subprocess
+    from conftest import BIN
+    email = unique_email("ps")
+    code, res = raikoo_json("create-org", "--name", "Ps Inc", "--owner", admin, "--actor", admin)
+    assert code == 0, res
+    code, res = raikoo_json("invite-new", "--org", res["org_id"], "--email", email, "--actor", admin)
+    assert code == 0, res
+    otp = client.code_for(res["invitation_id"])
+    p = subprocess.Popen([os.path.join(BIN, "raikoo"), "activate", "--email", email, "--wait", "--json"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with open(f"/proc/{p.pid}/cmdline", "rb") as f:
+        cmdline = f.read().decode()
+    out, err = p.communicate(f"{otp}\npassphrase for ps\n", timeout=60)
+    assert p.returncode == 0, out + err
+    assert json.loads(out)["user_id"] == res["user_id"]
+    assert otp not in cmdline and otp.replace("-", "") not in cmdline and "passphrase" not in cmdline
+
+
+# ---- the configuration reference (issue 8, item 5) ----
+
+def test_docs_configuration_md_is_what_raikoo_config_markdown_prints():
+    from conftest import ROOT
+    p = raikoo("config", "--markdown", env={"RAIKOO_BATCH_MAX": "7", "RAIKOO_DB_URL": "host=elsewhere"})
+    assert p.returncode == 0, p.stderr
+    with open(os.path.join(ROOT, "docs", "CONFIGURATION.md")) as f:
+        committed = f.read()
+    assert committed == p.stdout, ("docs/CONFIGURATION.md differs from `bin/raikoo config --markdown`: "
+                                   "regenerate it with bin/raikoo config --markdown > docs/CONFIGURATION.md")
+
+
+def test_the_configuration_reference_names_every_key_and_every_script_variable():
+    import re
+    from conftest import ROOT
+    ref = raikoo("config", "--markdown", check=True).stdout
+    table = raikoo("config", check=True).stdout
+    keys = re.findall(r"^  ([a-z][a-z0-9.]+) +RAIKOO_", table, re.M)
+    assert len(keys) > 30
+    for k in keys:
+        env = "RAIKOO_" + k.upper().replace(".", "_")
+        assert f"| `{k}` | " in ref and f"`{env}`" in ref, k
+    # Every variable the scripts read is documented, and none is in the librdkafka pass-through namespace
+    # except those the scripts set for the programs (issue 9, item 16: RAIKOO_KAFKA_LIBS broke them all).
+    used = set()
+    for name in ("stack", "setup", "run", "test", "test-env", "bench"):
+        path = os.path.join(ROOT, "ops", name)
+        if os.path.exists(path):
+            used |= set(re.findall(r"RAIKOO_[A-Z0-9_]+", open(path).read()))
+    program_vars = {"RAIKOO_" + k.upper().replace(".", "_") for k in keys} | {"RAIKOO_CONFIG"}
+    for v in sorted(v for v in used - program_vars if not v.endswith("_")):  # not prefixes (RAIKOO_KAFKA_*)
+        assert not v.startswith("RAIKOO_KAFKA_"), f"{v}: RAIKOO_KAFKA_* is passed to librdkafka by every program"
+        assert f"| `{v}` | " in ref, f"{v} (read by ops/) is missing from the reference (conf_script_vars)"

@@ -98,20 +98,21 @@ static char *secret_read(const char *prompt, const char *what, const char *how, 
     struct termios saved;
     int echo_off = 0;
     if (tty) {
-        fprintf(stderr, "%s", prompt);
-        fflush(stderr);
+        /* Echo off before the prompt shows, so that nothing typed after the prompt is ever echoed. */
         if (tcgetattr(STDIN_FILENO, &saved) == 0) {
             struct termios quiet = saved;
             quiet.c_lflag &= ~(tcflag_t)ECHO;
             quiet.c_lflag |= ECHONL;
             echo_off = tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) == 0;
         }
+        fprintf(stderr, "%s", prompt);
+        fflush(stderr);
     }
     char *line = NULL;
     size_t cap = 0;
     ssize_t n = getline(&line, &cap, stdin);
     if (echo_off)
-        tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
+        tcsetattr(STDIN_FILENO, TCSANOW, &saved);
     if (n < 0) {
         free(line);
         snprintf(errstr, errstr_size, "%s: nothing to read on standard input (%s)", what, how);
@@ -298,7 +299,8 @@ int cmd_publish(int argc, char **argv, conf_t *c) {
     }
     if (spec->allowed & O_PASSWORD) {
         char hash[crypto_pwhash_STRBYTES];
-        const char *how = spec->type == CMD_ACTIVATE_ACCOUNT ? "the new password goes on the second line"
+        const char *how = spec->type == CMD_ACTIVATE_ACCOUNT ? "the new password goes on the second line: printf '%s\\n%s\\n' \"$CODE\" 'new password' | "
+                                                                "raikoo activate ..."
                                                               : "--password-stdin: one line on standard input";
         password = secret_read("New password: ", "the password", how, &password_cap, err, sizeof(err));
         if (password && isatty(STDIN_FILENO)) {

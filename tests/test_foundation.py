@@ -208,8 +208,10 @@ UNREACHABLE_URLS = [
 
 @pytest.mark.parametrize("url", UNREACHABLE_URLS)
 def test_the_database_password_is_masked_in_config_and_connection_errors(url):
-    p = raikoo("config", env={"RAIKOO_DB_URL": url})
+    p = raikoo("config", env={"RAIKOO_DB_URL": url, "RAIKOO_SMTP_PASSWORD": DB_SECRET + "-smtp",
+                              "RAIKOO_KAFKA_SASL_PASSWORD": DB_SECRET + "-sasl"})
     assert p.returncode == 0, p.stderr
+    assert "kafka.sasl.password" in p.stdout
     line = next(l for l in p.stdout.splitlines() if l.strip().startswith("db.url "))
     assert DB_SECRET not in p.stdout + p.stderr and "***" in line
     for args in (["migrate"], ["members", "--org", str(uuid.uuid4())], ["bootstrap-admin", "--email", "a@x.io"]):

@@ -533,7 +533,11 @@ static void redact_configured(const conf_t *c) {
 }
 
 int conf_load(conf_t *c, const char *config_path, char *errstr, size_t errstr_size) {
-    if (!config_path || !*config_path)
+    if (config_path && !*config_path) {
+        text_printf(errstr, errstr_size, "--config: no file name given");
+        return -1;
+    }
+    if (!config_path)
         config_path = getenv("RAIKOO_CONFIG");
     if (config_path && *config_path && conf_load_file(c, config_path, errstr, errstr_size) != 0)
         return -1;

@@ -46,7 +46,8 @@ int conf_load_env(conf_t *c, char *errstr, size_t errstr_size);
 int conf_check_kafka(const conf_t *c, char *errstr, size_t errstr_size);
 
 /* The usual start of every program: defaults, then --config FILE (or RAIKOO_CONFIG), then the environment,
- * then conf_check_kafka; registers the configured secrets with log_redact. config_path may be NULL. */
+ * then conf_check_kafka; registers the configured secrets with log_redact. config_path may be NULL (then
+ * RAIKOO_CONFIG, when set and not empty, names the file); an empty config_path is an error. */
 int conf_load(conf_t *c, const char *config_path, char *errstr, size_t errstr_size);
 
 /* The value of key (borrowed, valid until the key is set again), or NULL when unset. */

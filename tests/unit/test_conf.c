@@ -165,6 +165,8 @@ static void a_directory_or_missing_file_is_not_an_empty_configuration(void) {
     CHECK(strstr(err, "/tmp: is a directory") != NULL);
     CHECK(conf_load(c, "/nonexistent/raikoo.conf", err, sizeof(err)) == -1);
     CHECK(strstr(err, "/nonexistent/raikoo.conf: No such file or directory") != NULL);
+    CHECK(conf_load(c, "", err, sizeof(err)) == -1);
+    CHECK_STR(err, "--config: no file name given");
     conf_free(c);
 }
 

@@ -229,11 +229,13 @@ int cmd_publish(int argc, char **argv, conf_t *c) {
             return usage_fail(cmd, "unknown option %s", argv[optind - 1]);
         const opt_desc_t *d = &opt_descs[o - 1000];
         if (d->bit == O_CODE)
-            return usage_fail(cmd, "--code is not taken on the command line, where every local user sees it (ps): "
-                                   "give the code on the first line of standard input%s, or type it when asked "
-                                   "(e.g. printf '%%s\\n' \"$CODE\"%s | raikoo %s ...)",
-                              spec->type == CMD_ACTIVATE_ACCOUNT ? " and the new password on the second" : "",
-                              spec->type == CMD_ACTIVATE_ACCOUNT ? " 'new password'" : "", cmd);
+            return usage_fail(cmd, "--code is not taken on the command line, where every local user sees it (ps): %s",
+                              spec->type == CMD_ACTIVATE_ACCOUNT
+                                  ? "give the code on the first line of standard input and the new password on the "
+                                    "second, or type them when asked (e.g. printf '%s\\n%s\\n' \"$CODE\" "
+                                    "'new password' | raikoo activate ...)"
+                                  : "give the code on the first line of standard input, or type it when asked "
+                                    "(e.g. printf '%s\\n' \"$CODE\" | raikoo accept ...)");
         seen |= d->bit;
         values[o - 1000] = d->kind == V_FLAG ? "true" : optarg;
     }

@@ -6,16 +6,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "log.h"
+#include "text.h"
 
 const conf_key_t conf_keys[] = {
     {"db.url", "host=127.0.0.1 port=55432 dbname=raikoo user=raikoo connect_timeout=5",
-     "libpq connection string (or postgresql:// URL)"},
-    {"kafka.bootstrap.servers", "127.0.0.1:19092", "Kafka brokers (any kafka.<property> goes to librdkafka)"},
-    {"topic.commands", "raikoo.commands", "commands topic"},
-    {"topic.events", "raikoo.events", "domain events topic"},
-    {"topic.results", "raikoo.results", "one result per command"},
+     "PostgreSQL: a libpq connection string or a postgresql:// URL (its password is never printed)"},
+    {"kafka.bootstrap.servers", "127.0.0.1:19092", "Kafka brokers, host:port[,host:port...] (any kafka.<property> goes to librdkafka)"},
+    {"topic.commands", "raikoo.commands", "commands from producers (the CLI, the producer library, upstream apps)"},
+    {"topic.events", "raikoo.events", "domain events (InvitationCreated, InvitationEmailSent, ...), keyed by organization"},
+    {"topic.results", "raikoo.results", "one result per command, keyed by the command's key"},
     {"topic.mail", "raikoo.mail", "mail jobs (codes sealed to the mailer)"},
-    {"topic.dlq", "raikoo.commands.dlq", "messages that are not commands"},
+    {"topic.dlq", "raikoo.commands.dlq", "dead-letter topic: messages that are not commands, with the reason in a header"},
     {"topics.partitions.commands", "12", "partitions for `topics create`"},
     {"topics.partitions.events", "12", "partitions for `topics create`"},
     {"topics.partitions.results", "12", "partitions for `topics create`"},
@@ -28,7 +34,7 @@ const conf_key_t conf_keys[] = {
     {"batch.max", "500", "command worker: most commands in one database transaction"},
     {"batch.wait.ms", "5", "command worker: how long to gather a batch after its first command"},
     {"command.max.bytes", "65536", "larger command messages go to the dead-letter topic"},
-    {"keys.dir", "var/keys", "mailer key pair and code pepper (raikoo keygen)"},
+    {"keys.dir", "var/keys", "folder of mailer.pk, mailer.sk (mailer only) and code.pepper (command worker), from `raikoo keygen`"},
     {"invitation.ttl.seconds", "604800", "how long an invitation code stays valid (7 days)"},
     {"ratelimit.invitations.per.hour", "1000", "new invitations per organization per hour"},
     {"relay.batch", "1000", "outbox relay: most rows published at a time"},
@@ -39,11 +45,11 @@ const conf_key_t conf_keys[] = {
     {"smtp.port", "2525", "SMTP port"},
     {"smtp.starttls", "no", "no | if-available | required"},
     {"smtp.user", "", "SMTP AUTH user (empty: no AUTH)"},
-    {"smtp.password", "", "SMTP AUTH password"},
+    {"smtp.password", "", "SMTP AUTH password (printed as ***)"},
     {"smtp.timeout.ms", "10000", "SMTP connect and command timeout"},
     {"mail.from", "Raikoo <no-reply@raikoo.local>", "From: of invitation e-mails"},
     {"mail.app.url", "http://localhost:8080", "where invitees accept or activate (shown in the e-mail)"},
-    {"mail.templates", "", "folder with invitation.{subject,txt,html} overriding the built-in ones"},
+    {"mail.templates", "", "folder with invitation.subject, invitation.txt and invitation.html replacing the built-in ones (empty: built-in)"},
     {"mail.batch.max", "50", "mailer: most messages per SMTP session"},
     {"mail.retry.base.ms", "2000", "mailer: first retry delay, doubled each attempt"},
     {"mail.retry.max", "8", "mailer: attempts before InvitationEmailFailed"},
@@ -52,9 +58,33 @@ const conf_key_t conf_keys[] = {
     {NULL, NULL, NULL},
 };
 
+/* The scripts' own variables. None starts with RAIKOO_KAFKA_: the programs pass every RAIKOO_KAFKA_*
+ * variable to librdkafka. RAIKOO_SMTP_PORT is both ops/stack's port and the programs' smtp.port. */
+const conf_script_var_t conf_script_vars[] = {
+    {"RAIKOO_VAR", "var/", "ops/stack: where the stack keeps its data, logs, pid files and mail"},
+    {"RAIKOO_PG_PORT", "55432", "ops/stack: PostgreSQL port"},
+    {"RAIKOO_BROKER_PORT", "19092", "ops/stack: Kafka broker port"},
+    {"RAIKOO_CONTROLLER_PORT", "19093", "ops/stack: Kafka KRaft controller port"},
+    {"RAIKOO_SMTP_PORT", "2525", "ops/stack: SMTP sink port (the programs read it as smtp.port too)"},
+    {"RAIKOO_STACK_KAFKA_LIBS", "var/kafka/libs", "ops/setup, ops/stack: folder of the Apache Kafka jars"},
+    {"RAIKOO_DEMO_ADMIN", "admin@raikoo.local", "ops/run (make run): address of the demo admin"},
+    {"RAIKOO_TEST_VAR", "var/test", "ops/test: data folder of the test stack"},
+    {"RAIKOO_TEST_PG_PORT", "55532", "ops/test: PostgreSQL port of the test stack"},
+    {"RAIKOO_TEST_BROKER_PORT", "19192", "ops/test: Kafka port of the test stack (controller: port + 1)"},
+    {"RAIKOO_TEST_SMTP_PORT", "2625", "ops/test: SMTP port of the test stack"},
+    {"RAIKOO_TEST_BUILDS", "bin bin-asan", "ops/test: the builds the suite runs against"},
+    {"RAIKOO_BIN_DIR", "bin", "tests: the build under test (set by ops/test)"},
+    {"RAIKOO_BENCH_VAR", "var/bench", "ops/bench: data folder of the bench stack"},
+    {"RAIKOO_BENCH_PG_PORT", "55632", "ops/bench: PostgreSQL port of the bench stack"},
+    {"RAIKOO_BENCH_BROKER_PORT", "19292", "ops/bench: Kafka port of the bench stack (controller: port + 1)"},
+    {"RAIKOO_BENCH_SMTP_PORT", "2725", "ops/bench: SMTP port of the bench stack"},
+    {NULL, NULL, NULL},
+};
+
 typedef struct entry {
     char *key;
     char *value;
+    char *origin; /* "default", "FILE:LINE", "RAIKOO_..." or "set" */
 } entry_t;
 
 struct conf {
@@ -69,6 +99,10 @@ static const conf_key_t *known_key(const char *key) {
     return NULL;
 }
 
+static int is_kafka_key(const char *key) {
+    return strncmp(key, "kafka.", 6) == 0 && key[6];
+}
+
 static entry_t *find(const conf_t *c, const char *key) {
     for (size_t i = 0; i < c->n; i++)
         if (strcmp(c->v[i].key, key) == 0)
@@ -76,32 +110,29 @@ static entry_t *find(const conf_t *c, const char *key) {
     return NULL;
 }
 
-static void put(conf_t *c, const char *key, const char *value) {
+static void put(conf_t *c, const char *key, const char *value, const char *origin) {
     entry_t *e = find(c, key);
     if (e) {
         free(e->value);
-        e->value = strdup(value);
+        free(e->origin);
+        e->value = xstrdup(value);
+        e->origin = xstrdup(origin);
         return;
     }
     if (c->n == c->cap) {
         c->cap = c->cap ? c->cap * 2 : 64;
-        c->v = realloc(c->v, c->cap * sizeof(*c->v));
-        if (!c->v)
-            abort();
+        c->v = xrealloc(c->v, c->cap * sizeof(*c->v));
     }
-    c->v[c->n].key = strdup(key);
-    c->v[c->n].value = strdup(value);
-    if (!c->v[c->n].key || !c->v[c->n].value)
-        abort();
+    c->v[c->n].key = xstrdup(key);
+    c->v[c->n].value = xstrdup(value);
+    c->v[c->n].origin = xstrdup(origin);
     c->n++;
 }
 
 conf_t *conf_new(void) {
-    conf_t *c = calloc(1, sizeof(*c));
-    if (!c)
-        abort();
+    conf_t *c = xcalloc(1, sizeof(*c));
     for (const conf_key_t *k = conf_keys; k->key; k++)
-        put(c, k->key, k->def);
+        put(c, k->key, k->def, "default");
     return c;
 }
 
@@ -111,18 +142,24 @@ void conf_free(conf_t *c) {
     for (size_t i = 0; i < c->n; i++) {
         free(c->v[i].key);
         free(c->v[i].value);
+        free(c->v[i].origin);
     }
     free(c->v);
     free(c);
 }
 
-int conf_set(conf_t *c, const char *key, const char *value, char *errstr, size_t errstr_size) {
-    if (!known_key(key) && !(strncmp(key, "kafka.", 6) == 0 && key[6])) {
-        snprintf(errstr, errstr_size, "unknown configuration key \"%s\" (see --help-config)", key);
+static int set_from(conf_t *c, const char *key, const char *value, const char *origin, char *errstr,
+                    size_t errstr_size) {
+    if (!known_key(key) && !is_kafka_key(key)) {
+        text_printf(errstr, errstr_size, "unknown configuration key \"%s\" (`raikoo config` lists them)", key);
         return -1;
     }
-    put(c, key, value);
+    put(c, key, value, origin);
     return 0;
+}
+
+int conf_set(conf_t *c, const char *key, const char *value, char *errstr, size_t errstr_size) {
+    return set_from(c, key, value, "set", errstr, errstr_size);
 }
 
 static char *trim(char *s) {
@@ -137,12 +174,20 @@ static char *trim(char *s) {
 int conf_load_file(conf_t *c, const char *path, char *errstr, size_t errstr_size) {
     FILE *f = fopen(path, "r");
     if (!f) {
-        snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
+        text_printf(errstr, errstr_size, "configuration file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || S_ISDIR(st.st_mode)) {
+        text_printf(errstr, errstr_size, "configuration file %s: %s", path,
+                    S_ISDIR(st.st_mode) ? "is a directory, not a file of key=value lines" : strerror(errno));
+        fclose(f);
         return -1;
     }
     char *line = NULL;
     size_t cap = 0;
     int lineno = 0, rc = 0;
+    errno = 0;
     while (getline(&line, &cap, f) >= 0) {
         lineno++;
         char *s = trim(line);
@@ -150,18 +195,25 @@ int conf_load_file(conf_t *c, const char *path, char *errstr, size_t errstr_size
             continue;
         char *eq = strchr(s, '=');
         if (!eq) {
-            snprintf(errstr, errstr_size, "%s:%d: expected key=value", path, lineno);
+            text_printf(errstr, errstr_size, "%s:%d: expected key=value", path, lineno);
             rc = -1;
             break;
         }
         *eq = '\0';
         char *key = trim(s), *value = trim(eq + 1);
-        char why[256];
-        if (conf_set(c, key, value, why, sizeof(why)) != 0) {
-            snprintf(errstr, errstr_size, "%s:%d: %s", path, lineno, why);
+        char why[256], origin[512];
+        text_printf(origin, sizeof(origin), "%s:%d", path, lineno);
+        if (set_from(c, key, value, origin, why, sizeof(why)) != 0) {
+            text_printf(errstr, errstr_size, "%s:%d: %s", path, lineno, why);
             rc = -1;
             break;
         }
+        errno = 0;
+    }
+    if (rc == 0 && ferror(f)) {
+        text_printf(errstr, errstr_size, "configuration file %s: cannot read it: %s", path,
+                    strerror(errno ? errno : EIO));
+        rc = -1;
     }
     free(line);
     fclose(f);
@@ -177,7 +229,7 @@ int conf_load_env(conf_t *c, char *errstr, size_t errstr_size) {
         const char *eq = strchr(*e, '=');
         if (!eq)
             continue;
-        char key[256];
+        char key[256], name[264];
         size_t n = (size_t)(eq - (*e + 7));
         if (n == 0 || n >= sizeof(key))
             continue;
@@ -186,25 +238,324 @@ int conf_load_env(conf_t *c, char *errstr, size_t errstr_size) {
             key[i] = ch == '_' ? '.' : (char)tolower((unsigned char)ch);
         }
         key[n] = '\0';
-        if (known_key(key) || (strncmp(key, "kafka.", 6) == 0 && key[6])) {
-            if (conf_set(c, key, eq + 1, errstr, errstr_size) != 0)
+        snprintf(name, sizeof(name), "%.*s", (int)(eq - *e), *e);
+        if (known_key(key) || is_kafka_key(key)) {
+            if (set_from(c, key, eq + 1, name, errstr, errstr_size) != 0)
                 return -1;
         }
     }
     return 0;
 }
 
+int conf_check_kafka(const conf_t *c, char *errstr, size_t errstr_size) {
+    rd_kafka_conf_t *kconf = rd_kafka_conf_new();
+    int rc = 0;
+    for (size_t i = 0; i < c->n && rc == 0; i++) {
+        const entry_t *e = &c->v[i];
+        if (!is_kafka_key(e->key))
+            continue;
+        char why[512];
+        if (rd_kafka_conf_set(kconf, e->key + 6, e->value, why, sizeof(why)) == RD_KAFKA_CONF_OK)
+            continue;
+        const char *hint = strcmp(e->key, "kafka.libs") == 0
+                               ? " (the Kafka jar folder of ops/stack and ops/setup is RAIKOO_STACK_KAFKA_LIBS)"
+                               : "";
+        if (strncmp(e->origin, "RAIKOO_", 7) == 0)
+            text_printf(errstr, errstr_size,
+                        "%s: librdkafka refuses %s: %s; every RAIKOO_KAFKA_<PROPERTY> variable is passed to "
+                        "librdkafka as a client property: fix or unset %s%s",
+                        e->origin, e->key + 6, why, e->origin, hint);
+        else
+            text_printf(errstr, errstr_size,
+                        "%s: librdkafka refuses %s: %s; every kafka.<property> key is passed to librdkafka as a "
+                        "client property: fix or remove %s%s",
+                        e->origin, e->key + 6, why, e->key, hint);
+        rc = -1;
+    }
+    rd_kafka_conf_destroy(kconf);
+    return rc;
+}
+
+/* ---- passwords in connection strings ---- */
+
+typedef struct pw_span {
+    size_t start, end; /* the value in the text, quotes included */
+    int url;           /* percent-encoded (URL user info or query) rather than key=value */
+} pw_span_t;
+
+#define SPANS_MAX 32
+#define SECRETS_MAX (2 * SPANS_MAX)
+
+static int starts_with_ci(const char *s, const char *prefix) {
+    for (; *prefix; s++, prefix++)
+        if (tolower((unsigned char)*s) != *prefix)
+            return 0;
+    return 1;
+}
+
+/* Where a token of text ends: white space, the end, or (in printed text, text_mode) a double quote. */
+static int token_end(char ch, int text_mode) {
+    return ch == '\0' || isspace((unsigned char)ch) || (text_mode && ch == '"');
+}
+
+static void add_span(pw_span_t *spans, size_t *n, size_t start, size_t end, int url) {
+    if (*n < SPANS_MAX && end > start)
+        spans[(*n)++] = (pw_span_t){start, end, url};
+}
+
+/* The password of a URL's user info, "scheme://user:PW@": libpq takes the first '@' before a '/', a
+ * writer who did not percent-encode a password may have meant the last '@' before a '?'; both are found
+ * (masking more is harmless). */
+static void url_userinfo(const char *s, size_t from, int text_mode, pw_span_t *spans, size_t *n) {
+    size_t at_libpq = 0, at_query = 0;
+    int slash = 0, query = 0;
+    for (size_t k = from; !token_end(s[k], text_mode); k++) {
+        if (s[k] == '@') {
+            if (!slash && !at_libpq)
+                at_libpq = k;
+            if (!query)
+                at_query = k;
+        } else if (s[k] == '/') {
+            slash = 1;
+        } else if (s[k] == '?') {
+            query = 1;
+        }
+    }
+    size_t ats[2] = {at_libpq, at_query};
+    for (int i = 0; i < 2; i++) {
+        if (!ats[i] || (i == 1 && ats[1] == ats[0]))
+            continue;
+        const char *colon = memchr(s + from, ':', ats[i] - from);
+        if (colon)
+            add_span(spans, n, (size_t)(colon - s) + 1, ats[i], 1);
+    }
+}
+
+/* Finds the password values written in s: URL user info, and every "...password = value" (key=value
+ * form, quoted or not, or a URL query parameter after '?' or '&'). */
+static size_t find_passwords(const char *s, int text_mode, pw_span_t *spans) {
+    size_t n = 0;
+    for (size_t i = 0; s[i]; i++) {
+        if (starts_with_ci(s + i, "postgresql://") || starts_with_ci(s + i, "postgres://")) {
+            size_t from = i + (starts_with_ci(s + i, "postgresql://") ? 13 : 11);
+            url_userinfo(s, from, text_mode, spans, &n);
+            continue;
+        }
+        if (!starts_with_ci(s + i, "password"))
+            continue;
+        int query = i > 0 && (s[i - 1] == '?' || s[i - 1] == '&');
+        size_t k = i + 8;
+        while (s[k] == ' ' || s[k] == '\t')
+            k++;
+        if (s[k] != '=')
+            continue;
+        k++;
+        while (!query && (s[k] == ' ' || s[k] == '\t'))
+            k++;
+        size_t start = k;
+        if (!query && s[k] == '\'') {
+            for (k++; s[k] && s[k] != '\''; k++)
+                if (s[k] == '\\' && s[k + 1])
+                    k++;
+            if (s[k] == '\'')
+                k++;
+        } else {
+            while (!token_end(s[k], text_mode) && !(query && s[k] == '&'))
+                k++;
+        }
+        add_span(spans, &n, start, k, query);
+        i = k > i ? k - 1 : i;
+    }
+    return n;
+}
+
+static int hex_value(char ch) {
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    ch = (char)tolower((unsigned char)ch);
+    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+/* The value of a span as libpq reads it: quotes and backslashes undone, or percent-decoding. */
+static char *span_decode(const char *s, const pw_span_t *sp) {
+    size_t a = sp->start, b = sp->end;
+    char *out = xmalloc(b - a + 1);
+    size_t j = 0;
+    if (!sp->url && s[a] == '\'') {
+        a++;
+        if (b > a && s[b - 1] == '\'')
+            b--;
+        for (size_t k = a; k < b; k++) {
+            if (s[k] == '\\' && k + 1 < b)
+                k++;
+            out[j++] = s[k];
+        }
+    } else {
+        for (size_t k = a; k < b; k++) {
+            int hi, lo;
+            if (sp->url && s[k] == '%' && k + 2 < b && (hi = hex_value(s[k + 1])) >= 0 &&
+                (lo = hex_value(s[k + 2])) >= 0) {
+                out[j++] = (char)(hi * 16 + lo);
+                k += 2;
+            } else {
+                out[j++] = s[k];
+            }
+        }
+    }
+    out[j] = '\0';
+    return out;
+}
+
+/* The passwords conninfo holds, as written (without quotes) and decoded, each at least CONF_SECRET_MIN
+ * bytes: new strings in out (caller frees), their number returned. */
+static size_t conninfo_secrets(const char *conninfo, char **out, size_t max) {
+    pw_span_t spans[SPANS_MAX];
+    size_t ns = find_passwords(conninfo, 0, spans), n = 0;
+    for (size_t i = 0; i < ns && n + 2 <= max; i++) {
+        const pw_span_t *sp = &spans[i];
+        size_t a = sp->start, b = sp->end;
+        if (!sp->url && conninfo[a] == '\'' && b - a >= 2) {
+            a++;
+            b--;
+        }
+        char *raw = xstrndup(conninfo + a, b - a), *decoded = span_decode(conninfo, sp);
+        int same = strcmp(raw, decoded) == 0;
+        if (strlen(raw) >= CONF_SECRET_MIN)
+            out[n++] = raw;
+        else
+            free(raw);
+        if (!same && strlen(decoded) >= CONF_SECRET_MIN)
+            out[n++] = decoded;
+        else
+            free(decoded);
+    }
+    return n;
+}
+
+/* A growing string. */
+typedef struct sbuf {
+    char *s;
+    size_t n, cap;
+} sbuf_t;
+
+static void sb_add(sbuf_t *b, const char *s, size_t len) {
+    if (b->n + len + 1 > b->cap) {
+        b->cap = (b->n + len + 1) * 2;
+        b->s = xrealloc(b->s, b->cap);
+    }
+    memcpy(b->s + b->n, s, len);
+    b->n += len;
+    b->s[b->n] = '\0';
+}
+
+/* A copy of text with every occurrence of needle replaced by "***". */
+static char *replace_all(const char *text, const char *needle) {
+    sbuf_t b = {0};
+    sb_add(&b, "", 0);
+    size_t len = strlen(needle);
+    const char *p = text, *hit;
+    while ((hit = strstr(p, needle)) != NULL) {
+        sb_add(&b, p, (size_t)(hit - p));
+        sb_add(&b, "***", 3);
+        p = hit + len;
+    }
+    sb_add(&b, p, strlen(p));
+    return b.s;
+}
+
+static int span_cmp(const void *a, const void *b) {
+    const pw_span_t *x = a, *y = b;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+char *conf_mask_conninfo(const char *text, const char *conninfo) {
+    char *t = xstrdup(text ? text : "");
+    if (conninfo) {
+        char *secrets[SECRETS_MAX];
+        size_t n = conninfo_secrets(conninfo, secrets, SECRETS_MAX);
+        /* Longest first, so that a password that contains another is hidden whole. */
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = i + 1; j < n; j++)
+                if (strlen(secrets[j]) > strlen(secrets[i])) {
+                    char *x = secrets[i];
+                    secrets[i] = secrets[j];
+                    secrets[j] = x;
+                }
+        for (size_t i = 0; i < n; i++) {
+            char *u = replace_all(t, secrets[i]);
+            free(t);
+            t = u;
+            free(secrets[i]);
+        }
+    }
+    pw_span_t spans[SPANS_MAX];
+    size_t ns = find_passwords(t, 1, spans);
+    qsort(spans, ns, sizeof(spans[0]), span_cmp);
+    sbuf_t b = {0};
+    sb_add(&b, "", 0);
+    size_t at = 0;
+    for (size_t i = 0; i < ns; i++) {
+        if (spans[i].end <= at)
+            continue; /* inside one already masked */
+        size_t start = spans[i].start > at ? spans[i].start : at;
+        sb_add(&b, t + at, start - at);
+        if (start == spans[i].start)
+            sb_add(&b, "***", 3);
+        at = spans[i].end;
+    }
+    sb_add(&b, t + at, strlen(t + at));
+    free(t);
+    return b.s;
+}
+
+/* Property names of librdkafka that hold secrets (masked by `raikoo config`, kept out of logs). */
+static int kafka_secret(const char *key) {
+    return strstr(key, "password") || strstr(key, "secret") || strstr(key, "key.pem") ||
+           strstr(key, "oauthbearer.config") || strstr(key, "sasl.jaas");
+}
+
+static void redact_configured(const conf_t *c) {
+    const char *url = conf_get(c, "db.url");
+    if (url) {
+        /* The passwords of db.url, as written and decoded: what conf_mask_conninfo hides. */
+        char *secrets[SECRETS_MAX];
+        size_t n = conninfo_secrets(url, secrets, SECRETS_MAX);
+        for (size_t i = 0; i < n; i++) {
+            log_redact(secrets[i]);
+            free(secrets[i]);
+        }
+    }
+    for (size_t i = 0; i < c->n; i++) {
+        const entry_t *e = &c->v[i];
+        if ((strcmp(e->key, "smtp.password") == 0 || (is_kafka_key(e->key) && kafka_secret(e->key))) &&
+            strlen(e->value) >= CONF_SECRET_MIN)
+            log_redact(e->value);
+    }
+}
+
 int conf_load(conf_t *c, const char *config_path, char *errstr, size_t errstr_size) {
-    if (!config_path || !*config_path)
+    if (config_path && !*config_path) {
+        text_printf(errstr, errstr_size, "--config: no file name given");
+        return -1;
+    }
+    if (!config_path)
         config_path = getenv("RAIKOO_CONFIG");
     if (config_path && *config_path && conf_load_file(c, config_path, errstr, errstr_size) != 0)
         return -1;
-    return conf_load_env(c, errstr, errstr_size);
+    if (conf_load_env(c, errstr, errstr_size) != 0 || conf_check_kafka(c, errstr, errstr_size) != 0)
+        return -1;
+    redact_configured(c);
+    return 0;
 }
 
 const char *conf_get(const conf_t *c, const char *key) {
     entry_t *e = find(c, key);
     return e ? e->value : NULL;
+}
+
+const char *conf_origin(const conf_t *c, const char *key) {
+    entry_t *e = find(c, key);
+    return e ? e->origin : NULL;
 }
 
 int conf_get_long(const conf_t *c, const char *key, long min, long max, long *out, char *errstr,
@@ -214,8 +565,8 @@ int conf_get_long(const conf_t *c, const char *key, long min, long max, long *ou
     errno = 0;
     long x = v ? strtol(v, &end, 10) : 0;
     if (!v || !*v || errno || *end || x < min || x > max) {
-        snprintf(errstr, errstr_size, "%s: \"%s\" is not a whole number from %ld to %ld", key, v ? v : "",
-                 min, max);
+        text_printf(errstr, errstr_size, "%s: \"%s\" is not a whole number from %ld to %ld", key, v ? v : "",
+                    min, max);
         return -1;
     }
     *out = x;
@@ -224,24 +575,130 @@ int conf_get_long(const conf_t *c, const char *key, long min, long max, long *ou
 
 int conf_each_kafka(const conf_t *c, int (*fn)(void *arg, const char *prop, const char *value), void *arg) {
     for (size_t i = 0; i < c->n; i++)
-        if (strncmp(c->v[i].key, "kafka.", 6) == 0)
+        if (is_kafka_key(c->v[i].key))
             if (fn(arg, c->v[i].key + 6, c->v[i].value) != 0)
                 return -1;
     return 0;
+}
+
+static void env_name(const char *key, char *env, size_t size) {
+    size_t j = (size_t)snprintf(env, size, "RAIKOO_");
+    for (const char *p = key; *p && j + 1 < size; p++)
+        env[j++] = *p == '.' ? '_' : (char)toupper((unsigned char)*p);
+    env[j] = '\0';
 }
 
 void conf_print_reference(const conf_t *c, void *file) {
     FILE *f = file;
     fprintf(f, "Configuration (defaults < --config FILE or RAIKOO_CONFIG < environment):\n");
     for (const conf_key_t *k = conf_keys; k->key; k++) {
-        char env[128] = "RAIKOO_";
-        size_t j = 7;
-        for (const char *p = k->key; *p && j + 1 < sizeof(env); p++)
-            env[j++] = *p == '.' ? '_' : (char)toupper((unsigned char)*p);
-        env[j] = '\0';
+        char env[128];
+        env_name(k->key, env, sizeof(env));
         const char *v = conf_get(c, k->key);
-        int secret = strcmp(k->key, "smtp.password") == 0;
-        fprintf(f, "  %-32s %-40s %s [%s]\n", k->key, env, k->help, secret && v && *v ? "***" : (v ? v : ""));
+        char *shown = NULL;
+        if (strcmp(k->key, "smtp.password") == 0 && v && *v)
+            shown = xstrdup("***");
+        else if (strcmp(k->key, "db.url") == 0)
+            shown = conf_mask_conninfo(v ? v : "", v);
+        fprintf(f, "  %-32s %-40s %s [%s]\n", k->key, env, k->help, shown ? shown : (v ? v : ""));
+        free(shown);
     }
     fprintf(f, "  kafka.<property>                 RAIKOO_KAFKA_<PROPERTY>                  passed to librdkafka\n");
+    for (size_t i = 0; i < c->n; i++) {
+        const entry_t *e = &c->v[i];
+        if (!is_kafka_key(e->key) || known_key(e->key))
+            continue;
+        char env[128];
+        env_name(e->key, env, sizeof(env));
+        fprintf(f, "  %-32s %-40s from %s [%s]\n", e->key, env, e->origin, kafka_secret(e->key) ? "***" : e->value);
+    }
+}
+
+/* A table cell: | escaped, line breaks as spaces. */
+static void md_cell(FILE *f, const char *s, int code) {
+    if (code && !*s) {
+        fputs("(empty)", f);
+        return;
+    }
+    if (code)
+        fputc('`', f);
+    for (const char *p = s; *p; p++) {
+        if (*p == '|')
+            fputs("\\|", f);
+        else if (!code && (*p == '<' || *p == '>'))
+            fputs(*p == '<' ? "&lt;" : "&gt;", f);
+        else if (*p == '\n')
+            fputc(' ', f);
+        else
+            fputc(*p, f);
+    }
+    if (code)
+        fputc('`', f);
+}
+
+void conf_print_markdown(void *file) {
+    FILE *f = file;
+    fputs("# Configuration reference\n"
+          "\n"
+          "<!-- Generated from the table in lib/conf.c by `bin/raikoo config --markdown > docs/CONFIGURATION.md`;\n"
+          "     do not edit by hand: a test fails when this file and the program's output differ. -->\n"
+          "\n"
+          "Every program (`raikoo`, the four workers, `raikoo-bench`) reads its settings in this order, each\n"
+          "source overriding the one before:\n"
+          "\n"
+          "1. the built-in defaults below, which point at the local stack `make run` starts;\n"
+          "2. a file of `key = value` lines given with `--config FILE` (or the `RAIKOO_CONFIG` variable); `#`\n"
+          "   starts a comment line; an unknown key, a line without `=`, a directory or an unreadable file is an\n"
+          "   error that names the file (and line), and the program exits with status 2;\n"
+          "3. environment variables: `RAIKOO_` followed by the key in upper case with dots as underscores\n"
+          "   (`db.url` is `RAIKOO_DB_URL`). Other `RAIKOO_*` variables are ignored by the programs, except\n"
+          "   `RAIKOO_KAFKA_*` (see below).\n"
+          "\n"
+          "`raikoo config` prints every key with its variable and current value; passwords (in `db.url`,\n"
+          "`smtp.password`, Kafka secrets) are shown as `***` there, in errors and in logs.\n"
+          "\n"
+          "## Settings\n"
+          "\n"
+          "| key | default | environment variable | meaning |\n"
+          "|---|---|---|---|\n",
+          f);
+    for (const conf_key_t *k = conf_keys; k->key; k++) {
+        char env[128];
+        env_name(k->key, env, sizeof(env));
+        fputs("| ", f);
+        md_cell(f, k->key, 1);
+        fputs(" | ", f);
+        md_cell(f, k->def, 1);
+        fputs(" | ", f);
+        md_cell(f, env, 1);
+        fputs(" | ", f);
+        md_cell(f, k->help, 0);
+        fputs(" |\n", f);
+    }
+    fputs("\n"
+          "## Kafka client properties\n"
+          "\n"
+          "Any key `kafka.<property>`, or variable `RAIKOO_KAFKA_<PROPERTY>` (`RAIKOO_KAFKA_SECURITY_PROTOCOL`\n"
+          "sets `security.protocol`), is passed to librdkafka as a client property of every Kafka client the\n"
+          "program makes; see librdkafka's CONFIGURATION.md for the names. Each is checked at start-up: a\n"
+          "property librdkafka refuses stops the program with status 2 and an error that names the variable\n"
+          "or the file and line it came from. This is why no variable of the scripts starts with\n"
+          "`RAIKOO_KAFKA_`.\n"
+          "\n"
+          "## Variables of the scripts\n"
+          "\n"
+          "Read by the scripts under `ops/` (not by the programs):\n"
+          "\n"
+          "| variable | default | meaning |\n"
+          "|---|---|---|\n",
+          f);
+    for (const conf_script_var_t *v = conf_script_vars; v->name; v++) {
+        fputs("| ", f);
+        md_cell(f, v->name, 1);
+        fputs(" | ", f);
+        md_cell(f, v->def, 1);
+        fputs(" | ", f);
+        md_cell(f, v->help, 0);
+        fputs(" |\n", f);
+    }
 }

@@ -28,9 +28,13 @@ PGconn *db_connect(const conf_t *c, char *errstr, size_t errstr_size) {
         char why[512];
         snprintf(why, sizeof(why), "%s", PQerrorMessage(db));
         strip_newline(why);
+        /* Neither the connection string nor libpq's error (which may quote it) shows the password. */
+        char *shown_url = conf_mask_conninfo(url, url), *shown_why = conf_mask_conninfo(why, url);
         snprintf(errstr, errstr_size,
                  "cannot connect to PostgreSQL (db.url \"%s\"): %s; is the database running (ops/stack up)?",
-                 url ? url : "", why);
+                 shown_url, shown_why);
+        free(shown_url);
+        free(shown_why);
         PQfinish(db);
         return NULL;
     }

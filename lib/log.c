@@ -3,8 +3,11 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "text.h"
 
 static char worker_name[64] = "raikoo";
 static log_level_t min_level = LOG_INFO;
@@ -21,6 +24,33 @@ void log_init(const char *worker, const char *level) {
         min_level = LOG_ERROR;
 }
 
+#define REDACT_MAX 32
+static char *redacted[REDACT_MAX];
+static size_t n_redacted;
+
+void log_redact(const char *secret) {
+    if (!secret || strlen(secret) < 3)
+        return;
+    for (size_t i = 0; i < n_redacted; i++)
+        if (strcmp(redacted[i], secret) == 0)
+            return;
+    if (n_redacted < REDACT_MAX)
+        redacted[n_redacted++] = xstrdup(secret);
+}
+
+/* Replaces, in place, every registered secret in msg by "***" (never longer than the secret). */
+static void redact(char *msg) {
+    for (size_t i = 0; i < n_redacted; i++) {
+        size_t len = strlen(redacted[i]);
+        char *hit, *from = msg;
+        while ((hit = strstr(from, redacted[i])) != NULL) {
+            memcpy(hit, "***", 3);
+            memmove(hit + 3, hit + len, strlen(hit + len) + 1);
+            from = hit + 3;
+        }
+    }
+}
+
 void log_msg(log_level_t level, const char *corr, const char *fmt, ...) {
     static const char *names[] = {"debug", "info", "warn", "error"};
     if (level < min_level)
@@ -28,8 +58,9 @@ void log_msg(log_level_t level, const char *corr, const char *fmt, ...) {
     char msg[2048];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    text_vprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    redact(msg);
     /* One event, one line: quotes and line breaks in the message are escaped. */
     char esc[4200];
     size_t j = 0;

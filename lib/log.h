@@ -12,6 +12,11 @@ void log_init(const char *worker, const char *level);
  * Never pass a code, a password or a hash here. */
 void log_msg(log_level_t level, const char *corr, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* Registers a secret (copied) that every later log line shows as "***" wherever it occurs: conf_load
+ * registers the configured passwords (db.url's, smtp.password, Kafka secrets), so that an error text that
+ * quotes one (a libpq error, say) cannot leak it. Strings under 3 bytes are ignored; at most 32 are kept. */
+void log_redact(const char *secret);
+
 #define log_debug(corr, ...) log_msg(LOG_DEBUG, corr, __VA_ARGS__)
 #define log_info(corr, ...) log_msg(LOG_INFO, corr, __VA_ARGS__)
 #define log_warn(corr, ...) log_msg(LOG_WARN, corr, __VA_ARGS__)

@@ -48,11 +48,16 @@ def test_top_level_help_lists_the_publishing_and_read_commands():
     (["invite-new", "--org", ORG, "--actor", ACTOR], "--email E is required"),
     (["invite-new", "--org", ORG, "--email", "a@x.io"], "--actor UUID is required"),
     (["create-org", "--name", "Acme", "--actor", ACTOR], "--owner UUID is required"),
-    (["accept", "--invitation", OTHER, "--actor", ACTOR], "--code C is required"),
+    (["accept", "--invitation", OTHER, "--code", "abcd-efgh-jkmn", "--actor", ACTOR],
+     "--code is not taken on the command line"),
+    (["accept", "--invitation", OTHER, "--actor", ACTOR, "--code=abcd-efgh-jkmn"],
+     "--code is not taken on the command line"),
+    (["activate", "--email", "a@x.io", "--code", "abcd-efgh-jkmn", "--password-stdin"],
+     "--code is not taken on the command line"),
     (["create-user", "--email", "a@x.io", "--name", "A", "--actor", ACTOR], "--password-stdin is required"),
     (["set-role", "--org", ORG, "--actor", ACTOR, "--owner"], "--user UUID is required"),
     (["remove-member", "--org", ORG, "--user", OTHER, "--actor", ACTOR, "--bogus"], "unknown option --bogus"),
-    (["activate", "--email", "a@x.io", "--code", "C", "--password-stdin", "--actor", ACTOR], "unknown option --actor"),
+    (["activate", "--email", "a@x.io", "--password-stdin", "--actor", ACTOR], "unknown option --actor"),
     (["resend", "--org", ORG, "--invitation", OTHER, "--actor", ACTOR, "extra"], 'unexpected argument "extra"'),
     (["resend", "--org", ORG, "--invitation"], "option --invitation needs a value"),
     (["remove-invitation", "--org", "not-a-uuid", "--invitation", OTHER, "--actor", ACTOR],
@@ -130,8 +135,7 @@ def test_a_published_command_lands_on_the_commands_topic_as_a_cloudevent_keyed_b
 @pytest.mark.parametrize("args, key, data", [
     (["create-org", "--name", "Acme", "--owner", OTHER, "--actor", ACTOR], OTHER,
      {"name": "Acme", "owner_user_id": OTHER}),
-    (["accept", "--invitation", OTHER, "--code", "abcd-efgh-jkmn", "--actor", ACTOR], OTHER,
-     {"invitation_id": OTHER, "code": "abcd-efgh-jkmn"}),
+    (["accept", "--invitation", OTHER, "--actor", ACTOR], OTHER, {"invitation_id": OTHER, "code": "abcd-efgh-jkmn"}),
     (["add-existing", "--org", ORG, "--email", "b@x.io", "--actor", ACTOR], ORG,
      {"org_id": ORG, "email": "b@x.io", "owner": False}),
     (["resend", "--org", ORG, "--invitation", OTHER, "--actor", ACTOR], ORG, {"org_id": ORG, "invitation_id": OTHER}),
@@ -143,7 +147,7 @@ def test_a_published_command_lands_on_the_commands_topic_as_a_cloudevent_keyed_b
 ])
 def test_each_command_carries_its_data_and_the_key_of_its_subject(tail, args, key, data):
     t = tail("raikoo.commands")
-    p = raikoo(*args)
+    p = raikoo(*args, input=" abcd-efgh-jkmn \n" if args[0] == "accept" else None)
     assert p.returncode == 0, p.stderr
     m = commands_topic_message(t, p.stdout.strip())
     assert m.key() == key.encode()
@@ -174,13 +178,14 @@ def test_create_user_sends_an_argon2id_hash_and_never_the_password(tail):
 def test_activate_has_no_actor_and_is_keyed_by_the_lower_cased_address(tail):
     t = tail("raikoo.commands")
     email = unique_email("NewUser")
-    p = raikoo("activate", "--email", email, "--code", "ABCD-EFGH-JKMN", "--password-stdin", input="s3cret pass\n")
+    p = raikoo("activate", "--email", email, input="ABCD-EFGH-JKMN\ns3cret pass\n")
     assert p.returncode == 0, p.stderr
     m = commands_topic_message(t, p.stdout.strip())
     assert m.key() == email.lower().encode()
     ev = json.loads(m.value())
     assert "actorid" not in ev
     assert ev["type"] == "raikoo.command.ActivateAccount.v1"
+    assert ev["data"]["code"] == "ABCD-EFGH-JKMN"
     assert nacl.pwhash.verify(ev["data"]["password_hash"].encode(), b"s3cret pass")
     assert b"s3cret pass" not in m.value()
 
@@ -482,9 +487,9 @@ def test_accept_and_activate_through_the_cli_with_the_mailed_codes(client, admin
     code, res = raikoo_json("add-existing", "--org", org, "--email", email, "--owner", "--actor", admin)
     assert code == 0, res
     inv = res["invitation_id"]
-    code, res = raikoo_json("accept", "--invitation", inv, "--code", "0000-0000-0000", "--actor", eve)
+    code, res = raikoo_json("accept", "--invitation", inv, "--actor", eve, input="0000-0000-0000\n")
     assert code == 1 and res["code"] == "invalid_code"
-    code, res = raikoo_json("accept", "--invitation", inv, "--code", client.code_for(inv).lower(), "--actor", eve)
+    code, res = raikoo_json("accept", "--invitation", inv, "--actor", eve, input=client.code_for(inv).lower() + "\n")
     assert code == 0, res
     assert res["command_type"] == "AcceptInvitation" and res["invitation_id"] == inv
     members = json.loads(raikoo("members", "--org", org, "--json", check=True).stdout)["members"]
@@ -495,8 +500,8 @@ def test_accept_and_activate_through_the_cli_with_the_mailed_codes(client, admin
     code, res = raikoo_json("invite-new", "--org", org, "--email", email, "--actor", admin)
     assert code == 0, res
     inv, newbie = res["invitation_id"], res["user_id"]
-    p = raikoo("activate", "--email", email, "--code", client.code_for(inv), "--password-stdin", "--wait",
-               "--json", input="my new password\n")
+    p = raikoo("activate", "--email", email, "--password-stdin", "--wait", "--json",
+               input=client.code_for(inv) + "\nmy new password\n")
     assert p.returncode == 0, p.stdout + p.stderr
     assert json.loads(p.stdout)["user_id"] == newbie
     cur.execute("SELECT enabled, password_hash FROM users WHERE id = %s", (newbie,))
@@ -511,3 +516,159 @@ def unique_email_of(db, user):
     cur = db.cursor()
     cur.execute("SELECT email FROM users WHERE id = %s", (user,))
     return cur.fetchone()[0]
+
+
+# ---- codes never on the command line (issue 9, item 8) ----
+
+@pytest.mark.parametrize("args, stdin, complaint", [
+    (["accept", "--invitation", OTHER, "--actor", ACTOR], "", "the code: nothing to read on standard input"),
+    (["accept", "--invitation", OTHER, "--actor", ACTOR], "\n", "the code must be 1 to"),
+    (["activate", "--email", "a@x.io"], "", "the code: nothing to read on standard input"),
+    (["activate", "--email", "a@x.io"], "ABCD-EFGH-JKMN\n", "the password: nothing to read on standard input"),
+    (["activate", "--email", "a@x.io", "--password-stdin"], "ABCD-EFGH-JKMN\n\n", "the password must be 1 to"),
+])
+def test_a_code_or_password_missing_on_stdin_is_a_usage_error_saying_how_to_pass_it(args, stdin, complaint):
+    p = raikoo(*args, input=stdin, env=NO_BROKER)
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert complaint in p.stderr
+    assert "printf" in p.stderr and p.stdout == ""
+
+
+def test_the_code_on_the_command_line_is_refused_before_anything_is_read_or_sent():
+    for args in (["accept", "--invitation", OTHER, "--actor", ACTOR, "--code", "ABCD-EFGH-JKMN"],
+                 ["activate", "--email", "a@x.io", "--code=ABCD-EFGH-JKMN"]):
+        p = raikoo(*args, input="ABCD-EFGH-JKMN\npassword\n", env=NO_BROKER)
+        assert p.returncode == 2
+        assert "--code is not taken on the command line" in p.stderr and "standard input" in p.stderr
+        assert "cannot reach Kafka" not in p.stderr
+
+
+def run_on_terminal(args, answers, timeout=60):
+    """Runs raikoo with a pseudo-terminal as stdin, stdout and stderr; types each answer once its prompt
+    shows. Returns (exit status, everything the terminal showed)."""
+    import pty
+    import select
+    import subprocess
+    import time
+    from conftest import BIN
+    master, slave = pty.openpty()
+    p = subprocess.Popen([os.path.join(BIN, "raikoo")] + args, stdin=slave, stdout=slave, stderr=slave,
+                         env=dict(os.environ), start_new_session=True)
+    os.close(slave)
+    shown = b""
+    end = time.time() + timeout
+
+    def read_some():
+        nonlocal shown
+        if select.select([master], [], [], 0.2)[0]:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # the program has gone and closed the terminal
+                return False
+            if not data:
+                return False
+            shown += data
+        return True
+
+    try:
+        pos = 0
+        for prompt, answer in answers:
+            while prompt.encode() not in shown[pos:]:
+                assert time.time() < end and read_some(), f"no prompt {prompt!r}; terminal: {shown!r}"
+            pos = shown.index(prompt.encode(), pos) + len(prompt)
+            os.write(master, answer.encode() + b"\n")
+        while time.time() < end and read_some():
+            if p.poll() is not None and not select.select([master], [], [], 0.1)[0]:
+                break
+    finally:
+        if p.poll() is None:
+            p.kill()
+        rc = p.wait()
+        os.close(master)
+    return rc, shown.decode(errors="replace")
+
+
+def test_accept_on_a_terminal_asks_for_the_code_without_echo(tail):
+    t = tail("raikoo.commands")
+    code = "wxyz-" + uuid.uuid4().hex[:4].replace("0", "1") + "-abcd"
+    rc, shown = run_on_terminal(["accept", "--invitation", OTHER, "--actor", ACTOR],
+                                [("Confirmation code from the e-mail: ", code)])
+    assert rc == 0, shown
+    assert code not in shown
+    command_id = shown.strip().splitlines()[-1].strip()
+    m = commands_topic_message(t, command_id)
+    assert json.loads(m.value())["data"] == {"invitation_id": OTHER, "code": code}
+
+
+def test_activate_on_a_terminal_asks_for_the_code_and_the_password_twice_without_echo(tail):
+    t = tail("raikoo.commands")
+    email = unique_email("tty")
+    password = "tty pass " + uuid.uuid4().hex[:8]
+    rc, shown = run_on_terminal(["activate", "--email", email],
+                                [("One-time password from the e-mail: ", "ABCD-EFGH-JKMN"),
+                                 ("New password: ", password), ("New password again: ", password)])
+    assert rc == 0, shown
+    assert "ABCD-EFGH-JKMN" not in shown and password not in shown
+    ev = json.loads(commands_topic_message(t, shown.strip().splitlines()[-1].strip()).value())
+    assert ev["data"]["code"] == "ABCD-EFGH-JKMN"
+    assert nacl.pwhash.verify(ev["data"]["password_hash"].encode(), password.encode())
+    rc, shown = run_on_terminal(["activate", "--email", email],
+                                [("One-time password from the e-mail: ", "ABCD-EFGH-JKMN"),
+                                 ("New password: ", password), ("New password again: ", password + "x")])
+    assert rc == 2 and "the two passwords typed differ" in shown
+
+
+def test_activate_end_to_end_with_the_code_on_stdin_and_nothing_secret_in_ps(workers, client, admin):
+    """The mailed code and a new password on stdin activate the account; `ps` (the process's command line)
+    shows neither."""
+    import subprocess
+    from conftest import BIN
+    email = unique_email("ps")
+    code, res = raikoo_json("create-org", "--name", "Ps Inc", "--owner", admin, "--actor", admin)
+    assert code == 0, res
+    code, res = raikoo_json("invite-new", "--org", res["org_id"], "--email", email, "--actor", admin)
+    assert code == 0, res
+    otp = client.code_for(res["invitation_id"])
+    p = subprocess.Popen([os.path.join(BIN, "raikoo"), "activate", "--email", email, "--wait", "--json"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with open(f"/proc/{p.pid}/cmdline", "rb") as f:
+        cmdline = f.read().decode()
+    out, err = p.communicate(f"{otp}\npassphrase for ps\n", timeout=60)
+    assert p.returncode == 0, out + err
+    assert json.loads(out)["user_id"] == res["user_id"]
+    assert otp not in cmdline and otp.replace("-", "") not in cmdline and "passphrase" not in cmdline
+
+
+# ---- the configuration reference (issue 8, item 5) ----
+
+def test_docs_configuration_md_is_what_raikoo_config_markdown_prints():
+    from conftest import ROOT
+    p = raikoo("config", "--markdown", env={"RAIKOO_BATCH_MAX": "7", "RAIKOO_DB_URL": "host=elsewhere"})
+    assert p.returncode == 0, p.stderr
+    with open(os.path.join(ROOT, "docs", "CONFIGURATION.md")) as f:
+        committed = f.read()
+    assert committed == p.stdout, ("docs/CONFIGURATION.md differs from `bin/raikoo config --markdown`: "
+                                   "regenerate it with bin/raikoo config --markdown > docs/CONFIGURATION.md")
+
+
+def test_the_configuration_reference_names_every_key_and_every_script_variable():
+    import re
+    from conftest import ROOT
+    ref = raikoo("config", "--markdown", check=True).stdout
+    table = raikoo("config", check=True).stdout
+    keys = re.findall(r"^  ([a-z][a-z0-9.]+) +RAIKOO_", table, re.M)
+    assert len(keys) > 30
+    for k in keys:
+        env = "RAIKOO_" + k.upper().replace(".", "_")
+        assert f"| `{k}` | " in ref and f"`{env}`" in ref, k
+    # Every variable the scripts read is documented, and none is in the librdkafka pass-through namespace
+    # except those the scripts set for the programs (issue 9, item 16: RAIKOO_KAFKA_LIBS broke them all).
+    used = set()
+    for name in ("stack", "setup", "run", "test", "test-env", "bench"):
+        path = os.path.join(ROOT, "ops", name)
+        if os.path.exists(path):
+            used |= set(re.findall(r"RAIKOO_[A-Z0-9_]+", open(path).read()))
+    program_vars = {"RAIKOO_" + k.upper().replace(".", "_") for k in keys} | {"RAIKOO_CONFIG"}
+    for v in sorted(v for v in used - program_vars if not v.endswith("_")):  # not prefixes (RAIKOO_KAFKA_*)
+        assert not v.startswith("RAIKOO_KAFKA_"), f"{v}: RAIKOO_KAFKA_* is passed to librdkafka by every program"
+        assert f"| `{v}` | " in ref, f"{v} (read by ops/) is missing from the reference (conf_script_vars)"

@@ -191,3 +191,88 @@ def test_smtp_server_stores_a_message(tmp_path):
             return
         time.sleep(0.1)
     pytest.fail("message not stored under var/mail/new")
+
+
+# ---- passwords in connection strings (issue 9, item 8) ----
+
+DB_SECRET = "Db-Secret-" + uuid.uuid4().hex[:10]
+UNREACHABLE_URLS = [
+    f"host=127.0.0.1 port=1 dbname=raikoo user=raikoo password={DB_SECRET} connect_timeout=5",
+    f"host=127.0.0.1 port=1 dbname=raikoo user=raikoo password='{DB_SECRET} x' connect_timeout=5",
+    f"postgresql://raikoo:{DB_SECRET}@127.0.0.1:1/raikoo?connect_timeout=5",
+    f"postgresql://raikoo@127.0.0.1:1/raikoo?connect_timeout=5&password={DB_SECRET}",
+    # libpq quotes the part it cannot parse: the password itself here.
+    f"postgresql://raikoo:{DB_SECRET}%zz@127.0.0.1:1/raikoo",
+]
+
+
+@pytest.mark.parametrize("url", UNREACHABLE_URLS)
+def test_the_database_password_is_masked_in_config_and_connection_errors(url):
+    p = raikoo("config", env={"RAIKOO_DB_URL": url, "RAIKOO_SMTP_PASSWORD": DB_SECRET + "-smtp",
+                              "RAIKOO_KAFKA_SASL_PASSWORD": DB_SECRET + "-sasl"})
+    assert p.returncode == 0, p.stderr
+    assert "kafka.sasl.password" in p.stdout
+    line = next(l for l in p.stdout.splitlines() if l.strip().startswith("db.url "))
+    assert DB_SECRET not in p.stdout + p.stderr and "***" in line
+    for args in (["migrate"], ["members", "--org", str(uuid.uuid4())], ["bootstrap-admin", "--email", "a@x.io"]):
+        p = raikoo(*args, env={"RAIKOO_DB_URL": url})
+        assert p.returncode == 3, (args, p.stdout, p.stderr)
+        assert "cannot connect to PostgreSQL" in p.stderr and "***" in p.stderr
+        assert DB_SECRET not in p.stdout + p.stderr, (args, p.stderr)
+
+
+@pytest.mark.parametrize("worker", ["raikoo-command-worker", "raikoo-outbox-relay", "raikoo-mailer",
+                                    "raikoo-expiry-worker"])
+def test_a_worker_never_logs_the_database_password(worker):
+    """A worker that cannot reach the database (it gives up or waits, whichever it does) says so without the
+    password; one that reaches it (the test cluster trusts local connections) never logs it either."""
+    import time
+    from conftest import Worker
+    bad = Worker(worker, env={"RAIKOO_DB_URL": UNREACHABLE_URLS[2]})
+    end = time.time() + 60
+    while "PostgreSQL" not in bad.output() and bad.proc.poll() is None and time.time() < end:
+        time.sleep(0.2)
+    bad.stop()
+    assert "PostgreSQL" in bad.output(), bad.output()
+    good_url = os.environ["RAIKOO_DB_URL"] + f" password={DB_SECRET}"
+    good = Worker(worker, env={"RAIKOO_DB_URL": good_url, "RAIKOO_LOG_LEVEL": "debug"})
+    end = time.time() + 60
+    while "level=" not in good.output() and good.proc.poll() is None and time.time() < end:
+        time.sleep(0.2)
+    rc = good.stop()
+    assert "level=" in good.output()
+    for w in (bad, good):
+        assert DB_SECRET not in w.output(), w.output()
+    assert rc == 0, good.output()
+
+
+# ---- configuration mistakes stop every program with a clear error (issue 9, item 16) ----
+
+PROGRAMS = [["raikoo", "config"], ["raikoo", "migrate"], ["raikoo-command-worker"], ["raikoo-outbox-relay"],
+            ["raikoo-mailer"], ["raikoo-expiry-worker"]]
+
+
+@pytest.mark.parametrize("prog", PROGRAMS, ids=lambda p: " ".join(p))
+def test_a_stray_raikoo_kafka_variable_is_named_in_a_clear_error(prog):
+    from conftest import run
+    p = run(prog, env={"RAIKOO_KAFKA_LIBS": "/opt/kafka/libs"})
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert "RAIKOO_KAFKA_LIBS: librdkafka refuses libs: " in p.stderr
+    assert "RAIKOO_STACK_KAFKA_LIBS" in p.stderr
+    assert "Assertion" not in p.stderr and "AddressSanitizer" not in p.stderr
+
+
+@pytest.mark.parametrize("prog", PROGRAMS, ids=lambda p: " ".join(p))
+def test_a_config_that_is_a_directory_or_missing_is_an_error(prog, tmp_path):
+    from conftest import run
+    p = run(prog + ["--config", str(tmp_path)])
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert f"{tmp_path}: is a directory" in p.stderr
+    p = run(prog, env={"RAIKOO_CONFIG": str(tmp_path / "missing.conf")})
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert f"{tmp_path / 'missing.conf'}: No such file or directory" in p.stderr
+    conf = tmp_path / "raikoo.conf"
+    conf.write_text("kafka.client.id = ok\nkafka.not.a.property = 1\n")
+    p = run(prog + ["--config", str(conf)])
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert f"{conf}:2: librdkafka refuses not.a.property" in p.stderr

@@ -14,6 +14,11 @@
     "2 usage error, 3 infrastructure (Kafka unreachable, no result within result.timeout.ms).\n"
 #define PASSWORD_HELP "  --password-stdin  read the password (one line) from standard input; it is hashed (Argon2id)\n" \
                       "                    before anything leaves this process\n"
+/* The code is never an option: every local user sees a command line (ps). */
+#define CODE_HELP(what, example)                                                                         \
+    "  standard input    " what " from the e-mail, on the first line (on a terminal it is asked\n"          \
+    "                    for, without echo); --code on the command line is refused. For example:\n"        \
+    "                      " example "\n"
 #define LIST_HELP                                                                                        \
     "  --actor UUID      list only if this user is an admin, or an owner or user manager of the org\n"      \
     "  --json            print one JSON object\n"                                                           \
@@ -30,13 +35,19 @@ static const cli_cmd_t commands[] = {
     {"invite-new", cmd_publish, "--org UUID --email E [--name N] [--owner] --actor UUID [--wait] [--json]",
      "create a disabled account and membership for a new user; a one-time password is e-mailed",
      "  --owner           make them an owner\n" PUBLISH_HELP},
-    {"accept", cmd_publish, "--invitation UUID --code C --actor UUID [--wait] [--json]",
-     "confirm an Add Existing User invitation with its code (the invitee is the actor)", PUBLISH_HELP},
-    {"activate", cmd_publish, "--email E --code C --password-stdin [--wait] [--json]",
-     "a new user activates the account with the one-time password and sets a password",
-     PASSWORD_HELP "  --wait            wait for the command's result and print it\n"
-                   "  --json            print one JSON object (with --wait: the result's data)\n"
-                   "No --actor: the account does not work yet. Exit status as for the other commands.\n"},
+    {"accept", cmd_publish, "--invitation UUID --actor UUID [--wait] [--json]",
+     "confirm an Add Existing User invitation with the code read from standard input (the invitee is the actor)",
+     CODE_HELP("the confirmation code", "printf '%s\\n' \"$CODE\" | raikoo accept --invitation $INV --actor $ME --wait")
+         PUBLISH_HELP},
+    {"activate", cmd_publish, "--email E [--wait] [--json]",
+     "a new user activates the account: one-time password, then a new password, read from standard input",
+     CODE_HELP("the one-time password", "printf '%s\\n%s\\n' \"$CODE\" 'a long passphrase' | raikoo activate --email E --wait")
+     "                    The new password, on the second line (asked twice on a terminal), is hashed\n"
+     "                    (Argon2id) before anything leaves this process. --password-stdin is still\n"
+     "                    accepted and changes nothing.\n"
+     "  --wait            wait for the command's result and print it\n"
+     "  --json            print one JSON object (with --wait: the result's data)\n"
+     "No --actor: the account does not work yet. Exit status as for the other commands.\n"},
     {"resend", cmd_publish, "--org UUID --invitation UUID --actor UUID [--wait] [--json]",
      "send a pending or expired invitation again with a new code and expiry", PUBLISH_HELP},
     {"remove-invitation", cmd_publish, "--org UUID --invitation UUID --actor UUID [--wait] [--json]",
@@ -54,7 +65,10 @@ static const cli_cmd_t commands[] = {
     {"keygen", cmd_keygen, "[--dir DIR]", "write the mailer key pair and the code pepper (never overwrites)", NULL},
     {"bootstrap-admin", cmd_bootstrap_admin, "--email E [--name N]", "create or find the system admin; print its id",
      NULL},
-    {"config", cmd_config, "", "print every configuration key, its variable and its current value", NULL},
+    {"config", cmd_config, "[--markdown]", "print every configuration key, its variable and its current value",
+     "  --markdown        print the configuration reference instead (defaults, variables, meanings):\n"
+     "                    docs/CONFIGURATION.md is this output\n"
+     "Passwords (db.url's, smtp.password, Kafka secrets) are printed as ***.\n"},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

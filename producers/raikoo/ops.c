@@ -115,7 +115,10 @@ int cmd_bootstrap_admin(int argc, char **argv, conf_t *c) {
 }
 
 int cmd_config(int argc, char **argv, conf_t *c) {
-    (void)argv;
+    if (argc == 2 && strcmp(argv[1], "--markdown") == 0) {
+        conf_print_markdown(stdout); /* defaults only: the same on every machine */
+        return EXIT_ACCEPTED;
+    }
     if (argc != 1)
         return cli_usage(cli_find("config"), 1);
     conf_print_reference(c, stdout);

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "producer.h"
@@ -49,6 +51,7 @@ static const opt_desc_t opt_descs[] = {
     {O_OWNER_FLAG, "owner", V_FLAG, "owner", NULL},
     {O_OWNER_ID, "owner", V_UUID, "owner_user_id", "UUID"},
     {O_INVITATION, "invitation", V_UUID, "invitation_id", "UUID"},
+    /* Refused: a code on the command line is visible to every local user (ps). Read from stdin instead. */
     {O_CODE, "code", V_TEXT, "code", "C"},
     {O_USER, "user", V_UUID, "user_id", "UUID"},
     {O_MANAGE, "manage-users", V_FLAG, "can_manage_users", NULL},
@@ -67,9 +70,11 @@ static const pub_spec_t pub_specs[] = {
     {"create-user", CMD_CREATE_USER, O_ACTOR | O_EMAIL | O_NAME | O_PASSWORD, O_ACTOR | O_EMAIL | O_NAME | O_PASSWORD},
     {"add-existing", CMD_ADD_EXISTING_USER, O_ACTOR | O_ORG | O_EMAIL | O_OWNER_FLAG, O_ACTOR | O_ORG | O_EMAIL},
     {"invite-new", CMD_INVITE_NEW_USER, O_ACTOR | O_ORG | O_EMAIL | O_NAME | O_OWNER_FLAG, O_ACTOR | O_ORG | O_EMAIL},
-    {"accept", CMD_ACCEPT_INVITATION, O_ACTOR | O_INVITATION | O_CODE, O_ACTOR | O_INVITATION | O_CODE},
-    /* The activating user has no working account yet, so there is no actor. */
-    {"activate", CMD_ACTIVATE_ACCOUNT, O_EMAIL | O_CODE | O_PASSWORD, O_EMAIL | O_CODE | O_PASSWORD},
+    /* O_CODE: the code is read from standard input (first line), never from the command line. */
+    {"accept", CMD_ACCEPT_INVITATION, O_ACTOR | O_INVITATION | O_CODE, O_ACTOR | O_INVITATION},
+    /* The activating user has no working account yet, so there is no actor. The code is the first line of
+     * standard input, the password the second; --password-stdin is still taken (it changes nothing). */
+    {"activate", CMD_ACTIVATE_ACCOUNT, O_EMAIL | O_CODE | O_PASSWORD, O_EMAIL},
     {"resend", CMD_RESEND_INVITATION, O_ACTOR | O_ORG | O_INVITATION, O_ACTOR | O_ORG | O_INVITATION},
     {"remove-invitation", CMD_REMOVE_INVITATION, O_ACTOR | O_ORG | O_INVITATION, O_ACTOR | O_ORG | O_INVITATION},
     {"remove-member", CMD_REMOVE_MEMBER, O_ACTOR | O_ORG | O_USER, O_ACTOR | O_ORG | O_USER},
@@ -83,28 +88,54 @@ static const pub_spec_t *spec_find(const char *name) {
     return NULL;
 }
 
-/* Reads one line from stdin into a new buffer of *cap bytes, which the caller wipes (all *cap bytes) and
- * frees. NULL with errstr when there is none or it is empty. */
-static char *password_read(size_t *cap_out, char *errstr, size_t errstr_size) {
+/* Reads one secret line: when standard input is a terminal, after prompt (on stderr) with echo off;
+ * else the next line of standard input. Returns a new buffer of *cap_out bytes, which the caller wipes
+ * (all of them) and frees; NULL with errstr when there is none, it is empty or too long. what names the
+ * value in errors ("the code", "the password"), how says how to pass it. */
+static char *secret_read(const char *prompt, const char *what, const char *how, size_t *cap_out, char *errstr,
+                         size_t errstr_size) {
+    int tty = isatty(STDIN_FILENO);
+    struct termios saved;
+    int echo_off = 0;
+    if (tty) {
+        /* Echo off before the prompt shows, so that nothing typed after the prompt is ever echoed. */
+        if (tcgetattr(STDIN_FILENO, &saved) == 0) {
+            struct termios quiet = saved;
+            quiet.c_lflag &= ~(tcflag_t)ECHO;
+            quiet.c_lflag |= ECHONL;
+            echo_off = tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) == 0;
+        }
+        fprintf(stderr, "%s", prompt);
+        fflush(stderr);
+    }
     char *line = NULL;
     size_t cap = 0;
     ssize_t n = getline(&line, &cap, stdin);
+    if (echo_off)
+        tcsetattr(STDIN_FILENO, TCSANOW, &saved);
     if (n < 0) {
         free(line);
-        snprintf(errstr, errstr_size, "--password-stdin: nothing to read on standard input");
+        snprintf(errstr, errstr_size, "%s: nothing to read on standard input (%s)", what, how);
         return NULL;
     }
     while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         line[--n] = '\0';
     if (n == 0 || n > PASSWORD_MAX || strlen(line) != (size_t)n) {
-        snprintf(errstr, errstr_size, "--password-stdin: the password must be 1 to %d bytes on one line%s",
-                 PASSWORD_MAX, n == 0 ? " (it is empty)" : "");
+        snprintf(errstr, errstr_size, "%s must be 1 to %d bytes on one line of standard input%s (%s)", what,
+                 PASSWORD_MAX, n == 0 ? " (it is empty)" : "", how);
         sodium_memzero(line, cap);
         free(line);
         return NULL;
     }
     *cap_out = cap;
     return line;
+}
+
+static void secret_free(char *s, size_t cap) {
+    if (s) {
+        sodium_memzero(s, cap);
+        free(s);
+    }
 }
 
 /* Prints a result: one JSON object (the result's data) with as_json, else one human line. */
@@ -172,7 +203,9 @@ int cmd_publish(int argc, char **argv, conf_t *c) {
         if (!(opt_descs[i].bit & allowed))
             continue;
         opts[nopts].name = opt_descs[i].name;
-        opts[nopts].has_arg = opt_descs[i].kind == V_FLAG ? no_argument : required_argument;
+        opts[nopts].has_arg = opt_descs[i].bit == O_CODE   ? optional_argument
+                              : opt_descs[i].kind == V_FLAG ? no_argument
+                                                            : required_argument;
         opts[nopts].flag = NULL;
         opts[nopts].val = 1000 + i;
         nopts++;
@@ -181,8 +214,8 @@ int cmd_publish(int argc, char **argv, conf_t *c) {
 
     int rc = EXIT_INFRA, o;
     char err[1024], id[37] = "";
-    char *password = NULL;
-    size_t password_cap = 0;
+    char *password = NULL, *code = NULL;
+    size_t password_cap = 0, code_cap = 0;
     json_t *data = NULL;
     raikoo_producer_t *p = NULL;
     raikoo_result_t result = {0};
@@ -195,6 +228,14 @@ int cmd_publish(int argc, char **argv, conf_t *c) {
         if (o < 1000)
             return usage_fail(cmd, "unknown option %s", argv[optind - 1]);
         const opt_desc_t *d = &opt_descs[o - 1000];
+        if (d->bit == O_CODE)
+            return usage_fail(cmd, "--code is not taken on the command line, where every local user sees it (ps): %s",
+                              spec->type == CMD_ACTIVATE_ACCOUNT
+                                  ? "give the code on the first line of standard input and the new password on the "
+                                    "second, or type them when asked (e.g. printf '%s\\n%s\\n' \"$CODE\" "
+                                    "'new password' | raikoo activate ...)"
+                                  : "give the code on the first line of standard input, or type it when asked "
+                                    "(e.g. printf '%s\\n' \"$CODE\" | raikoo accept ...)");
         seen |= d->bit;
         values[o - 1000] = d->kind == V_FLAG ? "true" : optarg;
     }
@@ -223,8 +264,8 @@ int cmd_publish(int argc, char **argv, conf_t *c) {
         }
         if (d->bit == O_ACTOR) {
             actor = v;
-        } else if (d->bit == O_PASSWORD) {
-            continue; /* read last, once everything else is known to be right */
+        } else if (d->bit == O_PASSWORD || d->bit == O_CODE) {
+            continue; /* read from stdin last, once everything else is known to be right */
         } else if (d->kind == V_FLAG) {
             json_object_set_new(data, d->field, json_boolean(v != NULL));
         } else if (d->kind == V_EMAIL && v) {
@@ -238,9 +279,43 @@ int cmd_publish(int argc, char **argv, conf_t *c) {
             json_object_set_new(data, d->field, json_string(v));
         }
     }
+    if (spec->allowed & O_CODE) {
+        int activate = spec->type == CMD_ACTIVATE_ACCOUNT;
+        const char *how = activate ? "the one-time password from the e-mail on the first line, the new password "
+                                     "on the second: printf '%s\\n%s\\n' \"$CODE\" 'new password' | raikoo activate ..."
+                                   : "the confirmation code from the e-mail on the first line: "
+                                     "printf '%s\\n' \"$CODE\" | raikoo accept ...";
+        code = secret_read(activate ? "One-time password from the e-mail: " : "Confirmation code from the e-mail: ",
+                           "the code", how, &code_cap, err, sizeof(err));
+        if (!code) {
+            rc = usage_fail(cmd, "%s", err);
+            goto done;
+        }
+        /* Spaces around a pasted code are not part of it. */
+        char *start = code, *end = code + strlen(code);
+        while (*start == ' ' || *start == '\t')
+            start++;
+        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+            *--end = '\0';
+        json_object_set_new(data, "code", json_string(start));
+    }
     if (spec->allowed & O_PASSWORD) {
         char hash[crypto_pwhash_STRBYTES];
-        password = password_read(&password_cap, err, sizeof(err));
+        const char *how = spec->type == CMD_ACTIVATE_ACCOUNT ? "the new password goes on the second line: printf '%s\\n%s\\n' \"$CODE\" 'new password' | "
+                                                                "raikoo activate ..."
+                                                              : "--password-stdin: one line on standard input";
+        password = secret_read("New password: ", "the password", how, &password_cap, err, sizeof(err));
+        if (password && isatty(STDIN_FILENO)) {
+            size_t again_cap = 0;
+            char *again = secret_read("New password again: ", "the password", how, &again_cap, err, sizeof(err));
+            int same = again && strcmp(again, password) == 0;
+            secret_free(again, again_cap);
+            if (!same) {
+                snprintf(err, sizeof(err), "the two passwords typed differ");
+                secret_free(password, password_cap);
+                password = NULL;
+            }
+        }
         if (!password) {
             rc = usage_fail(cmd, "%s", err);
             goto done;
@@ -314,10 +389,8 @@ int cmd_publish(int argc, char **argv, conf_t *c) {
     rc = result.accepted ? EXIT_ACCEPTED : EXIT_REJECTED;
 done:
     fflush(stdout);
-    if (password) {
-        sodium_memzero(password, password_cap);
-        free(password);
-    }
+    secret_free(password, password_cap);
+    secret_free(code, code_cap);
     raikoo_result_clear(&result);
     raikoo_producer_free(p);
     json_decref(data);

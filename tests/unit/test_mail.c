@@ -168,7 +168,7 @@ static void render_makes_a_safe_multipart_message(void) {
         CHECK(strstr(msg, "\r\nOne-time password: ABCD-EFGH-JKMN\r\n") != NULL);
         CHECK(strstr(msg, "Confirmation code") == NULL);
         char *copy = strdup(msg);
-        CHECK(strstr(unsoft(copy), "raikoo activate --email bob@example.com --code ABCD-EFGH-JKMN --password-stdin"));
+        CHECK(strstr(unsoft(copy), "raikoo activate --email bob@example.com\r\n"));
         free(copy);
         CHECK(strstr(msg, "Expires: 2026-12-04 20:30 UTC") != NULL);
         CHECK(strstr(msg, "&lt;b&gt;Alice&lt;/b&gt;") != NULL && strstr(msg, "<b>Alice</b>") != NULL);
@@ -191,7 +191,7 @@ static void render_makes_a_safe_multipart_message(void) {
     CHECK(mail_job_parse(buf, strlen(buf), &job, &identified, err, sizeof(err)) == 0);
     msg = t ? mail_render(t, &from, "https://app.example", &job, code, 1796000000, err, sizeof(err)) : NULL;
     CHECK(msg && strstr(msg, "\r\nConfirmation code: ABCD-EFGH-JKMN\r\n") != NULL);
-    CHECK(msg && strstr(unsoft(msg), "raikoo accept --invitation 22222222-2222-4222-8222-222222222222 --code ABCD-EFGH-JKMN"));
+    CHECK(msg && strstr(unsoft(msg), "raikoo accept --invitation 22222222-2222-4222-8222-222222222222\r\n"));
     CHECK(msg && strstr(msg, "One-time password") == NULL);
     free(msg);
     mail_job_free(&job);

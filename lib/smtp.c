@@ -1,6 +1,7 @@
 /* SMTP submission over libesmtp: many messages in one session, STARTTLS, AUTH, timeouts, and a verdict
  * per message (sent, try again later, or give up). */
 #include "smtp.h"
+#include "text.h"
 
 #include <stdarg.h>
 #include <stddef.h> /* libesmtp.h uses size_t without including it */
@@ -232,6 +233,22 @@ static void event_cb(smtp_session_t session, int event_no, void *arg, ...) {
     va_end(ap);
 }
 
+/* The longest part of a server's reply kept (bytes): it goes into a database column and a log line. */
+#define REPLY_MAX 200
+
+/* A server's reply as one line of valid UTF-8 of at most REPLY_MAX bytes, whatever it sent: invalid bytes
+ * become U+FFFD, control characters spaces (a reply is text from outside, like a message). Caller frees. */
+static char *reply_clean(const char *text, size_t len) {
+    char *t = utf8_clean_dup(text, len, REPLY_MAX);
+    for (unsigned char *p = (unsigned char *)t; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            *p = ' ';
+    size_t n = strlen(t);
+    while (n > 0 && t[n - 1] == ' ')
+        t[--n] = '\0';
+    return t;
+}
+
 /* Follows the dialogue (never the message contents: libesmtp does not show them here) for what became of
  * AUTH, which libesmtp does not tell: when every mechanism is refused it carries on unauthenticated.
  * Only the command word of what we write is looked at, never the credentials after it. */
@@ -251,7 +268,9 @@ static void monitor_cb(const char *buf, int buflen, int writing, void *arg) {
         int n = 0;
         while (n < buflen && buf[n] != '\r' && buf[n] != '\n')
             n++;
-        snprintf(note->auth_reply, sizeof(note->auth_reply), "%.*s", n < 150 ? n : 150, buf);
+        char *reply = reply_clean(buf, (size_t)n);
+        text_printf(note->auth_reply, sizeof(note->auth_reply), "%s", reply);
+        free(reply);
     }
     /* 3xx: a challenge; the answer is written and the verdict read next. */
 }
@@ -271,16 +290,10 @@ static int interact_cb(auth_client_request_t request, char **result, int fields,
 }
 
 static void copy_reply(char *out, size_t out_size, const smtp_status_t *st, const char *what) {
-    char text[200];
-    snprintf(text, sizeof(text), "%s", st && st->text ? st->text : "");
-    /* The reply goes into a database column and a log line: one line. */
-    for (char *p = text; *p; p++)
-        if (*p == '\r' || *p == '\n')
-            *p = ' ';
-    size_t n = strlen(text);
-    while (n > 0 && text[n - 1] == ' ')
-        text[--n] = '\0';
-    snprintf(out, out_size, "%s: %d %s", what, st ? st->code : 0, text);
+    const char *raw = st && st->text ? st->text : "";
+    char *text = reply_clean(raw, strlen(raw));
+    text_printf(out, out_size, "%s: %d %s", what, st ? st->code : 0, text);
+    free(text);
 }
 
 /* The verdict for one message after the session, from the replies to MAIL, RCPT and the end of DATA. */
@@ -313,7 +326,8 @@ static void judge(smtp_message_t msg, smtp_recipient_t rcpt, smtp_item_t *it, co
         copy_reply(it->detail, sizeof(it->detail), data, "message deferred");
     } else {
         it->outcome = SMTP_TRANSIENT;
-        snprintf(it->detail, sizeof(it->detail), "not delivered: %.200s", session_why);
+        text_printf(it->detail, sizeof(it->detail), "not delivered: %.*s",
+                    (int)utf8_prefix(session_why, strlen(session_why), 200), session_why);
     }
 }
 
@@ -404,7 +418,7 @@ int smtp_send(const smtp_conf_t *sc, const char *from, smtp_item_t *items, size_
         /* AUTH was asked for and did not happen: whatever the server then said to MAIL or RCPT (530,
          * 550 relaying denied) is about that, and fixing smtp.user/smtp.password makes it go. */
         if (note.auth == AUTH_REFUSED)
-            snprintf(auth_why, sizeof(auth_why), "SMTP AUTH refused (check smtp.user and smtp.password): %s",
+            text_printf(auth_why, sizeof(auth_why), "SMTP AUTH refused (check smtp.user and smtp.password): %s",
                      note.auth_reply);
         else if (started)
             snprintf(auth_why, sizeof(auth_why), "the server offered no AUTH mechanism we can use (smtp.user is set%s)",
@@ -413,12 +427,13 @@ int smtp_send(const smtp_conf_t *sc, const char *from, smtp_item_t *items, size_
             session_why = auth_why;
     }
     char where[sizeof(why)];
-    snprintf(where, sizeof(where), "%.250s (SMTP %.50s)", session_why, sc->hostport);
+    text_printf(where, sizeof(where), "%.*s (SMTP %.50s)", (int)utf8_prefix(session_why, strlen(session_why), 250),
+                session_why, sc->hostport);
     for (size_t i = 0; i < n; i++) {
         judge(msgs[i], rcpts[i], &items[i], where);
         if (auth_why[0] && items[i].outcome != SMTP_SENT) {
             items[i].outcome = SMTP_TRANSIENT;
-            snprintf(items[i].detail, sizeof(items[i].detail), "%s", where);
+            text_printf(items[i].detail, sizeof(items[i].detail), "%s", where);
         }
     }
     judged = 1;
@@ -429,10 +444,10 @@ int smtp_send(const smtp_conf_t *sc, const char *from, smtp_item_t *items, size_
 done:
     if (why[0] && !judged) {
         for (size_t i = 0; i < n; i++)
-            snprintf(items[i].detail, sizeof(items[i].detail), "%s", why);
+            text_printf(items[i].detail, sizeof(items[i].detail), "%s", why);
     }
     if (why[0])
-        snprintf(errstr, errstr_size, "%s", why);
+        text_printf(errstr, errstr_size, "%s", why);
     if (session)
         smtp_destroy_session(session);
     if (auth)

@@ -2,7 +2,9 @@
  * with exponential backoff, outcomes and events written in one transaction. */
 #include "mailer.h"
 
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,19 +34,12 @@
  * lease is over), the status it had if seen before, and its invitation's state. The SELECT sees the table
  * as it was before the INSERT, so d.status is that of an earlier delivery only. Rows go in job_id order so
  * that two mailers inserting the same jobs (after a rebalance) wait on each other in one order. */
-/* A job is claimed in this mailer's name only when this session carries its name (see SQL_IDENTIFY); if
- * it does not (a reconnect not followed by SQL_IDENTIFY), the claim is anonymous and only its lease ends
- * it: never taken over while this mailer lives. $5 (SQL_ACCEPT) / $3 (SQL_RECLAIM) is the mailer's id. */
-#define CLAIMER "CASE WHEN current_setting('application_name') = 'raikoo-mailer ' || $5 THEN $5 END"
-#define CLAIMER_3 "CASE WHEN current_setting('application_name') = 'raikoo-mailer ' || $3 THEN $3 END"
-
 static const char SQL_ACCEPT[] =
     "WITH input AS ("
     "  SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[]) WITH ORDINALITY AS t(job_id, invitation_id, job, ord)"
     "), ins AS ("
     "  INSERT INTO mail_deliveries (job_id, invitation_id, status, attempts, next_attempt_at, job, claimed_by)"
-    "  SELECT job_id, invitation_id, 'sending', 0, now() + $4::bigint * interval '1 millisecond', job,"
-    "         " CLAIMER
+    "  SELECT job_id, invitation_id, 'sending', 0, now() + $4::bigint * interval '1 millisecond', job, $5"
     "  FROM input ORDER BY job_id"
     "  ON CONFLICT (job_id) DO NOTHING RETURNING job_id"
     ")"
@@ -61,36 +56,27 @@ static const char SQL_SUPERSEDE[] =
     " l AS (SELECT job_id FROM mail_deliveries WHERE job_id IN (SELECT job_id FROM u) ORDER BY job_id FOR UPDATE)"
     " UPDATE mail_deliveries d SET status = 'superseded', next_attempt_at = NULL, last_error = u.why,"
     " held = false, claimed_by = NULL, updated_at = now() FROM u JOIN l ON l.job_id = u.job_id WHERE d.job_id = u.job_id";
-/* Due work: retries whose time has come, and `sending` jobs whose mailer is gone: its database sessions
- * ended (killed) while PostgreSQL itself has been up long enough for a live mailer to have reconnected
- * ($3 ms), or its lease ran out while it was not connected, or it has been stuck for a second lease while
- * connected ($4 ms). A live mailer's own jobs are never taken from it. */
+/* Due work: retries whose time has come, and `sending` jobs whose lease ran out: their mailer stopped
+ * renewing it (SQL_RENEW), so it is gone. Not in the first $2 ms after PostgreSQL started: live mailers
+ * get that long to reconnect and renew their leases after a restart. */
 static const char SQL_DUE[] =
-    "WITH live AS (SELECT DISTINCT application_name AS name FROM pg_stat_activity"
-    "              WHERE application_name LIKE 'raikoo-mailer %'),"
-    " cand AS ("
-    "  (SELECT job_id FROM mail_deliveries WHERE status IN ('retrying', 'sending') AND next_attempt_at <= now()"
-    "   ORDER BY next_attempt_at LIMIT $1)"
-    "  UNION"
-    "  (SELECT job_id FROM mail_deliveries WHERE status = 'sending' AND claimed_by IS NOT NULL LIMIT 1000)"
-    ")"
-    " SELECT d.job_id, d.job, d.attempts, coalesce(i.status, ''), coalesce(i.mail_job_id::text, ''),"
-    "        coalesce(i.expires_at <= now(), true), d.status, coalesce(d.last_error, '')"
+    "SELECT d.job_id, d.job, d.attempts, coalesce(i.status, ''), coalesce(i.mail_job_id::text, ''),"
+    "       coalesce(i.expires_at <= now(), true), d.status, coalesce(d.last_error, '')"
     " FROM mail_deliveries d LEFT JOIN invitations i ON i.id = d.invitation_id"
-    " WHERE d.job_id IN (SELECT job_id FROM cand)"
-    "   AND (d.status = 'retrying' AND d.next_attempt_at <= now()"
-    "        OR d.status = 'sending' AND d.claimed_by IS DISTINCT FROM $2 AND ("
-    "             (d.next_attempt_at <= now() AND (d.claimed_by IS NULL"
-    "                  OR NOT EXISTS (SELECT 1 FROM live WHERE live.name = 'raikoo-mailer ' || d.claimed_by)))"
-    "          OR (d.claimed_by IS NOT NULL"
-    "              AND pg_postmaster_start_time() < now() - $3::bigint * interval '1 millisecond'"
-    "              AND NOT EXISTS (SELECT 1 FROM live WHERE live.name = 'raikoo-mailer ' || d.claimed_by))"
-    "          OR d.next_attempt_at <= now() - $4::bigint * interval '1 millisecond'))"
+    " WHERE d.status IN ('retrying', 'sending') AND d.next_attempt_at <= now()"
+    "   AND (d.status = 'retrying' OR pg_postmaster_start_time() < now() - $2::bigint * interval '1 millisecond')"
     " ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE OF d SKIP LOCKED";
+/* The heartbeat: this mailer's `sending` jobs stay its own for another lease. Rows locked by an outcome
+ * being written are skipped (they are leaving `sending`); the rest are locked in job_id order. */
+static const char SQL_RENEW[] =
+    "WITH l AS (SELECT job_id FROM mail_deliveries WHERE claimed_by = $1 AND status = 'sending'"
+    "           ORDER BY job_id FOR UPDATE SKIP LOCKED)"
+    " UPDATE mail_deliveries d SET next_attempt_at = now() + $2::bigint * interval '1 millisecond'"
+    " FROM l WHERE d.job_id = l.job_id";
 /* The rows are locked already (the due scan, in this transaction). */
 static const char SQL_RECLAIM[] =
     "UPDATE mail_deliveries SET status = 'sending', next_attempt_at = now() + $2::bigint * interval '1 millisecond',"
-    " held = false, claimed_by = " CLAIMER_3 ", updated_at = now() WHERE job_id = ANY($1::uuid[])";
+    " held = false, claimed_by = $3, updated_at = now() WHERE job_id = ANY($1::uuid[])";
 /* The outcome of each job of a chunk: its row (status sent, retrying or failed; a retry's delay, NULL
  * otherwise; held: waiting for the server, not for a backoff of its own) and its invitation's delivery
  * state, which only the invitation's current job speaks for: a superseded job never overwrites it.
@@ -121,7 +107,7 @@ static const char SQL_MAIL_STATE[] =
 static const char SQL_RELEASE_HELD[] =
     "UPDATE mail_deliveries SET next_attempt_at = now(), held = false, updated_at = now()"
     " WHERE held AND status = 'retrying'";
-/* Names this session after the mailer, for the liveness check of SQL_DUE. */
+/* Names this session after the mailer (pg_stat_activity shows who holds what). */
 static const char SQL_IDENTIFY[] = "SELECT set_config('application_name', $1, false)";
 
 /* ---- the mailer ---- */
@@ -134,8 +120,8 @@ typedef struct claimed {
     char why[400];
 } claimed_t;
 
-/* After a PostgreSQL restart, how long live mailers get to reconnect before their `sending` jobs are
- * taken for abandoned (SQL_DUE's $3). */
+/* After a PostgreSQL restart, how long live mailers get to reconnect and renew their leases before their
+ * `sending` jobs count as abandoned (SQL_DUE's $2). */
 #define RECONNECT_GRACE_MS 30000L
 
 struct mailer {
@@ -170,6 +156,7 @@ mailer_t *mailer_new(const conf_t *c, char *errstr, size_t errstr_size) {
         conf_get_long(c, "mail.retry.max", 0, 100000, &m->retry_max, errstr, errstr_size) != 0 ||
         conf_get_long(c, "mail.retry.max.delay.ms", 1, 86400000, &m->retry_max_delay_ms, errstr, errstr_size) != 0 ||
         conf_get_long(c, "mail.probe.max.ms", 1, 3600000, &m->probe_max_ms, errstr, errstr_size) != 0 ||
+        conf_get_long(c, "mail.lease.ms", 1000, 3600000, &m->lease_ms, errstr, errstr_size) != 0 ||
         smtp_conf_load(c, &m->smtp, errstr, errstr_size) != 0 ||
         mail_from_parse(conf_get(c, "mail.from"), &m->from, errstr, errstr_size) != 0)
         goto fail;
@@ -182,10 +169,8 @@ mailer_t *mailer_new(const conf_t *c, char *errstr, size_t errstr_size) {
         log_info(NULL, "%d mail template(s) from %s", overridden, conf_get(c, "mail.templates"));
     m->app_url = conf_get(c, "mail.app.url");
     m->events_topic = conf_get(c, "topic.events");
-    /* Long enough for a whole SMTP session at the configured timeouts, so that a live mailer's claim
-     * never lapses mid-send (which could send twice); short enough that a dead mailer's jobs go out
-     * within minutes. */
-    m->lease_ms = 60000 + m->smtp.timeout_ms * (4 + m->batch_max);
+    /* The lease: a live mailer renews it (a heartbeat thread, every fifth of it) however long its SMTP
+     * session takes; a dead one's jobs are taken over when it ends. */
     uuid_generate(m->id);
     snprintf(m->appname, sizeof(m->appname), "raikoo-mailer %s", m->id);
     return m;
@@ -662,11 +647,10 @@ int mailer_claim_due(mailer_t *m, PGconn *db, int *claimed, char *errstr, size_t
     *claimed = 0;
     if (db_cmd(db, "BEGIN", errstr, errstr_size) != 0)
         return -1;
-    char grace[32], hung[32];
+    char grace[32];
     snprintf(grace, sizeof(grace), "%ld", RECONNECT_GRACE_MS);
-    snprintf(hung, sizeof(hung), "%ld", m->lease_ms);
-    const char *p[4] = {limit, m->id, grace, hung};
-    res = db_exec_cached(db, SQL_DUE, 4, p, errstr, errstr_size);
+    const char *p[2] = {limit, grace};
+    res = db_exec_cached(db, SQL_DUE, 2, p, errstr, errstr_size);
     if (!res)
         goto done;
     ids = calloc((size_t)PQntuples(res) + 1, sizeof(*ids));
@@ -918,6 +902,76 @@ int mailer_deliver(mailer_t *m, PGconn *db, char *errstr, size_t errstr_size) {
     return rc;
 }
 
+/* ---- the heartbeat ---- */
+
+/* A thread with a connection of its own renews this mailer's leases every fifth of mail.lease.ms, whatever
+ * the main thread is doing (a long SMTP session, waiting for PostgreSQL to take an outcome). */
+typedef struct heartbeat {
+    const mailer_t *m;
+    const char *url;
+    pthread_t thread;
+    int started;
+    atomic_int stop;
+} heartbeat_t;
+
+static void *heartbeat_main(void *arg) {
+    heartbeat_t *h = arg;
+    PGconn *db = NULL;
+    char lease[32], err[512];
+    snprintf(lease, sizeof(lease), "%ld", h->m->lease_ms);
+    int failing = 0;
+    while (!atomic_load(&h->stop)) {
+        if (!db)
+            db = PQconnectdb(h->url);
+        else if (PQstatus(db) != CONNECTION_OK)
+            PQreset(db);
+        int ok = 0;
+        if (PQstatus(db) == CONNECTION_OK) {
+            const char *name[1] = {h->m->appname};
+            PGresult *res = db_exec(db, SQL_IDENTIFY, 1, name, err, sizeof(err));
+            if (res)
+                PQclear(res);
+            const char *p[2] = {h->m->id, lease};
+            res = db_exec(db, SQL_RENEW, 2, p, err, sizeof(err));
+            ok = res != NULL;
+            if (res)
+                PQclear(res);
+        }
+        if (!ok && !failing)
+            log_warn(NULL, "mail lease heartbeat: cannot renew (PostgreSQL unreachable?); trying every second");
+        else if (ok && failing)
+            log_info(NULL, "mail lease heartbeat: renewing again");
+        failing = !ok;
+        /* Every fifth of the lease; every second while failing. */
+        long wait_ms = ok ? h->m->lease_ms / 5 : 1000;
+        for (long t = 0; t < wait_ms && !atomic_load(&h->stop); t += 50) {
+            struct timespec ts = {0, 50 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    if (db)
+        PQfinish(db);
+    return NULL;
+}
+
+static void heartbeat_start(heartbeat_t *h, const mailer_t *m, const char *url) {
+    h->m = m;
+    h->url = url ? url : "";
+    atomic_init(&h->stop, 0);
+    h->started = pthread_create(&h->thread, NULL, heartbeat_main, h) == 0;
+    if (!h->started)
+        log_warn(NULL, "cannot start the mail lease heartbeat: jobs will be taken over by other mailers when "
+                       "mail.lease.ms runs out mid-send");
+}
+
+static void heartbeat_stop(heartbeat_t *h) {
+    if (!h->started)
+        return;
+    atomic_store(&h->stop, 1);
+    pthread_join(h->thread, NULL);
+    h->started = 0;
+}
+
 /* ---- the worker loop ---- */
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
@@ -961,7 +1015,12 @@ static void db_recover(mailer_t *m, PGconn *db, long sleep_ms) {
             log_info(NULL, "reconnected to PostgreSQL");
         }
     }
-    worker_sleep_ms(sleep_ms);
+    if (worker_running()) {
+        worker_sleep_ms(sleep_ms);
+    } else { /* shutting down, still writing what was sent: worker_sleep_ms would not wait */
+        struct timespec ts = {sleep_ms / 1000, (sleep_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
 }
 
 /* The broker's answer to an offset commit, served by rd_kafka_consumer_poll. */
@@ -998,6 +1057,7 @@ static void commit_offsets(rd_kafka_t *rk, rd_kafka_queue_t *cq, rd_kafka_messag
 int mailer_run(const conf_t *c) {
     int rc = 3;
     char err[1024];
+    heartbeat_t heartbeat = {0};
     mailer_t *m = NULL;
     PGconn *db = NULL;
     rd_kafka_t *rk = NULL;
@@ -1017,6 +1077,8 @@ int mailer_run(const conf_t *c) {
         goto done;
     }
     db_identify(m, db);
+    heartbeat_start(&heartbeat, m, conf_get(c, "db.url"));
+    heartbeat_start(&heartbeat, m, conf_get(c, "db.url"));
     rk = kafka_group_consumer_new(c, conf_get(c, "group.mail"), conf_get(c, "topic.mail"), rebalance_cb, err,
                                   sizeof(err));
     if (!rk) {
@@ -1098,6 +1160,7 @@ done:
     for (size_t i = 0; i < n; i++)
         rd_kafka_message_destroy(batch[i]);
     free(batch);
+    heartbeat_stop(&heartbeat); /* after the last outcome is written: the leases held until then */
     if (cq)
         rd_kafka_queue_destroy(cq);
     if (rk) {

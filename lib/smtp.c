@@ -437,7 +437,12 @@ int smtp_send(const smtp_conf_t *sc, const char *from, smtp_item_t *items, size_
         }
     }
     judged = 1;
-    if (!started || auth_why[0])
+    /* A session that sent nothing for a reason of its own (unreachable, TLS, AUTH) failed as a whole: the
+     * server's (or the configuration's) fault, not any message's. */
+    int any_sent = 0;
+    for (size_t i = 0; i < n; i++)
+        any_sent |= items[i].outcome == SMTP_SENT;
+    if (!started || auth_why[0] || (note.why[0] && !any_sent))
         snprintf(why, sizeof(why), "%s", where);
     else
         rc = 0;

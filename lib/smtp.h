@@ -47,7 +47,8 @@ typedef struct smtp_item {
 
 /* Sends every item in one SMTP session from the envelope sender `from` and sets each item's outcome
  * and detail. Returns -1 with errstr when the session failed as a whole (set-up, server unreachable,
- * greeting, TLS or AUTH refused): every item then has its verdict all the same, transient. */
+ * greeting, TLS or AUTH refused) and sent nothing: every item then has its verdict all the same,
+ * transient. Every detail is one line of valid UTF-8 (a server's reply cleaned and cut to 200 bytes). */
 int smtp_send(const smtp_conf_t *sc, const char *from, smtp_item_t *items, size_t n, char *errstr,
               size_t errstr_size);
 

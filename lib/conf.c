@@ -47,6 +47,7 @@ const conf_key_t conf_keys[] = {
     {"mail.retry.base.ms", "2000", "mailer: first retry delay, doubled each attempt"},
     {"mail.retry.max", "0", "mailer: attempts before InvitationEmailFailed on 4xx replies (0: until the invitation expires)"},
     {"mail.retry.max.delay.ms", "3600000", "mailer: longest delay between two attempts of one job"},
+    {"mail.lease.ms", "15000", "mailer: a job's claim, renewed while its mailer lives (taken over when it runs out)"},
     {"mail.probe.max.ms", "60000", "mailer: longest delay between two probes of an unreachable SMTP server"},
     {"result.timeout.ms", "30000", "raikoo --wait: how long to wait for a result"},
     {"log.level", "info", "debug | info | warn | error"},

@@ -170,6 +170,8 @@ static size_t add_encoded_words(sb_t *b, const char *text, size_t col) {
         size_t room = limit >= 12 + 8 ? limit - 12 : 8;
         size_t max_bytes = room / 4 * 3;
         size_t take = 0;
+        size_t after_space = 0; /* a cut right after a space, so that readers that put a space between
+                                 * words (against RFC 2047) still cut between words */
         while (take < n) {
             size_t len = 1;
             while (take + len < n && (p[take + len] & 0xc0) == 0x80)
@@ -177,7 +179,11 @@ static size_t add_encoded_words(sb_t *b, const char *text, size_t col) {
             if (take + len > max_bytes && take > 0)
                 break;
             take += len;
+            if (p[take - 1] == ' ')
+                after_space = take;
         }
+        if (take < n && after_space > take / 2)
+            take = after_space;
         char b64[sodium_base64_ENCODED_LEN(80, sodium_base64_VARIANT_ORIGINAL)];
         sodium_bin2base64(b64, sizeof(b64), p, take, sodium_base64_VARIANT_ORIGINAL);
         sb_printf(b, "=?UTF-8?B?%s?=", b64);
@@ -263,16 +269,22 @@ char *mail_mailbox(const char *clean_name, const char *addr) {
         free(one);
         return sb_take(&b);
     }
-    /* A quoted display name cannot be folded inside the quotes: only a short one stays plain. */
-    if (plain_header_ok(one, 0) && strlen(one) <= 60) {
-        sb_addc(&b, '"');
+    /* Plain ASCII: a quoted-string, folded at its spaces when long (RFC 5322 allows FWS inside one). Words
+     * are checked with room for a quote and escapes on either side. */
+    if (plain_header_ok(one, 6 + 4)) {
+        sb_t q = {0};
+        sb_addc(&q, '"');
         for (const char *p = one; *p; p++) {
             if (*p == '"' || *p == '\\')
-                sb_addc(&b, '\\');
-            sb_addc(&b, *p);
+                sb_addc(&q, '\\');
+            sb_addc(&q, *p);
         }
-        sb_addc(&b, '"');
-        col = 6 /* "From: " */ + b.n;
+        sb_addc(&q, '"');
+        char *quoted = sb_take(&q);
+        add_folded(&b, quoted, 6 /* "From: " */);
+        free(quoted);
+        const char *last = strrchr(b.s, '\n');
+        col = last ? strlen(last + 1) : 6 + b.n;
     } else {
         col = add_encoded_words(&b, one, 6 /* "From: " */);
     }

@@ -9,10 +9,9 @@ import uuid
 from datetime import datetime, timezone
 
 import psycopg2
-import pytest
 
 from conftest import BIN, raikoo, unique_email
-from mailkit import (Invitation, Sink, code_in, create_topic, free_port, html_part, mails_to, password_hash,
+from mailkit import (Invitation, code_in, create_topic, html_part, mails_to, password_hash,
                      produce, query, rfc3339, shown, start_mailer, text_part, wait_until)
 
 

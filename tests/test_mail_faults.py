@@ -8,13 +8,11 @@ Each test runs its own mailer against a database of its own (made and migrated h
 mailer never touches its rows."""
 import copy
 import os
-import signal
 import socket
 import subprocess
 import threading
 import time
 import uuid
-from datetime import timedelta
 
 import psycopg2
 import pytest

@@ -61,7 +61,8 @@ static const char SQL_SUPERSEDE[] =
  * get that long to reconnect and renew their leases after a restart. */
 static const char SQL_DUE[] =
     "SELECT d.job_id, d.job, d.attempts, coalesce(i.status, ''), coalesce(i.mail_job_id::text, ''),"
-    "       coalesce(i.expires_at <= now(), true), d.status, coalesce(d.last_error, '')"
+    "       coalesce(i.expires_at <= now(), true), d.status, coalesce(d.last_error, ''),"
+    "       d.accepted_at IS NOT NULL"
     " FROM mail_deliveries d LEFT JOIN invitations i ON i.id = d.invitation_id"
     " WHERE d.status IN ('retrying', 'sending') AND d.next_attempt_at <= now()"
     "   AND (d.status = 'retrying' OR pg_postmaster_start_time() < now() - $2::bigint * interval '1 millisecond')"
@@ -107,6 +108,9 @@ static const char SQL_MAIL_STATE[] =
 static const char SQL_RELEASE_HELD[] =
     "UPDATE mail_deliveries SET next_attempt_at = now(), held = false, updated_at = now()"
     " WHERE held AND status = 'retrying'";
+/* Noted during the SMTP session, the moment the server accepts a message (see smtp_send_cb). */
+static const char SQL_ACCEPTED[] =
+    "UPDATE mail_deliveries SET accepted_at = now() WHERE job_id = $1 AND status = 'sending'";
 /* Names this session after the mailer (pg_stat_activity shows who holds what). */
 static const char SQL_IDENTIFY[] = "SELECT set_config('application_name', $1, false)";
 
@@ -117,6 +121,7 @@ typedef struct claimed {
     char *payload; /* the job as recorded (for the row; the JSON tree is in job) */
     int attempts;  /* attempts made before this one */
     int bad;       /* malformed, or its invitation expired while it waited: fails without an attempt */
+    int accepted;  /* the server accepted it already (a mailer killed mid-session): record it sent */
     char why[400];
 } claimed_t;
 
@@ -676,6 +681,7 @@ int mailer_claim_due(mailer_t *m, PGconn *db, int *claimed, char *errstr, size_t
         cl->bad = mail_job_parse(text, strlen(text), &cl->job, &identified, why, sizeof(why)) != 0;
         cl->payload = strdup(text);
         cl->attempts = (int)strtol(PQgetvalue(res, r, 2), NULL, 10);
+        cl->accepted = PQgetvalue(res, r, 8)[0] == 't';
         if (!cl->payload)
             abort();
         if (!cl->bad && expired_waiting) {
@@ -811,6 +817,27 @@ static int record_chunk(mailer_t *m, PGconn *db, const outcome_in_t *in, size_t 
     }
 }
 
+/* What note_accepted needs to find a message's job. */
+typedef struct accepted_ctx {
+    mailer_t *m;
+    PGconn *db;
+    const size_t *which; /* session index -> chunk index */
+    size_t from;         /* chunk start in m->claimed */
+} accepted_ctx_t;
+
+/* The server accepted message k of the session: noted at once (one short statement), so that if this
+ * mailer dies before the outcome is written, the mailer taking the job over records it sent instead of
+ * sending it again. A failure only loses that protection. */
+static void note_accepted(void *arg, size_t k) {
+    accepted_ctx_t *ctx = arg;
+    const claimed_t *cl = &ctx->m->claimed[ctx->from + ctx->which[k]];
+    const char *p[1] = {cl->job.job_id};
+    char err[256];
+    PGresult *res = db_exec_cached(ctx->db, SQL_ACCEPTED, 1, p, err, sizeof(err));
+    if (res)
+        PQclear(res);
+}
+
 /* Sends claimed[from, from + n) in one SMTP session and records the outcomes in one transaction. While the
  * breaker holds, nothing is sent: the jobs are recorded as held. */
 static int deliver_chunk(mailer_t *m, PGconn *db, size_t from, size_t n, char *errstr, size_t errstr_size) {
@@ -830,6 +857,11 @@ static int deliver_chunk(mailer_t *m, PGconn *db, size_t from, size_t n, char *e
         if (cl->bad) {
             it->outcome = SMTP_PERMANENT;
             text_printf(it->detail, sizeof(it->detail), "%s", cl->why);
+            continue;
+        }
+        if (cl->accepted) {
+            it->outcome = SMTP_SENT;
+            snprintf(it->detail, sizeof(it->detail), "accepted by the SMTP server before the mailer sending it stopped");
             continue;
         }
         if (holding) {
@@ -860,7 +892,9 @@ static int deliver_chunk(mailer_t *m, PGconn *db, size_t from, size_t n, char *e
         for (size_t k = 0; k < n_send; k++)
             batch[k] = items[which[k]];
         char why[400] = "";
-        int session_failed = smtp_send(&m->smtp, m->from.addr, batch, n_send, why, sizeof(why)) != 0;
+        accepted_ctx_t ctx = {m, db, which, from};
+        int session_failed =
+            smtp_send_cb(&m->smtp, m->from.addr, batch, n_send, note_accepted, &ctx, why, sizeof(why)) != 0;
         for (size_t k = 0; k < n_send; k++)
             items[which[k]] = batch[k];
         free(batch);

@@ -145,6 +145,10 @@ typedef struct session_note {
     const smtp_conf_t *sc;
     auth_progress_t auth;
     char auth_reply[160]; /* the server's last refusal of AUTH, one line */
+    smtp_accepted_cb on_accepted; /* NULL, or told of each message as the server accepts it */
+    void *on_accepted_arg;
+    smtp_message_t *msgs;
+    size_t n_msgs;
 } session_note_t;
 
 /* Turns Nagle's algorithm off on the socket libesmtp just connected to the server. SMTP is a dialogue of
@@ -193,6 +197,19 @@ static void event_cb(smtp_session_t session, int event_no, void *arg, ...) {
     case SMTP_EV_CONNECT:
         nodelay_on_session_socket(note->port);
         break;
+    case SMTP_EV_MESSAGESENT: {
+        /* The server answered the end of this message's data: accepted (2xx, its recipient too)? */
+        smtp_message_t msg = va_arg(ap, smtp_message_t);
+        for (size_t i = 0; note->on_accepted && i < note->n_msgs; i++) {
+            if (note->msgs[i] != msg)
+                continue;
+            const smtp_status_t *data = smtp_message_transfer_status(msg);
+            if (data && data->code >= 200 && data->code < 300)
+                note->on_accepted(note->on_accepted_arg, i);
+            break;
+        }
+        break;
+    }
     case SMTP_EV_EXTNA_STARTTLS:
         snprintf(note->why, sizeof(note->why), "the server does not offer STARTTLS (smtp.starttls=required)");
         break;
@@ -333,12 +350,17 @@ static void judge(smtp_message_t msg, smtp_recipient_t rcpt, smtp_item_t *it, co
 
 int smtp_send(const smtp_conf_t *sc, const char *from, smtp_item_t *items, size_t n, char *errstr,
               size_t errstr_size) {
+    return smtp_send_cb(sc, from, items, n, NULL, NULL, errstr, errstr_size);
+}
+
+int smtp_send_cb(const smtp_conf_t *sc, const char *from, smtp_item_t *items, size_t n, smtp_accepted_cb on_accepted,
+                 void *arg, char *errstr, size_t errstr_size) {
     int rc = -1;
     smtp_session_t session = NULL;
     auth_context_t auth = NULL;
     smtp_message_t *msgs = NULL;
     smtp_recipient_t *rcpts = NULL;
-    session_note_t note = {"", 0, sc, AUTH_NOT_TRIED, ""};
+    session_note_t note = {"", 0, sc, AUTH_NOT_TRIED, "", on_accepted, arg, NULL, 0};
     const char *colon = strrchr(sc->hostport, ':');
     note.port = colon ? (int)strtol(colon + 1, NULL, 10) : 25;
     char why[320] = "";
@@ -354,6 +376,8 @@ int smtp_send(const smtp_conf_t *sc, const char *from, smtp_item_t *items, size_
     rcpts = calloc(n, sizeof(*rcpts));
     if (!msgs || !rcpts)
         abort();
+    note.msgs = msgs;
+    note.n_msgs = n;
     session = smtp_create_session();
     if (!session) {
         snprintf(why, sizeof(why), "cannot create an SMTP session");

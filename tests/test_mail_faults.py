@@ -50,8 +50,9 @@ class FakeSmtp:
     default); hold=True never greets (a server that hangs); data_gate (threading.Event) delays the reply
     to the end of DATA until set. Counts the messages whose data it received."""
 
-    def __init__(self, reply=None, hold=False, data_gate=None):
+    def __init__(self, reply=None, hold=False, data_gate=None, gate_after=0):
         self.reply, self.hold, self.data_gate = reply or (lambda line: None), hold, data_gate
+        self.gate_after = gate_after  # the first gate_after messages are answered at once
         self.messages, self.got_data = 0, threading.Event()
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -93,7 +94,7 @@ class FakeSmtp:
                         pass
                     self.messages += 1
                     self.got_data.set()
-                    if self.data_gate:
+                    if self.data_gate and self.messages > self.gate_after:
                         self.data_gate.wait(120)
                     c.sendall(custom or b"250 2.0.0 queued\r\n")
                 elif cmd == b"QUIT":
@@ -209,6 +210,43 @@ def test_a_live_mailer_keeps_its_jobs_and_a_killed_one_loses_them_when_the_lease
             b.stop()
         sink.stop()
         hang.stop()
+
+
+def test_a_message_the_server_accepted_is_not_sent_again_after_its_mailer_is_killed(tmp_path, pdb):
+    """Item 10: the mailer notes each message the moment the server accepts it; killed before it writes the
+    session's outcomes, the mailer taking the jobs over records that one sent instead of sending it again
+    (only the message whose acceptance it never heard of goes out twice)."""
+    url, db = pdb
+    gate = threading.Event()
+    slow = FakeSmtp(data_gate=gate, gate_after=1)
+    topic = create_topic("raikoo.test.mail", partitions=1)
+    a = mailer_on(url, topic, RAIKOO_SMTP_PORT=slow.port, RAIKOO_MAIL_LEASE_MS=2000)
+    port, mdir = free_port(), tmp_path / "mail"
+    sink = Sink(port, mdir)
+    b = None
+    try:
+        first, second = Invitation(db), Invitation(db)
+        for inv in (first, second):
+            produce(topic, inv.id, inv.job())
+        wait_until(lambda: slow.messages == 2, 60, "both messages in one session, the second unanswered")
+        wait_until(lambda: query(db, "SELECT accepted_at IS NOT NULL FROM mail_deliveries WHERE job_id = %s",
+                                 (first.job_id,)) == [(True,)], 30, "the first noted as accepted")
+        assert first.delivery()[0] == "sending"  # the session's outcomes are not written yet
+        a.proc.kill()
+        a.proc.wait()
+        b = mailer_on(url, create_topic("raikoo.test.mail"), RAIKOO_SMTP_PORT=port)
+        wait_until(lambda: all(i.delivery()[0] == "sent" for i in (first, second)), 90, "taken over")
+        assert mails_to(first.email, mdir) == []  # not sent again
+        assert len(mails_to(second.email, mdir)) == 1
+        assert first.mail_state()[1] == "sent"
+        assert b.stop() == 0
+    finally:
+        gate.set()
+        a.stop()
+        if b:
+            b.stop()
+        sink.stop()
+        slow.stop()
 
 
 def test_an_outcome_is_recorded_once_the_database_is_back_not_abandoned(tmp_path, pdb):

@@ -143,9 +143,12 @@ static const char SQL_LOCK_MEMBER_AND_OWNERS[] =
 
 static const char SQL_REMOVE_MEMBER[] = "DELETE FROM org_members WHERE org_id = $1 AND user_id = $2";
 
+/* Several rows: locked first in id order (as the mailer locks invitations), so that no two transactions
+ * wait on each other's rows in opposite orders. */
 static const char SQL_WITHDRAW_PENDING_OF_MEMBER[] =
-    "UPDATE invitations SET status = 'removed', decided_at = now()"
-    " WHERE org_id = $1 AND user_id = $2 AND status = 'pending' RETURNING id";
+    "WITH l AS (SELECT id FROM invitations WHERE org_id = $1 AND user_id = $2 AND status = 'pending'"
+    "           ORDER BY id FOR UPDATE)"
+    " UPDATE invitations i SET status = 'removed', decided_at = now() FROM l WHERE i.id = l.id RETURNING i.id";
 
 static const char SQL_SET_ROLE[] =
     "UPDATE org_members SET is_owner = $3, can_manage_users = $4 WHERE org_id = $1 AND user_id = $2";

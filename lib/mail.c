@@ -11,6 +11,7 @@
 #include <sodium.h>
 
 #include "embedded.h"
+#include "event.h"
 #include "secret.h"
 
 /* ---- a growing string ---- */
@@ -161,10 +162,16 @@ static size_t add_encoded_words(sb_t *b, const char *text, size_t col) {
             sb_add(b, "\r\n ");
             col = 1;
         }
-        /* "=?UTF-8?B?" + base64 + "?=": 12 characters around 4 per 3 bytes. */
-        size_t room = col + 12 + 8 < 78 ? 78 - col - 12 : 8;
+        /* "=?UTF-8?B?" + base64 + "?=": 12 characters around 4 per 3 bytes; a word is at most 75
+         * characters (RFC 2047) and its line at most 78 (RFC 5322). */
+        size_t limit = col < 78 ? 78 - col : 0;
+        if (limit > 75)
+            limit = 75;
+        size_t room = limit >= 12 + 8 ? limit - 12 : 8;
         size_t max_bytes = room / 4 * 3;
         size_t take = 0;
+        size_t after_space = 0; /* a cut right after a space, so that readers that put a space between
+                                 * words (against RFC 2047) still cut between words */
         while (take < n) {
             size_t len = 1;
             while (take + len < n && (p[take + len] & 0xc0) == 0x80)
@@ -172,7 +179,11 @@ static size_t add_encoded_words(sb_t *b, const char *text, size_t col) {
             if (take + len > max_bytes && take > 0)
                 break;
             take += len;
+            if (p[take - 1] == ' ')
+                after_space = take;
         }
+        if (take < n && after_space > take / 2)
+            take = after_space;
         char b64[sodium_base64_ENCODED_LEN(80, sodium_base64_VARIANT_ORIGINAL)];
         sodium_bin2base64(b64, sizeof(b64), p, take, sodium_base64_VARIANT_ORIGINAL);
         sb_printf(b, "=?UTF-8?B?%s?=", b64);
@@ -184,34 +195,105 @@ static size_t add_encoded_words(sb_t *b, const char *text, size_t col) {
     return col;
 }
 
+/* Longest word (run of non-spaces) of s. */
+static size_t longest_word(const char *s) {
+    size_t best = 0;
+    while (*s) {
+        size_t n = strcspn(s, " ");
+        if (n > best)
+            best = n;
+        s += n;
+        s += strspn(s, " ");
+    }
+    return best;
+}
+
+/* Appends clean printable-ASCII text with single spaces, folded (CRLF before a space) so that no line
+ * grows past 78 characters, the first line starting at column col. Words must be at most 77 - col. */
+static void add_folded(sb_t *b, const char *text, size_t col) {
+    const char *p = text;
+    int first = 1;
+    while (*p) {
+        size_t n = strcspn(p, " ");
+        if (!first && col + 1 + n > 78) {
+            sb_add(b, "\r\n");
+            col = 0;
+        }
+        if (!first) {
+            sb_addc(b, ' ');
+            col++;
+        }
+        sb_addn(b, p, n);
+        col += n;
+        p += n;
+        p += strspn(p, " ");
+        first = 0;
+    }
+}
+
+/* text with every run of spaces made one space: a header never holds a line of spaces only, and
+ * folding has a place between any two words. */
+static char *single_spaced(const char *text) {
+    sb_t b = {0};
+    for (const char *p = text; *p; p++)
+        if (*p != ' ' || (b.n > 0 && b.s[b.n - 1] != ' '))
+            sb_addc(&b, *p);
+    while (b.n > 0 && b.s[b.n - 1] == ' ')
+        b.s[--b.n] = '\0';
+    return sb_take(&b);
+}
+
+/* Plain ASCII that can stay as it is (folded at spaces): printable, no "=?" (mail readers take that for
+ * the start of an encoded-word), and no word too long to fold onto a line of its own. */
+static int plain_header_ok(const char *text, size_t col) {
+    return printable_ascii(text) && !strstr(text, "=?") && longest_word(text) + col <= 77;
+}
+
 char *mail_header_text(const char *clean) {
     sb_t b = {0};
-    /* "=?" in plain text would be read as the start of an encoded-word by mail readers. */
-    if (printable_ascii(clean) && !strstr(clean, "=?"))
-        sb_add(&b, clean);
+    char *one = single_spaced(clean);
+    if (plain_header_ok(one, 9 /* "Subject: " */))
+        add_folded(&b, one, 9);
     else
-        add_encoded_words(&b, clean, 9 /* "Subject: " */);
+        add_encoded_words(&b, one, 9);
+    free(one);
     return sb_take(&b);
 }
 
 char *mail_mailbox(const char *clean_name, const char *addr) {
     sb_t b = {0};
-    if (!clean_name || !*clean_name) {
+    char *one = single_spaced(clean_name ? clean_name : "");
+    size_t col;
+    if (!*one) {
         sb_add(&b, addr);
-    } else if (printable_ascii(clean_name) && !strstr(clean_name, "=?")) {
-        sb_addc(&b, '"');
-        for (const char *p = clean_name; *p; p++) {
-            if (*p == '"' || *p == '\\')
-                sb_addc(&b, '\\');
-            sb_addc(&b, *p);
-        }
-        sb_printf(&b, "\" <%s>", addr);
-    } else {
-        size_t col = add_encoded_words(&b, clean_name, 4 /* "To: " */);
-        if (col + 3 + strlen(addr) > 78)
-            sb_add(&b, "\r\n");
-        sb_printf(&b, " <%s>", addr);
+        free(one);
+        return sb_take(&b);
     }
+    /* Plain ASCII: a quoted-string, folded at its spaces when long (RFC 5322 allows FWS inside one). Words
+     * are checked with room for a quote and escapes on either side. */
+    if (plain_header_ok(one, 6 + 4)) {
+        sb_t q = {0};
+        sb_addc(&q, '"');
+        for (const char *p = one; *p; p++) {
+            if (*p == '"' || *p == '\\')
+                sb_addc(&q, '\\');
+            sb_addc(&q, *p);
+        }
+        sb_addc(&q, '"');
+        char *quoted = sb_take(&q);
+        add_folded(&b, quoted, 6 /* "From: " */);
+        free(quoted);
+        const char *last = strrchr(b.s, '\n');
+        col = last ? strlen(last + 1) : 6 + b.n;
+    } else {
+        col = add_encoded_words(&b, one, 6 /* "From: " */);
+    }
+    free(one);
+    /* The address on a folded line of its own when it would not fit (an address is at most 254
+     * characters: that line stays far below 998). */
+    if (col + 3 + strlen(addr) > 78)
+        sb_add(&b, "\r\n");
+    sb_printf(&b, " <%s>", addr);
     return sb_take(&b);
 }
 
@@ -244,8 +326,9 @@ char *mail_qp_encode(const char *text) {
             if (col + tlen > 75) {
                 sb_add(&b, "=\r\n");
                 col = 0;
-                if (ch == '.') {
-                    snprintf(tok, sizeof(tok), "=2E");
+                /* The next line starts here: what a leading '.' or "From " would suffer applies. */
+                if (ch == '.' || (ch == 'F' && strncmp(line + i, "From ", 5) == 0)) {
+                    snprintf(tok, sizeof(tok), "=%02X", ch);
                     tlen = 3;
                 }
             }
@@ -375,6 +458,35 @@ static const char *get_str(json_t *obj, const char *key) {
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
+/* The envelope and data keys the schema (schemas/mail/InvitationEmail.schema.json) allows: any other key
+ * makes the job malformed there, and so here. */
+static const char *const envelope_keys[] = {"specversion", "id", "source", "type", "time", "datacontenttype",
+                                            "actorid", "correlationid", "data", NULL};
+static const char *const data_keys[] = {"job_id", "invitation_id", "org_id", "org_name", "kind", "email", "name",
+                                        "inviter_name", "inviter_email", "grant_owner", "expires_at", "sealed_code",
+                                        NULL};
+
+/* The first key of obj not in allowed, or NULL. */
+static const char *unknown_key(json_t *obj, const char *const *allowed) {
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v) {
+        (void)v;
+        const char *const *a = allowed;
+        while (*a && strcmp(*a, key) != 0)
+            a++;
+        if (!*a)
+            return key;
+    }
+    return NULL;
+}
+
+/* The schema's sealed_code: 80 characters of the original base64 alphabet. */
+static int sealed_code_valid(const char *s) {
+    size_t n = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/");
+    return n == 80 && s[n] == '\0';
+}
+
 int mail_job_parse(const char *buf, size_t len, mail_job_t *job, int *identified, char *errstr,
                    size_t errstr_size) {
     memset(job, 0, sizeof(*job));
@@ -399,8 +511,17 @@ int mail_job_parse(const char *buf, size_t len, mail_job_t *job, int *identified
         return -1;
     }
     *identified = 1;
+    /* From here on every rule of the JSON Schema holds here too (tests/test_mail_contract.py compares the
+     * two verdicts): the job names its invitation, so a failure is recorded against it. Keys are named in
+     * errstr, never their values (a value may be anything a producer wrote). */
     job->correlationid = get_str(job->root, "correlationid");
     job->actorid = get_str(job->root, "actorid");
+    int in_envelope = unknown_key(job->root, envelope_keys) != NULL;
+    if (in_envelope || unknown_key(data, data_keys)) {
+        snprintf(errstr, errstr_size, "a key the mail job schema does not allow (in %s)",
+                 in_envelope ? "the envelope" : "data");
+        return -1;
+    }
     if (!type || strcmp(type, MAIL_JOB_TYPE) != 0) {
         snprintf(errstr, errstr_size, "type is not %s", MAIL_JOB_TYPE);
         return -1;
@@ -408,6 +529,23 @@ int mail_job_parse(const char *buf, size_t len, mail_job_t *job, int *identified
     const char *id = get_str(job->root, "id");
     if (!id || strcmp(id, job->job_id) != 0) {
         snprintf(errstr, errstr_size, "id and data.job_id differ");
+        return -1;
+    }
+    const char *spec = get_str(job->root, "specversion"), *source = get_str(job->root, "source"),
+               *time_s = get_str(job->root, "time"), *ctype = get_str(job->root, "datacontenttype");
+    if (!spec || strcmp(spec, "1.0") != 0 || !source || strcmp(source, "/raikoo/command-worker") != 0 || !ctype ||
+        strcmp(ctype, "application/json") != 0) {
+        snprintf(errstr, errstr_size,
+                 "specversion must be 1.0, source /raikoo/command-worker, datacontenttype application/json");
+        return -1;
+    }
+    if (!event_time_valid(time_s)) {
+        snprintf(errstr, errstr_size, "time is not an RFC 3339 time");
+        return -1;
+    }
+    if (!uuid_valid(job->correlationid) ||
+        (json_object_get(job->root, "actorid") && !uuid_valid(job->actorid))) {
+        snprintf(errstr, errstr_size, "correlationid (required) and actorid (optional) must be UUIDs");
         return -1;
     }
     job->org_name = get_str(data, "org_name");
@@ -419,14 +557,14 @@ int mail_job_parse(const char *buf, size_t len, mail_job_t *job, int *identified
     job->sealed_code = get_str(data, "sealed_code");
     const char *email = get_str(data, "email");
     json_t *owner = json_object_get(data, "grant_owner");
-    if (!job->name)
-        job->name = "";
-    if (!job->inviter_name)
-        job->inviter_name = "";
-    if (!job->inviter_email)
-        job->inviter_email = "";
-    if (!job->org_name || !job->kind || !email || !job->expires_at || !job->sealed_code) {
-        snprintf(errstr, errstr_size, "data lacks one of org_name, kind, email, expires_at, sealed_code");
+    if (!job->org_name || !job->kind || !email || !job->expires_at || !job->sealed_code || !job->name ||
+        !job->inviter_name || !job->inviter_email || !json_is_boolean(owner)) {
+        snprintf(errstr, errstr_size, "data lacks one of org_name, kind, email, name, inviter_name, inviter_email, "
+                                      "expires_at, sealed_code (strings) or grant_owner (a boolean)");
+        return -1;
+    }
+    if (!*job->org_name) {
+        snprintf(errstr, errstr_size, "data.org_name is empty");
         return -1;
     }
     if (strcmp(job->kind, "new") != 0 && strcmp(job->kind, "existing") != 0) {
@@ -440,8 +578,16 @@ int mail_job_parse(const char *buf, size_t len, mail_job_t *job, int *identified
         snprintf(errstr, errstr_size, "data.email: %s", why);
         return -1;
     }
-    if (rfc3339_parse(job->expires_at, &job->expires) != 0) {
+    if (strcmp(email, job->email) != 0) {
+        snprintf(errstr, errstr_size, "data.email is not in normal form (trimmed, domain in lower case)");
+        return -1;
+    }
+    if (!event_time_valid(job->expires_at) || rfc3339_parse(job->expires_at, &job->expires) != 0) {
         snprintf(errstr, errstr_size, "data.expires_at is not an RFC 3339 time");
+        return -1;
+    }
+    if (!sealed_code_valid(job->sealed_code)) {
+        snprintf(errstr, errstr_size, "data.sealed_code is not 80 characters of base64");
         return -1;
     }
     return 0;

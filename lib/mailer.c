@@ -2,6 +2,9 @@
  * with exponential backoff, outcomes and events written in one transaction. */
 #include "mailer.h"
 
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +19,7 @@
 #include "outbox.h"
 #include "secret.h"
 #include "smtp.h"
+#include "text.h"
 #include "worker.h"
 
 #define MAILER_SOURCE "/raikoo/mailer"
@@ -34,8 +38,8 @@ static const char SQL_ACCEPT[] =
     "WITH input AS ("
     "  SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[]) WITH ORDINALITY AS t(job_id, invitation_id, job, ord)"
     "), ins AS ("
-    "  INSERT INTO mail_deliveries (job_id, invitation_id, status, attempts, next_attempt_at, job)"
-    "  SELECT job_id, invitation_id, 'sending', 0, now() + $4::bigint * interval '1 millisecond', job"
+    "  INSERT INTO mail_deliveries (job_id, invitation_id, status, attempts, next_attempt_at, job, claimed_by)"
+    "  SELECT job_id, invitation_id, 'sending', 0, now() + $4::bigint * interval '1 millisecond', job, $5"
     "  FROM input ORDER BY job_id"
     "  ON CONFLICT (job_id) DO NOTHING RETURNING job_id"
     ")"
@@ -45,32 +49,70 @@ static const char SQL_ACCEPT[] =
     " LEFT JOIN mail_deliveries d ON d.job_id = t.job_id"
     " LEFT JOIN invitations v ON v.id = t.invitation_id"
     " ORDER BY t.ord";
+/* Multi-row updates lock their rows first, in key order (ORDER BY ... FOR UPDATE), so that two
+ * transactions touching the same rows wait on each other in one order and never deadlock. */
 static const char SQL_SUPERSEDE[] =
-    "UPDATE mail_deliveries d SET status = 'superseded', next_attempt_at = NULL, last_error = u.why,"
-    " updated_at = now() FROM unnest($1::uuid[], $2::text[]) AS u(job_id, why) WHERE d.job_id = u.job_id";
+    "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::text[]) AS u(job_id, why)),"
+    " l AS (SELECT job_id FROM mail_deliveries WHERE job_id IN (SELECT job_id FROM u) ORDER BY job_id FOR UPDATE)"
+    " UPDATE mail_deliveries d SET status = 'superseded', next_attempt_at = NULL, last_error = u.why,"
+    " held = false, claimed_by = NULL, updated_at = now() FROM u JOIN l ON l.job_id = u.job_id WHERE d.job_id = u.job_id";
+/* Due work: retries whose time has come, and `sending` jobs whose lease ran out: their mailer stopped
+ * renewing it (SQL_RENEW), so it is gone. Not in the first $2 ms after PostgreSQL started: live mailers
+ * get that long to reconnect and renew their leases after a restart. */
 static const char SQL_DUE[] =
     "SELECT d.job_id, d.job, d.attempts, coalesce(i.status, ''), coalesce(i.mail_job_id::text, ''),"
-    "       coalesce(i.expires_at <= now(), true)"
+    "       coalesce(i.expires_at <= now(), true), d.status, coalesce(d.last_error, ''),"
+    "       d.accepted_at IS NOT NULL"
     " FROM mail_deliveries d LEFT JOIN invitations i ON i.id = d.invitation_id"
     " WHERE d.status IN ('retrying', 'sending') AND d.next_attempt_at <= now()"
+    "   AND (d.status = 'retrying' OR pg_postmaster_start_time() < now() - $2::bigint * interval '1 millisecond')"
     " ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE OF d SKIP LOCKED";
+/* The heartbeat: this mailer's `sending` jobs stay its own for another lease. Rows locked by an outcome
+ * being written are skipped (they are leaving `sending`); the rest are locked in job_id order. */
+static const char SQL_RENEW[] =
+    "WITH l AS (SELECT job_id FROM mail_deliveries WHERE claimed_by = $1 AND status = 'sending'"
+    "           ORDER BY job_id FOR UPDATE SKIP LOCKED)"
+    " UPDATE mail_deliveries d SET next_attempt_at = now() + $2::bigint * interval '1 millisecond'"
+    " FROM l WHERE d.job_id = l.job_id";
+/* The rows are locked already (the due scan, in this transaction). */
 static const char SQL_RECLAIM[] =
     "UPDATE mail_deliveries SET status = 'sending', next_attempt_at = now() + $2::bigint * interval '1 millisecond',"
-    " updated_at = now() WHERE job_id = ANY($1::uuid[])";
+    " held = false, claimed_by = $3, updated_at = now() WHERE job_id = ANY($1::uuid[])";
 /* The outcome of each job of a chunk: its row (status sent, retrying or failed; a retry's delay, NULL
- * otherwise) and its invitation's delivery state, which only the invitation's current job speaks for: a
- * superseded job never overwrites it. */
+ * otherwise; held: waiting for the server, not for a backoff of its own) and its invitation's delivery
+ * state, which only the invitation's current job speaks for: a superseded job never overwrites it.
+ * Deliveries are locked in job_id order. Invitations are locked in id order and SKIP LOCKED: the command
+ * worker locks invitations too, one command after another in its batch, so this statement never waits
+ * for one while holding others (no deadlock, whatever order the other side takes); the invitations it
+ * skipped come back as rows, and get their state afterwards one by one (SQL_MAIL_STATE, each alone). */
 static const char SQL_OUTCOMES[] =
     "WITH u AS ("
-    "  SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::bigint[], $6::text[])"
-    "    AS u(job_id, invitation_id, status, attempts, delay_ms, error)"
+    "  SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::bigint[], $6::text[], $7::bool[])"
+    "    AS u(job_id, invitation_id, status, attempts, delay_ms, error, held)"
+    "), li AS (SELECT id FROM invitations WHERE id IN (SELECT invitation_id FROM u) ORDER BY id FOR UPDATE SKIP LOCKED"
+    "), ld AS (SELECT job_id FROM mail_deliveries WHERE job_id IN (SELECT job_id FROM u) ORDER BY job_id FOR UPDATE"
     "), d AS ("
     "  UPDATE mail_deliveries d SET status = u.status, attempts = u.attempts,"
-    "    next_attempt_at = now() + u.delay_ms * interval '1 millisecond', last_error = u.error, updated_at = now()"
-    "  FROM u WHERE d.job_id = u.job_id"
+    "    next_attempt_at = now() + u.delay_ms * interval '1 millisecond', last_error = u.error, held = u.held,"
+    "    claimed_by = NULL, updated_at = now()"
+    "  FROM u JOIN ld ON ld.job_id = u.job_id WHERE d.job_id = u.job_id"
+    "), i AS ("
+    "  UPDATE invitations i SET mail_state = u.status, mail_error = u.error, mail_updated_at = now()"
+    "  FROM u JOIN li ON li.id = u.invitation_id WHERE i.id = u.invitation_id AND i.mail_job_id = u.job_id"
     ")"
-    " UPDATE invitations i SET mail_state = u.status, mail_error = u.error, mail_updated_at = now()"
-    " FROM u WHERE i.id = u.invitation_id AND i.mail_job_id = u.job_id";
+    " SELECT u.invitation_id, u.job_id, u.status, u.error FROM u WHERE u.invitation_id NOT IN (SELECT id FROM li)";
+static const char SQL_MAIL_STATE[] =
+    "UPDATE invitations SET mail_state = $3, mail_error = $4, mail_updated_at = now()"
+    " WHERE id = $1 AND mail_job_id = $2";
+/* The SMTP server answers again: every job held for it is due now (no backoff of its own). */
+static const char SQL_RELEASE_HELD[] =
+    "UPDATE mail_deliveries SET next_attempt_at = now(), held = false, updated_at = now()"
+    " WHERE held AND status = 'retrying'";
+/* Noted during the SMTP session, the moment the server accepts a message (see smtp_send_cb). */
+static const char SQL_ACCEPTED[] =
+    "UPDATE mail_deliveries SET accepted_at = now() WHERE job_id = $1 AND status = 'sending'";
+/* Names this session after the mailer (pg_stat_activity shows who holds what). */
+static const char SQL_IDENTIFY[] = "SELECT set_config('application_name', $1, false)";
 
 /* ---- the mailer ---- */
 
@@ -78,9 +120,14 @@ typedef struct claimed {
     mail_job_t job;
     char *payload; /* the job as recorded (for the row; the JSON tree is in job) */
     int attempts;  /* attempts made before this one */
-    int bad;       /* malformed: fails without an attempt */
-    char why[256];
+    int bad;       /* malformed, or its invitation expired while it waited: fails without an attempt */
+    int accepted;  /* the server accepted it already (a mailer killed mid-session): record it sent */
+    char why[400];
 } claimed_t;
+
+/* After a PostgreSQL restart, how long live mailers get to reconnect and renew their leases before their
+ * `sending` jobs count as abandoned (SQL_DUE's $2). */
+#define RECONNECT_GRACE_MS 30000L
 
 struct mailer {
     const conf_t *conf;
@@ -89,9 +136,18 @@ struct mailer {
     mail_from_t from;
     smtp_conf_t smtp;
     const char *app_url, *events_topic;
-    long batch_max, retry_base_ms, retry_max, lease_ms;
+    long batch_max, retry_base_ms, retry_max, retry_max_delay_ms, probe_max_ms, lease_ms;
+    char id[37];       /* this mailer's instance id: mail_deliveries.claimed_by */
+    char appname[64];  /* "raikoo-mailer <id>": its sessions' application_name */
     claimed_t *claimed;
     size_t n_claimed, cap_claimed;
+    /* The server-level circuit breaker: open while the SMTP server cannot be reached (session failures),
+     * jobs are held without contacting it; a probe (a real session) at probe_at, backing off to
+     * mail.probe.max.ms; closed again at the first session that works. One log line per change. */
+    int breaker_open;
+    int64_t probe_at, opened_at;
+    long probe_delay_ms;
+    char outage[400];
 };
 
 mailer_t *mailer_new(const conf_t *c, char *errstr, size_t errstr_size) {
@@ -102,7 +158,10 @@ mailer_t *mailer_new(const conf_t *c, char *errstr, size_t errstr_size) {
     int overridden = 0;
     if (conf_get_long(c, "mail.batch.max", 1, 10000, &m->batch_max, errstr, errstr_size) != 0 ||
         conf_get_long(c, "mail.retry.base.ms", 1, 86400000, &m->retry_base_ms, errstr, errstr_size) != 0 ||
-        conf_get_long(c, "mail.retry.max", 1, 100, &m->retry_max, errstr, errstr_size) != 0 ||
+        conf_get_long(c, "mail.retry.max", 0, 100000, &m->retry_max, errstr, errstr_size) != 0 ||
+        conf_get_long(c, "mail.retry.max.delay.ms", 1, 86400000, &m->retry_max_delay_ms, errstr, errstr_size) != 0 ||
+        conf_get_long(c, "mail.probe.max.ms", 1, 3600000, &m->probe_max_ms, errstr, errstr_size) != 0 ||
+        conf_get_long(c, "mail.lease.ms", 1000, 3600000, &m->lease_ms, errstr, errstr_size) != 0 ||
         smtp_conf_load(c, &m->smtp, errstr, errstr_size) != 0 ||
         mail_from_parse(conf_get(c, "mail.from"), &m->from, errstr, errstr_size) != 0)
         goto fail;
@@ -115,10 +174,10 @@ mailer_t *mailer_new(const conf_t *c, char *errstr, size_t errstr_size) {
         log_info(NULL, "%d mail template(s) from %s", overridden, conf_get(c, "mail.templates"));
     m->app_url = conf_get(c, "mail.app.url");
     m->events_topic = conf_get(c, "topic.events");
-    /* Long enough for a whole SMTP session at the configured timeouts, so that a live mailer's claim
-     * never lapses mid-send (which could send twice); short enough that a dead mailer's jobs go out
-     * within minutes. */
-    m->lease_ms = 60000 + m->smtp.timeout_ms * (4 + m->batch_max);
+    /* The lease: a live mailer renews it (a heartbeat thread, every fifth of it) however long its SMTP
+     * session takes; a dead one's jobs are taken over when it ends. */
+    uuid_generate(m->id);
+    snprintf(m->appname, sizeof(m->appname), "raikoo-mailer %s", m->id);
     return m;
 fail:
     mailer_free(m);
@@ -162,6 +221,8 @@ static claimed_t *claimed_add(mailer_t *m) {
     return cl;
 }
 
+static const char STALE_EXPIRED[] = "not sent: the invitation is expired";
+
 /* Why a job must not be sent, from its invitation's row (status, current job, expired), or NULL. */
 static const char *stale_reason(const char *job_id, const char *status, const char *current, int expired) {
     if (!*status)
@@ -171,12 +232,12 @@ static const char *stale_reason(const char *job_id, const char *status, const ch
             return "not sent: the invitation is accepted";
         if (strcmp(status, "removed") == 0)
             return "not sent: the invitation is removed";
-        return "not sent: the invitation is expired";
+        return STALE_EXPIRED;
     }
     if (strcasecmp(current, job_id) != 0)
         return "not sent: superseded by a newer e-mail for this invitation (resend)";
     if (expired)
-        return "not sent: the invitation is expired";
+        return STALE_EXPIRED;
     return NULL;
 }
 
@@ -257,78 +318,162 @@ static void retire_free(retire_list_t *r) {
     memset(r, 0, sizeof(*r));
 }
 
-/* The delay before attempt number `attempts + 1`: base, doubling, at most a day. */
+/* A new string (free()) made by a printf format; never cut (error_text cuts, on a character boundary). */
+static char *dup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *dup_printf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char *out = NULL;
+    int n = vasprintf(&out, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        abort(); /* out of memory */
+    return out;
+}
+
+/* The delay before attempt number `attempts + 1`: base, doubling, at most mail.retry.max.delay.ms. */
 static long long backoff_ms(const mailer_t *m, int attempts) {
     long long d = m->retry_base_ms;
-    for (int i = 1; i < attempts && d < 86400000LL; i++)
+    for (int i = 1; i < attempts && d < m->retry_max_delay_ms; i++)
         d *= 2;
-    return d > 86400000LL ? 86400000LL : d;
+    return d > m->retry_max_delay_ms ? m->retry_max_delay_ms : d;
 }
 
 /* What one job's outcome writes: the texts its array entries point at. */
 typedef struct outcome_row {
-    char att[16], delay[24], reason[400];
+    char att[16], delay[24];
+    char *error; /* valid UTF-8, at most ERROR_MAX bytes */
 } outcome_row_t;
 
+/* The longest error text stored (last_error, mail_error, the event's reason). */
+#define ERROR_MAX 400
+
+/* A text for the database and the events, whatever went into it (a server's reply, a parser's reason):
+ * valid UTF-8 of at most ERROR_MAX bytes; ascii: every non-ASCII byte a '?' besides (the fallback when
+ * even a clean text was refused). */
+static char *error_text(const char *text, int ascii) {
+    char *t = utf8_clean_dup(text, strlen(text), ERROR_MAX);
+    if (ascii)
+        for (unsigned char *p = (unsigned char *)t; *p; p++)
+            if (*p >= 0x80)
+                *p = '?';
+    return t;
+}
+
+/* What became of one job: its item's verdict, or held (the server could not be reached: waiting for it,
+ * no attempt counted). */
+typedef struct outcome_in {
+    claimed_t *cl;
+    const smtp_item_t *item;
+    int held;
+} outcome_in_t;
+
 /* Records, inside the transaction, the outcome of n jobs in one statement, with their events: sent,
- * retrying (backoff) or failed (a permanent reply, or the last attempt). attempted: the outcome is of an
- * attempt just made (counted), else of a job that failed without one (malformed). */
-static int record_outcomes(mailer_t *m, PGconn *db, outbox_t *ob, claimed_t *const *cls, const smtp_item_t *items,
-                           size_t n, int attempted, char *errstr, size_t errstr_size) {
-    enum { C_JOB, C_INVITATION, C_STATUS, C_ATTEMPTS, C_DELAY, C_ERROR, N_COLS };
+ * held for the server (retrying, no attempt counted), retrying (its own backoff, until the invitation
+ * expires or mail.retry.max attempts when set) or failed (a permanent reply, the invitation expired, the
+ * last allowed attempt). attempted: the verdicts are of an attempt just made (counted), else of jobs that
+ * failed without one (malformed). verbose: log each job (the first time this outcome is written).
+ * *skipped (when not NULL) gets the invitations whose state is still to write: pass it, once committed,
+ * to apply_skipped. */
+static int record_outcomes(mailer_t *m, PGconn *db, outbox_t *ob, const outcome_in_t *in, size_t n, int attempted,
+                           int verbose, int ascii, PGresult **skipped, char *errstr, size_t errstr_size) {
+    enum { C_JOB, C_INVITATION, C_STATUS, C_ATTEMPTS, C_DELAY, C_ERROR, C_HELD, N_COLS };
     if (n == 0)
         return 0;
-    outcome_row_t *rows = calloc(n, sizeof(*rows));
-    const char **col = calloc(N_COLS * n, sizeof(*col));
-    if (!rows || !col)
-        abort();
+    outcome_row_t *rows = xcalloc(n, sizeof(*rows));
+    const char **col = xcalloc(N_COLS * n, sizeof(*col));
+    time_t now = time(NULL);
+    int64_t now_ms = worker_now_ms();
     for (size_t i = 0; i < n; i++) {
-        const mail_job_t *job = &cls[i]->job;
-        const smtp_item_t *it = &items[i];
+        const mail_job_t *job = &in[i].cl->job;
+        const smtp_item_t *it = in[i].item;
         outcome_row_t *r = &rows[i];
-        int attempts = cls[i]->attempts + (attempted ? 1 : 0);
-        const char *status, *delay = NULL, *error = NULL;
+        int attempts = in[i].cl->attempts + (attempted && !in[i].held && !in[i].cl->bad ? 1 : 0);
+        const char *status, *delay = NULL;
         snprintf(r->att, sizeof(r->att), "%d", attempts);
-        if (it->outcome == SMTP_SENT) {
-            status = "sent";
-            add_event(m, ob, job, "InvitationEmailSent", attempts, NULL, 0);
-            log_info(job->correlationid, "mail job %s for invitation %s sent to %s (attempt %d)", job->job_id,
-                     job->invitation_id, job->email, attempts);
-        } else if (it->outcome == SMTP_TRANSIENT && attempts < m->retry_max) {
-            long long d = backoff_ms(m, attempts);
+        long long left_ms = ((long long)job->expires - (long long)now) * 1000;
+        if (in[i].held) {
+            long long d = m->probe_at > now_ms ? m->probe_at - now_ms : 0;
             snprintf(r->delay, sizeof(r->delay), "%lld", d);
             status = "retrying";
             delay = r->delay;
-            error = it->detail;
-            log_warn(job->correlationid, "mail job %s for invitation %s: attempt %d of %ld failed (%s); next in %lld ms",
-                     job->job_id, job->invitation_id, attempts, m->retry_max, it->detail, d);
+            char *why = dup_printf("waiting for the SMTP server: %s", m->outage);
+            r->error = error_text(why, ascii);
+            free(why);
+        } else if (it->outcome == SMTP_SENT) {
+            status = "sent";
+            add_event(m, ob, job, "InvitationEmailSent", attempts, NULL, 0);
+            if (verbose)
+                log_info(job->correlationid, "mail job %s for invitation %s sent to %s (attempt %d)", job->job_id,
+                         job->invitation_id, job->email, attempts);
+        } else if (it->outcome == SMTP_TRANSIENT && left_ms > 0 && (m->retry_max == 0 || attempts < m->retry_max)) {
+            long long d = backoff_ms(m, attempts);
+            if (d > left_ms)
+                d = left_ms; /* the last try when it expires: then it is failed, with its event */
+            snprintf(r->delay, sizeof(r->delay), "%lld", d);
+            status = "retrying";
+            delay = r->delay;
+            r->error = error_text(it->detail, ascii);
+            if (verbose)
+                log_warn(job->correlationid, "mail job %s for invitation %s: attempt %d failed (%s); next in %lld ms",
+                         job->job_id, job->invitation_id, attempts, r->error, d);
         } else {
-            if (it->outcome == SMTP_TRANSIENT)
-                snprintf(r->reason, sizeof(r->reason), "gave up after %d attempts: %s", attempts, it->detail);
+            char *why;
+            if (it->outcome == SMTP_TRANSIENT && left_ms <= 0)
+                why = dup_printf("the invitation expired before the e-mail could be delivered (after %d "
+                                      "attempts): %s", attempts, it->detail);
+            else if (it->outcome == SMTP_TRANSIENT)
+                why = dup_printf("gave up after %d attempts: %s", attempts, it->detail);
             else
-                snprintf(r->reason, sizeof(r->reason), "%s", it->detail);
+                why = xstrdup(it->detail);
+            r->error = error_text(why, ascii);
+            free(why);
             status = "failed";
-            error = r->reason;
-            add_event(m, ob, job, "InvitationEmailFailed", attempts, r->reason, it->outcome == SMTP_PERMANENT);
-            log_error(job->correlationid, "mail job %s for invitation %s to %s failed: %s", job->job_id,
-                      job->invitation_id, job->email, r->reason);
+            add_event(m, ob, job, "InvitationEmailFailed", attempts, r->error, it->outcome == SMTP_PERMANENT);
+            if (verbose)
+                log_error(job->correlationid, "mail job %s for invitation %s to %s failed: %s", job->job_id,
+                          job->invitation_id, job->email, r->error);
         }
         col[C_JOB * n + i] = job->job_id;
         col[C_INVITATION * n + i] = job->invitation_id;
         col[C_STATUS * n + i] = status;
         col[C_ATTEMPTS * n + i] = r->att;
         col[C_DELAY * n + i] = delay;
-        col[C_ERROR * n + i] = error;
+        col[C_ERROR * n + i] = r->error;
+        col[C_HELD * n + i] = in[i].held ? "t" : "f";
     }
     char *lit[N_COLS];
     for (int c = 0; c < N_COLS; c++)
         lit[c] = db_array_literal(col + (size_t)c * n, n);
-    int rc = exec_ok(db, SQL_OUTCOMES, N_COLS, (const char *const *)lit, errstr, errstr_size);
+    PGresult *res = db_exec_cached(db, SQL_OUTCOMES, N_COLS, (const char *const *)lit, errstr, errstr_size);
+    int rc = res ? 0 : -1;
+    if (res && skipped)
+        *skipped = res;
+    else if (res)
+        PQclear(res);
     for (int c = 0; c < N_COLS; c++)
         free(lit[c]);
+    for (size_t i = 0; i < n; i++)
+        free(rows[i].error);
     free(col);
     free(rows);
     return rc;
+}
+
+/* Writes the delivery state of the invitations SQL_OUTCOMES skipped (locked by a command at the time), each
+ * in a statement of its own, and frees res. A failure leaves only that display column behind (the
+ * delivery row and the event are committed): it is logged. */
+static void apply_skipped(PGconn *db, PGresult *res) {
+    if (!res)
+        return;
+    for (int r = 0; r < PQntuples(res); r++) {
+        const char *p[4] = {PQgetvalue(res, r, 0), PQgetvalue(res, r, 1), PQgetvalue(res, r, 2),
+                            PQgetisnull(res, r, 3) ? NULL : PQgetvalue(res, r, 3)};
+        char err[512];
+        if (exec_ok(db, SQL_MAIL_STATE, 4, p, err, sizeof(err)) != 0)
+            log_warn(NULL, "cannot write the mail state of invitation %s: %s", p[0], err);
+    }
+    PQclear(res);
 }
 
 /* One job of a batch being accepted. */
@@ -347,8 +492,9 @@ int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, c
     incoming_t *jobs = calloc(n ? n : 1, sizeof(*jobs));
     const char **col = calloc(3 * (n ? n : 1), sizeof(*col));
     char *lit[3] = {NULL, NULL, NULL};
-    claimed_t **bad = NULL;
+    outcome_in_t *bad = NULL;
     smtp_item_t *bad_items = NULL;
+    PGresult *skipped = NULL;
     PGresult *res = NULL;
     char lease[32];
     snprintf(lease, sizeof(lease), "%ld", m->lease_ms);
@@ -394,8 +540,8 @@ int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, c
     if (db_cmd(db, "BEGIN", errstr, errstr_size) != 0)
         goto done;
     begun = 1;
-    const char *params[4] = {lit[0], lit[1], lit[2], lease};
-    res = db_exec_cached(db, SQL_ACCEPT, 4, params, errstr, errstr_size);
+    const char *params[5] = {lit[0], lit[1], lit[2], lease, m->id};
+    res = db_exec_cached(db, SQL_ACCEPT, 5, params, errstr, errstr_size);
     if (!res)
         goto done;
     if ((size_t)PQntuples(res) != k) {
@@ -421,7 +567,7 @@ int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, c
         cl->job = j->job;
         cl->payload = j->payload;
         cl->bad = j->bad;
-        snprintf(cl->why, sizeof(cl->why), "%s", j->bad ? j->why : "");
+        text_printf(cl->why, sizeof(cl->why), "%s", j->bad ? j->why : "");
         j->taken = 1;
         n_bad += (size_t)j->bad;
     }
@@ -437,16 +583,19 @@ int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, c
         for (size_t i = first_claim; i < m->n_claimed; i++) {
             if (!m->claimed[i].bad)
                 continue;
-            bad[b] = &m->claimed[i];
             bad_items[b].outcome = SMTP_PERMANENT;
-            snprintf(bad_items[b].detail, sizeof(bad_items[b].detail), "malformed mail job: %s", m->claimed[i].why);
+            text_printf(bad_items[b].detail, sizeof(bad_items[b].detail), "malformed mail job: %s", m->claimed[i].why);
+            bad[b].cl = &m->claimed[i];
+            bad[b].item = &bad_items[b];
             b++;
         }
-        if (record_outcomes(m, db, &ob, bad, bad_items, n_bad, 0, errstr, errstr_size) != 0)
+        if (record_outcomes(m, db, &ob, bad, n_bad, 0, 1, 0, &skipped, errstr, errstr_size) != 0)
             goto done;
     }
     if (outbox_write(&ob, db, errstr, errstr_size) != 0 || db_cmd(db, "COMMIT", errstr, errstr_size) != 0)
         goto done;
+    apply_skipped(db, skipped);
+    skipped = NULL;
     rc = 0;
 done:
     if (res)
@@ -483,6 +632,8 @@ done:
     free(jobs);
     free(bad);
     free(bad_items);
+    if (skipped)
+        PQclear(skipped);
     retire_free(&retire);
     outbox_free(&ob);
     return rc;
@@ -501,8 +652,10 @@ int mailer_claim_due(mailer_t *m, PGconn *db, int *claimed, char *errstr, size_t
     *claimed = 0;
     if (db_cmd(db, "BEGIN", errstr, errstr_size) != 0)
         return -1;
-    const char *p[1] = {limit};
-    res = db_exec_cached(db, SQL_DUE, 1, p, errstr, errstr_size);
+    char grace[32];
+    snprintf(grace, sizeof(grace), "%ld", RECONNECT_GRACE_MS);
+    const char *p[2] = {limit, grace};
+    res = db_exec_cached(db, SQL_DUE, 2, p, errstr, errstr_size);
     if (!res)
         goto done;
     ids = calloc((size_t)PQntuples(res) + 1, sizeof(*ids));
@@ -513,7 +666,10 @@ int mailer_claim_due(mailer_t *m, PGconn *db, int *claimed, char *errstr, size_t
         const char *job_id = PQgetvalue(res, r, 0), *text = PQgetvalue(res, r, 1);
         const char *stale = stale_reason(job_id, PQgetvalue(res, r, 3), PQgetvalue(res, r, 4),
                                          PQgetvalue(res, r, 5)[0] == 't');
-        if (stale) {
+        /* A job that was waiting for a retry when its invitation expired has failed (with its event);
+         * one that never got that far is only superseded. */
+        int expired_waiting = stale == STALE_EXPIRED && strcmp(PQgetvalue(res, r, 6), "retrying") == 0;
+        if (stale && !expired_waiting) {
             log_info(NULL, "mail job %s %s", job_id, stale);
             retire_add(&retire, job_id, stale);
             continue;
@@ -525,10 +681,15 @@ int mailer_claim_due(mailer_t *m, PGconn *db, int *claimed, char *errstr, size_t
         cl->bad = mail_job_parse(text, strlen(text), &cl->job, &identified, why, sizeof(why)) != 0;
         cl->payload = strdup(text);
         cl->attempts = (int)strtol(PQgetvalue(res, r, 2), NULL, 10);
+        cl->accepted = PQgetvalue(res, r, 8)[0] == 't';
         if (!cl->payload)
             abort();
-        if (cl->bad || !identified) {
-            snprintf(cl->why, sizeof(cl->why), "malformed mail job: %.200s", why);
+        if (!cl->bad && expired_waiting) {
+            cl->bad = 1;
+            text_printf(cl->why, sizeof(cl->why), "the invitation expired before the e-mail could be delivered "
+                        "(after %d attempts): %s", cl->attempts, PQgetvalue(res, r, 7));
+        } else if (cl->bad || !identified) {
+            text_printf(cl->why, sizeof(cl->why), "malformed mail job: %s", why);
             if (!identified) {
                 /* Cannot even name its invitation: retire the row. */
                 log_error(NULL, "mail job %s: %s", job_id, cl->why);
@@ -545,8 +706,8 @@ int mailer_claim_due(mailer_t *m, PGconn *db, int *claimed, char *errstr, size_t
         goto done;
     if (n_ids > 0) {
         ids_lit = db_array_literal(ids, n_ids);
-        const char *q[2] = {ids_lit, lease};
-        if (exec_ok(db, SQL_RECLAIM, 2, q, errstr, errstr_size) != 0)
+        const char *q[3] = {ids_lit, lease, m->id};
+        if (exec_ok(db, SQL_RECLAIM, 3, q, errstr, errstr_size) != 0)
             goto done;
     }
     if (db_cmd(db, "COMMIT", errstr, errstr_size) != 0)
@@ -570,26 +731,141 @@ done:
     return rc;
 }
 
-/* Sends claimed[from, from + n) in one SMTP session and records the outcomes in one transaction. */
+/* ---- the SMTP server's circuit breaker ---- */
+
+/* A session failed as a whole (the server unreachable, its greeting, TLS or AUTH refused): open the
+ * breaker (one line), or after a failed probe, probe again later (backing off, no line at info level). */
+static void breaker_trip(mailer_t *m, const char *why) {
+    int64_t now = worker_now_ms();
+    if (!m->breaker_open) {
+        m->breaker_open = 1;
+        m->opened_at = now;
+        m->probe_delay_ms = m->retry_base_ms < m->probe_max_ms ? m->retry_base_ms : m->probe_max_ms;
+        text_printf(m->outage, sizeof(m->outage), "%s", why);
+        log_warn(NULL, "SMTP server %s cannot be reached: %s; mail is held (nothing is marked failed for this), "
+                       "the server is probed with backoff up to %ld ms", m->smtp.hostport, m->outage, m->probe_max_ms);
+    } else {
+        m->probe_delay_ms = m->probe_delay_ms * 2 < m->probe_max_ms ? m->probe_delay_ms * 2 : m->probe_max_ms;
+        text_printf(m->outage, sizeof(m->outage), "%s", why);
+        log_debug(NULL, "SMTP probe failed: %s; next in %ld ms", m->outage, m->probe_delay_ms);
+    }
+    m->probe_at = now + m->probe_delay_ms;
+}
+
+/* A session worked: close the breaker (one line) and make every held job due now. */
+static void breaker_close(mailer_t *m, PGconn *db) {
+    if (!m->breaker_open)
+        return;
+    m->breaker_open = 0;
+    char err[512];
+    PGresult *res = db_exec_cached(db, SQL_RELEASE_HELD, 0, NULL, err, sizeof(err));
+    long released = res ? strtol(PQcmdTuples(res), NULL, 10) : -1;
+    if (res)
+        PQclear(res);
+    else /* they are due at the next probe time anyway */
+        log_warn(NULL, "cannot release the held mail jobs now: %s", err);
+    log_info(NULL, "SMTP server %s answers again after %lld s: %ld held mail job(s) due now", m->smtp.hostport,
+             (long long)((worker_now_ms() - m->opened_at) / 1000), released);
+}
+
+/* 1 while the breaker is open and no probe is due: jobs are held without contacting the server. */
+static int breaker_holding(const mailer_t *m) {
+    return m->breaker_open && worker_now_ms() < m->probe_at;
+}
+
+/* ---- sending ---- */
+
+static void db_recover(mailer_t *m, PGconn *db, long sleep_ms);
+
+/* Writes the outcomes of a chunk (with their events) in one transaction, and does not give up: once mail
+ * has gone out, forgetting that would send it again. A lost connection is waited for (backing off to
+ * 5 s); an error on a working connection is tried again once as is (a deadlock, a serialization
+ * failure), then with every text made ASCII (a text PostgreSQL refused). On shutdown it keeps trying for
+ * another 30 s, then leaves the rows `sending` (taken over by another mailer once this one is gone). */
+static int record_chunk(mailer_t *m, PGconn *db, const outcome_in_t *in, size_t n, char *errstr, size_t errstr_size) {
+    long backoff = 250;
+    int64_t stop_by = 0;
+    for (int tries = 0;; tries++) {
+        outbox_t ob = {0};
+        PGresult *skipped = NULL;
+        int ascii = tries >= 2 && PQstatus(db) == CONNECTION_OK;
+        int ok = db_cmd(db, "BEGIN", errstr, errstr_size) == 0 &&
+                 record_outcomes(m, db, &ob, in, n, 1, tries == 0, ascii, &skipped, errstr, errstr_size) == 0 &&
+                 outbox_write(&ob, db, errstr, errstr_size) == 0 && db_cmd(db, "COMMIT", errstr, errstr_size) == 0;
+        outbox_free(&ob);
+        if (ok)
+            apply_skipped(db, skipped);
+        else if (skipped)
+            PQclear(skipped);
+        if (ok) {
+            if (tries > 0)
+                log_info(NULL, "recorded the outcome of %zu mail job(s) after %d tries", n, tries + 1);
+            return 0;
+        }
+        rollback(db);
+        if (tries == 0)
+            log_error(NULL, "cannot record the outcome of %zu mail job(s) (%s): trying again until PostgreSQL "
+                            "takes it", n, errstr);
+        if (!worker_running()) {
+            if (!stop_by)
+                stop_by = worker_now_ms() + 30000;
+            else if (worker_now_ms() > stop_by)
+                return -1;
+        }
+        db_recover(m, db, backoff);
+        backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
+    }
+}
+
+/* What note_accepted needs to find a message's job. */
+typedef struct accepted_ctx {
+    mailer_t *m;
+    PGconn *db;
+    const size_t *which; /* session index -> chunk index */
+    size_t from;         /* chunk start in m->claimed */
+} accepted_ctx_t;
+
+/* The server accepted message k of the session: noted at once (one short statement), so that if this
+ * mailer dies before the outcome is written, the mailer taking the job over records it sent instead of
+ * sending it again. A failure only loses that protection. */
+static void note_accepted(void *arg, size_t k) {
+    accepted_ctx_t *ctx = arg;
+    const claimed_t *cl = &ctx->m->claimed[ctx->from + ctx->which[k]];
+    const char *p[1] = {cl->job.job_id};
+    char err[256];
+    PGresult *res = db_exec_cached(ctx->db, SQL_ACCEPTED, 1, p, err, sizeof(err));
+    if (res)
+        PQclear(res);
+}
+
+/* Sends claimed[from, from + n) in one SMTP session and records the outcomes in one transaction. While the
+ * breaker holds, nothing is sent: the jobs are recorded as held. */
 static int deliver_chunk(mailer_t *m, PGconn *db, size_t from, size_t n, char *errstr, size_t errstr_size) {
-    int rc = -1;
-    outbox_t ob = {0};
-    smtp_item_t *items = calloc(n, sizeof(*items));
-    char **texts = calloc(n, sizeof(*texts));
-    size_t *which = calloc(n, sizeof(*which));
-    claimed_t **cls = calloc(n, sizeof(*cls));
+    smtp_item_t *items = xcalloc(n, sizeof(*items));
+    char **texts = xcalloc(n, sizeof(*texts));
+    size_t *which = xcalloc(n, sizeof(*which));
+    outcome_in_t *in = xcalloc(n, sizeof(*in));
     size_t n_send = 0;
-    if (!items || !texts || !which || !cls)
-        abort();
+    int holding = breaker_holding(m);
     time_t now = time(NULL);
     for (size_t i = 0; i < n; i++) {
         claimed_t *cl = &m->claimed[from + i];
         smtp_item_t *it = &items[i];
         char code[CODE_LEN + 1];
-        cls[i] = cl;
+        in[i].cl = cl;
+        in[i].item = it;
         if (cl->bad) {
             it->outcome = SMTP_PERMANENT;
-            snprintf(it->detail, sizeof(it->detail), "%s", cl->why);
+            text_printf(it->detail, sizeof(it->detail), "%s", cl->why);
+            continue;
+        }
+        if (cl->accepted) {
+            it->outcome = SMTP_SENT;
+            snprintf(it->detail, sizeof(it->detail), "accepted by the SMTP server before the mailer sending it stopped");
+            continue;
+        }
+        if (holding) {
+            in[i].held = 1;
             continue;
         }
         if (code_open(&m->keys, cl->job.sealed_code, code) != 0) {
@@ -603,7 +879,7 @@ static int deliver_chunk(mailer_t *m, PGconn *db, size_t from, size_t n, char *e
         sodium_memzero(code, sizeof(code));
         if (!texts[i]) {
             it->outcome = SMTP_PERMANENT;
-            snprintf(it->detail, sizeof(it->detail), "cannot render the e-mail: %.200s", why);
+            text_printf(it->detail, sizeof(it->detail), "cannot render the e-mail: %s", why);
             continue;
         }
         it->rcpt = cl->job.email;
@@ -612,27 +888,27 @@ static int deliver_chunk(mailer_t *m, PGconn *db, size_t from, size_t n, char *e
     }
     if (n_send > 0) {
         /* The session gets only the messages that rendered; their verdicts go back to their slots. */
-        smtp_item_t *batch = calloc(n_send, sizeof(*batch));
-        if (!batch)
-            abort();
+        smtp_item_t *batch = xcalloc(n_send, sizeof(*batch));
         for (size_t k = 0; k < n_send; k++)
             batch[k] = items[which[k]];
         char why[400] = "";
-        if (smtp_send(&m->smtp, m->from.addr, batch, n_send, why, sizeof(why)) != 0)
-            log_warn(NULL, "SMTP session failed: %s", why);
+        accepted_ctx_t ctx = {m, db, which, from};
+        int session_failed =
+            smtp_send_cb(&m->smtp, m->from.addr, batch, n_send, note_accepted, &ctx, why, sizeof(why)) != 0;
         for (size_t k = 0; k < n_send; k++)
             items[which[k]] = batch[k];
         free(batch);
+        if (session_failed) {
+            /* The server's fault, not the messages': those not sent wait for it, no attempt counted. */
+            breaker_trip(m, why);
+            for (size_t k = 0; k < n_send; k++)
+                if (items[which[k]].outcome != SMTP_SENT)
+                    in[which[k]].held = 1;
+        } else {
+            breaker_close(m, db);
+        }
     }
-    if (db_cmd(db, "BEGIN", errstr, errstr_size) != 0)
-        goto done;
-    if (record_outcomes(m, db, &ob, cls, items, n, 1, errstr, errstr_size) != 0 ||
-        outbox_write(&ob, db, errstr, errstr_size) != 0 || db_cmd(db, "COMMIT", errstr, errstr_size) != 0) {
-        rollback(db);
-        goto done;
-    }
-    rc = 0;
-done:
+    int rc = record_chunk(m, db, in, n, errstr, errstr_size);
     for (size_t i = 0; i < n; i++) {
         if (texts[i]) {
             sodium_memzero(texts[i], strlen(texts[i]));
@@ -642,8 +918,7 @@ done:
     free(texts);
     free(items);
     free(which);
-    free(cls);
-    outbox_free(&ob);
+    free(in);
     return rc;
 }
 
@@ -652,13 +927,83 @@ int mailer_deliver(mailer_t *m, PGconn *db, char *errstr, size_t errstr_size) {
     for (size_t from = 0; from < m->n_claimed; from += (size_t)m->batch_max) {
         size_t n = m->n_claimed - from < (size_t)m->batch_max ? m->n_claimed - from : (size_t)m->batch_max;
         if (deliver_chunk(m, db, from, n, errstr, errstr_size) != 0) {
-            /* Those rows stay `sending` under their lease and come back through the due scan. */
-            log_error(NULL, "cannot record the outcome of %zu mail job(s): %s", n, errstr);
+            /* Only on shutdown: the rows stay `sending`, taken over once this mailer is gone. */
+            log_error(NULL, "gave up recording the outcome of %zu mail job(s) on shutdown: %s", n, errstr);
             rc = -1;
         }
     }
     claimed_clear(m);
     return rc;
+}
+
+/* ---- the heartbeat ---- */
+
+/* A thread with a connection of its own renews this mailer's leases every fifth of mail.lease.ms, whatever
+ * the main thread is doing (a long SMTP session, waiting for PostgreSQL to take an outcome). */
+typedef struct heartbeat {
+    const mailer_t *m;
+    const char *url;
+    pthread_t thread;
+    int started;
+    atomic_int stop;
+} heartbeat_t;
+
+static void *heartbeat_main(void *arg) {
+    heartbeat_t *h = arg;
+    PGconn *db = NULL;
+    char lease[32], err[512];
+    snprintf(lease, sizeof(lease), "%ld", h->m->lease_ms);
+    int failing = 0;
+    while (!atomic_load(&h->stop)) {
+        if (!db)
+            db = PQconnectdb(h->url);
+        else if (PQstatus(db) != CONNECTION_OK)
+            PQreset(db);
+        int ok = 0;
+        if (PQstatus(db) == CONNECTION_OK) {
+            const char *name[1] = {h->m->appname};
+            PGresult *res = db_exec(db, SQL_IDENTIFY, 1, name, err, sizeof(err));
+            if (res)
+                PQclear(res);
+            const char *p[2] = {h->m->id, lease};
+            res = db_exec(db, SQL_RENEW, 2, p, err, sizeof(err));
+            ok = res != NULL;
+            if (res)
+                PQclear(res);
+        }
+        if (!ok && !failing)
+            log_warn(NULL, "mail lease heartbeat: cannot renew (PostgreSQL unreachable?); trying every second");
+        else if (ok && failing)
+            log_info(NULL, "mail lease heartbeat: renewing again");
+        failing = !ok;
+        /* Every fifth of the lease; every second while failing. */
+        long wait_ms = ok ? h->m->lease_ms / 5 : 1000;
+        for (long t = 0; t < wait_ms && !atomic_load(&h->stop); t += 50) {
+            struct timespec ts = {0, 50 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    if (db)
+        PQfinish(db);
+    return NULL;
+}
+
+static void heartbeat_start(heartbeat_t *h, const mailer_t *m, const char *url) {
+    h->m = m;
+    h->url = url ? url : "";
+    atomic_init(&h->stop, 0);
+    h->started = pthread_create(&h->thread, NULL, heartbeat_main, h) == 0;
+    if (!h->started)
+        log_warn(NULL, "cannot start the mail lease heartbeat: jobs will be taken over by other mailers when "
+                       "mail.lease.ms runs out mid-send");
+}
+
+static void heartbeat_stop(heartbeat_t *h) {
+    if (!h->started)
+        return;
+    atomic_store(&h->stop, 1);
+    pthread_join(h->thread, NULL);
+    h->started = 0;
 }
 
 /* ---- the worker loop ---- */
@@ -684,13 +1029,34 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
     }
 }
 
-/* After a database error: a broken connection is reset (PostgreSQL away: one line, bounded backoff);
- * either way wait a moment. */
-static void db_recover(PGconn *db) {
-    if (!db_alive(db))
+/* Names the session after this mailer (SQL_IDENTIFY): its `sending` jobs count as held by a live mailer
+ * only while a session of that name is connected. */
+static void db_identify(mailer_t *m, PGconn *db) {
+    char err[512];
+    const char *p[1] = {m->appname};
+    PGresult *res = db_exec(db, SQL_IDENTIFY, 1, p, err, sizeof(err));
+    if (res)
+        PQclear(res);
+    /* On failure the claims are anonymous (lease only): safe, only slower to take over. */
+}
+
+/* After a database error: a broken connection is reset (and named again); while PostgreSQL is away, one
+ * line and a bounded backoff (db_wait); either way wait a moment. */
+static void db_recover(mailer_t *m, PGconn *db, long sleep_ms) {
+    int was_down = PQstatus(db) != CONNECTION_OK;
+    if (db_alive(db)) {
+        if (was_down)
+            db_identify(m, db);
+    } else if (worker_running()) {
         db_wait();
-    else
-        worker_sleep_ms(1000);
+        return;
+    }
+    if (worker_running()) {
+        worker_sleep_ms(sleep_ms);
+    } else { /* shutting down, still writing what was sent: worker_sleep_ms would not wait */
+        struct timespec ts = {sleep_ms / 1000, (sleep_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
 }
 
 /* The broker's answer to an offset commit, served by rd_kafka_consumer_poll. */
@@ -727,6 +1093,7 @@ static void commit_offsets(rd_kafka_t *rk, rd_kafka_queue_t *cq, rd_kafka_messag
 int mailer_run(const conf_t *c) {
     int rc = 3;
     char err[1024];
+    heartbeat_t heartbeat = {0};
     mailer_t *m = NULL;
     PGconn *db = NULL;
     rd_kafka_t *rk = NULL;
@@ -746,6 +1113,9 @@ int mailer_run(const conf_t *c) {
         rc = worker_running() ? 3 : 0;
         goto done;
     }
+    db_identify(m, db);
+    heartbeat_start(&heartbeat, m, conf_get(c, "db.url"));
+    heartbeat_start(&heartbeat, m, conf_get(c, "db.url"));
     rk = kafka_group_consumer_new(c, conf_get(c, "group.mail"), conf_get(c, "topic.mail"), rebalance_cb, err,
                                   sizeof(err));
     if (!rk) {
@@ -799,7 +1169,7 @@ int mailer_run(const conf_t *c) {
             free(in);
             if (!recorded) {
                 log_error(NULL, "cannot record %zu mail job(s), will try again: %s", n, err);
-                db_recover(db);
+                db_recover(m, db, 1000);
                 continue; /* the batch is kept; on shutdown it is left uncommitted for the next mailer */
             }
             commit_offsets(rk, cq, batch, n);
@@ -807,15 +1177,16 @@ int mailer_run(const conf_t *c) {
                 rd_kafka_message_destroy(batch[i]);
             n = 0;
             if (mailer_deliver(m, db, err, sizeof(err)) != 0)
-                db_recover(db);
+                db_recover(m, db, 1000);
         }
-        if (worker_now_ms() >= next_scan) {
+        /* While the breaker holds, nothing due is claimed (it would only be held again). */
+        if (worker_now_ms() >= next_scan && !breaker_holding(m)) {
             int claimed = 0;
             if (mailer_claim_due(m, db, &claimed, err, sizeof(err)) != 0) {
                 log_error(NULL, "cannot read due mail retries: %s", err);
-                db_recover(db);
+                db_recover(m, db, 1000);
             } else if (claimed > 0 && mailer_deliver(m, db, err, sizeof(err)) != 0) {
-                db_recover(db);
+                db_recover(m, db, 1000);
             }
             /* A full batch means more may be due: look again at once. */
             next_scan = claimed >= m->batch_max ? 0 : worker_now_ms() + mailer_scan_interval_ms(m);
@@ -827,6 +1198,7 @@ done:
     for (size_t i = 0; i < n; i++)
         rd_kafka_message_destroy(batch[i]);
     free(batch);
+    heartbeat_stop(&heartbeat); /* after the last outcome is written: the leases held until then */
     if (cq)
         rd_kafka_queue_destroy(cq);
     if (rk) {

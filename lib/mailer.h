@@ -29,12 +29,16 @@ typedef struct mailer_input {
 int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, char *errstr, size_t errstr_size);
 
 /* Claims jobs whose retry is due, and sends abandoned by a mailer that died mid-send once their lease
- * ran out, FOR UPDATE SKIP LOCKED so that several mailers share them. *claimed gets how many. */
+ * ran out (a live mailer renews its leases from a heartbeat thread; none is taken over in the first 30 s
+ * after PostgreSQL started), FOR UPDATE SKIP LOCKED so that several mailers share them. *claimed gets how
+ * many. */
 int mailer_claim_due(mailer_t *m, PGconn *db, int *claimed, char *errstr, size_t errstr_size);
 
 /* Sends every claimed job (in SMTP sessions of mail.batch.max messages) and records each outcome with
- * its event: sent, retrying (backoff), or failed. -1 with errstr when recording failed: the jobs stay
- * `sending` and come back through mailer_claim_due when their lease ends. */
+ * its event: sent, retrying (backoff, or held while the SMTP server cannot be reached: the circuit
+ * breaker), or failed. Recording is tried again until PostgreSQL takes it; -1 with errstr only when the
+ * worker is stopping and it still failed 30 s later: the jobs stay `sending` and are taken over when their
+ * lease ends. */
 int mailer_deliver(mailer_t *m, PGconn *db, char *errstr, size_t errstr_size);
 
 /* How long to wait before the next mailer_claim_due, in milliseconds. */

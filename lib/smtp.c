@@ -1,6 +1,7 @@
 /* SMTP submission over libesmtp: many messages in one session, STARTTLS, AUTH, timeouts, and a verdict
  * per message (sent, try again later, or give up). */
 #include "smtp.h"
+#include "text.h"
 
 #include <stdarg.h>
 #include <stddef.h> /* libesmtp.h uses size_t without including it */
@@ -144,6 +145,10 @@ typedef struct session_note {
     const smtp_conf_t *sc;
     auth_progress_t auth;
     char auth_reply[160]; /* the server's last refusal of AUTH, one line */
+    smtp_accepted_cb on_accepted; /* NULL, or told of each message as the server accepts it */
+    void *on_accepted_arg;
+    smtp_message_t *msgs;
+    size_t n_msgs;
 } session_note_t;
 
 /* Turns Nagle's algorithm off on the socket libesmtp just connected to the server. SMTP is a dialogue of
@@ -192,6 +197,19 @@ static void event_cb(smtp_session_t session, int event_no, void *arg, ...) {
     case SMTP_EV_CONNECT:
         nodelay_on_session_socket(note->port);
         break;
+    case SMTP_EV_MESSAGESENT: {
+        /* The server answered the end of this message's data: accepted (2xx, its recipient too)? */
+        smtp_message_t msg = va_arg(ap, smtp_message_t);
+        for (size_t i = 0; note->on_accepted && i < note->n_msgs; i++) {
+            if (note->msgs[i] != msg)
+                continue;
+            const smtp_status_t *data = smtp_message_transfer_status(msg);
+            if (data && data->code >= 200 && data->code < 300)
+                note->on_accepted(note->on_accepted_arg, i);
+            break;
+        }
+        break;
+    }
     case SMTP_EV_EXTNA_STARTTLS:
         snprintf(note->why, sizeof(note->why), "the server does not offer STARTTLS (smtp.starttls=required)");
         break;
@@ -232,6 +250,22 @@ static void event_cb(smtp_session_t session, int event_no, void *arg, ...) {
     va_end(ap);
 }
 
+/* The longest part of a server's reply kept (bytes): it goes into a database column and a log line. */
+#define REPLY_MAX 200
+
+/* A server's reply as one line of valid UTF-8 of at most REPLY_MAX bytes, whatever it sent: invalid bytes
+ * become U+FFFD, control characters spaces (a reply is text from outside, like a message). Caller frees. */
+static char *reply_clean(const char *text, size_t len) {
+    char *t = utf8_clean_dup(text, len, REPLY_MAX);
+    for (unsigned char *p = (unsigned char *)t; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            *p = ' ';
+    size_t n = strlen(t);
+    while (n > 0 && t[n - 1] == ' ')
+        t[--n] = '\0';
+    return t;
+}
+
 /* Follows the dialogue (never the message contents: libesmtp does not show them here) for what became of
  * AUTH, which libesmtp does not tell: when every mechanism is refused it carries on unauthenticated.
  * Only the command word of what we write is looked at, never the credentials after it. */
@@ -251,7 +285,9 @@ static void monitor_cb(const char *buf, int buflen, int writing, void *arg) {
         int n = 0;
         while (n < buflen && buf[n] != '\r' && buf[n] != '\n')
             n++;
-        snprintf(note->auth_reply, sizeof(note->auth_reply), "%.*s", n < 150 ? n : 150, buf);
+        char *reply = reply_clean(buf, (size_t)n);
+        text_printf(note->auth_reply, sizeof(note->auth_reply), "%s", reply);
+        free(reply);
     }
     /* 3xx: a challenge; the answer is written and the verdict read next. */
 }
@@ -271,16 +307,10 @@ static int interact_cb(auth_client_request_t request, char **result, int fields,
 }
 
 static void copy_reply(char *out, size_t out_size, const smtp_status_t *st, const char *what) {
-    char text[200];
-    snprintf(text, sizeof(text), "%s", st && st->text ? st->text : "");
-    /* The reply goes into a database column and a log line: one line. */
-    for (char *p = text; *p; p++)
-        if (*p == '\r' || *p == '\n')
-            *p = ' ';
-    size_t n = strlen(text);
-    while (n > 0 && text[n - 1] == ' ')
-        text[--n] = '\0';
-    snprintf(out, out_size, "%s: %d %s", what, st ? st->code : 0, text);
+    const char *raw = st && st->text ? st->text : "";
+    char *text = reply_clean(raw, strlen(raw));
+    text_printf(out, out_size, "%s: %d %s", what, st ? st->code : 0, text);
+    free(text);
 }
 
 /* The verdict for one message after the session, from the replies to MAIL, RCPT and the end of DATA. */
@@ -313,18 +343,24 @@ static void judge(smtp_message_t msg, smtp_recipient_t rcpt, smtp_item_t *it, co
         copy_reply(it->detail, sizeof(it->detail), data, "message deferred");
     } else {
         it->outcome = SMTP_TRANSIENT;
-        snprintf(it->detail, sizeof(it->detail), "not delivered: %.200s", session_why);
+        text_printf(it->detail, sizeof(it->detail), "not delivered: %.*s",
+                    (int)utf8_prefix(session_why, strlen(session_why), 200), session_why);
     }
 }
 
 int smtp_send(const smtp_conf_t *sc, const char *from, smtp_item_t *items, size_t n, char *errstr,
               size_t errstr_size) {
+    return smtp_send_cb(sc, from, items, n, NULL, NULL, errstr, errstr_size);
+}
+
+int smtp_send_cb(const smtp_conf_t *sc, const char *from, smtp_item_t *items, size_t n, smtp_accepted_cb on_accepted,
+                 void *arg, char *errstr, size_t errstr_size) {
     int rc = -1;
     smtp_session_t session = NULL;
     auth_context_t auth = NULL;
     smtp_message_t *msgs = NULL;
     smtp_recipient_t *rcpts = NULL;
-    session_note_t note = {"", 0, sc, AUTH_NOT_TRIED, ""};
+    session_note_t note = {"", 0, sc, AUTH_NOT_TRIED, "", on_accepted, arg, NULL, 0};
     const char *colon = strrchr(sc->hostport, ':');
     note.port = colon ? (int)strtol(colon + 1, NULL, 10) : 25;
     char why[320] = "";
@@ -340,6 +376,8 @@ int smtp_send(const smtp_conf_t *sc, const char *from, smtp_item_t *items, size_
     rcpts = calloc(n, sizeof(*rcpts));
     if (!msgs || !rcpts)
         abort();
+    note.msgs = msgs;
+    note.n_msgs = n;
     session = smtp_create_session();
     if (!session) {
         snprintf(why, sizeof(why), "cannot create an SMTP session");
@@ -404,7 +442,7 @@ int smtp_send(const smtp_conf_t *sc, const char *from, smtp_item_t *items, size_
         /* AUTH was asked for and did not happen: whatever the server then said to MAIL or RCPT (530,
          * 550 relaying denied) is about that, and fixing smtp.user/smtp.password makes it go. */
         if (note.auth == AUTH_REFUSED)
-            snprintf(auth_why, sizeof(auth_why), "SMTP AUTH refused (check smtp.user and smtp.password): %s",
+            text_printf(auth_why, sizeof(auth_why), "SMTP AUTH refused (check smtp.user and smtp.password): %s",
                      note.auth_reply);
         else if (started)
             snprintf(auth_why, sizeof(auth_why), "the server offered no AUTH mechanism we can use (smtp.user is set%s)",
@@ -413,26 +451,32 @@ int smtp_send(const smtp_conf_t *sc, const char *from, smtp_item_t *items, size_
             session_why = auth_why;
     }
     char where[sizeof(why)];
-    snprintf(where, sizeof(where), "%.250s (SMTP %.50s)", session_why, sc->hostport);
+    text_printf(where, sizeof(where), "%.*s (SMTP %.50s)", (int)utf8_prefix(session_why, strlen(session_why), 250),
+                session_why, sc->hostport);
     for (size_t i = 0; i < n; i++) {
         judge(msgs[i], rcpts[i], &items[i], where);
         if (auth_why[0] && items[i].outcome != SMTP_SENT) {
             items[i].outcome = SMTP_TRANSIENT;
-            snprintf(items[i].detail, sizeof(items[i].detail), "%s", where);
+            text_printf(items[i].detail, sizeof(items[i].detail), "%s", where);
         }
     }
     judged = 1;
-    if (!started || auth_why[0])
+    /* A session that sent nothing for a reason of its own (unreachable, TLS, AUTH) failed as a whole: the
+     * server's (or the configuration's) fault, not any message's. */
+    int any_sent = 0;
+    for (size_t i = 0; i < n; i++)
+        any_sent |= items[i].outcome == SMTP_SENT;
+    if (!started || auth_why[0] || (note.why[0] && !any_sent))
         snprintf(why, sizeof(why), "%s", where);
     else
         rc = 0;
 done:
     if (why[0] && !judged) {
         for (size_t i = 0; i < n; i++)
-            snprintf(items[i].detail, sizeof(items[i].detail), "%s", why);
+            text_printf(items[i].detail, sizeof(items[i].detail), "%s", why);
     }
     if (why[0])
-        snprintf(errstr, errstr_size, "%s", why);
+        text_printf(errstr, errstr_size, "%s", why);
     if (session)
         smtp_destroy_session(session);
     if (auth)

@@ -47,8 +47,18 @@ typedef struct smtp_item {
 
 /* Sends every item in one SMTP session from the envelope sender `from` and sets each item's outcome
  * and detail. Returns -1 with errstr when the session failed as a whole (set-up, server unreachable,
- * greeting, TLS or AUTH refused): every item then has its verdict all the same, transient. */
+ * greeting, TLS or AUTH refused) and sent nothing: every item then has its verdict all the same,
+ * transient. Every detail is one line of valid UTF-8 (a server's reply cleaned and cut to 200 bytes). */
 int smtp_send(const smtp_conf_t *sc, const char *from, smtp_item_t *items, size_t n, char *errstr,
               size_t errstr_size);
+
+/* Told, during the session, of each message the server has just accepted (index into items), before the
+ * session ends: so that the caller can note it durably at once (a mailer killed mid-session then leaves
+ * no doubt about what went out). */
+typedef void (*smtp_accepted_cb)(void *arg, size_t index);
+
+/* smtp_send with on_accepted (may be NULL) called for each message as the server accepts it. */
+int smtp_send_cb(const smtp_conf_t *sc, const char *from, smtp_item_t *items, size_t n, smtp_accepted_cb on_accepted,
+                 void *arg, char *errstr, size_t errstr_size);
 
 #endif

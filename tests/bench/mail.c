@@ -106,7 +106,7 @@ int bench_smtp_floor(const conf_t *c, long n, double *per_s, char *errstr, size_
                              "email", "floor@bench.test", "name", "Bench Invitee", "inviter_name", "Bench Admin",
                              "inviter_email", "bench-admin@bench.test", "grant_owner", 0, "expires_at", when,
                              "sealed_code", sealed);
-    json_t *ev = event_new(MAIL_JOB_TYPE, ids[0], "/raikoo/bench", ids[2], ids[2], data);
+    json_t *ev = event_new(MAIL_JOB_TYPE, ids[0], "/raikoo/command-worker" /* the mail job schema's source */, ids[2], ids[2], data);
     text = event_dump(ev);
     json_decref(ev);
     int identified = 0;

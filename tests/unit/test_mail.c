@@ -107,7 +107,7 @@ static const char JOB[] =
     "\"correlationid\":\"44444444-4444-4444-8444-444444444444\",\"data\":{"
     "\"job_id\":\"11111111-1111-4111-8111-111111111111\",\"invitation_id\":\"22222222-2222-4222-8222-222222222222\","
     "\"org_id\":\"55555555-5555-4555-8555-555555555555\",\"org_name\":\"Acme\\r\\nX-Evil: 1\",\"kind\":\"%s\","
-    "\"email\":\"bob@Example.COM\",\"name\":\"Bob\\nBcc: eve@example.com\",\"inviter_name\":\"<b>Alice</b>\","
+    "\"email\":\"bob@example.com\",\"name\":\"Bob\\nBcc: eve@example.com\",\"inviter_name\":\"<b>Alice</b>\","
     "\"inviter_email\":\"alice@example.com\",\"grant_owner\":false,\"expires_at\":\"2026-12-04T22:30:00.000+02:00\","
     "\"sealed_code\":\"%s\"}}";
 
@@ -160,7 +160,7 @@ static void render_makes_a_safe_multipart_message(void) {
     if (msg) {
         CHECK(header_lines_named(msg, "Date") == 1 && header_lines_named(msg, "Message-ID") == 1);
         CHECK(header_lines_named(msg, "X-Evil") == 0 && header_lines_named(msg, "Bcc") == 0);
-        CHECK(strstr(msg, "Subject: You're invited to join Acme  X-Evil: 1 on Raikoo\r\n") != NULL);
+        CHECK(strstr(msg, "Subject: You're invited to join Acme X-Evil: 1 on Raikoo\r\n") != NULL);
         CHECK(strstr(msg, "To: \"Bob Bcc: eve@example.com\" <bob@example.com>\r\n") != NULL);
         CHECK(strstr(msg, "Message-ID: <11111111-1111-4111-8111-111111111111@raikoo.local>\r\n") != NULL);
         CHECK(strstr(msg, "MIME-Version: 1.0\r\n") != NULL);
@@ -212,6 +212,140 @@ static void malformed_jobs_say_why_and_whether_they_name_an_invitation(void) {
     mail_job_free(&job);
 }
 
+/* Every line of a header value (CRLF-separated, the first starting at column col) at most 78 characters;
+ * folded lines start with a space. */
+static int lines_within(const char *s, size_t col) {
+    const size_t max = 78;
+    for (const char *p = s; *p; p++) {
+        if (p[0] == '\r' && p[1] == '\n') {
+            if (p[2] && p[2] != ' ')
+                return 0;
+            col = 0;
+            p++;
+            continue;
+        }
+        if (++col > max)
+            return 0;
+    }
+    return 1;
+}
+
+/* Every encoded-word of s at most 75 characters (RFC 2047). */
+static int encoded_words_within_75(const char *s) {
+    for (const char *p = strstr(s, "=?"); p; p = strstr(p, "=?")) {
+        const char *q = strstr(p + 10, "?=");
+        if (!q || q + 2 - p > 75)
+            return 0;
+        p = q + 2;
+    }
+    return 1;
+}
+
+static void long_headers_are_folded_and_encoded_words_stay_within_75(void) {
+    /* A 57-character organization name made a 98-character Subject line. */
+    char *s = mail_header_text("You're invited to join Interplanetary Logistics and Rocketry Consortium Ltd on Raikoo");
+    CHECK(lines_within(s, 9) && strstr(s, "\r\n ") != NULL);
+    CHECK(strstr(s, "=?") == NULL);
+    free(s);
+    /* 1,000 characters: folded at spaces, far below 998 per line. */
+    char big[1200] = "";
+    for (int i = 0; i < 100; i++)
+        strcat(big, "Longwords ");
+    s = mail_header_text(big);
+    CHECK(lines_within(s, 9));
+    free(s);
+    /* A word too long for any line: encoded-words, which can be cut anywhere. */
+    char word[1100];
+    memset(word, 'x', 1000);
+    word[1000] = '\0';
+    s = mail_header_text(word);
+    CHECK(lines_within(s, 9) && encoded_words_within_75(s) && strncmp(s, "=?UTF-8?B?", 10) == 0);
+    free(s);
+    /* Non-ASCII: every encoded-word, not only the first, at most 75 characters. */
+    char uni[800] = "";
+    for (int i = 0; i < 100; i++)
+        strcat(uni, "\xc3\xa9t\xc3\xa9 ");
+    s = mail_header_text(uni);
+    CHECK(lines_within(s, 9) && encoded_words_within_75(s));
+    free(s);
+    /* A long ASCII display name is encoded (a quoted one cannot be folded); the address goes on a line of
+     * its own when it would not fit. */
+    s = mail_mailbox(big, "someone.with.a.long.address@subdomain.example.com");
+    CHECK(lines_within(s, 6) && encoded_words_within_75(s));
+    CHECK(strstr(s, " <someone.with.a.long.address@subdomain.example.com>") != NULL);
+    free(s);
+    s = mail_mailbox("Zo\xc3\xab", "zoe@example.com");
+    CHECK_STR(s, "=?UTF-8?B?Wm/Dqw==?= <zoe@example.com>");
+    free(s);
+}
+
+static void quoted_printable_escapes_from_after_a_soft_break(void) {
+    /* 75 characters, then "From ": the soft break puts "From " at the start of a line. */
+    char line[200];
+    memset(line, 'a', 75);
+    strcpy(line + 75, "From here on");
+    char *s = mail_qp_encode(line);
+    CHECK(strstr(s, "=\r\nFrom ") == NULL && strstr(s, "=\r\n=46rom here on") != NULL);
+    free(s);
+    memset(line, 'a', 75);
+    strcpy(line + 75, ".dot");
+    s = mail_qp_encode(line);
+    CHECK(strstr(s, "=\r\n=2Edot") != NULL);
+    free(s);
+}
+
+/* JOB with one substitution of `from` by `to` (first occurrence). */
+static void job_with(char *out, size_t size, const char *sealed, const char *from, const char *to) {
+    char base[4096];
+    snprintf(base, sizeof(base), JOB, "new", sealed);
+    char *at = strstr(base, from);
+    if (!at) {
+        snprintf(out, size, "%s", base);
+        return;
+    }
+    snprintf(out, size, "%.*s%s%s", (int)(at - base), base, to, at + strlen(from));
+}
+
+static void job_parser_holds_every_rule_of_the_schema(void) {
+    const char *sealed = "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB";
+    static const char *const subs[][2] = {
+        {"2026-12-04T22:30:00.000+02:00", "2026-01-+1T-1:-5:-9Z"},
+        {"2026-12-04T22:30:00.000+02:00", "2026-12-04 22:30:00Z"},
+        {"\"org_name\":\"Acme\\r\\nX-Evil: 1\"", "\"org_name\":\"\""},
+        {"\"org_name\":\"Acme\\r\\nX-Evil: 1\",", ""},
+        {"\"name\":\"Bob\\nBcc: eve@example.com\",", ""},
+        {"\"inviter_email\":\"alice@example.com\",", ""},
+        {"\"grant_owner\":false", "\"grant_owner\":0"},
+        {"\"grant_owner\":false,", ""},
+        {"bob@example.com", "bob@Example.COM"},
+        {"bob@example.com", " bob@example.com"},
+        {"\"specversion\":\"1.0\"", "\"specversion\":\"0.3\""},
+        {"/raikoo/command-worker", "/elsewhere"},
+        {"\"time\":\"2026-11-27T20:00:00.000Z\",", ""},
+        {"2026-11-27T20:00:00.000Z", "yesterday"},
+        {"\"datacontenttype\":\"application/json\"", "\"datacontenttype\":\"text/plain\""},
+        {"\"correlationid\":\"44444444-4444-4444-8444-444444444444\",", ""},
+        {"33333333-3333-4333-8333-333333333333", "not-a-uuid"},
+        {"\"actorid\"", "\"extra\""},
+        {"\"grant_owner\":false", "\"grant_owner\":false,\"extra\":1"},
+        {"QUFB", "!!!!"},
+    };
+    char buf[4096], err[256];
+    mail_job_t job;
+    int identified = 0;
+    job_with(buf, sizeof(buf), sealed, "-", "-");
+    CHECK(mail_job_parse(buf, strlen(buf), &job, &identified, err, sizeof(err)) == 0);
+    mail_job_free(&job);
+    for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+        job_with(buf, sizeof(buf), sealed, subs[i][0], subs[i][1]);
+        int rc = mail_job_parse(buf, strlen(buf), &job, &identified, err, sizeof(err));
+        if (rc == 0)
+            fprintf(stderr, "accepted bad job %zu: %s -> %s\n", i, subs[i][0], subs[i][1]);
+        CHECK(rc == -1 && identified);
+        mail_job_free(&job);
+    }
+}
+
 static void templates_are_checked_when_loaded(void) {
     char dir[] = "/tmp/raikoo-unit-tpl-XXXXXX", path[128], err[256];
     int overridden = 0;
@@ -244,5 +378,8 @@ const unit_test_t mail_tests[] = {
     {"mail: render makes a safe multipart message", render_makes_a_safe_multipart_message},
     {"mail: malformed jobs", malformed_jobs_say_why_and_whether_they_name_an_invitation},
     {"mail: templates are checked when loaded", templates_are_checked_when_loaded},
+    {"mail: long headers are folded, encoded-words within 75", long_headers_are_folded_and_encoded_words_stay_within_75},
+    {"mail: quoted-printable escapes From after a soft break", quoted_printable_escapes_from_after_a_soft_break},
+    {"mail: the job parser holds every rule of the schema", job_parser_holds_every_rule_of_the_schema},
     {NULL, NULL},
 };

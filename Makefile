@@ -87,10 +87,12 @@ run:
 	ops/run
 
 # The whole suite on a stack of its own (var/test, other ports), first with the normal build, then with
-# AddressSanitizer + UBSan. Ends with pytest's summary line. The stack it started is stopped at the end.
+# AddressSanitizer + UBSan, after a short run of every fuzz target (fuzz-smoke). Ends with pytest's summary
+# line. The stack it started is stopped at the end.
 test:
 	$(SETUP)
 	$(MAKE) all asan
+	$(MAKE) fuzz-smoke
 	ops/test
 
 bench:

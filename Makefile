@@ -86,3 +86,4 @@ stack-down:
 
 clean:
 	rm -rf build build-asan bin bin-asan
+include tests/chaos/chaos.mk

@@ -468,6 +468,13 @@ class Chaos:
             return
         inv, user = res["invitation_id"], res["user_id"]
         nth = 1
+        if r.random() < 0.04:
+            # The never-activated member is removed: the address must stay invitable.
+            res = yield self.command("RemoveMember", self.admin, {"org_id": org, "user_id": user})
+            if res["status"] == "accepted":
+                yield self.command("InviteNewUser", self.admin, {"org_id": org, "email": em}, expect={None},
+                                   poison="reinvite-after-remove-member")
+            return
         if r.random() < 0.2:
             res = yield self.command("ResendInvitation", self.admin, {"org_id": org, "invitation_id": inv})
             nth = 2 if res["status"] == "accepted" else 1
@@ -529,7 +536,13 @@ class Chaos:
             again = ("AddExistingUser", {"org_id": org, "email": em})
         if res["status"] != "accepted":
             return
-        yield self.command("RemoveInvitation", self.admin, {"org_id": org, "invitation_id": res["invitation_id"]})
+        if r.random() < 0.1:
+            # Upper-case UUIDs are valid UUIDs: the same organization and invitation.
+            yield self.command("RemoveInvitation", self.admin, {"org_id": org.upper(),
+                                                               "invitation_id": res["invitation_id"].upper()},
+                               expect={None}, poison="upper-case-uuids")
+        else:
+            yield self.command("RemoveInvitation", self.admin, {"org_id": org, "invitation_id": res["invitation_id"]})
         if r.random() < 0.5:
             yield self.command(again[0], self.admin, again[1])   # the address is free again
 
@@ -991,10 +1004,6 @@ class Chaos:
                 "SELECT m.org_id::text, u.email FROM org_members m JOIN users u ON u.id = m.user_id"
                 " WHERE NOT u.enabled AND NOT u.is_admin AND NOT EXISTS (SELECT 1 FROM invitations i"
                 " WHERE i.org_id = m.org_id AND i.user_id = u.id AND i.kind = 'new'"
-                " AND i.status IN ('pending', 'expired'))",
-            "never-activated accounts no invitation can reach (address impossible to invite)":
-                "SELECT u.id::text, u.email FROM users u WHERE NOT u.enabled AND NOT u.is_admin AND NOT EXISTS"
-                " (SELECT 1 FROM invitations i WHERE i.user_id = u.id AND i.kind = 'new'"
                 " AND i.status IN ('pending', 'expired'))",
             "accepted invitations of new users whose account is not enabled":
                 "SELECT i.id::text FROM invitations i JOIN users u ON u.id = i.user_id"

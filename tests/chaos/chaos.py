@@ -888,12 +888,23 @@ class Chaos:
                     (f"SMTP server stopped {a.smtp_outage:g} s", smtp)]
             for _ in range(a.rounds):
                 for name, fn in plan:
+                    looping = self.crash_looping()
+                    if looping:
+                        self.failures.append(f"faults stopped before '{name}': {looping} keeps dying unasked"
+                                             " (crash loop): the rest of the run would measure nothing")
+                        return
                     if not a.faults or any(f in name for f in a.faults):
                         self.fault(name, fn)
         except Exception as e:
             self.failures.append(f"fault thread: {type(e).__name__}: {e}")
         finally:
             self.faults_done = True
+
+    def crash_looping(self, times=5):
+        n = {}
+        for _, label, _, _ in list(self.sup.deaths):
+            n[label] = n.get(label, 0) + 1
+        return ", ".join(f"{k} ({v} deaths)" for k, v in n.items() if v >= times)
 
     def mail_recovery_first(self, t0, cap):
         end = t0 + cap

@@ -900,7 +900,7 @@ class Chaos:
         finally:
             self.faults_done = True
 
-    def crash_looping(self, times=5):
+    def crash_looping(self, times=10):
         n = {}
         for _, label, _, _ in list(self.sup.deaths):
             n[label] = n.get(label, 0) + 1

@@ -850,8 +850,9 @@ class Chaos:
             def pg(e):
                 t0 = time.time()
                 self.stack.pg_restart_immediate()
+                back = time.time() - t0
                 e["recovery"] = self.probe_recovery(t0, cap)
-                e["notes"] = f"PostgreSQL back after {time.time() - t0:.1f} s (pg_ctl -m immediate restart)"
+                e["notes"] = f"PostgreSQL back after {back:.1f} s (pg_ctl -m immediate restart)"
 
             def broker(e):
                 t0 = time.time()

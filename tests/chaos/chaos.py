@@ -285,6 +285,7 @@ class Chaos:
         self.faults = []          # dicts: name, at, recovery, notes
         self.failures = []
         self.sent_total = 0
+        self.probes = 0
         self.counts = {}
         self.dups = 0
         self.poison_sent = {}
@@ -657,6 +658,7 @@ class Chaos:
         kinds = [k for k in POISON_KINDS if k not in a.exclude_poison]
         start = time.time()
         budget = 0.0
+        sent_before = 0
         last = time.time()
         deadline = start + a.max_minutes * 60
         poison_i = 0
@@ -692,10 +694,13 @@ class Chaos:
                 self.failures.append(f"load: not finished within --max-minutes {a.max_minutes} "
                                      f"({self.sent_total} of {a.commands} commands sent)")
                 break
-            budget = min(budget + (now - last) * a.rate, a.rate)
+            # --rate counts every command the load publishes (the steps of running flows too, not probes).
+            budget = min(budget + (now - last) * a.rate, a.rate) - (self.sent_total - self.probes - sent_before)
+            sent_before = self.sent_total - self.probes
             last = now
             while budget >= 1 and n_flows_waiting < a.concurrency:
                 budget -= 1
+                sent_before += 1
                 x = self.rng.random()
                 org = self.rng.choice(self.orgs)
                 if x < 0.025 and self.cmds:
@@ -744,6 +749,7 @@ class Chaos:
                 c = self.command("RemoveMember", self.admin, {"org_id": str(uuid.uuid4()), "user_id": self.admin},
                                  expect={"organization_not_found"})
                 c.probe, c.partition, c.type = True, p, "probe"
+                self.probes += 1
                 self.publish(c)
                 sent.setdefault(p, []).append(c.id)
             time.sleep(1)

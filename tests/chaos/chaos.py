@@ -286,6 +286,7 @@ class Chaos:
         self.failures = []
         self.sent_total = 0
         self.probes = 0
+        self.unanswered = []
         self.counts = {}
         self.dups = 0
         self.poison_sent = {}
@@ -366,6 +367,7 @@ class Chaos:
                 self.not_delivered.append((c.id, str(err)))
             else:
                 c.delivered = True
+                c.partition = msg.partition()
         c.sent_at = time.time()
         with self.lock:
             if c.id:
@@ -754,8 +756,25 @@ class Chaos:
             with self.lock:
                 got = [self.result_at.get(i) for i in ids.values()]
             if all(got):
+                self.unanswered = []
                 return max(got) - t0
+        with self.lock:
+            self.unanswered = [p for p, i in ids.items() if i not in self.result_at]
         return None
+
+    def stall_culprits(self, parts):
+        """The oldest command without a result on each stalled partition: the likely cause of the stall."""
+        out = []
+        with self.lock:
+            for p in parts:
+                waiting = [c for c in self.cmds.values() if c.partition == p and c.id not in self.result_at
+                           and c.expect != "dlq" and not c.probe and c.sent_at]
+                if waiting:
+                    c = min(waiting, key=lambda c: c.sent_at)
+                    out.append(f"partition {p}: {c.poison or c.type} {c.id} (sent {time.strftime('%H:%M:%S', time.localtime(c.sent_at))})")
+                else:
+                    out.append(f"partition {p}: only probes waiting")
+        return out
 
     def mail_recovery(self, t0, cap):
         """Seconds from t0 until every mail partition has delivered a message for a job first seen after t0
@@ -894,9 +913,18 @@ class Chaos:
                 for name, fn in plan:
                     if self.faults and self.faults[-1].get("recovery") is None and "error" not in self.faults[-1]:
                         self.failures.append(f"faults stopped before '{name}': no recovery from"
-                                             f" '{self.faults[-1]['name']}' within {cap:g} s, so later faults"
-                                             " would measure nothing")
+                                             f" '{self.faults[-1]['name']}' within {cap:g} s (partitions"
+                                             f" {self.unanswered} unanswered; oldest unanswered command per"
+                                             f" partition: {'; '.join(self.stall_culprits(self.unanswered))})")
                         return
+                    if not a.faults or any(f in name for f in a.faults):
+                        # The pipeline must flow before the fault, or the fault is blamed for an older stall.
+                        if self.probe_recovery(time.time(), cap) is None:
+                            self.failures.append(
+                                f"the pipeline was stalled before '{name}' was injected: no answer within {cap:g} s"
+                                f" on commands partitions {self.unanswered}; oldest unanswered command per"
+                                f" partition: {'; '.join(self.stall_culprits(self.unanswered))}")
+                            return
                     looping = self.crash_looping()
                     if looping:
                         self.failures.append(f"faults stopped before '{name}': {looping} keeps dying unasked"

@@ -774,6 +774,20 @@ class Chaos:
                     out.append(f"partition {p}: {c.poison or c.type} {c.id} (sent {time.strftime('%H:%M:%S', time.localtime(c.sent_at))})")
                 else:
                     out.append(f"partition {p}: only probes waiting")
+            poison = {}
+            for c in self.cmds.values():
+                if c.poison and c.expect != "dlq" and c.id not in self.result_at and c.sent_at:
+                    poison[c.poison] = min(poison.get(c.poison, c.sent_at), c.sent_at)
+        if poison:
+            out.append("poison without a result (first sent): " + ", ".join(
+                f"{k} {time.strftime('%H:%M:%S', time.localtime(t))}" for k, t in sorted(poison.items(),
+                                                                                      key=lambda kv: kv[1])))
+        deaths = {}
+        for t, label, how, path in list(self.sup.deaths):
+            deaths.setdefault(f"{label} {how}", t)
+        if deaths:
+            out.append("unasked deaths (first): " + ", ".join(
+                f"{k} {time.strftime('%H:%M:%S', time.localtime(t))}" for k, t in deaths.items()))
         return out
 
     def mail_recovery(self, t0, cap):

@@ -785,6 +785,13 @@ class Chaos:
         deaths = {}
         for t, label, how, path in list(self.sup.deaths):
             deaths.setdefault(f"{label} {how}", t)
+        for pr in [pr for pr in self.sup.procs if pr.name == "raikoo-command-worker" and not pr.retired]:
+            try:
+                errs = [ln for ln in open(pr.log_path, errors="replace") if "level=error" in ln]
+            except OSError:
+                errs = []
+            if errs:
+                out.append(f"last error of {pr.label()} ({pr.log_path}): {errs[-1].strip()[:400]}")
         if deaths:
             out.append("unasked deaths (first): " + ", ".join(
                 f"{k} {time.strftime('%H:%M:%S', time.localtime(t))}" for k, t in deaths.items()))

@@ -1026,7 +1026,11 @@ class Chaos:
                  if isinstance(c.expect, set) and c.id in self.results
                  and self.results[c.id][0]["code"] not in c.expect]
         if wrong:
-            F.append(f"results other than the one expected: {len(wrong)}; e.g. {ex(wrong)}")
+            by = {}
+            for kind, cid, code in wrong:
+                by.setdefault(f"{kind} -> {code}", []).append(cid)
+            for k, ids in sorted(by.items()):
+                F.append(f"results other than the one expected: {k}: {len(ids)}; e.g. {ex(ids, 3)}")
         poison_bad = [(c.poison, c.id, self.results[c.id][0]["code"]) for c in exp
                       if c.poison == "names-128-e" and c.id in self.results
                       and self.results[c.id][0]["status"] != "accepted"]
@@ -1171,6 +1175,8 @@ class Chaos:
         print(f"  duplicates of earlier ids: {self.dups}; poison: {dict(sorted(self.poison_sent.items()))}")
         print(f"results: {len(self.results)} command ids, {sum(len(r) for r in self.results.values())} messages;"
               f" accepted {acc}; rejected by code: {dict(sorted(codes.items()))}")
+        extra = sum(len(r) - 1 for r in self.results.values())
+        print(f"  result messages beyond one per command id: {extra} (duplicates of ids sent: {self.dups})")
         print(f"dead-letter messages: {len(self.dlq)}; events: {len(self.events)} (+{self.event_copies} copies"
               f" with a seen id); processed_commands rows: {self.processed}")
         print(f"invitations: {self.invitation_states}; e-mails: {self.mail_total} messages, {self.mail_dups}"

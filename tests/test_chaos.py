@@ -20,7 +20,7 @@ def test_chaos_short_every_fault_once():
     args = [sys.executable, os.path.join(ROOT, "tests", "chaos", "chaos.py"), "--commands", "300",
             "--smtp-outage", "20", "--broker-down", "5", "--warmup", "5", "--settle", "3",
             "--recovery-cap", "90", "--drain", "120", "--flow-timeout", "90", "--max-minutes", "20",
-            "--rate", "5", "--seed", "9"]
+            "--rate", "3", "--seed", "9"]
     with open(log_path, "w") as out:
         rc = subprocess.run(args, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, RAIKOO_BIN_DIR=BIN),
                             timeout=40 * 60).returncode

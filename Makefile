@@ -108,3 +108,4 @@ stack-down:
 clean:
 	rm -rf build build-asan bin bin-asan
 include tests/fuzz/fuzz.mk
+include tests/chaos/chaos.mk

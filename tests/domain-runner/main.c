@@ -478,8 +478,10 @@ static json_t *apply_commands(runner_t *r, json_t *commands) {
             goto fail;
         }
         json_t *out = json_pack("{s:s}", "outcome", msg.outcome ? msg.outcome : "none");
-        if (msg.dead_letter)
+        if (msg.dead_letter) {
             json_object_set_new(out, "status", json_string("dead_letter"));
+            json_object_set_new(out, "code", json_null());
+        }
         char autoname[32]; /* a command without "as" is "c1", "c2" ...: its new ids read "$c1.user_id" */
         snprintf(autoname, sizeof(autoname), "c%zu", i + 1);
         if (read_outbox(r, &mark, str_field(e, "as", autoname), out) != 0) {

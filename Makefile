@@ -18,7 +18,7 @@ BIN ?= bin
 LIB_SRC  := $(wildcard lib/*.c)
 PROD_SRC := $(wildcard producers/*.c)
 PROGRAMS := raikoo raikoo-command-worker raikoo-outbox-relay raikoo-mailer raikoo-expiry-worker raikoo-bench \
-            raikoo-parse-check
+            raikoo-parse-check raikoo-domain-runner
 # Each program's sources: a main.c folder under workers/, producers/ or tests/.
 SRC_raikoo                := $(wildcard producers/raikoo/*.c)
 SRC_raikoo-command-worker := $(wildcard workers/command-worker/*.c)
@@ -27,6 +27,7 @@ SRC_raikoo-mailer         := $(wildcard workers/mailer/*.c)
 SRC_raikoo-expiry-worker  := $(wildcard workers/expiry-worker/*.c)
 SRC_raikoo-bench          := $(wildcard tests/bench/*.c)
 SRC_raikoo-parse-check    := $(wildcard tests/parse-check/*.c)
+SRC_raikoo-domain-runner  := $(wildcard tests/domain-runner/*.c)
 UNIT_SRC := $(wildcard tests/unit/*.c)
 
 BUILT_PROGRAMS := $(foreach p,$(PROGRAMS),$(if $(SRC_$(p)),$(BIN)/$(p)))

@@ -281,7 +281,13 @@ rd_kafka_resp_err_t kafka_high_watermark(rd_kafka_t *rk, const char *topic, int 
             return err;
         waited += slice;
         if (err != RD_KAFKA_RESP_ERR__TIMED_OUT) {
-            rd_kafka_poll(rk, 200); /* a passing answer: give the broker a moment */
+            /* A passing answer (not leader, leader not available, coordinator loading: a broker that is
+             * settling, or a stale leader cache): refresh the metadata so that the next query asks the
+             * partition's present leader, and give the broker a moment. */
+            const struct rd_kafka_metadata *md = NULL;
+            if (rd_kafka_metadata(rk, 0, NULL, &md, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR && md)
+                rd_kafka_metadata_destroy(md);
+            rd_kafka_poll(rk, 200);
             waited += 200;
         }
     }

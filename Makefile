@@ -108,5 +108,36 @@ stack-down:
 
 clean:
 	rm -rf build build-asan bin bin-asan
+# ---- The producer library for upstream apps, as an artifact of its own ----
+# build/libraikoo-producer.a holds producers/producer.c and the message modules it uses (commands, e-mail
+# addresses, CloudEvents, uuids and Argon2id, text), found by name wherever lib/ keeps them: nothing that
+# needs libpq, libesmtp or OpenSSL. Its one header, producers/include/raikoo/producer.h, needs only jansson.
+# `make install PREFIX=DIR` puts the header, the archive and raikoo-producer.pc under DIR/include,
+# DIR/lib and DIR/lib/pkgconfig; an app then builds with `pkg-config --cflags --libs raikoo-producer`
+# (producers/examples/ does).
+PREFIX  ?= /usr/local
+VERSION ?= 0.1.0
+PRODUCER_HDR     := producers/include/raikoo/producer.h
+PRODUCER_LIB_SRC := producers/producer.c \
+                    $(filter %/cmd.c %/email.c %/event.c %/secret.c %/text.c,$(LIB_SRC))
+LIBPRODUCER      := $(OBJ)/libraikoo-producer.a
+
+.PHONY: install
+all: $(LIBPRODUCER)
+
+$(LIBPRODUCER): $(patsubst %.c,$(OBJ)/%.o,$(PRODUCER_LIB_SRC))
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+# Every object may include the public header (through producers/producer.h).
+$(patsubst %.c,$(OBJ)/%.o,$(LIB_SRC) $(PROD_SRC) $(UNIT_SRC) $(foreach p,$(PROGRAMS),$(SRC_$(p)))): $(PRODUCER_HDR)
+
+install: $(LIBPRODUCER)
+	install -d $(DESTDIR)$(abspath $(PREFIX))/include/raikoo $(DESTDIR)$(abspath $(PREFIX))/lib/pkgconfig
+	install -m 644 $(PRODUCER_HDR) $(DESTDIR)$(abspath $(PREFIX))/include/raikoo/producer.h
+	install -m 644 $(LIBPRODUCER) $(DESTDIR)$(abspath $(PREFIX))/lib/libraikoo-producer.a
+	sed -e 's|@PREFIX@|$(abspath $(PREFIX))|g' -e 's|@VERSION@|$(VERSION)|g' producers/raikoo-producer.pc.in \
+	  > $(DESTDIR)$(abspath $(PREFIX))/lib/pkgconfig/raikoo-producer.pc
+
 include tests/fuzz/fuzz.mk
 include tests/chaos/chaos.mk

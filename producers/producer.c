@@ -1,18 +1,27 @@
 /* The producer library: builds, validates and publishes commands, and follows the results topic for theirs. */
-#include "producer.h"
+#include "include/raikoo/producer.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 #include <librdkafka/rdkafka.h>
+#include <sodium.h>
 
+#include "cmd.h"
+#include "email.h"
 #include "event.h"
-#include "kafka.h"
-#include "log.h"
 #include "secret.h"
+#include "text.h"
+
+/* The public sizes are the internal ones. */
+_Static_assert(RAIKOO_PASSWORD_HASH_SIZE == crypto_pwhash_STRBYTES, "RAIKOO_PASSWORD_HASH_SIZE");
+_Static_assert(RAIKOO_KEY_SIZE == EMAIL_MAX + 1, "RAIKOO_KEY_SIZE");
+_Static_assert(RAIKOO_KEY_SIZE >= RAIKOO_ID_SIZE, "a key holds a uuid");
+_Static_assert((int)RAIKOO_CMD_TYPE_COUNT == (int)CMD_TYPE_COUNT, "one public command type per cmd_type_t");
 
 #define CONNECT_TIMEOUT_MS 10000
 #define FREE_FLUSH_MS 10000
@@ -20,11 +29,47 @@
 #define DEFAULT_MESSAGE_TIMEOUT "30000"
 #define RESULT_TYPE "raikoo.result.v1"
 #define POLL_SLICE_MS 100
+#define DEFAULT_BOOTSTRAP "127.0.0.1:19092"
+#define DEFAULT_TOPIC_COMMANDS "raikoo.commands"
+#define DEFAULT_TOPIC_RESULTS "raikoo.results"
+#define DEFAULT_MAX_BYTES 65536L
+#define MIN_MAX_BYTES 256L
+#define MAX_MAX_BYTES (64L * 1024 * 1024)
+#define DEFAULT_QUEUED_KBYTES "4096"
+#define SETTING_PREFIX_KAFKA "kafka."
+
+/* The public command types, as the parser's. */
+static const cmd_type_t type_map[RAIKOO_CMD_TYPE_COUNT] = {
+    [RAIKOO_CMD_CREATE_ORGANIZATION] = CMD_CREATE_ORGANIZATION,
+    [RAIKOO_CMD_CREATE_USER] = CMD_CREATE_USER,
+    [RAIKOO_CMD_ADD_EXISTING_USER] = CMD_ADD_EXISTING_USER,
+    [RAIKOO_CMD_INVITE_NEW_USER] = CMD_INVITE_NEW_USER,
+    [RAIKOO_CMD_ACCEPT_INVITATION] = CMD_ACCEPT_INVITATION,
+    [RAIKOO_CMD_ACTIVATE_ACCOUNT] = CMD_ACTIVATE_ACCOUNT,
+    [RAIKOO_CMD_RESEND_INVITATION] = CMD_RESEND_INVITATION,
+    [RAIKOO_CMD_REMOVE_INVITATION] = CMD_REMOVE_INVITATION,
+    [RAIKOO_CMD_REMOVE_MEMBER] = CMD_REMOVE_MEMBER,
+    [RAIKOO_CMD_SET_MEMBER_ROLE] = CMD_SET_MEMBER_ROLE,
+};
+
+const char *raikoo_command_type_name(raikoo_command_type_t type) {
+    if ((int)type < 0 || type >= RAIKOO_CMD_TYPE_COUNT)
+        return NULL;
+    return cmd_specs[type_map[type]].name;
+}
+
+raikoo_command_type_t raikoo_command_type_from_name(const char *name) {
+    cmd_type_t t = name ? cmd_type_from_name(name) : CMD_TYPE_UNKNOWN;
+    for (int i = 0; i < RAIKOO_CMD_TYPE_COUNT; i++)
+        if (t != CMD_TYPE_UNKNOWN && type_map[i] == t)
+            return (raikoo_command_type_t)i;
+    return RAIKOO_CMD_TYPE_UNKNOWN;
+}
 
 /* The ids of the commands still awaiting a result: a chained hash set, grown as it fills. */
 typedef struct id_node {
     struct id_node *next;
-    char id[37];
+    char id[RAIKOO_ID_SIZE];
 } id_node_t;
 
 typedef struct id_set {
@@ -41,7 +86,7 @@ typedef struct stashed {
 struct raikoo_producer {
     rd_kafka_t *rk;                 /* the idempotent producer */
     rd_kafka_t *rc;                 /* the results consumer; NULL until raikoo_results_follow */
-    rd_kafka_conf_t *consumer_conf; /* kept for raikoo_results_follow (the conf_t may be gone by then) */
+    rd_kafka_conf_t *consumer_conf; /* kept for raikoo_results_follow (the settings may be gone by then) */
     char *topic_commands, *topic_results, *source, *bootstrap;
     size_t max_bytes;
     long message_timeout_ms;
@@ -53,7 +98,7 @@ struct raikoo_producer {
 
     /* The one command raikoo_command_publish is waiting to see acknowledged. */
     int sync_active, sync_done;
-    char sync_id[37];
+    char sync_id[RAIKOO_ID_SIZE];
     rd_kafka_resp_err_t sync_err;
 
     id_set_t pending;
@@ -151,14 +196,15 @@ void raikoo_command_msg_clear(raikoo_command_msg_t *m) {
     memset(m, 0, sizeof(*m));
 }
 
-int raikoo_command_build(cmd_type_t type, const char *source, const char *actor, json_t *data, size_t max_bytes,
-                         raikoo_command_msg_t *out, char *errstr, size_t errstr_size) {
+int raikoo_command_build(raikoo_command_type_t public_type, const char *source, const char *actor, json_t *data,
+                         size_t max_bytes, raikoo_command_msg_t *out, char *errstr, size_t errstr_size) {
     memset(out, 0, sizeof(*out));
-    if (type < 0 || type >= CMD_TYPE_COUNT) {
+    if ((int)public_type < 0 || public_type >= RAIKOO_CMD_TYPE_COUNT) {
         json_decref(data);
-        snprintf(errstr, errstr_size, "unknown command type %d", (int)type);
+        snprintf(errstr, errstr_size, "unknown command type %d", (int)public_type);
         return RAIKOO_ERR_INVALID;
     }
+    cmd_type_t type = type_map[public_type];
     char type_name[96];
     snprintf(type_name, sizeof(type_name), "raikoo.command.%s.v1", cmd_specs[type].name);
     /* data is now owned by ev */
@@ -199,7 +245,8 @@ int raikoo_command_build(cmd_type_t type, const char *source, const char *actor,
     return RAIKOO_OK;
 }
 
-int raikoo_password_hash(const char *password, char out[crypto_pwhash_STRBYTES], char *errstr, size_t errstr_size) {
+int raikoo_password_hash(const char *password, char out[RAIKOO_PASSWORD_HASH_SIZE], char *errstr,
+                         size_t errstr_size) {
     if (sodium_init() < 0) {
         snprintf(errstr, errstr_size, "libsodium failed to initialise");
         return -1;
@@ -272,10 +319,9 @@ static int results_read_one(raikoo_producer_t *p, int timeout_ms, raikoo_result_
     if (!m)
         return 0;
     int got = 0;
-    if (m->err) {
-        /* librdkafka retries transport errors itself; a waiting caller times out if it never recovers. */
-        log_debug(NULL, "results consumer: %s", rd_kafka_message_errstr(m));
-    } else if (result_from_message(m, r) == 0) {
+    /* An error (m->err): librdkafka retries transport errors itself; a waiting caller times out if it never
+     * recovers. */
+    if (!m->err && result_from_message(m, r) == 0) {
         if (id_remove(&p->pending, r->command_id))
             got = 1;
         else
@@ -372,58 +418,132 @@ done:
     return rc;
 }
 
-static char *xstrdup(const char *s) {
-    char *d = strdup(s ? s : "");
-    if (!d)
-        abort();
-    return d;
+/* librdkafka's log lines: warnings and errors to stderr. A connection that fails or closes is left out: a
+ * broker that stays away shows as the error of the call that needed it, not as a line per attempt. */
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+    (void)rk;
+    if (level > 4 || strcmp(fac, "FAIL") == 0 || strcmp(fac, "CONNECT") == 0 || strcmp(fac, "BROKERFAIL") == 0)
+        return;
+    fprintf(stderr, "raikoo producer: kafka %s: %s\n", fac, buf);
 }
 
-raikoo_producer_t *raikoo_producer_new(const conf_t *c, char *errstr, size_t errstr_size) {
-    raikoo_producer_t *p = calloc(1, sizeof(*p));
-    rd_kafka_conf_t *kconf = NULL;
-    int ok = 0;
-    if (!p)
-        abort();
-    p->topic_commands = xstrdup(conf_get(c, "topic.commands"));
-    p->topic_results = xstrdup(conf_get(c, "topic.results"));
-    p->bootstrap = xstrdup(conf_get(c, "kafka.bootstrap.servers"));
-    p->source = xstrdup(DEFAULT_SOURCE);
-    long max_bytes;
-    if (conf_get_long(c, "command.max.bytes", 256, 64L * 1024 * 1024, &max_bytes, errstr, errstr_size) != 0)
-        goto done;
-    p->max_bytes = (size_t)max_bytes;
+static int kafka_set(rd_kafka_conf_t *kconf, const char *prop, const char *value, char *errstr,
+                     size_t errstr_size) {
+    char why[512];
+    if (rd_kafka_conf_set(kconf, prop, value, why, sizeof(why)) != RD_KAFKA_CONF_OK) {
+        text_printf(errstr, errstr_size, "%s%s: %s", SETTING_PREFIX_KAFKA, prop, why);
+        return -1;
+    }
+    return 0;
+}
 
-    kconf = kafka_conf_new(c, errstr, errstr_size);
-    if (!kconf)
+/* What raikoo_producer_new reads from its settings besides the librdkafka properties. */
+typedef struct settings_read {
+    const char *bootstrap, *topic_commands, *topic_results, *message_timeout;
+    int queued_kbytes_set;
+    long max_bytes;
+} settings_read_t;
+
+/* Applies the settings: kafka.* to kconf, the others into out. -1 with errstr on a bad one. */
+static int settings_apply(const raikoo_setting_t *settings, size_t count, rd_kafka_conf_t *kconf,
+                          settings_read_t *out, char *errstr, size_t errstr_size) {
+    const size_t plen = strlen(SETTING_PREFIX_KAFKA);
+    for (size_t i = 0; i < count; i++) {
+        const char *key = settings[i].key, *value = settings[i].value;
+        if (!key || !value) {
+            text_printf(errstr, errstr_size, "setting %zu has no %s", i, key ? "value" : "key");
+            return -1;
+        }
+        if (strncmp(key, SETTING_PREFIX_KAFKA, plen) == 0 && key[plen]) {
+            const char *prop = key + plen;
+            if (kafka_set(kconf, prop, value, errstr, errstr_size) != 0)
+                return -1;
+            if (strcmp(prop, "bootstrap.servers") == 0)
+                out->bootstrap = value;
+            else if (strcmp(prop, "message.timeout.ms") == 0)
+                out->message_timeout = value;
+            else if (strcmp(prop, "queued.max.messages.kbytes") == 0)
+                out->queued_kbytes_set = 1;
+        } else if (strcmp(key, "topic.commands") == 0 || strcmp(key, "topic.results") == 0) {
+            if (!*value) {
+                text_printf(errstr, errstr_size, "%s is empty: name the topic", key);
+                return -1;
+            }
+            *(key[6] == 'c' ? &out->topic_commands : &out->topic_results) = value;
+        } else if (strcmp(key, "command.max.bytes") == 0) {
+            char *end;
+            errno = 0;
+            long v = strtol(value, &end, 10);
+            if (errno || end == value || *end || v < MIN_MAX_BYTES || v > MAX_MAX_BYTES) {
+                text_printf(errstr, errstr_size, "command.max.bytes: not an integer from %ld to %ld", MIN_MAX_BYTES,
+                            MAX_MAX_BYTES);
+                return -1;
+            }
+            out->max_bytes = v;
+        } else {
+            text_printf(errstr, errstr_size,
+                        "unknown producer setting \"%s\": use kafka.<librdkafka property>, topic.commands, "
+                        "topic.results or command.max.bytes",
+                        key);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+raikoo_producer_t *raikoo_producer_new(const raikoo_setting_t *settings, size_t count, char *errstr,
+                                       size_t errstr_size) {
+    raikoo_producer_t *p = calloc(1, sizeof(*p));
+    rd_kafka_conf_t *kconf = rd_kafka_conf_new();
+    int ok = 0;
+    if (!p || !kconf)
+        abort();
+    rd_kafka_conf_set_log_cb(kconf, log_cb);
+    settings_read_t s = {.bootstrap = DEFAULT_BOOTSTRAP,
+                         .topic_commands = DEFAULT_TOPIC_COMMANDS,
+                         .topic_results = DEFAULT_TOPIC_RESULTS,
+                         .message_timeout = DEFAULT_MESSAGE_TIMEOUT,
+                         .max_bytes = DEFAULT_MAX_BYTES};
+    if (kafka_set(kconf, "bootstrap.servers", DEFAULT_BOOTSTRAP, errstr, errstr_size) != 0 ||
+        settings_apply(settings, count, kconf, &s, errstr, errstr_size) != 0)
         goto done;
+    p->topic_commands = xstrdup(s.topic_commands);
+    p->topic_results = xstrdup(s.topic_results);
+    p->bootstrap = xstrdup(s.bootstrap);
+    p->source = xstrdup(DEFAULT_SOURCE);
+    p->max_bytes = (size_t)s.max_bytes;
+
+    /* The consumer takes the same properties, before the producer's own are added. */
+    p->consumer_conf = rd_kafka_conf_dup(kconf);
     /* The idempotent producer: no duplicates or reordering from the client's own retries. */
-    const char *mto = conf_get(c, "kafka.message.timeout.ms");
-    if (kafka_conf_idempotent(kconf, errstr, errstr_size) != 0 ||
-        kafka_conf_set(kconf, "message.timeout.ms", mto ? mto : DEFAULT_MESSAGE_TIMEOUT, errstr, errstr_size) != 0)
+    if (kafka_set(kconf, "enable.idempotence", "true", errstr, errstr_size) != 0 ||
+        kafka_set(kconf, "acks", "all", errstr, errstr_size) != 0 ||
+        kafka_set(kconf, "message.timeout.ms", s.message_timeout, errstr, errstr_size) != 0)
         goto done;
-    p->message_timeout_ms = strtol(mto ? mto : DEFAULT_MESSAGE_TIMEOUT, NULL, 10);
+    p->message_timeout_ms = strtol(s.message_timeout, NULL, 10);
     rd_kafka_conf_set_dr_msg_cb(kconf, on_delivery);
     rd_kafka_conf_set_opaque(kconf, p);
 
-    p->consumer_conf = kafka_conf_new(c, errstr, errstr_size);
-    if (!p->consumer_conf)
-        goto done;
     /* librdkafka wants a group for assign(), but this one never joins, subscribes or commits. */
-    char group[64], uid[37];
+    char group[64], uid[RAIKOO_ID_SIZE];
     uuid_generate(uid);
     snprintf(group, sizeof(group), "raikoo-results-%s", uid);
-    if (kafka_consumer_defaults(c, p->consumer_conf, errstr, errstr_size) != 0 ||
-        kafka_conf_set(p->consumer_conf, "group.id", group, errstr, errstr_size) != 0 ||
-        kafka_conf_set(p->consumer_conf, "enable.auto.commit", "false", errstr, errstr_size) != 0 ||
-        kafka_conf_set(p->consumer_conf, "enable.auto.offset.store", "false", errstr, errstr_size) != 0 ||
-        kafka_conf_set(p->consumer_conf, "enable.partition.eof", "false", errstr, errstr_size) != 0)
+    if ((!s.queued_kbytes_set && kafka_set(p->consumer_conf, "queued.max.messages.kbytes", DEFAULT_QUEUED_KBYTES,
+                                           errstr, errstr_size) != 0) ||
+        kafka_set(p->consumer_conf, "group.id", group, errstr, errstr_size) != 0 ||
+        kafka_set(p->consumer_conf, "enable.auto.commit", "false", errstr, errstr_size) != 0 ||
+        kafka_set(p->consumer_conf, "enable.auto.offset.store", "false", errstr, errstr_size) != 0 ||
+        kafka_set(p->consumer_conf, "enable.partition.eof", "false", errstr, errstr_size) != 0)
         goto done;
 
-    p->rk = kafka_client_new(c, RD_KAFKA_PRODUCER, kconf, CONNECT_TIMEOUT_MS, errstr, errstr_size);
-    kconf = NULL; /* now owned by p->rk, or destroyed by kafka_client_new */
-    if (!p->rk)
+    char why[512];
+    p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, kconf, why, sizeof(why));
+    if (!p->rk) {
+        text_printf(errstr, errstr_size, "cannot create Kafka producer: %s", why);
         goto done;
+    }
+    kconf = NULL; /* now owned by p->rk */
+    /* topic_partitions says when the broker does not answer. */
     int parts;
     if (topic_partitions(p->rk, p->topic_commands, p->bootstrap, &parts, errstr, errstr_size) != 0)
         goto done;
@@ -475,6 +595,24 @@ void raikoo_producer_set_delivery_cb(raikoo_producer_t *p, raikoo_delivery_cb_t 
     p->dr_opaque = opaque;
 }
 
+/* The high watermark of one partition, asking again (within timeout_ms) while the broker answers with a
+ * passing error, such as a leader not yet elected. (lib's kafka_high_watermark does the same; this library
+ * links no lib/ module that needs the workers' service states.) */
+static rd_kafka_resp_err_t high_watermark(rd_kafka_t *rk, const char *topic, int partition, int timeout_ms,
+                                          int64_t *high) {
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__TIMED_OUT;
+    long deadline = now_ms() + timeout_ms;
+    for (long left = timeout_ms; left > 0; left = deadline - now_ms()) {
+        int64_t low = 0;
+        err = rd_kafka_query_watermark_offsets(rk, topic, partition, &low, high, left < 5000 ? (int)left : 5000);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
+            return err;
+        if (err != RD_KAFKA_RESP_ERR__TIMED_OUT)
+            rd_kafka_poll(rk, 200); /* a passing answer: give the broker a moment */
+    }
+    return err;
+}
+
 int raikoo_results_follow(raikoo_producer_t *p, char *errstr, size_t errstr_size) {
     if (p->rc)
         return 0;
@@ -496,7 +634,7 @@ int raikoo_results_follow(raikoo_producer_t *p, char *errstr, size_t errstr_size
     list = rd_kafka_topic_partition_list_new(parts);
     for (int i = 0; i < parts; i++) {
         int64_t high = 0;
-        rd_kafka_resp_err_t err = kafka_high_watermark(rc_client, p->topic_results, i, CONNECT_TIMEOUT_MS, &high);
+        rd_kafka_resp_err_t err = high_watermark(rc_client, p->topic_results, i, CONNECT_TIMEOUT_MS, &high);
         if (err) {
             snprintf(errstr, errstr_size, "cannot read the end of %s [%d]: %s", p->topic_results, i,
                      rd_kafka_err2str(err));
@@ -522,8 +660,8 @@ done:
 }
 
 /* Builds, validates and queues one command; with sync, waits for its delivery report too. */
-static int send_one(raikoo_producer_t *p, cmd_type_t type, const char *actor, json_t *data, char id_out[37],
-                    int sync, char *errstr, size_t errstr_size) {
+static int send_one(raikoo_producer_t *p, raikoo_command_type_t type, const char *actor, json_t *data,
+                    char id_out[RAIKOO_ID_SIZE], int sync, char *errstr, size_t errstr_size) {
     raikoo_command_msg_t m;
     if (id_out)
         id_out[0] = '\0';
@@ -531,7 +669,7 @@ static int send_one(raikoo_producer_t *p, cmd_type_t type, const char *actor, js
     if (rc != 0)
         return rc;
     if (id_out)
-        snprintf(id_out, 37, "%s", m.id);
+        snprintf(id_out, RAIKOO_ID_SIZE, "%s", m.id);
     char *opaque = xstrdup(m.id); /* freed by on_delivery */
     if (p->rc)
         id_add(&p->pending, m.id);
@@ -579,13 +717,13 @@ done:
     return rc;
 }
 
-int raikoo_command_publish(raikoo_producer_t *p, cmd_type_t type, const char *actor, json_t *data, char id_out[37],
-                           char *errstr, size_t errstr_size) {
+int raikoo_command_publish(raikoo_producer_t *p, raikoo_command_type_t type, const char *actor, json_t *data,
+                           char id_out[RAIKOO_ID_SIZE], char *errstr, size_t errstr_size) {
     return send_one(p, type, actor, data, id_out, 1, errstr, errstr_size);
 }
 
-int raikoo_command_send(raikoo_producer_t *p, cmd_type_t type, const char *actor, json_t *data, char id_out[37],
-                        char *errstr, size_t errstr_size) {
+int raikoo_command_send(raikoo_producer_t *p, raikoo_command_type_t type, const char *actor, json_t *data,
+                        char id_out[RAIKOO_ID_SIZE], char *errstr, size_t errstr_size) {
     return send_one(p, type, actor, data, id_out, 0, errstr, errstr_size);
 }
 

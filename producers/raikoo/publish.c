@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "email.h"
 #include "producer.h"
 #include "secret.h"
 
@@ -61,24 +62,27 @@ enum { N_OPTS = sizeof(opt_descs) / sizeof(opt_descs[0]) };
 
 typedef struct pub_spec {
     const char *name;
-    cmd_type_t type;
+    raikoo_command_type_t type;
     unsigned allowed, required; /* besides --wait and --json, which all take */
 } pub_spec_t;
 
 static const pub_spec_t pub_specs[] = {
-    {"create-org", CMD_CREATE_ORGANIZATION, O_ACTOR | O_NAME | O_OWNER_ID, O_ACTOR | O_NAME | O_OWNER_ID},
-    {"create-user", CMD_CREATE_USER, O_ACTOR | O_EMAIL | O_NAME | O_PASSWORD, O_ACTOR | O_EMAIL | O_NAME | O_PASSWORD},
-    {"add-existing", CMD_ADD_EXISTING_USER, O_ACTOR | O_ORG | O_EMAIL | O_OWNER_FLAG, O_ACTOR | O_ORG | O_EMAIL},
-    {"invite-new", CMD_INVITE_NEW_USER, O_ACTOR | O_ORG | O_EMAIL | O_NAME | O_OWNER_FLAG, O_ACTOR | O_ORG | O_EMAIL},
+    {"create-org", RAIKOO_CMD_CREATE_ORGANIZATION, O_ACTOR | O_NAME | O_OWNER_ID, O_ACTOR | O_NAME | O_OWNER_ID},
+    {"create-user", RAIKOO_CMD_CREATE_USER,
+      O_ACTOR | O_EMAIL | O_NAME | O_PASSWORD, O_ACTOR | O_EMAIL | O_NAME | O_PASSWORD},
+    {"add-existing", RAIKOO_CMD_ADD_EXISTING_USER, O_ACTOR | O_ORG | O_EMAIL | O_OWNER_FLAG, O_ACTOR | O_ORG | O_EMAIL},
+    {"invite-new", RAIKOO_CMD_INVITE_NEW_USER,
+      O_ACTOR | O_ORG | O_EMAIL | O_NAME | O_OWNER_FLAG, O_ACTOR | O_ORG | O_EMAIL},
     /* O_CODE: the code is read from standard input (first line), never from the command line. */
-    {"accept", CMD_ACCEPT_INVITATION, O_ACTOR | O_INVITATION | O_CODE, O_ACTOR | O_INVITATION},
+    {"accept", RAIKOO_CMD_ACCEPT_INVITATION, O_ACTOR | O_INVITATION | O_CODE, O_ACTOR | O_INVITATION},
     /* The activating user has no working account yet, so there is no actor. The code is the first line of
      * standard input, the password the second; --password-stdin is still taken (it changes nothing). */
-    {"activate", CMD_ACTIVATE_ACCOUNT, O_EMAIL | O_CODE | O_PASSWORD, O_EMAIL},
-    {"resend", CMD_RESEND_INVITATION, O_ACTOR | O_ORG | O_INVITATION, O_ACTOR | O_ORG | O_INVITATION},
-    {"remove-invitation", CMD_REMOVE_INVITATION, O_ACTOR | O_ORG | O_INVITATION, O_ACTOR | O_ORG | O_INVITATION},
-    {"remove-member", CMD_REMOVE_MEMBER, O_ACTOR | O_ORG | O_USER, O_ACTOR | O_ORG | O_USER},
-    {"set-role", CMD_SET_MEMBER_ROLE, O_ACTOR | O_ORG | O_USER | O_OWNER_FLAG | O_MANAGE, O_ACTOR | O_ORG | O_USER},
+    {"activate", RAIKOO_CMD_ACTIVATE_ACCOUNT, O_EMAIL | O_CODE | O_PASSWORD, O_EMAIL},
+    {"resend", RAIKOO_CMD_RESEND_INVITATION, O_ACTOR | O_ORG | O_INVITATION, O_ACTOR | O_ORG | O_INVITATION},
+    {"remove-invitation", RAIKOO_CMD_REMOVE_INVITATION, O_ACTOR | O_ORG | O_INVITATION, O_ACTOR | O_ORG | O_INVITATION},
+    {"remove-member", RAIKOO_CMD_REMOVE_MEMBER, O_ACTOR | O_ORG | O_USER, O_ACTOR | O_ORG | O_USER},
+    {"set-role", RAIKOO_CMD_SET_MEMBER_ROLE,
+      O_ACTOR | O_ORG | O_USER | O_OWNER_FLAG | O_MANAGE, O_ACTOR | O_ORG | O_USER},
 };
 
 static const pub_spec_t *spec_find(const char *name) {
@@ -230,7 +234,7 @@ int cmd_publish(int argc, char **argv, conf_t *c) {
         const opt_desc_t *d = &opt_descs[o - 1000];
         if (d->bit == O_CODE)
             return usage_fail(cmd, "--code is not taken on the command line, where every local user sees it (ps): %s",
-                              spec->type == CMD_ACTIVATE_ACCOUNT
+                              spec->type == RAIKOO_CMD_ACTIVATE_ACCOUNT
                                   ? "give the code on the first line of standard input and the new password on the "
                                     "second, or type them when asked (e.g. printf '%s\\n%s\\n' \"$CODE\" "
                                     "'new password' | raikoo activate ...)"
@@ -280,7 +284,7 @@ int cmd_publish(int argc, char **argv, conf_t *c) {
         }
     }
     if (spec->allowed & O_CODE) {
-        int activate = spec->type == CMD_ACTIVATE_ACCOUNT;
+        int activate = spec->type == RAIKOO_CMD_ACTIVATE_ACCOUNT;
         const char *how = activate ? "the one-time password from the e-mail on the first line, the new password "
                                      "on the second: printf '%s\\n%s\\n' \"$CODE\" 'new password' | raikoo activate ..."
                                    : "the confirmation code from the e-mail on the first line: "
@@ -300,8 +304,8 @@ int cmd_publish(int argc, char **argv, conf_t *c) {
         json_object_set_new(data, "code", json_string(start));
     }
     if (spec->allowed & O_PASSWORD) {
-        char hash[crypto_pwhash_STRBYTES];
-        const char *how = spec->type == CMD_ACTIVATE_ACCOUNT ? "the new password goes on the second line: printf '%s\\n%s\\n' \"$CODE\" 'new password' | "
+        char hash[RAIKOO_PASSWORD_HASH_SIZE];
+        const char *how = spec->type == RAIKOO_CMD_ACTIVATE_ACCOUNT ? "the new password goes on the second line: printf '%s\\n%s\\n' \"$CODE\" 'new password' | "
                                                                 "raikoo activate ..."
                                                               : "--password-stdin: one line on standard input";
         password = secret_read("New password: ", "the password", how, &password_cap, err, sizeof(err));
@@ -343,7 +347,7 @@ int cmd_publish(int argc, char **argv, conf_t *c) {
     }
     raikoo_command_msg_clear(&probe);
 
-    p = raikoo_producer_new(c, err, sizeof(err));
+    p = raikoo_producer_new_conf(c, err, sizeof(err));
     if (!p) {
         rc = infra_fail(cmd, NULL, "unreachable", err, as_json);
         goto done;

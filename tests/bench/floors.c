@@ -29,7 +29,7 @@ int bench_pg_floor(const conf_t *c, PGconn *db, long n, const char *actor, bench
         goto done;
     size_t total = 0;
     for (long i = 0; i < n; i++) {
-        if (raikoo_command_build(CMD_INVITE_NEW_USER, "/raikoo/bench", actor, data(arg, "pgfloor", i),
+        if (raikoo_command_build(RAIKOO_CMD_INVITE_NEW_USER, "/raikoo/bench", actor, data(arg, "pgfloor", i),
                                  (size_t)max_bytes, &built[i], errstr, errstr_size) != 0)
             goto done;
         msgs[i].payload = built[i].payload;

@@ -348,7 +348,7 @@ static double run_commands(raikoo_producer_t *p, const options_t *o, const char 
             double due = rate ? t0 + (double)sent / (double)rate : 0;
             double now = bench_now();
             if (!rate || now >= due) {
-                if (raikoo_command_send(p, CMD_INVITE_NEW_USER, admin_id, invite_data((void *)o, phase, sent), id, err,
+                if (raikoo_command_send(p, RAIKOO_CMD_INVITE_NEW_USER, admin_id, invite_data((void *)o, phase, sent), id, err,
                                         sizeof(err)) != 0) {
                     fprintf(stderr, "raikoo-bench: publish: %s\n", err);
                     sendtimes_free(st);
@@ -856,7 +856,7 @@ int main(int argc, char **argv) {
     printf("raikoo-bench run %s: %ld commands over %ld organizations, %ld run%s\n", run_tag, o.commands, o.orgs,
            o.repeat, o.repeat > 1 ? "s" : "");
     fflush(stdout);
-    prod = raikoo_producer_new(c, err, sizeof(err));
+    prod = raikoo_producer_new_conf(c, err, sizeof(err));
     if (!prod || raikoo_results_follow(prod, err, sizeof(err)) != 0) {
         fprintf(stderr, "raikoo-bench: %s\n", err);
         goto done;

@@ -246,7 +246,7 @@ static int make_templates(const conf_t *c, PGconn *db, const char *actor, json_t
         json_decref(data);
         goto done;
     }
-    if (raikoo_command_build(CMD_INVITE_NEW_USER, "/raikoo/bench", actor, data, (size_t)max_bytes, &built, errstr,
+    if (raikoo_command_build(RAIKOO_CMD_INVITE_NEW_USER, "/raikoo/bench", actor, data, (size_t)max_bytes, &built, errstr,
                              errstr_size) != 0)
         goto done;
     cmdproc_msg_t msg = {.payload = built.payload, .len = built.len};

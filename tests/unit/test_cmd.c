@@ -182,7 +182,7 @@ static void parse_canonicalises_uuids_to_lower_case(void) {
     /* The producer library keys by the canonical form: one organization, one partition. */
     raikoo_command_msg_t m;
     char err[256];
-    CHECK(raikoo_command_build(CMD_RESEND_INVITATION, NULL, "A1B2C3D4-E5F6-4A7B-8C9D-0E1F2A3B4C5D",
+    CHECK(raikoo_command_build(RAIKOO_CMD_RESEND_INVITATION, NULL, "A1B2C3D4-E5F6-4A7B-8C9D-0E1F2A3B4C5D",
                                json_pack("{s:s, s:s}", "org_id", "3F0C6A4E-8D1B-4C52-9A7E-0B1C2D3E4F50",
                                          "invitation_id", INV),
                                MAX, &m, err, sizeof(err)) == RAIKOO_OK);
@@ -267,7 +267,7 @@ static void build_makes_a_cloudevent_the_worker_accepts(void) {
     raikoo_command_msg_t m;
     char err[256];
     json_t *data = json_pack("{s:s, s:s, s:s, s:b}", "org_id", ORG, "email", "ann@x.io", "name", "Ann", "owner", 1);
-    CHECK(raikoo_command_build(CMD_INVITE_NEW_USER, "/raikoo/cli", ACTOR, data, MAX, &m, err, sizeof(err)) == 0);
+    CHECK(raikoo_command_build(RAIKOO_CMD_INVITE_NEW_USER, "/raikoo/cli", ACTOR, data, MAX, &m, err, sizeof(err)) == 0);
     CHECK(uuid_valid(m.id));
     CHECK_STR(m.key, ORG);
     json_t *ev = json_loadb(m.payload, m.len, 0, NULL);
@@ -291,7 +291,8 @@ static void build_makes_a_cloudevent_the_worker_accepts(void) {
     json_decref(ev);
 
     raikoo_command_msg_t m2;
-    CHECK(raikoo_command_build(CMD_REMOVE_MEMBER, NULL, ACTOR, json_pack("{s:s, s:s}", "org_id", ORG, "user_id", INV),
+    CHECK(raikoo_command_build(RAIKOO_CMD_REMOVE_MEMBER, NULL, ACTOR,
+                               json_pack("{s:s, s:s}", "org_id", ORG, "user_id", INV),
                                MAX, &m2, err, sizeof(err)) == 0);
     CHECK(strcmp(m.id, m2.id) != 0); /* a fresh id each time: each is its own idempotency key */
     CHECK(strstr(m2.payload, "\"source\":\"/raikoo/producer\"") != NULL);
@@ -302,30 +303,30 @@ static void build_makes_a_cloudevent_the_worker_accepts(void) {
 static void build_keys_each_command_by_org_or_its_own_subject(void) {
     raikoo_command_msg_t m;
     char err[256];
-    CHECK(raikoo_command_build(CMD_CREATE_ORGANIZATION, NULL, ACTOR,
+    CHECK(raikoo_command_build(RAIKOO_CMD_CREATE_ORGANIZATION, NULL, ACTOR,
                                json_pack("{s:s, s:s}", "name", "Acme", "owner_user_id", INV), MAX, &m, err,
                                sizeof(err)) == 0);
     CHECK_STR(m.key, INV);
     raikoo_command_msg_clear(&m);
-    CHECK(raikoo_command_build(CMD_ACCEPT_INVITATION, NULL, ACTOR,
+    CHECK(raikoo_command_build(RAIKOO_CMD_ACCEPT_INVITATION, NULL, ACTOR,
                                json_pack("{s:s, s:s}", "invitation_id", INV, "code", "ABCD-EFGH-JKMN"), MAX, &m, err,
                                sizeof(err)) == 0);
     CHECK_STR(m.key, INV);
     raikoo_command_msg_clear(&m);
-    CHECK(raikoo_command_build(CMD_CREATE_USER, NULL, ACTOR,
+    CHECK(raikoo_command_build(RAIKOO_CMD_CREATE_USER, NULL, ACTOR,
                                json_pack("{s:s, s:s, s:s}", "email", " Bob.Smith@Example.IO", "name", "Bob",
                                          "password_hash", HASH),
                                MAX, &m, err, sizeof(err)) == 0);
     CHECK_STR(m.key, "bob.smith@example.io");
     raikoo_command_msg_clear(&m);
-    CHECK(raikoo_command_build(CMD_ACTIVATE_ACCOUNT, NULL, NULL,
+    CHECK(raikoo_command_build(RAIKOO_CMD_ACTIVATE_ACCOUNT, NULL, NULL,
                                json_pack("{s:s, s:s, s:s}", "email", "New@X.io", "code", "ABCD-EFGH-JKMN",
                                          "password_hash", HASH),
                                MAX, &m, err, sizeof(err)) == 0);
     CHECK_STR(m.key, "new@x.io");
     CHECK(strstr(m.payload, "actorid") == NULL);
     raikoo_command_msg_clear(&m);
-    CHECK(raikoo_command_build(CMD_RESEND_INVITATION, NULL, ACTOR,
+    CHECK(raikoo_command_build(RAIKOO_CMD_RESEND_INVITATION, NULL, ACTOR,
                                json_pack("{s:s, s:s}", "org_id", ORG, "invitation_id", INV), MAX, &m, err,
                                sizeof(err)) == 0);
     CHECK_STR(m.key, ORG);
@@ -335,30 +336,32 @@ static void build_keys_each_command_by_org_or_its_own_subject(void) {
 static void build_refuses_what_the_worker_would_refuse_with_its_message(void) {
     raikoo_command_msg_t m;
     char err[256];
-    CHECK(raikoo_command_build(CMD_ADD_EXISTING_USER, NULL, ACTOR, json_pack("{s:s, s:s}", "org_id", ORG, "email", "x"),
+    CHECK(raikoo_command_build(RAIKOO_CMD_ADD_EXISTING_USER, NULL, ACTOR,
+                               json_pack("{s:s, s:s}", "org_id", ORG, "email", "x"),
                                MAX, &m, err, sizeof(err)) == RAIKOO_ERR_INVALID);
     CHECK(strncmp(err, "data.email: ", 12) == 0);
     CHECK(m.payload == NULL && m.id[0] == '\0');
-    CHECK(raikoo_command_build(CMD_ADD_EXISTING_USER, NULL, NULL,
+    CHECK(raikoo_command_build(RAIKOO_CMD_ADD_EXISTING_USER, NULL, NULL,
                                json_pack("{s:s, s:s}", "org_id", ORG, "email", "b@x.io"), MAX, &m, err,
                                sizeof(err)) == RAIKOO_ERR_INVALID);
     CHECK_STR(err, "actorid is required for AddExistingUser");
-    CHECK(raikoo_command_build(CMD_REMOVE_MEMBER, NULL, ACTOR, json_pack("{s:s}", "org_id", ORG), MAX, &m, err,
+    CHECK(raikoo_command_build(RAIKOO_CMD_REMOVE_MEMBER, NULL, ACTOR, json_pack("{s:s}", "org_id", ORG), MAX, &m, err,
                                sizeof(err)) == RAIKOO_ERR_INVALID);
     CHECK_STR(err, "data.user_id is required for RemoveMember");
-    CHECK(raikoo_command_build(CMD_REMOVE_MEMBER, NULL, ACTOR,
+    CHECK(raikoo_command_build(RAIKOO_CMD_REMOVE_MEMBER, NULL, ACTOR,
                                json_pack("{s:s, s:s, s:s}", "org_id", ORG, "user_id", INV, "note", "hi"), MAX, &m, err,
                                sizeof(err)) == RAIKOO_ERR_INVALID);
     CHECK_STR(err, "unknown field (key 3 of data) for RemoveMember, which takes org_id, user_id");
-    CHECK(raikoo_command_build(CMD_SET_MEMBER_ROLE, NULL, ACTOR,
+    CHECK(raikoo_command_build(RAIKOO_CMD_SET_MEMBER_ROLE, NULL, ACTOR,
                                json_pack("{s:s, s:s, s:i, s:b}", "org_id", ORG, "user_id", INV, "owner", 1,
                                          "can_manage_users", 0),
                                MAX, &m, err, sizeof(err)) == RAIKOO_ERR_INVALID);
     CHECK_STR(err, "data.owner must be true or false");
-    CHECK(raikoo_command_build(CMD_REMOVE_MEMBER, NULL, ACTOR, json_pack("{s:s, s:s}", "org_id", ORG, "user_id", INV),
+    CHECK(raikoo_command_build(RAIKOO_CMD_REMOVE_MEMBER, NULL, ACTOR,
+                               json_pack("{s:s, s:s}", "org_id", ORG, "user_id", INV),
                                100, &m, err, sizeof(err)) == RAIKOO_ERR_INVALID);
     CHECK(strstr(err, "over the limit") != NULL);
-    CHECK(raikoo_command_build(CMD_TYPE_COUNT, NULL, ACTOR, json_object(), MAX, &m, err, sizeof(err)) ==
+    CHECK(raikoo_command_build(RAIKOO_CMD_TYPE_COUNT, NULL, ACTOR, json_object(), MAX, &m, err, sizeof(err)) ==
           RAIKOO_ERR_INVALID);
 }
 
@@ -433,7 +436,7 @@ static void producer_waits_for_one_and_polls_many_results_each_once(void) {
     mock_result(relay, "6a1f0c7e-2b3d-4e5f-8a9b-0c1d2e3f4a5b", "accepted");
     rd_kafka_flush(relay, 5000);
 
-    p = raikoo_producer_new(c, err, sizeof(err));
+    p = raikoo_producer_new_conf(c, err, sizeof(err));
     CHECK(p != NULL);
     if (!p)
         goto done;
@@ -444,14 +447,15 @@ static void producer_waits_for_one_and_polls_many_results_each_once(void) {
 
     char ids[N][37];
     delivered_ok = delivered_bad = 0;
-    CHECK(raikoo_command_publish(p, CMD_REMOVE_MEMBER, ACTOR, json_pack("{s:s, s:s}", "org_id", ORG, "user_id", INV),
+    CHECK(raikoo_command_publish(p, RAIKOO_CMD_REMOVE_MEMBER, ACTOR,
+                                 json_pack("{s:s, s:s}", "org_id", ORG, "user_id", INV),
                                  ids[0], err, sizeof(err)) == 0);
     for (int i = 1; i < N; i++)
-        CHECK(raikoo_command_send(p, CMD_REMOVE_MEMBER, ACTOR,
+        CHECK(raikoo_command_send(p, RAIKOO_CMD_REMOVE_MEMBER, ACTOR,
                                   json_pack("{s:s, s:s}", "org_id", ORG, "user_id", INV), ids[i], err,
                                   sizeof(err)) == 0);
     char bad_id[37] = "x";
-    CHECK(raikoo_command_send(p, CMD_REMOVE_MEMBER, ACTOR, json_pack("{s:s}", "org_id", ORG), bad_id, err,
+    CHECK(raikoo_command_send(p, RAIKOO_CMD_REMOVE_MEMBER, ACTOR, json_pack("{s:s}", "org_id", ORG), bad_id, err,
                               sizeof(err)) == RAIKOO_ERR_INVALID);
     CHECK(bad_id[0] == '\0');
     CHECK(raikoo_producer_flush(p, 10000, err, sizeof(err)) == 0);

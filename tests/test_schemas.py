@@ -79,8 +79,8 @@ def test_there_is_a_schema_for_every_command_event_result_and_mail_job():
 
 
 def _c_command_table():
-    """lib/cmd.c's table: {name: (needs_actor, {field: (kind, required, min, max, nonblank)})}."""
-    src = open(os.path.join(ROOT, "lib", "cmd.c")).read()
+    """lib/msg/cmd.c's table: {name: (needs_actor, {field: (kind, required, min, max, nonblank)})}."""
+    src = open(os.path.join(ROOT, "lib", "msg", "cmd.c")).read()
     consts = {k: int(v) for k, v in re.findall(r"#define (\w+) (\d+)", src)}
     num = lambda t: consts[t] if t in consts else int(t)
     table = {}

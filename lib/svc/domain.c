@@ -9,6 +9,7 @@
 #include "db.h"
 #include "event.h"
 #include "log.h"
+#include "mailjob.h"
 #include "text.h"
 
 /* ---- SQL: every statement of the module, with parameters ---- */
@@ -444,36 +445,28 @@ static int fresh_code_new(domain_ctx_t *x, fresh_code_t *fc, char *errstr, size_
     return rc;
 }
 
-/* Queues the invitation e-mail: the code travels sealed to the mailer's key, on the mail topic only. */
-typedef struct mail_job {
-    const char *job_id, *invitation_id, *org_id, *org_name, *kind, *email, *name;
-    const char *inviter_name, *inviter_email, *expires_at, *sealed;
-    int grant_owner;
-} mail_job_t;
-
-/* 0 when queued; -1 when the job cannot be built from what it holds (jansson refuses a string): the
- * caller rejects the command instead of stopping the worker. */
-static int queue_mail(domain_ctx_t *x, const cmd_t *cmd, const mail_job_t *m) {
-    json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:s, s:s}", "job_id", m->job_id,
-                             "invitation_id", m->invitation_id, "org_id", m->org_id, "org_name", m->org_name, "kind",
-                             m->kind, "email", m->email, "name", m->name, "inviter_name", m->inviter_name,
-                             "inviter_email", m->inviter_email, "grant_owner", m->grant_owner, "expires_at",
-                             m->expires_at, "sealed_code", m->sealed);
-    if (!data) {
+/* Queues the invitation e-mail: the code travels sealed to the mailer's key, on the mail topic only.
+ * m->email is set here from email; correlationid and actorid from the command. 0 when queued; -1 when the
+ * job cannot be built from what it holds (jansson refuses a string): the caller rejects the command
+ * instead of stopping the worker. */
+static int queue_mail(domain_ctx_t *x, const cmd_t *cmd, mail_job_t *m, const char *email) {
+    text_printf(m->email, sizeof(m->email), "%s", email);
+    m->correlationid = cmd->id;
+    m->actorid = cmd->actor;
+    char *text = mail_job_build(m);
+    if (!text) {
         log_error(cmd->id, "the invitation e-mail job cannot be built (a name is not valid UTF-8): rejected");
         return -1;
     }
-    json_t *ev = event_new("raikoo.mail.InvitationEmail.v1", m->job_id, EVENT_SOURCE_WORKER, cmd->actor, cmd->id, data);
-    char *text = event_dump(ev);
     outbox_add(x->outbox, x->topic_mail, m->invitation_id, text);
     free(text);
-    json_decref(ev);
     return 0;
 }
 
 /* queue_mail, or a rejection (invalid_command) when the job cannot be built. 1 when queued. */
-static int queue_mail_or_reject(domain_ctx_t *x, const cmd_t *cmd, const mail_job_t *m, domain_result_t *res) {
-    if (queue_mail(x, cmd, m) == 0)
+static int queue_mail_or_reject(domain_ctx_t *x, const cmd_t *cmd, mail_job_t *m, const char *email,
+                                domain_result_t *res) {
+    if (queue_mail(x, cmd, m, email) == 0)
         return 1;
     domain_reject(res, "invalid_command", "the invitation e-mail cannot be built from these names");
     return 0;
@@ -638,9 +631,10 @@ static int add_existing_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     PQclear(pr);
     copy_id(res->invitation_id, inv);
     emit_invitation_created(x, cmd, inv, user, "existing", expires);
-    mail_job_t m = {job, inv, cmd->org_id, a.org_name, "existing", cmd->email, name, a.name, a.email, expires,
-                    fc.sealed, cmd->owner};
-    if (!queue_mail_or_reject(x, cmd, &m, res))
+    mail_job_t m = {.job_id = job, .invitation_id = inv, .org_id = cmd->org_id, .org_name = a.org_name,
+                    .kind = "existing", .name = name, .inviter_name = a.name, .inviter_email = a.email,
+                    .expires_at = expires, .sealed_code = fc.sealed, .grant_owner = cmd->owner};
+    if (!queue_mail_or_reject(x, cmd, &m, cmd->email, res))
         return 0;
     res->accepted = 1;
     return 0;
@@ -678,9 +672,10 @@ static int invite_unactivated_user(run_t *r, const cmd_t *cmd, const actor_info_
         emit(x, cmd, "MembershipCreated", cmd->org_id, d);
     }
     emit_invitation_created(x, cmd, inv, user, "new", expires);
-    mail_job_t m = {job, inv, cmd->org_id, a->org_name, "new", cmd->email, name, a->name, a->email, expires,
-                    fc.sealed, cmd->owner};
-    queue_mail(x, cmd, &m);
+    mail_job_t m = {.job_id = job, .invitation_id = inv, .org_id = cmd->org_id, .org_name = a->org_name,
+                    .kind = "new", .name = name, .inviter_name = a->name, .inviter_email = a->email,
+                    .expires_at = expires, .sealed_code = fc.sealed, .grant_owner = cmd->owner};
+    queue_mail(x, cmd, &m, cmd->email);
     res->accepted = 1;
     return 0;
 }
@@ -742,9 +737,10 @@ static int invite_new_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     json_object_set_new(d, "can_manage_users", json_false());
     emit(x, cmd, "MembershipCreated", cmd->org_id, d);
     emit_invitation_created(x, cmd, inv, user, "new", expires);
-    mail_job_t m = {job, inv, cmd->org_id, a.org_name, "new", cmd->email, name, a.name, a.email, expires, fc.sealed,
-                    cmd->owner};
-    if (!queue_mail_or_reject(x, cmd, &m, res))
+    mail_job_t m = {.job_id = job, .invitation_id = inv, .org_id = cmd->org_id, .org_name = a.org_name,
+                    .kind = "new", .name = name, .inviter_name = a.name, .inviter_email = a.email,
+                    .expires_at = expires, .sealed_code = fc.sealed, .grant_owner = cmd->owner};
+    if (!queue_mail_or_reject(x, cmd, &m, cmd->email, res))
         return 0;
     res->accepted = 1;
     return 0;
@@ -1031,9 +1027,10 @@ static int resend_invitation(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     json_object_set_new(d, "expires_at", json_string(expires));
     json_object_set_new(d, "resend_count", json_integer(count));
     emit(x, cmd, "InvitationResent", inv.org_id, d);
-    mail_job_t m = {job, inv.id, inv.org_id, inv.org_name, inv.kind, inv.email, inv.invitee_name, a.name, a.email,
-                    expires, fc.sealed, inv.grant_owner};
-    if (!queue_mail_or_reject(x, cmd, &m, res))
+    mail_job_t m = {.job_id = job, .invitation_id = inv.id, .org_id = inv.org_id, .org_name = inv.org_name,
+                    .kind = inv.kind, .name = inv.invitee_name, .inviter_name = a.name, .inviter_email = a.email,
+                    .expires_at = expires, .sealed_code = fc.sealed, .grant_owner = inv.grant_owner};
+    if (!queue_mail_or_reject(x, cmd, &m, inv.email, res))
         return 0;
     res->accepted = 1;
     return 0;

@@ -359,7 +359,7 @@ def _c_sources():
     out = []
     for d in ("lib", "workers"):
         for dirpath, _, files in os.walk(os.path.join(ROOT, d)):
-            out += [os.path.join(dirpath, f) for f in files if f.endswith(".c")]
+            out += [os.path.join(dirpath, f) for f in files if f.endswith((".c", ".h"))]
     return {p: open(p).read() for p in out}
 
 

@@ -26,7 +26,7 @@ int event_time_valid(const char *s) {
 
 json_t *event_new(const char *type, const char *id, const char *source, const char *actorid,
                   const char *correlationid, json_t *data) {
-    char fresh[37], when[32];
+    char fresh[UUID_BUF], when[32];
     if (!id) {
         uuid_generate(fresh);
         id = fresh;

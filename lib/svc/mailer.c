@@ -137,7 +137,7 @@ struct mailer {
     smtp_conf_t smtp;
     const char *app_url, *events_topic;
     long batch_max, retry_base_ms, retry_max, retry_max_delay_ms, probe_max_ms, lease_ms;
-    char id[37];       /* this mailer's instance id: mail_deliveries.claimed_by */
+    char id[UUID_BUF];       /* this mailer's instance id: mail_deliveries.claimed_by */
     char appname[64];  /* "raikoo-mailer <id>": its sessions' application_name */
     claimed_t *claimed;
     size_t n_claimed, cap_claimed;

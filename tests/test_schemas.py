@@ -366,7 +366,7 @@ def _c_sources():
 def test_every_message_type_the_c_code_writes_has_a_schema():
     emitted = set()
     for path, src in _c_sources().items():
-        for m in re.finditer(r'\b(?:emit|outbox_event|add_event)\([^;]*?"([A-Z][A-Za-z]+)"', src):
+        for m in re.finditer(r'\b(?:dom_emit|emit|outbox_event|add_event)\([^;]*?"([A-Z][A-Za-z]+)"', src):
             emitted.add(f"raikoo.event.{m.group(1)}.v1")
         emitted |= set(re.findall(r'"(raikoo\.(?:event|mail)\.[A-Za-z]+\.v1|raikoo\.result\.v1)"', src))
     assert {"raikoo.event.OrganizationCreated.v1", "raikoo.event.CommandRejected.v1", "raikoo.result.v1",

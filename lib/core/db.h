@@ -50,6 +50,9 @@ PGresult *db_exec_prepared(PGconn *db, const char *sql, int nparams, const char 
 PGresult *db_exec_cached(PGconn *db, const char *sql, int nparams, const char *const *params, char *errstr,
                          size_t errstr_size);
 
+/* db_exec_cached for a statement whose rows do not matter: 0 when it succeeded, else -1 with errstr. */
+int db_run(PGconn *db, const char *sql, int nparams, const char *const *params, char *errstr, size_t errstr_size);
+
 /* Runs statements without parameters or result rows (BEGIN, COMMIT, SAVEPOINT ...), several at once
  * when separated by semicolons (one round trip). */
 int db_cmd(PGconn *db, const char *sql, char *errstr, size_t errstr_size);

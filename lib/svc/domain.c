@@ -160,10 +160,7 @@ int dom_hash_column(const PGresult *res, int row, int col, unsigned char out[COD
 
 /* A copy of s (a name read from the database, of any length) that lives until domain_forget(). */
 const char *dom_keep_text(domain_ctx_t *x, const char *s) {
-    if (x->ntexts == x->cap_texts) {
-        x->cap_texts = x->cap_texts ? 2 * x->cap_texts : 64;
-        x->texts = xrealloc(x->texts, x->cap_texts * sizeof(*x->texts));
-    }
+    x->texts = xgrow(x->texts, x->ntexts + 1, &x->cap_texts, sizeof(*x->texts), 64);
     return x->texts[x->ntexts++] = xstrdup(s ? s : "");
 }
 

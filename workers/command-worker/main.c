@@ -1,5 +1,5 @@
 /* raikoo-command-worker: consumes raikoo.commands in batches and applies each batch in one PostgreSQL
- * transaction (lib/cmdproc), then commits the Kafka offsets; non-commands go to the dead-letter topic. */
+ * transaction (lib/svc/cmdproc), then commits the Kafka offsets; non-commands go to the dead-letter topic. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>

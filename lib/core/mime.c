@@ -71,9 +71,10 @@ static size_t add_encoded_words(sb_t *b, const char *text, size_t col) {
         size_t after_space = 0; /* a cut right after a space, so that readers that put a space between
                                  * words (against RFC 2047) still cut between words */
         while (take < n) {
-            size_t len = 1;
-            while (take + len < n && (p[take + len] & 0xc0) == 0x80)
-                len++;
+            unsigned int cp;
+            size_t len = utf8_decode(p + take, n - take, &cp); /* the text is clean: whole characters */
+            if (len == 0)
+                len = 1;
             if (take + len > max_bytes && take > 0)
                 break;
             take += len;

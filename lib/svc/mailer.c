@@ -468,8 +468,8 @@ int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, c
     outbox_t ob = {0};
     retire_list_t retire = {0};
     size_t first_claim = m->n_claimed, k = 0;
-    incoming_t *jobs = calloc(n ? n : 1, sizeof(*jobs));
-    const char **col = calloc(3 * (n ? n : 1), sizeof(*col));
+    incoming_t *jobs = xcalloc(n, sizeof(*jobs));
+    const char **col = xcalloc(3 * (n ? n : 1), sizeof(*col));
     char *lit[3] = {NULL, NULL, NULL};
     outcome_in_t *bad = NULL;
     smtp_item_t *bad_items = NULL;
@@ -477,8 +477,6 @@ int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, c
     PGresult *res = NULL;
     char lease[32];
     snprintf(lease, sizeof(lease), "%ld", m->lease_ms);
-    if (!jobs || !col)
-        abort();
 
     for (size_t i = 0; i < n; i++) {
         incoming_t *j = &jobs[k];

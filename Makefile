@@ -6,7 +6,7 @@
 PKGS    := rdkafka libpq jansson libsodium libesmtp-1.0 openssl
 WARN    := -Wall -Wextra -Wmissing-prototypes -Wformat-security -Werror
 CFLAGS  ?= -O2 -g
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PKG_CFLAGS) -Ilib -Iproducers -Itests/unit -I$(OBJ)
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PKG_CFLAGS) $(LIB_INC) -Iproducers -Itests/unit -I$(OBJ)
 # Expanded in recipes only (never while the Makefile is read): by then ops/check-deps has said what is missing.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 LDLIBS  = $(shell pkg-config --libs $(PKGS)) -lm
@@ -15,7 +15,12 @@ SETUP  ?= ops/setup
 OBJ ?= build
 BIN ?= bin
 
-LIB_SRC  := $(wildcard lib/*.c)
+# lib/ in layers, lowest first: core (infrastructure), msg (message contracts), svc (the services).
+# A layer includes only its own headers and those of the layers below it (tests/test_layers.py checks).
+LIB_LAYERS := core msg svc
+LIB_INC  := $(foreach l,$(LIB_LAYERS),-Ilib/$(l))
+LIB_HDR  := $(foreach l,$(LIB_LAYERS),$(wildcard lib/$(l)/*.h))
+LIB_SRC  := $(foreach l,$(LIB_LAYERS),$(wildcard lib/$(l)/*.c))
 PROD_SRC := $(wildcard producers/*.c)
 PROGRAMS := raikoo raikoo-command-worker raikoo-outbox-relay raikoo-mailer raikoo-expiry-worker raikoo-bench \
             raikoo-parse-check raikoo-domain-runner
@@ -41,7 +46,7 @@ all: $(BUILT_PROGRAMS) $(BIN)/raikoo-unit-tests
 check-deps:
 	@CC="$(CC)" AR="$(AR)" ops/check-deps $(PKGS)
 
-$(OBJ)/%.o: %.c $(wildcard lib/*.h producers/*.h) | check-deps
+$(OBJ)/%.o: %.c $(LIB_HDR) $(wildcard producers/*.h) | check-deps
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
@@ -51,7 +56,7 @@ $(OBJ)/embedded_sql.c: $(sort $(wildcard schemas/sql/*.sql)) ops/embed
 $(OBJ)/embedded_templates.c: $(sort $(wildcard lib/templates/*)) ops/embed
 	@mkdir -p $(OBJ)
 	ops/embed embedded_templates $(sort $(wildcard lib/templates/*)) > $@
-$(OBJ)/embedded_%.o: $(OBJ)/embedded_%.c lib/embedded.h | check-deps
+$(OBJ)/embedded_%.o: $(OBJ)/embedded_%.c lib/core/embedded.h | check-deps
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(LIBRAIKOO): $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRC) $(PROD_SRC)) $(EMBED_OBJ)

@@ -21,7 +21,7 @@ CODES_DOC = os.path.join(ROOT, "docs", "RESULT_CODES.md")
 #    ending in "code"; parameters that take one-time codes are never given snake_case literals) (domain_reject(res, "last_owner",
 #    ...), infra_fail(cmd, id, "timeout", ...), read_fail(..., "permission_denied", ...)), including the
 #    arms of a conditional there (cond ? "timeout" : "unreachable");
-#  - as the first member of a {"code", "Message ..."} table row (lib/domain.c's messages);
+#  - as the first member of a {"code", "Message ..."} table row (lib/svc/domain.c's messages);
 #  - as the value given to a "code" or "result_code" key in a call that builds JSON (json_pack(..., "code",
 #    code ? code : "unavailable"), json_object_set_new(o, "code", json_string("..."))).
 SNAKE = r'[a-z][a-z0-9]*(?:_[a-z0-9]+)*'
@@ -129,7 +129,7 @@ def _read(path):
 
 
 def codes_in_code():
-    """{code: ["lib/domain.c:123", ...]} over every C source of lib/, producers/ and workers/ (any depth)."""
+    """{code: ["lib/svc/domain.c:123", ...]} over every C source of lib/, producers/ and workers/ (any depth)."""
     params = {}
     for path in c_sources((".c", ".h")):
         params.update(code_parameters(_read(path)))

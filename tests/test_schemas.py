@@ -79,8 +79,8 @@ def test_there_is_a_schema_for_every_command_event_result_and_mail_job():
 
 
 def _c_command_table():
-    """lib/cmd.c's table: {name: (needs_actor, {field: (kind, required, min, max, nonblank)})}."""
-    src = open(os.path.join(ROOT, "lib", "cmd.c")).read()
+    """lib/msg/cmd.c's table: {name: (needs_actor, {field: (kind, required, min, max, nonblank)})}."""
+    src = open(os.path.join(ROOT, "lib", "msg", "cmd.c")).read()
     consts = {k: int(v) for k, v in re.findall(r"#define (\w+) (\d+)", src)}
     num = lambda t: consts[t] if t in consts else int(t)
     table = {}
@@ -359,14 +359,14 @@ def _c_sources():
     out = []
     for d in ("lib", "workers"):
         for dirpath, _, files in os.walk(os.path.join(ROOT, d)):
-            out += [os.path.join(dirpath, f) for f in files if f.endswith(".c")]
+            out += [os.path.join(dirpath, f) for f in files if f.endswith((".c", ".h"))]
     return {p: open(p).read() for p in out}
 
 
 def test_every_message_type_the_c_code_writes_has_a_schema():
     emitted = set()
     for path, src in _c_sources().items():
-        for m in re.finditer(r'\b(?:emit|outbox_event|add_event)\([^;]*?"([A-Z][A-Za-z]+)"', src):
+        for m in re.finditer(r'\b(?:dom_emit|emit|outbox_event|add_event)\([^;]*?"([A-Z][A-Za-z]+)"', src):
             emitted.add(f"raikoo.event.{m.group(1)}.v1")
         emitted |= set(re.findall(r'"(raikoo\.(?:event|mail)\.[A-Za-z]+\.v1|raikoo\.result\.v1)"', src))
     assert {"raikoo.event.OrganizationCreated.v1", "raikoo.event.CommandRejected.v1", "raikoo.result.v1",

@@ -15,8 +15,8 @@ FUZZ_PKGS    := rdkafka libpq jansson libsodium libesmtp-1.0 openssl
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wmissing-prototypes -Wformat-security -Werror \
                 -Wno-missing-field-initializers \
-                -O1 -g -fno-omit-frame-pointer -Ilib -Iproducers -Itests/fuzz -I$(FUZZ_OBJ)
-FUZZ_LIB_SRC := $(wildcard lib/*.c producers/*.c)
+                -O1 -g -fno-omit-frame-pointer $(LIB_INC) -Iproducers -Itests/fuzz -I$(FUZZ_OBJ)
+FUZZ_LIB_SRC := $(LIB_SRC) $(wildcard producers/*.c)
 FUZZ_LIB     := $(FUZZ_OBJ)/libraikoo.a
 FUZZ_PROGS   := $(foreach t,$(FUZZ_TARGETS),$(FUZZ_BIN)/fuzz_$(t))
 
@@ -24,7 +24,7 @@ FUZZ_PROGS   := $(foreach t,$(FUZZ_TARGETS),$(FUZZ_BIN)/fuzz_$(t))
 fuzz-build: $(FUZZ_PROGS)
 
 # pkg-config runs in the recipes (the shell), never when make reads this file.
-$(FUZZ_OBJ)/%.o: %.c $(wildcard lib/*.h producers/*.h tests/fuzz/*.h)
+$(FUZZ_OBJ)/%.o: %.c $(LIB_HDR) $(wildcard producers/*.h tests/fuzz/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link $$(pkg-config --cflags $(FUZZ_PKGS)) -c -o $@ $<
 
@@ -34,7 +34,7 @@ $(FUZZ_OBJ)/embedded_sql.c: $(sort $(wildcard schemas/sql/*.sql)) ops/embed
 $(FUZZ_OBJ)/embedded_templates.c: $(sort $(wildcard lib/templates/*)) ops/embed
 	@mkdir -p $(FUZZ_OBJ)
 	ops/embed embedded_templates $(sort $(wildcard lib/templates/*)) > $@
-$(FUZZ_OBJ)/embedded_%.o: $(FUZZ_OBJ)/embedded_%.c lib/embedded.h
+$(FUZZ_OBJ)/embedded_%.o: $(FUZZ_OBJ)/embedded_%.c lib/core/embedded.h
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c -o $@ $<
 
 $(FUZZ_LIB): $(patsubst %.c,$(FUZZ_OBJ)/%.o,$(FUZZ_LIB_SRC)) $(FUZZ_OBJ)/embedded_sql.o $(FUZZ_OBJ)/embedded_templates.o

@@ -173,7 +173,7 @@ static conf_t *make_conf(int port, int auth, smtp_conf_t *sc) {
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc, (void)argv;
-    signal(SIGPIPE, SIG_IGN); /* as every worker does (lib/worker.c): a server that hangs up is an error */
+    signal(SIGPIPE, SIG_IGN); /* as every worker does (lib/core/worker.c): a server that hangs up is an error */
     listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in a;
     memset(&a, 0, sizeof(a));

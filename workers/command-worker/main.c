@@ -1,5 +1,5 @@
 /* raikoo-command-worker: consumes raikoo.commands in batches and applies each batch in one PostgreSQL
- * transaction (lib/cmdproc), then commits the Kafka offsets; non-commands go to the dead-letter topic. */
+ * transaction (lib/svc/cmdproc), then commits the Kafka offsets; non-commands go to the dead-letter topic. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,10 +175,7 @@ static void batch_gather(rd_kafka_t *consumer, long max, long wait_ms) {
             rd_kafka_message_destroy(m);
             continue;
         }
-        if (batch.n == batch.cap) {
-            batch.cap = batch.cap ? batch.cap * 2 : 256;
-            batch.m = xrealloc(batch.m, batch.cap * sizeof(*batch.m));
-        }
+        batch.m = xgrow(batch.m, batch.n + 1, &batch.cap, sizeof(*batch.m), 256);
         if (batch.n == 0)
             deadline = worker_now_ms() + wait_ms;
         batch.m[batch.n++] = m;
@@ -363,20 +360,12 @@ int main(int argc, char **argv) {
         goto done;
     }
 
-    rd_kafka_conf_t *pconf = kafka_conf_new(c, err, sizeof(err));
     /* Delivery reports confirm each dead letter; message.timeout.ms bounds the wait for one (a missing
-     * topic otherwise holds a message for librdkafka's 300 s default). */
-    if (pconf)
-        rd_kafka_conf_set_dr_msg_cb(pconf, dl_delivered);
-    if (!pconf || kafka_conf_idempotent(pconf, err, sizeof(err)) != 0 ||
-        (!conf_get(c, "kafka.message.timeout.ms") && !conf_get(c, "kafka.delivery.timeout.ms") &&
-         kafka_conf_set(pconf, "message.timeout.ms", "30000", err, sizeof(err)) != 0)) {
-        log_error(NULL, "%s", err);
-        if (pconf)
-            rd_kafka_conf_destroy(pconf);
-        goto done;
-    }
-    producer = kafka_client_wait(c, RD_KAFKA_PRODUCER, pconf, err, sizeof(err)); /* waits while Kafka is down */
+     * topic otherwise holds a message for librdkafka's 300 s default) unless the configuration sets one. */
+    static const char *const timeout[] = {"message.timeout.ms", "30000", NULL};
+    int own_timeout = conf_get(c, "kafka.message.timeout.ms") || conf_get(c, "kafka.delivery.timeout.ms");
+    producer = kafka_producer_wait(c, dl_delivered, own_timeout ? NULL : timeout, err,
+                                   sizeof(err)); /* waits while Kafka is down */
     if (!producer) {
         log_error(NULL, "%s", err);
         rc = worker_running() ? 1 : 0;

@@ -1,5 +1,5 @@
 /* raikoo-expiry-worker: every expiry.interval.ms, marks pending invitations past their expiry as expired
- * (lib/expiry.c), in batches of expiry.batch; several replicas share the work. */
+ * (lib/svc/expiry.c), in batches of expiry.batch; several replicas share the work. */
 #include <libpq-fe.h>
 
 #include "conf.h"

@@ -1,4 +1,4 @@
-/* raikoo-mailer: sends the invitation e-mails of topic.mail over SMTP (the work is in lib/mailer.c). */
+/* raikoo-mailer: sends the invitation e-mails of topic.mail over SMTP (the work is in lib/svc/mailer.c). */
 #include "conf.h"
 #include "log.h"
 #include "mailer.h"

@@ -94,14 +94,7 @@ int main(int argc, char **argv) {
         rc = worker_running() ? 1 : 0;
         goto done;
     }
-    rd_kafka_conf_t *kconf = kafka_conf_new(c, err, sizeof(err));
-    if (!kconf || relay_conf(kconf, err, sizeof(err)) != 0) {
-        log_error(NULL, "%s", err);
-        if (kconf)
-            rd_kafka_conf_destroy(kconf);
-        goto done;
-    }
-    producer = kafka_client_wait(c, RD_KAFKA_PRODUCER, kconf, err, sizeof(err)); /* waits while Kafka is down */
+    producer = relay_producer_wait(c, err, sizeof(err)); /* waits while Kafka is down */
     if (!producer) {
         log_error(NULL, "%s", err);
         rc = worker_running() ? 1 : 0;

@@ -7,8 +7,11 @@
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
 
-/* The producer configuration the relay needs on top of the user's: idempotence, acks=all. */
-int relay_conf(rd_kafka_conf_t *kconf, char *errstr, size_t errstr_size);
+#include "conf.h"
+
+/* The relay's producer (kafka_producer_wait: idempotence, acks=all, its delivery reports, linger.ms 2),
+ * waiting while Kafka is down. NULL with errstr when it cannot be made or shutdown was asked. */
+rd_kafka_t *relay_producer_wait(const conf_t *c, char *errstr, size_t errstr_size);
 
 /* Publishes up to limit of the oldest outbox rows and deletes those delivered. *published gets how many
  * were delivered and deleted; rows whose delivery failed stay for the next round. -1 on a database

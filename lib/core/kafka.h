@@ -36,6 +36,14 @@ rd_kafka_t *kafka_client_new(const conf_t *c, rd_kafka_type_t type, rd_kafka_con
 rd_kafka_t *kafka_client_wait(const conf_t *c, rd_kafka_type_t type, rd_kafka_conf_t *kconf, char *errstr,
                               size_t errstr_size);
 
+/* The idempotent producer of a long-running worker, the one way they are made: kafka_conf_new, the
+ * delivery-report callback dr_msg_cb (may be NULL), kafka_conf_idempotent, then each property/value pair of
+ * settings (NULL-terminated; may be NULL), then kafka_client_wait. NULL with errstr when the configuration is
+ * refused, the client cannot be created or shutdown was asked while waiting (worker_running() then says 0). */
+rd_kafka_t *kafka_producer_wait(const conf_t *c,
+                                void (*dr_msg_cb)(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque),
+                                const char *const *settings, char *errstr, size_t errstr_size);
+
 /* A consumer in group `group` subscribed to `topic`, the way every worker of ours consumes: manual offset
  * commits, from the earliest offset when the group has none, cooperative-sticky assignment with
  * rebalance_cb (which must use rd_kafka_incremental_(un)assign), bounded prefetch, rd_kafka_consumer_poll

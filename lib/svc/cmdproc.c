@@ -26,7 +26,7 @@ struct cmdproc {
 
 /* A command decided in this batch, to record in processed_commands. */
 typedef struct decided {
-    char id[37];
+    char id[UUID_BUF];
     const char *type_name;
     const char *status;
     char *result; /* the result event's text */

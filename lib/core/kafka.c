@@ -138,6 +138,24 @@ rd_kafka_t *kafka_client_new(const conf_t *c, rd_kafka_type_t type, rd_kafka_con
     return rk;
 }
 
+rd_kafka_t *kafka_producer_wait(const conf_t *c,
+                                void (*dr_msg_cb)(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque),
+                                const char *const *settings, char *errstr, size_t errstr_size) {
+    rd_kafka_conf_t *kconf = kafka_conf_new(c, errstr, errstr_size);
+    if (!kconf)
+        return NULL;
+    if (dr_msg_cb)
+        rd_kafka_conf_set_dr_msg_cb(kconf, dr_msg_cb);
+    int bad = kafka_conf_idempotent(kconf, errstr, errstr_size) != 0;
+    for (const char *const *s = settings; !bad && s && s[0]; s += 2)
+        bad = kafka_conf_set(kconf, s[0], s[1], errstr, errstr_size) != 0;
+    if (bad) {
+        rd_kafka_conf_destroy(kconf);
+        return NULL;
+    }
+    return kafka_client_wait(c, RD_KAFKA_PRODUCER, kconf, errstr, errstr_size);
+}
+
 /* Asks the cluster for its metadata; 0 when it answered within timeout_ms. */
 static rd_kafka_resp_err_t probe(rd_kafka_t *rk, int timeout_ms) {
     const struct rd_kafka_metadata *md = NULL;

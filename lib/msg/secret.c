@@ -189,12 +189,12 @@ int password_hash_acceptable(const char *s) {
     return m * 1024UL >= crypto_pwhash_MEMLIMIT_INTERACTIVE && t >= crypto_pwhash_OPSLIMIT_INTERACTIVE && par >= 1;
 }
 
-void uuid_generate(char out[37]) {
+void uuid_generate(char out[UUID_BUF]) {
     unsigned char b[16];
     randombytes_buf(b, sizeof(b));
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
+    snprintf(out, UUID_BUF, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
              b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
 }
 

@@ -115,7 +115,7 @@ static int has_non_space(const char *s, size_t len) {
 /* Replaces a UUID string value by its canonical (lower-case) form, so that comparisons, keys and stored
  * ids never depend on the sender's case. v must hold a valid UUID. */
 static void uuid_canonicalize(json_t *v) {
-    char lower[37];
+    char lower[UUID_BUF];
     const char *s = json_string_value(v);
     for (int i = 0; i < 36; i++)
         lower[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] - 'A' + 'a') : s[i];

@@ -8,24 +8,13 @@
 
 #include "db.h"
 #include "event.h"
-
-static char *dup_or_die(const char *s) {
-    char *d = strdup(s);
-    if (!d)
-        abort();
-    return d;
-}
+#include "text.h"
 
 void outbox_add(outbox_t *ob, const char *topic, const char *key, const char *payload) {
-    if (ob->n == ob->cap) {
-        ob->cap = ob->cap ? ob->cap * 2 : 64;
-        ob->rows = realloc(ob->rows, ob->cap * sizeof(*ob->rows));
-        if (!ob->rows)
-            abort();
-    }
-    ob->rows[ob->n].topic = dup_or_die(topic);
-    ob->rows[ob->n].key = dup_or_die(key);
-    ob->rows[ob->n].payload = dup_or_die(payload);
+    ob->rows = xgrow(ob->rows, ob->n + 1, &ob->cap, sizeof(*ob->rows), 64);
+    ob->rows[ob->n].topic = xstrdup(topic);
+    ob->rows[ob->n].key = xstrdup(key);
+    ob->rows[ob->n].payload = xstrdup(payload);
     ob->n++;
 }
 
@@ -52,9 +41,7 @@ void outbox_truncate(outbox_t *ob, size_t mark) {
 int outbox_write(outbox_t *ob, PGconn *db, char *errstr, size_t errstr_size) {
     if (ob->n == 0)
         return 0;
-    const char **values = malloc(ob->n * 3 * sizeof(*values));
-    if (!values)
-        abort();
+    const char **values = xmalloc(ob->n * 3 * sizeof(*values));
     for (size_t i = 0; i < ob->n; i++) {
         values[i * 3] = ob->rows[i].topic;
         values[i * 3 + 1] = ob->rows[i].key;

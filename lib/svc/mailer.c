@@ -137,7 +137,7 @@ struct mailer {
     smtp_conf_t smtp;
     const char *app_url, *events_topic;
     long batch_max, retry_base_ms, retry_max, retry_max_delay_ms, probe_max_ms, lease_ms;
-    char id[37];       /* this mailer's instance id: mail_deliveries.claimed_by */
+    char id[UUID_BUF];       /* this mailer's instance id: mail_deliveries.claimed_by */
     char appname[64];  /* "raikoo-mailer <id>": its sessions' application_name */
     claimed_t *claimed;
     size_t n_claimed, cap_claimed;
@@ -151,9 +151,7 @@ struct mailer {
 };
 
 mailer_t *mailer_new(const conf_t *c, char *errstr, size_t errstr_size) {
-    mailer_t *m = calloc(1, sizeof(*m));
-    if (!m)
-        abort();
+    mailer_t *m = xcalloc(1, sizeof(*m));
     m->conf = c;
     int overridden = 0;
     if (conf_get_long(c, "mail.batch.max", 1, 10000, &m->batch_max, errstr, errstr_size) != 0 ||
@@ -210,12 +208,7 @@ long mailer_scan_interval_ms(const mailer_t *m) {
 }
 
 static claimed_t *claimed_add(mailer_t *m) {
-    if (m->n_claimed == m->cap_claimed) {
-        m->cap_claimed = m->cap_claimed ? m->cap_claimed * 2 : 64;
-        m->claimed = realloc(m->claimed, m->cap_claimed * sizeof(*m->claimed));
-        if (!m->claimed)
-            abort();
-    }
+    m->claimed = xgrow(m->claimed, m->n_claimed + 1, &m->cap_claimed, sizeof(*m->claimed), 64);
     claimed_t *cl = &m->claimed[m->n_claimed++];
     memset(cl, 0, sizeof(*cl));
     return cl;
@@ -239,14 +232,6 @@ static const char *stale_reason(const char *job_id, const char *status, const ch
     if (expired)
         return STALE_EXPIRED;
     return NULL;
-}
-
-static int exec_ok(PGconn *db, const char *sql, int n, const char *const *p, char *errstr, size_t errstr_size) {
-    PGresult *res = db_exec_cached(db, sql, n, p, errstr, errstr_size); /* sql: one of the constants above */
-    if (!res)
-        return -1;
-    PQclear(res);
-    return 0;
 }
 
 static void rollback(PGconn *db) {
@@ -282,17 +267,11 @@ typedef struct retire_list {
 } retire_list_t;
 
 static void retire_add(retire_list_t *r, const char *job_id, const char *why) {
-    if (r->n == r->cap) {
-        r->cap = r->cap ? r->cap * 2 : 16;
-        r->job_ids = realloc(r->job_ids, r->cap * sizeof(*r->job_ids));
-        r->whys = realloc(r->whys, r->cap * sizeof(*r->whys));
-        if (!r->job_ids || !r->whys)
-            abort();
-    }
-    r->job_ids[r->n] = strdup(job_id);
-    r->whys[r->n] = strdup(why);
-    if (!r->job_ids[r->n] || !r->whys[r->n])
-        abort();
+    size_t cap = r->cap;
+    r->job_ids = xgrow(r->job_ids, r->n + 1, &cap, sizeof(*r->job_ids), 16);
+    r->whys = xgrow(r->whys, r->n + 1, &r->cap, sizeof(*r->whys), 16);
+    r->job_ids[r->n] = xstrdup(job_id);
+    r->whys[r->n] = xstrdup(why);
     r->n++;
 }
 
@@ -302,7 +281,7 @@ static int retire_write(const retire_list_t *r, PGconn *db, char *errstr, size_t
     char *ids = db_array_literal((const char *const *)r->job_ids, r->n);
     char *whys = db_array_literal((const char *const *)r->whys, r->n);
     const char *p[2] = {ids, whys};
-    int rc = exec_ok(db, SQL_SUPERSEDE, 2, p, errstr, errstr_size);
+    int rc = db_run(db, SQL_SUPERSEDE, 2, p, errstr, errstr_size);
     free(ids);
     free(whys);
     return rc;
@@ -470,7 +449,7 @@ static void apply_skipped(PGconn *db, PGresult *res) {
         const char *p[4] = {PQgetvalue(res, r, 0), PQgetvalue(res, r, 1), PQgetvalue(res, r, 2),
                             PQgetisnull(res, r, 3) ? NULL : PQgetvalue(res, r, 3)};
         char err[512];
-        if (exec_ok(db, SQL_MAIL_STATE, 4, p, err, sizeof(err)) != 0)
+        if (db_run(db, SQL_MAIL_STATE, 4, p, err, sizeof(err)) != 0)
             log_warn(NULL, "cannot write the mail state of invitation %s: %s", p[0], err);
     }
     PQclear(res);
@@ -489,8 +468,8 @@ int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, c
     outbox_t ob = {0};
     retire_list_t retire = {0};
     size_t first_claim = m->n_claimed, k = 0;
-    incoming_t *jobs = calloc(n ? n : 1, sizeof(*jobs));
-    const char **col = calloc(3 * (n ? n : 1), sizeof(*col));
+    incoming_t *jobs = xcalloc(n, sizeof(*jobs));
+    const char **col = xcalloc(3 * (n ? n : 1), sizeof(*col));
     char *lit[3] = {NULL, NULL, NULL};
     outcome_in_t *bad = NULL;
     smtp_item_t *bad_items = NULL;
@@ -498,8 +477,6 @@ int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, c
     PGresult *res = NULL;
     char lease[32];
     snprintf(lease, sizeof(lease), "%ld", m->lease_ms);
-    if (!jobs || !col)
-        abort();
 
     for (size_t i = 0; i < n; i++) {
         incoming_t *j = &jobs[k];
@@ -523,9 +500,7 @@ int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, c
             continue;
         }
         j->bad = parsed != 0;
-        j->payload = strndup(in[i].payload, in[i].len);
-        if (!j->payload)
-            abort();
+        j->payload = xstrndup(in[i].payload, in[i].len);
         col[k] = j->job.job_id;
         col[n + k] = j->job.invitation_id;
         col[2 * n + k] = j->payload;
@@ -575,10 +550,8 @@ int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, c
         goto done;
     /* Malformed jobs that name a current invitation fail here, once, with their event. */
     if (n_bad > 0) {
-        bad = calloc(n_bad, sizeof(*bad));
-        bad_items = calloc(n_bad, sizeof(*bad_items));
-        if (!bad || !bad_items)
-            abort();
+        bad = xcalloc(n_bad, sizeof(*bad));
+        bad_items = xcalloc(n_bad, sizeof(*bad_items));
         size_t b = 0;
         for (size_t i = first_claim; i < m->n_claimed; i++) {
             if (!m->claimed[i].bad)
@@ -658,9 +631,7 @@ int mailer_claim_due(mailer_t *m, PGconn *db, int *claimed, char *errstr, size_t
     res = db_exec_cached(db, SQL_DUE, 2, p, errstr, errstr_size);
     if (!res)
         goto done;
-    ids = calloc((size_t)PQntuples(res) + 1, sizeof(*ids));
-    if (!ids)
-        abort();
+    ids = xcalloc((size_t)PQntuples(res) + 1, sizeof(*ids));
     size_t n_ids = 0;
     for (int r = 0; r < PQntuples(res); r++) {
         const char *job_id = PQgetvalue(res, r, 0), *text = PQgetvalue(res, r, 1);
@@ -679,11 +650,9 @@ int mailer_claim_due(mailer_t *m, PGconn *db, int *claimed, char *errstr, size_t
         char why[256];
         /* The row holds a job that parsed when it came in; a failure here would be a changed contract. */
         cl->bad = mail_job_parse(text, strlen(text), &cl->job, &identified, why, sizeof(why)) != 0;
-        cl->payload = strdup(text);
+        cl->payload = xstrdup(text);
         cl->attempts = (int)strtol(PQgetvalue(res, r, 2), NULL, 10);
         cl->accepted = PQgetvalue(res, r, 8)[0] == 't';
-        if (!cl->payload)
-            abort();
         if (!cl->bad && expired_waiting) {
             cl->bad = 1;
             text_printf(cl->why, sizeof(cl->why), "the invitation expired before the e-mail could be delivered "
@@ -707,7 +676,7 @@ int mailer_claim_due(mailer_t *m, PGconn *db, int *claimed, char *errstr, size_t
     if (n_ids > 0) {
         ids_lit = db_array_literal(ids, n_ids);
         const char *q[3] = {ids_lit, lease, m->id};
-        if (exec_ok(db, SQL_RECLAIM, 3, q, errstr, errstr_size) != 0)
+        if (db_run(db, SQL_RECLAIM, 3, q, errstr, errstr_size) != 0)
             goto done;
     }
     if (db_cmd(db, "COMMIT", errstr, errstr_size) != 0)
@@ -1128,9 +1097,7 @@ int mailer_run(const conf_t *c) {
              conf_get(c, "group.mail"), conf_get(c, "topic.mail"), m->smtp.hostport, conf_get(c, "smtp.starttls"),
              m->batch_max, m->retry_max, m->retry_base_ms);
 
-    batch = calloc((size_t)m->batch_max, sizeof(*batch));
-    if (!batch)
-        abort();
+    batch = xcalloc((size_t)m->batch_max, sizeof(*batch));
     int64_t next_scan = 0;
     while (worker_running()) {
         /* Gather a batch: wait for the first job briefly (so shutdown and retries stay responsive), then
@@ -1157,9 +1124,7 @@ int mailer_run(const conf_t *c) {
             batch[n++] = msg;
         }
         if (n > 0) {
-            mailer_input_t *in = calloc(n, sizeof(*in));
-            if (!in)
-                abort();
+            mailer_input_t *in = xcalloc(n, sizeof(*in));
             for (size_t i = 0; i < n; i++) {
                 in[i].payload = batch[i]->payload ? batch[i]->payload : "";
                 in[i].len = batch[i]->len;

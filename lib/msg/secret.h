@@ -49,8 +49,13 @@ int code_open(const secret_keys_t *keys, const char *b64, char out[CODE_LEN + 1]
 /* 1 when s is a well-formed Argon2id hash string at least as costly as libsodium's interactive limits. */
 int password_hash_acceptable(const char *s);
 
-/* A random (version 4) UUID in its 36-character text form. */
-void uuid_generate(char out[37]);
+/* A UUID in text form: 36 characters ("8-4-4-4-12" hex digits); UUID_BUF with its NUL, the size of every
+ * buffer that holds one (char id[UUID_BUF]). */
+#define UUID_STR_LEN 36
+#define UUID_BUF (UUID_STR_LEN + 1)
+
+/* A random (version 4) UUID in its text form. */
+void uuid_generate(char out[UUID_BUF]);
 
 /* 1 when s is a UUID in canonical text form (any case). */
 int uuid_valid(const char *s);

@@ -14,7 +14,7 @@
 /* What authorize() learned about an actor in an organization, kept for the rest of a batch while no
  * command that changes memberships runs (bulk invitations by one actor then cost one lookup). */
 typedef struct domain_auth {
-    char actor[37], org[37];
+    char actor[UUID_BUF], org[UUID_BUF];
     int found_org, role;
     const char *org_name, *name; /* owned by the context's texts (names may be 200 characters of 4 bytes) */
     char email[EMAIL_MAX + 1];
@@ -40,7 +40,7 @@ typedef struct domain_result {
     int accepted;
     const char *code;           /* stable result code, NULL when accepted */
     char message[512];
-    char org_id[37], user_id[37], invitation_id[37];
+    char org_id[UUID_BUF], user_id[UUID_BUF], invitation_id[UUID_BUF];
     int keep_changes;           /* rejected, but what it wrote (a failed attempt) must be committed */
     int needs_rollback;         /* a statement failed, or it wrote and was rejected: only a savepoint (or
                                  * rolling back the whole transaction) undoes that */

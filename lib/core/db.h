@@ -50,6 +50,9 @@ PGresult *db_exec_prepared(PGconn *db, const char *sql, int nparams, const char 
 PGresult *db_exec_cached(PGconn *db, const char *sql, int nparams, const char *const *params, char *errstr,
                          size_t errstr_size);
 
+/* db_exec_cached for a statement whose rows do not matter: 0 when it succeeded, else -1 with errstr. */
+int db_run(PGconn *db, const char *sql, int nparams, const char *const *params, char *errstr, size_t errstr_size);
+
 /* Runs statements without parameters or result rows (BEGIN, COMMIT, SAVEPOINT ...), several at once
  * when separated by semicolons (one round trip). */
 int db_cmd(PGconn *db, const char *sql, char *errstr, size_t errstr_size);
@@ -63,6 +66,15 @@ int db_insert_rows(PGconn *db, const char *into, int ncols, const char *const *v
  * to pass as one parameter and cast in the statement ($1::uuid[]), for set-based statements over
  * unnest(). Returns a new string (free()). */
 char *db_array_literal(const char *const *values, size_t n);
+
+/* SQL that formats a timestamptz column as RFC 3339 UTC with milliseconds ("2026-12-04T20:00:00.123Z"), the
+ * form every message carries: the one way statements of this code base write a time. */
+#define DB_RFC3339(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+/* A C integer constant as an SQL literal, so that a limit named in C is the limit in the statement:
+ * "failed_attempts < " DB_INT(MAX_CODE_ATTEMPTS). The macro's value must be a plain number. */
+#define DB_INT(n) DB_INT_(n)
+#define DB_INT_(n) #n
 
 /* The SQLSTATE of a failed result ("" when none). */
 const char *db_sqlstate(const PGresult *res);

@@ -17,7 +17,7 @@ typedef struct cmdproc_msg {
     size_t len;
     int dead_letter;        /* out: not a command; belongs on the dead-letter topic */
     char reason[256];       /* out: why, for the dead-letter header */
-    char command_id[37];    /* out: the command id when there is one */
+    char command_id[UUID_BUF];    /* out: the command id when there is one */
     const char *outcome;    /* out: "accepted", "rejected", "duplicate" or "dead_letter" (static) */
     const char *code;       /* out: the result code when rejected (static) */
 } cmdproc_msg_t;

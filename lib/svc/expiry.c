@@ -22,7 +22,7 @@ static const char SQL_EXPIRE[] =
     " UPDATE invitations i SET status = 'expired' FROM due"
     " WHERE i.id = due.id AND i.status = 'pending' AND i.expires_at < now()"
     " RETURNING i.id, i.org_id, i.email, i.kind,"
-    "  to_char(i.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')";
+    "  " DB_RFC3339("i.expires_at");
 
 int expiry_run_batch(PGconn *db, const char *events_topic, long batch, int *expired, char *errstr,
                      size_t errstr_size) {

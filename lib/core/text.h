@@ -43,4 +43,9 @@ void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 
+/* Room for at least need elements of size bytes in array, whose capacity is *cap elements: doubles *cap
+ * (from first when 0) until it is enough. Returns the array, perhaps moved; aborts on out-of-memory only.
+ * The one way this code base grows an array:  v = xgrow(v, n + 1, &cap, sizeof(*v), 64); */
+void *xgrow(void *array, size_t need, size_t *cap, size_t size, size_t first);
+
 #endif

@@ -9,6 +9,7 @@
 #include "db.h"
 #include "kafka.h"
 #include "log.h"
+#include "text.h"
 
 static const char SQL_PENDING[] = "SELECT id, topic, key, payload FROM outbox ORDER BY id LIMIT $1";
 static const char SQL_DELETE[] = "DELETE FROM outbox WHERE id = ANY($1::bigint[])";
@@ -27,12 +28,9 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     d->err = m->err;
 }
 
-int relay_conf(rd_kafka_conf_t *kconf, char *errstr, size_t errstr_size) {
-    rd_kafka_conf_set_dr_msg_cb(kconf, dr_msg_cb);
-    if (kafka_conf_idempotent(kconf, errstr, errstr_size) != 0 ||
-        kafka_conf_set(kconf, "linger.ms", "2", errstr, errstr_size) != 0)
-        return -1;
-    return 0;
+rd_kafka_t *relay_producer_wait(const conf_t *c, char *errstr, size_t errstr_size) {
+    static const char *const settings[] = {"linger.ms", "2", NULL};
+    return kafka_producer_wait(c, dr_msg_cb, settings, errstr, errstr_size);
 }
 
 int relay_round(PGconn *db, rd_kafka_t *producer, long limit, size_t *published, char *errstr,
@@ -46,10 +44,8 @@ int relay_round(PGconn *db, rd_kafka_t *producer, long limit, size_t *published,
     if (!rows)
         return -1;
     int n = PQntuples(rows);
-    delivery_t *d = calloc(n ? (size_t)n : 1, sizeof(*d));
-    const char **delivered = calloc(n ? (size_t)n : 1, sizeof(*delivered));
-    if (!d || !delivered)
-        abort();
+    delivery_t *d = xcalloc((size_t)n, sizeof(*d));
+    const char **delivered = xcalloc((size_t)n, sizeof(*delivered));
     int queued = 0;
     for (int i = 0; i < n; i++) {
         const char *key = PQgetvalue(rows, i, 2);

@@ -173,3 +173,16 @@ char *xstrndup(const char *s, size_t n) {
     char *d = strndup(s ? s : "", n);
     return d ? d : oom();
 }
+
+void *xgrow(void *array, size_t need, size_t *cap, size_t size, size_t first) {
+    if (need <= *cap && array)
+        return array;
+    size_t c = *cap ? *cap : (first ? first : 1);
+    while (c < need) {
+        if (c > ((size_t)-1) / 2 / (size ? size : 1))
+            oom();
+        c *= 2;
+    }
+    *cap = c;
+    return xrealloc(array, c * (size ? size : 1));
+}

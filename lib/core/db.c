@@ -21,6 +21,22 @@ static void strip_newline(char *s) {
             *p = ' ';
 }
 
+/* The one place a statement's outcome is checked and its error copied: res when it succeeded, else NULL
+ * (res cleared) with the server's message, on one line, in errstr. */
+static PGresult *result_or_error(PGconn *db, PGresult *res, char *errstr, size_t errstr_size) {
+    ExecStatusType st = PQresultStatus(res);
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+        return res;
+    snprintf(errstr, errstr_size, "%s", res ? PQresultErrorMessage(res) : PQerrorMessage(db));
+    strip_newline(errstr);
+    if (!*errstr) {
+        snprintf(errstr, errstr_size, "%s", PQerrorMessage(db));
+        strip_newline(errstr);
+    }
+    PQclear(res);
+    return NULL;
+}
+
 PGconn *db_connect(const conf_t *c, char *errstr, size_t errstr_size) {
     const char *url = conf_get(c, "db.url");
     PGconn *db = PQconnectdb(url ? url : "");
@@ -94,16 +110,7 @@ int db_wait(void) {
 
 PGresult *db_exec(PGconn *db, const char *sql, int nparams, const char *const *params, char *errstr,
                   size_t errstr_size) {
-    PGresult *res = PQexecParams(db, sql, nparams, NULL, params, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(res);
-    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
-        return res;
-    snprintf(errstr, errstr_size, "%s", res ? PQresultErrorMessage(res) : PQerrorMessage(db));
-    strip_newline(errstr);
-    if (!*errstr)
-        snprintf(errstr, errstr_size, "%s", PQerrorMessage(db));
-    PQclear(res);
-    return NULL;
+    return result_or_error(db, PQexecParams(db, sql, nparams, NULL, params, NULL, NULL, 0), errstr, errstr_size);
 }
 
 /* The statements prepared in the current session of each connection. A reset connection is a new server
@@ -163,28 +170,20 @@ PGresult *db_exec_prepared(PGconn *db, const char *sql, int nparams, const char 
 
 PGresult *db_exec_cached(PGconn *db, const char *sql, int nparams, const char *const *params, char *errstr,
                          size_t errstr_size) {
-    PGresult *res = db_exec_prepared(db, sql, nparams, params);
-    ExecStatusType st = PQresultStatus(res);
-    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
-        return res;
-    snprintf(errstr, errstr_size, "%s", res ? PQresultErrorMessage(res) : PQerrorMessage(db));
-    strip_newline(errstr);
+    return result_or_error(db, db_exec_prepared(db, sql, nparams, params), errstr, errstr_size);
+}
+
+int db_run(PGconn *db, const char *sql, int nparams, const char *const *params, char *errstr, size_t errstr_size) {
+    PGresult *res = db_exec_cached(db, sql, nparams, params, errstr, errstr_size);
     PQclear(res);
-    return NULL;
+    return res ? 0 : -1;
 }
 
 int db_cmd(PGconn *db, const char *sql, char *errstr, size_t errstr_size) {
     /* The simple query protocol: sql may hold several statements (one round trip). */
-    PGresult *res = PQexec(db, sql);
-    ExecStatusType st = PQresultStatus(res);
-    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
-        PQclear(res);
-        return 0;
-    }
-    snprintf(errstr, errstr_size, "%s", res ? PQresultErrorMessage(res) : PQerrorMessage(db));
-    strip_newline(errstr);
+    PGresult *res = result_or_error(db, PQexec(db, sql), errstr, errstr_size);
     PQclear(res);
-    return -1;
+    return res ? 0 : -1;
 }
 
 int db_insert_rows(PGconn *db, const char *into, int ncols, const char *const *values, size_t nrows, char *errstr,
@@ -194,9 +193,7 @@ int db_insert_rows(PGconn *db, const char *into, int ncols, const char *const *v
     while (done < nrows) {
         size_t rows = nrows - done < per ? nrows - done : per;
         size_t cap = strlen(into) + 32 + rows * ((size_t)ncols * 8 + 4);
-        char *sql = malloc(cap);
-        if (!sql)
-            abort();
+        char *sql = xmalloc(cap);
         size_t len = (size_t)snprintf(sql, cap, "INSERT INTO %s VALUES ", into);
         for (size_t i = 0; i < rows; i++) {
             len += (size_t)snprintf(sql + len, cap - len, "%s(", i ? "," : "");
@@ -253,16 +250,11 @@ int db_migrate(PGconn *db, int *applied, char *errstr, size_t errstr_size) {
         char why[1024];
         if (db_cmd(db, "BEGIN", errstr, errstr_size) != 0)
             goto done;
-        res = PQexec(db, m->text); /* a migration is several statements: simple query protocol */
-        if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
-            snprintf(why, sizeof(why), "%s", PQresultErrorMessage(res));
-            strip_newline(why);
-            PQclear(res);
+        if (db_cmd(db, m->text, why, sizeof(why)) != 0) { /* several statements: simple query protocol */
             db_cmd(db, "ROLLBACK", errstr, errstr_size);
             snprintf(errstr, errstr_size, "migration %s failed: %s", m->name, why);
             goto done;
         }
-        PQclear(res);
         res = db_exec(db, "INSERT INTO schema_migrations (version) VALUES ($1)", 1, p, errstr, errstr_size);
         if (!res) {
             db_cmd(db, "ROLLBACK", why, sizeof(why));
@@ -306,9 +298,7 @@ char *db_array_literal(const char *const *values, size_t n) {
     size_t cap = 3;
     for (size_t i = 0; i < n; i++)
         cap += values[i] ? 2 * strlen(values[i]) + 3 : 5;
-    char *out = malloc(cap);
-    if (!out)
-        abort();
+    char *out = xmalloc(cap);
     char *p = out;
     *p++ = '{';
     for (size_t i = 0; i < n; i++) {

@@ -372,10 +372,8 @@ int smtp_send_cb(const smtp_conf_t *sc, const char *from, smtp_item_t *items, si
     }
     if (n == 0)
         return 0;
-    msgs = calloc(n, sizeof(*msgs));
-    rcpts = calloc(n, sizeof(*rcpts));
-    if (!msgs || !rcpts)
-        abort();
+    msgs = xcalloc(n, sizeof(*msgs));
+    rcpts = xcalloc(n, sizeof(*rcpts));
     note.msgs = msgs;
     note.n_msgs = n;
     session = smtp_create_session();

@@ -11,6 +11,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "log.h"
+#include "strbuf.h"
 #include "text.h"
 
 const conf_key_t conf_keys[] = {
@@ -122,10 +123,7 @@ static void put(conf_t *c, const char *key, const char *value, const char *origi
         e->origin = xstrdup(origin);
         return;
     }
-    if (c->n == c->cap) {
-        c->cap = c->cap ? c->cap * 2 : 64;
-        c->v = xrealloc(c->v, c->cap * sizeof(*c->v));
-    }
+    c->v = xgrow(c->v, c->n + 1, &c->cap, sizeof(*c->v), 64);
     c->v[c->n].key = xstrdup(key);
     c->v[c->n].value = xstrdup(value);
     c->v[c->n].origin = xstrdup(origin);
@@ -435,35 +433,18 @@ static size_t conninfo_secrets(const char *conninfo, char **out, size_t max) {
     return n;
 }
 
-/* A growing string. */
-typedef struct sbuf {
-    char *s;
-    size_t n, cap;
-} sbuf_t;
-
-static void sb_add(sbuf_t *b, const char *s, size_t len) {
-    if (b->n + len + 1 > b->cap) {
-        b->cap = (b->n + len + 1) * 2;
-        b->s = xrealloc(b->s, b->cap);
-    }
-    memcpy(b->s + b->n, s, len);
-    b->n += len;
-    b->s[b->n] = '\0';
-}
-
 /* A copy of text with every occurrence of needle replaced by "***". */
 static char *replace_all(const char *text, const char *needle) {
-    sbuf_t b = {0};
-    sb_add(&b, "", 0);
+    sb_t b = {0};
     size_t len = strlen(needle);
     const char *p = text, *hit;
     while ((hit = strstr(p, needle)) != NULL) {
-        sb_add(&b, p, (size_t)(hit - p));
-        sb_add(&b, "***", 3);
+        sb_addn(&b, p, (size_t)(hit - p));
+        sb_add(&b, "***");
         p = hit + len;
     }
-    sb_add(&b, p, strlen(p));
-    return b.s;
+    sb_add(&b, p);
+    return sb_take(&b);
 }
 
 static int span_cmp(const void *a, const void *b) {
@@ -494,21 +475,20 @@ char *conf_mask_conninfo(const char *text, const char *conninfo) {
     pw_span_t spans[SPANS_MAX];
     size_t ns = find_passwords(t, 1, spans);
     qsort(spans, ns, sizeof(spans[0]), span_cmp);
-    sbuf_t b = {0};
-    sb_add(&b, "", 0);
+    sb_t b = {0};
     size_t at = 0;
     for (size_t i = 0; i < ns; i++) {
         if (spans[i].end <= at)
             continue; /* inside one already masked */
         size_t start = spans[i].start > at ? spans[i].start : at;
-        sb_add(&b, t + at, start - at);
+        sb_addn(&b, t + at, start - at);
         if (start == spans[i].start)
-            sb_add(&b, "***", 3);
+            sb_add(&b, "***");
         at = spans[i].end;
     }
-    sb_add(&b, t + at, strlen(t + at));
+    sb_add(&b, t + at);
     free(t);
-    return b.s;
+    return sb_take(&b);
 }
 
 /* Property names of librdkafka that hold secrets (masked by `raikoo config`, kept out of logs). */
@@ -643,7 +623,7 @@ void conf_print_markdown(void *file) {
     FILE *f = file;
     fputs("# Configuration reference\n"
           "\n"
-          "<!-- Generated from the table in lib/conf.c by `bin/raikoo config --markdown > docs/CONFIGURATION.md`;\n"
+          "<!-- Generated from the table in lib/core/conf.c by `bin/raikoo config --markdown > docs/CONFIGURATION.md`;\n"
           "     do not edit by hand: a test fails when this file and the program's output differ. -->\n"
           "\n"
           "Every program (`raikoo`, the four workers, `raikoo-bench`) reads its settings in this order, each\n"

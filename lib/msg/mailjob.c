@@ -1,0 +1,170 @@
+/* The mail job contract (schemas/mail/InvitationEmail.schema.json): built by the command worker, parsed by
+ * the mailer, both here. */
+#include "mailjob.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "event.h"
+#include "rfc3339.h"
+#include "secret.h"
+
+char *mail_job_build(const mail_job_t *m) {
+    json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:s, s:s}", "job_id", m->job_id,
+                             "invitation_id", m->invitation_id, "org_id", m->org_id, "org_name", m->org_name, "kind",
+                             m->kind, "email", m->email, "name", m->name, "inviter_name", m->inviter_name,
+                             "inviter_email", m->inviter_email, "grant_owner", m->grant_owner, "expires_at",
+                             m->expires_at, "sealed_code", m->sealed_code);
+    if (!data)
+        return NULL;
+    json_t *ev = event_new(MAIL_JOB_TYPE, m->job_id, EVENT_SOURCE_WORKER, m->actorid, m->correlationid, data);
+    char *text = event_dump(ev);
+    json_decref(ev);
+    return text;
+}
+
+static const char *get_str(json_t *obj, const char *key) {
+    json_t *v = json_object_get(obj, key);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* The envelope and data keys the schema (schemas/mail/InvitationEmail.schema.json) allows: any other key
+ * makes the job malformed there, and so here. */
+static const char *const envelope_keys[] = {"specversion", "id", "source", "type", "time", "datacontenttype",
+                                            "actorid", "correlationid", "data", NULL};
+static const char *const data_keys[] = {"job_id", "invitation_id", "org_id", "org_name", "kind", "email", "name",
+                                        "inviter_name", "inviter_email", "grant_owner", "expires_at", "sealed_code",
+                                        NULL};
+
+/* The first key of obj not in allowed, or NULL. */
+static const char *unknown_key(json_t *obj, const char *const *allowed) {
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v) {
+        (void)v;
+        const char *const *a = allowed;
+        while (*a && strcmp(*a, key) != 0)
+            a++;
+        if (!*a)
+            return key;
+    }
+    return NULL;
+}
+
+/* The schema's sealed_code: 80 characters of the original base64 alphabet. */
+static int sealed_code_valid(const char *s) {
+    size_t n = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/");
+    return n == 80 && s[n] == '\0';
+}
+
+int mail_job_parse(const char *buf, size_t len, mail_job_t *job, int *identified, char *errstr,
+                   size_t errstr_size) {
+    memset(job, 0, sizeof(*job));
+    *identified = 0;
+    json_error_t jerr;
+    job->root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!job->root || !json_is_object(job->root)) {
+        snprintf(errstr, errstr_size, "not a JSON object");
+        return -1;
+    }
+    json_t *data = json_object_get(job->root, "data");
+    const char *type = get_str(job->root, "type");
+    if (!json_is_object(data)) {
+        snprintf(errstr, errstr_size, "no data object");
+        return -1;
+    }
+    job->job_id = get_str(data, "job_id");
+    job->invitation_id = get_str(data, "invitation_id");
+    job->org_id = get_str(data, "org_id");
+    if (!uuid_valid(job->job_id) || !uuid_valid(job->invitation_id) || !uuid_valid(job->org_id)) {
+        snprintf(errstr, errstr_size, "data.job_id, data.invitation_id and data.org_id must be UUIDs");
+        return -1;
+    }
+    *identified = 1;
+    /* From here on every rule of the JSON Schema holds here too (tests/test_mail_contract.py compares the
+     * two verdicts): the job names its invitation, so a failure is recorded against it. Keys are named in
+     * errstr, never their values (a value may be anything a producer wrote). */
+    job->correlationid = get_str(job->root, "correlationid");
+    job->actorid = get_str(job->root, "actorid");
+    int in_envelope = unknown_key(job->root, envelope_keys) != NULL;
+    if (in_envelope || unknown_key(data, data_keys)) {
+        snprintf(errstr, errstr_size, "a key the mail job schema does not allow (in %s)",
+                 in_envelope ? "the envelope" : "data");
+        return -1;
+    }
+    if (!type || strcmp(type, MAIL_JOB_TYPE) != 0) {
+        snprintf(errstr, errstr_size, "type is not %s", MAIL_JOB_TYPE);
+        return -1;
+    }
+    const char *id = get_str(job->root, "id");
+    if (!id || strcmp(id, job->job_id) != 0) {
+        snprintf(errstr, errstr_size, "id and data.job_id differ");
+        return -1;
+    }
+    const char *spec = get_str(job->root, "specversion"), *source = get_str(job->root, "source"),
+               *time_s = get_str(job->root, "time"), *ctype = get_str(job->root, "datacontenttype");
+    if (!spec || strcmp(spec, "1.0") != 0 || !source || strcmp(source, "/raikoo/command-worker") != 0 || !ctype ||
+        strcmp(ctype, "application/json") != 0) {
+        snprintf(errstr, errstr_size,
+                 "specversion must be 1.0, source /raikoo/command-worker, datacontenttype application/json");
+        return -1;
+    }
+    if (!event_time_valid(time_s)) {
+        snprintf(errstr, errstr_size, "time is not an RFC 3339 time");
+        return -1;
+    }
+    if (!uuid_valid(job->correlationid) ||
+        (json_object_get(job->root, "actorid") && !uuid_valid(job->actorid))) {
+        snprintf(errstr, errstr_size, "correlationid (required) and actorid (optional) must be UUIDs");
+        return -1;
+    }
+    job->org_name = get_str(data, "org_name");
+    job->kind = get_str(data, "kind");
+    job->name = get_str(data, "name");
+    job->inviter_name = get_str(data, "inviter_name");
+    job->inviter_email = get_str(data, "inviter_email");
+    job->expires_at = get_str(data, "expires_at");
+    job->sealed_code = get_str(data, "sealed_code");
+    const char *email = get_str(data, "email");
+    json_t *owner = json_object_get(data, "grant_owner");
+    if (!job->org_name || !job->kind || !email || !job->expires_at || !job->sealed_code || !job->name ||
+        !job->inviter_name || !job->inviter_email || !json_is_boolean(owner)) {
+        snprintf(errstr, errstr_size, "data lacks one of org_name, kind, email, name, inviter_name, inviter_email, "
+                                      "expires_at, sealed_code (strings) or grant_owner (a boolean)");
+        return -1;
+    }
+    if (!*job->org_name) {
+        snprintf(errstr, errstr_size, "data.org_name is empty");
+        return -1;
+    }
+    if (strcmp(job->kind, "new") != 0 && strcmp(job->kind, "existing") != 0) {
+        snprintf(errstr, errstr_size, "data.kind must be new or existing");
+        return -1;
+    }
+    job->is_new = strcmp(job->kind, "new") == 0;
+    job->grant_owner = json_is_true(owner);
+    char why[256];
+    if (email_normalize(email, job->email, why, sizeof(why)) != 0) {
+        snprintf(errstr, errstr_size, "data.email: %s", why);
+        return -1;
+    }
+    if (strcmp(email, job->email) != 0) {
+        snprintf(errstr, errstr_size, "data.email is not in normal form (trimmed, domain in lower case)");
+        return -1;
+    }
+    if (rfc3339_parse(job->expires_at, &job->expires) != 0) {
+        snprintf(errstr, errstr_size, "data.expires_at is not an RFC 3339 time");
+        return -1;
+    }
+    if (!sealed_code_valid(job->sealed_code)) {
+        snprintf(errstr, errstr_size, "data.sealed_code is not 80 characters of base64");
+        return -1;
+    }
+    return 0;
+}
+
+void mail_job_free(mail_job_t *job) {
+    json_decref(job->root);
+    memset(job, 0, sizeof(*job));
+}

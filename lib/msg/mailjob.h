@@ -1,0 +1,39 @@
+/* The mail job contract: the CloudEvent (raikoo.mail.InvitationEmail.v1) the command worker writes to
+ * topic.mail for each invitation e-mail, and the mailer reads. One type for both sides. */
+#ifndef RAIKOO_MAILJOB_H
+#define RAIKOO_MAILJOB_H
+
+#include <stddef.h>
+#include <time.h>
+#include <jansson.h>
+
+#include "email.h"
+
+#define MAIL_JOB_TYPE "raikoo.mail.InvitationEmail.v1"
+
+/* A mail job. Parsed (mail_job_parse): the strings point into root, which the job owns; free with
+ * mail_job_free. Built (mail_job_build): root is NULL and the strings belong to the caller. email holds the
+ * normal form of the address. */
+typedef struct mail_job {
+    json_t *root;
+    const char *job_id, *invitation_id, *org_id, *org_name, *kind, *name, *inviter_name, *inviter_email;
+    const char *expires_at, *sealed_code, *correlationid, *actorid;
+    char email[EMAIL_MAX + 1];
+    int is_new, grant_owner; /* is_new: kind is "new" (set by the parser; the builder reads kind) */
+    time_t expires;          /* expires_at as a time (set by the parser) */
+} mail_job_t;
+
+/* The job's CloudEvent as JSON text (free()), from every string field but root, is_new and expires
+ * (correlationid required, actorid may be NULL); NULL when a string is not valid UTF-8 (jansson refuses
+ * it): the caller rejects the command rather than stop. */
+char *mail_job_build(const mail_job_t *job);
+
+/* Parses and checks one mail job. On failure errstr says why; when the job at least names itself
+ * (job_id, invitation_id and org_id are UUIDs) *identified is 1 and those three fields are set, so the
+ * caller can record the failure against the invitation. The job owns a JSON tree even then. */
+int mail_job_parse(const char *buf, size_t len, mail_job_t *job, int *identified, char *errstr,
+                   size_t errstr_size);
+
+void mail_job_free(mail_job_t *job);
+
+#endif

@@ -1,0 +1,84 @@
+/* Shared by the parts of the domain rules (domain.c, domain_auth.c, domain_org.c, domain_invite.c,
+ * domain_accept.c, domain_member.c); not for other modules. Each handler applies one command type inside
+ * the caller's transaction: 0 when decided (see res), -1 when the database failed (r->errstr says how). */
+#ifndef RAIKOO_DOMAIN_INTERNAL_H
+#define RAIKOO_DOMAIN_INTERNAL_H
+
+#include <libpq-fe.h>
+#include <jansson.h>
+
+#include "domain.h"
+
+typedef enum { ROLE_NONE, ROLE_MANAGER, ROLE_OWNER, ROLE_ADMIN } role_t;
+
+/* Runs one statement. NULL on failure, with x's last error: a constraint the rules know is turned into a
+ * rejection by the caller through dom_failure(); anything else is the database's fault. */
+typedef struct run {
+    domain_ctx_t *x;
+    char *errstr;
+    size_t errstr_size;
+    char sqlstate[6];
+    char constraint[64];
+    int wrote, failed; /* a write ran; a statement failed (the transaction is then aborted) */
+} run_t;
+
+/* What dom_authorize learned about the actor: role, the organization's name, the actor's name and e-mail
+ * (for the invitation e-mail). */
+typedef struct actor_info {
+    role_t role;
+    const char *org_name, *name; /* owned by x->texts */
+    char email[EMAIL_MAX + 1];
+} actor_info_t;
+
+/* An invitation row locked for a decision. */
+typedef struct invitation {
+    char id[UUID_BUF], org_id[UUID_BUF], user_id[UUID_BUF], email[EMAIL_MAX + 1], kind[16], status[16];
+    const char *invitee_name, *org_name; /* owned by x->texts */
+    int grant_owner, failed_attempts, past_expiry;
+    unsigned char code_hash[CODE_HASH_LEN];
+} invitation_t;
+
+/* SQL shared by more than one part. */
+extern const char DOMAIN_SQL_ACTOR[];                    /* $1 user: enabled, is_admin, name, email */
+extern const char DOMAIN_SQL_DROP_UNACTIVATED_ACCOUNT[]; /* $1 user: removes a never-activated account */
+
+/* Runs one statement. NULL on failure, with r's last error: a constraint the rules know is turned into a
+ * rejection by the caller through dom_failure(); anything else is the database's fault. */
+PGresult *dom_q(run_t *r, const char *sql, int n, const char *const *p);
+/* After dom_q() failed: 0 with res rejected when the failure is a rule the database enforces, else -1. */
+int dom_failure(run_t *r, domain_result_t *res);
+int dom_is_true(const PGresult *res, int row, int col);
+void dom_copy_id(char dst[UUID_BUF], const char *src);
+const char *dom_bool_str(int b);
+/* The bytea text form ("\x" + hex) of a code hash, for a query parameter. */
+void dom_hash_param(const unsigned char h[CODE_HASH_LEN], char out[2 * CODE_HASH_LEN + 3]);
+/* Reads a bytea column in hex output form into 32 bytes; -1 when it is not that. */
+int dom_hash_column(const PGresult *res, int row, int col, unsigned char out[CODE_HASH_LEN]);
+/* A copy of s (a name read from the database, of any length) that lives until domain_forget(). */
+const char *dom_keep_text(domain_ctx_t *x, const char *s);
+char *dom_ltoa(long v, char buf[24]);
+json_t *dom_ids_json(const char *org_id, const char *user_id, const char *invitation_id);
+/* Appends an event (data stolen) for the command to the outbox. */
+void dom_emit(domain_ctx_t *x, const cmd_t *cmd, const char *name, const char *key, json_t *data);
+
+/* Looks up the organization and the actor's role in it (cached for the batch). 1 when the command may go
+ * on; 0 with res rejected (organization_not_found, permission_denied); -1 on database failure. */
+int dom_authorize(run_t *r, const cmd_t *cmd, actor_info_t *a, domain_result_t *res);
+/* 1 when the actor is an enabled system admin, 0 with res rejected, -1 on database failure. */
+int dom_require_admin(run_t *r, const cmd_t *cmd, domain_result_t *res);
+
+/* 1 found and locked, 0 not found, -1 database failure. */
+int dom_invitation_lock(run_t *r, const char *id, invitation_t *inv);
+
+int domain_create_organization(run_t *r, const cmd_t *cmd, domain_result_t *res); /* domain_org.c */
+int domain_create_user(run_t *r, const cmd_t *cmd, domain_result_t *res);
+int domain_add_existing_user(run_t *r, const cmd_t *cmd, domain_result_t *res); /* domain_invite.c */
+int domain_invite_new_user(run_t *r, const cmd_t *cmd, domain_result_t *res);
+int domain_resend_invitation(run_t *r, const cmd_t *cmd, domain_result_t *res);
+int domain_remove_invitation(run_t *r, const cmd_t *cmd, domain_result_t *res);
+int domain_accept_invitation(run_t *r, const cmd_t *cmd, domain_result_t *res); /* domain_accept.c */
+int domain_activate_account(run_t *r, const cmd_t *cmd, domain_result_t *res);
+int domain_remove_member(run_t *r, const cmd_t *cmd, domain_result_t *res); /* domain_member.c */
+int domain_set_member_role(run_t *r, const cmd_t *cmd, domain_result_t *res);
+
+#endif

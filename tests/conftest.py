@@ -49,6 +49,19 @@ def raikoo_json(*args, **kw):
     return p.returncode, doc
 
 
+def accepted(r):
+    """A result that must be accepted: returns it."""
+    assert r["status"] == "accepted" and r["code"] is None, r
+    return r
+
+
+def rejected(r, code):
+    """A result that must be rejected with code, and say why: returns it."""
+    assert r["status"] == "rejected" and r["code"] == code, r
+    assert r["message"], r
+    return r
+
+
 @pytest.fixture(scope="session")
 def db_url():
     return need_env("RAIKOO_DB_URL")

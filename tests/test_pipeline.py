@@ -8,24 +8,13 @@ import uuid
 
 import pytest
 
-from conftest import Worker, argon2id_hash, unique_email
+from conftest import Worker, accepted, argon2id_hash, rejected, unique_email
 
 CODES = ["invalid_command", "unknown_command_type", "organization_not_found", "permission_denied",
          "owner_grant_denied", "user_not_found", "user_already_exists", "already_member",
          "invitation_pending", "invitation_not_found", "invitation_not_pending", "invitation_expired",
          "invalid_code", "too_many_attempts", "account_already_active", "invalid_password_hash",
          "not_member", "last_owner", "rate_limited"]
-
-
-def accepted(r):
-    assert r["status"] == "accepted" and r["code"] is None, r
-    return r
-
-
-def rejected(r, code):
-    assert r["status"] == "rejected" and r["code"] == code, r
-    assert r["message"], r
-    return r
 
 
 @pytest.fixture()

@@ -4,18 +4,7 @@ import uuid
 
 import pytest
 
-from conftest import argon2id_hash, unique_email
-
-
-def accepted(r):
-    assert r["status"] == "accepted" and r["code"] is None, r
-    return r
-
-
-def rejected(r, code):
-    assert r["status"] == "rejected" and r["code"] == code, r
-    assert r["message"], r
-    return r
+from conftest import accepted, argon2id_hash, rejected, unique_email
 
 
 def make_org(client, admin):

@@ -250,13 +250,8 @@ static void event_cb(smtp_session_t session, int event_no, void *arg, ...) {
     va_end(ap);
 }
 
-/* The longest part of a server's reply kept (bytes): it goes into a database column and a log line. */
-#define REPLY_MAX 200
-
-/* A server's reply as one line of valid UTF-8 of at most REPLY_MAX bytes, whatever it sent: invalid bytes
- * become U+FFFD, control characters spaces (a reply is text from outside, like a message). Caller frees. */
-static char *reply_clean(const char *text, size_t len) {
-    char *t = utf8_clean_dup(text, len, REPLY_MAX);
+char *smtp_reply_clean(const char *text, size_t len) {
+    char *t = utf8_clean_dup(text, len, SMTP_REPLY_MAX);
     for (unsigned char *p = (unsigned char *)t; *p; p++)
         if (*p < 0x20 || *p == 0x7f)
             *p = ' ';
@@ -285,7 +280,7 @@ static void monitor_cb(const char *buf, int buflen, int writing, void *arg) {
         int n = 0;
         while (n < buflen && buf[n] != '\r' && buf[n] != '\n')
             n++;
-        char *reply = reply_clean(buf, (size_t)n);
+        char *reply = smtp_reply_clean(buf, (size_t)n);
         text_printf(note->auth_reply, sizeof(note->auth_reply), "%s", reply);
         free(reply);
     }
@@ -308,7 +303,7 @@ static int interact_cb(auth_client_request_t request, char **result, int fields,
 
 static void copy_reply(char *out, size_t out_size, const smtp_status_t *st, const char *what) {
     const char *raw = st && st->text ? st->text : "";
-    char *text = reply_clean(raw, strlen(raw));
+    char *text = smtp_reply_clean(raw, strlen(raw));
     text_printf(out, out_size, "%s: %d %s", what, st ? st->code : 0, text);
     free(text);
 }

@@ -49,6 +49,14 @@ typedef struct smtp_item {
  * and detail. Returns -1 with errstr when the session failed as a whole (set-up, server unreachable,
  * greeting, TLS or AUTH refused) and sent nothing: every item then has its verdict all the same,
  * transient. Every detail is one line of valid UTF-8 (a server's reply cleaned and cut to 200 bytes). */
+/* The longest part of a server's reply kept (bytes): it goes into a database column and a log line. */
+#define SMTP_REPLY_MAX 200
+
+/* A server's reply text[0..len) as one line of valid UTF-8 of at most SMTP_REPLY_MAX bytes, whatever it
+ * sent: invalid bytes become U+FFFD, control characters spaces, no trailing spaces (a reply is text from
+ * outside, like a message). Returns a new string; the caller frees it. */
+char *smtp_reply_clean(const char *text, size_t len);
+
 int smtp_send(const smtp_conf_t *sc, const char *from, smtp_item_t *items, size_t n, char *errstr,
               size_t errstr_size);
 

@@ -161,6 +161,14 @@ def result_seeds():
     write("result", "not-json", '{"type":"raikoo.result.v1","data":{"command_id":"\\ud800"}}')
 
 
+def smtpreply_seeds():
+    write("smtpreply", "ok", b"250 2.0.0 Ok: queued as 4A1B2C")
+    write("smtpreply", "bad-utf8", b"451 4.7.1 try later \xff\xfe")
+    write("smtpreply", "crlf", b"550 5.1.1 <x@bounce.test>: Recipient address rejected\r\n")
+    write("smtpreply", "utf8-ctl", "554 ééé 😀 \x1b[31m red".encode())
+    write("smtpreply", "long-utf8", ("421 " + "é" * 150).encode())
+
+
 if __name__ == "__main__":
     shutil.rmtree(os.path.join(HERE, "corpus"), ignore_errors=True)
     cmd_seeds()
@@ -169,4 +177,5 @@ if __name__ == "__main__":
     email_seeds()
     code_seeds()
     smtp_seeds()
+    smtpreply_seeds()
     result_seeds()

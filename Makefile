@@ -124,15 +124,16 @@ PREFIX  ?= /usr/local
 VERSION ?= 0.1.0
 PRODUCER_HDR     := producers/include/raikoo/producer.h
 PRODUCER_LIB_SRC := producers/producer.c \
-                    $(filter %/cmd.c %/email.c %/event.c %/secret.c %/text.c,$(LIB_SRC))
+                    $(filter %/cmd.c %/email.c %/event.c %/rfc3339.c %/secret.c %/text.c,$(LIB_SRC))
 LIBPRODUCER      := $(OBJ)/libraikoo-producer.a
 
 .PHONY: install
 all: $(LIBPRODUCER)
 
-$(LIBPRODUCER): $(patsubst %.c,$(OBJ)/%.o,$(PRODUCER_LIB_SRC))
+# Also rebuilt when the Makefile changes: its member list is written here.
+$(LIBPRODUCER): $(patsubst %.c,$(OBJ)/%.o,$(PRODUCER_LIB_SRC)) Makefile
 	@rm -f $@
-	$(AR) rcs $@ $^
+	$(AR) rcs $@ $(filter %.o,$^)
 
 # Every object may include the public header (through producers/producer.h).
 $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRC) $(PROD_SRC) $(UNIT_SRC) $(foreach p,$(PROGRAMS),$(SRC_$(p)))): $(PRODUCER_HDR)

@@ -1,20 +1,16 @@
 """The short version of `make chaos` (tests/chaos/chaos.py): every fault once, a few hundred commands, on
 the test stack (a database and topics of its own). It kills and restarts the test stack's PostgreSQL,
-broker and SMTP server, so it runs in one pass of ops/test only: the last build of RAIKOO_TEST_BUILDS
-(bin-asan by default: the sanitizers watch the workers' reconnection paths)."""
+broker and SMTP server, so ops/test runs it in one pass only: that of the last build of RAIKOO_TEST_BUILDS
+(bin-asan by default: the sanitizers watch the workers' reconnection paths); the other passes leave the file
+out (--ignore), nothing is skipped."""
 import os
 import subprocess
 import sys
-
-import pytest
 
 from conftest import BIN, ROOT, need_env
 
 
 def test_chaos_short_every_fault_once():
-    builds = (os.environ.get("RAIKOO_TEST_BUILDS") or "bin bin-asan").split()
-    if os.path.basename(BIN.rstrip("/")) != builds[-1]:
-        pytest.skip(f"the chaos test runs once, in the pass of the last build ({builds[-1]})")
     need_env("RAIKOO_VAR")
     log_path = os.path.join(os.environ["RAIKOO_VAR"], "log", f"test-chaos-{os.getpid()}.log")
     args = [sys.executable, os.path.join(ROOT, "tests", "chaos", "chaos.py"), "--commands", "300",

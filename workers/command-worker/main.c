@@ -68,9 +68,12 @@ static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_pa
     (void)opaque;
     if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
         err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    /* A commit refused as a whole (rebalance in progress, coordinator away) may carry no error on its
+     * partitions: nothing of it is confirmed, and every offset stays pending for the next attempt. */
+    if (!err)
+        pending_confirmed(offs);
     for (int i = 0; !err && offs && i < offs->cnt; i++)
         err = offs->elems[i].err;
-    pending_confirmed(offs);
     commit_state(err);
 }
 

@@ -302,7 +302,7 @@ def test_the_link_checker_sees_a_broken_link():
 # ---- 3. nothing refers outside the repository ----
 
 # Spelled in two halves so that this file does not match itself.
-# The shared folder beside the checkout anywhere; the machine's work root only as an absolute path.
+# The sibling folder of the checkout anywhere; the machine's work root only as an absolute path.
 OUTSIDE = [re.compile(re.escape("../" + "shared")), re.compile(r"(?<![\w.$}/-])" + re.escape("/" + "work/"))]
 SKIP_DIRS = {".git", "var", "build", "build-asan", "bin", "bin-asan", "build-fuzz", "bin-fuzz", "__pycache__", ".pytest_cache"}
 

@@ -39,7 +39,7 @@ BUILT_PROGRAMS := $(foreach p,$(PROGRAMS),$(if $(SRC_$(p)),$(BIN)/$(p)))
 EMBED_OBJ := $(OBJ)/embedded_sql.o $(OBJ)/embedded_templates.o
 LIBRAIKOO := $(OBJ)/libraikoo.a
 
-.PHONY: all asan build test test-unit bench run clean setup stack-up stack-down check-deps
+.PHONY: all asan build test test-unit bench run clean setup stack-up stack-down check-deps format format-check
 all: $(BUILT_PROGRAMS) $(BIN)/raikoo-unit-tests
 
 # Once per make, before anything is compiled: names a missing library or tool and its Debian package.
@@ -97,6 +97,7 @@ run:
 # line. The stack it started is stopped at the end.
 test:
 	$(SETUP)
+	$(MAKE) format-check
 	$(MAKE) all asan
 	$(MAKE) fuzz-smoke
 	ops/test
@@ -105,6 +106,14 @@ bench:
 	$(SETUP)
 	$(MAKE) all
 	ops/bench
+
+# Every C file in the repository, formatted by .clang-format (make test fails on a file it would change).
+C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find lib producers workers tests -name '*.[ch]')
+format:
+	clang-format -i $(C_FILES)
+format-check:
+	@clang-format --dry-run -Werror $(C_FILES) || \
+	  { echo "format-check: the files above differ from .clang-format; run make format" >&2; exit 1; }
 
 stack-up:
 	ops/stack up

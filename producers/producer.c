@@ -196,8 +196,9 @@ void raikoo_command_msg_clear(raikoo_command_msg_t *m) {
     memset(m, 0, sizeof(*m));
 }
 
-int raikoo_command_build(raikoo_command_type_t public_type, const char *source, const char *actor, json_t *data,
-                         size_t max_bytes, raikoo_command_msg_t *out, char *errstr, size_t errstr_size) {
+int raikoo_command_build(raikoo_command_type_t public_type, const char *source, const char *actor,
+                         json_t *data, size_t max_bytes, raikoo_command_msg_t *out, char *errstr,
+                         size_t errstr_size) {
     memset(out, 0, sizeof(*out));
     if ((int)public_type < 0 || public_type >= RAIKOO_CMD_TYPE_COUNT) {
         json_decref(data);
@@ -388,8 +389,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 }
 
 /* The partition count of topic, from a metadata request; -1 with errstr when the topic is not there. */
-static int topic_partitions(rd_kafka_t *rk, const char *topic, const char *bootstrap, int *count, char *errstr,
-                            size_t errstr_size) {
+static int topic_partitions(rd_kafka_t *rk, const char *topic, const char *bootstrap, int *count,
+                            char *errstr, size_t errstr_size) {
     int rc = -1;
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
@@ -399,9 +400,10 @@ static int topic_partitions(rd_kafka_t *rk, const char *topic, const char *boots
     }
     rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, CONNECT_TIMEOUT_MS);
     if (err) {
-        snprintf(errstr, errstr_size,
-                 "cannot reach Kafka at %s (kafka.bootstrap.servers): %s; is the broker running (ops/stack up)?",
-                 bootstrap, rd_kafka_err2str(err));
+        snprintf(
+            errstr, errstr_size,
+            "cannot reach Kafka at %s (kafka.bootstrap.servers): %s; is the broker running (ops/stack up)?",
+            bootstrap, rd_kafka_err2str(err));
         goto done;
     }
     if (md->topic_cnt != 1 || md->topics[0].err || md->topics[0].partition_cnt < 1) {
@@ -422,7 +424,8 @@ done:
  * broker that stays away shows as the error of the call that needed it, not as a line per attempt. */
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
     (void)rk;
-    if (level > 4 || strcmp(fac, "FAIL") == 0 || strcmp(fac, "CONNECT") == 0 || strcmp(fac, "BROKERFAIL") == 0)
+    if (level > 4 || strcmp(fac, "FAIL") == 0 || strcmp(fac, "CONNECT") == 0 ||
+        strcmp(fac, "BROKERFAIL") == 0)
         return;
     fprintf(stderr, "raikoo producer: kafka %s: %s\n", fac, buf);
 }
@@ -475,8 +478,8 @@ static int settings_apply(const raikoo_setting_t *settings, size_t count, rd_kaf
             errno = 0;
             long v = strtol(value, &end, 10);
             if (errno || end == value || *end || v < MIN_MAX_BYTES || v > MAX_MAX_BYTES) {
-                text_printf(errstr, errstr_size, "command.max.bytes: not an integer from %ld to %ld", MIN_MAX_BYTES,
-                            MAX_MAX_BYTES);
+                text_printf(errstr, errstr_size, "command.max.bytes: not an integer from %ld to %ld",
+                            MIN_MAX_BYTES, MAX_MAX_BYTES);
                 return -1;
             }
             out->max_bytes = v;
@@ -528,8 +531,8 @@ raikoo_producer_t *raikoo_producer_new(const raikoo_setting_t *settings, size_t 
     char group[64], uid[RAIKOO_ID_SIZE];
     uuid_generate(uid);
     snprintf(group, sizeof(group), "raikoo-results-%s", uid);
-    if ((!s.queued_kbytes_set && kafka_set(p->consumer_conf, "queued.max.messages.kbytes", DEFAULT_QUEUED_KBYTES,
-                                           errstr, errstr_size) != 0) ||
+    if ((!s.queued_kbytes_set && kafka_set(p->consumer_conf, "queued.max.messages.kbytes",
+                                           DEFAULT_QUEUED_KBYTES, errstr, errstr_size) != 0) ||
         kafka_set(p->consumer_conf, "group.id", group, errstr, errstr_size) != 0 ||
         kafka_set(p->consumer_conf, "enable.auto.commit", "false", errstr, errstr_size) != 0 ||
         kafka_set(p->consumer_conf, "enable.auto.offset.store", "false", errstr, errstr_size) != 0 ||
@@ -604,7 +607,8 @@ static rd_kafka_resp_err_t high_watermark(rd_kafka_t *rk, const char *topic, int
     long deadline = now_ms() + timeout_ms;
     for (long left = timeout_ms; left > 0; left = deadline - now_ms()) {
         int64_t low = 0;
-        err = rd_kafka_query_watermark_offsets(rk, topic, partition, &low, high, left < 5000 ? (int)left : 5000);
+        err = rd_kafka_query_watermark_offsets(rk, topic, partition, &low, high,
+                                               left < 5000 ? (int)left : 5000);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
             return err;
         if (err != RD_KAFKA_RESP_ERR__TIMED_OUT)
@@ -682,9 +686,10 @@ static int send_one(raikoo_producer_t *p, raikoo_command_type_t type, const char
     long deadline = now_ms() + p->message_timeout_ms + 5000;
     rd_kafka_resp_err_t err;
     for (;;) {
-        err = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(p->topic_commands), RD_KAFKA_V_KEY(m.key, strlen(m.key)),
-                                RD_KAFKA_V_VALUE(m.payload, m.len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+        err = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(p->topic_commands),
+                                RD_KAFKA_V_KEY(m.key, strlen(m.key)), RD_KAFKA_V_VALUE(m.payload, m.len),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(opaque),
+                                RD_KAFKA_V_END);
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || now_ms() >= deadline)
             break;
         /* The client's queue is full: serve delivery reports until there is room. */
@@ -741,8 +746,8 @@ int raikoo_producer_flush(raikoo_producer_t *p, int timeout_ms, char *errstr, si
         return RAIKOO_ERR_KAFKA;
     }
     if (queued > 0) {
-        snprintf(errstr, errstr_size, "%d message%s still queued for Kafka at %s", queued, queued == 1 ? "" : "s",
-                 p->bootstrap);
+        snprintf(errstr, errstr_size, "%d message%s still queued for Kafka at %s", queued,
+                 queued == 1 ? "" : "s", p->bootstrap);
         return RAIKOO_ERR_TIMEOUT;
     }
     return 0;

@@ -17,12 +17,16 @@
 const conf_key_t conf_keys[] = {
     {"db.url", "host=127.0.0.1 port=55432 dbname=raikoo user=raikoo connect_timeout=5",
      "PostgreSQL: a libpq connection string or a postgresql:// URL (its password is never printed)"},
-    {"kafka.bootstrap.servers", "127.0.0.1:19092", "Kafka brokers, host:port[,host:port...] (any kafka.<property> goes to librdkafka)"},
-    {"topic.commands", "raikoo.commands", "commands from producers (the CLI, the producer library, upstream apps)"},
-    {"topic.events", "raikoo.events", "domain events (InvitationCreated, InvitationEmailSent, ...), keyed by organization"},
+    {"kafka.bootstrap.servers", "127.0.0.1:19092",
+     "Kafka brokers, host:port[,host:port...] (any kafka.<property> goes to librdkafka)"},
+    {"topic.commands", "raikoo.commands",
+     "commands from producers (the CLI, the producer library, upstream apps)"},
+    {"topic.events", "raikoo.events",
+     "domain events (InvitationCreated, InvitationEmailSent, ...), keyed by organization"},
     {"topic.results", "raikoo.results", "one result per command, keyed by the command's key"},
     {"topic.mail", "raikoo.mail", "mail jobs (codes sealed to the mailer)"},
-    {"topic.dlq", "raikoo.commands.dlq", "dead-letter topic: messages that are not commands, with the reason in a header"},
+    {"topic.dlq", "raikoo.commands.dlq",
+     "dead-letter topic: messages that are not commands, with the reason in a header"},
     {"topics.partitions.commands", "12", "partitions for `topics create`"},
     {"topics.partitions.events", "12", "partitions for `topics create`"},
     {"topics.partitions.results", "12", "partitions for `topics create`"},
@@ -31,11 +35,13 @@ const conf_key_t conf_keys[] = {
     {"topics.replication", "1", "replication factor for `topics create`"},
     {"group.commands", "raikoo-command-worker", "consumer group of the command workers"},
     {"group.mail", "raikoo-mailer", "consumer group of the mailers"},
-    {"worker.instance", "", "non-empty: static group membership (group.instance.id = group/host/instance); one per process"},
+    {"worker.instance", "",
+     "non-empty: static group membership (group.instance.id = group/host/instance); one per process"},
     {"batch.max", "500", "command worker: most commands in one database transaction"},
     {"batch.wait.ms", "5", "command worker: how long to gather a batch after its first command"},
     {"command.max.bytes", "65536", "larger command messages go to the dead-letter topic"},
-    {"keys.dir", "var/keys", "folder of mailer.pk, mailer.sk (mailer only) and code.pepper (command worker), from `raikoo keygen`"},
+    {"keys.dir", "var/keys",
+     "folder of mailer.pk, mailer.sk (mailer only) and code.pepper (command worker), from `raikoo keygen`"},
     {"invitation.ttl.seconds", "604800", "how long an invitation code stays valid (7 days)"},
     {"ratelimit.invitations.per.hour", "1000", "new invitations per organization per hour"},
     {"relay.batch", "1000", "outbox relay: most rows published at a time"},
@@ -50,12 +56,16 @@ const conf_key_t conf_keys[] = {
     {"smtp.timeout.ms", "10000", "SMTP connect and command timeout"},
     {"mail.from", "Raikoo <no-reply@raikoo.local>", "From: of invitation e-mails"},
     {"mail.app.url", "http://localhost:8080", "where invitees accept or activate (shown in the e-mail)"},
-    {"mail.templates", "", "folder with invitation.subject, invitation.txt and invitation.html replacing the built-in ones (empty: built-in)"},
+    {"mail.templates", "",
+     "folder with invitation.subject, invitation.txt and invitation.html replacing the built-in ones (empty: "
+     "built-in)"},
     {"mail.batch.max", "50", "mailer: most messages per SMTP session"},
     {"mail.retry.base.ms", "2000", "mailer: first retry delay, doubled each attempt"},
-    {"mail.retry.max", "0", "mailer: attempts before InvitationEmailFailed on 4xx replies (0: until the invitation expires)"},
+    {"mail.retry.max", "0",
+     "mailer: attempts before InvitationEmailFailed on 4xx replies (0: until the invitation expires)"},
     {"mail.retry.max.delay.ms", "3600000", "mailer: longest delay between two attempts of one job"},
-    {"mail.lease.ms", "15000", "mailer: a job's claim, renewed while its mailer lives (taken over when it runs out)"},
+    {"mail.lease.ms", "15000",
+     "mailer: a job's claim, renewed while its mailer lives (taken over when it runs out)"},
     {"mail.probe.max.ms", "60000", "mailer: longest delay between two probes of an unreachable SMTP server"},
     {"result.timeout.ms", "30000", "raikoo --wait: how long to wait for a result"},
     {"log.level", "info", "debug | info | warn | error"},
@@ -152,7 +162,8 @@ void conf_free(conf_t *c) {
 static int set_from(conf_t *c, const char *key, const char *value, const char *origin, char *errstr,
                     size_t errstr_size) {
     if (!known_key(key) && !is_kafka_key(key)) {
-        text_printf(errstr, errstr_size, "unknown configuration key \"%s\" (`raikoo config` lists them)", key);
+        text_printf(errstr, errstr_size, "unknown configuration key \"%s\" (`raikoo config` lists them)",
+                    key);
         return -1;
     }
     put(c, key, value, origin);
@@ -258,19 +269,21 @@ int conf_check_kafka(const conf_t *c, char *errstr, size_t errstr_size) {
         char why[512];
         if (rd_kafka_conf_set(kconf, e->key + 6, e->value, why, sizeof(why)) == RD_KAFKA_CONF_OK)
             continue;
-        const char *hint = strcmp(e->key, "kafka.libs") == 0
-                               ? " (the Kafka jar folder of ops/stack and ops/setup is RAIKOO_STACK_KAFKA_LIBS)"
-                               : "";
+        const char *hint =
+            strcmp(e->key, "kafka.libs") == 0
+                ? " (the Kafka jar folder of ops/stack and ops/setup is RAIKOO_STACK_KAFKA_LIBS)"
+                : "";
         if (strncmp(e->origin, "RAIKOO_", 7) == 0)
             text_printf(errstr, errstr_size,
                         "%s: librdkafka refuses %s: %s; every RAIKOO_KAFKA_<PROPERTY> variable is passed to "
                         "librdkafka as a client property: fix or unset %s%s",
                         e->origin, e->key + 6, why, e->origin, hint);
         else
-            text_printf(errstr, errstr_size,
-                        "%s: librdkafka refuses %s: %s; every kafka.<property> key is passed to librdkafka as a "
-                        "client property: fix or remove %s%s",
-                        e->origin, e->key + 6, why, e->key, hint);
+            text_printf(
+                errstr, errstr_size,
+                "%s: librdkafka refuses %s: %s; every kafka.<property> key is passed to librdkafka as a "
+                "client property: fix or remove %s%s",
+                e->origin, e->key + 6, why, e->key, hint);
         rc = -1;
     }
     rd_kafka_conf_destroy(kconf);
@@ -586,14 +599,17 @@ void conf_print_reference(const conf_t *c, void *file) {
         fprintf(f, "  %-32s %-40s %s [%s]\n", k->key, env, k->help, shown ? shown : (v ? v : ""));
         free(shown);
     }
-    fprintf(f, "  kafka.<property>                 RAIKOO_KAFKA_<PROPERTY>                  passed to librdkafka\n");
+    fprintf(
+        f,
+        "  kafka.<property>                 RAIKOO_KAFKA_<PROPERTY>                  passed to librdkafka\n");
     for (size_t i = 0; i < c->n; i++) {
         const entry_t *e = &c->v[i];
         if (!is_kafka_key(e->key) || known_key(e->key))
             continue;
         char env[128];
         env_name(e->key, env, sizeof(env));
-        fprintf(f, "  %-32s %-40s from %s [%s]\n", e->key, env, e->origin, kafka_secret(e->key) ? "***" : e->value);
+        fprintf(f, "  %-32s %-40s from %s [%s]\n", e->key, env, e->origin,
+                kafka_secret(e->key) ? "***" : e->value);
     }
 }
 
@@ -621,30 +637,33 @@ static void md_cell(FILE *f, const char *s, int code) {
 
 void conf_print_markdown(void *file) {
     FILE *f = file;
-    fputs("# Configuration reference\n"
-          "\n"
-          "<!-- Generated from the table in lib/core/conf.c by `bin/raikoo config --markdown > docs/CONFIGURATION.md`;\n"
-          "     do not edit by hand: a test fails when this file and the program's output differ. -->\n"
-          "\n"
-          "Every program (`raikoo`, the four workers, `raikoo-bench`) reads its settings in this order, each\n"
-          "source overriding the one before:\n"
-          "\n"
-          "1. the built-in defaults below, which point at the local stack `make run` starts;\n"
-          "2. a file of `key = value` lines given with `--config FILE` (or the `RAIKOO_CONFIG` variable); `#`\n"
-          "   starts a comment line; an unknown key, a line without `=`, a directory or an unreadable file is an\n"
-          "   error that names the file (and line), and the program exits with status 2;\n"
-          "3. environment variables: `RAIKOO_` followed by the key in upper case with dots as underscores\n"
-          "   (`db.url` is `RAIKOO_DB_URL`). Other `RAIKOO_*` variables are ignored by the programs, except\n"
-          "   `RAIKOO_KAFKA_*` (see below).\n"
-          "\n"
-          "`raikoo config` prints every key with its variable and current value; passwords (in `db.url`,\n"
-          "`smtp.password`, Kafka secrets) are shown as `***` there, in errors and in logs.\n"
-          "\n"
-          "## Settings\n"
-          "\n"
-          "| key | default | environment variable | meaning |\n"
-          "|---|---|---|---|\n",
-          f);
+    fputs(
+        "# Configuration reference\n"
+        "\n"
+        "<!-- Generated from the table in lib/core/conf.c by `bin/raikoo config --markdown > "
+        "docs/CONFIGURATION.md`;\n"
+        "     do not edit by hand: a test fails when this file and the program's output differ. -->\n"
+        "\n"
+        "Every program (`raikoo`, the four workers, `raikoo-bench`) reads its settings in this order, each\n"
+        "source overriding the one before:\n"
+        "\n"
+        "1. the built-in defaults below, which point at the local stack `make run` starts;\n"
+        "2. a file of `key = value` lines given with `--config FILE` (or the `RAIKOO_CONFIG` variable); `#`\n"
+        "   starts a comment line; an unknown key, a line without `=`, a directory or an unreadable file is "
+        "an\n"
+        "   error that names the file (and line), and the program exits with status 2;\n"
+        "3. environment variables: `RAIKOO_` followed by the key in upper case with dots as underscores\n"
+        "   (`db.url` is `RAIKOO_DB_URL`). Other `RAIKOO_*` variables are ignored by the programs, except\n"
+        "   `RAIKOO_KAFKA_*` (see below).\n"
+        "\n"
+        "`raikoo config` prints every key with its variable and current value; passwords (in `db.url`,\n"
+        "`smtp.password`, Kafka secrets) are shown as `***` there, in errors and in logs.\n"
+        "\n"
+        "## Settings\n"
+        "\n"
+        "| key | default | environment variable | meaning |\n"
+        "|---|---|---|---|\n",
+        f);
     for (const conf_key_t *k = conf_keys; k->key; k++) {
         char env[128];
         env_name(k->key, env, sizeof(env));
@@ -658,23 +677,25 @@ void conf_print_markdown(void *file) {
         md_cell(f, k->help, 0);
         fputs(" |\n", f);
     }
-    fputs("\n"
-          "## Kafka client properties\n"
-          "\n"
-          "Any key `kafka.<property>`, or variable `RAIKOO_KAFKA_<PROPERTY>` (`RAIKOO_KAFKA_SECURITY_PROTOCOL`\n"
-          "sets `security.protocol`), is passed to librdkafka as a client property of every Kafka client the\n"
-          "program makes; see librdkafka's CONFIGURATION.md for the names. Each is checked at start-up: a\n"
-          "property librdkafka refuses stops the program with status 2 and an error that names the variable\n"
-          "or the file and line it came from. This is why no variable of the scripts starts with\n"
-          "`RAIKOO_KAFKA_`.\n"
-          "\n"
-          "## Variables of the scripts\n"
-          "\n"
-          "Read by the scripts under `ops/` (not by the programs):\n"
-          "\n"
-          "| variable | default | meaning |\n"
-          "|---|---|---|\n",
-          f);
+    fputs(
+        "\n"
+        "## Kafka client properties\n"
+        "\n"
+        "Any key `kafka.<property>`, or variable `RAIKOO_KAFKA_<PROPERTY>` "
+        "(`RAIKOO_KAFKA_SECURITY_PROTOCOL`\n"
+        "sets `security.protocol`), is passed to librdkafka as a client property of every Kafka client the\n"
+        "program makes; see librdkafka's CONFIGURATION.md for the names. Each is checked at start-up: a\n"
+        "property librdkafka refuses stops the program with status 2 and an error that names the variable\n"
+        "or the file and line it came from. This is why no variable of the scripts starts with\n"
+        "`RAIKOO_KAFKA_`.\n"
+        "\n"
+        "## Variables of the scripts\n"
+        "\n"
+        "Read by the scripts under `ops/` (not by the programs):\n"
+        "\n"
+        "| variable | default | meaning |\n"
+        "|---|---|---|\n",
+        f);
     for (const conf_script_var_t *v = conf_script_vars; v->name; v++) {
         fputs("| ", f);
         md_cell(f, v->name, 1);

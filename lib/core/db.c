@@ -110,7 +110,8 @@ int db_wait(void) {
 
 PGresult *db_exec(PGconn *db, const char *sql, int nparams, const char *const *params, char *errstr,
                   size_t errstr_size) {
-    return result_or_error(db, PQexecParams(db, sql, nparams, NULL, params, NULL, NULL, 0), errstr, errstr_size);
+    return result_or_error(db, PQexecParams(db, sql, nparams, NULL, params, NULL, NULL, 0), errstr,
+                           errstr_size);
 }
 
 /* The statements prepared in the current session of each connection. A reset connection is a new server
@@ -173,7 +174,8 @@ PGresult *db_exec_cached(PGconn *db, const char *sql, int nparams, const char *c
     return result_or_error(db, db_exec_prepared(db, sql, nparams, params), errstr, errstr_size);
 }
 
-int db_run(PGconn *db, const char *sql, int nparams, const char *const *params, char *errstr, size_t errstr_size) {
+int db_run(PGconn *db, const char *sql, int nparams, const char *const *params, char *errstr,
+           size_t errstr_size) {
     PGresult *res = db_exec_cached(db, sql, nparams, params, errstr, errstr_size);
     PQclear(res);
     return res ? 0 : -1;
@@ -186,8 +188,8 @@ int db_cmd(PGconn *db, const char *sql, char *errstr, size_t errstr_size) {
     return res ? 0 : -1;
 }
 
-int db_insert_rows(PGconn *db, const char *into, int ncols, const char *const *values, size_t nrows, char *errstr,
-                   size_t errstr_size) {
+int db_insert_rows(PGconn *db, const char *into, int ncols, const char *const *values, size_t nrows,
+                   char *errstr, size_t errstr_size) {
     /* At most 65535 parameters a statement; 6000 keeps statements a reasonable size too. */
     size_t per = 6000 / (size_t)ncols, done = 0;
     while (done < nrows) {
@@ -198,11 +200,12 @@ int db_insert_rows(PGconn *db, const char *into, int ncols, const char *const *v
         for (size_t i = 0; i < rows; i++) {
             len += (size_t)snprintf(sql + len, cap - len, "%s(", i ? "," : "");
             for (int c = 0; c < ncols; c++)
-                len += (size_t)snprintf(sql + len, cap - len, "%s$%zu", c ? "," : "", i * (size_t)ncols + (size_t)c + 1);
+                len += (size_t)snprintf(sql + len, cap - len, "%s$%zu", c ? "," : "",
+                                        i * (size_t)ncols + (size_t)c + 1);
             len += (size_t)snprintf(sql + len, cap - len, ")");
         }
-        PGresult *res = db_exec(db, sql, (int)(rows * (size_t)ncols), values + done * (size_t)ncols, errstr,
-                                errstr_size);
+        PGresult *res =
+            db_exec(db, sql, (int)(rows * (size_t)ncols), values + done * (size_t)ncols, errstr, errstr_size);
         free(sql);
         if (!res)
             return -1;
@@ -239,8 +242,8 @@ int db_migrate(PGconn *db, int *applied, char *errstr, size_t errstr_size) {
         goto done;
     for (const embedded_file_t *m = embedded_sql; m->name; m++) {
         const char *p[1] = {m->name};
-        PGresult *res = db_exec(db, "SELECT 1 FROM schema_migrations WHERE version = $1", 1, p, errstr,
-                                errstr_size);
+        PGresult *res =
+            db_exec(db, "SELECT 1 FROM schema_migrations WHERE version = $1", 1, p, errstr, errstr_size);
         if (!res)
             goto done;
         int seen = PQntuples(res) > 0;

@@ -51,7 +51,8 @@ PGresult *db_exec_cached(PGconn *db, const char *sql, int nparams, const char *c
                          size_t errstr_size);
 
 /* db_exec_cached for a statement whose rows do not matter: 0 when it succeeded, else -1 with errstr. */
-int db_run(PGconn *db, const char *sql, int nparams, const char *const *params, char *errstr, size_t errstr_size);
+int db_run(PGconn *db, const char *sql, int nparams, const char *const *params, char *errstr,
+           size_t errstr_size);
 
 /* Runs statements without parameters or result rows (BEGIN, COMMIT, SAVEPOINT ...), several at once
  * when separated by semicolons (one round trip). */
@@ -59,8 +60,8 @@ int db_cmd(PGconn *db, const char *sql, char *errstr, size_t errstr_size);
 
 /* Inserts nrows rows of ncols text values (values[row * ncols + col]; NULL is SQL NULL) with as few
  * multi-row INSERT statements as the protocol's parameter limit allows. into is "table (col, col, ...)". */
-int db_insert_rows(PGconn *db, const char *into, int ncols, const char *const *values, size_t nrows, char *errstr,
-                   size_t errstr_size);
+int db_insert_rows(PGconn *db, const char *into, int ncols, const char *const *values, size_t nrows,
+                   char *errstr, size_t errstr_size);
 
 /* A one-dimensional PostgreSQL array literal of n text values ("{\"a\",NULL}"; a NULL entry is SQL NULL),
  * to pass as one parameter and cast in the statement ($1::uuid[]), for set-based statements over

@@ -22,7 +22,8 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__TRANSPORT ||
         err == RD_KAFKA_RESP_ERR__RESOLVE) {
         /* (At shutdown the client closes its own connections: not an outage.) */
-        if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && worker_running() && rd_kafka_type(rk) == RD_KAFKA_CONSUMER) {
+        if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && worker_running() &&
+            rd_kafka_type(rk) == RD_KAFKA_CONSUMER) {
             char why[512];
             text_printf(why, sizeof(why), "%s (%s)", reason, rd_kafka_name(rk));
             service_down(&kafka_service, why);
@@ -31,8 +32,8 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
         }
         return;
     }
-    log_msg(rd_kafka_fatal_error(rk, NULL, 0) ? LOG_ERROR : LOG_WARN, NULL, "kafka %s: %s", rd_kafka_err2name(err),
-            reason);
+    log_msg(rd_kafka_fatal_error(rk, NULL, 0) ? LOG_ERROR : LOG_WARN, NULL, "kafka %s: %s",
+            rd_kafka_err2name(err), reason);
 }
 
 /* Statistics (consumers only: they are polled all the time): while Kafka is marked down, a broker in
@@ -65,8 +66,11 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
      * reported once as a state by error_cb (service_down/service_up), not once per attempt here. */
     if (strcmp(fac, "FAIL") == 0 || strcmp(fac, "CONNECT") == 0 || strcmp(fac, "BROKERFAIL") == 0)
         level = 7;
-    log_msg(level <= 3 ? LOG_ERROR : level == 4 ? LOG_WARN : level <= 6 ? LOG_INFO : LOG_DEBUG, NULL,
-            "kafka %s: %s", fac, buf);
+    log_msg(level <= 3   ? LOG_ERROR
+            : level == 4 ? LOG_WARN
+            : level <= 6 ? LOG_INFO
+                         : LOG_DEBUG,
+            NULL, "kafka %s: %s", fac, buf);
 }
 
 int kafka_conf_set(rd_kafka_conf_t *kconf, const char *prop, const char *value, char *errstr,
@@ -128,9 +132,10 @@ rd_kafka_t *kafka_client_new(const conf_t *c, rd_kafka_type_t type, rd_kafka_con
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, NULL, &md, timeout_ms);
     if (err) {
-        snprintf(errstr, errstr_size,
-                 "cannot reach Kafka at %s (kafka.bootstrap.servers): %s; is the broker running (ops/stack up)?",
-                 conf_get(c, "kafka.bootstrap.servers"), rd_kafka_err2str(err));
+        snprintf(
+            errstr, errstr_size,
+            "cannot reach Kafka at %s (kafka.bootstrap.servers): %s; is the broker running (ops/stack up)?",
+            conf_get(c, "kafka.bootstrap.servers"), rd_kafka_err2str(err));
         rd_kafka_destroy(rk);
         return NULL;
     }
@@ -232,7 +237,8 @@ rd_kafka_t *kafka_group_consumer_new(const conf_t *c, const char *group, const c
         (!conf_get(c, "kafka.statistics.interval.ms") &&
          kafka_conf_set(kconf, "statistics.interval.ms", "1000", errstr, errstr_size) != 0) ||
         kafka_conf_set(kconf, "group.id", group, errstr, errstr_size) != 0 ||
-        kafka_conf_set(kconf, "partition.assignment.strategy", "cooperative-sticky", errstr, errstr_size) != 0 ||
+        kafka_conf_set(kconf, "partition.assignment.strategy", "cooperative-sticky", errstr, errstr_size) !=
+            0 ||
         kafka_conf_set(kconf, "enable.auto.commit", "false", errstr, errstr_size) != 0 ||
         kafka_conf_set(kconf, "enable.auto.offset.store", "false", errstr, errstr_size) != 0 ||
         kafka_conf_set(kconf, "auto.offset.reset", "earliest", errstr, errstr_size) != 0) {
@@ -259,7 +265,8 @@ rd_kafka_t *kafka_group_consumer_new(const conf_t *c, const char *group, const c
 
 /* Waits until every partition of topic has a leader: a topic just created is not usable at once (its
  * watermarks and produce requests fail with "leader not available" for a moment). */
-int kafka_topic_wait_ready(rd_kafka_t *rk, const char *topic, int timeout_ms, char *errstr, size_t errstr_size) {
+int kafka_topic_wait_ready(rd_kafka_t *rk, const char *topic, int timeout_ms, char *errstr,
+                           size_t errstr_size) {
     rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
     if (!t) {
         snprintf(errstr, errstr_size, "%s: %s", topic, rd_kafka_err2str(rd_kafka_last_error()));
@@ -282,7 +289,8 @@ int kafka_topic_wait_ready(rd_kafka_t *rk, const char *topic, int timeout_ms, ch
         rd_kafka_poll(rk, slice);
     }
     if (rc != 0)
-        snprintf(errstr, errstr_size, "topic %s has no leader for every partition after %d ms", topic, timeout_ms);
+        snprintf(errstr, errstr_size, "topic %s has no leader for every partition after %d ms", topic,
+                 timeout_ms);
     rd_kafka_topic_destroy(t);
     return rc;
 }

@@ -58,7 +58,8 @@ rd_kafka_t *kafka_group_consumer_new(const conf_t *c, const char *group, const c
 
 /* Waits up to timeout_ms until every partition of topic has a leader (a topic just created is not usable
  * at once). -1 with errstr when it does not happen in time. */
-int kafka_topic_wait_ready(rd_kafka_t *rk, const char *topic, int timeout_ms, char *errstr, size_t errstr_size);
+int kafka_topic_wait_ready(rd_kafka_t *rk, const char *topic, int timeout_ms, char *errstr,
+                           size_t errstr_size);
 
 /* The high watermark (the offset the next message will get) of a partition, asking again for up to
  * timeout_ms while the broker answers with a passing error (leader not yet elected, coordinator loading,

@@ -82,6 +82,6 @@ void log_msg(log_level_t level, const char *corr, const char *fmt, ...) {
     gmtime_r(&ts.tv_sec, &tm);
     char when[32];
     strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-    fprintf(stderr, "%s.%03ldZ level=%s worker=%s%s%s msg=\"%s\"\n", when, ts.tv_nsec / 1000000L, names[level],
-            worker_name, corr ? " corr=" : "", corr ? corr : "", esc);
+    fprintf(stderr, "%s.%03ldZ level=%s worker=%s%s%s msg=\"%s\"\n", when, ts.tv_nsec / 1000000L,
+            names[level], worker_name, corr ? " corr=" : "", corr ? corr : "", esc);
 }

@@ -246,12 +246,12 @@ char *mail_html_escape(const char *text) {
     sb_t b = {0};
     for (const char *p = text; *p; p++) {
         switch (*p) {
-        case '&': sb_add(&b, "&amp;"); break;
-        case '<': sb_add(&b, "&lt;"); break;
-        case '>': sb_add(&b, "&gt;"); break;
-        case '"': sb_add(&b, "&quot;"); break;
-        case '\'': sb_add(&b, "&#39;"); break;
-        default: sb_addc(&b, *p);
+            case '&': sb_add(&b, "&amp;"); break;
+            case '<': sb_add(&b, "&lt;"); break;
+            case '>': sb_add(&b, "&gt;"); break;
+            case '"': sb_add(&b, "&quot;"); break;
+            case '\'': sb_add(&b, "&#39;"); break;
+            default: sb_addc(&b, *p);
         }
     }
     return sb_take(&b);

@@ -46,13 +46,15 @@ static int tls_context_new(smtp_conf_t *sc, const char *host, char *errstr, size
     if (xdg && *xdg)
         have_file = (size_t)snprintf(cafile, sizeof(cafile), "%s/libesmtp/ca.pem", xdg) < sizeof(cafile);
     else if (home && *home)
-        have_file = (size_t)snprintf(cafile, sizeof(cafile), "%s/.config/libesmtp/ca.pem", home) < sizeof(cafile);
+        have_file =
+            (size_t)snprintf(cafile, sizeof(cafile), "%s/.config/libesmtp/ca.pem", home) < sizeof(cafile);
     if (have_file && access(cafile, F_OK) != 0)
         have_file = 0;
 
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx) {
-        snprintf(errstr, errstr_size, "smtp.starttls: cannot make a TLS context: %s", ssl_error(ebuf, sizeof(ebuf)));
+        snprintf(errstr, errstr_size, "smtp.starttls: cannot make a TLS context: %s",
+                 ssl_error(ebuf, sizeof(ebuf)));
         return -1;
     }
     /* TLS 1.2 exactly. Under TLS 1.3 the server sends its session tickets after the handshake; libesmtp
@@ -66,8 +68,8 @@ static int tls_context_new(smtp_conf_t *sc, const char *host, char *errstr, size
     if (have_file) {
         /* As libesmtp does: when the file is there, only its CAs are trusted. */
         if (SSL_CTX_load_verify_locations(ctx, cafile, NULL) != 1) {
-            snprintf(errstr, errstr_size, "smtp.starttls: cannot load the trusted CAs from %.3000s: %s", cafile,
-                     ssl_error(ebuf, sizeof(ebuf)));
+            snprintf(errstr, errstr_size, "smtp.starttls: cannot load the trusted CAs from %.3000s: %s",
+                     cafile, ssl_error(ebuf, sizeof(ebuf)));
             SSL_CTX_free(ctx);
             return -1;
         }
@@ -80,9 +82,11 @@ static int tls_context_new(smtp_conf_t *sc, const char *host, char *errstr, size
     X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ctx);
     unsigned char addr[sizeof(struct in6_addr)];
     int is_ip = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
-    int named = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, host) : X509_VERIFY_PARAM_set1_host(param, host, 0);
+    int named =
+        is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, host) : X509_VERIFY_PARAM_set1_host(param, host, 0);
     if (named != 1) {
-        snprintf(errstr, errstr_size, "smtp.starttls: cannot check certificates against smtp.host \"%.200s\"", host);
+        snprintf(errstr, errstr_size, "smtp.starttls: cannot check certificates against smtp.host \"%.200s\"",
+                 host);
         SSL_CTX_free(ctx);
         return -1;
     }
@@ -116,7 +120,8 @@ int smtp_conf_load(const conf_t *c, smtp_conf_t *sc, char *errstr, size_t errstr
     else if (tls && strcmp(tls, "required") == 0)
         sc->starttls = SMTP_STARTTLS_REQUIRED;
     else {
-        snprintf(errstr, errstr_size, "smtp.starttls: \"%s\" is not no, if-available or required", tls ? tls : "");
+        snprintf(errstr, errstr_size, "smtp.starttls: \"%s\" is not no, if-available or required",
+                 tls ? tls : "");
         return -1;
     }
     sc->user = conf_get(c, "smtp.user");
@@ -144,7 +149,7 @@ typedef struct session_note {
     int port; /* the server's port, to find the session's socket */
     const smtp_conf_t *sc;
     auth_progress_t auth;
-    char auth_reply[160]; /* the server's last refusal of AUTH, one line */
+    char auth_reply[160];         /* the server's last refusal of AUTH, one line */
     smtp_accepted_cb on_accepted; /* NULL, or told of each message as the server accepts it */
     void *on_accepted_arg;
     smtp_message_t *msgs;
@@ -179,7 +184,7 @@ static void nodelay_on_session_socket(int port) {
             continue;
         int peer_port = peer.ss_family == AF_INET    ? ntohs(((struct sockaddr_in *)&peer)->sin_port)
                         : peer.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&peer)->sin6_port)
-                                                      : -1;
+                                                     : -1;
         if (peer_port != port)
             continue;
         int one = 1;
@@ -194,58 +199,58 @@ static void event_cb(smtp_session_t session, int event_no, void *arg, ...) {
     va_list ap;
     va_start(ap, arg);
     switch (event_no) {
-    case SMTP_EV_CONNECT:
-        nodelay_on_session_socket(note->port);
-        break;
-    case SMTP_EV_MESSAGESENT: {
-        /* The server answered the end of this message's data: accepted (2xx, its recipient too)? */
-        smtp_message_t msg = va_arg(ap, smtp_message_t);
-        for (size_t i = 0; note->on_accepted && i < note->n_msgs; i++) {
-            if (note->msgs[i] != msg)
-                continue;
-            const smtp_status_t *data = smtp_message_transfer_status(msg);
-            if (data && data->code >= 200 && data->code < 300)
-                note->on_accepted(note->on_accepted_arg, i);
+        case SMTP_EV_CONNECT: nodelay_on_session_socket(note->port); break;
+        case SMTP_EV_MESSAGESENT: {
+            /* The server answered the end of this message's data: accepted (2xx, its recipient too)? */
+            smtp_message_t msg = va_arg(ap, smtp_message_t);
+            for (size_t i = 0; note->on_accepted && i < note->n_msgs; i++) {
+                if (note->msgs[i] != msg)
+                    continue;
+                const smtp_status_t *data = smtp_message_transfer_status(msg);
+                if (data && data->code >= 200 && data->code < 300)
+                    note->on_accepted(note->on_accepted_arg, i);
+                break;
+            }
             break;
         }
-        break;
-    }
-    case SMTP_EV_EXTNA_STARTTLS:
-        snprintf(note->why, sizeof(note->why), "the server does not offer STARTTLS (smtp.starttls=required)");
-        break;
-    case SMTP_EV_INVALID_PEER_CERTIFICATE: {
-        long result = va_arg(ap, long);
-        int *ok = va_arg(ap, int *);
-        *ok = 0; /* never send a code over a connection we cannot trust */
-        snprintf(note->why, sizeof(note->why), "the server's TLS certificate did not verify: %.80s (OpenSSL %ld; %.180s)",
-                 X509_verify_cert_error_string(result), result, note->sc->trust);
-        break;
-    }
-    case SMTP_EV_NO_PEER_CERTIFICATE: {
-        int *ok = va_arg(ap, int *);
-        *ok = 0;
-        snprintf(note->why, sizeof(note->why), "the server presented no TLS certificate");
-        break;
-    }
-    case SMTP_EV_WRONG_PEER_CERTIFICATE: {
-        /* libesmtp's own name check knows DNS names only. The certificate verified (with a wrong name
+        case SMTP_EV_EXTNA_STARTTLS:
+            snprintf(note->why, sizeof(note->why),
+                     "the server does not offer STARTTLS (smtp.starttls=required)");
+            break;
+        case SMTP_EV_INVALID_PEER_CERTIFICATE: {
+            long result = va_arg(ap, long);
+            int *ok = va_arg(ap, int *);
+            *ok = 0; /* never send a code over a connection we cannot trust */
+            snprintf(note->why, sizeof(note->why),
+                     "the server's TLS certificate did not verify: %.80s (OpenSSL %ld; %.180s)",
+                     X509_verify_cert_error_string(result), result, note->sc->trust);
+            break;
+        }
+        case SMTP_EV_NO_PEER_CERTIFICATE: {
+            int *ok = va_arg(ap, int *);
+            *ok = 0;
+            snprintf(note->why, sizeof(note->why), "the server presented no TLS certificate");
+            break;
+        }
+        case SMTP_EV_WRONG_PEER_CERTIFICATE: {
+            /* libesmtp's own name check knows DNS names only. The certificate verified (with a wrong name
          * SMTP_EV_INVALID_PEER_CERTIFICATE came first and ended the session), and our context had
          * OpenSSL check the name as part of that: a server at an IP address is named correctly here. */
-        int *ok = va_arg(ap, int *);
-        *ok = note->sc->tls != NULL;
-        if (!*ok)
-            snprintf(note->why, sizeof(note->why), "the server's TLS certificate does not name the server");
-        break;
-    }
-    case SMTP_EV_WEAK_CIPHER: {
-        (void)va_arg(ap, int);
-        int *ok = va_arg(ap, int *);
-        *ok = 0;
-        snprintf(note->why, sizeof(note->why), "the TLS cipher is too weak");
-        break;
-    }
-    default:
-        break;
+            int *ok = va_arg(ap, int *);
+            *ok = note->sc->tls != NULL;
+            if (!*ok)
+                snprintf(note->why, sizeof(note->why),
+                         "the server's TLS certificate does not name the server");
+            break;
+        }
+        case SMTP_EV_WEAK_CIPHER: {
+            (void)va_arg(ap, int);
+            int *ok = va_arg(ap, int *);
+            *ok = 0;
+            snprintf(note->why, sizeof(note->why), "the TLS cipher is too weak");
+            break;
+        }
+        default: break;
     }
     va_end(ap);
 }
@@ -348,8 +353,8 @@ int smtp_send(const smtp_conf_t *sc, const char *from, smtp_item_t *items, size_
     return smtp_send_cb(sc, from, items, n, NULL, NULL, errstr, errstr_size);
 }
 
-int smtp_send_cb(const smtp_conf_t *sc, const char *from, smtp_item_t *items, size_t n, smtp_accepted_cb on_accepted,
-                 void *arg, char *errstr, size_t errstr_size) {
+int smtp_send_cb(const smtp_conf_t *sc, const char *from, smtp_item_t *items, size_t n,
+                 smtp_accepted_cb on_accepted, void *arg, char *errstr, size_t errstr_size) {
     int rc = -1;
     smtp_session_t session = NULL;
     auth_context_t auth = NULL;
@@ -382,11 +387,13 @@ int smtp_send_cb(const smtp_conf_t *sc, const char *from, smtp_item_t *items, si
     }
     smtp_set_eventcb(session, event_cb, &note);
     /* Every phase gets the configured timeout; below RFC 5321's minutes only on purpose. */
-    static const int phases[] = {Timeout_GREETING, Timeout_ENVELOPE, Timeout_DATA, Timeout_TRANSFER, Timeout_DATA2};
+    static const int phases[] = {Timeout_GREETING, Timeout_ENVELOPE, Timeout_DATA, Timeout_TRANSFER,
+                                 Timeout_DATA2};
     for (size_t i = 0; i < sizeof(phases) / sizeof(phases[0]); i++)
         smtp_set_timeout(session, phases[i] | Timeout_OVERRIDE_RFC2822_MINIMUM, sc->timeout_ms);
     if (sc->starttls != SMTP_STARTTLS_NO) {
-        enum starttls_option how = sc->starttls == SMTP_STARTTLS_REQUIRED ? Starttls_REQUIRED : Starttls_ENABLED;
+        enum starttls_option how =
+            sc->starttls == SMTP_STARTTLS_REQUIRED ? Starttls_REQUIRED : Starttls_ENABLED;
         /* The session takes a reference of its own to the shared context. */
         if (!sc->tls || !smtp_starttls_set_ctx(session, sc->tls) || !smtp_starttls_enable(session, how)) {
             snprintf(why, sizeof(why), "this libesmtp has no STARTTLS support (smtp.starttls)");
@@ -435,17 +442,18 @@ int smtp_send_cb(const smtp_conf_t *sc, const char *from, smtp_item_t *items, si
         /* AUTH was asked for and did not happen: whatever the server then said to MAIL or RCPT (530,
          * 550 relaying denied) is about that, and fixing smtp.user/smtp.password makes it go. */
         if (note.auth == AUTH_REFUSED)
-            text_printf(auth_why, sizeof(auth_why), "SMTP AUTH refused (check smtp.user and smtp.password): %s",
-                     note.auth_reply);
+            text_printf(auth_why, sizeof(auth_why),
+                        "SMTP AUTH refused (check smtp.user and smtp.password): %s", note.auth_reply);
         else if (started)
-            snprintf(auth_why, sizeof(auth_why), "the server offered no AUTH mechanism we can use (smtp.user is set%s)",
+            snprintf(auth_why, sizeof(auth_why),
+                     "the server offered no AUTH mechanism we can use (smtp.user is set%s)",
                      sc->starttls == SMTP_STARTTLS_NO ? "; many servers offer AUTH only after STARTTLS" : "");
         if (auth_why[0])
             session_why = auth_why;
     }
     char where[sizeof(why)];
-    text_printf(where, sizeof(where), "%.*s (SMTP %.50s)", (int)utf8_prefix(session_why, strlen(session_why), 250),
-                session_why, sc->hostport);
+    text_printf(where, sizeof(where), "%.*s (SMTP %.50s)",
+                (int)utf8_prefix(session_why, strlen(session_why), 250), session_why, sc->hostport);
     for (size_t i = 0; i < n; i++) {
         judge(msgs[i], rcpts[i], &items[i], where);
         if (auth_why[0] && items[i].outcome != SMTP_SENT) {

@@ -66,7 +66,7 @@ int smtp_send(const smtp_conf_t *sc, const char *from, smtp_item_t *items, size_
 typedef void (*smtp_accepted_cb)(void *arg, size_t index);
 
 /* smtp_send with on_accepted (may be NULL) called for each message as the server accepts it. */
-int smtp_send_cb(const smtp_conf_t *sc, const char *from, smtp_item_t *items, size_t n, smtp_accepted_cb on_accepted,
-                 void *arg, char *errstr, size_t errstr_size);
+int smtp_send_cb(const smtp_conf_t *sc, const char *from, smtp_item_t *items, size_t n,
+                 smtp_accepted_cb on_accepted, void *arg, char *errstr, size_t errstr_size);
 
 #endif

@@ -6,8 +6,8 @@
 #include <stddef.h>
 
 typedef struct sb {
-    char *s;        /* owned by the builder until sb_take; NULL while nothing was added */
-    size_t n, cap;  /* length, bytes allocated */
+    char *s;       /* owned by the builder until sb_take; NULL while nothing was added */
+    size_t n, cap; /* length, bytes allocated */
 } sb_t;
 
 /* Room for more bytes (and the NUL) after what b holds. */

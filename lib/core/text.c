@@ -49,7 +49,9 @@ long utf8_count(const char *s, size_t len) {
     return count;
 }
 
-int utf8_valid(const char *s, size_t len) { return utf8_count(s, len) >= 0; }
+int utf8_valid(const char *s, size_t len) {
+    return utf8_count(s, len) >= 0;
+}
 
 size_t utf8_prefix(const char *s, size_t len, size_t max) {
     if (len <= max)

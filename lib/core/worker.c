@@ -91,7 +91,8 @@ void service_up(service_t *s) {
         return;
     s->down = 0;
     s->backoff_ms = 0;
-    log_info(NULL, "%s available again after %.1f s", s->name, (double)(worker_now_ms() - s->since_ms) / 1000.0);
+    log_info(NULL, "%s available again after %.1f s", s->name,
+             (double)(worker_now_ms() - s->since_ms) / 1000.0);
 }
 
 int service_wait(service_t *s) {

@@ -28,9 +28,9 @@ int64_t worker_now_ms(void);
  * with the service's name: `service_t pg = {.name = "PostgreSQL"}`. */
 typedef struct service {
     const char *name;
-    int down;           /* 1 after service_down, until service_up */
-    int64_t since_ms;   /* when it went down */
-    long backoff_ms;    /* the next wait of service_wait */
+    int down;         /* 1 after service_down, until service_up */
+    int64_t since_ms; /* when it went down */
+    long backoff_ms;  /* the next wait of service_wait */
 } service_t;
 
 /* The service failed (why: what happened, without secrets). Logs one warning when it was up; later calls

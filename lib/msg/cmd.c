@@ -14,39 +14,54 @@
 #define HASH_MAX 256
 
 const cmd_spec_t cmd_specs[CMD_TYPE_COUNT] = {
-    [CMD_CREATE_ORGANIZATION] = {"CreateOrganization", 1,
-                                 {{"name", FIELD_TEXT, 1, 1, NAME_MAX_LEN, 1}, {"owner_user_id", FIELD_UUID, 1, 0, 0}}},
-    [CMD_CREATE_USER] = {"CreateUser", 1,
+    [CMD_CREATE_ORGANIZATION] = {"CreateOrganization",
+                                 1,
+                                 {{"name", FIELD_TEXT, 1, 1, NAME_MAX_LEN, 1},
+                                  {"owner_user_id", FIELD_UUID, 1, 0, 0}}},
+    [CMD_CREATE_USER] = {"CreateUser",
+                         1,
                          {{"email", FIELD_EMAIL, 1, 0, 0},
                           {"name", FIELD_TEXT, 1, 1, NAME_MAX_LEN, 1},
                           {"password_hash", FIELD_SECRET, 1, 1, HASH_MAX}}},
-    [CMD_ADD_EXISTING_USER] = {"AddExistingUser", 1,
-                               {{"org_id", FIELD_UUID, 1, 0, 0}, {"email", FIELD_EMAIL, 1, 0, 0}, {"owner", FIELD_BOOL, 0, 0, 0}}},
-    [CMD_INVITE_NEW_USER] = {"InviteNewUser", 1,
+    [CMD_ADD_EXISTING_USER] = {"AddExistingUser",
+                               1,
+                               {{"org_id", FIELD_UUID, 1, 0, 0},
+                                {"email", FIELD_EMAIL, 1, 0, 0},
+                                {"owner", FIELD_BOOL, 0, 0, 0}}},
+    [CMD_INVITE_NEW_USER] = {"InviteNewUser",
+                             1,
                              {{"org_id", FIELD_UUID, 1, 0, 0},
                               {"email", FIELD_EMAIL, 1, 0, 0},
                               {"name", FIELD_TEXT, 0, 0, NAME_MAX_LEN},
                               {"owner", FIELD_BOOL, 0, 0, 0}}},
-    [CMD_ACCEPT_INVITATION] = {"AcceptInvitation", 1,
-                               {{"invitation_id", FIELD_UUID, 1, 0, 0}, {"code", FIELD_SECRET, 1, 1, CODE_INPUT_MAX}}},
-    [CMD_ACTIVATE_ACCOUNT] = {"ActivateAccount", 0,
+    [CMD_ACCEPT_INVITATION] = {"AcceptInvitation",
+                               1,
+                               {{"invitation_id", FIELD_UUID, 1, 0, 0},
+                                {"code", FIELD_SECRET, 1, 1, CODE_INPUT_MAX}}},
+    [CMD_ACTIVATE_ACCOUNT] = {"ActivateAccount",
+                              0,
                               {{"email", FIELD_EMAIL, 1, 0, 0},
                                {"code", FIELD_SECRET, 1, 1, CODE_INPUT_MAX},
                                {"password_hash", FIELD_SECRET, 1, 1, HASH_MAX}}},
-    [CMD_RESEND_INVITATION] = {"ResendInvitation", 1,
+    [CMD_RESEND_INVITATION] = {"ResendInvitation",
+                               1,
                                {{"org_id", FIELD_UUID, 1, 0, 0}, {"invitation_id", FIELD_UUID, 1, 0, 0}}},
-    [CMD_REMOVE_INVITATION] = {"RemoveInvitation", 1,
+    [CMD_REMOVE_INVITATION] = {"RemoveInvitation",
+                               1,
                                {{"org_id", FIELD_UUID, 1, 0, 0}, {"invitation_id", FIELD_UUID, 1, 0, 0}}},
-    [CMD_REMOVE_MEMBER] = {"RemoveMember", 1, {{"org_id", FIELD_UUID, 1, 0, 0}, {"user_id", FIELD_UUID, 1, 0, 0}}},
-    [CMD_SET_MEMBER_ROLE] = {"SetMemberRole", 1,
+    [CMD_REMOVE_MEMBER] = {"RemoveMember",
+                           1,
+                           {{"org_id", FIELD_UUID, 1, 0, 0}, {"user_id", FIELD_UUID, 1, 0, 0}}},
+    [CMD_SET_MEMBER_ROLE] = {"SetMemberRole",
+                             1,
                              {{"org_id", FIELD_UUID, 1, 0, 0},
                               {"user_id", FIELD_UUID, 1, 0, 0},
                               {"owner", FIELD_BOOL, 1, 0, 0},
                               {"can_manage_users", FIELD_BOOL, 1, 0, 0}}},
 };
 
-static const char *envelope_keys[] = {"specversion", "id",      "source", "type", "time",
-                                      "datacontenttype", "actorid", "data", NULL};
+static const char *envelope_keys[] = {"specversion",     "id",      "source", "type", "time",
+                                      "datacontenttype", "actorid", "data",   NULL};
 
 cmd_type_t cmd_type_from_name(const char *name) {
     for (int i = 0; i < CMD_TYPE_COUNT; i++)
@@ -94,9 +109,9 @@ static void bind_field(cmd_t *cmd, const char *name, json_t *v) {
 /* 1 when the code point is white space (Unicode White_Space, the information separators U+001C-U+001F that
  * Python counts too, and U+FEFF that ECMAScript counts): a superset of the JSON Schemas' "\S" pattern. */
 static int is_space(unsigned int cp) {
-    return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
-           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
-           cp == 0x3000 || cp == 0xFEFF;
+    return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 ||
+           cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
+           cp == 0x205F || cp == 0x3000 || cp == 0xFEFF;
 }
 
 /* 1 when s[0..len) holds something other than white space. */
@@ -127,55 +142,55 @@ static void uuid_canonicalize(json_t *v) {
 /* Checks one data field. Reasons name the field (from our table), never quote the value. */
 static int check_field(const cmd_field_t *f, json_t *v, cmd_t *cmd, char *why, size_t why_size) {
     switch (f->kind) {
-    case FIELD_BOOL:
-        if (!json_is_boolean(v)) {
-            text_printf(why, why_size, "data.%s must be true or false", f->name);
-            return -1;
+        case FIELD_BOOL:
+            if (!json_is_boolean(v)) {
+                text_printf(why, why_size, "data.%s must be true or false", f->name);
+                return -1;
+            }
+            return 0;
+        case FIELD_UUID:
+            if (!json_is_string(v) || !uuid_valid(json_string_value(v))) {
+                text_printf(why, why_size, "data.%s must be a UUID", f->name);
+                return -1;
+            }
+            uuid_canonicalize(v);
+            return 0;
+        case FIELD_EMAIL: {
+            char reason[128];
+            if (!json_is_string(v)) {
+                text_printf(why, why_size, "data.%s must be a string", f->name);
+                return -1;
+            }
+            if (email_normalize(json_string_value(v), cmd->email, reason, sizeof(reason)) != 0) {
+                text_printf(why, why_size, "data.%s: %s", f->name, reason);
+                return -1;
+            }
+            cmd->has_email = 1;
+            return 0;
         }
-        return 0;
-    case FIELD_UUID:
-        if (!json_is_string(v) || !uuid_valid(json_string_value(v))) {
-            text_printf(why, why_size, "data.%s must be a UUID", f->name);
-            return -1;
-        }
-        uuid_canonicalize(v);
-        return 0;
-    case FIELD_EMAIL: {
-        char reason[128];
-        if (!json_is_string(v)) {
-            text_printf(why, why_size, "data.%s must be a string", f->name);
-            return -1;
-        }
-        if (email_normalize(json_string_value(v), cmd->email, reason, sizeof(reason)) != 0) {
-            text_printf(why, why_size, "data.%s: %s", f->name, reason);
-            return -1;
-        }
-        cmd->has_email = 1;
-        return 0;
-    }
-    case FIELD_TEXT:
-    case FIELD_SECRET: {
-        if (!json_is_string(v)) {
-            text_printf(why, why_size, "data.%s must be a string", f->name);
-            return -1;
-        }
-        /* Lengths in characters as JSON Schema (and PostgreSQL's length()) count them; an embedded NUL is
+        case FIELD_TEXT:
+        case FIELD_SECRET: {
+            if (!json_is_string(v)) {
+                text_printf(why, why_size, "data.%s must be a string", f->name);
+                return -1;
+            }
+            /* Lengths in characters as JSON Schema (and PostgreSQL's length()) count them; an embedded NUL is
          * refused. */
-        size_t bytes = json_string_length(v);
-        const char *s = json_string_value(v);
-        long chars = utf8_count(s, bytes);
-        if (chars < 0 || (size_t)chars < f->min_len || (size_t)chars > f->max_len || strlen(s) != bytes) {
-            text_printf(why, why_size, "data.%s must be a string of %zu to %zu characters", f->name, f->min_len,
-                        f->max_len);
-            return -1;
+            size_t bytes = json_string_length(v);
+            const char *s = json_string_value(v);
+            long chars = utf8_count(s, bytes);
+            if (chars < 0 || (size_t)chars < f->min_len || (size_t)chars > f->max_len || strlen(s) != bytes) {
+                text_printf(why, why_size, "data.%s must be a string of %zu to %zu characters", f->name,
+                            f->min_len, f->max_len);
+                return -1;
+            }
+            /* The database's CHECK (btrim(name) <> '') and more: a name of white space only names nothing. */
+            if (f->nonblank && !has_non_space(s, bytes)) {
+                text_printf(why, why_size, "data.%s must not be blank (white space only)", f->name);
+                return -1;
+            }
+            return 0;
         }
-        /* The database's CHECK (btrim(name) <> '') and more: a name of white space only names nothing. */
-        if (f->nonblank && !has_non_space(s, bytes)) {
-            text_printf(why, why_size, "data.%s must not be blank (white space only)", f->name);
-            return -1;
-        }
-        return 0;
-    }
     }
     return -1;
 }
@@ -184,35 +199,23 @@ static int check_field(const cmd_field_t *f, json_t *v, cmd_t *cmd, char *why, s
  * reason must never repeat what was sent (it may hold a code or a password hash). */
 static const char *json_error_kind(const json_error_t *e) {
     switch (json_error_code(e)) {
-    case json_error_invalid_syntax:
-        return "invalid syntax";
-    case json_error_invalid_format:
-        return "invalid format";
-    case json_error_wrong_type:
-        return "wrong type";
-    case json_error_premature_end_of_input:
-        return "premature end of input";
-    case json_error_end_of_input_expected:
-        return "end of input expected";
-    case json_error_invalid_utf8:
-        return "invalid UTF-8";
-    case json_error_null_character:
-        return "NUL character";
-    case json_error_null_byte_in_key:
-        return "NUL byte in a key";
-    case json_error_duplicate_key:
-        return "duplicate key";
-    case json_error_numeric_overflow:
-        return "number out of range";
-    case json_error_item_not_found:
-    case json_error_out_of_memory:
-    case json_error_stack_overflow:
-        return "nesting too deep or too large";
-    case json_error_cannot_open_file:
-    case json_error_invalid_argument:
-    case json_error_index_out_of_range:
-    default:
-        return "cannot be read";
+        case json_error_invalid_syntax: return "invalid syntax";
+        case json_error_invalid_format: return "invalid format";
+        case json_error_wrong_type: return "wrong type";
+        case json_error_premature_end_of_input: return "premature end of input";
+        case json_error_end_of_input_expected: return "end of input expected";
+        case json_error_invalid_utf8: return "invalid UTF-8";
+        case json_error_null_character: return "NUL character";
+        case json_error_null_byte_in_key: return "NUL byte in a key";
+        case json_error_duplicate_key: return "duplicate key";
+        case json_error_numeric_overflow: return "number out of range";
+        case json_error_item_not_found:
+        case json_error_out_of_memory:
+        case json_error_stack_overflow: return "nesting too deep or too large";
+        case json_error_cannot_open_file:
+        case json_error_invalid_argument:
+        case json_error_index_out_of_range:
+        default: return "cannot be read";
     }
 }
 
@@ -239,7 +242,8 @@ static void field_list(const cmd_spec_t *spec, char *out, size_t size) {
     }
 }
 
-parse_status_t cmd_parse(const char *buf, size_t len, size_t max_bytes, cmd_t *cmd, char *why, size_t why_size) {
+parse_status_t cmd_parse(const char *buf, size_t len, size_t max_bytes, cmd_t *cmd, char *why,
+                         size_t why_size) {
     memset(cmd, 0, sizeof(*cmd));
     cmd->type = CMD_TYPE_UNKNOWN;
     if (len > max_bytes) {
@@ -250,8 +254,8 @@ parse_status_t cmd_parse(const char *buf, size_t len, size_t max_bytes, cmd_t *c
     cmd->root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!cmd->root) {
         /* By position, never by content. */
-        text_printf(why, why_size, "not JSON: %s at line %d, column %d (byte %d)", json_error_kind(&jerr), jerr.line,
-                    jerr.column, jerr.position);
+        text_printf(why, why_size, "not JSON: %s at line %d, column %d (byte %d)", json_error_kind(&jerr),
+                    jerr.line, jerr.column, jerr.position);
         return PARSE_NOT_COMMAND;
     }
     if (!json_is_object(cmd->root)) {
@@ -284,7 +288,9 @@ parse_status_t cmd_parse(const char *buf, size_t len, size_t max_bytes, cmd_t *c
     if (cmd->type == CMD_TYPE_UNKNOWN) {
         /* The sender's type is not repeated (nor kept as the type name): "unknown" stands for it. */
         cmd->type_name = "unknown";
-        text_printf(why, why_size, "unknown command type: expected raikoo.command.<Name>.v1, Name a command of schemas/commands/");
+        text_printf(
+            why, why_size,
+            "unknown command type: expected raikoo.command.<Name>.v1, Name a command of schemas/commands/");
         return PARSE_UNKNOWN_TYPE;
     }
     const cmd_spec_t *spec = &cmd_specs[cmd->type];
@@ -294,7 +300,8 @@ parse_status_t cmd_parse(const char *buf, size_t len, size_t max_bytes, cmd_t *c
     json_t *v;
     json_object_foreach(cmd->root, key, v) {
         if (!in_list(key, envelope_keys)) {
-            text_printf(why, why_size, "unknown attribute (key %zu of the envelope)", key_position(cmd->root, key));
+            text_printf(why, why_size, "unknown attribute (key %zu of the envelope)",
+                        key_position(cmd->root, key));
             return PARSE_INVALID;
         }
     }
@@ -342,8 +349,8 @@ parse_status_t cmd_parse(const char *buf, size_t len, size_t max_bytes, cmd_t *c
         if (!f->name) {
             char fields[128];
             field_list(spec, fields, sizeof(fields));
-            text_printf(why, why_size, "unknown field (key %zu of data) for %s, which takes %s", key_position(data, key),
-                        spec->name, fields);
+            text_printf(why, why_size, "unknown field (key %zu of data) for %s, which takes %s",
+                        key_position(data, key), spec->name, fields);
             return PARSE_INVALID;
         }
     }

@@ -37,8 +37,8 @@ typedef struct cmd_field {
 #define CMD_MAX_FIELDS 4
 
 typedef struct cmd_spec {
-    const char *name;     /* "InviteNewUser"; the CloudEvents type is raikoo.command.<name>.v1 */
-    int needs_actor;      /* every command but ActivateAccount has an actorid */
+    const char *name; /* "InviteNewUser"; the CloudEvents type is raikoo.command.<name>.v1 */
+    int needs_actor;  /* every command but ActivateAccount has an actorid */
     cmd_field_t fields[CMD_MAX_FIELDS + 1];
 } cmd_spec_t;
 
@@ -70,7 +70,8 @@ typedef enum {
  * of anything but PARSE_OK goes into why (cut on a character boundary): it says where and what is wrong by
  * position and by our own field names, never by repeating the message's text, which may hold a code or a
  * password hash. max_bytes bounds the message size. */
-parse_status_t cmd_parse(const char *buf, size_t len, size_t max_bytes, cmd_t *cmd, char *why, size_t why_size);
+parse_status_t cmd_parse(const char *buf, size_t len, size_t max_bytes, cmd_t *cmd, char *why,
+                         size_t why_size);
 
 void cmd_free(cmd_t *cmd);
 

@@ -11,11 +11,11 @@
 #include "secret.h"
 
 char *mail_job_build(const mail_job_t *m) {
-    json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:s, s:s}", "job_id", m->job_id,
-                             "invitation_id", m->invitation_id, "org_id", m->org_id, "org_name", m->org_name, "kind",
-                             m->kind, "email", m->email, "name", m->name, "inviter_name", m->inviter_name,
-                             "inviter_email", m->inviter_email, "grant_owner", m->grant_owner, "expires_at",
-                             m->expires_at, "sealed_code", m->sealed_code);
+    json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:s, s:s}", "job_id",
+                             m->job_id, "invitation_id", m->invitation_id, "org_id", m->org_id, "org_name",
+                             m->org_name, "kind", m->kind, "email", m->email, "name", m->name, "inviter_name",
+                             m->inviter_name, "inviter_email", m->inviter_email, "grant_owner",
+                             m->grant_owner, "expires_at", m->expires_at, "sealed_code", m->sealed_code);
     if (!data)
         return NULL;
     json_t *ev = event_new(MAIL_JOB_TYPE, m->job_id, EVENT_SOURCE_WORKER, m->actorid, m->correlationid, data);
@@ -31,11 +31,11 @@ static const char *get_str(json_t *obj, const char *key) {
 
 /* The envelope and data keys the schema (schemas/mail/InvitationEmail.schema.json) allows: any other key
  * makes the job malformed there, and so here. */
-static const char *const envelope_keys[] = {"specversion", "id", "source", "type", "time", "datacontenttype",
-                                            "actorid", "correlationid", "data", NULL};
-static const char *const data_keys[] = {"job_id", "invitation_id", "org_id", "org_name", "kind", "email", "name",
-                                        "inviter_name", "inviter_email", "grant_owner", "expires_at", "sealed_code",
-                                        NULL};
+static const char *const envelope_keys[] = {"specversion",     "id",      "source",        "type", "time",
+                                            "datacontenttype", "actorid", "correlationid", "data", NULL};
+static const char *const data_keys[] = {
+    "job_id",       "invitation_id", "org_id",      "org_name",   "kind",        "email", "name",
+    "inviter_name", "inviter_email", "grant_owner", "expires_at", "sealed_code", NULL};
 
 /* The first key of obj not in allowed, or NULL. */
 static const char *unknown_key(json_t *obj, const char *const *allowed) {
@@ -104,8 +104,8 @@ int mail_job_parse(const char *buf, size_t len, mail_job_t *job, int *identified
     }
     const char *spec = get_str(job->root, "specversion"), *source = get_str(job->root, "source"),
                *time_s = get_str(job->root, "time"), *ctype = get_str(job->root, "datacontenttype");
-    if (!spec || strcmp(spec, "1.0") != 0 || !source || strcmp(source, "/raikoo/command-worker") != 0 || !ctype ||
-        strcmp(ctype, "application/json") != 0) {
+    if (!spec || strcmp(spec, "1.0") != 0 || !source || strcmp(source, "/raikoo/command-worker") != 0 ||
+        !ctype || strcmp(ctype, "application/json") != 0) {
         snprintf(errstr, errstr_size,
                  "specversion must be 1.0, source /raikoo/command-worker, datacontenttype application/json");
         return -1;
@@ -130,8 +130,9 @@ int mail_job_parse(const char *buf, size_t len, mail_job_t *job, int *identified
     json_t *owner = json_object_get(data, "grant_owner");
     if (!job->org_name || !job->kind || !email || !job->expires_at || !job->sealed_code || !job->name ||
         !job->inviter_name || !job->inviter_email || !json_is_boolean(owner)) {
-        snprintf(errstr, errstr_size, "data lacks one of org_name, kind, email, name, inviter_name, inviter_email, "
-                                      "expires_at, sealed_code (strings) or grant_owner (a boolean)");
+        snprintf(errstr, errstr_size,
+                 "data lacks one of org_name, kind, email, name, inviter_name, inviter_email, "
+                 "expires_at, sealed_code (strings) or grant_owner (a boolean)");
         return -1;
     }
     if (!*job->org_name) {

@@ -23,7 +23,8 @@ static int path_in(char *out, size_t out_size, const char *dir, const char *name
     return snprintf(out, out_size, "%s/%s", dir, name) < (int)out_size ? 0 : -1;
 }
 
-static int write_new(const char *path, const unsigned char *buf, size_t len, char *errstr, size_t errstr_size) {
+static int write_new(const char *path, const unsigned char *buf, size_t len, char *errstr,
+                     size_t errstr_size) {
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
     if (fd < 0) {
         snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
@@ -46,7 +47,8 @@ int secret_keygen(const char *dir, char *errstr, size_t errstr_size) {
             return -1;
         }
         if (access(path[i], F_OK) == 0) {
-            snprintf(errstr, errstr_size, "%s exists: refusing to overwrite keys (move them away first)", path[i]);
+            snprintf(errstr, errstr_size, "%s exists: refusing to overwrite keys (move them away first)",
+                     path[i]);
             return -1;
         }
     }
@@ -163,7 +165,8 @@ int code_open(const secret_keys_t *keys, const char *b64, char out[CODE_LEN + 1]
     unsigned char ct[crypto_box_SEALBYTES + CODE_LEN];
     size_t len = 0;
     if (!keys->have_sk ||
-        sodium_base642bin(ct, sizeof(ct), b64, strlen(b64), NULL, &len, NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
+        sodium_base642bin(ct, sizeof(ct), b64, strlen(b64), NULL, &len, NULL,
+                          sodium_base64_VARIANT_ORIGINAL) != 0 ||
         len != sizeof(ct))
         return -1;
     unsigned char plain[CODE_LEN];
@@ -181,12 +184,14 @@ int password_hash_acceptable(const char *s) {
         return 0;
     /* needs_rehash is -1 for a malformed string, but it also answers 1 for a hash stronger than the
      * limits, so the cost parameters are compared here. */
-    if (crypto_pwhash_str_needs_rehash(s, crypto_pwhash_OPSLIMIT_INTERACTIVE, crypto_pwhash_MEMLIMIT_INTERACTIVE) < 0)
+    if (crypto_pwhash_str_needs_rehash(s, crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                                       crypto_pwhash_MEMLIMIT_INTERACTIVE) < 0)
         return 0;
     unsigned long m = 0, t = 0, par = 0;
     if (sscanf(s, "$argon2id$v=19$m=%lu,t=%lu,p=%lu$", &m, &t, &par) != 3)
         return 0;
-    return m * 1024UL >= crypto_pwhash_MEMLIMIT_INTERACTIVE && t >= crypto_pwhash_OPSLIMIT_INTERACTIVE && par >= 1;
+    return m * 1024UL >= crypto_pwhash_MEMLIMIT_INTERACTIVE && t >= crypto_pwhash_OPSLIMIT_INTERACTIVE &&
+           par >= 1;
 }
 
 void uuid_generate(char out[UUID_BUF]) {
@@ -194,8 +199,8 @@ void uuid_generate(char out[UUID_BUF]) {
     randombytes_buf(b, sizeof(b));
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, UUID_BUF, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
-             b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+    snprintf(out, UUID_BUF, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
 }
 
 int uuid_valid(const char *s) {

@@ -5,8 +5,8 @@
 #include <stddef.h>
 #include <sodium.h>
 
-#define CODE_LEN 12                      /* Crockford base32 characters in a code */
-#define CODE_DISPLAY_LEN 14              /* XXXX-XXXX-XXXX */
+#define CODE_LEN 12         /* Crockford base32 characters in a code */
+#define CODE_DISPLAY_LEN 14 /* XXXX-XXXX-XXXX */
 #define CODE_HASH_LEN 32
 #define SEALED_CODE_B64_MAX 128
 

@@ -14,7 +14,8 @@
 #include "outbox.h"
 #include "text.h"
 
-static const char SQL_SEEN[] = "SELECT command_id::text, result FROM processed_commands WHERE command_id = ANY($1::uuid[])";
+static const char SQL_SEEN[] =
+    "SELECT command_id::text, result FROM processed_commands WHERE command_id = ANY($1::uuid[])";
 
 struct cmdproc {
     PGconn *db;
@@ -32,10 +33,13 @@ typedef struct decided {
     char *result; /* the result event's text */
 } decided_t;
 
-cmdproc_t *cmdproc_new(const conf_t *c, PGconn *db, const secret_keys_t *keys, char *errstr, size_t errstr_size) {
+cmdproc_t *cmdproc_new(const conf_t *c, PGconn *db, const secret_keys_t *keys, char *errstr,
+                       size_t errstr_size) {
     cmdproc_t *p = xcalloc(1, sizeof(*p));
-    if (conf_get_long(c, "command.max.bytes", 256, 100L * 1024 * 1024, &p->max_bytes, errstr, errstr_size) != 0 ||
-        conf_get_long(c, "invitation.ttl.seconds", 60, 365L * 86400, &p->ctx.ttl_seconds, errstr, errstr_size) != 0 ||
+    if (conf_get_long(c, "command.max.bytes", 256, 100L * 1024 * 1024, &p->max_bytes, errstr, errstr_size) !=
+            0 ||
+        conf_get_long(c, "invitation.ttl.seconds", 60, 365L * 86400, &p->ctx.ttl_seconds, errstr,
+                      errstr_size) != 0 ||
         conf_get_long(c, "ratelimit.invitations.per.hour", 1, 100000000, &p->ctx.rate_per_hour, errstr,
                       errstr_size) != 0) {
         free(p);
@@ -78,7 +82,8 @@ static char *result_event(cmdproc_t *p, const cmd_t *cmd, const char *type_name,
         abort(); /* out of memory: every string above is valid UTF-8 */
     json_object_set_new(d, "org_id", res->org_id[0] ? json_string(res->org_id) : json_null());
     json_object_set_new(d, "user_id", res->user_id[0] ? json_string(res->user_id) : json_null());
-    json_object_set_new(d, "invitation_id", res->invitation_id[0] ? json_string(res->invitation_id) : json_null());
+    json_object_set_new(d, "invitation_id",
+                        res->invitation_id[0] ? json_string(res->invitation_id) : json_null());
     json_t *ev = event_new("raikoo.result.v1", NULL, EVENT_SOURCE_WORKER, cmd->actor, cmd->id, d);
     char *text = event_dump(ev);
     json_decref(ev);
@@ -91,8 +96,8 @@ static char *result_event(cmdproc_t *p, const cmd_t *cmd, const char *type_name,
             abort(); /* out of memory, as above */
         if (res->org_id[0])
             json_object_set_new(rd, "org_id", json_string(res->org_id));
-        outbox_event(&p->outbox, p->topic_events, "CommandRejected", res->org_id[0] ? res->org_id : cmd->id, cmd->id,
-                     cmd->actor, rd);
+        outbox_event(&p->outbox, p->topic_events, "CommandRejected", res->org_id[0] ? res->org_id : cmd->id,
+                     cmd->id, cmd->actor, rd);
     }
     free(type);
     free(message);
@@ -109,8 +114,8 @@ static int record_decided(cmdproc_t *p, decided_t *d, size_t n, char *errstr, si
         values[i * 4 + 2] = d[i].status;
         values[i * 4 + 3] = d[i].result;
     }
-    int rc = db_insert_rows(p->db, "processed_commands (command_id, command_type, status, result)", 4, values, n,
-                            errstr, errstr_size);
+    int rc = db_insert_rows(p->db, "processed_commands (command_id, command_type, status, result)", 4, values,
+                            n, errstr, errstr_size);
     free(values);
     return rc;
 }
@@ -180,8 +185,8 @@ static int apply_once(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, cmd_t *cmds, 
             size_t mark = p->outbox.n;
             /* One round trip ends the previous command's savepoint and opens this one's. */
             if (safe) {
-                if (db_cmd(p->db, savepoint_open ? "RELEASE SAVEPOINT cmd; SAVEPOINT cmd" : "SAVEPOINT cmd", errstr,
-                           errstr_size) != 0)
+                if (db_cmd(p->db, savepoint_open ? "RELEASE SAVEPOINT cmd; SAVEPOINT cmd" : "SAVEPOINT cmd",
+                           errstr, errstr_size) != 0)
                     goto done;
                 savepoint_open = 1;
             }
@@ -197,7 +202,8 @@ static int apply_once(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, cmd_t *cmds, 
                 outbox_truncate(&p->outbox, mark);
         } else {
             memset(&res, 0, sizeof(res));
-            domain_reject(&res, st[i] == PARSE_UNKNOWN_TYPE ? "unknown_command_type" : "invalid_command", why[i]);
+            domain_reject(&res, st[i] == PARSE_UNKNOWN_TYPE ? "unknown_command_type" : "invalid_command",
+                          why[i]);
         }
         const char *type_name = cmd->type_name && *cmd->type_name ? cmd->type_name : "unknown";
         dec[ndec].result = result_event(p, cmd, type_name, &res);
@@ -239,10 +245,11 @@ int cmdproc_apply(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, char *errstr, siz
     int rc = -1;
     cmd_t *cmds = xcalloc(n ? n : 1, sizeof(*cmds));
     parse_status_t *st = xcalloc(n ? n : 1, sizeof(*st));
-    char (*why)[256] = xcalloc(n ? n : 1, sizeof(*why));
+    char(*why)[256] = xcalloc(n ? n : 1, sizeof(*why));
     PGresult *seen = NULL;
     for (size_t i = 0; i < n; i++) {
-        st[i] = cmd_parse(msgs[i].payload, msgs[i].len, (size_t)p->max_bytes, &cmds[i], why[i], sizeof(why[i]));
+        st[i] =
+            cmd_parse(msgs[i].payload, msgs[i].len, (size_t)p->max_bytes, &cmds[i], why[i], sizeof(why[i]));
         msgs[i].dead_letter = st[i] == PARSE_NOT_COMMAND;
         msgs[i].code = NULL;
         msgs[i].outcome = NULL;

@@ -15,16 +15,17 @@ typedef struct cmdproc cmdproc_t;
 typedef struct cmdproc_msg {
     const char *payload;
     size_t len;
-    int dead_letter;        /* out: not a command; belongs on the dead-letter topic */
-    char reason[256];       /* out: why, for the dead-letter header */
-    char command_id[UUID_BUF];    /* out: the command id when there is one */
-    const char *outcome;    /* out: "accepted", "rejected", "duplicate" or "dead_letter" (static) */
-    const char *code;       /* out: the result code when rejected (static) */
+    int dead_letter;           /* out: not a command; belongs on the dead-letter topic */
+    char reason[256];          /* out: why, for the dead-letter header */
+    char command_id[UUID_BUF]; /* out: the command id when there is one */
+    const char *outcome;       /* out: "accepted", "rejected", "duplicate" or "dead_letter" (static) */
+    const char *code;          /* out: the result code when rejected (static) */
 } cmdproc_msg_t;
 
 /* A processor over db (borrowed; it must outlive the processor) with the settings of c and the keys
  * (borrowed). NULL with errstr when a setting is wrong. */
-cmdproc_t *cmdproc_new(const conf_t *c, PGconn *db, const secret_keys_t *keys, char *errstr, size_t errstr_size);
+cmdproc_t *cmdproc_new(const conf_t *c, PGconn *db, const secret_keys_t *keys, char *errstr,
+                       size_t errstr_size);
 
 /* Applies msgs[0..n) in one transaction. 0 when it committed; -1 when the database failed (rolled back,
  * errstr says why): nothing of the batch took effect, and the caller retries it. */

@@ -25,11 +25,12 @@ static const code_message_t messages[] = {
     {"organization_not_found",
      "No organization has this id: check the organization id (refresh, or navigate back to the organization "
      "dashboard)"},
-    {"permission_denied",
-     "You do not have permission to do this in this organization: ask an organization owner or a Raikoo admin"},
-    {"owner_grant_denied",
-     "Only organization owners and Raikoo admins can grant or change owner capabilities: ask an owner or an admin"},
-    {"user_not_found", "No Raikoo account has this e-mail address or id: to add a new person, use Invite New User"},
+    {"permission_denied", "You do not have permission to do this in this organization: ask an organization "
+                          "owner or a Raikoo admin"},
+    {"owner_grant_denied", "Only organization owners and Raikoo admins can grant or change owner "
+                           "capabilities: ask an owner or an admin"},
+    {"user_not_found",
+     "No Raikoo account has this e-mail address or id: to add a new person, use Invite New User"},
     {"user_already_exists",
      "A user with this e-mail address already has a Raikoo account: use Add Existing User instead"},
     {"already_member", "This user is already a member of the organization"},
@@ -43,9 +44,9 @@ static const code_message_t messages[] = {
     {"too_many_attempts",
      "Too many wrong codes: ask the organization to resend the invitation, which issues a new code"},
     {"account_already_active", "This account is already active: sign in, or accept the invitation instead"},
-    {"invalid_password_hash",
-     "The password must arrive as an Argon2id hash of at least the interactive cost (the raikoo CLI and producer "
-     "library do this)"},
+    {"invalid_password_hash", "The password must arrive as an Argon2id hash of at least the interactive cost "
+                              "(the raikoo CLI and producer "
+                              "library do this)"},
     {"not_member", "This user is not a member of the organization"},
     {"last_owner", "An organization must keep at least one owner: make another member an owner first"},
     {"rate_limited", "This organization has sent too many invitations in the last hour: try again later"},
@@ -70,7 +71,6 @@ void domain_reject(domain_result_t *res, const char *code, const char *detail) {
 }
 
 /* ---- helpers shared by the handlers (domain_internal.h) ---- */
-
 
 PGresult *dom_q(run_t *r, const char *sql, int n, const char *const *p) {
     PGresult *res = db_exec_prepared(r->x->db, sql, n, p);
@@ -153,7 +153,8 @@ int dom_hash_column(const PGresult *res, int row, int col, unsigned char out[COD
     const char *v = PQgetvalue(res, row, col);
     size_t len = 0;
     if (strncmp(v, "\\x", 2) != 0 ||
-        sodium_hex2bin(out, CODE_HASH_LEN, v + 2, strlen(v + 2), NULL, &len, NULL) != 0 || len != CODE_HASH_LEN)
+        sodium_hex2bin(out, CODE_HASH_LEN, v + 2, strlen(v + 2), NULL, &len, NULL) != 0 ||
+        len != CODE_HASH_LEN)
         return -1;
     return 0;
 }
@@ -188,11 +189,16 @@ char *dom_ltoa(long v, char buf[24]) {
 
 int domain_apply(domain_ctx_t *x, const cmd_t *cmd, domain_result_t *res, char *errstr, size_t errstr_size) {
     static int (*const handlers[CMD_TYPE_COUNT])(run_t *, const cmd_t *, domain_result_t *) = {
-        [CMD_CREATE_ORGANIZATION] = domain_create_organization, [CMD_CREATE_USER] = domain_create_user,
-        [CMD_ADD_EXISTING_USER] = domain_add_existing_user,     [CMD_INVITE_NEW_USER] = domain_invite_new_user,
-        [CMD_ACCEPT_INVITATION] = domain_accept_invitation,     [CMD_ACTIVATE_ACCOUNT] = domain_activate_account,
-        [CMD_RESEND_INVITATION] = domain_resend_invitation,     [CMD_REMOVE_INVITATION] = domain_remove_invitation,
-        [CMD_REMOVE_MEMBER] = domain_remove_member,             [CMD_SET_MEMBER_ROLE] = domain_set_member_role,
+        [CMD_CREATE_ORGANIZATION] = domain_create_organization,
+        [CMD_CREATE_USER] = domain_create_user,
+        [CMD_ADD_EXISTING_USER] = domain_add_existing_user,
+        [CMD_INVITE_NEW_USER] = domain_invite_new_user,
+        [CMD_ACCEPT_INVITATION] = domain_accept_invitation,
+        [CMD_ACTIVATE_ACCOUNT] = domain_activate_account,
+        [CMD_RESEND_INVITATION] = domain_resend_invitation,
+        [CMD_REMOVE_INVITATION] = domain_remove_invitation,
+        [CMD_REMOVE_MEMBER] = domain_remove_member,
+        [CMD_SET_MEMBER_ROLE] = domain_set_member_role,
     };
     memset(res, 0, sizeof(*res));
     if (cmd->org_id)
@@ -203,12 +209,15 @@ int domain_apply(domain_ctx_t *x, const cmd_t *cmd, domain_result_t *res, char *
         return 0;
     }
     /* Only these leave every role and membership as it was; after any other, roles are read afresh. */
-    if (cmd->type != CMD_INVITE_NEW_USER && cmd->type != CMD_ADD_EXISTING_USER && cmd->type != CMD_RESEND_INVITATION)
+    if (cmd->type != CMD_INVITE_NEW_USER && cmd->type != CMD_ADD_EXISTING_USER &&
+        cmd->type != CMD_RESEND_INVITATION)
         domain_forget(x);
     int rc = handlers[cmd->type](&r, cmd, res);
-    if (cmd->type != CMD_INVITE_NEW_USER && cmd->type != CMD_ADD_EXISTING_USER && cmd->type != CMD_RESEND_INVITATION)
+    if (cmd->type != CMD_INVITE_NEW_USER && cmd->type != CMD_ADD_EXISTING_USER &&
+        cmd->type != CMD_RESEND_INVITATION)
         domain_forget(x);
-    if (rc != 0 && r.failed && r.sqlstate[0] && !db_error_transient(r.sqlstate) && PQstatus(x->db) == CONNECTION_OK) {
+    if (rc != 0 && r.failed && r.sqlstate[0] && !db_error_transient(r.sqlstate) &&
+        PQstatus(x->db) == CONNECTION_OK) {
         /* The database refused what this command holds (a CHECK the parser missed, a value out of range):
          * running the batch again would fail the same way and stall the partition. This command alone is
          * rejected; its savepoint is rolled back. */

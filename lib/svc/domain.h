@@ -23,28 +23,28 @@ typedef struct domain_auth {
 #define DOMAIN_AUTH_CACHE 128
 
 typedef struct domain_ctx {
-    PGconn *db;                 /* inside the caller's transaction and savepoint */
-    const secret_keys_t *keys;  /* public key and pepper */
+    PGconn *db;                /* inside the caller's transaction and savepoint */
+    const secret_keys_t *keys; /* public key and pepper */
     const char *topic_events, *topic_mail;
-    long ttl_seconds;           /* invitation.ttl.seconds */
-    long rate_per_hour;         /* ratelimit.invitations.per.hour */
-    outbox_t *outbox;           /* events and mail jobs go here */
+    long ttl_seconds;   /* invitation.ttl.seconds */
+    long rate_per_hour; /* ratelimit.invitations.per.hour */
+    outbox_t *outbox;   /* events and mail jobs go here */
     domain_auth_t auth[DOMAIN_AUTH_CACHE];
-    int nauth;                  /* entries of auth in use; domain_forget() empties it */
-    char **texts;               /* copies of names read from the database, of any length: freed by
+    int nauth;    /* entries of auth in use; domain_forget() empties it */
+    char **texts; /* copies of names read from the database, of any length: freed by
                                  * domain_forget() and domain_ctx_free() */
     size_t ntexts, cap_texts;
 } domain_ctx_t;
 
 typedef struct domain_result {
     int accepted;
-    const char *code;           /* stable result code, NULL when accepted */
+    const char *code; /* stable result code, NULL when accepted */
     char message[512];
     char org_id[UUID_BUF], user_id[UUID_BUF], invitation_id[UUID_BUF];
-    int keep_changes;           /* rejected, but what it wrote (a failed attempt) must be committed */
-    int needs_rollback;         /* a statement failed, or it wrote and was rejected: only a savepoint (or
+    int keep_changes;   /* rejected, but what it wrote (a failed attempt) must be committed */
+    int needs_rollback; /* a statement failed, or it wrote and was rejected: only a savepoint (or
                                  * rolling back the whole transaction) undoes that */
-    char sqlstate[6];           /* when rejected because the database refused a statement (a CHECK, a value
+    char sqlstate[6];   /* when rejected because the database refused a statement (a CHECK, a value
                                  * out of range ...): its SQLSTATE, else "" */
 } domain_result_t;
 

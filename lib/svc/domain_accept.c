@@ -30,7 +30,8 @@ static const char SQL_COUNT_FAILED_ATTEMPT[] =
 /* The single use of a code, in one statement: pending, not expired, not locked (MAX_CODE_ATTEMPTS). */
 static const char SQL_ACCEPT[] =
     "UPDATE invitations SET status = 'accepted', decided_at = now()"
-    " WHERE id = $1 AND status = 'pending' AND expires_at > now() AND failed_attempts < " DB_INT(MAX_CODE_ATTEMPTS) " RETURNING 1";
+    " WHERE id = $1 AND status = 'pending' AND expires_at > now() AND failed_attempts < " DB_INT(
+        MAX_CODE_ATTEMPTS) " RETURNING 1";
 
 static const char SQL_JOIN_ORG[] =
     "INSERT INTO org_members (org_id, user_id, is_owner) VALUES ($1, $2, $3)"
@@ -217,7 +218,8 @@ int domain_activate_account(run_t *r, const cmd_t *cmd, domain_result_t *res) {
         return -1;
     char inv_id[UUID_BUF] = "";
     if (PQntuples(pr) > 0)
-        dom_copy_id(inv_id, PQgetvalue(pr, 0, 0)); /* no code matches: the newest pending one counts the attempt */
+        dom_copy_id(inv_id,
+                    PQgetvalue(pr, 0, 0)); /* no code matches: the newest pending one counts the attempt */
     char canon[CODE_LEN + 1];
     if (PQntuples(pr) > 1 && code_canonical(cmd->code, canon) == 0) {
         unsigned char h[CODE_HASH_LEN], stored[CODE_HASH_LEN];

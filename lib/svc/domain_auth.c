@@ -41,11 +41,11 @@ int dom_authorize(run_t *r, const cmd_t *cmd, actor_info_t *a, domain_result_t *
         au->found_org = !PQgetisnull(pr, 0, 0);
         int enabled = dom_is_true(pr, 0, 2), admin = dom_is_true(pr, 0, 3), member = dom_is_true(pr, 0, 4);
         int owner = dom_is_true(pr, 0, 5), manager = dom_is_true(pr, 0, 6);
-        au->role = !enabled             ? ROLE_NONE
-                   : admin              ? ROLE_ADMIN
-                   : member && owner    ? ROLE_OWNER
-                   : member && manager  ? ROLE_MANAGER
-                                        : ROLE_NONE;
+        au->role = !enabled            ? ROLE_NONE
+                   : admin             ? ROLE_ADMIN
+                   : member && owner   ? ROLE_OWNER
+                   : member && manager ? ROLE_MANAGER
+                                       : ROLE_NONE;
         au->org_name = dom_keep_text(x, PQgetvalue(pr, 0, 0));
         au->name = dom_keep_text(x, PQgetvalue(pr, 0, 7));
         text_printf(au->email, sizeof(au->email), "%s", PQgetvalue(pr, 0, 8));

@@ -19,22 +19,26 @@
  * whether the account is usable (activated, or an admin). */
 static const char SQL_EXISTING_TARGET[] =
     "SELECT u.id, u.name, EXISTS (SELECT 1 FROM org_members m WHERE m.org_id = $2 AND m.user_id = u.id),"
-    "       (SELECT coalesce(sum(created), 0) FROM invitation_rate WHERE org_id = $2 AND minute > now() - interval '1 hour'),"
+    "       (SELECT coalesce(sum(created), 0) FROM invitation_rate WHERE org_id = $2 AND minute > now() - "
+    "interval '1 hour'),"
     "       u.enabled OR u.is_admin"
     "  FROM (SELECT 1) one LEFT JOIN users u ON lower(u.email) = lower($1)";
 
 /* Counts a new invitation towards its organization's hourly limit (see SQL_EXISTING_TARGET). */
 #define COUNT_INVITATION(org)                                                                                \
-    "r AS (INSERT INTO invitation_rate (org_id, minute, created) VALUES (" org ", date_trunc('minute', now()), 1)" \
+    "r AS (INSERT INTO invitation_rate (org_id, minute, created) VALUES (" org                               \
+    ", date_trunc('minute', now()), 1)"                                                                      \
     "      ON CONFLICT (org_id, minute) DO UPDATE SET created = invitation_rate.created + 1)"
 
 static const char SQL_INSERT_EXISTING_INVITATION[] =
     "WITH " COUNT_INVITATION("$2::uuid") ","
-    " i AS (INSERT INTO invitations (id, org_id, email, user_id, kind, grant_owner, code_hash, invited_by,"
-    "                                expires_at, mail_job_id)"
-    "       VALUES ($1, $2, $3, $4, 'existing', $5, $6, $7, now() + make_interval(secs => $8), $9)"
-    "       RETURNING expires_at)"
-    " SELECT " DB_RFC3339("expires_at") " FROM i";
+                                         " i AS (INSERT INTO invitations (id, org_id, email, user_id, kind, "
+                                         "grant_owner, code_hash, invited_by,"
+                                         "                                expires_at, mail_job_id)"
+                                         "       VALUES ($1, $2, $3, $4, 'existing', $5, $6, $7, now() + "
+                                         "make_interval(secs => $8), $9)"
+                                         "       RETURNING expires_at)"
+                                         " SELECT " DB_RFC3339("expires_at") " FROM i";
 
 /* For InviteNewUser: the organization's invitations this hour, and the account already there, if any
  * (locked: a removal may be deleting it, an activation enabling it), whether it is usable (activated, or an
@@ -43,36 +47,43 @@ static const char SQL_NEW_TARGET[] =
     "SELECT u.id, coalesce(u.enabled OR u.is_admin, false), coalesce(u.name, ''), r.n"
     "  FROM (SELECT coalesce(sum(created), 0) AS n FROM invitation_rate"
     "         WHERE org_id = $2 AND minute > now() - interval '1 hour') r"
-    "  LEFT JOIN LATERAL (SELECT id, enabled, is_admin, name FROM users WHERE lower(email) = lower($1) FOR UPDATE) u"
+    "  LEFT JOIN LATERAL (SELECT id, enabled, is_admin, name FROM users WHERE lower(email) = lower($1) FOR "
+    "UPDATE) u"
     "    ON true";
 
 /* The disabled account, its membership and the invitation, in one statement. */
-static const char SQL_INSERT_NEW_USER_INVITATION[] =
-    "WITH " COUNT_INVITATION("$4::uuid") ","
-    " u AS (INSERT INTO users (id, email, username, name) VALUES ($1, $2, $2, $3) RETURNING id),"
-    " m AS (INSERT INTO org_members (org_id, user_id, is_owner) SELECT $4, id, $5 FROM u RETURNING user_id),"
-    " i AS (INSERT INTO invitations (id, org_id, email, user_id, kind, grant_owner, code_hash, invited_by,"
-    "                                expires_at, mail_job_id)"
-    "       SELECT $6, $4, $2, user_id, 'new', $5, $7, $8, now() + make_interval(secs => $9), $10 FROM m"
-    "       RETURNING expires_at)"
-    " SELECT " DB_RFC3339("expires_at") " FROM i";
+static const char SQL_INSERT_NEW_USER_INVITATION[] = "WITH " COUNT_INVITATION(
+    "$4::uuid") ","
+                " u AS (INSERT INTO users (id, email, username, name) VALUES ($1, $2, $2, $3) RETURNING id),"
+                " m AS (INSERT INTO org_members (org_id, user_id, is_owner) SELECT $4, id, $5 FROM u "
+                "RETURNING user_id),"
+                " i AS (INSERT INTO invitations (id, org_id, email, user_id, kind, grant_owner, code_hash, "
+                "invited_by,"
+                "                                expires_at, mail_job_id)"
+                "       SELECT $6, $4, $2, user_id, 'new', $5, $7, $8, now() + make_interval(secs => $9), "
+                "$10 FROM m"
+                "       RETURNING expires_at)"
+                " SELECT " DB_RFC3339("expires_at") " FROM i";
 
 /* InviteNewUser of an address whose account was never activated: that account gets the membership (kept
  * when an expired invitation of this organization left one) and a new `new` invitation. */
-static const char SQL_REUSE_UNACTIVATED_INVITATION[] =
-    "WITH " COUNT_INVITATION("$3::uuid") ","
-    " m AS (INSERT INTO org_members (org_id, user_id, is_owner) VALUES ($3, $1, $4)"
-    "       ON CONFLICT (org_id, user_id) DO UPDATE SET is_owner = EXCLUDED.is_owner"
-    "       RETURNING user_id, xmax = 0 AS created),"
-    " i AS (INSERT INTO invitations (id, org_id, email, user_id, kind, grant_owner, code_hash, invited_by,"
-    "                                expires_at, mail_job_id)"
-    "       SELECT $5, $3, $2, user_id, 'new', $4, $6, $7, now() + make_interval(secs => $8), $9 FROM m"
-    "       RETURNING expires_at)"
-    " SELECT " DB_RFC3339("expires_at") ", (SELECT created FROM m) FROM i";
+static const char SQL_REUSE_UNACTIVATED_INVITATION[] = "WITH " COUNT_INVITATION(
+    "$3::uuid") ","
+                " m AS (INSERT INTO org_members (org_id, user_id, is_owner) VALUES ($3, $1, $4)"
+                "       ON CONFLICT (org_id, user_id) DO UPDATE SET is_owner = EXCLUDED.is_owner"
+                "       RETURNING user_id, xmax = 0 AS created),"
+                " i AS (INSERT INTO invitations (id, org_id, email, user_id, kind, grant_owner, code_hash, "
+                "invited_by,"
+                "                                expires_at, mail_job_id)"
+                "       SELECT $5, $3, $2, user_id, 'new', $4, $6, $7, now() + make_interval(secs => $8), $9 "
+                "FROM m"
+                "       RETURNING expires_at)"
+                " SELECT " DB_RFC3339("expires_at") ", (SELECT created FROM m) FROM i";
 
 static const char SQL_RESEND[] =
     "UPDATE invitations SET status = 'pending', decided_at = NULL, code_hash = $2, failed_attempts = 0,"
-    "       expires_at = now() + make_interval(secs => $3), resent_at = now(), resend_count = resend_count + 1,"
+    "       expires_at = now() + make_interval(secs => $3), resent_at = now(), resend_count = resend_count + "
+    "1,"
     "       mail_job_id = $4, mail_state = 'queued', mail_error = NULL, mail_updated_at = now()"
     " WHERE id = $1 RETURNING " DB_RFC3339("expires_at") ", resend_count";
 
@@ -213,8 +224,15 @@ int domain_add_existing_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     uuid_generate(job);
     if (fresh_code_new(x, &fc, r->errstr, r->errstr_size) != 0)
         return -1;
-    const char *p[9] = {inv, cmd->org_id, cmd->email, user, dom_bool_str(cmd->owner), fc.hash_param, cmd->actor,
-                        dom_ltoa(x->ttl_seconds, ttl), job};
+    const char *p[9] = {inv,
+                        cmd->org_id,
+                        cmd->email,
+                        user,
+                        dom_bool_str(cmd->owner),
+                        fc.hash_param,
+                        cmd->actor,
+                        dom_ltoa(x->ttl_seconds, ttl),
+                        job};
     pr = dom_q(r, SQL_INSERT_EXISTING_INVITATION, 9, p);
     if (!pr)
         return dom_failure(r, res);
@@ -223,9 +241,17 @@ int domain_add_existing_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     PQclear(pr);
     dom_copy_id(res->invitation_id, inv);
     emit_invitation_created(x, cmd, inv, user, "existing", expires);
-    mail_job_t m = {.job_id = job, .invitation_id = inv, .org_id = cmd->org_id, .org_name = a.org_name,
-                    .kind = "existing", .name = name, .inviter_name = a.name, .inviter_email = a.email,
-                    .expires_at = expires, .sealed_code = fc.sealed, .grant_owner = cmd->owner};
+    mail_job_t m = {.job_id = job,
+                    .invitation_id = inv,
+                    .org_id = cmd->org_id,
+                    .org_name = a.org_name,
+                    .kind = "existing",
+                    .name = name,
+                    .inviter_name = a.name,
+                    .inviter_email = a.email,
+                    .expires_at = expires,
+                    .sealed_code = fc.sealed,
+                    .grant_owner = cmd->owner};
     if (!queue_mail_or_reject(x, cmd, &m, cmd->email, res))
         return 0;
     res->accepted = 1;
@@ -247,8 +273,9 @@ static int invite_unactivated_user(run_t *r, const cmd_t *cmd, const actor_info_
     uuid_generate(job);
     if (fresh_code_new(x, &fc, r->errstr, r->errstr_size) != 0)
         return -1;
-    const char *p[9] = {user, cmd->email, cmd->org_id, dom_bool_str(cmd->owner), inv, fc.hash_param, cmd->actor,
-                        dom_ltoa(x->ttl_seconds, ttl), job};
+    const char *p[9] = {user, cmd->email,    cmd->org_id, dom_bool_str(cmd->owner),
+                        inv,  fc.hash_param, cmd->actor,  dom_ltoa(x->ttl_seconds, ttl),
+                        job};
     PGresult *pr = dom_q(r, SQL_REUSE_UNACTIVATED_INVITATION, 9, p);
     if (!pr)
         return dom_failure(r, res); /* a pending invitation of this organization: invitation_pending */
@@ -264,9 +291,17 @@ static int invite_unactivated_user(run_t *r, const cmd_t *cmd, const actor_info_
         dom_emit(x, cmd, "MembershipCreated", cmd->org_id, d);
     }
     emit_invitation_created(x, cmd, inv, user, "new", expires);
-    mail_job_t m = {.job_id = job, .invitation_id = inv, .org_id = cmd->org_id, .org_name = a->org_name,
-                    .kind = "new", .name = name, .inviter_name = a->name, .inviter_email = a->email,
-                    .expires_at = expires, .sealed_code = fc.sealed, .grant_owner = cmd->owner};
+    mail_job_t m = {.job_id = job,
+                    .invitation_id = inv,
+                    .org_id = cmd->org_id,
+                    .org_name = a->org_name,
+                    .kind = "new",
+                    .name = name,
+                    .inviter_name = a->name,
+                    .inviter_email = a->email,
+                    .expires_at = expires,
+                    .sealed_code = fc.sealed,
+                    .grant_owner = cmd->owner};
     queue_mail(x, cmd, &m, cmd->email);
     res->accepted = 1;
     return 0;
@@ -308,8 +343,16 @@ int domain_invite_new_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     if (fresh_code_new(x, &fc, r->errstr, r->errstr_size) != 0)
         return -1;
     const char *name = cmd->name ? cmd->name : "";
-    const char *p[10] = {user, cmd->email, name, cmd->org_id, dom_bool_str(cmd->owner), inv, fc.hash_param, cmd->actor,
-                         dom_ltoa(x->ttl_seconds, ttl), job};
+    const char *p[10] = {user,
+                         cmd->email,
+                         name,
+                         cmd->org_id,
+                         dom_bool_str(cmd->owner),
+                         inv,
+                         fc.hash_param,
+                         cmd->actor,
+                         dom_ltoa(x->ttl_seconds, ttl),
+                         job};
     pr = dom_q(r, SQL_INSERT_NEW_USER_INVITATION, 10, p);
     if (!pr)
         return dom_failure(r, res);
@@ -329,9 +372,17 @@ int domain_invite_new_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     json_object_set_new(d, "can_manage_users", json_false());
     dom_emit(x, cmd, "MembershipCreated", cmd->org_id, d);
     emit_invitation_created(x, cmd, inv, user, "new", expires);
-    mail_job_t m = {.job_id = job, .invitation_id = inv, .org_id = cmd->org_id, .org_name = a.org_name,
-                    .kind = "new", .name = name, .inviter_name = a.name, .inviter_email = a.email,
-                    .expires_at = expires, .sealed_code = fc.sealed, .grant_owner = cmd->owner};
+    mail_job_t m = {.job_id = job,
+                    .invitation_id = inv,
+                    .org_id = cmd->org_id,
+                    .org_name = a.org_name,
+                    .kind = "new",
+                    .name = name,
+                    .inviter_name = a.name,
+                    .inviter_email = a.email,
+                    .expires_at = expires,
+                    .sealed_code = fc.sealed,
+                    .grant_owner = cmd->owner};
     if (!queue_mail_or_reject(x, cmd, &m, cmd->email, res))
         return 0;
     res->accepted = 1;
@@ -390,9 +441,17 @@ int domain_resend_invitation(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     json_object_set_new(d, "expires_at", json_string(expires));
     json_object_set_new(d, "resend_count", json_integer(count));
     dom_emit(x, cmd, "InvitationResent", inv.org_id, d);
-    mail_job_t m = {.job_id = job, .invitation_id = inv.id, .org_id = inv.org_id, .org_name = inv.org_name,
-                    .kind = inv.kind, .name = inv.invitee_name, .inviter_name = a.name, .inviter_email = a.email,
-                    .expires_at = expires, .sealed_code = fc.sealed, .grant_owner = inv.grant_owner};
+    mail_job_t m = {.job_id = job,
+                    .invitation_id = inv.id,
+                    .org_id = inv.org_id,
+                    .org_name = inv.org_name,
+                    .kind = inv.kind,
+                    .name = inv.invitee_name,
+                    .inviter_name = a.name,
+                    .inviter_email = a.email,
+                    .expires_at = expires,
+                    .sealed_code = fc.sealed,
+                    .grant_owner = inv.grant_owner};
     if (!queue_mail_or_reject(x, cmd, &m, inv.email, res))
         return 0;
     res->accepted = 1;

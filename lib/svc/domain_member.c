@@ -14,7 +14,8 @@
 /* The target member and every owner, locked, so that the last-owner rule holds against races; with whether
  * each has activated their account (a pending owner does not count towards the rule). */
 static const char SQL_LOCK_MEMBER_AND_OWNERS[] =
-    "SELECT m.user_id = $2, m.is_owner, m.can_manage_users, u.enabled FROM org_members m JOIN users u ON u.id = m.user_id"
+    "SELECT m.user_id = $2, m.is_owner, m.can_manage_users, u.enabled FROM org_members m JOIN users u ON "
+    "u.id = m.user_id"
     " WHERE m.org_id = $1 AND (m.is_owner OR m.user_id = $2) FOR UPDATE OF m";
 
 static const char SQL_REMOVE_MEMBER[] = "DELETE FROM org_members WHERE org_id = $1 AND user_id = $2";
@@ -24,7 +25,8 @@ static const char SQL_REMOVE_MEMBER[] = "DELETE FROM org_members WHERE org_id = 
 static const char SQL_WITHDRAW_PENDING_OF_MEMBER[] =
     "WITH l AS (SELECT id FROM invitations WHERE org_id = $1 AND user_id = $2 AND status = 'pending'"
     "           ORDER BY id FOR UPDATE)"
-    " UPDATE invitations i SET status = 'removed', decided_at = now() FROM l WHERE i.id = l.id RETURNING i.id";
+    " UPDATE invitations i SET status = 'removed', decided_at = now() FROM l WHERE i.id = l.id RETURNING "
+    "i.id";
 
 static const char SQL_SET_ROLE[] =
     "UPDATE org_members SET is_owner = $3, can_manage_users = $4 WHERE org_id = $1 AND user_id = $2";
@@ -62,7 +64,8 @@ static int member_lock(run_t *r, const cmd_t *cmd, member_view_t *mv) {
 
 /* The start of RemoveMember and SetMemberRole: the actor may act in the organization and the target is a
  * member (locked, with the owners). 1 to go on, 0 rejected, -1 on database failure. */
-static int member_target(run_t *r, const cmd_t *cmd, actor_info_t *a, member_view_t *mv, domain_result_t *res) {
+static int member_target(run_t *r, const cmd_t *cmd, actor_info_t *a, member_view_t *mv,
+                         domain_result_t *res) {
     int ok = dom_authorize(r, cmd, a, res);
     if (ok <= 0)
         return ok;
@@ -139,7 +142,8 @@ int domain_set_member_role(run_t *r, const cmd_t *cmd, domain_result_t *res) {
         domain_reject(res, "last_owner", "pending owners who never activated their account do not count");
         return 0;
     }
-    const char *p[4] = {cmd->org_id, cmd->user_id, dom_bool_str(cmd->owner), dom_bool_str(cmd->can_manage_users)};
+    const char *p[4] = {cmd->org_id, cmd->user_id, dom_bool_str(cmd->owner),
+                        dom_bool_str(cmd->can_manage_users)};
     PGresult *pr = dom_q(r, SQL_SET_ROLE, 4, p);
     if (!pr)
         return dom_failure(r, res);

@@ -73,7 +73,8 @@ int domain_create_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
         if (dom_failure(r, res) != 0)
             return -1;
         if (strcmp(res->code, "user_already_exists") == 0)
-            snprintf(res->message, sizeof(res->message), "An account with this e-mail address already exists");
+            snprintf(res->message, sizeof(res->message),
+                     "An account with this e-mail address already exists");
         return 0;
     }
     PQclear(pr);

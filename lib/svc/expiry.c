@@ -39,9 +39,9 @@ int expiry_run_batch(PGconn *db, const char *events_topic, long batch, int *expi
     if (!res)
         goto done;
     for (int r = 0; r < PQntuples(res); r++) {
-        json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:s}", "invitation_id", PQgetvalue(res, r, 0), "org_id",
-                                 PQgetvalue(res, r, 1), "email", PQgetvalue(res, r, 2), "kind", PQgetvalue(res, r, 3),
-                                 "expired_at", PQgetvalue(res, r, 4));
+        json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:s}", "invitation_id", PQgetvalue(res, r, 0),
+                                 "org_id", PQgetvalue(res, r, 1), "email", PQgetvalue(res, r, 2), "kind",
+                                 PQgetvalue(res, r, 3), "expired_at", PQgetvalue(res, r, 4));
         if (!data)
             abort();
         /* No actor and no command caused this: no actorid, no correlationid. */

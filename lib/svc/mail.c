@@ -80,8 +80,8 @@ static char *shell_word(const char *s) {
     return sb_take(&b);
 }
 
-char *mail_render(const mail_templates_t *t, const mail_from_t *from, const char *app_url, const mail_job_t *job,
-                  const char *code, time_t now, char *errstr, size_t errstr_size) {
+char *mail_render(const mail_templates_t *t, const mail_from_t *from, const char *app_url,
+                  const mail_job_t *job, const char *code, time_t now, char *errstr, size_t errstr_size) {
     char shown[CODE_DISPLAY_LEN + 1], when[64], date[64];
     if (strlen(code) != CODE_LEN) {
         snprintf(errstr, errstr_size, "the code is not %d characters", CODE_LEN);
@@ -103,7 +103,10 @@ char *mail_render(const mail_templates_t *t, const mail_from_t *from, const char
     mail_values_set(&vals, "invitee_name", xstrdup(*name ? name : job->email));
     mail_values_set(&vals, "email", xstrdup(job->email));
     mail_values_set(&vals, "email_shell", shell_word(job->email));
-    mail_values_set(&vals, "inviter_name", xstrdup(*inviter ? inviter : *inviter_email ? inviter_email : "A Raikoo user"));
+    mail_values_set(&vals, "inviter_name",
+                    xstrdup(*inviter         ? inviter
+                            : *inviter_email ? inviter_email
+                                             : "A Raikoo user"));
     mail_values_set(&vals, "inviter_email", xstrdup(inviter_email));
     mail_values_set(&vals, "invitation_id", mail_clean(job->invitation_id));
     mail_values_set(&vals, "code", xstrdup(shown));
@@ -142,10 +145,12 @@ char *mail_render(const mail_templates_t *t, const mail_from_t *from, const char
     sb_add(&b, "\r\n");
     sb_add(&b, "This is a multi-part message in MIME format.\r\n");
     sb_printf(&b, "\r\n--%s\r\n", boundary);
-    sb_add(&b, "Content-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n");
+    sb_add(&b,
+           "Content-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n");
     sb_add(&b, text_qp);
     sb_printf(&b, "\r\n--%s\r\n", boundary);
-    sb_add(&b, "Content-Type: text/html; charset=UTF-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n");
+    sb_add(&b,
+           "Content-Type: text/html; charset=UTF-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n");
     sb_add(&b, html_qp);
     sb_printf(&b, "\r\n--%s--\r\n", boundary);
 

@@ -34,7 +34,7 @@ void mail_templates_free(mail_templates_t *t);
 /* Renders the whole message for one job with the (canonical) code, CRLF line ends, ready for SMTP:
  * Date (from now), Message-ID, From, To, Subject, MIME-Version, Content-Type and the two parts.
  * Returns a new string (free()), or NULL with errstr. */
-char *mail_render(const mail_templates_t *t, const mail_from_t *from, const char *app_url, const mail_job_t *job,
-                  const char *code, time_t now, char *errstr, size_t errstr_size);
+char *mail_render(const mail_templates_t *t, const mail_from_t *from, const char *app_url,
+                  const mail_job_t *job, const char *code, time_t now, char *errstr, size_t errstr_size);
 
 #endif

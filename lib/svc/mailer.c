@@ -36,9 +36,11 @@
  * that two mailers inserting the same jobs (after a rebalance) wait on each other in one order. */
 static const char SQL_ACCEPT[] =
     "WITH input AS ("
-    "  SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[]) WITH ORDINALITY AS t(job_id, invitation_id, job, ord)"
+    "  SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[]) WITH ORDINALITY AS t(job_id, invitation_id, "
+    "job, ord)"
     "), ins AS ("
-    "  INSERT INTO mail_deliveries (job_id, invitation_id, status, attempts, next_attempt_at, job, claimed_by)"
+    "  INSERT INTO mail_deliveries (job_id, invitation_id, status, attempts, next_attempt_at, job, "
+    "claimed_by)"
     "  SELECT job_id, invitation_id, 'sending', 0, now() + $4::bigint * interval '1 millisecond', job, $5"
     "  FROM input ORDER BY job_id"
     "  ON CONFLICT (job_id) DO NOTHING RETURNING job_id"
@@ -53,9 +55,11 @@ static const char SQL_ACCEPT[] =
  * transactions touching the same rows wait on each other in one order and never deadlock. */
 static const char SQL_SUPERSEDE[] =
     "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::text[]) AS u(job_id, why)),"
-    " l AS (SELECT job_id FROM mail_deliveries WHERE job_id IN (SELECT job_id FROM u) ORDER BY job_id FOR UPDATE)"
+    " l AS (SELECT job_id FROM mail_deliveries WHERE job_id IN (SELECT job_id FROM u) ORDER BY job_id FOR "
+    "UPDATE)"
     " UPDATE mail_deliveries d SET status = 'superseded', next_attempt_at = NULL, last_error = u.why,"
-    " held = false, claimed_by = NULL, updated_at = now() FROM u JOIN l ON l.job_id = u.job_id WHERE d.job_id = u.job_id";
+    " held = false, claimed_by = NULL, updated_at = now() FROM u JOIN l ON l.job_id = u.job_id WHERE "
+    "d.job_id = u.job_id";
 /* Due work: retries whose time has come, and `sending` jobs whose lease ran out: their mailer stopped
  * renewing it (SQL_RENEW), so it is gone. Not in the first $2 ms after PostgreSQL started: live mailers
  * get that long to reconnect and renew their leases after a restart. */
@@ -65,7 +69,8 @@ static const char SQL_DUE[] =
     "       d.accepted_at IS NOT NULL"
     " FROM mail_deliveries d LEFT JOIN invitations i ON i.id = d.invitation_id"
     " WHERE d.status IN ('retrying', 'sending') AND d.next_attempt_at <= now()"
-    "   AND (d.status = 'retrying' OR pg_postmaster_start_time() < now() - $2::bigint * interval '1 millisecond')"
+    "   AND (d.status = 'retrying' OR pg_postmaster_start_time() < now() - $2::bigint * interval '1 "
+    "millisecond')"
     " ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE OF d SKIP LOCKED";
 /* The heartbeat: this mailer's `sending` jobs stay its own for another lease. Rows locked by an outcome
  * being written are skipped (they are leaving `sending`); the rest are locked in job_id order. */
@@ -76,7 +81,8 @@ static const char SQL_RENEW[] =
     " FROM l WHERE d.job_id = l.job_id";
 /* The rows are locked already (the due scan, in this transaction). */
 static const char SQL_RECLAIM[] =
-    "UPDATE mail_deliveries SET status = 'sending', next_attempt_at = now() + $2::bigint * interval '1 millisecond',"
+    "UPDATE mail_deliveries SET status = 'sending', next_attempt_at = now() + $2::bigint * interval '1 "
+    "millisecond',"
     " held = false, claimed_by = $3, updated_at = now() WHERE job_id = ANY($1::uuid[])";
 /* The outcome of each job of a chunk: its row (status sent, retrying or failed; a retry's delay, NULL
  * otherwise; held: waiting for the server, not for a backoff of its own) and its invitation's delivery
@@ -87,20 +93,25 @@ static const char SQL_RECLAIM[] =
  * skipped come back as rows, and get their state afterwards one by one (SQL_MAIL_STATE, each alone). */
 static const char SQL_OUTCOMES[] =
     "WITH u AS ("
-    "  SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::bigint[], $6::text[], $7::bool[])"
+    "  SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::bigint[], $6::text[], "
+    "$7::bool[])"
     "    AS u(job_id, invitation_id, status, attempts, delay_ms, error, held)"
-    "), li AS (SELECT id FROM invitations WHERE id IN (SELECT invitation_id FROM u) ORDER BY id FOR UPDATE SKIP LOCKED"
-    "), ld AS (SELECT job_id FROM mail_deliveries WHERE job_id IN (SELECT job_id FROM u) ORDER BY job_id FOR UPDATE"
+    "), li AS (SELECT id FROM invitations WHERE id IN (SELECT invitation_id FROM u) ORDER BY id FOR UPDATE "
+    "SKIP LOCKED"
+    "), ld AS (SELECT job_id FROM mail_deliveries WHERE job_id IN (SELECT job_id FROM u) ORDER BY job_id FOR "
+    "UPDATE"
     "), d AS ("
     "  UPDATE mail_deliveries d SET status = u.status, attempts = u.attempts,"
-    "    next_attempt_at = now() + u.delay_ms * interval '1 millisecond', last_error = u.error, held = u.held,"
+    "    next_attempt_at = now() + u.delay_ms * interval '1 millisecond', last_error = u.error, held = "
+    "u.held,"
     "    claimed_by = NULL, updated_at = now()"
     "  FROM u JOIN ld ON ld.job_id = u.job_id WHERE d.job_id = u.job_id"
     "), i AS ("
     "  UPDATE invitations i SET mail_state = u.status, mail_error = u.error, mail_updated_at = now()"
     "  FROM u JOIN li ON li.id = u.invitation_id WHERE i.id = u.invitation_id AND i.mail_job_id = u.job_id"
     ")"
-    " SELECT u.invitation_id, u.job_id, u.status, u.error FROM u WHERE u.invitation_id NOT IN (SELECT id FROM li)";
+    " SELECT u.invitation_id, u.job_id, u.status, u.error FROM u WHERE u.invitation_id NOT IN (SELECT id "
+    "FROM li)";
 static const char SQL_MAIL_STATE[] =
     "UPDATE invitations SET mail_state = $3, mail_error = $4, mail_updated_at = now()"
     " WHERE id = $1 AND mail_job_id = $2";
@@ -137,7 +148,7 @@ struct mailer {
     smtp_conf_t smtp;
     const char *app_url, *events_topic;
     long batch_max, retry_base_ms, retry_max, retry_max_delay_ms, probe_max_ms, lease_ms;
-    char id[UUID_BUF];       /* this mailer's instance id: mail_deliveries.claimed_by */
+    char id[UUID_BUF]; /* this mailer's instance id: mail_deliveries.claimed_by */
     char appname[64];  /* "raikoo-mailer <id>": its sessions' application_name */
     claimed_t *claimed;
     size_t n_claimed, cap_claimed;
@@ -157,7 +168,8 @@ mailer_t *mailer_new(const conf_t *c, char *errstr, size_t errstr_size) {
     if (conf_get_long(c, "mail.batch.max", 1, 10000, &m->batch_max, errstr, errstr_size) != 0 ||
         conf_get_long(c, "mail.retry.base.ms", 1, 86400000, &m->retry_base_ms, errstr, errstr_size) != 0 ||
         conf_get_long(c, "mail.retry.max", 0, 100000, &m->retry_max, errstr, errstr_size) != 0 ||
-        conf_get_long(c, "mail.retry.max.delay.ms", 1, 86400000, &m->retry_max_delay_ms, errstr, errstr_size) != 0 ||
+        conf_get_long(c, "mail.retry.max.delay.ms", 1, 86400000, &m->retry_max_delay_ms, errstr,
+                      errstr_size) != 0 ||
         conf_get_long(c, "mail.probe.max.ms", 1, 3600000, &m->probe_max_ms, errstr, errstr_size) != 0 ||
         conf_get_long(c, "mail.lease.ms", 1000, 3600000, &m->lease_ms, errstr, errstr_size) != 0 ||
         smtp_conf_load(c, &m->smtp, errstr, errstr_size) != 0 ||
@@ -243,8 +255,8 @@ static void rollback(PGconn *db) {
 static void add_event(mailer_t *m, outbox_t *ob, const mail_job_t *job, const char *name, int attempts,
                       const char *reason, int permanent) {
     json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i}", "invitation_id", job->invitation_id, "org_id",
-                             job->org_id, "job_id", job->job_id, "email", job->email[0] ? job->email : "", "kind",
-                             job->kind ? job->kind : "", "attempts", attempts);
+                             job->org_id, "job_id", job->job_id, "email", job->email[0] ? job->email : "",
+                             "kind", job->kind ? job->kind : "", "attempts", attempts);
     if (!data)
         abort();
     if (reason) {
@@ -354,8 +366,9 @@ typedef struct outcome_in {
  * failed without one (malformed). verbose: log each job (the first time this outcome is written).
  * *skipped (when not NULL) gets the invitations whose state is still to write: pass it, once committed,
  * to apply_skipped. */
-static int record_outcomes(mailer_t *m, PGconn *db, outbox_t *ob, const outcome_in_t *in, size_t n, int attempted,
-                           int verbose, int ascii, PGresult **skipped, char *errstr, size_t errstr_size) {
+static int record_outcomes(mailer_t *m, PGconn *db, outbox_t *ob, const outcome_in_t *in, size_t n,
+                           int attempted, int verbose, int ascii, PGresult **skipped, char *errstr,
+                           size_t errstr_size) {
     enum { C_JOB, C_INVITATION, C_STATUS, C_ATTEMPTS, C_DELAY, C_ERROR, C_HELD, N_COLS };
     if (n == 0)
         return 0;
@@ -383,9 +396,10 @@ static int record_outcomes(mailer_t *m, PGconn *db, outbox_t *ob, const outcome_
             status = "sent";
             add_event(m, ob, job, "InvitationEmailSent", attempts, NULL, 0);
             if (verbose)
-                log_info(job->correlationid, "mail job %s for invitation %s sent to %s (attempt %d)", job->job_id,
-                         job->invitation_id, job->email, attempts);
-        } else if (it->outcome == SMTP_TRANSIENT && left_ms > 0 && (m->retry_max == 0 || attempts < m->retry_max)) {
+                log_info(job->correlationid, "mail job %s for invitation %s sent to %s (attempt %d)",
+                         job->job_id, job->invitation_id, job->email, attempts);
+        } else if (it->outcome == SMTP_TRANSIENT && left_ms > 0 &&
+                   (m->retry_max == 0 || attempts < m->retry_max)) {
             long long d = backoff_ms(m, attempts);
             if (d > left_ms)
                 d = left_ms; /* the last try when it expires: then it is failed, with its event */
@@ -394,13 +408,15 @@ static int record_outcomes(mailer_t *m, PGconn *db, outbox_t *ob, const outcome_
             delay = r->delay;
             r->error = error_text(it->detail, ascii);
             if (verbose)
-                log_warn(job->correlationid, "mail job %s for invitation %s: attempt %d failed (%s); next in %lld ms",
+                log_warn(job->correlationid,
+                         "mail job %s for invitation %s: attempt %d failed (%s); next in %lld ms",
                          job->job_id, job->invitation_id, attempts, r->error, d);
         } else {
             char *why;
             if (it->outcome == SMTP_TRANSIENT && left_ms <= 0)
                 why = dup_printf("the invitation expired before the e-mail could be delivered (after %d "
-                                      "attempts): %s", attempts, it->detail);
+                                 "attempts): %s",
+                                 attempts, it->detail);
             else if (it->outcome == SMTP_TRANSIENT)
                 why = dup_printf("gave up after %d attempts: %s", attempts, it->detail);
             else
@@ -463,7 +479,8 @@ typedef struct incoming {
     char why[256];
 } incoming_t;
 
-int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, char *errstr, size_t errstr_size) {
+int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, char *errstr,
+                  size_t errstr_size) {
     int rc = -1, begun = 0;
     outbox_t ob = {0};
     retire_list_t retire = {0};
@@ -494,7 +511,8 @@ int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, c
             twice = strcasecmp(jobs[e].job.job_id, j->job.job_id) == 0;
         if (twice) {
             /* The statement below would count both as new: the second is a redelivery. */
-            log_info(j->job.correlationid, "mail job %s for invitation %s seen before (in this batch): not sent again",
+            log_info(j->job.correlationid,
+                     "mail job %s for invitation %s seen before (in this batch): not sent again",
                      j->job.job_id, j->job.invitation_id);
             mail_job_free(&j->job);
             continue;
@@ -527,14 +545,16 @@ int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, c
     for (size_t r = 0; r < k; r++) {
         incoming_t *j = &jobs[r];
         if (PQgetvalue(res, (int)r, 0)[0] != 't') {
-            log_info(j->job.correlationid, "mail job %s for invitation %s seen before (%s): not sent again", j->job.job_id,
-                     j->job.invitation_id, PQgetvalue(res, (int)r, 1)[0] ? PQgetvalue(res, (int)r, 1) : "?");
+            log_info(j->job.correlationid, "mail job %s for invitation %s seen before (%s): not sent again",
+                     j->job.job_id, j->job.invitation_id,
+                     PQgetvalue(res, (int)r, 1)[0] ? PQgetvalue(res, (int)r, 1) : "?");
             continue;
         }
-        const char *stale = stale_reason(j->job.job_id, PQgetvalue(res, (int)r, 2), PQgetvalue(res, (int)r, 3),
-                                         PQgetvalue(res, (int)r, 4)[0] == 't');
+        const char *stale = stale_reason(j->job.job_id, PQgetvalue(res, (int)r, 2),
+                                         PQgetvalue(res, (int)r, 3), PQgetvalue(res, (int)r, 4)[0] == 't');
         if (stale) {
-            log_info(j->job.correlationid, "mail job %s for invitation %s %s", j->job.job_id, j->job.invitation_id, stale);
+            log_info(j->job.correlationid, "mail job %s for invitation %s %s", j->job.job_id,
+                     j->job.invitation_id, stale);
             retire_add(&retire, j->job.job_id, stale);
             continue;
         }
@@ -557,7 +577,8 @@ int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, c
             if (!m->claimed[i].bad)
                 continue;
             bad_items[b].outcome = SMTP_PERMANENT;
-            text_printf(bad_items[b].detail, sizeof(bad_items[b].detail), "malformed mail job: %s", m->claimed[i].why);
+            text_printf(bad_items[b].detail, sizeof(bad_items[b].detail), "malformed mail job: %s",
+                        m->claimed[i].why);
             bad[b].cl = &m->claimed[i];
             bad[b].item = &bad_items[b];
             b++;
@@ -655,8 +676,10 @@ int mailer_claim_due(mailer_t *m, PGconn *db, int *claimed, char *errstr, size_t
         cl->accepted = PQgetvalue(res, r, 8)[0] == 't';
         if (!cl->bad && expired_waiting) {
             cl->bad = 1;
-            text_printf(cl->why, sizeof(cl->why), "the invitation expired before the e-mail could be delivered "
-                        "(after %d attempts): %s", cl->attempts, PQgetvalue(res, r, 7));
+            text_printf(cl->why, sizeof(cl->why),
+                        "the invitation expired before the e-mail could be delivered "
+                        "(after %d attempts): %s",
+                        cl->attempts, PQgetvalue(res, r, 7));
         } else if (cl->bad || !identified) {
             text_printf(cl->why, sizeof(cl->why), "malformed mail job: %s", why);
             if (!identified) {
@@ -711,8 +734,10 @@ static void breaker_trip(mailer_t *m, const char *why) {
         m->opened_at = now;
         m->probe_delay_ms = m->retry_base_ms < m->probe_max_ms ? m->retry_base_ms : m->probe_max_ms;
         text_printf(m->outage, sizeof(m->outage), "%s", why);
-        log_warn(NULL, "SMTP server %s cannot be reached: %s; mail is held (nothing is marked failed for this), "
-                       "the server is probed with backoff up to %ld ms", m->smtp.hostport, m->outage, m->probe_max_ms);
+        log_warn(NULL,
+                 "SMTP server %s cannot be reached: %s; mail is held (nothing is marked failed for this), "
+                 "the server is probed with backoff up to %ld ms",
+                 m->smtp.hostport, m->outage, m->probe_max_ms);
     } else {
         m->probe_delay_ms = m->probe_delay_ms * 2 < m->probe_max_ms ? m->probe_delay_ms * 2 : m->probe_max_ms;
         text_printf(m->outage, sizeof(m->outage), "%s", why);
@@ -733,8 +758,8 @@ static void breaker_close(mailer_t *m, PGconn *db) {
         PQclear(res);
     else /* they are due at the next probe time anyway */
         log_warn(NULL, "cannot release the held mail jobs now: %s", err);
-    log_info(NULL, "SMTP server %s answers again after %lld s: %ld held mail job(s) due now", m->smtp.hostport,
-             (long long)((worker_now_ms() - m->opened_at) / 1000), released);
+    log_info(NULL, "SMTP server %s answers again after %lld s: %ld held mail job(s) due now",
+             m->smtp.hostport, (long long)((worker_now_ms() - m->opened_at) / 1000), released);
 }
 
 /* 1 while the breaker is open and no probe is due: jobs are held without contacting the server. */
@@ -751,16 +776,18 @@ static void db_recover(mailer_t *m, PGconn *db, long sleep_ms);
  * 5 s); an error on a working connection is tried again once as is (a deadlock, a serialization
  * failure), then with every text made ASCII (a text PostgreSQL refused). On shutdown it keeps trying for
  * another 30 s, then leaves the rows `sending` (taken over by another mailer once this one is gone). */
-static int record_chunk(mailer_t *m, PGconn *db, const outcome_in_t *in, size_t n, char *errstr, size_t errstr_size) {
+static int record_chunk(mailer_t *m, PGconn *db, const outcome_in_t *in, size_t n, char *errstr,
+                        size_t errstr_size) {
     long backoff = 250;
     int64_t stop_by = 0;
     for (int tries = 0;; tries++) {
         outbox_t ob = {0};
         PGresult *skipped = NULL;
         int ascii = tries >= 2 && PQstatus(db) == CONNECTION_OK;
-        int ok = db_cmd(db, "BEGIN", errstr, errstr_size) == 0 &&
-                 record_outcomes(m, db, &ob, in, n, 1, tries == 0, ascii, &skipped, errstr, errstr_size) == 0 &&
-                 outbox_write(&ob, db, errstr, errstr_size) == 0 && db_cmd(db, "COMMIT", errstr, errstr_size) == 0;
+        int ok =
+            db_cmd(db, "BEGIN", errstr, errstr_size) == 0 &&
+            record_outcomes(m, db, &ob, in, n, 1, tries == 0, ascii, &skipped, errstr, errstr_size) == 0 &&
+            outbox_write(&ob, db, errstr, errstr_size) == 0 && db_cmd(db, "COMMIT", errstr, errstr_size) == 0;
         outbox_free(&ob);
         if (ok)
             apply_skipped(db, skipped);
@@ -773,8 +800,10 @@ static int record_chunk(mailer_t *m, PGconn *db, const outcome_in_t *in, size_t 
         }
         rollback(db);
         if (tries == 0)
-            log_error(NULL, "cannot record the outcome of %zu mail job(s) (%s): trying again until PostgreSQL "
-                            "takes it", n, errstr);
+            log_error(NULL,
+                      "cannot record the outcome of %zu mail job(s) (%s): trying again until PostgreSQL "
+                      "takes it",
+                      n, errstr);
         if (!worker_running()) {
             if (!stop_by)
                 stop_by = worker_now_ms() + 30000;
@@ -830,7 +859,8 @@ static int deliver_chunk(mailer_t *m, PGconn *db, size_t from, size_t n, char *e
         }
         if (cl->accepted) {
             it->outcome = SMTP_SENT;
-            snprintf(it->detail, sizeof(it->detail), "accepted by the SMTP server before the mailer sending it stopped");
+            snprintf(it->detail, sizeof(it->detail),
+                     "accepted by the SMTP server before the mailer sending it stopped");
             continue;
         }
         if (holding) {
@@ -941,7 +971,8 @@ static void *heartbeat_main(void *arg) {
                 PQclear(res);
         }
         if (!ok && !failing)
-            log_warn(NULL, "mail lease heartbeat: cannot renew (PostgreSQL unreachable?); trying every second");
+            log_warn(NULL,
+                     "mail lease heartbeat: cannot renew (PostgreSQL unreachable?); trying every second");
         else if (ok && failing)
             log_info(NULL, "mail lease heartbeat: renewing again");
         failing = !ok;
@@ -1093,9 +1124,10 @@ int mailer_run(const conf_t *c) {
         goto done;
     }
     cq = rd_kafka_queue_get_consumer(rk); /* commit answers come back through rd_kafka_consumer_poll */
-    log_info(NULL, "mailer started: group %s, topic %s, SMTP %s (starttls %s), batch %ld, retries %ld from %ld ms",
-             conf_get(c, "group.mail"), conf_get(c, "topic.mail"), m->smtp.hostport, conf_get(c, "smtp.starttls"),
-             m->batch_max, m->retry_max, m->retry_base_ms);
+    log_info(NULL,
+             "mailer started: group %s, topic %s, SMTP %s (starttls %s), batch %ld, retries %ld from %ld ms",
+             conf_get(c, "group.mail"), conf_get(c, "topic.mail"), m->smtp.hostport,
+             conf_get(c, "smtp.starttls"), m->batch_max, m->retry_max, m->retry_base_ms);
 
     batch = xcalloc((size_t)m->batch_max, sizeof(*batch));
     int64_t next_scan = 0;

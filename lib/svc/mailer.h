@@ -26,7 +26,8 @@ typedef struct mailer_input {
  * newer job becomes `superseded`, and a malformed job that names its invitation `failed`. Returns 0 once
  * that is committed (the caller may then commit the Kafka offsets) and -1 with errstr when the database
  * failed, nothing recorded (call again with the same batch). */
-int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, char *errstr, size_t errstr_size);
+int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, char *errstr,
+                  size_t errstr_size);
 
 /* Claims jobs whose retry is due, and sends abandoned by a mailer that died mid-send once their lease
  * ran out (a live mailer renews its leases from a heartbeat thread; none is taken over in the first 30 s

@@ -18,8 +18,8 @@ void outbox_add(outbox_t *ob, const char *topic, const char *key, const char *pa
     ob->n++;
 }
 
-void outbox_event(outbox_t *ob, const char *topic, const char *name, const char *key, const char *correlationid,
-                  const char *actorid, json_t *data) {
+void outbox_event(outbox_t *ob, const char *topic, const char *name, const char *key,
+                  const char *correlationid, const char *actorid, json_t *data) {
     char type[128];
     snprintf(type, sizeof(type), "raikoo.event.%s.v1", name);
     json_t *ev = event_new(type, NULL, EVENT_SOURCE_WORKER, actorid, correlationid, data);

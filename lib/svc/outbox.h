@@ -21,8 +21,8 @@ void outbox_add(outbox_t *ob, const char *topic, const char *key, const char *pa
 
 /* Appends a CloudEvent of type raikoo.event.<name>.v1 (data stolen) to topic, with the given key and
  * the correlationid and actorid extensions when not NULL. */
-void outbox_event(outbox_t *ob, const char *topic, const char *name, const char *key, const char *correlationid,
-                  const char *actorid, json_t *data);
+void outbox_event(outbox_t *ob, const char *topic, const char *name, const char *key,
+                  const char *correlationid, const char *actorid, json_t *data);
 
 /* Drops rows added after mark (a value of ob->n taken earlier): what a rolled-back savepoint wrote. */
 void outbox_truncate(outbox_t *ob, size_t mark);

@@ -86,8 +86,8 @@ int relay_round(PGconn *db, rd_kafka_t *producer, long limit, size_t *published,
     }
     for (int i = 0; i < n; i++) {
         if (d[i].err) {
-            log_warn(NULL, "outbox row %s to %s not delivered (%s): kept for the next round", PQgetvalue(rows, i, 0),
-                     PQgetvalue(rows, i, 1), rd_kafka_err2str(d[i].err));
+            log_warn(NULL, "outbox row %s to %s not delivered (%s): kept for the next round",
+                     PQgetvalue(rows, i, 0), PQgetvalue(rows, i, 1), rd_kafka_err2str(d[i].err));
             continue;
         }
         delivered[(*published)++] = PQgetvalue(rows, i, 0);

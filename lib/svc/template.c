@@ -13,9 +13,10 @@
 
 static const char *template_names[T_COUNT] = {"invitation.subject", "invitation.txt", "invitation.html"};
 
-static const char *const variables[MAIL_VAR_COUNT + 1] = {"org_name",      "invitee_name", "email",      "email_shell", "inviter_name",
-                                  "inviter_email", "invitation_id", "code",      "code_label",  "app_url",
-                                  "expires_at",    "role",          NULL};
+static const char *const variables[MAIL_VAR_COUNT + 1] = {
+    "org_name",      "invitee_name",  "email", "email_shell", "inviter_name",
+    "inviter_email", "invitation_id", "code",  "code_label",  "app_url",
+    "expires_at",    "role",          NULL};
 static const char *const sections[] = {"new", "existing", "owner", NULL};
 
 static int in_list(const char *const *list, const char *s, size_t n) {
@@ -44,8 +45,9 @@ static int template_check(const char *name, const char *t, char *errstr, size_t 
         size_t n = (size_t)(end - tag);
         if (n > 0 && (tag[0] == '#' || tag[0] == '/')) {
             if (!in_list(sections, tag + 1, n - 1)) {
-                snprintf(errstr, errstr_size, "template %s:%d: unknown section \"%.*s\" (new, existing, owner)",
-                         name, line, (int)n - 1, tag + 1);
+                snprintf(errstr, errstr_size,
+                         "template %s:%d: unknown section \"%.*s\" (new, existing, owner)", name, line,
+                         (int)n - 1, tag + 1);
                 return -1;
             }
             if (tag[0] == '#') {
@@ -55,22 +57,24 @@ static int template_check(const char *name, const char *t, char *errstr, size_t 
                 }
                 open[depth] = tag + 1;
                 open_len[depth++] = n - 1;
-            } else if (depth == 0 || open_len[depth - 1] != n - 1 || strncmp(open[depth - 1], tag + 1, n - 1) != 0) {
-                snprintf(errstr, errstr_size, "template %s:%d: \"{{/%.*s}}\" closes no open section", name, line,
-                         (int)n - 1, tag + 1);
+            } else if (depth == 0 || open_len[depth - 1] != n - 1 ||
+                       strncmp(open[depth - 1], tag + 1, n - 1) != 0) {
+                snprintf(errstr, errstr_size, "template %s:%d: \"{{/%.*s}}\" closes no open section", name,
+                         line, (int)n - 1, tag + 1);
                 return -1;
             } else {
                 depth--;
             }
         } else if (!in_list(variables, tag, n)) {
-            snprintf(errstr, errstr_size, "template %s:%d: unknown placeholder \"{{%.*s}}\"", name, line, (int)n, tag);
+            snprintf(errstr, errstr_size, "template %s:%d: unknown placeholder \"{{%.*s}}\"", name, line,
+                     (int)n, tag);
             return -1;
         }
         p = end + 1;
     }
     if (depth) {
-        snprintf(errstr, errstr_size, "template %s: section \"%.*s\" is not closed", name, (int)open_len[depth - 1],
-                 open[depth - 1]);
+        snprintf(errstr, errstr_size, "template %s: section \"%.*s\" is not closed", name,
+                 (int)open_len[depth - 1], open[depth - 1]);
         return -1;
     }
     return 0;
@@ -132,8 +136,10 @@ mail_templates_t *mail_templates_load(const char *dir, int *overridden, char *er
         goto fail;
     }
     if (dir && *dir && *overridden == 0) {
-        snprintf(errstr, errstr_size, "mail.templates: %s holds none of invitation.subject, invitation.txt, "
-                                      "invitation.html", dir);
+        snprintf(errstr, errstr_size,
+                 "mail.templates: %s holds none of invitation.subject, invitation.txt, "
+                 "invitation.html",
+                 dir);
         goto fail;
     }
     return t;

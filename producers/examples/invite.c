@@ -16,7 +16,8 @@
 #include <raikoo/producer.h>
 
 static void usage(void) {
-    fprintf(stderr, "usage: invite [-b HOST:PORT] -a ACTOR_UUID -o ORG_UUID -e EMAIL [-n NAME] [-t SECONDS]\n");
+    fprintf(stderr,
+            "usage: invite [-b HOST:PORT] -a ACTOR_UUID -o ORG_UUID -e EMAIL [-n NAME] [-t SECONDS]\n");
     exit(2);
 }
 
@@ -26,13 +27,13 @@ int main(int argc, char **argv) {
     int timeout_s = 30, opt;
     while ((opt = getopt(argc, argv, "b:a:o:e:n:t:")) != -1) {
         switch (opt) {
-        case 'b': bootstrap = optarg; break;
-        case 'a': actor = optarg; break;
-        case 'o': org = optarg; break;
-        case 'e': email = optarg; break;
-        case 'n': name = optarg; break;
-        case 't': timeout_s = atoi(optarg); break;
-        default: usage();
+            case 'b': bootstrap = optarg; break;
+            case 'a': actor = optarg; break;
+            case 'o': org = optarg; break;
+            case 'e': email = optarg; break;
+            case 'n': name = optarg; break;
+            case 't': timeout_s = atoi(optarg); break;
+            default: usage();
         }
     }
     if (!actor || !org || !email || optind != argc || timeout_s <= 0)
@@ -58,7 +59,8 @@ int main(int argc, char **argv) {
     if (name)
         json_object_set_new(data, "name", json_string(name));
     char id[RAIKOO_ID_SIZE];
-    int rc = raikoo_command_publish(p, RAIKOO_CMD_INVITE_NEW_USER, actor, data, id, err, sizeof(err)); /* steals data */
+    int rc = raikoo_command_publish(p, RAIKOO_CMD_INVITE_NEW_USER, actor, data, id, err,
+                                    sizeof(err)); /* steals data */
     if (rc != RAIKOO_OK) {
         fprintf(stderr, "invite: %s\n", err);
         raikoo_producer_free(p);

@@ -6,22 +6,32 @@
 #include "log.h"
 #include "secret.h"
 
-#define PUBLISH_HELP                                                                                     \
-    "  --actor UUID      the acting user (required)\n"                                                      \
-    "  --wait            wait for the command's result and print it\n"                                      \
-    "  --json            print one JSON object (with --wait: the result's data)\n"                          \
-    "Without --wait the command id is printed. Exit status: 0 accepted (or published), 1 rejected,\n"       \
+#define PUBLISH_HELP                                                                                         \
+    "  --actor UUID      the acting user (required)\n"                                                       \
+    "  --wait            wait for the command's result and print it\n"                                       \
+    "  --json            print one JSON object (with --wait: the result's data)\n"                           \
+    "Without --wait the command id is printed. Exit status: 0 accepted (or published), 1 rejected,\n"        \
     "2 usage error, 3 infrastructure (Kafka unreachable, no result within result.timeout.ms).\n"
-#define PASSWORD_HELP "  --password-stdin  read the password (one line) from standard input; it is hashed (Argon2id)\n" \
-                      "                    before anything leaves this process\n"
+#define PASSWORD_HELP                                                                                        \
+    "  --password-stdin  read the password (one line) from standard input; it is hashed (Argon2id)\n"        \
+    "                    before anything leaves this process\n"
 /* The code is never an option: every local user sees a command line (ps). */
-#define CODE_HELP(what, example)                                                                         \
-    "  standard input    " what " from the e-mail, on the first line (on a terminal it is asked\n"          \
-    "                    for, without echo); --code on the command line is refused. For example:\n"        \
+#define CODE_HELP(what, example)                                                                             \
+    "  standard input    " what " from the e-mail, on the first line (on a terminal it is asked\n"           \
+    "                    for, without echo); --code on the command line is refused. For example:\n"          \
     "                      " example "\n"
-#define LIST_HELP                                                                                        \
-    "  --actor UUID      list only if this user is an admin, or an owner or user manager of the org\n"      \
-    "  --json            print one JSON object\n"                                                           \
+#define ACTIVATE_HELP                                                                                        \
+    CODE_HELP("the one-time password",                                                                       \
+              "printf '%s\\n%s\\n' \"$CODE\" 'a long passphrase' | raikoo activate --email E --wait")        \
+    "                    The new password, on the second line (asked twice on a terminal), is hashed\n"      \
+    "                    (Argon2id) before anything leaves this process. --password-stdin is still\n"        \
+    "                    accepted and changes nothing.\n"                                                    \
+    "  --wait            wait for the command's result and print it\n"                                       \
+    "  --json            print one JSON object (with --wait: the result's data)\n"                           \
+    "No --actor: the account does not work yet. Exit status as for the other commands.\n"
+#define LIST_HELP                                                                                            \
+    "  --actor UUID      list only if this user is an admin, or an owner or user manager of the org\n"       \
+    "  --json            print one JSON object\n"                                                            \
     "Exit status: 0 listed, 1 organization_not_found or permission_denied, 2 usage error, 3 database.\n"
 
 static const cli_cmd_t commands[] = {
@@ -36,36 +46,35 @@ static const cli_cmd_t commands[] = {
      "create a disabled account and membership for a new user; a one-time password is e-mailed",
      "  --owner           make them an owner\n" PUBLISH_HELP},
     {"accept", cmd_publish, "--invitation UUID --actor UUID [--wait] [--json]",
-     "confirm an Add Existing User invitation with the code read from standard input (the invitee is the actor)",
-     CODE_HELP("the confirmation code", "printf '%s\\n' \"$CODE\" | raikoo accept --invitation $INV --actor $ME --wait")
-         PUBLISH_HELP},
+     "confirm an Add Existing User invitation with the code read from standard input (the invitee is the "
+     "actor)",
+     CODE_HELP("the confirmation code",
+               "printf '%s\\n' \"$CODE\" | raikoo accept --invitation $INV --actor $ME --wait") PUBLISH_HELP},
     {"activate", cmd_publish, "--email E [--wait] [--json]",
      "a new user activates the account: one-time password, then a new password, read from standard input",
-     CODE_HELP("the one-time password", "printf '%s\\n%s\\n' \"$CODE\" 'a long passphrase' | raikoo activate --email E --wait")
-     "                    The new password, on the second line (asked twice on a terminal), is hashed\n"
-     "                    (Argon2id) before anything leaves this process. --password-stdin is still\n"
-     "                    accepted and changes nothing.\n"
-     "  --wait            wait for the command's result and print it\n"
-     "  --json            print one JSON object (with --wait: the result's data)\n"
-     "No --actor: the account does not work yet. Exit status as for the other commands.\n"},
+     ACTIVATE_HELP},
     {"resend", cmd_publish, "--org UUID --invitation UUID --actor UUID [--wait] [--json]",
      "send a pending or expired invitation again with a new code and expiry", PUBLISH_HELP},
     {"remove-invitation", cmd_publish, "--org UUID --invitation UUID --actor UUID [--wait] [--json]",
      "remove a pending or expired invitation", PUBLISH_HELP},
     {"remove-member", cmd_publish, "--org UUID --user UUID --actor UUID [--wait] [--json]",
      "remove a member from an organization", PUBLISH_HELP},
-    {"set-role", cmd_publish, "--org UUID --user UUID [--owner] [--manage-users] --actor UUID [--wait] [--json]",
+    {"set-role", cmd_publish,
+     "--org UUID --user UUID [--owner] [--manage-users] --actor UUID [--wait] [--json]",
      "set a member's capabilities (a flag left out is turned off)", PUBLISH_HELP},
     {"members", cmd_members, "--org UUID [--actor UUID] [--json]",
      "list an organization's members (from PostgreSQL)", LIST_HELP},
-    {"invitations", cmd_invitations, "--org UUID [--status pending|accepted|expired|removed] [--actor UUID] [--json]",
+    {"invitations", cmd_invitations,
+     "--org UUID [--status pending|accepted|expired|removed] [--actor UUID] [--json]",
      "list an organization's invitations with their e-mail delivery state (from PostgreSQL)", LIST_HELP},
     {"migrate", cmd_migrate, "", "apply the SQL migrations (harmless to repeat)", NULL},
     {"topics", cmd_topics, "create", "create the Kafka topics (harmless to repeat)", NULL},
-    {"keygen", cmd_keygen, "[--dir DIR]", "write the mailer key pair and the code pepper (never overwrites)", NULL},
-    {"bootstrap-admin", cmd_bootstrap_admin, "--email E [--name N]", "create or find the system admin; print its id",
+    {"keygen", cmd_keygen, "[--dir DIR]", "write the mailer key pair and the code pepper (never overwrites)",
      NULL},
-    {"config", cmd_config, "[--markdown]", "print every configuration key, its variable and its current value",
+    {"bootstrap-admin", cmd_bootstrap_admin, "--email E [--name N]",
+     "create or find the system admin; print its id", NULL},
+    {"config", cmd_config, "[--markdown]",
+     "print every configuration key, its variable and its current value",
      "  --markdown        print the configuration reference instead (defaults, variables, meanings):\n"
      "                    docs/CONFIGURATION.md is this output\n"
      "Passwords (db.url's, smtp.password, Kafka secrets) are printed as ***.\n"},
@@ -113,12 +122,14 @@ static void usage_all(FILE *f) {
     fprintf(f, "usage: raikoo <command> [options]   (raikoo <command> --help for its options)\n\n");
     for (const cli_cmd_t *c = commands; c->name; c++)
         fprintf(f, "  %-18s %s\n", c->name, c->summary);
-    fprintf(f, "\nExit status: 0 accepted, 1 rejected, 2 usage error, 3 infrastructure (unreachable, timeout).\n"
-               "Configuration: --config FILE, RAIKOO_* variables; `raikoo config` lists them.\n");
+    fprintf(f,
+            "\nExit status: 0 accepted, 1 rejected, 2 usage error, 3 infrastructure (unreachable, timeout).\n"
+            "Configuration: --config FILE, RAIKOO_* variables; `raikoo config` lists them.\n");
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
         usage_all(argc < 2 ? stderr : stdout);
         return argc < 2 ? EXIT_USAGE : EXIT_ACCEPTED;
     }

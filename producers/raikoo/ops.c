@@ -63,8 +63,8 @@ int cmd_keygen(int argc, char **argv, conf_t *c) {
         fprintf(stderr, "raikoo keygen: %s\n", err);
         return EXIT_REJECTED;
     }
-    printf("keygen: wrote %s/mailer.pk, %s/mailer.sk (mailer only) and %s/code.pepper (command worker)\n", dir,
-           dir, dir);
+    printf("keygen: wrote %s/mailer.pk, %s/mailer.sk (mailer only) and %s/code.pepper (command worker)\n",
+           dir, dir, dir);
     return EXIT_ACCEPTED;
 }
 

@@ -36,7 +36,7 @@ typedef enum { V_FLAG, V_UUID, V_EMAIL, V_TEXT } value_kind_t;
 
 typedef struct opt_desc {
     unsigned bit;
-    const char *name;  /* the long option */
+    const char *name; /* the long option */
     value_kind_t kind;
     const char *field; /* the data field it fills; NULL for --actor, --wait, --json */
     const char *metavar;
@@ -67,22 +67,25 @@ typedef struct pub_spec {
 } pub_spec_t;
 
 static const pub_spec_t pub_specs[] = {
-    {"create-org", RAIKOO_CMD_CREATE_ORGANIZATION, O_ACTOR | O_NAME | O_OWNER_ID, O_ACTOR | O_NAME | O_OWNER_ID},
-    {"create-user", RAIKOO_CMD_CREATE_USER,
-      O_ACTOR | O_EMAIL | O_NAME | O_PASSWORD, O_ACTOR | O_EMAIL | O_NAME | O_PASSWORD},
-    {"add-existing", RAIKOO_CMD_ADD_EXISTING_USER, O_ACTOR | O_ORG | O_EMAIL | O_OWNER_FLAG, O_ACTOR | O_ORG | O_EMAIL},
-    {"invite-new", RAIKOO_CMD_INVITE_NEW_USER,
-      O_ACTOR | O_ORG | O_EMAIL | O_NAME | O_OWNER_FLAG, O_ACTOR | O_ORG | O_EMAIL},
+    {"create-org", RAIKOO_CMD_CREATE_ORGANIZATION, O_ACTOR | O_NAME | O_OWNER_ID,
+     O_ACTOR | O_NAME | O_OWNER_ID},
+    {"create-user", RAIKOO_CMD_CREATE_USER, O_ACTOR | O_EMAIL | O_NAME | O_PASSWORD,
+     O_ACTOR | O_EMAIL | O_NAME | O_PASSWORD},
+    {"add-existing", RAIKOO_CMD_ADD_EXISTING_USER, O_ACTOR | O_ORG | O_EMAIL | O_OWNER_FLAG,
+     O_ACTOR | O_ORG | O_EMAIL},
+    {"invite-new", RAIKOO_CMD_INVITE_NEW_USER, O_ACTOR | O_ORG | O_EMAIL | O_NAME | O_OWNER_FLAG,
+     O_ACTOR | O_ORG | O_EMAIL},
     /* O_CODE: the code is read from standard input (first line), never from the command line. */
     {"accept", RAIKOO_CMD_ACCEPT_INVITATION, O_ACTOR | O_INVITATION | O_CODE, O_ACTOR | O_INVITATION},
     /* The activating user has no working account yet, so there is no actor. The code is the first line of
      * standard input, the password the second; --password-stdin is still taken (it changes nothing). */
     {"activate", RAIKOO_CMD_ACTIVATE_ACCOUNT, O_EMAIL | O_CODE | O_PASSWORD, O_EMAIL},
     {"resend", RAIKOO_CMD_RESEND_INVITATION, O_ACTOR | O_ORG | O_INVITATION, O_ACTOR | O_ORG | O_INVITATION},
-    {"remove-invitation", RAIKOO_CMD_REMOVE_INVITATION, O_ACTOR | O_ORG | O_INVITATION, O_ACTOR | O_ORG | O_INVITATION},
+    {"remove-invitation", RAIKOO_CMD_REMOVE_INVITATION, O_ACTOR | O_ORG | O_INVITATION,
+     O_ACTOR | O_ORG | O_INVITATION},
     {"remove-member", RAIKOO_CMD_REMOVE_MEMBER, O_ACTOR | O_ORG | O_USER, O_ACTOR | O_ORG | O_USER},
-    {"set-role", RAIKOO_CMD_SET_MEMBER_ROLE,
-      O_ACTOR | O_ORG | O_USER | O_OWNER_FLAG | O_MANAGE, O_ACTOR | O_ORG | O_USER},
+    {"set-role", RAIKOO_CMD_SET_MEMBER_ROLE, O_ACTOR | O_ORG | O_USER | O_OWNER_FLAG | O_MANAGE,
+     O_ACTOR | O_ORG | O_USER},
 };
 
 static const pub_spec_t *spec_find(const char *name) {
@@ -169,11 +172,13 @@ static void result_print(const raikoo_result_t *r, int as_json) {
 
 /* An infrastructure failure: the reason on stderr and, with --json, one object on stdout too, so a script
  * reading stdout always gets exactly one object. */
-static int infra_fail(const char *cmd, const char *command_id, const char *code, const char *why, int as_json) {
+static int infra_fail(const char *cmd, const char *command_id, const char *code, const char *why,
+                      int as_json) {
     fprintf(stderr, "raikoo %s: %s\n", cmd, why);
     if (as_json) {
-        json_t *o = json_pack("{s:s?, s:s, s:s, s:s}", "command_id", command_id && *command_id ? command_id : NULL,
-                              "status", "error", "code", code, "message", why);
+        json_t *o =
+            json_pack("{s:s?, s:s, s:s, s:s}", "command_id", command_id && *command_id ? command_id : NULL,
+                      "status", "error", "code", code, "message", why);
         char *s = json_dumps(o, JSON_COMPACT);
         printf("%s\n", s ? s : "{}");
         free(s);
@@ -207,7 +212,7 @@ int cmd_publish(int argc, char **argv, conf_t *c) {
         if (!(opt_descs[i].bit & allowed))
             continue;
         opts[nopts].name = opt_descs[i].name;
-        opts[nopts].has_arg = opt_descs[i].bit == O_CODE   ? optional_argument
+        opts[nopts].has_arg = opt_descs[i].bit == O_CODE    ? optional_argument
                               : opt_descs[i].kind == V_FLAG ? no_argument
                                                             : required_argument;
         opts[nopts].flag = NULL;
@@ -233,13 +238,14 @@ int cmd_publish(int argc, char **argv, conf_t *c) {
             return usage_fail(cmd, "unknown option %s", argv[optind - 1]);
         const opt_desc_t *d = &opt_descs[o - 1000];
         if (d->bit == O_CODE)
-            return usage_fail(cmd, "--code is not taken on the command line, where every local user sees it (ps): %s",
-                              spec->type == RAIKOO_CMD_ACTIVATE_ACCOUNT
-                                  ? "give the code on the first line of standard input and the new password on the "
-                                    "second, or type them when asked (e.g. printf '%s\\n%s\\n' \"$CODE\" "
-                                    "'new password' | raikoo activate ...)"
-                                  : "give the code on the first line of standard input, or type it when asked "
-                                    "(e.g. printf '%s\\n' \"$CODE\" | raikoo accept ...)");
+            return usage_fail(
+                cmd, "--code is not taken on the command line, where every local user sees it (ps): %s",
+                spec->type == RAIKOO_CMD_ACTIVATE_ACCOUNT
+                    ? "give the code on the first line of standard input and the new password on the "
+                      "second, or type them when asked (e.g. printf '%s\\n%s\\n' \"$CODE\" "
+                      "'new password' | raikoo activate ...)"
+                    : "give the code on the first line of standard input, or type it when asked "
+                      "(e.g. printf '%s\\n' \"$CODE\" | raikoo accept ...)");
         seen |= d->bit;
         values[o - 1000] = d->kind == V_FLAG ? "true" : optarg;
     }
@@ -285,11 +291,13 @@ int cmd_publish(int argc, char **argv, conf_t *c) {
     }
     if (spec->allowed & O_CODE) {
         int activate = spec->type == RAIKOO_CMD_ACTIVATE_ACCOUNT;
-        const char *how = activate ? "the one-time password from the e-mail on the first line, the new password "
-                                     "on the second: printf '%s\\n%s\\n' \"$CODE\" 'new password' | raikoo activate ..."
-                                   : "the confirmation code from the e-mail on the first line: "
-                                     "printf '%s\\n' \"$CODE\" | raikoo accept ...";
-        code = secret_read(activate ? "One-time password from the e-mail: " : "Confirmation code from the e-mail: ",
+        const char *how =
+            activate ? "the one-time password from the e-mail on the first line, the new password "
+                       "on the second: printf '%s\\n%s\\n' \"$CODE\" 'new password' | raikoo activate ..."
+                     : "the confirmation code from the e-mail on the first line: "
+                       "printf '%s\\n' \"$CODE\" | raikoo accept ...";
+        code = secret_read(activate ? "One-time password from the e-mail: "
+                                    : "Confirmation code from the e-mail: ",
                            "the code", how, &code_cap, err, sizeof(err));
         if (!code) {
             rc = usage_fail(cmd, "%s", err);
@@ -305,13 +313,16 @@ int cmd_publish(int argc, char **argv, conf_t *c) {
     }
     if (spec->allowed & O_PASSWORD) {
         char hash[RAIKOO_PASSWORD_HASH_SIZE];
-        const char *how = spec->type == RAIKOO_CMD_ACTIVATE_ACCOUNT ? "the new password goes on the second line: printf '%s\\n%s\\n' \"$CODE\" 'new password' | "
-                                                                "raikoo activate ..."
-                                                              : "--password-stdin: one line on standard input";
+        const char *how =
+            spec->type == RAIKOO_CMD_ACTIVATE_ACCOUNT
+                ? "the new password goes on the second line: printf '%s\\n%s\\n' \"$CODE\" 'new password' | "
+                  "raikoo activate ..."
+                : "--password-stdin: one line on standard input";
         password = secret_read("New password: ", "the password", how, &password_cap, err, sizeof(err));
         if (password && isatty(STDIN_FILENO)) {
             size_t again_cap = 0;
-            char *again = secret_read("New password again: ", "the password", how, &again_cap, err, sizeof(err));
+            char *again =
+                secret_read("New password again: ", "the password", how, &again_cap, err, sizeof(err));
             int same = again && strcmp(again, password) == 0;
             secret_free(again, again_cap);
             if (!same) {
@@ -340,8 +351,8 @@ int cmd_publish(int argc, char **argv, conf_t *c) {
         goto done;
     }
     raikoo_command_msg_t probe;
-    if (raikoo_command_build(spec->type, CLI_SOURCE, actor, json_deep_copy(data), (size_t)max_bytes, &probe, err,
-                             sizeof(err)) != 0) {
+    if (raikoo_command_build(spec->type, CLI_SOURCE, actor, json_deep_copy(data), (size_t)max_bytes, &probe,
+                             err, sizeof(err)) != 0) {
         rc = usage_fail(cmd, "invalid command: %s", err);
         goto done;
     }

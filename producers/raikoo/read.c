@@ -18,24 +18,26 @@ static const char SQL_ORG[] = "SELECT name FROM organizations WHERE id = $1";
 /* Admins may read any organization; owners and managers their own. Disabled or unknown actors none. */
 static const char SQL_MAY_READ[] =
     "SELECT EXISTS (SELECT 1 FROM users u WHERE u.id = $2 AND u.enabled AND (u.is_admin OR EXISTS ("
-    " SELECT 1 FROM org_members m WHERE m.org_id = $1 AND m.user_id = u.id AND (m.is_owner OR m.can_manage_users))))";
+    " SELECT 1 FROM org_members m WHERE m.org_id = $1 AND m.user_id = u.id AND (m.is_owner OR "
+    "m.can_manage_users))))";
 
 static const char SQL_MEMBERS[] =
     "SELECT u.id, u.name, u.email, m.is_owner, m.can_manage_users, u.enabled,"
-    " CASE WHEN u.enabled THEN 'active' WHEN u.activated_at IS NULL THEN 'pending_activation' ELSE 'disabled' END,"
-    " " UTC_TIME("m.created_at")
-    " FROM org_members m JOIN users u ON u.id = m.user_id"
-    " WHERE m.org_id = $1 ORDER BY m.created_at, lower(u.email)";
+    " CASE WHEN u.enabled THEN 'active' WHEN u.activated_at IS NULL THEN 'pending_activation' ELSE "
+    "'disabled' END,"
+    " " UTC_TIME("m.created_at") " FROM org_members m JOIN users u ON u.id = m.user_id"
+                                 " WHERE m.org_id = $1 ORDER BY m.created_at, lower(u.email)";
 
 /* A pending invitation past its expiry reads as expired even before the expiry worker marks it. */
-static const char SQL_INVITATIONS[] =
-    "SELECT id, name, email, kind, shown_status, " UTC_TIME("expires_at") ", grant_owner, mail_state, mail_error,"
-    " " UTC_TIME("created_at")
-    " FROM (SELECT i.*, u.name,"
-    "  CASE WHEN i.status = 'pending' AND i.expires_at <= now() THEN 'expired' ELSE i.status END AS shown_status"
-    "  FROM invitations i LEFT JOIN users u ON u.id = i.user_id WHERE i.org_id = $1) i"
-    " WHERE $2::text IS NULL OR shown_status = $2"
-    " ORDER BY created_at, id";
+static const char SQL_INVITATIONS[] = "SELECT id, name, email, kind, shown_status, " UTC_TIME(
+    "expires_at") ", grant_owner, mail_state, mail_error,"
+                  " " UTC_TIME("created_at") " FROM (SELECT i.*, u.name,"
+                                             "  CASE WHEN i.status = 'pending' AND i.expires_at <= now() "
+                                             "THEN 'expired' ELSE i.status END AS shown_status"
+                                             "  FROM invitations i LEFT JOIN users u ON u.id = i.user_id "
+                                             "WHERE i.org_id = $1) i"
+                                             " WHERE $2::text IS NULL OR shown_status = $2"
+                                             " ORDER BY created_at, id";
 
 typedef struct column {
     const char *title;
@@ -44,23 +46,35 @@ typedef struct column {
 } column_t;
 
 static const column_t member_cols[] = {
-    {"USER ID", "user_id", 's'},       {"NAME", "name", 's'},     {"EMAIL", "email", 's'},
-    {"OWNER", "owner", 'b'},           {"MANAGE USERS", "can_manage_users", 'b'},
-    {"ENABLED", "enabled", 'b'},       {"STATE", "state", 's'},   {"SINCE", "since", 's'},
+    {"USER ID", "user_id", 's'},
+    {"NAME", "name", 's'},
+    {"EMAIL", "email", 's'},
+    {"OWNER", "owner", 'b'},
+    {"MANAGE USERS", "can_manage_users", 'b'},
+    {"ENABLED", "enabled", 'b'},
+    {"STATE", "state", 's'},
+    {"SINCE", "since", 's'},
 };
 
 static const column_t invitation_cols[] = {
-    {"INVITATION ID", "invitation_id", 's'}, {"NAME", "name", 's'},          {"EMAIL", "email", 's'},
-    {"KIND", "kind", 's'},                   {"STATUS", "status", 's'},       {"EXPIRES", "expires_at", 's'},
-    {"OWNER", "grant_owner", 'b'},           {"MAIL", "mail_state", 's'},     {"MAIL ERROR", "mail_error", 's'},
+    {"INVITATION ID", "invitation_id", 's'},
+    {"NAME", "name", 's'},
+    {"EMAIL", "email", 's'},
+    {"KIND", "kind", 's'},
+    {"STATUS", "status", 's'},
+    {"EXPIRES", "expires_at", 's'},
+    {"OWNER", "grant_owner", 'b'},
+    {"MAIL", "mail_state", 's'},
+    {"MAIL ERROR", "mail_error", 's'},
     {"CREATED", "created_at", 's'},
 };
 
-static int read_fail(const char *cmd, int as_json, const char *org, int rc, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
+static int read_fail(const char *cmd, int as_json, const char *org, int rc, const char *code, const char *fmt,
+                     ...) __attribute__((format(printf, 6, 7)));
 
 /* Reports a failure: on stderr, and with --json also as one object on stdout. Returns rc. */
-static int read_fail(const char *cmd, int as_json, const char *org, int rc, const char *code, const char *fmt, ...) {
+static int read_fail(const char *cmd, int as_json, const char *org, int rc, const char *code, const char *fmt,
+                     ...) {
     char why[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -68,8 +82,9 @@ static int read_fail(const char *cmd, int as_json, const char *org, int rc, cons
     va_end(ap);
     fprintf(stderr, "raikoo %s: %s%s%s\n", cmd, code ? code : "", code ? ": " : "", why);
     if (as_json) {
-        json_t *o = json_pack("{s:s?, s:s, s:s, s:s}", "org_id", org, "status", rc == EXIT_REJECTED ? "rejected" : "error",
-                              "code", code ? code : "unavailable", "message", why);
+        json_t *o = json_pack("{s:s?, s:s, s:s, s:s}", "org_id", org, "status",
+                              rc == EXIT_REJECTED ? "rejected" : "error", "code", code ? code : "unavailable",
+                              "message", why);
         char *s = json_dumps(o, JSON_COMPACT);
         printf("%s\n", s ? s : "{}");
         free(s);
@@ -211,8 +226,8 @@ static int listing(int argc, char **argv, conf_t *c, int invitations) {
         goto done;
     }
     if (PQntuples(org_res) == 0) {
-        rc = read_fail(cmd, as_json, org, EXIT_REJECTED, "organization_not_found", "no organization with id %s",
-                       org);
+        rc = read_fail(cmd, as_json, org, EXIT_REJECTED, "organization_not_found",
+                       "no organization with id %s", org);
         goto done;
     }
     if (actor) {

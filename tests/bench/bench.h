@@ -38,8 +38,8 @@ int bench_pg_floor(const conf_t *c, PGconn *db, long n, const char *actor, bench
  * commands' data from data(arg, phase, i). Only the time spent in the database counts. Sets *per_s, the
  * bytes of COPY text per command and the rows per command. Deletes the outbox rows it made. */
 int bench_row_floor(const conf_t *c, PGconn *db, long n, const char *actor, bench_data_fn *data, void *arg,
-                    const char *phase, double *per_s, size_t *row_bytes, size_t *rows_per_command, char *errstr,
-                    size_t errstr_size);
+                    const char *phase, double *per_s, size_t *row_bytes, size_t *rows_per_command,
+                    char *errstr, size_t errstr_size);
 
 /* Waits until the consumer group has exactly `members` members, is stable, and every partition of
  * `topic` is assigned to one of them, each member having at least one (when there are enough). */

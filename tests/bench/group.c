@@ -108,8 +108,8 @@ int bench_group_wait(const conf_t *c, const char *group, const char *topic, int 
         nanosleep(&ts, NULL);
     }
     if (rc != 0)
-        snprintf(errstr, errstr_size, "consumer group %s did not settle with %d members in %d ms (%s)", group, members,
-                 timeout_ms, seen);
+        snprintf(errstr, errstr_size, "consumer group %s did not settle with %d members in %d ms (%s)", group,
+                 members, timeout_ms, seen);
     rd_kafka_destroy(rk);
     return rc;
 }
@@ -146,7 +146,8 @@ int bench_mail_skip(const conf_t *c, PGconn *db, char *errstr, size_t errstr_siz
         return -1;
     int rc = -1;
     int partitions = topic_partitions(rk, topic);
-    rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(partitions > 0 ? partitions : 1);
+    rd_kafka_topic_partition_list_t *offs =
+        rd_kafka_topic_partition_list_new(partitions > 0 ? partitions : 1);
     if (partitions < 1) {
         snprintf(errstr, errstr_size, "%s: no metadata (run `raikoo topics create`)", topic);
         goto done;
@@ -172,7 +173,8 @@ int bench_mail_skip(const conf_t *c, PGconn *db, char *errstr, size_t errstr_siz
         nanosleep(&ts, NULL);
     }
     if (rc != 0)
-        snprintf(errstr, errstr_size, "cannot commit the offsets of group %s: %s", group, rd_kafka_err2str(e));
+        snprintf(errstr, errstr_size, "cannot commit the offsets of group %s: %s", group,
+                 rd_kafka_err2str(e));
 done:
     rd_kafka_topic_partition_list_destroy(offs);
     rd_kafka_consumer_close(rk);

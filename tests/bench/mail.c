@@ -101,18 +101,20 @@ int bench_smtp_floor(const conf_t *c, long n, double *per_s, char *errstr, size_
     for (int i = 0; i < 3; i++)
         uuid_generate(ids[i]);
     event_time_now(when);
-    json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:s, s:s}", "job_id", ids[0],
-                             "invitation_id", ids[1], "org_id", ids[2], "org_name", "Bench Org", "kind", "new",
-                             "email", "floor@bench.test", "name", "Bench Invitee", "inviter_name", "Bench Admin",
-                             "inviter_email", "bench-admin@bench.test", "grant_owner", 0, "expires_at", when,
-                             "sealed_code", sealed);
-    json_t *ev = event_new(MAIL_JOB_TYPE, ids[0], "/raikoo/command-worker" /* the mail job schema's source */, ids[2], ids[2], data);
+    json_t *data =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:s, s:s}", "job_id", ids[0],
+                  "invitation_id", ids[1], "org_id", ids[2], "org_name", "Bench Org", "kind", "new", "email",
+                  "floor@bench.test", "name", "Bench Invitee", "inviter_name", "Bench Admin", "inviter_email",
+                  "bench-admin@bench.test", "grant_owner", 0, "expires_at", when, "sealed_code", sealed);
+    json_t *ev = event_new(MAIL_JOB_TYPE, ids[0], "/raikoo/command-worker" /* the mail job schema's source */,
+                           ids[2], ids[2], data);
     text = event_dump(ev);
     json_decref(ev);
     int identified = 0;
     if (mail_job_parse(text, strlen(text), &job, &identified, errstr, errstr_size) != 0)
         goto done;
-    message = mail_render(tpl, &from, conf_get(c, "mail.app.url"), &job, code, time(NULL), errstr, errstr_size);
+    message =
+        mail_render(tpl, &from, conf_get(c, "mail.app.url"), &job, code, time(NULL), errstr, errstr_size);
     if (!message)
         goto done;
     items = calloc((size_t)n, sizeof(*items));

@@ -29,86 +29,80 @@
 #define MAX_REPEAT 20
 
 typedef struct options {
-    long commands;      /* pipeline throughput: InviteNewUser commands */
-    long orgs;          /* spread over this many organizations */
-    long rates[8];      /* latency: offered loads, commands per second */
+    long commands; /* pipeline throughput: InviteNewUser commands */
+    long orgs;     /* spread over this many organizations */
+    long rates[8]; /* latency: offered loads, commands per second */
     int nrates;
-    double rate_seconds;/* how long each offered load lasts */
+    double rate_seconds; /* how long each offered load lasts */
     const char *out_dir;
     const char *bin_dir;
     long command_workers;
-    long repeat;          /* measured phases run this many times; medians reported */
-    long scaling_commands;/* scaling phase: commands per measurement (one worker, then two) */
+    long repeat;           /* measured phases run this many times; medians reported */
+    long scaling_commands; /* scaling phase: commands per measurement (one worker, then two) */
 } options_t;
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: raikoo-bench [--commands N] [--orgs N] [--rates R1,R2,...] [--rate-seconds S] [--out DIR]\n"
-            "                    [--command-workers N] [--repeat N] [--scaling-commands N] [--config FILE]\n"
-            "Runs on the stack the configuration names (ops/bench brings up one of its own). Defaults:\n"
-            "20000 commands over 100 organizations; loads 200,1000,5000 per second for 3 s each; the mail\n"
-            "phase sends every invitation the run made before it; one command worker (up to 4); the scaling\n"
-            "phase times half as many commands with one and with two workers; --repeat 1 (with N > 1 every\n"
-            "measured phase runs N times and the medians are reported); results in var/bench/.\n");
+    fprintf(
+        f,
+        "usage: raikoo-bench [--commands N] [--orgs N] [--rates R1,R2,...] [--rate-seconds S] [--out DIR]\n"
+        "                    [--command-workers N] [--repeat N] [--scaling-commands N] [--config FILE]\n"
+        "Runs on the stack the configuration names (ops/bench brings up one of its own). Defaults:\n"
+        "20000 commands over 100 organizations; loads 200,1000,5000 per second for 3 s each; the mail\n"
+        "phase sends every invitation the run made before it; one command worker (up to 4); the scaling\n"
+        "phase times half as many commands with one and with two workers; --repeat 1 (with N > 1 every\n"
+        "measured phase runs N times and the medians are reported); results in var/bench/.\n");
 }
 
 static int parse_options(int argc, char **argv, options_t *o, const char **config) {
-    static const struct option opts[] = {
-        {"commands", required_argument, NULL, 'c'}, {"orgs", required_argument, NULL, 'o'},
-        {"rates", required_argument, NULL, 'r'},    {"rate-seconds", required_argument, NULL, 's'},
-        {"out", required_argument, NULL, 'O'},      {"command-workers", required_argument, NULL, 'w'},
-        {"config", required_argument, NULL, 'C'},   {"help", no_argument, NULL, 'h'},
-        {"repeat", required_argument, NULL, 'R'},   {"scaling-commands", required_argument, NULL, 'S'},
-        {NULL, 0, NULL, 0}};
-    *o = (options_t){.commands = 20000, .orgs = 100, .rates = {200, 1000, 5000}, .nrates = 3, .rate_seconds = 3,
-                     .out_dir = "var/bench", .command_workers = 1, .repeat = 1, .scaling_commands = 0};
+    static const struct option opts[] = {{"commands", required_argument, NULL, 'c'},
+                                         {"orgs", required_argument, NULL, 'o'},
+                                         {"rates", required_argument, NULL, 'r'},
+                                         {"rate-seconds", required_argument, NULL, 's'},
+                                         {"out", required_argument, NULL, 'O'},
+                                         {"command-workers", required_argument, NULL, 'w'},
+                                         {"config", required_argument, NULL, 'C'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {"repeat", required_argument, NULL, 'R'},
+                                         {"scaling-commands", required_argument, NULL, 'S'},
+                                         {NULL, 0, NULL, 0}};
+    *o = (options_t){.commands = 20000,
+                     .orgs = 100,
+                     .rates = {200, 1000, 5000},
+                     .nrates = 3,
+                     .rate_seconds = 3,
+                     .out_dir = "var/bench",
+                     .command_workers = 1,
+                     .repeat = 1,
+                     .scaling_commands = 0};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         char *end = NULL;
         switch (c) {
-        case 'c':
-            o->commands = strtol(optarg, &end, 10);
-            break;
-        case 'o':
-            o->orgs = strtol(optarg, &end, 10);
-            break;
-        case 's':
-            o->rate_seconds = strtod(optarg, &end);
-            break;
-        case 'w':
-            o->command_workers = strtol(optarg, &end, 10);
-            break;
-        case 'R':
-            o->repeat = strtol(optarg, &end, 10);
-            break;
-        case 'S':
-            o->scaling_commands = strtol(optarg, &end, 10);
-            if (o->scaling_commands < 1)
-                end = optarg; /* reported as a bad number */
-            break;
-        case 'r': {
-            o->nrates = 0;
-            const char *s = optarg;
-            while (*s && o->nrates < 8) {
-                o->rates[o->nrates++] = strtol(s, &end, 10);
-                s = *end == ',' ? end + 1 : end;
-                if (*end && *end != ',')
-                    break;
+            case 'c': o->commands = strtol(optarg, &end, 10); break;
+            case 'o': o->orgs = strtol(optarg, &end, 10); break;
+            case 's': o->rate_seconds = strtod(optarg, &end); break;
+            case 'w': o->command_workers = strtol(optarg, &end, 10); break;
+            case 'R': o->repeat = strtol(optarg, &end, 10); break;
+            case 'S':
+                o->scaling_commands = strtol(optarg, &end, 10);
+                if (o->scaling_commands < 1)
+                    end = optarg; /* reported as a bad number */
+                break;
+            case 'r': {
+                o->nrates = 0;
+                const char *s = optarg;
+                while (*s && o->nrates < 8) {
+                    o->rates[o->nrates++] = strtol(s, &end, 10);
+                    s = *end == ',' ? end + 1 : end;
+                    if (*end && *end != ',')
+                        break;
+                }
+                break;
             }
-            break;
-        }
-        case 'O':
-            o->out_dir = optarg;
-            break;
-        case 'C':
-            *config = optarg;
-            break;
-        case 'h':
-            usage(stdout);
-            exit(0);
-        default:
-            usage(stderr);
-            return -1;
+            case 'O': o->out_dir = optarg; break;
+            case 'C': *config = optarg; break;
+            case 'h': usage(stdout); exit(0);
+            default: usage(stderr); return -1;
         }
         if (end && *end) {
             fprintf(stderr, "raikoo-bench: bad number \"%s\"\n", optarg);
@@ -179,7 +173,6 @@ static proc_t procs[] = {{"raikoo-command-worker", 0, 0, 0}, {"raikoo-command-wo
                          {"raikoo-command-worker", 0, 0, 0}, {"raikoo-command-worker", 0, 0, 0},
                          {"raikoo-outbox-relay", 0, 0, 0},   {"raikoo-mailer", 0, 0, 0}};
 enum { P_COMMAND, P_RELAY = 4, P_MAILER, NPROCS };
-
 
 static void proc_sample(proc_t *p) {
     if (p->pid <= 0)
@@ -286,14 +279,15 @@ static int setup_orgs(PGconn *db, const options_t *o, char *err, size_t errsz) {
     char n[24];
     snprintf(n, sizeof(n), "%ld", o->orgs);
     const char *p1[3] = {admin_id, n, run_tag};
-    r = db_exec(db,
-                "WITH o AS (INSERT INTO organizations (id, name)"
-                "           SELECT gen_random_uuid(), 'Bench ' || $3 || ' ' || g FROM generate_series(1, $2::int) g"
-                "           RETURNING id),"
-                " m AS (INSERT INTO org_members (org_id, user_id, is_owner, can_manage_users)"
-                "       SELECT id, $1, true, true FROM o RETURNING org_id)"
-                " SELECT org_id FROM m",
-                3, p1, err, errsz);
+    r = db_exec(
+        db,
+        "WITH o AS (INSERT INTO organizations (id, name)"
+        "           SELECT gen_random_uuid(), 'Bench ' || $3 || ' ' || g FROM generate_series(1, $2::int) g"
+        "           RETURNING id),"
+        " m AS (INSERT INTO org_members (org_id, user_id, is_owner, can_manage_users)"
+        "       SELECT id, $1, true, true FROM o RETURNING org_id)"
+        " SELECT org_id FROM m",
+        3, p1, err, errsz);
     if (!r)
         return -1;
     for (int i = 0; i < PQntuples(r); i++)
@@ -319,7 +313,7 @@ typedef struct lat_fig {
 
 /* The figures of one run. */
 typedef struct report {
-    double pg_floor_cps;  /* per-command SQL (the "PostgreSQL floor" of earlier versions) */
+    double pg_floor_cps; /* per-command SQL (the "PostgreSQL floor" of earlier versions) */
     double row_floor_cps, kafka_floor_mps, pipeline_cps, one_worker_cps, two_workers_cps, mail_mps,
         smtp_floor_mps;
     double cpu_s[NPROCS], peak_rss_mib[NPROCS];
@@ -348,8 +342,8 @@ static double run_commands(raikoo_producer_t *p, const options_t *o, const char 
             double due = rate ? t0 + (double)sent / (double)rate : 0;
             double now = bench_now();
             if (!rate || now >= due) {
-                if (raikoo_command_send(p, RAIKOO_CMD_INVITE_NEW_USER, admin_id, invite_data((void *)o, phase, sent), id, err,
-                                        sizeof(err)) != 0) {
+                if (raikoo_command_send(p, RAIKOO_CMD_INVITE_NEW_USER, admin_id,
+                                        invite_data((void *)o, phase, sent), id, err, sizeof(err)) != 0) {
                     fprintf(stderr, "raikoo-bench: publish: %s\n", err);
                     sendtimes_free(st);
                     return -1;
@@ -485,48 +479,49 @@ static json_t *figures_json(const report_t *rp, const report_t *rss, const optio
             continue;
         char name[64];
         proc_label(i, name, sizeof(name));
-        json_object_set_new(procs_j, name, json_pack("{s:f, s:f}", "cpu_seconds", rp->cpu_s[i], "peak_rss_mib",
-                                                     rss->peak_rss_mib[i]));
+        json_object_set_new(
+            procs_j, name,
+            json_pack("{s:f, s:f}", "cpu_seconds", rp->cpu_s[i], "peak_rss_mib", rss->peak_rss_mib[i]));
     }
     json_t *lat = json_array();
     for (int i = 0; i < rp->nlat; i++)
         json_array_append_new(lat, json_pack("{s:I, s:f, s:I, s:f, s:f, s:f, s:f}", "offered_per_s",
-                                             (json_int_t)rp->lat[i].rate, "achieved_per_s", rp->lat[i].achieved,
-                                             "commands", (json_int_t)rp->lat[i].received, "p50_ms", rp->lat[i].p50,
-                                             "p95_ms", rp->lat[i].p95, "p99_ms", rp->lat[i].p99, "max_ms",
-                                             rp->lat[i].max));
+                                             (json_int_t)rp->lat[i].rate, "achieved_per_s",
+                                             rp->lat[i].achieved, "commands", (json_int_t)rp->lat[i].received,
+                                             "p50_ms", rp->lat[i].p50, "p95_ms", rp->lat[i].p95, "p99_ms",
+                                             rp->lat[i].p99, "max_ms", rp->lat[i].max));
     json_t *doc = json_pack(
         "{s:{s:f, s:I}, s:o, s:{s:f, s:I},"
         " s:{s:f, s:I, s:I, s:I, s:f, s:f, s:f, s:f},"
         " s:{s:I, s:f, s:f, s:f},"
         " s:{s:f, s:f, s:f, s:f, s:f, s:f}, s:o}",
         "pipeline", "commands_per_s", rp->pipeline_cps, "rejected", (json_int_t)rp->pipeline_rejected,
-        "latency", lat,
-        "mail", "messages_per_s", rp->mail_mps, "messages", (json_int_t)rp->mails_sent,
+        "latency", lat, "mail", "messages_per_s", rp->mail_mps, "messages", (json_int_t)rp->mails_sent,
         "floors", "row_floor_commands_per_s", rp->row_floor_cps, "row_floor_bytes_per_command",
-        (json_int_t)rp->row_bytes, "row_floor_rows_per_command", (json_int_t)rp->rows_per_command, "batch_max",
-        (json_int_t)batch_max, "per_command_sql_commands_per_s", rp->pg_floor_cps, "postgresql_commands_per_s",
-        rp->pg_floor_cps, "kafka_messages_per_s", rp->kafka_floor_mps, "smtp_messages_per_s", rp->smtp_floor_mps,
-        "scaling", "commands", (json_int_t)o->scaling_commands, "one_worker_commands_per_s", rp->one_worker_cps,
-        "two_workers_commands_per_s", rp->two_workers_cps, "two_to_one",
-        ratio(rp->two_workers_cps, rp->one_worker_cps),
-        "ratios", "pipeline_to_row_floor", ratio(rp->pipeline_cps, rp->row_floor_cps),
-        "pipeline_to_per_command_sql", ratio(rp->pipeline_cps, rp->pg_floor_cps), "pipeline_to_postgresql",
-        ratio(rp->pipeline_cps, rp->pg_floor_cps), "pipeline_to_kafka", ratio(rp->pipeline_cps, rp->kafka_floor_mps),
-        "mailer_to_smtp", ratio(rp->mail_mps, rp->smtp_floor_mps), "two_workers_to_one",
-        ratio(rp->two_workers_cps, rp->one_worker_cps),
-        "workers", procs_j);
+        (json_int_t)rp->row_bytes, "row_floor_rows_per_command", (json_int_t)rp->rows_per_command,
+        "batch_max", (json_int_t)batch_max, "per_command_sql_commands_per_s", rp->pg_floor_cps,
+        "postgresql_commands_per_s", rp->pg_floor_cps, "kafka_messages_per_s", rp->kafka_floor_mps,
+        "smtp_messages_per_s", rp->smtp_floor_mps, "scaling", "commands", (json_int_t)o->scaling_commands,
+        "one_worker_commands_per_s", rp->one_worker_cps, "two_workers_commands_per_s", rp->two_workers_cps,
+        "two_to_one", ratio(rp->two_workers_cps, rp->one_worker_cps), "ratios", "pipeline_to_row_floor",
+        ratio(rp->pipeline_cps, rp->row_floor_cps), "pipeline_to_per_command_sql",
+        ratio(rp->pipeline_cps, rp->pg_floor_cps), "pipeline_to_postgresql",
+        ratio(rp->pipeline_cps, rp->pg_floor_cps), "pipeline_to_kafka",
+        ratio(rp->pipeline_cps, rp->kafka_floor_mps), "mailer_to_smtp",
+        ratio(rp->mail_mps, rp->smtp_floor_mps), "two_workers_to_one",
+        ratio(rp->two_workers_cps, rp->one_worker_cps), "workers", procs_j);
     if (!doc)
         abort();
     return doc;
 }
 
-static void write_json(const report_t *runs, int n, const report_t *med, const report_t *lo, const report_t *hi,
-                       const options_t *o, const char *path) {
-    json_t *doc = json_pack("{s:s, s:I, s:{s:I, s:I, s:I, s:I, s:I}}", "run", run_tag, "repeat", (json_int_t)n,
-                            "sizes", "commands", (json_int_t)o->commands, "orgs", (json_int_t)o->orgs,
-                            "command_workers", (json_int_t)o->command_workers, "scaling_commands",
-                            (json_int_t)o->scaling_commands, "payload_bytes", (json_int_t)med->payload_bytes);
+static void write_json(const report_t *runs, int n, const report_t *med, const report_t *lo,
+                       const report_t *hi, const options_t *o, const char *path) {
+    json_t *doc =
+        json_pack("{s:s, s:I, s:{s:I, s:I, s:I, s:I, s:I}}", "run", run_tag, "repeat", (json_int_t)n, "sizes",
+                  "commands", (json_int_t)o->commands, "orgs", (json_int_t)o->orgs, "command_workers",
+                  (json_int_t)o->command_workers, "scaling_commands", (json_int_t)o->scaling_commands,
+                  "payload_bytes", (json_int_t)med->payload_bytes);
     if (!doc)
         abort();
     json_t *fig = figures_json(med, hi, o);
@@ -552,8 +547,9 @@ static void write_json(const report_t *runs, int n, const report_t *med, const r
     for (int i = 0; i < med->nlat; i++) {
         char name[64];
         snprintf(name, sizeof(name), "latency_%ld_p99_ms", med->lat[i].rate);
-        json_object_set_new(spread, name, json_pack("{s:f, s:f, s:f}", "median", med->lat[i].p99, "min",
-                                                    lo->lat[i].p99, "max", hi->lat[i].p99));
+        json_object_set_new(spread, name,
+                            json_pack("{s:f, s:f, s:f}", "median", med->lat[i].p99, "min", lo->lat[i].p99,
+                                      "max", hi->lat[i].p99));
     }
     json_object_set_new(doc, "spread", spread);
     json_t *runs_j = json_array();
@@ -579,7 +575,8 @@ static void row(int n, const char *label, const char *fmt, double med, double lo
     printf("\n");
 }
 
-static void print_table(int n, const report_t *m, const report_t *lo, const report_t *hi, const options_t *o) {
+static void print_table(int n, const report_t *m, const report_t *lo, const report_t *hi,
+                        const options_t *o) {
     if (n > 1)
         printf("\nmedians of %d runs\n%-46s %12s %12s %12s\n", n, "measure", "median", "min", "max");
     else
@@ -599,8 +596,9 @@ static void print_table(int n, const report_t *m, const report_t *lo, const repo
     row(n, "scaling: two command workers (commands/s)", "%.0f", m->two_workers_cps, lo->two_workers_cps,
         hi->two_workers_cps);
     for (int i = 0; i < m->nlat; i++) {
-        printf("latency @%5ld/s (achieved %6.0f/s)  p50 %6.1f  p95 %6.1f  p99 %6.1f  max %6.1f ms", m->lat[i].rate,
-               m->lat[i].achieved, m->lat[i].p50, m->lat[i].p95, m->lat[i].p99, m->lat[i].max);
+        printf("latency @%5ld/s (achieved %6.0f/s)  p50 %6.1f  p95 %6.1f  p99 %6.1f  max %6.1f ms",
+               m->lat[i].rate, m->lat[i].achieved, m->lat[i].p50, m->lat[i].p95, m->lat[i].p99,
+               m->lat[i].max);
         if (n > 1)
             printf("  (p99 %.1f..%.1f)", lo->lat[i].p99, hi->lat[i].p99);
         printf("\n");
@@ -642,13 +640,14 @@ static int set_command_workers(const conf_t *c, long k, char *err, size_t errsz)
             }
         }
     }
-    return bench_group_wait(c, conf_get(c, "group.commands"), conf_get(c, "topic.commands"), (int)k, 120000, err,
-                            errsz);
+    return bench_group_wait(c, conf_get(c, "group.commands"), conf_get(c, "topic.commands"), (int)k, 120000,
+                            err, errsz);
 }
 
 /* A warm-up (the producer's partitions, the workers' sessions), then n commands as fast as the producer
  * allows. Commands per second, or a negative value on failure. */
-static double throughput(raikoo_producer_t *prod, const options_t *o, const char *phase, long n, long *rejected) {
+static double throughput(raikoo_producer_t *prod, const options_t *o, const char *phase, long n,
+                         long *rejected) {
     long rej, got;
     char warm[48];
     snprintf(warm, sizeof(warm), "%s-warmup", phase);
@@ -681,8 +680,8 @@ static int one_run(const conf_t *c, PGconn *db, raikoo_producer_t *prod, const o
 
     /* 2. Per-command SQL: the worker's own statements (lib/cmdproc) on the same batches, no Kafka. */
     fprintf(stderr, "phase: per-command SQL\n");
-    if (bench_pg_floor(c, db, o->commands, admin_id, invite_data, (void *)o, &rp->pg_floor_cps, &rp->payload_bytes,
-                       err, sizeof(err)) != 0) {
+    if (bench_pg_floor(c, db, o->commands, admin_id, invite_data, (void *)o, &rp->pg_floor_cps,
+                       &rp->payload_bytes, err, sizeof(err)) != 0) {
         fprintf(stderr, "raikoo-bench: per-command SQL: %s\n", err);
         goto done;
     }
@@ -690,7 +689,8 @@ static int one_run(const conf_t *c, PGconn *db, raikoo_producer_t *prod, const o
 
     /* 3. Kafka floor: messages of the same size, same client settings, produced and consumed back. */
     fprintf(stderr, "phase: Kafka floor\n");
-    if (bench_kafka_floor(c, o->commands, rp->payload_bytes, o->orgs, &rp->kafka_floor_mps, err, sizeof(err)) != 0) {
+    if (bench_kafka_floor(c, o->commands, rp->payload_bytes, o->orgs, &rp->kafka_floor_mps, err,
+                          sizeof(err)) != 0) {
         fprintf(stderr, "raikoo-bench: Kafka floor: %s\n", err);
         goto done;
     }
@@ -754,8 +754,8 @@ static int one_run(const conf_t *c, PGconn *db, raikoo_producer_t *prod, const o
         fprintf(stderr, "raikoo-bench: the mailer failed (see %s/log/)\n", o->out_dir);
         goto done;
     }
-    if (bench_smtp_floor(c, rp->mails_sent < SMTP_FLOOR_MAX ? rp->mails_sent : SMTP_FLOOR_MAX, &rp->smtp_floor_mps,
-                         err, sizeof(err)) != 0) {
+    if (bench_smtp_floor(c, rp->mails_sent < SMTP_FLOOR_MAX ? rp->mails_sent : SMTP_FLOOR_MAX,
+                         &rp->smtp_floor_mps, err, sizeof(err)) != 0) {
         fprintf(stderr, "raikoo-bench: SMTP floor: %s\n", err);
         goto done;
     }
@@ -853,8 +853,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "raikoo-bench: %s\n", err);
         goto done;
     }
-    printf("raikoo-bench run %s: %ld commands over %ld organizations, %ld run%s\n", run_tag, o.commands, o.orgs,
-           o.repeat, o.repeat > 1 ? "s" : "");
+    printf("raikoo-bench run %s: %ld commands over %ld organizations, %ld run%s\n", run_tag, o.commands,
+           o.orgs, o.repeat, o.repeat > 1 ? "s" : "");
     fflush(stdout);
     prod = raikoo_producer_new_conf(c, err, sizeof(err));
     if (!prod || raikoo_results_follow(prod, err, sizeof(err)) != 0) {

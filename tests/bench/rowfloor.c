@@ -54,20 +54,11 @@ static void copy_value(buf_t *b, const PGresult *r, int row, int col) {
     }
     for (const char *s = PQgetvalue(r, row, col); *s; s++) {
         switch (*s) {
-        case '\\':
-            buf_str(b, "\\\\");
-            break;
-        case '\t':
-            buf_str(b, "\\t");
-            break;
-        case '\n':
-            buf_str(b, "\\n");
-            break;
-        case '\r':
-            buf_str(b, "\\r");
-            break;
-        default:
-            buf_add(b, s, 1);
+            case '\\': buf_str(b, "\\\\"); break;
+            case '\t': buf_str(b, "\\t"); break;
+            case '\n': buf_str(b, "\\n"); break;
+            case '\r': buf_str(b, "\\r"); break;
+            default: buf_add(b, s, 1);
         }
     }
 }
@@ -133,7 +124,8 @@ static int segment(tpl_t *t, table_tpl_t *tt, const char *text, char *errstr, si
                     ;
                 if (k == t->nuuids) {
                     if (k == MAX_UUIDS) {
-                        snprintf(errstr, errstr_size, "the template command wrote more than %d uuids", MAX_UUIDS);
+                        snprintf(errstr, errstr_size, "the template command wrote more than %d uuids",
+                                 MAX_UUIDS);
                         free(lit.s);
                         return -1;
                     }
@@ -168,14 +160,17 @@ static int segment(tpl_t *t, table_tpl_t *tt, const char *text, char *errstr, si
 }
 
 /* Appends one command's copy of the table's rows. */
-static void instantiate(const table_tpl_t *tt, buf_t *b, char (*fresh)[37], const char *actor, const char *org,
-                        const char *email) {
+static void instantiate(const table_tpl_t *tt, buf_t *b, char (*fresh)[37], const char *actor,
+                        const char *org, const char *email) {
     for (size_t i = 0; i < tt->nsegs; i++) {
         buf_str(b, tt->segs[i].lit);
         if (tt->segs[i].last)
             break;
         int slot = tt->segs[i].slot;
-        buf_str(b, slot == SLOT_ACTOR ? actor : slot == SLOT_ORG ? org : slot == SLOT_EMAIL ? email : fresh[slot]);
+        buf_str(b, slot == SLOT_ACTOR   ? actor
+                   : slot == SLOT_ORG   ? org
+                   : slot == SLOT_EMAIL ? email
+                                        : fresh[slot]);
     }
 }
 
@@ -186,8 +181,10 @@ static const struct {
     const char *select, *copy;
     int param;
 } TABLES[] = {
-    {"SELECT id, email, username, name, password_hash, enabled, is_admin, activated_at FROM users WHERE id = $1",
-     "COPY users (id, email, username, name, password_hash, enabled, is_admin, activated_at) FROM STDIN", BY_USER},
+    {"SELECT id, email, username, name, password_hash, enabled, is_admin, activated_at FROM users WHERE id = "
+     "$1",
+     "COPY users (id, email, username, name, password_hash, enabled, is_admin, activated_at) FROM STDIN",
+     BY_USER},
     {"SELECT org_id, user_id, is_owner, can_manage_users FROM org_members WHERE user_id = $1",
      "COPY org_members (org_id, user_id, is_owner, can_manage_users) FROM STDIN", BY_USER},
     {"SELECT id, org_id, email, user_id, kind, grant_owner, status, code_hash, failed_attempts, invited_by,"
@@ -195,11 +192,12 @@ static const struct {
      " FROM invitations WHERE user_id = $1",
      "COPY invitations (id, org_id, email, user_id, kind, grant_owner, status, code_hash, failed_attempts,"
      " invited_by, expires_at, decided_at, resent_at, resend_count, mail_job_id, mail_state, mail_error,"
-     " mail_updated_at) FROM STDIN", BY_USER},
+     " mail_updated_at) FROM STDIN",
+     BY_USER},
     {"SELECT command_id, command_type, status, result FROM processed_commands WHERE command_id = $1",
      "COPY processed_commands (command_id, command_type, status, result) FROM STDIN", BY_COMMAND},
-    {"SELECT topic, key, payload FROM outbox WHERE id > $1 ORDER BY id", "COPY outbox (topic, key, payload) FROM STDIN",
-     BY_OUTBOX_MARK},
+    {"SELECT topic, key, payload FROM outbox WHERE id > $1 ORDER BY id",
+     "COPY outbox (topic, key, payload) FROM STDIN", BY_OUTBOX_MARK},
 };
 #define NTABLES (sizeof(TABLES) / sizeof(TABLES[0]))
 
@@ -235,7 +233,8 @@ static int make_templates(const conf_t *c, PGconn *db, const char *actor, json_t
     snprintf(t->org, sizeof(t->org), "%s", org ? org : "");
     snprintf(t->actor, sizeof(t->actor), "%s", actor);
     long mark = outbox_mark(db, errstr, errstr_size);
-    if (mark < 0 || conf_get_long(c, "command.max.bytes", 256, 1L << 30, &max_bytes, errstr, errstr_size) != 0 ||
+    if (mark < 0 ||
+        conf_get_long(c, "command.max.bytes", 256, 1L << 30, &max_bytes, errstr, errstr_size) != 0 ||
         secret_load(conf_get(c, "keys.dir"), 0, &keys, errstr, errstr_size) != 0) {
         json_decref(data);
         goto done;
@@ -246,15 +245,15 @@ static int make_templates(const conf_t *c, PGconn *db, const char *actor, json_t
         json_decref(data);
         goto done;
     }
-    if (raikoo_command_build(RAIKOO_CMD_INVITE_NEW_USER, "/raikoo/bench", actor, data, (size_t)max_bytes, &built, errstr,
-                             errstr_size) != 0)
+    if (raikoo_command_build(RAIKOO_CMD_INVITE_NEW_USER, "/raikoo/bench", actor, data, (size_t)max_bytes,
+                             &built, errstr, errstr_size) != 0)
         goto done;
     cmdproc_msg_t msg = {.payload = built.payload, .len = built.len};
     if (cmdproc_apply(proc, &msg, 1, errstr, errstr_size) != 0)
         goto done;
     if (!msg.outcome || strcmp(msg.outcome, "accepted") != 0) {
-        snprintf(errstr, errstr_size, "the template InviteNewUser was %s (%s)", msg.outcome ? msg.outcome : "lost",
-                 msg.code ? msg.code : "");
+        snprintf(errstr, errstr_size, "the template InviteNewUser was %s (%s)",
+                 msg.outcome ? msg.outcome : "lost", msg.code ? msg.code : "");
         goto done;
     }
     const char *p0[1] = {t->email};
@@ -278,7 +277,8 @@ static int make_templates(const conf_t *c, PGconn *db, const char *actor, json_t
         if (!r)
             goto done;
         if (PQntuples(r) < 1) {
-            snprintf(errstr, errstr_size, "the template InviteNewUser left no row for \"%s\"", TABLES[k].copy);
+            snprintf(errstr, errstr_size, "the template InviteNewUser left no row for \"%s\"",
+                     TABLES[k].copy);
             goto done;
         }
         text.n = 0;
@@ -338,8 +338,8 @@ static int copy_in(PGconn *db, const char *sql, const buf_t *b, char *errstr, si
 }
 
 int bench_row_floor(const conf_t *c, PGconn *db, long n, const char *actor, bench_data_fn *data, void *arg,
-                    const char *phase, double *per_s, size_t *row_bytes, size_t *rows_per_command, char *errstr,
-                    size_t errstr_size) {
+                    const char *phase, double *per_s, size_t *row_bytes, size_t *rows_per_command,
+                    char *errstr, size_t errstr_size) {
     int rc = -1;
     long batch_max;
     tpl_t t;
@@ -349,7 +349,7 @@ int bench_row_floor(const conf_t *c, PGconn *db, long n, const char *actor, benc
     buf_t bufs[NTABLES];
     memset(bufs, 0, sizeof(bufs));
     const char **orgs = NULL;
-    char (*orgbuf)[37] = NULL;
+    char(*orgbuf)[37] = NULL;
     char tpl_phase[48];
     snprintf(tpl_phase, sizeof(tpl_phase), "%s-template", phase);
     if (conf_get_long(c, "batch.max", 1, 100000, &batch_max, errstr, errstr_size) != 0 ||

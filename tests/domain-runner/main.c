@@ -43,8 +43,8 @@ typedef struct runner {
     secret_keys_t keys;
     cmdproc_t *proc;
     const char *topic_results, *topic_events, *topic_mail;
-    char run[13];    /* this run's tag, in every e-mail address */
-    char hash[256];  /* an Argon2id hash ($argon2id) */
+    char run[13];   /* this run's tag, in every e-mail address */
+    char hash[256]; /* an Argon2id hash ($argon2id) */
     sym_t syms[SYM_MAX];
     int nsyms;
     char errstr[1024];
@@ -209,7 +209,8 @@ static const char *need_id(runner_t *r, json_t *o, const char *key) {
 static int new_name(runner_t *r, json_t *o, char id[37]) {
     const char *as = str_field(o, "as", NULL);
     if (!as || !isalpha((unsigned char)as[0])) {
-        text_printf(r->errstr, sizeof(r->errstr), "setup: every entry needs \"as\": a name starting with a letter");
+        text_printf(r->errstr, sizeof(r->errstr),
+                    "setup: every entry needs \"as\": a name starting with a letter");
         return -1;
     }
     uuid_generate(id);
@@ -234,7 +235,11 @@ static int setup_users(runner_t *r, json_t *users) {
             return -1;
         int enabled = bool_field(u, "enabled", 1), admin = bool_field(u, "admin", 0);
         int activated = bool_field(u, "activated", 1);
-        const char *p[6] = {id, email, str_field(u, "name", as), activated ? r->hash : NULL, enabled ? "true" : "false",
+        const char *p[6] = {id,
+                            email,
+                            str_field(u, "name", as),
+                            activated ? r->hash : NULL,
+                            enabled ? "true" : "false",
                             admin ? "true" : "false"};
         if (exec_sql(r, sql, 6, p) != 0)
             return -1;
@@ -265,7 +270,9 @@ static int setup_members(runner_t *r, json_t *members) {
             return -1;
         const char *p[4] = {org, user, bool_field(m, "owner", 0) ? "true" : "false",
                             bool_field(m, "manage", 0) ? "true" : "false"};
-        if (exec_sql(r, "INSERT INTO org_members (org_id, user_id, is_owner, can_manage_users) VALUES ($1, $2, $3, $4)",
+        if (exec_sql(r,
+                     "INSERT INTO org_members (org_id, user_id, is_owner, can_manage_users) VALUES ($1, $2, "
+                     "$3, $4)",
                      4, p) != 0)
             return -1;
     }
@@ -275,7 +282,8 @@ static int setup_members(runner_t *r, json_t *members) {
 /* Invitations with a code the case knows ($name.code): status, failed attempts and expiry as stated. */
 static int setup_invitations(runner_t *r, json_t *invs) {
     static const char sql[] =
-        "INSERT INTO invitations (id, org_id, email, user_id, kind, grant_owner, status, code_hash, failed_attempts,"
+        "INSERT INTO invitations (id, org_id, email, user_id, kind, grant_owner, status, code_hash, "
+        "failed_attempts,"
         "                         invited_by, created_at, expires_at, decided_at)"
         " SELECT $1, $2, u.email, u.id, $4, $5, $6, $7, $8, $9,"
         "        CASE WHEN $10 THEN now() - interval '2 days' ELSE now() END,"
@@ -301,7 +309,8 @@ static int setup_invitations(runner_t *r, json_t *invs) {
         hex[1] = 'x';
         sodium_bin2hex(hex + 2, sizeof(hex) - 2, h, sizeof(h));
         json_t *fa = json_object_get(v, "failed_attempts");
-        snprintf(attempts, sizeof(attempts), "%lld", json_is_integer(fa) ? (long long)json_integer_value(fa) : 0LL);
+        snprintf(attempts, sizeof(attempts), "%lld",
+                 json_is_integer(fa) ? (long long)json_integer_value(fa) : 0LL);
         const char *p[10] = {id,
                              org,
                              user,
@@ -382,8 +391,8 @@ static int read_outbox(runner_t *r, long long *mark, const char *as, json_t *out
     char m[24];
     snprintf(m, sizeof(m), "%lld", *mark);
     const char *p[1] = {m};
-    PGresult *res = db_exec(r->db, "SELECT id, topic, payload FROM outbox WHERE id > $1 ORDER BY id", 1, p, r->errstr,
-                            sizeof(r->errstr));
+    PGresult *res = db_exec(r->db, "SELECT id, topic, payload FROM outbox WHERE id > $1 ORDER BY id", 1, p,
+                            r->errstr, sizeof(r->errstr));
     if (!res)
         return -1;
     json_t *events = json_array(), *mail = json_array();
@@ -421,9 +430,10 @@ static int read_outbox(runner_t *r, long long *mark, const char *as, json_t *out
             /* The code travels sealed: opened here so that the case can use it ($as.code). */
             char canon[CODE_LEN + 1], display[CODE_DISPLAY_LEN + 1];
             const char *sealed = json_string_value(json_object_get(data, "sealed_code"));
-            json_t *j = json_pack("{s:O?, s:O?, s:O?, s:O?}", "kind", json_object_get(data, "kind"), "email",
-                                  json_object_get(data, "email"), "grant_owner", json_object_get(data, "grant_owner"),
-                                  "invitation_id", json_object_get(data, "invitation_id"));
+            json_t *j =
+                json_pack("{s:O?, s:O?, s:O?, s:O?}", "kind", json_object_get(data, "kind"), "email",
+                          json_object_get(data, "email"), "grant_owner", json_object_get(data, "grant_owner"),
+                          "invitation_id", json_object_get(data, "invitation_id"));
             if (sealed && code_open(&r->keys, sealed, canon) == 0) {
                 code_display(canon, display);
                 sodium_memzero(canon, sizeof(canon));
@@ -450,7 +460,8 @@ static int read_outbox(runner_t *r, long long *mark, const char *as, json_t *out
 static json_t *apply_commands(runner_t *r, json_t *commands) {
     json_t *results = json_array();
     long long mark = 0;
-    PGresult *res = db_exec(r->db, "SELECT coalesce(max(id), 0) FROM outbox", 0, NULL, r->errstr, sizeof(r->errstr));
+    PGresult *res =
+        db_exec(r->db, "SELECT coalesce(max(id), 0) FROM outbox", 0, NULL, r->errstr, sizeof(r->errstr));
     if (!res)
         goto fail;
     mark = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -516,8 +527,8 @@ static json_t *row_query(runner_t *r, const char *sql) {
         text_printf(name, sizeof(name), "%.*s", (int)len - 1, s + 1);
         const char *val = sym_get(r, name);
         if (!val || np == 32) {
-            text_printf(r->errstr, sizeof(r->errstr), "row query: %s %s", val ? "more than 32 symbols at" : "unknown symbol",
-                        name);
+            text_printf(r->errstr, sizeof(r->errstr), "row query: %s %s",
+                        val ? "more than 32 symbols at" : "unknown symbol", name);
             goto done;
         }
         params[np++] = val;
@@ -621,10 +632,12 @@ int main(int argc, char **argv) {
         argi = 3;
     }
     if (argi >= argc || strcmp(argv[argi], "--help") == 0 || strcmp(argv[argi], "-h") == 0) {
-        fprintf(stderr, "usage: raikoo-domain-runner [--config FILE] CASE_DIR...\n"
-                        "Applies each tests/domain/<case>/ through the command processor against PostgreSQL alone\n"
-                        "(db.url: a database of its own, migrated, where no relay runs) and prints one JSON line per\n"
-                        "case: each command's result, events and mail jobs, and the rows of expected.json's queries.\n");
+        fprintf(
+            stderr,
+            "usage: raikoo-domain-runner [--config FILE] CASE_DIR...\n"
+            "Applies each tests/domain/<case>/ through the command processor against PostgreSQL alone\n"
+            "(db.url: a database of its own, migrated, where no relay runs) and prints one JSON line per\n"
+            "case: each command's result, events and mail jobs, and the rows of expected.json's queries.\n");
         free(r);
         return argi >= argc ? 2 : 0;
     }

@@ -14,14 +14,14 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
-#define FUZZ_ASSERT(cond, ...)                                                                                \
-    do {                                                                                                      \
-        if (!(cond)) {                                                                                        \
+#define FUZZ_ASSERT(cond, ...)                                                                               \
+    do {                                                                                                     \
+        if (!(cond)) {                                                                                       \
             fprintf(stderr, "\ninvariant broken at %s:%d: ", __FILE__, __LINE__);                            \
-            fprintf(stderr, __VA_ARGS__);                                                                     \
-            fprintf(stderr, "\n");                                                                            \
-            abort();                                                                                          \
-        }                                                                                                     \
+            fprintf(stderr, __VA_ARGS__);                                                                    \
+            fprintf(stderr, "\n");                                                                           \
+            abort();                                                                                         \
+        }                                                                                                    \
     } while (0)
 
 /* A NUL-terminated copy of the input (free()); bytes after an embedded NUL are what a C string API sees. */

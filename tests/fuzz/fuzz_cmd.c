@@ -24,8 +24,8 @@ static void check_result(const cmd_t *cmd, parse_status_t st, const char *why) {
     domain_reject(&res, st == PARSE_UNKNOWN_TYPE ? "unknown_command_type" : "invalid_command", why);
     FUZZ_ASSERT(utf8_valid(res.message, strlen(res.message)), "result message is not UTF-8: %s", res.message);
     const char *type_name = cmd->type_name && *cmd->type_name ? cmd->type_name : "unknown";
-    json_t *d = json_pack("{s:s, s:s, s:s, s:o, s:s}", "command_id", cmd->id, "command_type", type_name, "status",
-                          "rejected", "code", json_string(res.code), "message", res.message);
+    json_t *d = json_pack("{s:s, s:s, s:s, s:o, s:s}", "command_id", cmd->id, "command_type", type_name,
+                          "status", "rejected", "code", json_string(res.code), "message", res.message);
     FUZZ_ASSERT(d, "the result of a refused command cannot be built (a string jansson refuses)");
     json_object_set_new(d, "org_id", json_null());
     json_t *ev = event_new("raikoo.result.v1", NULL, EVENT_SOURCE_WORKER, cmd->actor, cmd->id, d);
@@ -34,17 +34,35 @@ static void check_result(const cmd_t *cmd, parse_status_t st, const char *why) {
     json_error_t jerr;
     json_t *back = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
     FUZZ_ASSERT(back, "result is not valid JSON: %s", jerr.text);
-    FUZZ_ASSERT(json_is_string(json_object_get(json_object_get(back, "data"), "message")), "result lost its message");
+    FUZZ_ASSERT(json_is_string(json_object_get(json_object_get(back, "data"), "message")),
+                "result lost its message");
     json_decref(back);
     free(text);
 }
 
 /* Strings the parser knows: quoting them is no leak. */
 static int known(const char *s) {
-    static const char *words[] = {"specversion", "id", "source", "type", "time", "datacontenttype", "actorid",
-                                  "data", "1.0", "application/json", "org_id", "user_id", "owner_user_id",
-                                  "invitation_id", "email", "name", "code", "password_hash", "owner",
-                                  "can_manage_users", NULL};
+    static const char *words[] = {"specversion",
+                                  "id",
+                                  "source",
+                                  "type",
+                                  "time",
+                                  "datacontenttype",
+                                  "actorid",
+                                  "data",
+                                  "1.0",
+                                  "application/json",
+                                  "org_id",
+                                  "user_id",
+                                  "owner_user_id",
+                                  "invitation_id",
+                                  "email",
+                                  "name",
+                                  "code",
+                                  "password_hash",
+                                  "owner",
+                                  "can_manage_users",
+                                  NULL};
     for (const char **w = words; *w; w++)
         if (strcmp(s, *w) == 0)
             return 1;
@@ -150,7 +168,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
         if (cmd.has_email) {
             char again[EMAIL_MAX + 1], ewhy[128];
-            FUZZ_ASSERT(email_normalize(cmd.email, again, ewhy, sizeof(ewhy)) == 0 && strcmp(again, cmd.email) == 0,
+            FUZZ_ASSERT(email_normalize(cmd.email, again, ewhy, sizeof(ewhy)) == 0 &&
+                            strcmp(again, cmd.email) == 0,
                         "the normal form of an e-mail is not stable");
         }
         if (size > 0) {

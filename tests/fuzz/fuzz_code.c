@@ -33,7 +33,8 @@ static void check_canonical(const char *c) {
     char shown[CODE_DISPLAY_LEN + 1], again[CODE_LEN + 1];
     code_display(c, shown);
     FUZZ_ASSERT(strlen(shown) == CODE_DISPLAY_LEN, "display form of %zu characters", strlen(shown));
-    FUZZ_ASSERT(code_canonical(shown, again) == 0 && strcmp(again, c) == 0, "display form does not read back");
+    FUZZ_ASSERT(code_canonical(shown, again) == 0 && strcmp(again, c) == 0,
+                "display form does not read back");
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -43,7 +44,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         check_canonical(canon);
         char sealed[SEALED_CODE_B64_MAX], opened[CODE_LEN + 1];
         FUZZ_ASSERT(code_seal(&keys, canon, sealed, sizeof(sealed)) == 0, "cannot seal a canonical code");
-        FUZZ_ASSERT(code_open(&keys, sealed, opened) == 0 && strcmp(opened, canon) == 0, "a sealed code does not open");
+        FUZZ_ASSERT(code_open(&keys, sealed, opened) == 0 && strcmp(opened, canon) == 0,
+                    "a sealed code does not open");
         unsigned char h1[CODE_HASH_LEN], h2[CODE_HASH_LEN];
         code_hash(&keys, canon, h1);
         code_hash(&keys, canon, h2);
@@ -59,7 +61,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (uuid_valid(in)) {
         FUZZ_ASSERT(strlen(in) == 36, "a UUID of %zu characters", strlen(in));
         for (int i = 0; i < 36; i++)
-            FUZZ_ASSERT((i == 8 || i == 13 || i == 18 || i == 23) ? in[i] == '-' : isxdigit((unsigned char)in[i]),
+            FUZZ_ASSERT((i == 8 || i == 13 || i == 18 || i == 23) ? in[i] == '-'
+                                                                  : isxdigit((unsigned char)in[i]),
                         "a UUID with %c at %d", in[i], i);
     }
     free(in);

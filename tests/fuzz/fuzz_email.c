@@ -16,8 +16,8 @@ static void check_normal(const char *out) {
     FUZZ_ASSERT(at && !strchr(at + 1, '@'), "normal form without exactly one @: %s", out);
     for (const char *p = out; *p; p++) {
         unsigned char c = (unsigned char)*p;
-        FUZZ_ASSERT(c > 0x20 && c < 0x7f && c != '"' && c != '<' && c != '>' && c != '(' && c != ')' && c != ',' &&
-                        c != ';' && c != ':' && c != '\\' && c != '[' && c != ']',
+        FUZZ_ASSERT(c > 0x20 && c < 0x7f && c != '"' && c != '<' && c != '>' && c != '(' && c != ')' &&
+                        c != ',' && c != ';' && c != ':' && c != '\\' && c != '[' && c != ']',
                     "character 0x%02x in a normal form", c);
         if (p > at)
             FUZZ_ASSERT(!isupper(c), "upper case in the domain: %s", out);
@@ -47,7 +47,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (size_t i = 0; h[i]; i++) {
             unsigned char c = (unsigned char)h[i];
             if (c == '\r') {
-                FUZZ_ASSERT(h[i + 1] == '\n' && (h[i + 2] == ' ' || h[i + 2] == '\t'), "a line break that ends the header");
+                FUZZ_ASSERT(h[i + 1] == '\n' && (h[i + 2] == ' ' || h[i + 2] == '\t'),
+                            "a line break that ends the header");
                 col = 0;
                 i++;
                 continue;

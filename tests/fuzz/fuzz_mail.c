@@ -15,7 +15,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc, (void)argv;
     char err[256];
     int overridden = 0;
-    if (secret_init(err, sizeof(err)) != 0 || !(templates = mail_templates_load(NULL, &overridden, err, sizeof(err))) ||
+    if (secret_init(err, sizeof(err)) != 0 ||
+        !(templates = mail_templates_load(NULL, &overridden, err, sizeof(err))) ||
         mail_from_parse("Raikoo <no-reply@raikoo.local>", &from, err, sizeof(err)) != 0) {
         fprintf(stderr, "fuzz_mail: %s\n", err);
         exit(1);
@@ -39,9 +40,11 @@ static void check_headers(const char *what, const char *h, const char *end, cons
             FUZZ_ASSERT(colon, "%s: a header line without a name: %.*s", what, (int)(eol - line), line);
             size_t i = 0;
             for (; i < nnames; i++)
-                if (strlen(names[i]) == (size_t)(colon - line) && strncmp(names[i], line, (size_t)(colon - line)) == 0)
+                if (strlen(names[i]) == (size_t)(colon - line) &&
+                    strncmp(names[i], line, (size_t)(colon - line)) == 0)
                     break;
-            FUZZ_ASSERT(i < nnames, "%s: a header the template does not have: %.*s", what, (int)(colon - line), line);
+            FUZZ_ASSERT(i < nnames, "%s: a header the template does not have: %.*s", what,
+                        (int)(colon - line), line);
             count[i]++;
         }
         line = eol + 2;
@@ -69,8 +72,8 @@ static void check_message(const char *msg) {
     }
     FUZZ_ASSERT(n >= 2 && msg[n - 2] == '\r' && msg[n - 1] == '\n', "the message does not end with CRLF");
 
-    static const char *const top[] = {"Date", "Message-ID", "From", "To", "Subject", "MIME-Version", "Content-Type",
-                                      NULL};
+    static const char *const top[] = {"Date",    "Message-ID",   "From",         "To",
+                                      "Subject", "MIME-Version", "Content-Type", NULL};
     const char *body = strstr(msg, "\r\n\r\n");
     FUZZ_ASSERT(body, "no end of headers");
     check_headers("message", msg, body + 2, top);

@@ -83,8 +83,8 @@ static int reply(script_t *s, int fd, int *starts_with_3) {
 }
 
 static int is_command(const char *line, size_t n) {
-    static const char *verbs[] = {"EHLO", "HELO", "MAIL", "RCPT", "DATA", "RSET", "QUIT", "NOOP", "AUTH", "STARTTLS",
-                                  "BDAT", NULL};
+    static const char *verbs[] = {"EHLO", "HELO", "MAIL", "RCPT",     "DATA", "RSET",
+                                  "QUIT", "NOOP", "AUTH", "STARTTLS", "BDAT", NULL};
     for (const char **v = verbs; *v; v++) {
         size_t vl = strlen(*v);
         if (n >= vl && strncasecmp(line, *v, vl) == 0 && (n == vl || line[vl] == ' '))
@@ -160,7 +160,8 @@ static conf_t *make_conf(int port, int auth, smtp_conf_t *sc) {
     conf_t *c = conf_new();
     char err[256], p[16];
     snprintf(p, sizeof(p), "%d", port);
-    if (conf_set(c, "smtp.host", "127.0.0.1", err, sizeof(err)) != 0 || conf_set(c, "smtp.port", p, err, sizeof(err)) != 0 ||
+    if (conf_set(c, "smtp.host", "127.0.0.1", err, sizeof(err)) != 0 ||
+        conf_set(c, "smtp.port", p, err, sizeof(err)) != 0 ||
         conf_set(c, "smtp.timeout.ms", "2000", err, sizeof(err)) != 0 ||
         (auth && (conf_set(c, "smtp.user", "fuzz", err, sizeof(err)) != 0 ||
                   conf_set(c, "smtp.password", PASSWORD, err, sizeof(err)) != 0)) ||
@@ -173,7 +174,8 @@ static conf_t *make_conf(int port, int auth, smtp_conf_t *sc) {
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc, (void)argv;
-    signal(SIGPIPE, SIG_IGN); /* as every worker does (lib/core/worker.c): a server that hangs up is an error */
+    signal(SIGPIPE,
+           SIG_IGN); /* as every worker does (lib/core/worker.c): a server that hangs up is an error */
     listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in a;
     memset(&a, 0, sizeof(a));
@@ -231,7 +233,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                     "outcome %d", (int)items[i].outcome);
         check_detail("item detail", items[i].detail, sizeof(items[i].detail), said);
         if (items[i].outcome == SMTP_SENT)
-            FUZZ_ASSERT(strncmp(items[i].detail, "accepted", 8) == 0, "sent, yet the detail says %s", items[i].detail);
+            FUZZ_ASSERT(strncmp(items[i].detail, "accepted", 8) == 0, "sent, yet the detail says %s",
+                        items[i].detail);
     }
     return 0;
 }

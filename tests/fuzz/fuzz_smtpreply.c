@@ -11,8 +11,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FUZZ_ASSERT(n <= SMTP_REPLY_MAX, "cleaned reply of %zu bytes", n);
     FUZZ_ASSERT(utf8_valid(out, n), "cleaned reply is not valid UTF-8");
     for (size_t i = 0; i < n; i++)
-        FUZZ_ASSERT((unsigned char)out[i] >= 0x20 && (unsigned char)out[i] != 0x7f, "control byte 0x%02x kept",
-                    (unsigned char)out[i]);
+        FUZZ_ASSERT((unsigned char)out[i] >= 0x20 && (unsigned char)out[i] != 0x7f,
+                    "control byte 0x%02x kept", (unsigned char)out[i]);
     FUZZ_ASSERT(n == 0 || out[n - 1] != ' ', "trailing space kept");
     /* Plain printable ASCII that fits comes back unchanged (but for trailing spaces). */
     int plain = size <= SMTP_REPLY_MAX;

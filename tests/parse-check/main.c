@@ -18,9 +18,10 @@ int main(void) {
                 sizeof(buf) - 1);
         return 2;
     }
-    static const char *const names[] = {
-        [PARSE_OK] = "ok", [PARSE_NOT_COMMAND] = "not_command", [PARSE_UNKNOWN_TYPE] = "unknown_type",
-        [PARSE_INVALID] = "invalid"};
+    static const char *const names[] = {[PARSE_OK] = "ok",
+                                        [PARSE_NOT_COMMAND] = "not_command",
+                                        [PARSE_UNKNOWN_TYPE] = "unknown_type",
+                                        [PARSE_INVALID] = "invalid"};
     cmd_t cmd;
     char why[256] = "";
     parse_status_t st = cmd_parse(buf, len, MAX_BYTES, &cmd, why, sizeof(why));

@@ -44,7 +44,8 @@ static void parse_accepts_every_command_type_with_its_fields(void) {
     char why[256];
     cmd_t cmd;
     CHECK(parse(envelope("InviteNewUser", ACTOR,
-                         "{\"org_id\":\"" ORG "\",\"email\":\" Ann@Example.IO \",\"name\":\"Ann\",\"owner\":true}"),
+                         "{\"org_id\":\"" ORG
+                         "\",\"email\":\" Ann@Example.IO \",\"name\":\"Ann\",\"owner\":true}"),
                 why, sizeof(why), &cmd) == PARSE_OK);
     CHECK(cmd.type == CMD_INVITE_NEW_USER);
     CHECK_STR(cmd.org_id, ORG);
@@ -54,23 +55,25 @@ static void parse_accepts_every_command_type_with_its_fields(void) {
     cmd_free(&cmd);
 
     CHECK(parse(envelope("SetMemberRole", ACTOR,
-                         "{\"org_id\":\"" ORG "\",\"user_id\":\"" INV "\",\"owner\":false,\"can_manage_users\":true}"),
+                         "{\"org_id\":\"" ORG "\",\"user_id\":\"" INV
+                         "\",\"owner\":false,\"can_manage_users\":true}"),
                 why, sizeof(why), &cmd) == PARSE_OK);
     CHECK(cmd.owner == 0 && cmd.can_manage_users == 1);
     cmd_free(&cmd);
 
-    CHECK(parse(envelope("CreateOrganization", ACTOR, "{\"name\":\"Acme\",\"owner_user_id\":\"" ACTOR "\"}"), why,
-                sizeof(why), NULL) == PARSE_OK);
-    CHECK(parse(envelope("AcceptInvitation", ACTOR, "{\"invitation_id\":\"" INV "\",\"code\":\"ABCD-EFGH-JKMN\"}"),
+    CHECK(parse(envelope("CreateOrganization", ACTOR, "{\"name\":\"Acme\",\"owner_user_id\":\"" ACTOR "\"}"),
                 why, sizeof(why), NULL) == PARSE_OK);
-    CHECK(parse(envelope("ResendInvitation", ACTOR, "{\"org_id\":\"" ORG "\",\"invitation_id\":\"" INV "\"}"), why,
-                sizeof(why), NULL) == PARSE_OK);
-    CHECK(parse(envelope("RemoveInvitation", ACTOR, "{\"org_id\":\"" ORG "\",\"invitation_id\":\"" INV "\"}"), why,
-                sizeof(why), NULL) == PARSE_OK);
+    CHECK(parse(envelope("AcceptInvitation", ACTOR,
+                         "{\"invitation_id\":\"" INV "\",\"code\":\"ABCD-EFGH-JKMN\"}"),
+                why, sizeof(why), NULL) == PARSE_OK);
+    CHECK(parse(envelope("ResendInvitation", ACTOR, "{\"org_id\":\"" ORG "\",\"invitation_id\":\"" INV "\"}"),
+                why, sizeof(why), NULL) == PARSE_OK);
+    CHECK(parse(envelope("RemoveInvitation", ACTOR, "{\"org_id\":\"" ORG "\",\"invitation_id\":\"" INV "\"}"),
+                why, sizeof(why), NULL) == PARSE_OK);
     CHECK(parse(envelope("RemoveMember", ACTOR, "{\"org_id\":\"" ORG "\",\"user_id\":\"" INV "\"}"), why,
                 sizeof(why), NULL) == PARSE_OK);
-    CHECK(parse(envelope("AddExistingUser", ACTOR, "{\"org_id\":\"" ORG "\",\"email\":\"b@x.io\"}"), why, sizeof(why),
-                NULL) == PARSE_OK);
+    CHECK(parse(envelope("AddExistingUser", ACTOR, "{\"org_id\":\"" ORG "\",\"email\":\"b@x.io\"}"), why,
+                sizeof(why), NULL) == PARSE_OK);
     CHECK(parse(envelope("CreateUser", ACTOR,
                          "{\"email\":\"b@x.io\",\"name\":\"B\",\"password_hash\":\"" HASH "\"}"),
                 why, sizeof(why), NULL) == PARSE_OK);
@@ -80,8 +83,8 @@ static void parse_accepts_activate_account_without_actor_but_not_others(void) {
     char why[256];
     const char *data = "{\"email\":\"n@x.io\",\"code\":\"ABCD-EFGH-JKMN\",\"password_hash\":\"" HASH "\"}";
     CHECK(parse(envelope("ActivateAccount", NULL, data), why, sizeof(why), NULL) == PARSE_OK);
-    CHECK(parse(envelope("RemoveMember", NULL, "{\"org_id\":\"" ORG "\",\"user_id\":\"" INV "\"}"), why, sizeof(why),
-                NULL) == PARSE_INVALID);
+    CHECK(parse(envelope("RemoveMember", NULL, "{\"org_id\":\"" ORG "\",\"user_id\":\"" INV "\"}"), why,
+                sizeof(why), NULL) == PARSE_INVALID);
     CHECK_STR(why, "actorid is required for RemoveMember");
     CHECK(parse(envelope("ActivateAccount", "not-a-uuid", data), why, sizeof(why), NULL) == PARSE_INVALID);
     CHECK_STR(why, "actorid must be a UUID");
@@ -89,19 +92,22 @@ static void parse_accepts_activate_account_without_actor_but_not_others(void) {
 
 static void parse_refuses_wrong_types_missing_and_unknown_fields(void) {
     char why[256];
-    CHECK(parse(envelope("AddExistingUser", ACTOR, "{\"org_id\":\"" ORG "\",\"email\":\"b@x.io\",\"owner\":\"yes\"}"),
+    CHECK(parse(envelope("AddExistingUser", ACTOR,
+                         "{\"org_id\":\"" ORG "\",\"email\":\"b@x.io\",\"owner\":\"yes\"}"),
                 why, sizeof(why), NULL) == PARSE_INVALID);
     CHECK_STR(why, "data.owner must be true or false");
-    CHECK(parse(envelope("AddExistingUser", ACTOR, "{\"org_id\":42,\"email\":\"b@x.io\"}"), why, sizeof(why), NULL) ==
-          PARSE_INVALID);
-    CHECK_STR(why, "data.org_id must be a UUID");
-    CHECK(parse(envelope("CreateOrganization", ACTOR, "{\"name\":7,\"owner_user_id\":\"" ACTOR "\"}"), why, sizeof(why),
+    CHECK(parse(envelope("AddExistingUser", ACTOR, "{\"org_id\":42,\"email\":\"b@x.io\"}"), why, sizeof(why),
                 NULL) == PARSE_INVALID);
+    CHECK_STR(why, "data.org_id must be a UUID");
+    CHECK(parse(envelope("CreateOrganization", ACTOR, "{\"name\":7,\"owner_user_id\":\"" ACTOR "\"}"), why,
+                sizeof(why), NULL) == PARSE_INVALID);
     CHECK_STR(why, "data.name must be a string");
-    CHECK(parse(envelope("SetMemberRole", ACTOR, "{\"org_id\":\"" ORG "\",\"user_id\":\"" INV "\",\"owner\":true}"),
+    CHECK(parse(envelope("SetMemberRole", ACTOR,
+                         "{\"org_id\":\"" ORG "\",\"user_id\":\"" INV "\",\"owner\":true}"),
                 why, sizeof(why), NULL) == PARSE_INVALID);
     CHECK_STR(why, "data.can_manage_users is required for SetMemberRole");
-    CHECK(parse(envelope("AddExistingUser", ACTOR, "{\"email\":\"b@x.io\"}"), why, sizeof(why), NULL) == PARSE_INVALID);
+    CHECK(parse(envelope("AddExistingUser", ACTOR, "{\"email\":\"b@x.io\"}"), why, sizeof(why), NULL) ==
+          PARSE_INVALID);
     CHECK_STR(why, "data.org_id is required for AddExistingUser");
     CHECK(parse(envelope("RemoveMember", ACTOR,
                          "{\"org_id\":\"" ORG "\",\"user_id\":\"" INV "\",\"password\":\"hunter2\"}"),
@@ -116,14 +122,16 @@ static void parse_refuses_wrong_types_missing_and_unknown_fields(void) {
 
 static void parse_refuses_bad_uuids_and_addresses(void) {
     char why[256];
-    CHECK(parse(envelope("RemoveMember", ACTOR, "{\"org_id\":\"3f0c6a4e-8d1b-4c52-9a7e-0b1c2d3e4f5\",\"user_id\":\"" INV
-                                                "\"}"),
+    CHECK(parse(envelope("RemoveMember", ACTOR,
+                         "{\"org_id\":\"3f0c6a4e-8d1b-4c52-9a7e-0b1c2d3e4f5\",\"user_id\":\"" INV "\"}"),
                 why, sizeof(why), NULL) == PARSE_INVALID);
     CHECK_STR(why, "data.org_id must be a UUID");
-    CHECK(parse(envelope("RemoveMember", ACTOR, "{\"org_id\":\"" ORG "\",\"user_id\":\"zz9c8b7a-6f5e-4d3c-9b2a-19f8e7d6c5b4\"}"),
+    CHECK(parse(envelope("RemoveMember", ACTOR,
+                         "{\"org_id\":\"" ORG "\",\"user_id\":\"zz9c8b7a-6f5e-4d3c-9b2a-19f8e7d6c5b4\"}"),
                 why, sizeof(why), NULL) == PARSE_INVALID);
     CHECK_STR(why, "data.user_id must be a UUID");
-    const char *bad[] = {"no-at-sign", "two@@x.io", "a@b@x.io", "Ann <ann@x.io>", "sp ace@x.io", "a@nodot", NULL};
+    const char *bad[] = {"no-at-sign",  "two@@x.io", "a@b@x.io", "Ann <ann@x.io>",
+                         "sp ace@x.io", "a@nodot",   NULL};
     for (int i = 0; bad[i]; i++) {
         char data[256];
         snprintf(data, sizeof(data), "{\"org_id\":\"" ORG "\",\"email\":\"%s\"}", bad[i]);
@@ -136,7 +144,8 @@ static void parse_sorts_non_commands_from_unknown_types_and_invalid_envelopes(vo
     char why[256];
     CHECK(parse("not json", why, sizeof(why), NULL) == PARSE_NOT_COMMAND);
     CHECK(parse("[1,2]", why, sizeof(why), NULL) == PARSE_NOT_COMMAND);
-    CHECK(parse("{\"type\":\"raikoo.command.RemoveMember.v1\"}", why, sizeof(why), NULL) == PARSE_NOT_COMMAND);
+    CHECK(parse("{\"type\":\"raikoo.command.RemoveMember.v1\"}", why, sizeof(why), NULL) ==
+          PARSE_NOT_COMMAND);
     CHECK(parse("{\"id\":\"nope\"}", why, sizeof(why), NULL) == PARSE_NOT_COMMAND);
     CHECK(parse(envelope("PromoteEveryone", ACTOR, "{}"), why, sizeof(why), NULL) == PARSE_UNKNOWN_TYPE);
     CHECK(strstr(why, "PromoteEveryone") == NULL); /* never repeats the input */
@@ -150,18 +159,19 @@ static void parse_sorts_non_commands_from_unknown_types_and_invalid_envelopes(vo
     CHECK(strstr(why, "over the limit") != NULL);
 
     char text[4096];
-    snprintf(text, sizeof(text), "%s", envelope("RemoveMember", ACTOR, "{\"org_id\":\"" ORG "\",\"user_id\":\"" INV "\"}"));
+    snprintf(text, sizeof(text), "%s",
+             envelope("RemoveMember", ACTOR, "{\"org_id\":\"" ORG "\",\"user_id\":\"" INV "\"}"));
     char *v = strstr(text, "\"1.0\"");
     memcpy(v, "\"0.3\"", 5);
     CHECK(parse(text, why, sizeof(why), NULL) == PARSE_INVALID);
     CHECK_STR(why, "specversion must be \"1.0\"");
-    snprintf(text, sizeof(text), "%s", envelope("RemoveMember", ACTOR, "{\"org_id\":\"" ORG "\",\"user_id\":\"" INV "\"}"));
+    snprintf(text, sizeof(text), "%s",
+             envelope("RemoveMember", ACTOR, "{\"org_id\":\"" ORG "\",\"user_id\":\"" INV "\"}"));
     text[strlen(text) - 1] = '\0';
     strncat(text, ",\"extra\":1}", sizeof(text) - strlen(text) - 1);
     CHECK(parse(text, why, sizeof(why), NULL) == PARSE_INVALID);
     CHECK_STR(why, "unknown attribute (key 9 of the envelope)");
 }
-
 
 /* ---- issue 9: hostile input ---- */
 
@@ -171,8 +181,10 @@ static void parse_canonicalises_uuids_to_lower_case(void) {
     char text[4096];
     snprintf(text, sizeof(text),
              "{\"specversion\":\"1.0\",\"id\":\"6A1F0C7E-2B3D-4E5F-8A9B-0C1D2E3F4A5B\",\"source\":\"/t\","
-             "\"type\":\"raikoo.command.ResendInvitation.v1\",\"actorid\":\"A1B2C3D4-E5F6-4A7B-8C9D-0E1F2A3B4C5D\","
-             "\"data\":{\"org_id\":\"3F0C6A4E-8D1B-4C52-9A7E-0B1C2D3E4F50\",\"invitation_id\":\"0D9C8B7A-6F5E-4D3C-9B2A-19F8E7D6C5B4\"}}");
+             "\"type\":\"raikoo.command.ResendInvitation.v1\",\"actorid\":\"A1B2C3D4-E5F6-4A7B-8C9D-"
+             "0E1F2A3B4C5D\","
+             "\"data\":{\"org_id\":\"3F0C6A4E-8D1B-4C52-9A7E-0B1C2D3E4F50\",\"invitation_id\":\"0D9C8B7A-"
+             "6F5E-4D3C-9B2A-19F8E7D6C5B4\"}}");
     CHECK(parse(text, why, sizeof(why), &cmd) == PARSE_OK);
     CHECK_STR(cmd.id, "6a1f0c7e-2b3d-4e5f-8a9b-0c1d2e3f4a5b");
     CHECK_STR(cmd.actor, ACTOR);
@@ -182,10 +194,10 @@ static void parse_canonicalises_uuids_to_lower_case(void) {
     /* The producer library keys by the canonical form: one organization, one partition. */
     raikoo_command_msg_t m;
     char err[256];
-    CHECK(raikoo_command_build(RAIKOO_CMD_RESEND_INVITATION, NULL, "A1B2C3D4-E5F6-4A7B-8C9D-0E1F2A3B4C5D",
-                               json_pack("{s:s, s:s}", "org_id", "3F0C6A4E-8D1B-4C52-9A7E-0B1C2D3E4F50",
-                                         "invitation_id", INV),
-                               MAX, &m, err, sizeof(err)) == RAIKOO_OK);
+    CHECK(raikoo_command_build(
+              RAIKOO_CMD_RESEND_INVITATION, NULL, "A1B2C3D4-E5F6-4A7B-8C9D-0E1F2A3B4C5D",
+              json_pack("{s:s, s:s}", "org_id", "3F0C6A4E-8D1B-4C52-9A7E-0B1C2D3E4F50", "invitation_id", INV),
+              MAX, &m, err, sizeof(err)) == RAIKOO_OK);
     CHECK_STR(m.key, ORG);
     raikoo_command_msg_clear(&m);
 }
@@ -198,11 +210,12 @@ static void parse_refuses_blank_names_as_the_database_does(void) {
         snprintf(data, sizeof(data), "{\"name\":\"%s\",\"owner_user_id\":\"" ACTOR "\"}", blank[i]);
         CHECK(parse(envelope("CreateOrganization", ACTOR, data), why, sizeof(why), NULL) == PARSE_INVALID);
         CHECK(strstr(why, "blank") != NULL);
-        snprintf(data, sizeof(data), "{\"email\":\"a@b.io\",\"name\":\"%s\",\"password_hash\":\"" HASH "\"}", blank[i]);
+        snprintf(data, sizeof(data), "{\"email\":\"a@b.io\",\"name\":\"%s\",\"password_hash\":\"" HASH "\"}",
+                 blank[i]);
         CHECK(parse(envelope("CreateUser", ACTOR, data), why, sizeof(why), NULL) == PARSE_INVALID);
     }
-    CHECK(parse(envelope("CreateOrganization", ACTOR, "{\"name\":\" A \",\"owner_user_id\":\"" ACTOR "\"}"), why,
-                sizeof(why), NULL) == PARSE_OK);
+    CHECK(parse(envelope("CreateOrganization", ACTOR, "{\"name\":\" A \",\"owner_user_id\":\"" ACTOR "\"}"),
+                why, sizeof(why), NULL) == PARSE_OK);
 }
 
 /* Every reason is valid UTF-8 and repeats nothing of the message: a secret planted anywhere never shows. */
@@ -224,8 +237,9 @@ static void parse_reasons_never_repeat_the_input(void) {
         "%s",
         "{\"id\":\"%s\"}",
         "{\"id\":\"6a1f0c7e-2b3d-4e5f-8a9b-0c1d2e3f4a5b\",\"specversion\":\"1.0\",\"source\":\"/t\","
-        "\"type\":\"raikoo.command.AcceptInvitation.v1\",\"actorid\":\"" ACTOR "\",\"data\":{\"invitation_id\":\""
-        INV "\",\"code\":\"%s-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}}",
+        "\"type\":\"raikoo.command.AcceptInvitation.v1\",\"actorid\":\"" ACTOR
+        "\",\"data\":{\"invitation_id\":\"" INV
+        "\",\"code\":\"%s-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}}",
         NULL};
     for (int i = 0; cases[i]; i++) {
         snprintf(text, sizeof(text), cases[i], secret);
@@ -248,7 +262,8 @@ static void parse_reasons_never_repeat_the_input(void) {
     char key[400] = "";
     for (int i = 0; i < 100; i++)
         strcat(key, "\xc3\xa9");
-    snprintf(text, sizeof(text), "%s", envelope("RemoveMember", ACTOR, "{\"org_id\":\"" ORG "\",\"user_id\":\"" INV "\"}"));
+    snprintf(text, sizeof(text), "%s",
+             envelope("RemoveMember", ACTOR, "{\"org_id\":\"" ORG "\",\"user_id\":\"" INV "\"}"));
     text[strlen(text) - 1] = '\0';
     strncat(text, ",\"", sizeof(text) - strlen(text) - 1);
     strncat(text, key, sizeof(text) - strlen(text) - 1);
@@ -266,8 +281,10 @@ static void parse_reasons_never_repeat_the_input(void) {
 static void build_makes_a_cloudevent_the_worker_accepts(void) {
     raikoo_command_msg_t m;
     char err[256];
-    json_t *data = json_pack("{s:s, s:s, s:s, s:b}", "org_id", ORG, "email", "ann@x.io", "name", "Ann", "owner", 1);
-    CHECK(raikoo_command_build(RAIKOO_CMD_INVITE_NEW_USER, "/raikoo/cli", ACTOR, data, MAX, &m, err, sizeof(err)) == 0);
+    json_t *data =
+        json_pack("{s:s, s:s, s:s, s:b}", "org_id", ORG, "email", "ann@x.io", "name", "Ann", "owner", 1);
+    CHECK(raikoo_command_build(RAIKOO_CMD_INVITE_NEW_USER, "/raikoo/cli", ACTOR, data, MAX, &m, err,
+                               sizeof(err)) == 0);
     CHECK(uuid_valid(m.id));
     CHECK_STR(m.key, ORG);
     json_t *ev = json_loadb(m.payload, m.len, 0, NULL);
@@ -292,8 +309,8 @@ static void build_makes_a_cloudevent_the_worker_accepts(void) {
 
     raikoo_command_msg_t m2;
     CHECK(raikoo_command_build(RAIKOO_CMD_REMOVE_MEMBER, NULL, ACTOR,
-                               json_pack("{s:s, s:s}", "org_id", ORG, "user_id", INV),
-                               MAX, &m2, err, sizeof(err)) == 0);
+                               json_pack("{s:s, s:s}", "org_id", ORG, "user_id", INV), MAX, &m2, err,
+                               sizeof(err)) == 0);
     CHECK(strcmp(m.id, m2.id) != 0); /* a fresh id each time: each is its own idempotency key */
     CHECK(strstr(m2.payload, "\"source\":\"/raikoo/producer\"") != NULL);
     raikoo_command_msg_clear(&m);
@@ -309,8 +326,8 @@ static void build_keys_each_command_by_org_or_its_own_subject(void) {
     CHECK_STR(m.key, INV);
     raikoo_command_msg_clear(&m);
     CHECK(raikoo_command_build(RAIKOO_CMD_ACCEPT_INVITATION, NULL, ACTOR,
-                               json_pack("{s:s, s:s}", "invitation_id", INV, "code", "ABCD-EFGH-JKMN"), MAX, &m, err,
-                               sizeof(err)) == 0);
+                               json_pack("{s:s, s:s}", "invitation_id", INV, "code", "ABCD-EFGH-JKMN"), MAX,
+                               &m, err, sizeof(err)) == 0);
     CHECK_STR(m.key, INV);
     raikoo_command_msg_clear(&m);
     CHECK(raikoo_command_build(RAIKOO_CMD_CREATE_USER, NULL, ACTOR,
@@ -337,20 +354,20 @@ static void build_refuses_what_the_worker_would_refuse_with_its_message(void) {
     raikoo_command_msg_t m;
     char err[256];
     CHECK(raikoo_command_build(RAIKOO_CMD_ADD_EXISTING_USER, NULL, ACTOR,
-                               json_pack("{s:s, s:s}", "org_id", ORG, "email", "x"),
-                               MAX, &m, err, sizeof(err)) == RAIKOO_ERR_INVALID);
+                               json_pack("{s:s, s:s}", "org_id", ORG, "email", "x"), MAX, &m, err,
+                               sizeof(err)) == RAIKOO_ERR_INVALID);
     CHECK(strncmp(err, "data.email: ", 12) == 0);
     CHECK(m.payload == NULL && m.id[0] == '\0');
     CHECK(raikoo_command_build(RAIKOO_CMD_ADD_EXISTING_USER, NULL, NULL,
                                json_pack("{s:s, s:s}", "org_id", ORG, "email", "b@x.io"), MAX, &m, err,
                                sizeof(err)) == RAIKOO_ERR_INVALID);
     CHECK_STR(err, "actorid is required for AddExistingUser");
-    CHECK(raikoo_command_build(RAIKOO_CMD_REMOVE_MEMBER, NULL, ACTOR, json_pack("{s:s}", "org_id", ORG), MAX, &m, err,
-                               sizeof(err)) == RAIKOO_ERR_INVALID);
+    CHECK(raikoo_command_build(RAIKOO_CMD_REMOVE_MEMBER, NULL, ACTOR, json_pack("{s:s}", "org_id", ORG), MAX,
+                               &m, err, sizeof(err)) == RAIKOO_ERR_INVALID);
     CHECK_STR(err, "data.user_id is required for RemoveMember");
     CHECK(raikoo_command_build(RAIKOO_CMD_REMOVE_MEMBER, NULL, ACTOR,
-                               json_pack("{s:s, s:s, s:s}", "org_id", ORG, "user_id", INV, "note", "hi"), MAX, &m, err,
-                               sizeof(err)) == RAIKOO_ERR_INVALID);
+                               json_pack("{s:s, s:s, s:s}", "org_id", ORG, "user_id", INV, "note", "hi"), MAX,
+                               &m, err, sizeof(err)) == RAIKOO_ERR_INVALID);
     CHECK_STR(err, "unknown field (key 3 of data) for RemoveMember, which takes org_id, user_id");
     CHECK(raikoo_command_build(RAIKOO_CMD_SET_MEMBER_ROLE, NULL, ACTOR,
                                json_pack("{s:s, s:s, s:i, s:b}", "org_id", ORG, "user_id", INV, "owner", 1,
@@ -358,11 +375,11 @@ static void build_refuses_what_the_worker_would_refuse_with_its_message(void) {
                                MAX, &m, err, sizeof(err)) == RAIKOO_ERR_INVALID);
     CHECK_STR(err, "data.owner must be true or false");
     CHECK(raikoo_command_build(RAIKOO_CMD_REMOVE_MEMBER, NULL, ACTOR,
-                               json_pack("{s:s, s:s}", "org_id", ORG, "user_id", INV),
-                               100, &m, err, sizeof(err)) == RAIKOO_ERR_INVALID);
+                               json_pack("{s:s, s:s}", "org_id", ORG, "user_id", INV), 100, &m, err,
+                               sizeof(err)) == RAIKOO_ERR_INVALID);
     CHECK(strstr(err, "over the limit") != NULL);
-    CHECK(raikoo_command_build(RAIKOO_CMD_TYPE_COUNT, NULL, ACTOR, json_object(), MAX, &m, err, sizeof(err)) ==
-          RAIKOO_ERR_INVALID);
+    CHECK(raikoo_command_build(RAIKOO_CMD_TYPE_COUNT, NULL, ACTOR, json_object(), MAX, &m, err,
+                               sizeof(err)) == RAIKOO_ERR_INVALID);
 }
 
 static void password_hash_is_interactive_argon2id_and_verifies(void) {
@@ -383,12 +400,13 @@ static void password_hash_is_interactive_argon2id_and_verifies(void) {
 
 /* Publishes a result for command_id to the results topic, as the relay would. */
 static void mock_result(rd_kafka_t *rk, const char *command_id, const char *status) {
-    json_t *data = json_pack("{s:s, s:s, s:s, s:n, s:s, s:s, s:n, s:n}", "command_id", command_id, "command_type",
-                             "RemoveMember", "status", status, "code", "message", "Done", "org_id", ORG, "user_id",
-                             "invitation_id");
+    json_t *data = json_pack("{s:s, s:s, s:s, s:n, s:s, s:s, s:n, s:n}", "command_id", command_id,
+                             "command_type", "RemoveMember", "status", status, "code", "message", "Done",
+                             "org_id", ORG, "user_id", "invitation_id");
     json_t *ev = event_new("raikoo.result.v1", NULL, "/test", NULL, command_id, data);
     char *text = event_dump(ev);
-    CHECK(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("raikoo.results"), RD_KAFKA_V_KEY(command_id, strlen(command_id)),
+    CHECK(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("raikoo.results"),
+                            RD_KAFKA_V_KEY(command_id, strlen(command_id)),
                             RD_KAFKA_V_VALUE(text, strlen(text)), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                             RD_KAFKA_V_END) == 0);
     free(text);
@@ -421,11 +439,12 @@ static void producer_waits_for_one_and_polls_many_results_each_once(void) {
     rd_kafka_mock_topic_create(mc, "raikoo.commands", 3, 1);
     rd_kafka_mock_topic_create(mc, "raikoo.results", 4, 1);
     conf_t *c = conf_new();
-    CHECK(conf_set(c, "kafka.bootstrap.servers", rd_kafka_mock_cluster_bootstraps(mc), err, sizeof(err)) == 0);
+    CHECK(conf_set(c, "kafka.bootstrap.servers", rd_kafka_mock_cluster_bootstraps(mc), err, sizeof(err)) ==
+          0);
     /* The relay's part: a plain producer writing results into the mock cluster. */
     rd_kafka_conf_t *rconf = rd_kafka_conf_new();
-    CHECK(rd_kafka_conf_set(rconf, "bootstrap.servers", rd_kafka_mock_cluster_bootstraps(mc), err, sizeof(err)) ==
-          RD_KAFKA_CONF_OK);
+    CHECK(rd_kafka_conf_set(rconf, "bootstrap.servers", rd_kafka_mock_cluster_bootstraps(mc), err,
+                            sizeof(err)) == RD_KAFKA_CONF_OK);
     rd_kafka_t *relay = rd_kafka_new(RD_KAFKA_PRODUCER, rconf, err, sizeof(err));
     raikoo_producer_t *p = NULL;
     CHECK(relay != NULL);
@@ -448,15 +467,15 @@ static void producer_waits_for_one_and_polls_many_results_each_once(void) {
     char ids[N][37];
     delivered_ok = delivered_bad = 0;
     CHECK(raikoo_command_publish(p, RAIKOO_CMD_REMOVE_MEMBER, ACTOR,
-                                 json_pack("{s:s, s:s}", "org_id", ORG, "user_id", INV),
-                                 ids[0], err, sizeof(err)) == 0);
+                                 json_pack("{s:s, s:s}", "org_id", ORG, "user_id", INV), ids[0], err,
+                                 sizeof(err)) == 0);
     for (int i = 1; i < N; i++)
         CHECK(raikoo_command_send(p, RAIKOO_CMD_REMOVE_MEMBER, ACTOR,
                                   json_pack("{s:s, s:s}", "org_id", ORG, "user_id", INV), ids[i], err,
                                   sizeof(err)) == 0);
     char bad_id[37] = "x";
-    CHECK(raikoo_command_send(p, RAIKOO_CMD_REMOVE_MEMBER, ACTOR, json_pack("{s:s}", "org_id", ORG), bad_id, err,
-                              sizeof(err)) == RAIKOO_ERR_INVALID);
+    CHECK(raikoo_command_send(p, RAIKOO_CMD_REMOVE_MEMBER, ACTOR, json_pack("{s:s}", "org_id", ORG), bad_id,
+                              err, sizeof(err)) == RAIKOO_ERR_INVALID);
     CHECK(bad_id[0] == '\0');
     CHECK(raikoo_producer_flush(p, 10000, err, sizeof(err)) == 0);
     CHECK(delivered_ok == N && delivered_bad == 0);
@@ -505,10 +524,12 @@ done:
 }
 
 const unit_test_t cmd_tests[] = {
-    {"cmd: parse accepts every command type with its fields", parse_accepts_every_command_type_with_its_fields},
+    {"cmd: parse accepts every command type with its fields",
+     parse_accepts_every_command_type_with_its_fields},
     {"cmd: parse accepts activate account without actor but not others",
      parse_accepts_activate_account_without_actor_but_not_others},
-    {"cmd: parse refuses wrong types missing and unknown fields", parse_refuses_wrong_types_missing_and_unknown_fields},
+    {"cmd: parse refuses wrong types missing and unknown fields",
+     parse_refuses_wrong_types_missing_and_unknown_fields},
     {"cmd: parse refuses bad uuids and addresses", parse_refuses_bad_uuids_and_addresses},
     {"cmd: parse sorts non commands from unknown types and invalid envelopes",
      parse_sorts_non_commands_from_unknown_types_and_invalid_envelopes},
@@ -516,10 +537,13 @@ const unit_test_t cmd_tests[] = {
     {"cmd: parse refuses blank names as the database does", parse_refuses_blank_names_as_the_database_does},
     {"cmd: parse reasons never repeat the input", parse_reasons_never_repeat_the_input},
     {"producer: build makes a cloudevent the worker accepts", build_makes_a_cloudevent_the_worker_accepts},
-    {"producer: build keys each command by org or its own subject", build_keys_each_command_by_org_or_its_own_subject},
+    {"producer: build keys each command by org or its own subject",
+     build_keys_each_command_by_org_or_its_own_subject},
     {"producer: build refuses what the worker would refuse with its message",
      build_refuses_what_the_worker_would_refuse_with_its_message},
-    {"password_hash_is_interactive_argon2id_and_verifies", password_hash_is_interactive_argon2id_and_verifies},
-    {"producer: waits for one and polls many results each once", producer_waits_for_one_and_polls_many_results_each_once},
+    {"password_hash_is_interactive_argon2id_and_verifies",
+     password_hash_is_interactive_argon2id_and_verifies},
+    {"producer: waits for one and polls many results each once",
+     producer_waits_for_one_and_polls_many_results_each_once},
     {NULL, NULL},
 };

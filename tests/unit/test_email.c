@@ -11,10 +11,24 @@ static void normal_form_trims_and_lowercases_domain(void) {
 }
 
 static void refuses_what_is_not_an_address(void) {
-    static const char *bad[] = {"", "   ", "alice", "alice@", "@x.io", "a@b@c.io", "alice@localhost",
-                                "al ice@x.io", "alice@x..io", "alice@-x.io", ".alice@x.io", "alice.@x.io",
-                                "a..b@x.io", "alice@x.io\r\nBcc: evil@y.io", "Alice <alice@x.io>",
-                                "alice@x_y.io", "alice@x.io-", NULL};
+    static const char *bad[] = {"",
+                                "   ",
+                                "alice",
+                                "alice@",
+                                "@x.io",
+                                "a@b@c.io",
+                                "alice@localhost",
+                                "al ice@x.io",
+                                "alice@x..io",
+                                "alice@-x.io",
+                                ".alice@x.io",
+                                "alice.@x.io",
+                                "a..b@x.io",
+                                "alice@x.io\r\nBcc: evil@y.io",
+                                "Alice <alice@x.io>",
+                                "alice@x_y.io",
+                                "alice@x.io-",
+                                NULL};
     char out[EMAIL_MAX + 1], err[128];
     for (int i = 0; bad[i]; i++) {
         err[0] = '\0';

@@ -101,14 +101,18 @@ static void from_reads_name_and_address(void) {
 }
 
 static const char JOB[] =
-    "{\"specversion\":\"1.0\",\"id\":\"11111111-1111-4111-8111-111111111111\",\"source\":\"/raikoo/command-worker\","
+    "{\"specversion\":\"1.0\",\"id\":\"11111111-1111-4111-8111-111111111111\",\"source\":\"/raikoo/"
+    "command-worker\","
     "\"type\":\"raikoo.mail.InvitationEmail.v1\",\"time\":\"2026-11-27T20:00:00.000Z\","
     "\"datacontenttype\":\"application/json\",\"actorid\":\"33333333-3333-4333-8333-333333333333\","
     "\"correlationid\":\"44444444-4444-4444-8444-444444444444\",\"data\":{"
-    "\"job_id\":\"11111111-1111-4111-8111-111111111111\",\"invitation_id\":\"22222222-2222-4222-8222-222222222222\","
-    "\"org_id\":\"55555555-5555-4555-8555-555555555555\",\"org_name\":\"Acme\\r\\nX-Evil: 1\",\"kind\":\"%s\","
+    "\"job_id\":\"11111111-1111-4111-8111-111111111111\",\"invitation_id\":\"22222222-2222-4222-8222-"
+    "222222222222\","
+    "\"org_id\":\"55555555-5555-4555-8555-555555555555\",\"org_name\":\"Acme\\r\\nX-Evil: "
+    "1\",\"kind\":\"%s\","
     "\"email\":\"bob@example.com\",\"name\":\"Bob\\nBcc: eve@example.com\",\"inviter_name\":\"<b>Alice</b>\","
-    "\"inviter_email\":\"alice@example.com\",\"grant_owner\":false,\"expires_at\":\"2026-12-04T22:30:00.000+02:00\","
+    "\"inviter_email\":\"alice@example.com\",\"grant_owner\":false,\"expires_at\":\"2026-12-04T22:30:00.000+"
+    "02:00\","
     "\"sealed_code\":\"%s\"}}";
 
 static int header_lines_named(const char *msg, const char *name) {
@@ -155,7 +159,8 @@ static void render_makes_a_safe_multipart_message(void) {
     CHECK(mail_from_parse("Raikoo <no-reply@raikoo.local>", &from, err, sizeof(err)) == 0);
     char code[CODE_LEN + 1];
     CHECK(code_open(&k, job.sealed_code, code) == 0);
-    char *msg = t ? mail_render(t, &from, "https://app.example", &job, code, 1796000000, err, sizeof(err)) : NULL;
+    char *msg =
+        t ? mail_render(t, &from, "https://app.example", &job, code, 1796000000, err, sizeof(err)) : NULL;
     CHECK(msg != NULL);
     if (msg) {
         CHECK(header_lines_named(msg, "Date") == 1 && header_lines_named(msg, "Message-ID") == 1);
@@ -243,7 +248,8 @@ static int encoded_words_within_75(const char *s) {
 
 static void long_headers_are_folded_and_encoded_words_stay_within_75(void) {
     /* A 57-character organization name made a 98-character Subject line. */
-    char *s = mail_header_text("You're invited to join Interplanetary Logistics and Rocketry Consortium Ltd on Raikoo");
+    char *s = mail_header_text(
+        "You're invited to join Interplanetary Logistics and Rocketry Consortium Ltd on Raikoo");
     CHECK(lines_within(s, 9) && strstr(s, "\r\n ") != NULL);
     CHECK(strstr(s, "=?") == NULL);
     free(s);
@@ -378,8 +384,10 @@ const unit_test_t mail_tests[] = {
     {"mail: render makes a safe multipart message", render_makes_a_safe_multipart_message},
     {"mail: malformed jobs", malformed_jobs_say_why_and_whether_they_name_an_invitation},
     {"mail: templates are checked when loaded", templates_are_checked_when_loaded},
-    {"mail: long headers are folded, encoded-words within 75", long_headers_are_folded_and_encoded_words_stay_within_75},
-    {"mail: quoted-printable escapes From after a soft break", quoted_printable_escapes_from_after_a_soft_break},
+    {"mail: long headers are folded, encoded-words within 75",
+     long_headers_are_folded_and_encoded_words_stay_within_75},
+    {"mail: quoted-printable escapes From after a soft break",
+     quoted_printable_escapes_from_after_a_soft_break},
     {"mail: the job parser holds every rule of the schema", job_parser_holds_every_rule_of_the_schema},
     {NULL, NULL},
 };

@@ -18,7 +18,8 @@ static void codes_are_crockford_and_read_leniently(void) {
     CHECK(code_canonical("abcd-efgh-jkmn", back) == 0);
     CHECK_STR(back, "ABCDEFGHJKMN");
     CHECK(code_canonical("o0il-1111-2222", back) == 0);
-    CHECK_STR(back, "0011" "11112222");
+    CHECK_STR(back, "0011"
+                    "11112222");
     CHECK(code_canonical("ABCD-EFGH-JKM", back) == -1);
     CHECK(code_canonical("ABCD-EFGH-JKMNP", back) == -1);
     CHECK(code_canonical("ABCD-EFGH-JKMU", back) == -1);
@@ -50,7 +51,8 @@ static void hash_depends_on_pepper_and_seal_round_trips(void) {
 
 static void password_hash_needs_argon2id_at_interactive_cost(void) {
     char h[crypto_pwhash_STRBYTES];
-    CHECK(crypto_pwhash_str(h, "pw", 2, crypto_pwhash_OPSLIMIT_INTERACTIVE, crypto_pwhash_MEMLIMIT_INTERACTIVE) == 0);
+    CHECK(crypto_pwhash_str(h, "pw", 2, crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                            crypto_pwhash_MEMLIMIT_INTERACTIVE) == 0);
     CHECK(password_hash_acceptable(h));
     CHECK(crypto_pwhash_str(h, "pw", 2, crypto_pwhash_OPSLIMIT_MIN, crypto_pwhash_MEMLIMIT_MIN) == 0);
     CHECK(!password_hash_acceptable(h));
@@ -90,7 +92,8 @@ static void keygen_refuses_to_overwrite(void) {
 const unit_test_t secret_tests[] = {
     {"secret: codes are crockford and read leniently", codes_are_crockford_and_read_leniently},
     {"secret: hash depends on pepper and seal round-trips", hash_depends_on_pepper_and_seal_round_trips},
-    {"secret: password hash needs argon2id at interactive cost", password_hash_needs_argon2id_at_interactive_cost},
+    {"secret: password hash needs argon2id at interactive cost",
+     password_hash_needs_argon2id_at_interactive_cost},
     {"secret: uuids are v4 and validated", uuids_are_v4_and_validated},
     {"secret: keygen refuses to overwrite", keygen_refuses_to_overwrite},
     {NULL, NULL},

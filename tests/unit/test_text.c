@@ -36,8 +36,8 @@ static void printf_cuts_on_a_boundary(void) {
 static void count_and_validity(void) {
     CHECK(utf8_count("h\xc3\xa9", 3) == 2);
     CHECK(utf8_count("\xc3", 1) == -1);
-    CHECK(utf8_count("\xc0\xaf", 2) == -1);       /* overlong */
-    CHECK(utf8_count("\xed\xa0\x80", 3) == -1);   /* surrogate */
+    CHECK(utf8_count("\xc0\xaf", 2) == -1);         /* overlong */
+    CHECK(utf8_count("\xed\xa0\x80", 3) == -1);     /* surrogate */
     CHECK(utf8_count("\xf4\x90\x80\x80", 4) == -1); /* past U+10FFFF */
 }
 

@@ -7,22 +7,22 @@
 
 extern int unit_failures;
 
-#define CHECK(cond)                                                                   \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            unit_failures++;                                                          \
-        }                                                                             \
+#define CHECK(cond)                                                                                          \
+    do {                                                                                                     \
+        if (!(cond)) {                                                                                       \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);                         \
+            unit_failures++;                                                                                 \
+        }                                                                                                    \
     } while (0)
 
-#define CHECK_STR(a, b)                                                                                 \
-    do {                                                                                                \
-        const char *a_ = (a), *b_ = (b);                                                                \
-        if (!a_ || !b_ || strcmp(a_, b_) != 0) {                                                        \
-            fprintf(stderr, "%s:%d: \"%s\" != \"%s\"\n", __FILE__, __LINE__, a_ ? a_ : "(null)",       \
-                    b_ ? b_ : "(null)");                                                                \
-            unit_failures++;                                                                            \
-        }                                                                                               \
+#define CHECK_STR(a, b)                                                                                      \
+    do {                                                                                                     \
+        const char *a_ = (a), *b_ = (b);                                                                     \
+        if (!a_ || !b_ || strcmp(a_, b_) != 0) {                                                             \
+            fprintf(stderr, "%s:%d: \"%s\" != \"%s\"\n", __FILE__, __LINE__, a_ ? a_ : "(null)",             \
+                    b_ ? b_ : "(null)");                                                                     \
+            unit_failures++;                                                                                 \
+        }                                                                                                    \
     } while (0)
 
 typedef struct unit_test {

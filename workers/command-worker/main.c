@@ -28,8 +28,8 @@ static batch_t batch;
  * are committed synchronously: otherwise their next owner re-applies a whole backlog (deduplicated, but
  * repeated work). */
 static rd_kafka_topic_partition_list_t *pending;
-static int commit_failing;       /* the last commit failed: commit again, and log only state changes */
-static int64_t commit_retry_at;  /* worker_now_ms() after which to commit again */
+static int commit_failing;      /* the last commit failed: commit again, and log only state changes */
+static int64_t commit_retry_at; /* worker_now_ms() after which to commit again */
 static rd_kafka_queue_t *commit_queue;
 
 /* Records that partition (topic, part) is applied up to offset (exclusive). */
@@ -53,8 +53,10 @@ static void pending_confirmed(const rd_kafka_topic_partition_list_t *offs) {
 
 static void commit_state(rd_kafka_resp_err_t err) {
     if (err && !commit_failing)
-        log_warn(NULL, "offset commit failed (%s): committing again until it succeeds (meanwhile a redelivery "
-                       "is recognised by its command id)", rd_kafka_err2str(err));
+        log_warn(NULL,
+                 "offset commit failed (%s): committing again until it succeeds (meanwhile a redelivery "
+                 "is recognised by its command id)",
+                 rd_kafka_err2str(err));
     else if (!err && commit_failing)
         log_info(NULL, "offset commits succeed again");
     commit_failing = err != RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -63,7 +65,8 @@ static void commit_state(rd_kafka_resp_err_t err) {
 }
 
 /* Served by rd_kafka_consumer_poll: the outcome of an asynchronous commit. */
-static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *offs, void *opaque) {
+static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *offs,
+                      void *opaque) {
     (void)rk;
     (void)opaque;
     if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
@@ -110,8 +113,10 @@ static void commit_revoked(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t
     if (offs->cnt > 0 && !rd_kafka_assignment_lost(rk)) {
         rd_kafka_resp_err_t err = rd_kafka_commit(rk, offs, 0);
         if (err)
-            log_warn(NULL, "offset commit at revoke failed (%s): the next owner of %d partition(s) sees some "
-                           "commands again and deduplicates them", rd_kafka_err2str(err), offs->cnt);
+            log_warn(NULL,
+                     "offset commit at revoke failed (%s): the next owner of %d partition(s) sees some "
+                     "commands again and deduplicates them",
+                     rd_kafka_err2str(err), offs->cnt);
     }
     for (int i = 0; i < offs->cnt; i++)
         rd_kafka_topic_partition_list_del(pending, offs->elems[i].topic, offs->elems[i].partition);
@@ -213,8 +218,8 @@ static rd_kafka_resp_err_t dead_letter(rd_kafka_t *producer, const char *topic, 
     *slot = DL_PENDING;
     rd_kafka_resp_err_t err =
         rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE(m->payload, m->len),
-                          RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                          RD_KAFKA_V_OPAQUE(slot), RD_KAFKA_V_END);
+                          RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_HEADERS(h),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(slot), RD_KAFKA_V_END);
     if (err) {
         rd_kafka_headers_destroy(h);
         *slot = DL_FAILED;
@@ -265,8 +270,8 @@ static int dead_letter_all(rd_kafka_t *producer, const char *topic, const cmdpro
         }
         if (stored == batch.n) {
             if (failing)
-                log_info(NULL, "dead-letter topic %s written again: %zu message(s) stored, offsets move on", topic,
-                         dead);
+                log_info(NULL, "dead-letter topic %s written again: %zu message(s) stored, offsets move on",
+                         topic, dead);
             free(slot);
             return 0;
         }
@@ -276,11 +281,12 @@ static int dead_letter_all(rd_kafka_t *producer, const char *topic, const cmdpro
         }
         if (!failing) {
             const rd_kafka_message_t *m = batch.m[first_failed];
-            log_error(NULL,
-                      "dead-letter topic %s cannot be written (%s): offsets stay before %s/%d/%lld and the worker "
-                      "retries until it can (does the topic exist? raikoo topics create)",
-                      topic, what[0] ? what : rd_kafka_err2str(dl_last_err), rd_kafka_topic_name(m->rkt), (int)m->partition,
-                      (long long)m->offset);
+            log_error(
+                NULL,
+                "dead-letter topic %s cannot be written (%s): offsets stay before %s/%d/%lld and the worker "
+                "retries until it can (does the topic exist? raikoo topics create)",
+                topic, what[0] ? what : rd_kafka_err2str(dl_last_err), rd_kafka_topic_name(m->rkt),
+                (int)m->partition, (long long)m->offset);
             failing = 1;
         }
         if (!worker_sleep_ms(backoff_ms)) {
@@ -338,9 +344,10 @@ int main(int argc, char **argv) {
     long batch_max, batch_wait;
     pending = rd_kafka_topic_partition_list_new(16);
 
-    if (worker_init(&argc, argv, c, "command-worker",
-                    "Consumes raikoo.commands, applies each batch in one PostgreSQL transaction and writes results,\n"
-                    "events and mail jobs to the outbox. Scale out by starting more (one consumer group).") != 0) {
+    if (worker_init(
+            &argc, argv, c, "command-worker",
+            "Consumes raikoo.commands, applies each batch in one PostgreSQL transaction and writes results,\n"
+            "events and mail jobs to the outbox. Scale out by starting more (one consumer group).") != 0) {
         rc = worker_exit_status();
         goto done;
     }

@@ -14,10 +14,11 @@ int main(int argc, char **argv) {
     long interval_ms, batch;
     PGconn *db = NULL;
     conf_t *c = conf_new();
-    if (worker_init(&argc, argv, c, "expiry-worker",
-                    "Every expiry.interval.ms, marks pending invitations whose expires_at has passed as expired,\n"
-                    "expiry.batch at a time, each with an InvitationExpired event through the outbox. Several\n"
-                    "replicas are safe. SIGTERM or SIGINT: finish the batch, exit 0.") != 0) {
+    if (worker_init(
+            &argc, argv, c, "expiry-worker",
+            "Every expiry.interval.ms, marks pending invitations whose expires_at has passed as expired,\n"
+            "expiry.batch at a time, each with an InvitationExpired event through the outbox. Several\n"
+            "replicas are safe. SIGTERM or SIGINT: finish the batch, exit 0.") != 0) {
         rc = worker_exit_status();
         goto done;
     }

@@ -8,11 +8,13 @@
 
 int main(int argc, char **argv) {
     conf_t *c = conf_new();
-    if (worker_init(&argc, argv, c, "mailer",
-                    "Consumes mail jobs (topic.mail, consumer group group.mail), renders the invitation e-mails and\n"
-                    "sends them over SMTP (smtp.*, mail.*); records every delivery in PostgreSQL and retries transient\n"
-                    "failures with backoff. Needs keys.dir/mailer.sk. SIGTERM or SIGINT: finish the batch, commit,\n"
-                    "leave the group, exit 0.") != 0) {
+    if (worker_init(
+            &argc, argv, c, "mailer",
+            "Consumes mail jobs (topic.mail, consumer group group.mail), renders the invitation e-mails and\n"
+            "sends them over SMTP (smtp.*, mail.*); records every delivery in PostgreSQL and retries "
+            "transient\n"
+            "failures with backoff. Needs keys.dir/mailer.sk. SIGTERM or SIGINT: finish the batch, commit,\n"
+            "leave the group, exit 0.") != 0) {
         conf_free(c);
         return worker_exit_status();
     }

@@ -49,7 +49,8 @@ static int become_active(PGconn *db) {
     int logged = 0;
     char err[512];
     while (worker_running()) {
-        PGresult *res = db_exec(db, "SELECT pg_try_advisory_lock(" RELAY_LOCK_KEY ")", 0, NULL, err, sizeof(err));
+        PGresult *res =
+            db_exec(db, "SELECT pg_try_advisory_lock(" RELAY_LOCK_KEY ")", 0, NULL, err, sizeof(err));
         if (!res) {
             log_error(NULL, "advisory lock: %s", err);
             return -1;
@@ -77,9 +78,10 @@ int main(int argc, char **argv) {
     rd_kafka_t *producer = NULL;
     long limit, poll_ms;
 
-    if (worker_init(&argc, argv, c, "outbox-relay",
-                    "Publishes outbox rows to Kafka with an idempotent producer and deletes those delivered.\n"
-                    "Run two for fail-over: one is active (advisory lock), the other stands by.") != 0) {
+    if (worker_init(
+            &argc, argv, c, "outbox-relay",
+            "Publishes outbox rows to Kafka with an idempotent producer and deletes those delivered.\n"
+            "Run two for fail-over: one is active (advisory lock), the other stands by.") != 0) {
         rc = worker_exit_status();
         goto done;
     }

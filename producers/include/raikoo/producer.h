@@ -54,21 +54,21 @@ typedef enum {
 
 /* One command, built and validated, ready to produce (see raikoo_command_build). */
 typedef struct raikoo_command_msg {
-    char id[RAIKOO_ID_SIZE];       /* the command id, also its idempotency key and the result's key */
-    char key[RAIKOO_KEY_SIZE];     /* the partitioning key (see raikoo_command_build) */
-    char *payload;                 /* the CloudEvent as compact JSON; owned, freed by raikoo_command_msg_clear */
+    char id[RAIKOO_ID_SIZE];   /* the command id, also its idempotency key and the result's key */
+    char key[RAIKOO_KEY_SIZE]; /* the partitioning key (see raikoo_command_build) */
+    char *payload;             /* the CloudEvent as compact JSON; owned, freed by raikoo_command_msg_clear */
     size_t len;
 } raikoo_command_msg_t;
 
 /* A command's result, as the command worker published it on topic.results. */
 typedef struct raikoo_result {
-    json_t *data;              /* the result's data object; a reference owned by this struct */
-    const char *command_id;    /* the strings below are borrowed from data */
-    const char *command_type;  /* "InviteNewUser" */
-    const char *status;        /* "accepted" or "rejected" */
-    int accepted;              /* 1 when status is "accepted" */
-    const char *code;          /* stable code ("user_already_exists"); NULL when accepted */
-    const char *message;       /* human text, with the fix where there is one; never NULL ("" at worst) */
+    json_t *data;             /* the result's data object; a reference owned by this struct */
+    const char *command_id;   /* the strings below are borrowed from data */
+    const char *command_type; /* "InviteNewUser" */
+    const char *status;       /* "accepted" or "rejected" */
+    int accepted;             /* 1 when status is "accepted" */
+    const char *code;         /* stable code ("user_already_exists"); NULL when accepted */
+    const char *message;      /* human text, with the fix where there is one; never NULL ("" at worst) */
     const char *org_id, *user_id, *invitation_id; /* the ids the command touched; NULL when not applicable */
 } raikoo_result_t;
 
@@ -101,7 +101,8 @@ void raikoo_command_msg_clear(raikoo_command_msg_t *m);
  * interactive limits, about 70 ms. password is borrowed and left untouched (the caller wipes it, e.g.
  * with sodium_memzero). out receives the NUL-terminated "$argon2id$..." string. -1 with errstr when
  * libsodium cannot start or runs out of memory. */
-int raikoo_password_hash(const char *password, char out[RAIKOO_PASSWORD_HASH_SIZE], char *errstr, size_t errstr_size);
+int raikoo_password_hash(const char *password, char out[RAIKOO_PASSWORD_HASH_SIZE], char *errstr,
+                         size_t errstr_size);
 
 typedef struct raikoo_producer raikoo_producer_t;
 

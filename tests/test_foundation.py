@@ -276,3 +276,23 @@ def test_a_config_that_is_a_directory_or_missing_is_an_error(prog, tmp_path):
     p = run(prog + ["--config", str(conf)])
     assert p.returncode == 2, (p.returncode, p.stderr)
     assert f"{conf}:2: librdkafka refuses not.a.property" in p.stderr
+
+
+# One exit-status table for every program (lib/core/exitstatus.h, docs/DESIGN.md "Exit statuses"): a
+# configuration mistake found at start-up is 2 in every worker, never 1 or 3.
+CONFIG_MISTAKES = [
+    (["raikoo-command-worker"], {"RAIKOO_KEYS_DIR": "/nonexistent/raikoo-keys"}),
+    (["raikoo-command-worker"], {"RAIKOO_BATCH_MAX": "0"}),
+    (["raikoo-mailer"], {"RAIKOO_KEYS_DIR": "/nonexistent/raikoo-keys"}),
+    (["raikoo-outbox-relay"], {"RAIKOO_RELAY_BATCH": "0"}),
+    (["raikoo-expiry-worker"], {"RAIKOO_EXPIRY_BATCH": "0"}),
+]
+
+
+@pytest.mark.parametrize("prog,env", CONFIG_MISTAKES, ids=lambda v: " ".join(v) if isinstance(v, list) else
+                         ",".join(v))
+def test_a_configuration_mistake_at_start_up_exits_2_in_every_worker(prog, env):
+    from conftest import run
+    p = run(prog, env=env)
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert p.stderr.strip(), "the mistake is named on stderr"

@@ -1,6 +1,8 @@
 /* What every long-running worker shares: its command line, configuration, logging and signals. */
 #include "worker.h"
 
+#include "exitstatus.h"
+
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -30,14 +32,14 @@ int worker_init(int *argc, char **argv, conf_t *c, const char *name, const char 
             config = argv[++i];
         } else {
             fprintf(stderr, "raikoo-%s: unknown argument \"%s\" (try --help)\n", name, argv[i]);
-            exit_status = 2;
+            exit_status = EXIT_USAGE;
             return -1;
         }
     }
     char err[512];
     if (conf_load(c, config, err, sizeof(err)) != 0) {
         fprintf(stderr, "raikoo-%s: %s\n", name, err);
-        exit_status = 2;
+        exit_status = EXIT_USAGE;
         return -1;
     }
     log_init(name, conf_get(c, "log.level"));

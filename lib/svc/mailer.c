@@ -13,6 +13,7 @@
 
 #include "db.h"
 #include "event.h"
+#include "exitstatus.h"
 #include "kafka.h"
 #include "log.h"
 #include "mail.h"
@@ -1091,7 +1092,7 @@ static void commit_offsets(rd_kafka_t *rk, rd_kafka_queue_t *cq, rd_kafka_messag
 }
 
 int mailer_run(const conf_t *c) {
-    int rc = 3;
+    int rc = EXIT_INFRA;
     char err[1024];
     heartbeat_t heartbeat = {0};
     mailer_t *m = NULL;
@@ -1104,23 +1105,22 @@ int mailer_run(const conf_t *c) {
     m = mailer_new(c, err, sizeof(err));
     if (!m) {
         log_error(NULL, "%s", err);
-        rc = 2;
+        rc = EXIT_USAGE;
         goto done;
     }
     db = db_connect_wait(c, err, sizeof(err));
     if (!db) {
         log_error(NULL, "%s", err);
-        rc = worker_running() ? 3 : 0;
+        rc = worker_running() ? EXIT_INFRA : EXIT_OK;
         goto done;
     }
     db_identify(m, db);
-    heartbeat_start(&heartbeat, m, conf_get(c, "db.url"));
     heartbeat_start(&heartbeat, m, conf_get(c, "db.url"));
     rk = kafka_group_consumer_new(c, conf_get(c, "group.mail"), conf_get(c, "topic.mail"), rebalance_cb, err,
                                   sizeof(err));
     if (!rk) {
         log_error(NULL, "%s", err);
-        rc = worker_running() ? 3 : 0;
+        rc = worker_running() ? EXIT_INFRA : EXIT_OK;
         goto done;
     }
     cq = rd_kafka_queue_get_consumer(rk); /* commit answers come back through rd_kafka_consumer_poll */
@@ -1190,7 +1190,7 @@ int mailer_run(const conf_t *c) {
         }
     }
     log_info(NULL, "mailer stopping");
-    rc = 0;
+    rc = EXIT_OK;
 done:
     for (size_t i = 0; i < n; i++)
         rd_kafka_message_destroy(batch[i]);

@@ -3,9 +3,9 @@
 #define RAIKOO_CLI_H
 
 #include "conf.h"
+#include "exitstatus.h"
 
 /* Exit statuses of every subcommand. */
-enum { EXIT_ACCEPTED = 0, EXIT_REJECTED = 1, EXIT_USAGE = 2, EXIT_INFRA = 3 };
 
 typedef struct cli_cmd {
     const char *name;

@@ -20,6 +20,7 @@
 #include <libpq-fe.h>
 #include <sodium.h>
 
+#include "exitstatus.h"
 #include "cmdproc.h"
 #include "conf.h"
 #include "db.h"
@@ -625,7 +626,7 @@ done:
 
 int main(int argc, char **argv) {
     runner_t *r = xcalloc(1, sizeof(*r));
-    int rc = 2, argi = 1;
+    int rc = EXIT_USAGE, argi = 1;
     const char *config = NULL;
     if (argc > 2 && strcmp(argv[1], "--config") == 0) {
         config = argv[2];
@@ -639,7 +640,7 @@ int main(int argc, char **argv) {
             "(db.url: a database of its own, migrated, where no relay runs) and prints one JSON line per\n"
             "case: each command's result, events and mail jobs, and the rows of expected.json's queries.\n");
         free(r);
-        return argi >= argc ? 2 : 0;
+        return argi >= argc ? EXIT_USAGE : EXIT_OK;
     }
     r->conf = conf_new();
     log_init("domain-runner", "warn");
@@ -661,7 +662,7 @@ int main(int argc, char **argv) {
     r->topic_results = conf_get(r->conf, "topic.results");
     r->topic_events = conf_get(r->conf, "topic.events");
     r->topic_mail = conf_get(r->conf, "topic.mail");
-    rc = 0;
+    rc = EXIT_OK;
     for (int i = argi; i < argc; i++) {
         unsigned char tag[6];
         randombytes_buf(tag, sizeof(tag));
@@ -669,7 +670,7 @@ int main(int argc, char **argv) {
         json_t *out = run_case(r, argv[i]);
         if (!out) {
             out = json_pack("{s:s, s:s}", "case", argv[i], "error", r->errstr[0] ? r->errstr : "failed");
-            rc = 1;
+            rc = EXIT_REJECTED;
         }
         char *line = json_dumps(out, JSON_COMPACT);
         printf("%s\n", line ? line : "{}");

@@ -10,6 +10,7 @@
 #include "cmdproc.h"
 #include "conf.h"
 #include "db.h"
+#include "exitstatus.h"
 #include "kafka.h"
 #include "log.h"
 #include "secret.h"
@@ -334,7 +335,7 @@ static int batch_apply(cmdproc_t *proc, PGconn **db, rd_kafka_t *producer, const
 }
 
 int main(int argc, char **argv) {
-    int rc = 1;
+    int rc = EXIT_INFRA;
     char err[1024];
     conf_t *c = conf_new();
     PGconn *db = NULL;
@@ -351,17 +352,21 @@ int main(int argc, char **argv) {
         rc = worker_exit_status();
         goto done;
     }
-    if (secret_init(err, sizeof(err)) != 0 ||
-        secret_load(conf_get(c, "keys.dir"), 0, &keys, err, sizeof(err)) != 0 ||
+    if (secret_init(err, sizeof(err)) != 0) {
+        log_error(NULL, "%s", err);
+        goto done;
+    }
+    if (secret_load(conf_get(c, "keys.dir"), 0, &keys, err, sizeof(err)) != 0 ||
         conf_get_long(c, "batch.max", 1, 100000, &batch_max, err, sizeof(err)) != 0 ||
         conf_get_long(c, "batch.wait.ms", 0, 60000, &batch_wait, err, sizeof(err)) != 0) {
         log_error(NULL, "%s", err);
+        rc = EXIT_USAGE;
         goto done;
     }
     db = db_connect_wait(c, err, sizeof(err)); /* waits while PostgreSQL is down */
     if (!db) {
         log_error(NULL, "%s", err);
-        rc = worker_running() ? 1 : 0;
+        rc = worker_running() ? EXIT_INFRA : EXIT_OK;
         goto done;
     }
     proc = cmdproc_new(c, db, &keys, err, sizeof(err));
@@ -378,14 +383,14 @@ int main(int argc, char **argv) {
                                    sizeof(err)); /* waits while Kafka is down */
     if (!producer) {
         log_error(NULL, "%s", err);
-        rc = worker_running() ? 1 : 0;
+        rc = worker_running() ? EXIT_INFRA : EXIT_OK;
         goto done;
     }
     consumer = kafka_group_consumer_new(c, conf_get(c, "group.commands"), conf_get(c, "topic.commands"),
                                         rebalance_cb, err, sizeof(err));
     if (!consumer) {
         log_error(NULL, "%s", err);
-        rc = worker_running() ? 1 : 0;
+        rc = worker_running() ? EXIT_INFRA : EXIT_OK;
         goto done;
     }
     commit_queue = rd_kafka_queue_get_consumer(consumer);
@@ -407,7 +412,7 @@ int main(int argc, char **argv) {
         rd_kafka_poll(producer, 0);
     }
     commit_pending(consumer, 0);
-    rc = 0;
+    rc = EXIT_OK;
     log_info(NULL, "shutting down");
 done:
     batch_clear();

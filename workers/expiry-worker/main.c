@@ -4,12 +4,13 @@
 
 #include "conf.h"
 #include "db.h"
+#include "exitstatus.h"
 #include "expiry.h"
 #include "log.h"
 #include "worker.h"
 
 int main(int argc, char **argv) {
-    int rc = 3;
+    int rc = EXIT_INFRA;
     char err[1024];
     long interval_ms, batch;
     PGconn *db = NULL;
@@ -25,13 +26,13 @@ int main(int argc, char **argv) {
     if (conf_get_long(c, "expiry.interval.ms", 10, 86400000, &interval_ms, err, sizeof(err)) != 0 ||
         conf_get_long(c, "expiry.batch", 1, 100000, &batch, err, sizeof(err)) != 0) {
         log_error(NULL, "%s", err);
-        rc = 2;
+        rc = EXIT_USAGE;
         goto done;
     }
     db = db_connect_wait(c, err, sizeof(err)); /* waits while PostgreSQL is down */
     if (!db) {
         log_error(NULL, "%s", err);
-        rc = worker_running() ? 3 : 0;
+        rc = worker_running() ? EXIT_INFRA : EXIT_OK;
         goto done;
     }
     log_info(NULL, "expiry worker started: every %ld ms, %ld per transaction", interval_ms, batch);
@@ -52,7 +53,7 @@ int main(int argc, char **argv) {
         worker_sleep_ms(interval_ms);
     }
     log_info(NULL, "expiry worker stopping");
-    rc = 0;
+    rc = EXIT_OK;
 done:
     if (db)
         PQfinish(db);

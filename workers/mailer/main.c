@@ -1,5 +1,6 @@
 /* raikoo-mailer: sends the invitation e-mails of topic.mail over SMTP (the work is in lib/svc/mailer.c). */
 #include "conf.h"
+#include "exitstatus.h"
 #include "log.h"
 #include "mailer.h"
 #include "secret.h"
@@ -19,7 +20,7 @@ int main(int argc, char **argv) {
         return worker_exit_status();
     }
     char err[256];
-    int rc = 3;
+    int rc = EXIT_INFRA;
     if (secret_init(err, sizeof(err)) != 0) {
         log_error(NULL, "%s", err);
     } else {

@@ -7,6 +7,7 @@
 
 #include "conf.h"
 #include "db.h"
+#include "exitstatus.h"
 #include "kafka.h"
 #include "log.h"
 #include "relay.h"
@@ -71,7 +72,7 @@ static int become_active(PGconn *db) {
 }
 
 int main(int argc, char **argv) {
-    int rc = 1;
+    int rc = EXIT_INFRA;
     char err[1024];
     conf_t *c = conf_new();
     PGconn *db = NULL;
@@ -88,18 +89,19 @@ int main(int argc, char **argv) {
     if (conf_get_long(c, "relay.batch", 1, 100000, &limit, err, sizeof(err)) != 0 ||
         conf_get_long(c, "relay.poll.ms", 10, 600000, &poll_ms, err, sizeof(err)) != 0) {
         log_error(NULL, "%s", err);
+        rc = EXIT_USAGE;
         goto done;
     }
     db = db_connect_wait(c, err, sizeof(err)); /* waits while PostgreSQL is down */
     if (!db) {
         log_error(NULL, "%s", err);
-        rc = worker_running() ? 1 : 0;
+        rc = worker_running() ? EXIT_INFRA : EXIT_OK;
         goto done;
     }
     producer = relay_producer_wait(c, err, sizeof(err)); /* waits while Kafka is down */
     if (!producer) {
         log_error(NULL, "%s", err);
-        rc = worker_running() ? 1 : 0;
+        rc = worker_running() ? EXIT_INFRA : EXIT_OK;
         goto done;
     }
     while (worker_running()) {
@@ -129,7 +131,7 @@ int main(int argc, char **argv) {
                 wait_notify(db, poll_ms);
         }
     }
-    rc = 0;
+    rc = EXIT_OK;
     log_info(NULL, "shutting down");
 done:
     if (producer) {

@@ -84,7 +84,7 @@ def _c_command_table():
     consts = {k: int(v) for k, v in re.findall(r"#define (\w+) (\d+)", src)}
     num = lambda t: consts[t] if t in consts else int(t)
     table = {}
-    for m in re.finditer(r'\[CMD_\w+\] = \{"(\w+)", (\d),\s*\{(.*?)\}\},\n', src, re.S):
+    for m in re.finditer(r'\[CMD_\w+\] = \{"(\w+)",\s*(\d),\s*\{(.*?)\}\},\n', src, re.S):
         fields = {}
         for f in re.finditer(r'\{"(\w+)", FIELD_(\w+), (\d), (\w+), (\w+)(?:, (\d))?\}', m.group(3)):
             fields[f.group(1)] = (f.group(2), f.group(3) == "1", num(f.group(4)), num(f.group(5)), f.group(6) == "1")

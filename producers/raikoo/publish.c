@@ -199,15 +199,31 @@ static int usage_fail(const char *cmd, const char *fmt, ...) {
     return cli_usage(cli_find(cmd), 1);
 }
 
-int cmd_publish(int argc, char **argv, conf_t *c) {
+/* What the command line gave: which options were seen and their values (in opt_descs order). */
+typedef struct parsed {
+    unsigned seen;
+    const char *values[N_OPTS];
+} parsed_t;
+
+/* The code on the command line is refused, saying how to give it instead. */
+static int refuse_code_option(const char *cmd, const pub_spec_t *spec) {
+    return usage_fail(cmd, "--code is not taken on the command line, where every local user sees it (ps): %s",
+                      spec->type == RAIKOO_CMD_ACTIVATE_ACCOUNT
+                          ? "give the code on the first line of standard input and the new password on the "
+                            "second, or type them when asked (e.g. printf '%s\\n%s\\n' \"$CODE\" "
+                            "'new password' | raikoo activate ...)"
+                          : "give the code on the first line of standard input, or type it when asked "
+                            "(e.g. printf '%s\\n' \"$CODE\" | raikoo accept ...)");
+}
+
+/* Reads the options the spec allows (plus --wait and --json) into out. EXIT_OK, or the usage status after
+ * saying what is wrong. */
+static int parse_options(int argc, char **argv, const pub_spec_t *spec, parsed_t *out) {
     const char *cmd = argv[0];
-    const pub_spec_t *spec = spec_find(cmd);
-    if (!spec)
-        return EXIT_USAGE;
-    unsigned allowed = spec->allowed | O_WAIT | O_JSON, seen = 0;
-    const char *values[N_OPTS] = {0};
+    unsigned allowed = spec->allowed | O_WAIT | O_JSON;
     struct option opts[N_OPTS + 1];
-    int nopts = 0;
+    int nopts = 0, o;
+    memset(out, 0, sizeof(*out));
     for (int i = 0; i < N_OPTS; i++) {
         if (!(opt_descs[i].bit & allowed))
             continue;
@@ -220,15 +236,6 @@ int cmd_publish(int argc, char **argv, conf_t *c) {
         nopts++;
     }
     memset(&opts[nopts], 0, sizeof(opts[nopts]));
-
-    int rc = EXIT_INFRA, o;
-    char err[1024], id[37] = "";
-    char *password = NULL, *code = NULL;
-    size_t password_cap = 0, code_cap = 0;
-    json_t *data = NULL;
-    raikoo_producer_t *p = NULL;
-    raikoo_result_t result = {0};
-
     optind = 1;
     opterr = 0;
     while ((o = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
@@ -238,176 +245,194 @@ int cmd_publish(int argc, char **argv, conf_t *c) {
             return usage_fail(cmd, "unknown option %s", argv[optind - 1]);
         const opt_desc_t *d = &opt_descs[o - 1000];
         if (d->bit == O_CODE)
-            return usage_fail(
-                cmd, "--code is not taken on the command line, where every local user sees it (ps): %s",
-                spec->type == RAIKOO_CMD_ACTIVATE_ACCOUNT
-                    ? "give the code on the first line of standard input and the new password on the "
-                      "second, or type them when asked (e.g. printf '%s\\n%s\\n' \"$CODE\" "
-                      "'new password' | raikoo activate ...)"
-                    : "give the code on the first line of standard input, or type it when asked "
-                      "(e.g. printf '%s\\n' \"$CODE\" | raikoo accept ...)");
-        seen |= d->bit;
-        values[o - 1000] = d->kind == V_FLAG ? "true" : optarg;
+            return refuse_code_option(cmd, spec);
+        out->seen |= d->bit;
+        out->values[o - 1000] = d->kind == V_FLAG ? "true" : optarg;
     }
     if (optind != argc)
         return usage_fail(cmd, "unexpected argument \"%s\"", argv[optind]);
     for (int i = 0; i < N_OPTS; i++) {
         const opt_desc_t *d = &opt_descs[i];
-        if ((spec->required & d->bit) && !(seen & d->bit))
+        if ((spec->required & d->bit) && !(out->seen & d->bit))
             return usage_fail(cmd, "--%s%s%s is required", d->name, d->metavar ? " " : "",
                               d->metavar ? d->metavar : "");
     }
-    int wait = (seen & O_WAIT) != 0, as_json = (seen & O_JSON) != 0;
+    return EXIT_OK;
+}
 
-    /* Everything a user can get wrong is caught here, before any connection, with the option's name. */
-    data = json_object();
+/* The command's data from the options (not the code or password, read later); *actor set from --actor.
+ * Everything a user can get wrong is caught here, before any connection, with the option's name. */
+static int build_data(const char *cmd, const pub_spec_t *spec, const parsed_t *in, json_t *data,
+                      const char **actor) {
     char email[EMAIL_MAX + 1];
-    const char *actor = NULL;
     for (int i = 0; i < N_OPTS; i++) {
         const opt_desc_t *d = &opt_descs[i];
         if (!(d->bit & spec->allowed))
             continue;
-        const char *v = values[i];
-        if (d->kind == V_UUID && v && !uuid_valid(v)) {
-            rc = usage_fail(cmd, "--%s: \"%s\" is not a UUID", d->name, v);
-            goto done;
-        }
+        const char *v = in->values[i];
+        if (d->kind == V_UUID && v && !uuid_valid(v))
+            return usage_fail(cmd, "--%s: \"%s\" is not a UUID", d->name, v);
         if (d->bit == O_ACTOR) {
-            actor = v;
+            *actor = v;
         } else if (d->bit == O_PASSWORD || d->bit == O_CODE) {
             continue; /* read from stdin last, once everything else is known to be right */
         } else if (d->kind == V_FLAG) {
             json_object_set_new(data, d->field, json_boolean(v != NULL));
         } else if (d->kind == V_EMAIL && v) {
             char why[256];
-            if (email_normalize(v, email, why, sizeof(why)) != 0) {
-                rc = usage_fail(cmd, "--email: %s", why);
-                goto done;
-            }
+            if (email_normalize(v, email, why, sizeof(why)) != 0)
+                return usage_fail(cmd, "--email: %s", why);
             json_object_set_new(data, d->field, json_string(email));
         } else if (v) {
             json_object_set_new(data, d->field, json_string(v));
         }
     }
-    if (spec->allowed & O_CODE) {
-        int activate = spec->type == RAIKOO_CMD_ACTIVATE_ACCOUNT;
-        const char *how =
-            activate ? "the one-time password from the e-mail on the first line, the new password "
-                       "on the second: printf '%s\\n%s\\n' \"$CODE\" 'new password' | raikoo activate ..."
-                     : "the confirmation code from the e-mail on the first line: "
-                       "printf '%s\\n' \"$CODE\" | raikoo accept ...";
-        code = secret_read(activate ? "One-time password from the e-mail: "
-                                    : "Confirmation code from the e-mail: ",
-                           "the code", how, &code_cap, err, sizeof(err));
-        if (!code) {
-            rc = usage_fail(cmd, "%s", err);
-            goto done;
+    return EXIT_OK;
+}
+
+/* The code from standard input into data's "code" (spaces around a pasted code are not part of it). */
+static int read_code(const char *cmd, const pub_spec_t *spec, json_t *data) {
+    int activate = spec->type == RAIKOO_CMD_ACTIVATE_ACCOUNT;
+    const char *how =
+        activate ? "the one-time password from the e-mail on the first line, the new password "
+                   "on the second: printf '%s\\n%s\\n' \"$CODE\" 'new password' | raikoo activate ..."
+                 : "the confirmation code from the e-mail on the first line: "
+                   "printf '%s\\n' \"$CODE\" | raikoo accept ...";
+    char err[512];
+    size_t cap = 0;
+    char *code = secret_read(
+        activate ? "One-time password from the e-mail: " : "Confirmation code from the e-mail: ", "the code",
+        how, &cap, err, sizeof(err));
+    if (!code)
+        return usage_fail(cmd, "%s", err);
+    char *start = code, *end = code + strlen(code);
+    while (*start == ' ' || *start == '\t')
+        start++;
+    while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+        *--end = '\0';
+    json_object_set_new(data, "code", json_string(start));
+    secret_free(code, cap);
+    return EXIT_OK;
+}
+
+/* The new password from standard input (twice on a terminal), hashed with Argon2id into data's
+ * "password_hash"; the password itself is wiped before returning. */
+static int read_password(const char *cmd, const pub_spec_t *spec, json_t *data, int as_json) {
+    const char *how = spec->type == RAIKOO_CMD_ACTIVATE_ACCOUNT
+                          ? "the new password goes on the second line: printf '%s\\n%s\\n' \"$CODE\" 'new "
+                            "password' | raikoo activate ..."
+                          : "--password-stdin: one line on standard input";
+    char err[512], hash[RAIKOO_PASSWORD_HASH_SIZE];
+    size_t cap = 0;
+    char *password = secret_read("New password: ", "the password", how, &cap, err, sizeof(err));
+    if (password && isatty(STDIN_FILENO)) {
+        size_t again_cap = 0;
+        char *again = secret_read("New password again: ", "the password", how, &again_cap, err, sizeof(err));
+        int same = again && strcmp(again, password) == 0;
+        secret_free(again, again_cap);
+        if (!same) {
+            snprintf(err, sizeof(err), "the two passwords typed differ");
+            secret_free(password, cap);
+            password = NULL;
         }
-        /* Spaces around a pasted code are not part of it. */
-        char *start = code, *end = code + strlen(code);
-        while (*start == ' ' || *start == '\t')
-            start++;
-        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
-            *--end = '\0';
-        json_object_set_new(data, "code", json_string(start));
     }
-    if (spec->allowed & O_PASSWORD) {
-        char hash[RAIKOO_PASSWORD_HASH_SIZE];
-        const char *how =
-            spec->type == RAIKOO_CMD_ACTIVATE_ACCOUNT
-                ? "the new password goes on the second line: printf '%s\\n%s\\n' \"$CODE\" 'new password' | "
-                  "raikoo activate ..."
-                : "--password-stdin: one line on standard input";
-        password = secret_read("New password: ", "the password", how, &password_cap, err, sizeof(err));
-        if (password && isatty(STDIN_FILENO)) {
-            size_t again_cap = 0;
-            char *again =
-                secret_read("New password again: ", "the password", how, &again_cap, err, sizeof(err));
-            int same = again && strcmp(again, password) == 0;
-            secret_free(again, again_cap);
-            if (!same) {
-                snprintf(err, sizeof(err), "the two passwords typed differ");
-                secret_free(password, password_cap);
-                password = NULL;
-            }
-        }
-        if (!password) {
-            rc = usage_fail(cmd, "%s", err);
-            goto done;
-        }
-        if (raikoo_password_hash(password, hash, err, sizeof(err)) != 0) {
-            rc = infra_fail(cmd, NULL, "internal", err, as_json);
-            goto done;
-        }
-        json_object_set_new(data, "password_hash", json_string(hash));
-        sodium_memzero(hash, sizeof(hash));
+    if (!password)
+        return usage_fail(cmd, "%s", err);
+    int hashed = raikoo_password_hash(password, hash, err, sizeof(err));
+    secret_free(password, cap);
+    if (hashed != 0)
+        return infra_fail(cmd, NULL, "internal", err, as_json);
+    json_object_set_new(data, "password_hash", json_string(hash));
+    sodium_memzero(hash, sizeof(hash));
+    return EXIT_OK;
+}
+
+/* Publishes data as the spec's command (data stolen), then with wait prints its result; else its id. */
+static int publish_and_report(const char *cmd, const pub_spec_t *spec, conf_t *c, const char *actor,
+                              json_t *data, long timeout_ms, int wait, int as_json) {
+    char err[1024], id[UUID_BUF] = "";
+    raikoo_result_t result = {0};
+    int rc;
+    raikoo_producer_t *p = raikoo_producer_new_conf(c, err, sizeof(err));
+    if (!p) {
+        json_decref(data);
+        return infra_fail(cmd, NULL, "unreachable", err, as_json);
     }
+    raikoo_producer_set_source(p, CLI_SOURCE);
+    /* Follow the results before publishing, so that a fast result cannot slip past. */
+    if (wait && raikoo_results_follow(p, err, sizeof(err)) != 0) {
+        json_decref(data);
+        rc = infra_fail(cmd, NULL, "unreachable", err, as_json);
+        goto done;
+    }
+    int prc = raikoo_command_publish(p, spec->type, actor, data, id, err, sizeof(err)); /* steals data */
+    if (prc == RAIKOO_ERR_INVALID) {
+        rc = usage_fail(cmd, "invalid command: %s", err);
+    } else if (prc != 0) {
+        rc = infra_fail(cmd, id, prc == RAIKOO_ERR_TIMEOUT ? "timeout" : "unreachable", err, as_json);
+    } else if (!wait) {
+        if (as_json)
+            printf("{\"command_id\":\"%s\"}\n", id);
+        else
+            printf("%s\n", id);
+        rc = EXIT_ACCEPTED;
+    } else {
+        int wrc = raikoo_command_wait(p, id, (int)timeout_ms, &result, err, sizeof(err));
+        if (wrc == 0) {
+            snprintf(err, sizeof(err),
+                     "no result for command %s within %ld ms (result.timeout.ms); the command was published: "
+                     "is raikoo-command-worker (and raikoo-outbox-relay) running?",
+                     id, timeout_ms);
+            rc = infra_fail(cmd, id, "timeout", err, as_json);
+        } else if (wrc < 0) {
+            rc = infra_fail(cmd, id, "unreachable", err, as_json);
+        } else {
+            result_print(&result, as_json);
+            rc = result.accepted ? EXIT_ACCEPTED : EXIT_REJECTED;
+        }
+    }
+done:
+    fflush(stdout);
+    raikoo_result_clear(&result);
+    raikoo_producer_free(p);
+    return rc;
+}
+
+int cmd_publish(int argc, char **argv, conf_t *c) {
+    const char *cmd = argv[0];
+    const pub_spec_t *spec = spec_find(cmd);
+    if (!spec)
+        return EXIT_USAGE;
+    parsed_t in;
+    int rc = parse_options(argc, argv, spec, &in);
+    if (rc != EXIT_OK)
+        return rc;
+    int wait = (in.seen & O_WAIT) != 0, as_json = (in.seen & O_JSON) != 0;
+    const char *actor = NULL;
+    char err[1024];
+    json_t *data = json_object();
+    if ((rc = build_data(cmd, spec, &in, data, &actor)) != EXIT_OK ||
+        ((spec->allowed & O_CODE) && (rc = read_code(cmd, spec, data)) != EXIT_OK) ||
+        ((spec->allowed & O_PASSWORD) && (rc = read_password(cmd, spec, data, as_json)) != EXIT_OK))
+        goto fail;
     /* The same checks the worker makes (lengths, ...), still before connecting. */
     long max_bytes, timeout_ms;
     if (conf_get_long(c, "command.max.bytes", 256, 64L * 1024 * 1024, &max_bytes, err, sizeof(err)) != 0 ||
         conf_get_long(c, "result.timeout.ms", 0, 24L * 3600 * 1000, &timeout_ms, err, sizeof(err)) != 0) {
         fprintf(stderr, "raikoo %s: %s\n", cmd, err);
         rc = EXIT_USAGE;
-        goto done;
+        goto fail;
     }
     raikoo_command_msg_t probe;
     if (raikoo_command_build(spec->type, CLI_SOURCE, actor, json_deep_copy(data), (size_t)max_bytes, &probe,
                              err, sizeof(err)) != 0) {
         rc = usage_fail(cmd, "invalid command: %s", err);
-        goto done;
+        goto fail;
     }
     raikoo_command_msg_clear(&probe);
-
-    p = raikoo_producer_new_conf(c, err, sizeof(err));
-    if (!p) {
-        rc = infra_fail(cmd, NULL, "unreachable", err, as_json);
-        goto done;
-    }
-    raikoo_producer_set_source(p, CLI_SOURCE);
-    /* Follow the results before publishing, so that a fast result cannot slip past. */
-    if (wait && raikoo_results_follow(p, err, sizeof(err)) != 0) {
-        rc = infra_fail(cmd, NULL, "unreachable", err, as_json);
-        goto done;
-    }
-    int prc = raikoo_command_publish(p, spec->type, actor, data, id, err, sizeof(err));
-    data = NULL; /* stolen by raikoo_command_publish */
-    if (prc == RAIKOO_ERR_INVALID) {
-        rc = usage_fail(cmd, "invalid command: %s", err);
-        goto done;
-    }
-    if (prc != 0) {
-        rc = infra_fail(cmd, id, prc == RAIKOO_ERR_TIMEOUT ? "timeout" : "unreachable", err, as_json);
-        goto done;
-    }
-    if (!wait) {
-        if (as_json)
-            printf("{\"command_id\":\"%s\"}\n", id);
-        else
-            printf("%s\n", id);
-        rc = EXIT_ACCEPTED;
-        goto done;
-    }
-    int wrc = raikoo_command_wait(p, id, (int)timeout_ms, &result, err, sizeof(err));
-    if (wrc == 0) {
-        snprintf(err, sizeof(err),
-                 "no result for command %s within %ld ms (result.timeout.ms); the command was published: is "
-                 "raikoo-command-worker (and raikoo-outbox-relay) running?",
-                 id, timeout_ms);
-        rc = infra_fail(cmd, id, "timeout", err, as_json);
-        goto done;
-    }
-    if (wrc < 0) {
-        rc = infra_fail(cmd, id, "unreachable", err, as_json);
-        goto done;
-    }
-    result_print(&result, as_json);
-    rc = result.accepted ? EXIT_ACCEPTED : EXIT_REJECTED;
-done:
+    return publish_and_report(cmd, spec, c, actor, data, timeout_ms, wait, as_json);
+fail:
     fflush(stdout);
-    secret_free(password, password_cap);
-    secret_free(code, code_cap);
-    raikoo_result_clear(&result);
-    raikoo_producer_free(p);
     json_decref(data);
     return rc;
 }

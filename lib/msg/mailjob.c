@@ -58,33 +58,9 @@ static int sealed_code_valid(const char *s) {
     return n == 80 && s[n] == '\0';
 }
 
-int mail_job_parse(const char *buf, size_t len, mail_job_t *job, int *identified, char *errstr,
-                   size_t errstr_size) {
-    memset(job, 0, sizeof(*job));
-    *identified = 0;
-    json_error_t jerr;
-    job->root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!job->root || !json_is_object(job->root)) {
-        snprintf(errstr, errstr_size, "not a JSON object");
-        return -1;
-    }
-    json_t *data = json_object_get(job->root, "data");
-    const char *type = get_str(job->root, "type");
-    if (!json_is_object(data)) {
-        snprintf(errstr, errstr_size, "no data object");
-        return -1;
-    }
-    job->job_id = get_str(data, "job_id");
-    job->invitation_id = get_str(data, "invitation_id");
-    job->org_id = get_str(data, "org_id");
-    if (!uuid_valid(job->job_id) || !uuid_valid(job->invitation_id) || !uuid_valid(job->org_id)) {
-        snprintf(errstr, errstr_size, "data.job_id, data.invitation_id and data.org_id must be UUIDs");
-        return -1;
-    }
-    *identified = 1;
-    /* From here on every rule of the JSON Schema holds here too (tests/test_mail_contract.py compares the
-     * two verdicts): the job names its invitation, so a failure is recorded against it. Keys are named in
-     * errstr, never their values (a value may be anything a producer wrote). */
+/* The envelope's rules: the keys, type, id, specversion, source, datacontenttype, time, correlation and
+ * actor ids. */
+static int check_envelope(mail_job_t *job, json_t *data, char *errstr, size_t errstr_size) {
     job->correlationid = get_str(job->root, "correlationid");
     job->actorid = get_str(job->root, "actorid");
     int in_envelope = unknown_key(job->root, envelope_keys) != NULL;
@@ -93,6 +69,7 @@ int mail_job_parse(const char *buf, size_t len, mail_job_t *job, int *identified
                  in_envelope ? "the envelope" : "data");
         return -1;
     }
+    const char *type = get_str(job->root, "type");
     if (!type || strcmp(type, MAIL_JOB_TYPE) != 0) {
         snprintf(errstr, errstr_size, "type is not %s", MAIL_JOB_TYPE);
         return -1;
@@ -119,6 +96,11 @@ int mail_job_parse(const char *buf, size_t len, mail_job_t *job, int *identified
         snprintf(errstr, errstr_size, "correlationid (required) and actorid (optional) must be UUIDs");
         return -1;
     }
+    return 0;
+}
+
+/* The data's rules past the three ids: every field present with its type, then each field's form. */
+static int check_data(mail_job_t *job, json_t *data, char *errstr, size_t errstr_size) {
     job->org_name = get_str(data, "org_name");
     job->kind = get_str(data, "kind");
     job->name = get_str(data, "name");
@@ -135,34 +117,64 @@ int mail_job_parse(const char *buf, size_t len, mail_job_t *job, int *identified
                  "expires_at, sealed_code (strings) or grant_owner (a boolean)");
         return -1;
     }
-    if (!*job->org_name) {
-        snprintf(errstr, errstr_size, "data.org_name is empty");
-        return -1;
-    }
-    if (strcmp(job->kind, "new") != 0 && strcmp(job->kind, "existing") != 0) {
-        snprintf(errstr, errstr_size, "data.kind must be new or existing");
+    const char *why_not = NULL;
+    char why[256];
+    if (!*job->org_name)
+        why_not = "data.org_name is empty";
+    else if (strcmp(job->kind, "new") != 0 && strcmp(job->kind, "existing") != 0)
+        why_not = "data.kind must be new or existing";
+    if (why_not) {
+        snprintf(errstr, errstr_size, "%s", why_not);
         return -1;
     }
     job->is_new = strcmp(job->kind, "new") == 0;
     job->grant_owner = json_is_true(owner);
-    char why[256];
     if (email_normalize(email, job->email, why, sizeof(why)) != 0) {
         snprintf(errstr, errstr_size, "data.email: %s", why);
         return -1;
     }
-    if (strcmp(email, job->email) != 0) {
-        snprintf(errstr, errstr_size, "data.email is not in normal form (trimmed, domain in lower case)");
-        return -1;
-    }
-    if (rfc3339_parse(job->expires_at, &job->expires) != 0) {
-        snprintf(errstr, errstr_size, "data.expires_at is not an RFC 3339 time");
-        return -1;
-    }
-    if (!sealed_code_valid(job->sealed_code)) {
-        snprintf(errstr, errstr_size, "data.sealed_code is not 80 characters of base64");
+    if (strcmp(email, job->email) != 0)
+        why_not = "data.email is not in normal form (trimmed, domain in lower case)";
+    else if (rfc3339_parse(job->expires_at, &job->expires) != 0)
+        why_not = "data.expires_at is not an RFC 3339 time";
+    else if (!sealed_code_valid(job->sealed_code))
+        why_not = "data.sealed_code is not 80 characters of base64";
+    if (why_not) {
+        snprintf(errstr, errstr_size, "%s", why_not);
         return -1;
     }
     return 0;
+}
+
+int mail_job_parse(const char *buf, size_t len, mail_job_t *job, int *identified, char *errstr,
+                   size_t errstr_size) {
+    memset(job, 0, sizeof(*job));
+    *identified = 0;
+    json_error_t jerr;
+    job->root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!job->root || !json_is_object(job->root)) {
+        snprintf(errstr, errstr_size, "not a JSON object");
+        return -1;
+    }
+    json_t *data = json_object_get(job->root, "data");
+    if (!json_is_object(data)) {
+        snprintf(errstr, errstr_size, "no data object");
+        return -1;
+    }
+    job->job_id = get_str(data, "job_id");
+    job->invitation_id = get_str(data, "invitation_id");
+    job->org_id = get_str(data, "org_id");
+    if (!uuid_valid(job->job_id) || !uuid_valid(job->invitation_id) || !uuid_valid(job->org_id)) {
+        snprintf(errstr, errstr_size, "data.job_id, data.invitation_id and data.org_id must be UUIDs");
+        return -1;
+    }
+    *identified = 1;
+    /* From here on every rule of the JSON Schema holds here too (tests/unit/test_mail.c checks them, the
+     * mail fuzz target feeds the parser anything): the job names its invitation, so a failure is recorded
+     * against it. Keys are named in errstr, never their values (a value may be anything a producer wrote). */
+    if (check_envelope(job, data, errstr, errstr_size) != 0)
+        return -1;
+    return check_data(job, data, errstr, errstr_size);
 }
 
 void mail_job_free(mail_job_t *job) {

@@ -106,75 +106,65 @@ static size_t sym_ref_len(const char *s) {
     return n;
 }
 
-/* Replaces, in place throughout v, every string that is exactly a symbol reference. -1 on an unknown one. */
-static int substitute(runner_t *r, json_t *v) {
+/* The value of x when it is a string that is exactly a symbol reference ("$name"): *out set to a new
+ * string (NULL when x is not a reference). -1 on an unknown symbol. */
+static int resolve(runner_t *r, json_t *x, json_t **out) {
+    *out = NULL;
+    const char *s = json_string_value(x);
+    if (!s || !s[0] || sym_ref_len(s) != strlen(s))
+        return 0;
+    const char *val = sym_get(r, s + 1);
+    if (!val) {
+        text_printf(r->errstr, sizeof(r->errstr), "unknown symbol %s", s);
+        return -1;
+    }
+    *out = json_string(val);
+    return 0;
+}
+
+/* A symbol's value written back as "$symbol": *out a new string, NULL when x is no symbol's value. */
+static int symbol_of(runner_t *r, json_t *x, json_t **out) {
+    const char *name = sym_of_value(r, json_string_value(x));
+    *out = NULL;
+    if (name) {
+        char ref[SYM_NAME_MAX + 1];
+        text_printf(ref, sizeof(ref), "$%s", name);
+        *out = json_string(ref);
+    }
+    return 0;
+}
+
+/* Replaces, in place throughout v, every string for which fn gives a new value; -1 when fn fails. */
+static int map_strings(runner_t *r, json_t *v, int (*fn)(runner_t *, json_t *, json_t **)) {
+    json_t *x, *repl;
     if (json_is_object(v)) {
         const char *k;
-        json_t *x;
         json_object_foreach(v, k, x) {
-            if (json_is_string(x)) {
-                const char *s = json_string_value(x);
-                if (sym_ref_len(s) == strlen(s) && s[0]) {
-                    const char *val = sym_get(r, s + 1);
-                    if (!val) {
-                        text_printf(r->errstr, sizeof(r->errstr), "unknown symbol %s", s);
-                        return -1;
-                    }
-                    json_object_set_new(v, k, json_string(val));
-                }
-            } else if (substitute(r, x) != 0) {
+            if (!json_is_string(x) ? map_strings(r, x, fn) != 0 : fn(r, x, &repl) != 0)
                 return -1;
-            }
+            if (json_is_string(x) && repl)
+                json_object_set_new(v, k, repl);
         }
     } else if (json_is_array(v)) {
         for (size_t i = 0; i < json_array_size(v); i++) {
-            json_t *x = json_array_get(v, i);
-            if (json_is_string(x)) {
-                const char *s = json_string_value(x);
-                if (sym_ref_len(s) == strlen(s) && s[0]) {
-                    const char *val = sym_get(r, s + 1);
-                    if (!val) {
-                        text_printf(r->errstr, sizeof(r->errstr), "unknown symbol %s", s);
-                        return -1;
-                    }
-                    json_array_set_new(v, i, json_string(val));
-                }
-            } else if (substitute(r, x) != 0) {
+            x = json_array_get(v, i);
+            if (!json_is_string(x) ? map_strings(r, x, fn) != 0 : fn(r, x, &repl) != 0)
                 return -1;
-            }
+            if (json_is_string(x) && repl)
+                json_array_set_new(v, i, repl);
         }
     }
     return 0;
 }
 
+/* Replaces, in place throughout v, every string that is exactly a symbol reference. -1 on an unknown one. */
+static int substitute(runner_t *r, json_t *v) {
+    return map_strings(r, v, resolve);
+}
+
 /* Writes every string of v that is a symbol's value back as "$symbol", in place. */
 static void symbolize(runner_t *r, json_t *v) {
-    if (json_is_object(v)) {
-        const char *k;
-        json_t *x;
-        json_object_foreach(v, k, x) {
-            const char *name = json_is_string(x) ? sym_of_value(r, json_string_value(x)) : NULL;
-            if (name) {
-                char ref[SYM_NAME_MAX + 1];
-                text_printf(ref, sizeof(ref), "$%s", name);
-                json_object_set_new(v, k, json_string(ref));
-            } else {
-                symbolize(r, x);
-            }
-        }
-    } else if (json_is_array(v)) {
-        for (size_t i = 0; i < json_array_size(v); i++) {
-            json_t *x = json_array_get(v, i);
-            const char *name = json_is_string(x) ? sym_of_value(r, json_string_value(x)) : NULL;
-            if (name) {
-                char ref[SYM_NAME_MAX + 1];
-                text_printf(ref, sizeof(ref), "$%s", name);
-                json_array_set_new(v, i, json_string(ref));
-            } else {
-                symbolize(r, x);
-            }
-        }
-    }
+    map_strings(r, v, symbol_of);
 }
 
 /* ---- setup ---- */

@@ -57,6 +57,16 @@ int worker_exit_status(void) {
     return exit_status;
 }
 
+int worker_misconfigured(const char *why) {
+    log_error(NULL, "%s", why);
+    return EXIT_USAGE;
+}
+
+int worker_gave_up(const char *why) {
+    log_error(NULL, "%s", why);
+    return run ? EXIT_INFRA : EXIT_OK;
+}
+
 int worker_running(void) {
     return run;
 }

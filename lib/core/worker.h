@@ -14,6 +14,13 @@ int worker_init(int *argc, char **argv, conf_t *c, const char *name, const char 
 /* The exit status worker_init asks for after it returned -1. */
 int worker_exit_status(void);
 
+/* Logs a configuration mistake found at start-up (why names the key or file); returns EXIT_USAGE. */
+int worker_misconfigured(const char *why);
+
+/* Logs why start-up could not go on (a service, the database's migrations, ...); returns the exit status:
+ * EXIT_OK when shutdown was asked meanwhile (a wait for a service ended by SIGTERM), else EXIT_INFRA. */
+int worker_gave_up(const char *why);
+
 /* 1 until SIGINT or SIGTERM arrives (a second one exits at once). */
 int worker_running(void);
 

@@ -1104,14 +1104,12 @@ int mailer_run(const conf_t *c) {
 
     m = mailer_new(c, err, sizeof(err));
     if (!m) {
-        log_error(NULL, "%s", err);
-        rc = EXIT_USAGE;
+        rc = worker_misconfigured(err);
         goto done;
     }
     db = db_connect_wait(c, err, sizeof(err));
     if (!db) {
-        log_error(NULL, "%s", err);
-        rc = worker_running() ? EXIT_INFRA : EXIT_OK;
+        rc = worker_gave_up(err);
         goto done;
     }
     db_identify(m, db);
@@ -1119,8 +1117,7 @@ int mailer_run(const conf_t *c) {
     rk = kafka_group_consumer_new(c, conf_get(c, "group.mail"), conf_get(c, "topic.mail"), rebalance_cb, err,
                                   sizeof(err));
     if (!rk) {
-        log_error(NULL, "%s", err);
-        rc = worker_running() ? EXIT_INFRA : EXIT_OK;
+        rc = worker_gave_up(err);
         goto done;
     }
     cq = rd_kafka_queue_get_consumer(rk); /* commit answers come back through rd_kafka_consumer_poll */

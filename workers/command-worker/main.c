@@ -353,25 +353,23 @@ int main(int argc, char **argv) {
         goto done;
     }
     if (secret_init(err, sizeof(err)) != 0) {
-        log_error(NULL, "%s", err);
+        rc = worker_gave_up(err);
         goto done;
     }
     if (secret_load(conf_get(c, "keys.dir"), 0, &keys, err, sizeof(err)) != 0 ||
         conf_get_long(c, "batch.max", 1, 100000, &batch_max, err, sizeof(err)) != 0 ||
         conf_get_long(c, "batch.wait.ms", 0, 60000, &batch_wait, err, sizeof(err)) != 0) {
-        log_error(NULL, "%s", err);
-        rc = EXIT_USAGE;
+        rc = worker_misconfigured(err);
         goto done;
     }
     db = db_connect_wait(c, err, sizeof(err)); /* waits while PostgreSQL is down */
     if (!db) {
-        log_error(NULL, "%s", err);
-        rc = worker_running() ? EXIT_INFRA : EXIT_OK;
+        rc = worker_gave_up(err);
         goto done;
     }
     proc = cmdproc_new(c, db, &keys, err, sizeof(err));
     if (!proc) {
-        log_error(NULL, "%s", err);
+        rc = worker_gave_up(err);
         goto done;
     }
 
@@ -382,15 +380,13 @@ int main(int argc, char **argv) {
     producer = kafka_producer_wait(c, dl_delivered, own_timeout ? NULL : timeout, err,
                                    sizeof(err)); /* waits while Kafka is down */
     if (!producer) {
-        log_error(NULL, "%s", err);
-        rc = worker_running() ? EXIT_INFRA : EXIT_OK;
+        rc = worker_gave_up(err);
         goto done;
     }
     consumer = kafka_group_consumer_new(c, conf_get(c, "group.commands"), conf_get(c, "topic.commands"),
                                         rebalance_cb, err, sizeof(err));
     if (!consumer) {
-        log_error(NULL, "%s", err);
-        rc = worker_running() ? EXIT_INFRA : EXIT_OK;
+        rc = worker_gave_up(err);
         goto done;
     }
     commit_queue = rd_kafka_queue_get_consumer(consumer);

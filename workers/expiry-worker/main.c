@@ -25,14 +25,12 @@ int main(int argc, char **argv) {
     }
     if (conf_get_long(c, "expiry.interval.ms", 10, 86400000, &interval_ms, err, sizeof(err)) != 0 ||
         conf_get_long(c, "expiry.batch", 1, 100000, &batch, err, sizeof(err)) != 0) {
-        log_error(NULL, "%s", err);
-        rc = EXIT_USAGE;
+        rc = worker_misconfigured(err);
         goto done;
     }
     db = db_connect_wait(c, err, sizeof(err)); /* waits while PostgreSQL is down */
     if (!db) {
-        log_error(NULL, "%s", err);
-        rc = worker_running() ? EXIT_INFRA : EXIT_OK;
+        rc = worker_gave_up(err);
         goto done;
     }
     log_info(NULL, "expiry worker started: every %ld ms, %ld per transaction", interval_ms, batch);

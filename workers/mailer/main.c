@@ -22,7 +22,7 @@ int main(int argc, char **argv) {
     char err[256];
     int rc = EXIT_INFRA;
     if (secret_init(err, sizeof(err)) != 0) {
-        log_error(NULL, "%s", err);
+        rc = worker_gave_up(err);
     } else {
         smtp_init();
         rc = mailer_run(c);

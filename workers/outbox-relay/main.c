@@ -88,20 +88,17 @@ int main(int argc, char **argv) {
     }
     if (conf_get_long(c, "relay.batch", 1, 100000, &limit, err, sizeof(err)) != 0 ||
         conf_get_long(c, "relay.poll.ms", 10, 600000, &poll_ms, err, sizeof(err)) != 0) {
-        log_error(NULL, "%s", err);
-        rc = EXIT_USAGE;
+        rc = worker_misconfigured(err);
         goto done;
     }
     db = db_connect_wait(c, err, sizeof(err)); /* waits while PostgreSQL is down */
     if (!db) {
-        log_error(NULL, "%s", err);
-        rc = worker_running() ? EXIT_INFRA : EXIT_OK;
+        rc = worker_gave_up(err);
         goto done;
     }
     producer = relay_producer_wait(c, err, sizeof(err)); /* waits while Kafka is down */
     if (!producer) {
-        log_error(NULL, "%s", err);
-        rc = worker_running() ? EXIT_INFRA : EXIT_OK;
+        rc = worker_gave_up(err);
         goto done;
     }
     while (worker_running()) {

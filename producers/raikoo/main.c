@@ -78,6 +78,12 @@ static const cli_cmd_t commands[] = {
      "  --markdown        print the configuration reference instead (defaults, variables, meanings):\n"
      "                    docs/CONFIGURATION.md is this output\n"
      "Passwords (db.url's, smtp.password, Kafka secrets) are printed as ***.\n"},
+    {"audit", cmd_audit, "--org UUID [--since TIME] [--limit N] [--json] | verify [--org UUID] [--json]",
+     "the audit trail of an organization (who did what to whom, when, with what result), or check it",
+     "  --since TIME      entries from this RFC 3339 time on\n"
+     "  --limit N         at most N entries (1000)\n"
+     "  verify            check the hash chains of every organization (or --org's): exit status 1 names\n"
+     "                    each changed, inserted or deleted row (docs/AUDIT.md)\n"},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -78,6 +78,17 @@ static const cli_cmd_t commands[] = {
      "  --markdown        print the configuration reference instead (defaults, variables, meanings):\n"
      "                    docs/CONFIGURATION.md is this output\n"
      "Passwords (db.url's, smtp.password, Kafka secrets) are printed as ***.\n"},
+    {"invite-bulk", cmd_invite_bulk, "--org UUID --csv FILE --actor UUID [--mode auto|new|existing] [--json]",
+     "invite every row of a CSV file (columns email,name,owner,manage_users); results per row on stdout",
+     "  --csv FILE        the rows (- for standard input); the first line names the columns; other\n"
+     "                    columns are ignored with a warning\n"
+     "  --mode auto       AddExistingUser when the address has an account, InviteNewUser otherwise "
+     "(default);\n"
+     "                    new or existing: one command for every row\n"
+     "  --json            one JSON object (rows and summary) instead of CSV\n"
+     "Bad rows (not an address, a duplicate, a bad owner value) are named by line and not sent. Progress\n"
+     "and the summary go to standard error. Exit status: 0 all accepted, 1 any row rejected or skipped,\n"
+     "3 infrastructure (some rows without a result).\n"},
     {"audit", cmd_audit, "--org UUID [--since TIME] [--limit N] [--json] | verify [--org UUID] [--json]",
      "the audit trail of an organization (who did what to whom, when, with what result), or check it",
      "  --since TIME      entries from this RFC 3339 time on\n"

@@ -34,6 +34,14 @@
     "  --json            print one JSON object\n"                                                            \
     "Exit status: 0 listed, 1 organization_not_found or permission_denied, 2 usage error, 3 database.\n"
 
+#define PAGE_HELP                                                                                            \
+    "  --search TEXT     only rows whose address or name holds TEXT (case-insensitive)\n"                    \
+    "  --sort KEY        created (default), expires (invitations) or email; ascending\n"                     \
+    "  --limit N         one page of at most N rows; --json then carries next_cursor (null on the last\n"    \
+    "                    page), a table prints it on standard error\n"                                       \
+    "  --after CURSOR    the page after the one that gave CURSOR (same --sort)\n"                            \
+    "  --explain         print the statement's plan, run (EXPLAIN ANALYZE, JSON), instead of the rows\n"
+
 static const cli_cmd_t commands[] = {
     {"create-org", cmd_publish, "--name N --owner UUID --actor UUID [--wait] [--json]",
      "create an organization with that owner (admins only)", PUBLISH_HELP},
@@ -62,11 +70,15 @@ static const cli_cmd_t commands[] = {
     {"set-role", cmd_publish,
      "--org UUID --user UUID [--owner] [--manage-users] --actor UUID [--wait] [--json]",
      "set a member's capabilities (a flag left out is turned off)", PUBLISH_HELP},
-    {"members", cmd_members, "--org UUID [--actor UUID] [--json]",
-     "list an organization's members (from PostgreSQL)", LIST_HELP},
+    {"members", cmd_members,
+     "--org UUID [--status active|pending_activation|disabled] [--search TEXT] [--sort created|email] "
+     "[--limit N] [--after CURSOR] [--actor UUID] [--json]",
+     "list an organization's members (from PostgreSQL)", PAGE_HELP LIST_HELP},
     {"invitations", cmd_invitations,
-     "--org UUID [--status pending|accepted|expired|removed] [--actor UUID] [--json]",
-     "list an organization's invitations with their e-mail delivery state (from PostgreSQL)", LIST_HELP},
+     "--org UUID [--status pending|accepted|expired|removed] [--search TEXT] [--sort created|expires|email] "
+     "[--limit N] [--after CURSOR] [--actor UUID] [--json]",
+     "list an organization's invitations with their e-mail delivery state (from PostgreSQL)",
+     PAGE_HELP LIST_HELP},
     {"migrate", cmd_migrate, "", "apply the SQL migrations (harmless to repeat)", NULL},
     {"topics", cmd_topics, "create", "create the Kafka topics (harmless to repeat)", NULL},
     {"keygen", cmd_keygen, "[--dir DIR]", "write the mailer key pair and the code pepper (never overwrites)",

@@ -172,21 +172,7 @@ def test_several_audit_workers_a_kill_and_a_replay_record_each_event_once(client
         replay = Worker("raikoo-audit-worker", env={"RAIKOO_GROUP_AUDIT": group})
         try:
             # The replay reads the whole topic; it is done when its group has caught up with the end.
-            from confluent_kafka import Consumer, TopicPartition
-            c = Consumer({"bootstrap.servers": os.environ["RAIKOO_KAFKA_BOOTSTRAP_SERVERS"],
-                          "group.id": group})
-            parts = [TopicPartition("raikoo.events", p) for p in
-                     c.list_topics("raikoo.events", timeout=10).topics["raikoo.events"].partitions]
-            high = {p.partition: c.get_watermark_offsets(p, timeout=10)[1] for p in parts}
-            end = time.time() + 120
-            while True:
-                committed = {p.partition: p.offset for p in c.committed(parts, timeout=10)}
-                if all(committed[p] >= high[p] for p in high if high[p] > 0):
-                    break
-                assert time.time() < end, f"replay did not catch up: {committed} of {high}"
-                assert replay.proc.poll() is None, replay.output()
-                time.sleep(0.5)
-            c.close()
+            wait_caught_up(group, replay)
         finally:
             assert replay.stop() == 0, replay.output()
         for org in orgs:
@@ -196,6 +182,27 @@ def test_several_audit_workers_a_kill_and_a_replay_record_each_event_once(client
     finally:
         for w in extra:
             assert w.stop() == 0, w.output()
+
+
+def wait_caught_up(group, worker, timeout=120):
+    """Waits until group's committed offsets reach the end raikoo.events has now (the worker commits only
+    after its database transaction did)."""
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": os.environ["RAIKOO_KAFKA_BOOTSTRAP_SERVERS"], "group.id": group})
+    try:
+        parts = [TopicPartition("raikoo.events", p) for p in
+                 c.list_topics("raikoo.events", timeout=10).topics["raikoo.events"].partitions]
+        high = {p.partition: c.get_watermark_offsets(p, timeout=10)[1] for p in parts}
+        end = time.time() + timeout
+        while True:
+            committed = {p.partition: p.offset for p in c.committed(parts, timeout=10)}
+            if all(committed[p] >= high[p] for p in high if high[p] > 0):
+                return
+            assert time.time() < end, f"group {group} did not catch up: {committed} of {high}"
+            assert worker.proc.poll() is None, worker.output()
+            time.sleep(0.5)
+    finally:
+        c.close()
 
 
 def tamper(db, sql, args):
@@ -281,3 +288,49 @@ def test_verify_finds_a_changed_a_deleted_and_an_inserted_row(client, admin, db,
     assert p.returncode == 1
     for o in (changed[0], deleted[0], inserted[0]):
         assert f"org {o} seq" in p.stdout, p.stdout
+
+
+def test_the_audit_worker_waits_for_its_services_and_reconnects_without_losing_an_event(client, admin, db):
+    """Started with PostgreSQL and Kafka unreachable it waits (one line each), then works; PostgreSQL cut
+    mid-run is waited for, and the event that came meanwhile is recorded once it is back."""
+    from test_startup import Relay, pg_url_via, wait_log
+    pg = Relay(int(os.environ["RAIKOO_PG_PORT"]))
+    kafka = Relay(int(os.environ["RAIKOO_BROKER_PORT"]))
+    # A group of its own, so that it owns every partition (it reads the topic from its start: deduplicated).
+    group = "audit-services-" + uuid.uuid4().hex
+    w = Worker("raikoo-audit-worker", env={"RAIKOO_DB_URL": pg_url_via(pg.port),
+                                           "RAIKOO_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka.port}",
+                                           "RAIKOO_GROUP_AUDIT": group})
+    try:
+        wait_log(w, "PostgreSQL unavailable")
+        time.sleep(2)
+        assert w.output().count("PostgreSQL unavailable") == 1, w.output()
+        pg.start()
+        wait_log(w, "PostgreSQL available again")
+        wait_log(w, "Kafka unavailable")
+        kafka.start()
+        wait_log(w, "Kafka available again")
+        wait_log(w, "consuming raikoo.events")
+        wait_log(w, "assigned")
+        time.sleep(3)  # the replay of the topic so far
+        pg.stop()
+        org = accepted(client.send("CreateOrganization", admin, {"name": "Cut " + uuid.uuid4().hex[:6],
+                                                                "owner_user_id": admin}))["org_id"]
+        wait_log(w, "PostgreSQL unavailable", count=2)
+        time.sleep(2)
+        assert w.output().count("PostgreSQL unavailable") == 2, w.output()
+        pg.start()
+        wait_log(w, "PostgreSQL available again", count=2)
+        # This worker got past the event (its offsets commit only after its transaction), and it is there.
+        wait_caught_up(group, w)
+        end = time.time() + 60
+        while len(audit_rows(db, org)) < 2 and time.time() < end:  # OrganizationCreated, MembershipCreated
+            time.sleep(0.3)
+        rows = audit_rows(db, org)
+        assert {r[2] for r in rows} >= {"OrganizationCreated", "MembershipCreated"}, rows
+        check_chain(db, org, rows)
+    finally:
+        rc = w.stop()
+        pg.stop()
+        kafka.stop()
+    assert rc == 0, w.output()

@@ -803,3 +803,150 @@ size_t raikoo_results_pending(const raikoo_producer_t *p) {
     /* Stashed results have arrived but not yet been handed over: still pending for the caller. */
     return p->pending.n + p->stashed;
 }
+
+/* ---- Many commands at once ---- */
+
+typedef struct item_ref {
+    const char *id; /* items[index].id */
+    size_t index;
+} item_ref_t;
+
+typedef struct batch_run {
+    raikoo_batch_item_t *items;
+    item_ref_t *refs; /* sorted by id */
+    size_t nrefs, done;
+    raikoo_delivery_cb_t *user_cb;
+    void *user_opaque;
+    /* Failed deliveries reported before refs is sorted: applied once it is. */
+    struct {
+        char id[RAIKOO_ID_SIZE];
+        char error[128];
+    } * early;
+    size_t nearly, early_cap;
+} batch_run_t;
+
+static int ref_cmp(const void *a, const void *b) {
+    return strcasecmp(((const item_ref_t *)a)->id, ((const item_ref_t *)b)->id);
+}
+
+static raikoo_batch_item_t *batch_find(batch_run_t *b, const char *id) {
+    item_ref_t key = {id, 0};
+    item_ref_t *r = bsearch(&key, b->refs, b->nrefs, sizeof(*b->refs), ref_cmp);
+    return r ? &b->items[r->index] : NULL;
+}
+
+/* Delivery reports during a run: a command Kafka did not take will have no result. */
+static void batch_delivery(void *opaque, const char *command_id, const char *error) {
+    batch_run_t *b = opaque;
+    if (error && b->nrefs == 0) {
+        b->early = xgrow(b->early, b->nearly + 1, &b->early_cap, sizeof(*b->early), 16);
+        snprintf(b->early[b->nearly].id, RAIKOO_ID_SIZE, "%s", command_id);
+        snprintf(b->early[b->nearly].error, sizeof(b->early[b->nearly].error), "%s", error);
+        b->nearly++;
+    } else if (error) {
+        raikoo_batch_item_t *it = batch_find(b, command_id);
+        if (it && it->status == RAIKOO_ITEM_NO_RESULT) {
+            it->status = RAIKOO_ITEM_UNSENT;
+            snprintf(it->error, sizeof(it->error), "not delivered to Kafka: %s", error);
+            b->done++;
+        }
+    }
+    if (b->user_cb)
+        b->user_cb(b->user_opaque, command_id, error);
+}
+
+int raikoo_commands_run(raikoo_producer_t *p, raikoo_batch_item_t *items, size_t n, int timeout_ms,
+                        raikoo_batch_progress_cb_t *progress, void *opaque, char *errstr,
+                        size_t errstr_size) {
+    int rc = raikoo_results_follow(p, errstr, errstr_size);
+    if (rc != 0) {
+        for (size_t i = 0; i < n; i++) {
+            json_decref(items[i].data);
+            items[i].data = NULL;
+        }
+        return rc;
+    }
+    batch_run_t b = {items, xcalloc(n ? n : 1, sizeof(item_ref_t)), 0, 0, p->dr_cb, p->dr_opaque, NULL, 0, 0};
+    p->dr_cb = batch_delivery;
+    p->dr_opaque = &b;
+    long last_progress = 0;
+    size_t sent = 0;
+    /* 1. Queue every command; the refs are sorted once all are queued (delivery reports served meanwhile
+     * find no ref yet, so failures are also told by the flush below). */
+    for (size_t i = 0; i < n; i++) {
+        raikoo_batch_item_t *it = &items[i];
+        memset(&it->result, 0, sizeof(it->result));
+        it->error[0] = '\0';
+        json_t *data = it->data;
+        it->data = NULL;
+        int src = send_one(p, it->type, it->actor, data, it->id, 0, it->error, sizeof(it->error));
+        if (src == 0) {
+            it->status = RAIKOO_ITEM_NO_RESULT;
+            sent++;
+        } else {
+            it->status = src == RAIKOO_ERR_INVALID ? RAIKOO_ITEM_INVALID : RAIKOO_ITEM_UNSENT;
+            b.done++;
+        }
+        if (progress && now_ms() - last_progress >= 100) {
+            last_progress = now_ms();
+            progress(opaque, sent, b.done, n);
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        if (items[i].status == RAIKOO_ITEM_NO_RESULT)
+            b.refs[b.nrefs++] = (item_ref_t){items[i].id, i};
+    qsort(b.refs, b.nrefs, sizeof(*b.refs), ref_cmp);
+    for (size_t i = 0; i < b.nearly; i++) {
+        raikoo_batch_item_t *it = batch_find(&b, b.early[i].id);
+        if (it && it->status == RAIKOO_ITEM_NO_RESULT) {
+            it->status = RAIKOO_ITEM_UNSENT;
+            snprintf(it->error, sizeof(it->error), "not delivered to Kafka: %s", b.early[i].error);
+            b.done++;
+        }
+    }
+    /* 2. Collect: results in any order, each matched to its item by command id. */
+    long idle_since = now_ms();
+    while (b.done < n) {
+        raikoo_result_t r;
+        char why[256];
+        int got = raikoo_results_poll(p, POLL_SLICE_MS, &r, why, sizeof(why));
+        if (got < 0) {
+            for (size_t i = 0; i < n; i++)
+                if (items[i].status == RAIKOO_ITEM_NO_RESULT)
+                    snprintf(items[i].error, sizeof(items[i].error), "%s", why);
+            break;
+        }
+        if (got == 1) {
+            raikoo_batch_item_t *it = batch_find(&b, r.command_id);
+            if (it && it->status == RAIKOO_ITEM_NO_RESULT) {
+                it->result = r;
+                it->status = RAIKOO_ITEM_RESULT;
+                b.done++;
+                idle_since = now_ms();
+            } else {
+                raikoo_result_clear(&r);
+            }
+        } else if (now_ms() - idle_since >= timeout_ms) {
+            break;
+        }
+        if (progress && now_ms() - last_progress >= 100) {
+            last_progress = now_ms();
+            progress(opaque, sent, b.done, n);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        raikoo_batch_item_t *it = &items[i];
+        if (it->status == RAIKOO_ITEM_NO_RESULT) {
+            id_remove(&p->pending, it->id); /* no longer waited for */
+            if (!it->error[0])
+                snprintf(it->error, sizeof(it->error), "no result within %d ms of the last one", timeout_ms);
+        }
+    }
+    if (progress)
+        progress(opaque, sent, b.done, n);
+    p->dr_cb = b.user_cb;
+    p->dr_opaque = b.user_opaque;
+    free(b.refs);
+    free(b.early);
+    return 0;
+}

@@ -84,7 +84,8 @@ def unique_email(prefix="user"):
     return f"{prefix}-{uuid.uuid4().hex[:12]}@example.test"
 
 
-WORKERS = ["raikoo-command-worker", "raikoo-outbox-relay", "raikoo-mailer", "raikoo-expiry-worker"]
+WORKERS = ["raikoo-command-worker", "raikoo-outbox-relay", "raikoo-mailer", "raikoo-expiry-worker",
+           "raikoo-audit-worker"]
 
 
 class Worker:

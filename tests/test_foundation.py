@@ -222,7 +222,7 @@ def test_the_database_password_is_masked_in_config_and_connection_errors(url):
 
 
 @pytest.mark.parametrize("worker", ["raikoo-command-worker", "raikoo-outbox-relay", "raikoo-mailer",
-                                    "raikoo-expiry-worker"])
+                                    "raikoo-expiry-worker", "raikoo-audit-worker"])
 def test_a_worker_never_logs_the_database_password(worker):
     """A worker that cannot reach the database (it gives up or waits, whichever it does) says so without the
     password; one that reaches it (the test cluster trusts local connections) never logs it either."""
@@ -249,7 +249,7 @@ def test_a_worker_never_logs_the_database_password(worker):
 # ---- configuration mistakes stop every program with a clear error (issue 9, item 16) ----
 
 PROGRAMS = [["raikoo", "config"], ["raikoo", "migrate"], ["raikoo-command-worker"], ["raikoo-outbox-relay"],
-            ["raikoo-mailer"], ["raikoo-expiry-worker"]]
+            ["raikoo-mailer"], ["raikoo-expiry-worker"], ["raikoo-audit-worker"]]
 
 
 @pytest.mark.parametrize("prog", PROGRAMS, ids=lambda p: " ".join(p))

@@ -35,6 +35,7 @@ const conf_key_t conf_keys[] = {
     {"topics.replication", "1", "replication factor for `topics create`"},
     {"group.commands", "raikoo-command-worker", "consumer group of the command workers"},
     {"group.mail", "raikoo-mailer", "consumer group of the mailers"},
+    {"group.audit", "raikoo-audit", "consumer group of the audit workers (topic.events into audit_log)"},
     {"worker.instance", "",
      "non-empty: static group membership (group.instance.id = group/host/instance); one per process"},
     {"batch.max", "500", "command worker: most commands in one database transaction"},

@@ -36,5 +36,9 @@ int cmd_publish(int argc, char **argv, conf_t *c);
 /* read.c */
 int cmd_members(int argc, char **argv, conf_t *c);
 int cmd_invitations(int argc, char **argv, conf_t *c);
+/* bulk.c */
+int cmd_invite_bulk(int argc, char **argv, conf_t *c);
+/* audit.c */
+int cmd_audit(int argc, char **argv, conf_t *c);
 
 #endif

@@ -34,6 +34,14 @@
     "  --json            print one JSON object\n"                                                            \
     "Exit status: 0 listed, 1 organization_not_found or permission_denied, 2 usage error, 3 database.\n"
 
+#define PAGE_HELP                                                                                            \
+    "  --search TEXT     only rows whose address or name holds TEXT (case-insensitive)\n"                    \
+    "  --sort KEY        created (default), expires (invitations) or email; ascending\n"                     \
+    "  --limit N         one page of at most N rows; --json then carries next_cursor (null on the last\n"    \
+    "                    page), a table prints it on standard error\n"                                       \
+    "  --after CURSOR    the page after the one that gave CURSOR (same --sort)\n"                            \
+    "  --explain         print the statement's plan, run (EXPLAIN ANALYZE, JSON), instead of the rows\n"
+
 static const cli_cmd_t commands[] = {
     {"create-org", cmd_publish, "--name N --owner UUID --actor UUID [--wait] [--json]",
      "create an organization with that owner (admins only)", PUBLISH_HELP},
@@ -62,11 +70,15 @@ static const cli_cmd_t commands[] = {
     {"set-role", cmd_publish,
      "--org UUID --user UUID [--owner] [--manage-users] --actor UUID [--wait] [--json]",
      "set a member's capabilities (a flag left out is turned off)", PUBLISH_HELP},
-    {"members", cmd_members, "--org UUID [--actor UUID] [--json]",
-     "list an organization's members (from PostgreSQL)", LIST_HELP},
+    {"members", cmd_members,
+     "--org UUID [--status active|pending_activation|disabled] [--search TEXT] [--sort created|email] "
+     "[--limit N] [--after CURSOR] [--actor UUID] [--json]",
+     "list an organization's members (from PostgreSQL)", PAGE_HELP LIST_HELP},
     {"invitations", cmd_invitations,
-     "--org UUID [--status pending|accepted|expired|removed] [--actor UUID] [--json]",
-     "list an organization's invitations with their e-mail delivery state (from PostgreSQL)", LIST_HELP},
+     "--org UUID [--status pending|accepted|expired|removed] [--search TEXT] [--sort created|expires|email] "
+     "[--limit N] [--after CURSOR] [--actor UUID] [--json]",
+     "list an organization's invitations with their e-mail delivery state (from PostgreSQL)",
+     PAGE_HELP LIST_HELP},
     {"migrate", cmd_migrate, "", "apply the SQL migrations (harmless to repeat)", NULL},
     {"topics", cmd_topics, "create", "create the Kafka topics (harmless to repeat)", NULL},
     {"keygen", cmd_keygen, "[--dir DIR]", "write the mailer key pair and the code pepper (never overwrites)",
@@ -78,6 +90,23 @@ static const cli_cmd_t commands[] = {
      "  --markdown        print the configuration reference instead (defaults, variables, meanings):\n"
      "                    docs/CONFIGURATION.md is this output\n"
      "Passwords (db.url's, smtp.password, Kafka secrets) are printed as ***.\n"},
+    {"invite-bulk", cmd_invite_bulk, "--org UUID --csv FILE --actor UUID [--mode auto|new|existing] [--json]",
+     "invite every row of a CSV file (columns email,name,owner,manage_users); results per row on stdout",
+     "  --csv FILE        the rows (- for standard input); the first line names the columns; other\n"
+     "                    columns are ignored with a warning\n"
+     "  --mode auto       AddExistingUser when the address has an account, InviteNewUser otherwise "
+     "(default);\n"
+     "                    new or existing: one command for every row\n"
+     "  --json            one JSON object (rows and summary) instead of CSV\n"
+     "Bad rows (not an address, a duplicate, a bad owner value) are named by line and not sent. Progress\n"
+     "and the summary go to standard error. Exit status: 0 all accepted, 1 any row rejected or skipped,\n"
+     "3 infrastructure (some rows without a result).\n"},
+    {"audit", cmd_audit, "--org UUID [--since TIME] [--limit N] [--json] | verify [--org UUID] [--json]",
+     "the audit trail of an organization (who did what to whom, when, with what result), or check it",
+     "  --since TIME      entries from this RFC 3339 time on\n"
+     "  --limit N         at most N entries (1000)\n"
+     "  verify            check the hash chains of every organization (or --org's): exit status 1 names\n"
+     "                    each changed, inserted or deleted row (docs/AUDIT.md)\n"},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

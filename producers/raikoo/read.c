@@ -9,6 +9,8 @@
 #include "cli.h"
 #include "db.h"
 #include "secret.h"
+#include "text.h"
+#include <sodium.h>
 
 #define UTC_TIME(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
@@ -21,23 +23,47 @@ static const char SQL_MAY_READ[] =
     " SELECT 1 FROM org_members m WHERE m.org_id = $1 AND m.user_id = u.id AND (m.is_owner OR "
     "m.can_manage_users))))";
 
-static const char SQL_MEMBERS[] =
-    "SELECT u.id, u.name, u.email, m.is_owner, m.can_manage_users, u.enabled,"
-    " CASE WHEN u.enabled THEN 'active' WHEN u.activated_at IS NULL THEN 'pending_activation' ELSE "
-    "'disabled' END,"
-    " " UTC_TIME("m.created_at") " FROM org_members m JOIN users u ON u.id = m.user_id"
-                                 " WHERE m.org_id = $1 ORDER BY m.created_at, lower(u.email)";
+/* The listings, one statement per sort order, each walking its index of schemas/sql/010 in order and
+ * stopping after the page. Parameters: $1 org, $2 status (NULL: any), $3 search as a LIKE pattern (NULL:
+ * none), $4 and $5 the cursor's key and id (NULL: the first page), $6 the limit (NULL: all). The last column
+ * is the row's sort key, for the next cursor. */
+#define MEMBER_STATE                                                                                         \
+    "CASE WHEN u.enabled THEN 'active' WHEN u.activated_at IS NULL THEN 'pending_activation' ELSE "          \
+    "'disabled' END"
+#define MEMBERS_SQL(key, key_cast, order)                                                                    \
+    "SELECT u.id, u.name, u.email, m.is_owner, m.can_manage_users, u.enabled, " MEMBER_STATE ","             \
+    " " UTC_TIME("m.created_at") ", " key "::text FROM org_members m JOIN users u ON u.id = m.user_id"       \
+                                 " WHERE m.org_id = $1 AND ($2::text IS NULL OR " MEMBER_STATE " = $2)"      \
+                                 " AND ($3::text IS NULL OR lower(u.email) LIKE lower($3) OR lower(u.name) " \
+                                 "LIKE lower($3))"                                                           \
+                                 " AND ($4::text IS NULL OR (" order ") > ($4::" key_cast ", $5::uuid))"     \
+                                 " ORDER BY " order " LIMIT $6"
+#define KEY_TIME(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+static const char SQL_MEMBERS_CREATED[] =
+    MEMBERS_SQL(KEY_TIME("m.created_at"), "timestamptz", "m.created_at, m.user_id");
+static const char SQL_MEMBERS_EMAIL[] = MEMBERS_SQL("lower(u.email)", "text", "lower(u.email), u.id");
 
 /* A pending invitation past its expiry reads as expired even before the expiry worker marks it. */
-static const char SQL_INVITATIONS[] = "SELECT id, name, email, kind, shown_status, " UTC_TIME(
-    "expires_at") ", grant_owner, mail_state, mail_error,"
-                  " " UTC_TIME("created_at") " FROM (SELECT i.*, u.name,"
-                                             "  CASE WHEN i.status = 'pending' AND i.expires_at <= now() "
-                                             "THEN 'expired' ELSE i.status END AS shown_status"
-                                             "  FROM invitations i LEFT JOIN users u ON u.id = i.user_id "
-                                             "WHERE i.org_id = $1) i"
-                                             " WHERE $2::text IS NULL OR shown_status = $2"
-                                             " ORDER BY created_at, id";
+#define INVITATION_STATUS                                                                                    \
+    "CASE WHEN i.status = 'pending' AND i.expires_at <= now() THEN 'expired' ELSE i.status END"
+#define INVITATIONS_SQL(key, key_cast, order)                                                                \
+    "SELECT i.id, u.name, i.email, i.kind, " INVITATION_STATUS ", " UTC_TIME(                                \
+        "i.expires_at") ","                                                                                  \
+                        " i.grant_owner, i.mail_state, i.mail_error, " UTC_TIME(                             \
+                            "i.created_at") ", " key "::text"                                                \
+                                            " FROM invitations i LEFT JOIN users u ON u.id = i.user_id"      \
+                                            " WHERE i.org_id = $1 AND ($2::text IS NULL "                    \
+                                            "OR " INVITATION_STATUS " = $2)"                                 \
+                                            " AND ($3::text IS NULL OR lower(i.email) LIKE lower($3) OR "    \
+                                            "lower(u.name) LIKE lower($3))"                                  \
+                                            " AND ($4::text IS NULL OR (" order ") > ($4::" key_cast         \
+                                            ", $5::uuid))"                                                   \
+                                            " ORDER BY " order " LIMIT $6"
+static const char SQL_INVITATIONS_CREATED[] =
+    INVITATIONS_SQL(KEY_TIME("i.created_at"), "timestamptz", "i.created_at, i.id");
+static const char SQL_INVITATIONS_EXPIRES[] =
+    INVITATIONS_SQL(KEY_TIME("i.expires_at"), "timestamptz", "i.expires_at, i.id");
+static const char SQL_INVITATIONS_EMAIL[] = INVITATIONS_SQL("lower(i.email)", "text", "lower(i.email), i.id");
 
 typedef struct column {
     const char *title;
@@ -111,9 +137,8 @@ static const char *cell_text(const PGresult *res, int row, int col, const column
 }
 
 /* Prints rows as a table whose columns line up; the last column is not padded. */
-static void table_print(const PGresult *res, const column_t *cols, int ncols) {
+static void table_print(const PGresult *res, int rows, const column_t *cols, int ncols) {
     size_t width[16] = {0};
-    int rows = PQntuples(res);
     for (int j = 0; j < ncols; j++) {
         width[j] = text_width(cols[j].title);
         for (int i = 0; i < rows; i++) {
@@ -133,11 +158,11 @@ static void table_print(const PGresult *res, const column_t *cols, int ncols) {
     }
 }
 
-/* Prints {"org_id":..., "org_name":..., "<list_key>":[{...}, ...]}. */
+/* Prints {"org_id":..., "org_name":..., "<list_key>":[{...}, ...], "next_cursor": ...}. */
 static void json_print(const char *org, const char *org_name, const char *list_key, const PGresult *res,
-                       const column_t *cols, int ncols) {
+                       int rows, const column_t *cols, int ncols, const char *next_cursor) {
     json_t *list = json_array();
-    for (int i = 0; i < PQntuples(res); i++) {
+    for (int i = 0; i < rows; i++) {
         json_t *o = json_object();
         for (int j = 0; j < ncols; j++) {
             json_t *v;
@@ -151,37 +176,91 @@ static void json_print(const char *org, const char *org_name, const char *list_k
         }
         json_array_append_new(list, o);
     }
-    json_t *doc = json_pack("{s:s, s:s, s:o}", "org_id", org, "org_name", org_name, list_key, list);
+    json_t *doc = json_pack("{s:s, s:s, s:o, s:s?}", "org_id", org, "org_name", org_name, list_key, list,
+                            "next_cursor", next_cursor);
     char *s = json_dumps(doc, JSON_COMPACT);
     printf("%s\n", s ? s : "{}");
     free(s);
     json_decref(doc);
 }
 
+/* A cursor names the sort it belongs to, the last row's sort key and its id: "<sort>:<key>:<id>", in
+ * URL-safe base64 so that it is one shell word. */
+static char *cursor_encode(const char *sort, const char *key, const char *id) {
+    char plain[1024];
+    text_printf(plain, sizeof(plain), "%s:%s:%s", sort, key, id);
+    size_t n = strlen(plain);
+    size_t size = sodium_base64_encoded_len(n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    char *out = xmalloc(size);
+    sodium_bin2base64(out, size, (const unsigned char *)plain, n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    return out;
+}
+
+/* Splits a cursor of sort into key and id (both written into buf). -1 when it is not one. */
+static int cursor_decode(const char *cursor, const char *sort, char *buf, size_t size, const char **key,
+                         const char **id) {
+    size_t n = 0;
+    if (sodium_base642bin((unsigned char *)buf, size - 1, cursor, strlen(cursor), NULL, &n, NULL,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
+        return -1;
+    buf[n] = '\0';
+    if (strlen(buf) != n || !utf8_valid(buf, n))
+        return -1;
+    size_t sl = strlen(sort);
+    char *last = strrchr(buf, ':');
+    if (strncmp(buf, sort, sl) != 0 || buf[sl] != ':' || !last || last < buf + sl || !uuid_valid(last + 1))
+        return -1;
+    *last = '\0';
+    *key = buf + sl + 1;
+    *id = last + 1;
+    return 0;
+}
+
+/* --search TEXT as a LIKE pattern: a substring, with LIKE's own characters taken literally. */
+static char *search_pattern(const char *text) {
+    size_t n = strlen(text);
+    char *out = xmalloc(2 * n + 3), *o = out;
+    *o++ = '%';
+    for (const char *s = text; *s; s++) {
+        if (*s == '%' || *s == '_' || *s == '\\')
+            *o++ = '\\';
+        *o++ = *s;
+    }
+    *o++ = '%';
+    *o = '\0';
+    return out;
+}
+
 /* What both listings share: options, the connection, the organization and the actor's right to read. */
 static int listing(int argc, char **argv, conf_t *c, int invitations) {
-    /* members has no --status: getopt must not take its value as an option argument. */
-    static const struct option all_opts[] = {{"org", required_argument, NULL, 'o'},
-                                             {"actor", required_argument, NULL, 'a'},
-                                             {"json", no_argument, NULL, 'j'},
-                                             {"status", required_argument, NULL, 's'},
-                                             {NULL, 0, NULL, 0}};
-    static const struct option member_opts[] = {{"org", required_argument, NULL, 'o'},
-                                                {"actor", required_argument, NULL, 'a'},
-                                                {"json", no_argument, NULL, 'j'},
-                                                {NULL, 0, NULL, 0}};
-    const struct option *opts = invitations ? all_opts : member_opts;
-    const char *cmd = argv[0], *org = NULL, *actor = NULL, *status = NULL;
-    int as_json = 0, o, rc = EXIT_INFRA;
+    static const struct option opts[] = {
+        {"org", required_argument, NULL, 'o'},    {"actor", required_argument, NULL, 'a'},
+        {"json", no_argument, NULL, 'j'},         {"status", required_argument, NULL, 's'},
+        {"search", required_argument, NULL, 'q'}, {"sort", required_argument, NULL, 'S'},
+        {"limit", required_argument, NULL, 'l'},  {"after", required_argument, NULL, 'A'},
+        {"explain", no_argument, NULL, 'E'},      {NULL, 0, NULL, 0}};
+    const char *cmd = argv[0], *org = NULL, *actor = NULL, *status = NULL, *search = NULL, *sort = "created",
+               *limit = NULL, *after = NULL;
+    int as_json = 0, explain = 0, o, rc = EXIT_INFRA;
     optind = 1;
     opterr = 0;
     while ((o = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         if (o == 'o') {
             org = optarg;
+        } else if (o == 'E') {
+            explain = 1;
         } else if (o == 'a') {
             actor = optarg;
         } else if (o == 's') {
             status = optarg;
+        } else if (o == 'q') {
+            search = optarg;
+        } else if (o == 'S') {
+            sort = optarg;
+        } else if (o == 'l') {
+            limit = optarg;
+        } else if (o == 'A') {
+            after = optarg;
         } else if (o == 'j') {
             as_json = 1;
         } else {
@@ -190,6 +269,17 @@ static int listing(int argc, char **argv, conf_t *c, int invitations) {
             return cli_usage(cli_find(cmd), 1);
         }
     }
+    static const char *const inv_status[] = {"pending", "accepted", "expired", "removed", NULL};
+    static const char *const member_status[] = {"active", "pending_activation", "disabled", NULL};
+    int status_ok = !status;
+    for (const char *const *st = invitations ? inv_status : member_status; status && *st; st++)
+        status_ok |= strcmp(status, *st) == 0;
+    long lim = 0;
+    char *end = NULL;
+    if (limit)
+        lim = strtol(limit, &end, 10);
+    char cursor_buf[1024];
+    const char *after_key = NULL, *after_id = NULL;
     const char *problem = NULL;
     if (optind != argc)
         problem = "unexpected argument";
@@ -199,15 +289,27 @@ static int listing(int argc, char **argv, conf_t *c, int invitations) {
         problem = "--org: not a UUID";
     else if (actor && !uuid_valid(actor))
         problem = "--actor: not a UUID";
-    else if (status && strcmp(status, "pending") != 0 && strcmp(status, "accepted") != 0 &&
-             strcmp(status, "expired") != 0 && strcmp(status, "removed") != 0)
-        problem = "--status must be pending, accepted, expired or removed";
+    else if (!status_ok)
+        problem = invitations ? "--status must be pending, accepted, expired or removed"
+                              : "--status must be active, pending_activation or disabled";
+    else if (strcmp(sort, "created") != 0 && strcmp(sort, "email") != 0 &&
+             (!invitations || strcmp(sort, "expires") != 0))
+        problem =
+            invitations ? "--sort must be created, expires or email" : "--sort must be created or email";
+    else if (limit && (!end || *end || lim < 1 || lim > 100000))
+        problem = "--limit: a number from 1 to 100000";
+    else if (search && (!*search || strlen(search) > 320 || !utf8_valid(search, strlen(search))))
+        problem = "--search: 1 to 320 bytes of text";
+    else if (after && cursor_decode(after, sort, cursor_buf, sizeof(cursor_buf), &after_key, &after_id) != 0)
+        problem =
+            "--after: not a cursor of this listing and --sort (copy next_cursor from the --json output)";
     if (problem) {
         fprintf(stderr, "raikoo %s: %s\n", cmd, problem);
         return cli_usage(cli_find(cmd), 1);
     }
 
-    char err[1024];
+    char err[1024], next_limit[24];
+    char *pattern = search ? search_pattern(search) : NULL, *next_cursor = NULL;
     PGresult *res = NULL, *org_res = NULL;
     PGconn *db = db_connect_migrated(c, err, sizeof(err));
     if (!db) {
@@ -247,8 +349,29 @@ static int listing(int argc, char **argv, conf_t *c, int invitations) {
             goto done;
         }
     }
-    const char *lp[2] = {org, status};
-    res = db_exec(db, invitations ? SQL_INVITATIONS : SQL_MEMBERS, invitations ? 2 : 1, lp, err, sizeof(err));
+    /* One row more than the page: whether there is a next one. */
+    if (limit)
+        text_printf(next_limit, sizeof(next_limit), "%ld", lim + 1);
+    const char *lp[6] = {org, status, pattern, after_key, after_id, limit ? next_limit : NULL};
+    const char *sql = invitations ? (strcmp(sort, "email") == 0     ? SQL_INVITATIONS_EMAIL
+                                     : strcmp(sort, "expires") == 0 ? SQL_INVITATIONS_EXPIRES
+                                                                    : SQL_INVITATIONS_CREATED)
+                                  : (strcmp(sort, "email") == 0 ? SQL_MEMBERS_EMAIL : SQL_MEMBERS_CREATED);
+    if (explain) {
+        /* The plan of this very statement, run (EXPLAIN ANALYZE of a read-only query), as JSON. */
+        char *ex = xmalloc(strlen(sql) + 64);
+        sprintf(ex, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) %s", sql);
+        res = db_exec(db, ex, 6, lp, err, sizeof(err));
+        free(ex);
+        if (!res) {
+            rc = read_fail(cmd, as_json, org, EXIT_INFRA, NULL, "%s", err);
+            goto done;
+        }
+        printf("%s\n", PQgetvalue(res, 0, 0));
+        rc = EXIT_ACCEPTED;
+        goto done;
+    }
+    res = db_exec(db, sql, 6, lp, err, sizeof(err));
     if (!res) {
         rc = read_fail(cmd, as_json, org, EXIT_INFRA, NULL, "%s", err);
         goto done;
@@ -256,16 +379,26 @@ static int listing(int argc, char **argv, conf_t *c, int invitations) {
     const column_t *cols = invitations ? invitation_cols : member_cols;
     int ncols = invitations ? (int)(sizeof(invitation_cols) / sizeof(invitation_cols[0]))
                             : (int)(sizeof(member_cols) / sizeof(member_cols[0]));
+    int rows = PQntuples(res);
+    if (limit && rows > lim) {
+        rows = (int)lim;
+        next_cursor = cursor_encode(sort, PQgetvalue(res, rows - 1, ncols), PQgetvalue(res, rows - 1, 0));
+    }
     if (as_json) {
-        json_print(org, PQgetvalue(org_res, 0, 0), invitations ? "invitations" : "members", res, cols, ncols);
-    } else if (PQntuples(res) == 0) {
-        printf("no %s%s%s in organization %s\n", status ? status : "", status ? " " : "",
-               invitations ? "invitations" : "members", org);
+        json_print(org, PQgetvalue(org_res, 0, 0), invitations ? "invitations" : "members", res, rows, cols,
+                   ncols, next_cursor);
+    } else if (rows == 0) {
+        printf("no %s%s%s%s in organization %s\n", status ? status : "", status ? " " : "",
+               invitations ? "invitations" : "members", after ? " after this cursor" : "", org);
     } else {
-        table_print(res, cols, ncols);
+        table_print(res, rows, cols, ncols);
+        if (next_cursor)
+            fprintf(stderr, "more: raikoo %s ... --after %s\n", cmd, next_cursor);
     }
     rc = EXIT_ACCEPTED;
 done:
+    free(pattern);
+    free(next_cursor);
     PQclear(res);
     PQclear(org_res);
     PQfinish(db);

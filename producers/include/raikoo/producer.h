@@ -192,6 +192,41 @@ int raikoo_command_wait(raikoo_producer_t *p, const char *command_id, int timeou
 /* How many commands published since raikoo_results_follow still await their result. */
 size_t raikoo_results_pending(const raikoo_producer_t *p);
 
+/* ---- Many commands at once ---- */
+
+/* What became of one command of raikoo_commands_run. */
+typedef enum {
+    RAIKOO_ITEM_RESULT = 0,   /* its result came: see result (accepted or rejected) */
+    RAIKOO_ITEM_INVALID = 1,  /* not sent: the worker would refuse it (invalid_command); error says why */
+    RAIKOO_ITEM_UNSENT = 2,   /* Kafka did not take it (error says why): it will have no result */
+    RAIKOO_ITEM_NO_RESULT = 3 /* sent, but no result within the timeout: it may still be applied */
+} raikoo_item_status_t;
+
+/* One command of raikoo_commands_run: type, actor and data in; the rest out. */
+typedef struct raikoo_batch_item {
+    raikoo_command_type_t type;
+    const char *actor;       /* borrowed */
+    json_t *data;            /* stolen by raikoo_commands_run (NULL afterwards); NULL for an empty object */
+    char id[RAIKOO_ID_SIZE]; /* out: the command id ("" when not sent) */
+    raikoo_item_status_t status;
+    raikoo_result_t result; /* out, when status is RAIKOO_ITEM_RESULT: clear it with raikoo_result_clear */
+    char error[256];        /* out: why there is no result, "" when there is one */
+} raikoo_batch_item_t;
+
+/* Called now and then by raikoo_commands_run: how many commands were queued, how many have their outcome
+ * (a result, or none to come), of total. */
+typedef void raikoo_batch_progress_cb_t(void *opaque, size_t sent, size_t done, size_t total);
+
+/* Sends n commands and collects their results: every command is queued without waiting for it (the
+ * client batches them; delivery reports are served as they come), then the results are read as they
+ * arrive, in any order, each matched to its item, until every sent command has one or timeout_ms passed
+ * without any new result (then the rest are RAIKOO_ITEM_NO_RESULT). Calls raikoo_results_follow itself
+ * when it was not called. progress (may be NULL) is called at most every 100 ms and once at the end.
+ * Returns 0 when every item has its outcome in its status (rejected results included), or a negative
+ * raikoo_err_t with errstr when the results topic cannot be read (nothing sent). */
+int raikoo_commands_run(raikoo_producer_t *p, raikoo_batch_item_t *items, size_t n, int timeout_ms,
+                        raikoo_batch_progress_cb_t *progress, void *opaque, char *errstr, size_t errstr_size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,793 @@
+/* The audit trail: topic.events into the append-only, hash-chained audit_log (see audit.h). */
+#include "audit.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+#include <sodium.h>
+
+#include "db.h"
+#include "event.h"
+#include "kafka.h"
+#include "log.h"
+#include "rfc3339.h"
+#include "secret.h"
+#include "text.h"
+#include "worker.h"
+
+#define AUDIT_SUBJECT_MAX 320
+#define AUDIT_BATCH_MAX 500
+#define AUDIT_BATCH_WAIT_MS 20
+
+/* ---- SQL, all of it ---- */
+
+/* Every chain of the batch gets its head row (new chains start at seq 0 with a zero hash); the array is
+ * sorted, so two writers create and lock heads in one order and never deadlock. */
+static const char SQL_HEADS_ENSURE[] =
+    "INSERT INTO audit_heads (org_id, seq, hash)"
+    " SELECT o, 0, '\\x0000000000000000000000000000000000000000000000000000000000000000'::bytea"
+    " FROM unnest($1::uuid[]) AS o ORDER BY o ON CONFLICT (org_id) DO NOTHING";
+static const char SQL_HEADS_LOCK[] = "SELECT org_id, seq, encode(hash, 'hex') FROM audit_heads"
+                                     " WHERE org_id = ANY ($1::uuid[]) ORDER BY org_id FOR UPDATE";
+/* After the heads are locked (a new statement, so a new snapshot under READ COMMITTED): what another
+ * writer recorded before it let the heads go. */
+static const char SQL_SEEN[] = "SELECT event_id FROM audit_log WHERE event_id = ANY ($1::uuid[])";
+/* A row beyond the head (inserted by hand) must not stop the worker: new rows go after it. */
+static const char SQL_LAST_SEQ[] =
+    "SELECT org_id, max(seq) FROM audit_log WHERE org_id = ANY ($1::uuid[]) GROUP BY org_id";
+static const char SQL_INSERT[] =
+    "INSERT INTO audit_log (org_id, seq, event_id, event_type, event_time, actor_id, correlation_id, "
+    "subject, result, event, hash)"
+    " SELECT o, s, e, t, audit_time(tm), a, c, sub, r, ev, decode(h, 'hex')"
+    " FROM unnest($1::uuid[], $2::bigint[], $3::uuid[], $4::text[], $5::text[], $6::uuid[], $7::uuid[], "
+    "$8::text[], $9::text[], $10::text[], $11::text[]) AS t(o, s, e, t, tm, a, c, sub, r, ev, h)";
+static const char SQL_HEADS_MOVE[] =
+    "UPDATE audit_heads h SET seq = v.s, hash = decode(v.h, 'hex')"
+    " FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS v(o, s, h) WHERE h.org_id = v.o";
+
+/* ---- Entries ---- */
+
+static const char *obj_str(json_t *o, const char *key) {
+    return json_string_value(json_object_get(o, key));
+}
+
+static void lower_uuid(char out[37], const char *s) {
+    for (int i = 0; i < 36; i++)
+        out[i] = (char)tolower((unsigned char)s[i]);
+    out[36] = '\0';
+}
+
+static char *uuid_or_null(const char *s) {
+    if (!s || !uuid_valid(s))
+        return NULL;
+    char buf[37];
+    lower_uuid(buf, s);
+    return xstrdup(buf);
+}
+
+void audit_entry_clear(audit_entry_t *e) {
+    free(e->type);
+    free(e->time);
+    free(e->actor_id);
+    free(e->correlation_id);
+    free(e->subject);
+    free(e->result);
+    free(e->event);
+    memset(e, 0, sizeof(*e));
+}
+
+int audit_entry_parse(const void *payload, size_t len, audit_entry_t *e, char *why, size_t why_size) {
+    memset(e, 0, sizeof(*e));
+    json_error_t jerr;
+    json_t *ev = json_loadb(payload ? payload : "", len, 0, &jerr);
+    if (!json_is_object(ev)) {
+        if (ev)
+            text_printf(why, why_size, "not a JSON object");
+        else
+            text_printf(why, why_size, "not JSON (at byte %d)", jerr.position);
+        json_decref(ev);
+        return -1;
+    }
+    const char *id = obj_str(ev, "id"), *type = obj_str(ev, "type");
+    if (!id || !uuid_valid(id) || !type || !*type) {
+        text_printf(why, why_size, "not a CloudEvent: %s",
+                    !id || !uuid_valid(id) ? "no uuid \"id\"" : "no \"type\"");
+        json_decref(ev);
+        return -1;
+    }
+    lower_uuid(e->event_id, id);
+    json_t *data = json_object_get(ev, "data");
+    const char *org = json_is_object(data) ? obj_str(data, "org_id") : NULL;
+    if (org && uuid_valid(org))
+        lower_uuid(e->org_id, org);
+    else
+        memcpy(e->org_id, AUDIT_NO_ORG, sizeof(e->org_id));
+
+    const char *t = type;
+    size_t tl = strlen(t);
+    if (strncmp(t, "raikoo.event.", 13) == 0 && tl > 16 && strcmp(t + tl - 3, ".v1") == 0)
+        e->type = xstrndup(t + 13, tl - 16);
+    else
+        e->type = utf8_clean_dup(t, tl, 200);
+    const char *tm = obj_str(ev, "time");
+    e->time = tm && event_time_valid(tm) ? xstrdup(tm) : NULL;
+    e->actor_id = uuid_or_null(obj_str(ev, "actorid"));
+    e->correlation_id = uuid_or_null(obj_str(ev, "correlationid"));
+
+    const char *subject = NULL;
+    static const char *const subject_keys[] = {"email", "user_id", "invitation_id", "name", "org_id", NULL};
+    for (int i = 0; json_is_object(data) && subject_keys[i] && !subject; i++)
+        subject = obj_str(data, subject_keys[i]);
+    e->subject = subject ? utf8_clean_dup(subject, strlen(subject), AUDIT_SUBJECT_MAX) : NULL;
+
+    const char *result = "ok";
+    if (strcmp(e->type, "CommandRejected") == 0) {
+        const char *code = json_is_object(data) ? obj_str(data, "result_code") : NULL;
+        result = code && *code ? code : "rejected";
+    } else if (strcmp(e->type, "InvitationEmailFailed") == 0) {
+        result = "failed";
+    } else if (strcmp(e->type, "InvitationCodeRejected") == 0) {
+        result = "code_rejected";
+    }
+    e->result = utf8_clean_dup(result, strlen(result), 100);
+    e->event = json_dumps(ev, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+    json_decref(ev);
+    if (!e->event) { /* jansson fails only when out of memory */
+        audit_entry_clear(e);
+        text_printf(why, why_size, "cannot serialise the event");
+        return -1;
+    }
+    return 0;
+}
+
+void audit_hash(const unsigned char prev[AUDIT_HASH_SIZE], const char *event, size_t len,
+                unsigned char out[AUDIT_HASH_SIZE]) {
+    crypto_hash_sha256_state st;
+    crypto_hash_sha256_init(&st);
+    crypto_hash_sha256_update(&st, prev, AUDIT_HASH_SIZE);
+    crypto_hash_sha256_update(&st, (const unsigned char *)event, len);
+    crypto_hash_sha256_final(&st, out);
+}
+
+static int hex_decode(const char *hex, unsigned char out[AUDIT_HASH_SIZE]) {
+    size_t bin_len = 0;
+    if (sodium_hex2bin(out, AUDIT_HASH_SIZE, hex, strlen(hex), NULL, &bin_len, NULL) != 0 ||
+        bin_len != AUDIT_HASH_SIZE)
+        return -1;
+    return 0;
+}
+
+/* ---- Appending ---- */
+
+typedef struct chain {
+    const char *org; /* borrowed from an entry */
+    long long seq;
+    unsigned char hash[AUDIT_HASH_SIZE];
+    int moved;
+} chain_t;
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static chain_t *chain_find(chain_t *chains, size_t n, const char *org) {
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(chains[i].org, org) == 0)
+            return &chains[i];
+    return NULL;
+}
+
+/* Sorted, distinct organizations of the entries (borrowed strings). */
+static size_t orgs_of(const audit_entry_t *entries, size_t n, const char **orgs) {
+    for (size_t i = 0; i < n; i++)
+        orgs[i] = entries[i].org_id;
+    qsort(orgs, n, sizeof(*orgs), cmp_str);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (k == 0 || strcmp(orgs[k - 1], orgs[i]) != 0)
+            orgs[k++] = orgs[i];
+    return k;
+}
+
+static int seen_has(char **seen, size_t nseen, const char *id) {
+    for (size_t i = 0; i < nseen; i++)
+        if (strcmp(seen[i], id) == 0)
+            return 1;
+    return 0;
+}
+
+int audit_append(PGconn *db, const audit_entry_t *entries, size_t n, size_t *added, char *errstr,
+                 size_t errstr_size) {
+    *added = 0;
+    if (n == 0)
+        return 0;
+    int rc = -1;
+    PGresult *res = NULL;
+    const char **orgs = xcalloc(n, sizeof(*orgs));
+    size_t norgs = orgs_of(entries, n, orgs);
+    chain_t *chains = xcalloc(norgs, sizeof(*chains));
+    const char **ids = xcalloc(n, sizeof(*ids));
+    char **seen = xcalloc(n, sizeof(*seen));
+    size_t nseen = 0;
+    /* Columns of the rows to insert, one array per column. */
+    enum { C_ORG, C_SEQ, C_ID, C_TYPE, C_TIME, C_ACTOR, C_CORR, C_SUBJ, C_RESULT, C_EVENT, C_HASH, NCOL };
+    const char **col[NCOL];
+    for (int j = 0; j < NCOL; j++)
+        col[j] = xcalloc(n, sizeof(const char *));
+    char(*seqs)[24] = xcalloc(n, 24);
+    char(*hashes)[AUDIT_HASH_SIZE * 2 + 1] = xcalloc(n, AUDIT_HASH_SIZE * 2 + 1);
+    char *arrays[NCOL] = {0};
+    char *head_arrays[3] = {0};
+
+    for (size_t i = 0; i < n; i++)
+        ids[i] = entries[i].event_id;
+    char *org_array = db_array_literal(orgs, norgs);
+    char *id_array = db_array_literal(ids, n);
+    const char *p1[1] = {org_array};
+
+    if (db_cmd(db, "BEGIN", errstr, errstr_size) != 0)
+        goto out;
+    if (db_run(db, SQL_HEADS_ENSURE, 1, p1, errstr, errstr_size) != 0)
+        goto rollback;
+    res = db_exec_cached(db, SQL_HEADS_LOCK, 1, p1, errstr, errstr_size);
+    if (!res)
+        goto rollback;
+    for (int r = 0; r < PQntuples(res) && (size_t)r < norgs; r++) {
+        chain_t *ch = &chains[r];
+        ch->org = orgs[r];
+        ch->seq = atoll(PQgetvalue(res, r, 1));
+        if (strcmp(PQgetvalue(res, r, 0), orgs[r]) != 0 || hex_decode(PQgetvalue(res, r, 2), ch->hash) != 0) {
+            text_printf(errstr, errstr_size, "audit_heads: unexpected row for %s", orgs[r]);
+            goto rollback;
+        }
+    }
+    if ((size_t)PQntuples(res) != norgs) {
+        text_printf(errstr, errstr_size, "audit_heads: %d head(s) for %zu organization(s)", PQntuples(res),
+                    norgs);
+        goto rollback;
+    }
+    PQclear(res);
+    const char *pid[1] = {id_array};
+    res = db_exec_cached(db, SQL_SEEN, 1, pid, errstr, errstr_size);
+    if (!res)
+        goto rollback;
+    for (int r = 0; r < PQntuples(res); r++)
+        seen[nseen++] = xstrdup(PQgetvalue(res, r, 0));
+    PQclear(res);
+    res = db_exec_cached(db, SQL_LAST_SEQ, 1, p1, errstr, errstr_size);
+    if (!res)
+        goto rollback;
+    for (int r = 0; r < PQntuples(res); r++) {
+        chain_t *ch = chain_find(chains, norgs, PQgetvalue(res, r, 0));
+        long long last = atoll(PQgetvalue(res, r, 1));
+        if (ch && last > ch->seq) {
+            log_warn(
+                NULL,
+                "audit chain %s: rows beyond its head (seq %lld > %lld), not written by an audit worker; "
+                "new rows go after them (raikoo audit verify --org %s names them)",
+                ch->org, last, ch->seq, ch->org);
+            ch->seq = last;
+        }
+    }
+    PQclear(res);
+    res = NULL;
+
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const audit_entry_t *e = &entries[i];
+        if (seen_has(seen, nseen, e->event_id))
+            continue;
+        seen[nseen++] = xstrdup(e->event_id);
+        chain_t *ch = chain_find(chains, norgs, e->org_id);
+        ch->seq++;
+        audit_hash(ch->hash, e->event, strlen(e->event), ch->hash);
+        ch->moved = 1;
+        snprintf(seqs[k], 24, "%lld", ch->seq);
+        sodium_bin2hex(hashes[k], AUDIT_HASH_SIZE * 2 + 1, ch->hash, AUDIT_HASH_SIZE);
+        col[C_ORG][k] = e->org_id;
+        col[C_SEQ][k] = seqs[k];
+        col[C_ID][k] = e->event_id;
+        col[C_TYPE][k] = e->type;
+        col[C_TIME][k] = e->time;
+        col[C_ACTOR][k] = e->actor_id;
+        col[C_CORR][k] = e->correlation_id;
+        col[C_SUBJ][k] = e->subject;
+        col[C_RESULT][k] = e->result;
+        col[C_EVENT][k] = e->event;
+        col[C_HASH][k] = hashes[k];
+        k++;
+    }
+    if (k > 0) {
+        for (int j = 0; j < NCOL; j++)
+            arrays[j] = db_array_literal(col[j], k);
+        if (db_run(db, SQL_INSERT, NCOL, (const char *const *)arrays, errstr, errstr_size) != 0)
+            goto rollback;
+        /* The heads that moved: reuse the first columns' buffers. */
+        size_t m = 0;
+        for (size_t i = 0; i < norgs; i++) {
+            if (!chains[i].moved)
+                continue;
+            col[C_ORG][m] = chains[i].org;
+            snprintf(seqs[m], 24, "%lld", chains[i].seq);
+            col[C_SEQ][m] = seqs[m];
+            sodium_bin2hex(hashes[m], AUDIT_HASH_SIZE * 2 + 1, chains[i].hash, AUDIT_HASH_SIZE);
+            col[C_HASH][m] = hashes[m];
+            m++;
+        }
+        head_arrays[0] = db_array_literal(col[C_ORG], m);
+        head_arrays[1] = db_array_literal(col[C_SEQ], m);
+        head_arrays[2] = db_array_literal(col[C_HASH], m);
+        if (db_run(db, SQL_HEADS_MOVE, 3, (const char *const *)head_arrays, errstr, errstr_size) != 0)
+            goto rollback;
+    }
+    if (db_cmd(db, "COMMIT", errstr, errstr_size) != 0)
+        goto rollback;
+    *added = k;
+    rc = 0;
+    goto out;
+rollback:
+    PQclear(res);
+    res = NULL;
+    {
+        char ignored[64];
+        db_cmd(db, "ROLLBACK", ignored, sizeof(ignored));
+    }
+out:
+    for (size_t i = 0; i < nseen; i++)
+        free(seen[i]);
+    for (int j = 0; j < NCOL; j++) {
+        free(col[j]);
+        free(arrays[j]);
+    }
+    for (int j = 0; j < 3; j++)
+        free(head_arrays[j]);
+    free(seen);
+    free(seqs);
+    free(hashes);
+    free(org_array);
+    free(id_array);
+    free(ids);
+    free(chains);
+    free(orgs);
+    return rc;
+}
+
+/* ---- Verifying ---- */
+
+static const char SQL_VERIFY_HEADS[] = "SELECT org_id, seq, encode(hash, 'hex') FROM audit_heads"
+                                       " WHERE $1::uuid IS NULL OR org_id = $1 ORDER BY org_id";
+static const char SQL_VERIFY_ROWS[] =
+    "DECLARE audit_rows NO SCROLL CURSOR FOR"
+    " SELECT org_id, seq, event_id, event, encode(hash, 'hex'), event_type,"
+    "  floor(extract(epoch FROM event_time))::bigint, actor_id, correlation_id, subject, result"
+    " FROM audit_log WHERE $1::uuid IS NULL OR org_id = $1 ORDER BY org_id, seq";
+
+typedef struct walk {
+    audit_report_fn *report;
+    void *arg;
+    size_t problems, chains;
+    char org[37];
+    long long next_seq; /* the seq the next row should have */
+    long long last_seq; /* of the last row read, 0 before the first */
+    char last_id[37];
+    unsigned char prev[AUDIT_HASH_SIZE];  /* the stored hash of the last row (zeros before the first) */
+    unsigned char prev2[AUDIT_HASH_SIZE]; /* the one before it */
+    int have_prev2;
+} walk_t;
+
+static void finding(walk_t *w, const char *org, long long seq, const char *event_id, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static void finding(walk_t *w, const char *org, long long seq, const char *event_id, const char *fmt, ...) {
+    char what[512];
+    va_list ap;
+    va_start(ap, fmt);
+    text_vprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    w->problems++;
+    w->report(w->arg, org, seq, event_id ? event_id : "", what);
+}
+
+static int str_eq(const char *a, const char *b) {
+    if (!a || !b)
+        return a == b;
+    return strcmp(a, b) == 0;
+}
+
+static const char *cell(const PGresult *res, int r, int c) {
+    return PQgetisnull(res, r, c) ? NULL : PQgetvalue(res, r, c);
+}
+
+/* The end of w's chain against its head row (head_seq -1: no head). */
+static void chain_end(walk_t *w, long long head_seq, const unsigned char *head_hash) {
+    if (!w->org[0])
+        return;
+    w->chains++;
+    if (head_seq < 0) {
+        finding(w, w->org, 0, NULL,
+                "the chain has rows but no head in audit_heads: rows inserted by hand, or its head deleted");
+    } else if (head_seq > w->last_seq) {
+        if (w->last_seq == 0)
+            finding(w, w->org, head_seq, NULL, "every row of the chain (seq 1 to %lld) was deleted",
+                    head_seq);
+        else
+            finding(
+                w, w->org, w->last_seq + 1, NULL,
+                "row(s) seq %lld to %lld deleted: the head says the chain ends at %lld, the last row is %lld",
+                w->last_seq + 1, head_seq, head_seq, w->last_seq);
+    } else if (head_seq < w->last_seq) {
+        finding(
+            w, w->org, head_seq + 1, NULL,
+            "row(s) seq %lld to %lld inserted: beyond the chain's head (seq %lld), not written by an audit "
+            "worker",
+            head_seq + 1, w->last_seq, head_seq);
+    } else if (memcmp(head_hash, w->prev, AUDIT_HASH_SIZE) != 0) {
+        finding(
+            w, w->org, w->last_seq, w->last_id,
+            "the last row's hash differs from the chain's head: the row was replaced or its hash changed");
+    }
+    w->org[0] = '\0';
+}
+
+/* One row of the chain in w: its place, its hash, and that its columns say what its event says. */
+static void verify_row(walk_t *w, const PGresult *res, int r) {
+    const char *org = PQgetvalue(res, r, 0), *id = PQgetvalue(res, r, 2), *event = PQgetvalue(res, r, 3);
+    long long seq = atoll(PQgetvalue(res, r, 1));
+    unsigned char stored[AUDIT_HASH_SIZE], h[AUDIT_HASH_SIZE];
+    int hash_ok = hex_decode(PQgetvalue(res, r, 4), stored) == 0;
+    size_t len = (size_t)PQgetlength(res, r, 3);
+    int gap = seq != w->next_seq;
+    if (gap)
+        finding(w, org, w->next_seq, NULL,
+                "row(s) seq %lld to %lld deleted: the chain goes from %lld to %lld", w->next_seq, seq - 1,
+                w->next_seq - 1, seq);
+    audit_hash(w->prev, event, len, h);
+    if (!gap && (!hash_ok || memcmp(h, stored, AUDIT_HASH_SIZE) != 0)) {
+        unsigned char h2[AUDIT_HASH_SIZE];
+        if (w->have_prev2)
+            audit_hash(w->prev2, event, len, h2);
+        if (hash_ok && w->have_prev2 && memcmp(h2, stored, AUDIT_HASH_SIZE) == 0)
+            finding(
+                w, org, w->last_seq, w->last_id,
+                "row inserted: the next row (seq %lld) follows the row before it, as if it were not there",
+                seq);
+        else
+            finding(w, org, seq, id,
+                    "row changed: its hash does not match its event and the previous row's hash");
+    } else {
+        /* The hash holds: the columns beside the event must say what the event says. */
+        audit_entry_t e;
+        char why[128];
+        const char *what = NULL;
+        if (audit_entry_parse(event, len, &e, why, sizeof(why)) != 0) {
+            what = "event";
+        } else {
+            time_t t = 0;
+            long long stored_t = cell(res, r, 6) ? atoll(cell(res, r, 6)) : -1;
+            long long event_t = e.time && rfc3339_parse(e.time, &t) == 0 ? (long long)t : -1;
+            if (strcmp(e.event_id, id) != 0)
+                what = "event_id";
+            else if (strcmp(e.org_id, org) != 0)
+                what = "org_id";
+            else if (!str_eq(e.type, cell(res, r, 5)))
+                what = "event_type";
+            else if (stored_t != event_t)
+                what = "event_time";
+            else if (!str_eq(e.actor_id, cell(res, r, 7)))
+                what = "actor_id";
+            else if (!str_eq(e.correlation_id, cell(res, r, 8)))
+                what = "correlation_id";
+            else if (!str_eq(e.subject, cell(res, r, 9)))
+                what = "subject";
+            else if (!str_eq(e.result, cell(res, r, 10)))
+                what = "result";
+            audit_entry_clear(&e);
+        }
+        if (what)
+            finding(w, org, seq, id, "row changed: its column %s does not say what its event says", what);
+    }
+    memcpy(w->prev2, w->prev, AUDIT_HASH_SIZE);
+    w->have_prev2 = w->last_seq > 0 || seq == 1;
+    if (hash_ok)
+        memcpy(w->prev, stored, AUDIT_HASH_SIZE);
+    else
+        memcpy(w->prev, h, AUDIT_HASH_SIZE);
+    w->last_seq = seq;
+    w->next_seq = seq + 1;
+    text_printf(w->last_id, sizeof(w->last_id), "%s", id);
+}
+
+int audit_verify(PGconn *db, const char *org, audit_report_fn *report, void *arg, size_t *chains,
+                 size_t *rows, size_t *problems, char *errstr, size_t errstr_size) {
+    walk_t w;
+    memset(&w, 0, sizeof(w));
+    w.report = report;
+    w.arg = arg;
+    *rows = 0;
+    int rc = -1, nheads = 0, hi = 0;
+    PGresult *heads = NULL, *res = NULL;
+    const char *p[1] = {org};
+    if (db_cmd(db, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", errstr, errstr_size) != 0)
+        return -1;
+    heads = db_exec(db, SQL_VERIFY_HEADS, 1, p, errstr, errstr_size);
+    if (!heads)
+        goto out;
+    nheads = PQntuples(heads);
+    res = db_exec(db, SQL_VERIFY_ROWS, 1, p, errstr, errstr_size);
+    if (!res)
+        goto out;
+    PQclear(res);
+    res = NULL;
+    rc = 0;
+    for (;;) {
+        res = db_exec(db, "FETCH 2000 FROM audit_rows", 0, NULL, errstr, errstr_size);
+        if (!res) {
+            rc = -1;
+            break;
+        }
+        int n = PQntuples(res);
+        if (n == 0)
+            break;
+        for (int r = 0; r < n; r++) {
+            const char *row_org = PQgetvalue(res, r, 0);
+            if (strcmp(row_org, w.org) != 0) {
+                /* Close the chain before, and report heads of chains with no rows at all. */
+                if (w.org[0]) {
+                    int match = hi < nheads && strcmp(PQgetvalue(heads, hi, 0), w.org) == 0;
+                    unsigned char hh[AUDIT_HASH_SIZE] = {0};
+                    if (match)
+                        hex_decode(PQgetvalue(heads, hi, 2), hh);
+                    chain_end(&w, match ? atoll(PQgetvalue(heads, hi, 1)) : -1, hh);
+                    hi += match;
+                }
+                while (hi < nheads && strcmp(PQgetvalue(heads, hi, 0), row_org) < 0) {
+                    long long hs = atoll(PQgetvalue(heads, hi, 1));
+                    w.chains++;
+                    if (hs > 0)
+                        finding(&w, PQgetvalue(heads, hi, 0), hs, NULL,
+                                "every row of the chain (seq 1 to %lld) was deleted", hs);
+                    hi++;
+                }
+                text_printf(w.org, sizeof(w.org), "%s", row_org);
+                memset(w.prev, 0, sizeof(w.prev));
+                w.have_prev2 = 0;
+                w.next_seq = 1;
+                w.last_seq = 0;
+                w.last_id[0] = '\0';
+            }
+            verify_row(&w, res, r);
+            (*rows)++;
+        }
+        PQclear(res);
+        res = NULL;
+    }
+    if (rc == 0) {
+        if (w.org[0]) {
+            int match = hi < nheads && strcmp(PQgetvalue(heads, hi, 0), w.org) == 0;
+            unsigned char hh[AUDIT_HASH_SIZE] = {0};
+            if (match)
+                hex_decode(PQgetvalue(heads, hi, 2), hh);
+            chain_end(&w, match ? atoll(PQgetvalue(heads, hi, 1)) : -1, hh);
+            hi += match;
+        }
+        for (; hi < nheads; hi++) {
+            long long hs = atoll(PQgetvalue(heads, hi, 1));
+            w.chains++;
+            if (hs > 0)
+                finding(&w, PQgetvalue(heads, hi, 0), hs, NULL,
+                        "every row of the chain (seq 1 to %lld) was deleted", hs);
+        }
+    }
+out:
+    PQclear(res);
+    PQclear(heads);
+    {
+        char e2[16];
+        db_cmd(db, "ROLLBACK", e2, sizeof(e2));
+    }
+    *chains = w.chains;
+    *problems = w.problems;
+    return rc;
+}
+
+/* ---- The worker ---- */
+
+typedef struct batch {
+    rd_kafka_message_t **m;
+    size_t n, cap;
+} batch_t;
+
+static batch_t batch;
+/* Offsets recorded in PostgreSQL but not yet committed to the group, per partition (next offset). */
+static rd_kafka_topic_partition_list_t *pending;
+static int commit_failing;
+
+static void batch_clear(void) {
+    for (size_t i = 0; i < batch.n; i++)
+        rd_kafka_message_destroy(batch.m[i]);
+    batch.n = 0;
+}
+
+/* Commits the pending offsets (synchronously: one round trip per batch, after the database commit). A
+ * failure keeps them pending for the next attempt; a redelivery meanwhile is recognised by event id. */
+static void commit_pending(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *only) {
+    rd_kafka_topic_partition_list_t *offs =
+        rd_kafka_topic_partition_list_new(pending->cnt > 0 ? pending->cnt : 1);
+    for (int i = 0; i < pending->cnt; i++) {
+        const rd_kafka_topic_partition_t *tp = &pending->elems[i];
+        if (!only || rd_kafka_topic_partition_list_find(only, tp->topic, tp->partition))
+            rd_kafka_topic_partition_list_add(offs, tp->topic, tp->partition)->offset = tp->offset;
+    }
+    if (offs->cnt > 0) {
+        rd_kafka_resp_err_t err = rd_kafka_commit(rk, offs, 0);
+        for (int i = 0; !err && i < offs->cnt; i++)
+            err = offs->elems[i].err;
+        if (err && !commit_failing)
+            log_warn(NULL,
+                     "offset commit failed (%s): committing again with the next batch (a redelivery is "
+                     "recognised by its event id)",
+                     rd_kafka_err2str(err));
+        else if (!err && commit_failing)
+            log_info(NULL, "offset commits succeed again");
+        commit_failing = err != RD_KAFKA_RESP_ERR_NO_ERROR;
+        for (int i = 0; !err && i < offs->cnt; i++)
+            rd_kafka_topic_partition_list_del(pending, offs->elems[i].topic, offs->elems[i].partition);
+    }
+    rd_kafka_topic_partition_list_destroy(offs);
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
+                         void *opaque) {
+    (void)opaque;
+    rd_kafka_error_t *error = NULL;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        log_info(NULL, "assigned %d partition(s)", parts->cnt);
+        error = rd_kafka_incremental_assign(rk, parts);
+    } else {
+        log_info(NULL, "revoked %d partition(s)", parts->cnt);
+        /* Messages gathered but not recorded are dropped: their next owner reads them again. */
+        size_t j = 0;
+        for (size_t i = 0; i < batch.n; i++) {
+            rd_kafka_message_t *m = batch.m[i];
+            if (rd_kafka_topic_partition_list_find(parts, rd_kafka_topic_name(m->rkt), m->partition))
+                rd_kafka_message_destroy(m);
+            else
+                batch.m[j++] = m;
+        }
+        batch.n = j;
+        if (!rd_kafka_assignment_lost(rk))
+            commit_pending(rk, parts);
+        for (int i = 0; i < parts->cnt; i++)
+            rd_kafka_topic_partition_list_del(pending, parts->elems[i].topic, parts->elems[i].partition);
+        error = rd_kafka_incremental_unassign(rk, parts);
+    }
+    if (error) {
+        log_error(NULL, "rebalance: %s", rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    }
+}
+
+static void batch_gather(rd_kafka_t *consumer) {
+    int64_t deadline = 0;
+    while (worker_running() && batch.n < AUDIT_BATCH_MAX) {
+        int timeout = 100;
+        if (batch.n > 0) {
+            int64_t left = deadline - worker_now_ms();
+            if (left <= 0)
+                break;
+            timeout = (int)left;
+        }
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(consumer, timeout);
+        if (!m)
+            continue;
+        if (m->err) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                log_warn(NULL, "consume: %s", rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        batch.m = xgrow(batch.m, batch.n + 1, &batch.cap, sizeof(*batch.m), 256);
+        if (batch.n == 0)
+            deadline = worker_now_ms() + AUDIT_BATCH_WAIT_MS;
+        batch.m[batch.n++] = m;
+    }
+}
+
+static void pending_set(const char *topic, int32_t part, int64_t offset) {
+    rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(pending, topic, part);
+    if (!tp)
+        tp = rd_kafka_topic_partition_list_add(pending, topic, part);
+    if (offset > tp->offset)
+        tp->offset = offset;
+}
+
+/* Records the gathered batch, retrying while PostgreSQL fails, until it commits or shutdown is asked
+ * (then -1: nothing is committed and the batch is read again by whoever owns its partitions next). */
+static int batch_record(PGconn *db) {
+    audit_entry_t *entries = xcalloc(batch.n, sizeof(*entries));
+    size_t n = 0, added = 0;
+    char why[128], err[1024];
+    for (size_t i = 0; i < batch.n; i++) {
+        const rd_kafka_message_t *m = batch.m[i];
+        if (audit_entry_parse(m->payload, m->len, &entries[n], why, sizeof(why)) == 0) {
+            n++;
+        } else {
+            log_warn(NULL, "%s/%d/%lld is no event (%s): not recorded", rd_kafka_topic_name(m->rkt),
+                     (int)m->partition, (long long)m->offset, why);
+        }
+    }
+    int rc = -1, backoff_ms = 100;
+    while (worker_running()) {
+        if (audit_append(db, entries, n, &added, err, sizeof(err)) == 0) {
+            rc = 0;
+            break;
+        }
+        if (!db_alive(db)) { /* PostgreSQL away: logged once by db_alive */
+            db_wait();
+            continue;
+        }
+        log_error(NULL, "audit batch of %zu rolled back: %s; retrying in %d ms", n, err, backoff_ms);
+        if (!worker_sleep_ms(backoff_ms))
+            break;
+        backoff_ms = backoff_ms < 5000 ? backoff_ms * 2 : 5000;
+    }
+    if (rc == 0) {
+        if (added > 0)
+            log_debug(NULL, "%zu event(s) recorded, %zu seen before", added, n - added);
+        for (size_t i = 0; i < batch.n; i++)
+            pending_set(rd_kafka_topic_name(batch.m[i]->rkt), batch.m[i]->partition, batch.m[i]->offset + 1);
+    }
+    for (size_t i = 0; i < n; i++)
+        audit_entry_clear(&entries[i]);
+    free(entries);
+    return rc;
+}
+
+int audit_run(conf_t *c) {
+    int rc = 1;
+    char err[1024];
+    rd_kafka_t *consumer = NULL;
+    pending = rd_kafka_topic_partition_list_new(16);
+    PGconn *db = db_connect_wait(c, err, sizeof(err)); /* waits while PostgreSQL is down */
+    if (!db) {
+        log_error(NULL, "%s", err);
+        rc = worker_running() ? 1 : 0;
+        goto done;
+    }
+    consumer = kafka_group_consumer_new(c, conf_get(c, "group.audit"), conf_get(c, "topic.events"),
+                                        rebalance_cb, err, sizeof(err));
+    if (!consumer) {
+        log_error(NULL, "%s", err);
+        rc = worker_running() ? 1 : 0;
+        goto done;
+    }
+    log_info(NULL, "consuming %s as group %s into audit_log", conf_get(c, "topic.events"),
+             conf_get(c, "group.audit"));
+    while (worker_running()) {
+        batch_gather(consumer);
+        if (batch.n > 0 && batch_record(db) == 0)
+            commit_pending(consumer, NULL);
+        else if (batch.n == 0 && commit_failing)
+            commit_pending(consumer, NULL);
+        batch_clear();
+    }
+    commit_pending(consumer, NULL);
+    log_info(NULL, "shutting down");
+    rc = 0;
+done:
+    batch_clear();
+    free(batch.m);
+    batch.m = NULL;
+    if (consumer) {
+        rd_kafka_consumer_close(consumer); /* leaves the group: partitions move on at once */
+        rd_kafka_destroy(consumer);
+    }
+    PQfinish(db);
+    rd_kafka_topic_partition_list_destroy(pending);
+    pending = NULL;
+    return rc;
+}

@@ -1,0 +1,28 @@
+/* raikoo-audit-worker: records every event of topic.events once in the append-only, hash-chained audit_log
+ * (the work is in lib/svc/audit.c). */
+#include "audit.h"
+#include "conf.h"
+#include "log.h"
+#include "secret.h"
+#include "worker.h"
+
+int main(int argc, char **argv) {
+    conf_t *c = conf_new();
+    if (worker_init(
+            &argc, argv, c, "audit-worker",
+            "Consumes topic.events (consumer group group.audit) into the append-only audit_log table:\n"
+            "one row per event (by CloudEvents id), a SHA-256 chain per organization. Scale out by\n"
+            "starting more (one consumer group). SIGTERM or SIGINT: finish the batch, commit, leave\n"
+            "the group, exit 0.") != 0) {
+        conf_free(c);
+        return worker_exit_status();
+    }
+    char err[256];
+    int rc = 3;
+    if (secret_init(err, sizeof(err)) != 0)
+        log_error(NULL, "%s", err);
+    else
+        rc = audit_run(c);
+    conf_free(c);
+    return rc;
+}

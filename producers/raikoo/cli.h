@@ -36,5 +36,7 @@ int cmd_publish(int argc, char **argv, conf_t *c);
 /* read.c */
 int cmd_members(int argc, char **argv, conf_t *c);
 int cmd_invitations(int argc, char **argv, conf_t *c);
+/* dlq.c: dlq list, dlq replay */
+int cmd_dlq(int argc, char **argv, conf_t *c);
 
 #endif

@@ -249,8 +249,7 @@ static int same(const char *a, const char *b) {
 }
 
 static void fuzz_headers(const uint8_t *data, size_t size) {
-    char *buf = xmalloc(size ? size : 1);
-    memcpy(buf, data, size);
+    char *buf = fuzz_cstr(data, size); /* terminated: a last header line without '\n' ends there */
     split_t sp;
     split_input(buf, size, &sp);
     cmd_t cmd;

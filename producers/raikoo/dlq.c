@@ -20,8 +20,13 @@
 #define DLQ_TIMEOUT_MS 30000
 
 /* One dead letter, as read. */
+/* One dead letter, as read: copies (a consumer cannot be destroyed while its messages live). */
 typedef struct dead {
-    rd_kafka_message_t *m; /* owned */
+    int32_t partition;
+    int64_t offset, timestamp; /* timestamp: ms since the epoch, -1 when none */
+    char *key, *payload;       /* owned; key NULL when none */
+    size_t key_len, len;
+    rd_kafka_headers_t *headers; /* owned copy; NULL when none */
     char command_id[UUID_BUF];
 } dead_t;
 
@@ -31,20 +36,42 @@ typedef struct dead_list {
 } dead_list_t;
 
 static void dead_list_free(dead_list_t *l) {
-    for (size_t i = 0; i < l->n; i++)
-        rd_kafka_message_destroy(l->d[i].m);
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->d[i].key);
+        free(l->d[i].payload);
+        if (l->d[i].headers)
+            rd_kafka_headers_destroy(l->d[i].headers);
+    }
     free(l->d);
 }
 
-/* The value of header name of m as a terminated string in out ("" when absent or not text). */
-static const char *header(const rd_kafka_message_t *m, const char *name, char *out, size_t size) {
+static void dead_copy(dead_t *d, const rd_kafka_message_t *m) {
+    memset(d, 0, sizeof(*d));
+    d->partition = m->partition;
+    d->offset = m->offset;
+    rd_kafka_timestamp_type_t tt;
+    d->timestamp = rd_kafka_message_timestamp(m, &tt);
+    if (m->key) {
+        d->key = xmalloc(m->key_len ? m->key_len : 1);
+        memcpy(d->key, m->key, m->key_len);
+        d->key_len = m->key_len;
+    }
+    d->payload = xmalloc(m->len ? m->len : 1);
+    if (m->payload)
+        memcpy(d->payload, m->payload, m->len);
+    d->len = m->payload ? m->len : 0;
     rd_kafka_headers_t *h = NULL;
+    if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR && h)
+        d->headers = rd_kafka_headers_copy(h);
+}
+
+/* The value of header name of d as a terminated string in out ("" when absent or not text). */
+static const char *header(const dead_t *d, const char *name, char *out, size_t size) {
     const void *v = NULL;
     size_t len = 0;
     out[0] = '\0';
-    if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR && h &&
-        rd_kafka_header_get_last(h, name, &v, &len) == RD_KAFKA_RESP_ERR_NO_ERROR && v &&
-        utf8_valid(v, len) && !memchr(v, '\0', len))
+    if (d->headers && rd_kafka_header_get_last(d->headers, name, &v, &len) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        v && utf8_valid(v, len) && !memchr(v, '\0', len))
         text_printf(out, size, "%.*s", (int)len, (const char *)v);
     return out;
 }
@@ -53,15 +80,15 @@ static const char *header(const rd_kafka_message_t *m, const char *name, char *o
 static void find_command_id(dead_t *d) {
     char v[128];
     d->command_id[0] = '\0';
-    if (uuid_valid(header(d->m, "ce_id", v, sizeof(v)))) {
+    if (uuid_valid(header(d, "ce_id", v, sizeof(v)))) {
         text_printf(d->command_id, sizeof(d->command_id), "%s", v);
-        return;
+    } else {
+        json_t *root = json_loadb(d->payload, d->len, 0, NULL);
+        const char *id = root ? json_string_value(json_object_get(root, "id")) : NULL;
+        if (id && uuid_valid(id))
+            text_printf(d->command_id, sizeof(d->command_id), "%s", id);
+        json_decref(root);
     }
-    json_t *root = d->m->payload ? json_loadb(d->m->payload, d->m->len, 0, NULL) : NULL;
-    const char *id = root ? json_string_value(json_object_get(root, "id")) : NULL;
-    if (id && uuid_valid(id))
-        text_printf(d->command_id, sizeof(d->command_id), "%s", id);
-    json_decref(root);
     for (char *p = d->command_id; *p; p++) /* the canonical form, as results carry it */
         if (*p >= 'A' && *p <= 'Z')
             *p = (char)(*p - 'A' + 'a');
@@ -172,13 +199,14 @@ static int read_topic(const conf_t *c, const char *topic, dead_list_t *out, char
             continue;
         }
         out->d = xgrow(out->d, out->n + 1, &out->cap, sizeof(*out->d), 64);
-        out->d[out->n].m = m;
+        dead_copy(&out->d[out->n], m);
         find_command_id(&out->d[out->n]);
         out->n++;
         if (m->offset >= high[p] - 1) {
             done[p] = 1;
             left--;
         }
+        rd_kafka_message_destroy(m);
     }
     rc = 0;
 done:
@@ -195,13 +223,12 @@ done:
 
 /* One dead letter as a JSON object (never its value). */
 static json_t *dead_json(const dead_t *d) {
-    const rd_kafka_message_t *m = d->m;
+    const dead_t *m = d;
     char v[512], when[40];
     json_t *o = json_object();
     json_object_set_new(o, "partition", json_integer(m->partition));
     json_object_set_new(o, "offset", json_integer(m->offset));
-    rd_kafka_timestamp_type_t tt;
-    ms_time(rd_kafka_message_timestamp(m, &tt), when, sizeof(when));
+    ms_time(m->timestamp, when, sizeof(when));
     json_object_set_new(o, "dead_lettered_at", when[0] ? json_string(when) : json_null());
     json_object_set_new(o, "command_id", d->command_id[0] ? json_string(d->command_id) : json_null());
     int key_text = m->key && utf8_valid(m->key, m->key_len) && !memchr(m->key, '\0', m->key_len);
@@ -273,7 +300,7 @@ static int cmd_dlq_list(int argc, char **argv, conf_t *c) {
             const char *when = json_string_value(json_object_get(o, "dead_lettered_at"));
             const char *origin = json_string_value(json_object_get(o, "origin"));
             const char *reason = json_string_value(json_object_get(o, "reason"));
-            printf("%-9d %-8" PRId64 " %-24s %-36s %-30s %s\n", (int)l.d[i].m->partition, l.d[i].m->offset,
+            printf("%-9d %-8" PRId64 " %-24s %-36s %-30s %s\n", (int)l.d[i].partition, l.d[i].offset,
                    when ? when : "-", l.d[i].command_id[0] ? l.d[i].command_id : "-", origin ? origin : "-",
                    reason ? reason : "-");
             json_decref(o);
@@ -312,9 +339,9 @@ static int replay_send(const conf_t *c, dead_t **sel, size_t n, const char *dlq,
     rd_kafka_resp_err_t *st = xcalloc(n ? n : 1, sizeof(*st));
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
-        const rd_kafka_message_t *m = sel[i]->m;
-        rd_kafka_headers_t *orig = NULL, *h;
-        if (rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR && orig) {
+        const dead_t *m = sel[i];
+        rd_kafka_headers_t *orig = m->headers, *h;
+        if (orig) {
             h = rd_kafka_headers_new(rd_kafka_header_cnt(orig) + 1);
             const char *name;
             const void *value;
@@ -342,7 +369,7 @@ static int replay_send(const conf_t *c, dead_t **sel, size_t n, const char *dlq,
     for (size_t i = 0; i < n; i++) {
         if (st[i] != RD_KAFKA_RESP_ERR_NO_ERROR) {
             snprintf(errstr, errstr_size, "dead letter %d/%" PRId64 " not delivered to %s: %s",
-                     (int)sel[i]->m->partition, sel[i]->m->offset, topic,
+                     (int)sel[i]->partition, sel[i]->offset, topic,
                      st[i] == RD_KAFKA_RESP_ERR__IN_PROGRESS ? "no acknowledgement in time"
                                                              : rd_kafka_err2str(st[i]));
             rc = -1;
@@ -351,8 +378,8 @@ static int replay_send(const conf_t *c, dead_t **sel, size_t n, const char *dlq,
     }
     if (rc == 0) {
         for (size_t i = 0; i < n; i++)
-            printf("replayed %d/%" PRId64 " (command %s) to %s\n", (int)sel[i]->m->partition,
-                   sel[i]->m->offset, sel[i]->command_id[0] ? sel[i]->command_id : "without an id", topic);
+            printf("replayed %d/%" PRId64 " (command %s) to %s\n", (int)sel[i]->partition, sel[i]->offset,
+                   sel[i]->command_id[0] ? sel[i]->command_id : "without an id", topic);
     }
     rd_kafka_destroy(rk);
     free(st);
@@ -408,7 +435,7 @@ static int cmd_dlq_replay(int argc, char **argv, conf_t *c) {
     dead_t **sel = xcalloc(l.n ? l.n : 1, sizeof(*sel));
     size_t n = 0;
     for (size_t i = 0; i < l.n; i++)
-        if (all || (l.d[i].m->offset == offset && (partition < 0 || l.d[i].m->partition == partition)))
+        if (all || (l.d[i].offset == offset && (partition < 0 || l.d[i].partition == partition)))
             sel[n++] = &l.d[i];
     int rc = EXIT_ACCEPTED;
     if (!all && n == 0) {
@@ -424,8 +451,8 @@ static int cmd_dlq_replay(int argc, char **argv, conf_t *c) {
         rc = EXIT_USAGE;
     } else if (dry) {
         for (size_t i = 0; i < n; i++)
-            printf("would replay %d/%" PRId64 " (command %s) to %s\n", (int)sel[i]->m->partition,
-                   sel[i]->m->offset, sel[i]->command_id[0] ? sel[i]->command_id : "without an id",
+            printf("would replay %d/%" PRId64 " (command %s) to %s\n", (int)sel[i]->partition, sel[i]->offset,
+                   sel[i]->command_id[0] ? sel[i]->command_id : "without an id",
                    conf_get(c, "topic.commands"));
         printf("%zu dead letter%s would be replayed (dry run: nothing sent)\n", n, n == 1 ? "" : "s");
     } else if (replay_send(c, sel, n, dlq, err, sizeof(err)) != 0) {

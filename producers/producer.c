@@ -686,10 +686,15 @@ static int send_one(raikoo_producer_t *p, raikoo_command_type_t type, const char
     long deadline = now_ms() + p->message_timeout_ms + 5000;
     rd_kafka_resp_err_t err;
     for (;;) {
+        /* Structured mode of the CloudEvents Kafka binding; the headers go with the message once queued. */
+        rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+        rd_kafka_header_add(h, EVENT_CONTENT_TYPE_HEADER, -1, EVENT_CONTENT_TYPE, -1);
         err = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(p->topic_commands),
                                 RD_KAFKA_V_KEY(m.key, strlen(m.key)), RD_KAFKA_V_VALUE(m.payload, m.len),
-                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(opaque),
-                                RD_KAFKA_V_END);
+                                RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+        if (err)
+            rd_kafka_headers_destroy(h);
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || now_ms() >= deadline)
             break;
         /* The client's queue is full: serve delivery reports until there is room. */

@@ -3,7 +3,9 @@
 #include "cmd.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "event.h"
 #include "secret.h"
@@ -242,6 +244,8 @@ static void field_list(const cmd_spec_t *spec, char *out, size_t size) {
     }
 }
 
+static parse_status_t check_root(cmd_t *cmd, const char *data_why, char *why, size_t why_size);
+
 parse_status_t cmd_parse(const char *buf, size_t len, size_t max_bytes, cmd_t *cmd, char *why,
                          size_t why_size) {
     memset(cmd, 0, sizeof(*cmd));
@@ -258,6 +262,13 @@ parse_status_t cmd_parse(const char *buf, size_t len, size_t max_bytes, cmd_t *c
                     jerr.line, jerr.column, jerr.position);
         return PARSE_NOT_COMMAND;
     }
+    return check_root(cmd, NULL, why, why_size);
+}
+
+/* Checks the envelope in cmd->root, however it was read (a structured-mode value, or the attributes of a
+ * binary-mode message's headers with its value as data): the one set of rules for both modes. data_why,
+ * when not NULL, says why data could not be read (binary mode: the value is not JSON). */
+static parse_status_t check_root(cmd_t *cmd, const char *data_why, char *why, size_t why_size) {
     if (!json_is_object(cmd->root)) {
         text_printf(why, why_size, "not a JSON object");
         return PARSE_NOT_COMMAND;
@@ -339,7 +350,7 @@ parse_status_t cmd_parse(const char *buf, size_t len, size_t max_bytes, cmd_t *c
     }
     json_t *data = json_object_get(cmd->root, "data");
     if (!json_is_object(data)) {
-        text_printf(why, why_size, "data must be an object");
+        text_printf(why, why_size, "%s", data_why ? data_why : "data must be an object");
         return PARSE_INVALID;
     }
     json_object_foreach(data, key, v) {
@@ -368,4 +379,118 @@ parse_status_t cmd_parse(const char *buf, size_t len, size_t max_bytes, cmd_t *c
         bind_field(cmd, f->name, v);
     }
     return PARSE_OK;
+}
+
+/* ---- The CloudEvents Kafka protocol binding: binary mode ---- */
+
+static int header_is(const cmd_header_t *h, const char *name) {
+    return strcasecmp(h->name, name) == 0;
+}
+
+static int header_is_ce(const cmd_header_t *h) {
+    return strncasecmp(h->name, "ce_", 3) == 0;
+}
+
+cmd_mode_t cmd_message_mode(const cmd_header_t *headers, size_t nheaders) {
+    static const char structured[] = "application/cloudevents";
+    int has_ce = 0;
+    for (size_t i = 0; i < nheaders; i++) {
+        const cmd_header_t *h = &headers[i];
+        if (header_is(h, "content-type") && h->value && h->len >= sizeof(structured) - 1 &&
+            strncasecmp(h->value, structured, sizeof(structured) - 1) == 0)
+            return CMD_MODE_STRUCTURED; /* the content type decides, whatever else is there */
+        has_ce |= header_is_ce(h);
+    }
+    return has_ce ? CMD_MODE_BINARY : CMD_MODE_STRUCTURED;
+}
+
+/* The attributes a binary-mode header may carry: the envelope's, but data (the value) and datacontenttype
+ * (the content-type header). */
+static int binary_attribute(const char *attr) {
+    return in_list(attr, envelope_keys) && strcmp(attr, "data") != 0 && strcmp(attr, "datacontenttype") != 0;
+}
+
+/* Builds cmd->root from a binary-mode message and checks it with check_root. A problem with a header other
+ * than ce_id is kept in bad and reported once the command id and type are known (a result, not a dead
+ * letter), as the same problem in a structured envelope would be. */
+static parse_status_t parse_binary(const cmd_header_t *headers, size_t nheaders, const char *buf, size_t len,
+                                   size_t max_bytes, cmd_t *cmd, char *why, size_t why_size) {
+    size_t total = len;
+    for (size_t i = 0; i < nheaders; i++)
+        total += strlen(headers[i].name) + headers[i].len;
+    if (total > max_bytes) {
+        text_printf(why, why_size, "message of %zu bytes (value and headers) is over the limit of %zu", total,
+                    max_bytes);
+        return PARSE_NOT_COMMAND;
+    }
+    cmd->root = json_object();
+    if (!cmd->root)
+        abort(); /* out of memory */
+    char bad[160] = "";
+    for (size_t i = 0; i < nheaders; i++) {
+        const cmd_header_t *h = &headers[i];
+        const char *attr;
+        if (header_is_ce(h))
+            attr = h->name + 3;
+        else if (header_is(h, "content-type"))
+            attr = "datacontenttype";
+        else
+            continue; /* not the command's: tracing, our own headers */
+        if (header_is_ce(h) && (strncmp(h->name, "ce_", 3) != 0 || !binary_attribute(attr))) {
+            /* By position: the header's name is the sender's text. */
+            if (!bad[0])
+                text_printf(bad, sizeof(bad), "unknown attribute (header %zu of the message)", i + 1);
+            continue;
+        }
+        const char *v = h->value ? h->value : "";
+        int text = utf8_valid(v, h->len) && memchr(v, '\0', h->len) == NULL;
+        if (json_object_get(cmd->root, attr) || !text) {
+            if (strcmp(attr, "id") == 0) {
+                text_printf(why, why_size, "no command id (ce_id must be one UUID%s)",
+                            text ? ", given once" : " in UTF-8");
+                return PARSE_NOT_COMMAND;
+            }
+            if (!bad[0])
+                text_printf(bad, sizeof(bad), "%s%s %s", header_is_ce(h) ? "ce_" : "",
+                            header_is_ce(h) ? attr : "content-type",
+                            text ? "is given twice" : "is not UTF-8 text");
+            continue;
+        }
+        json_t *s = json_stringn(v, h->len);
+        if (!s)
+            abort(); /* out of memory: the value is valid UTF-8 without NUL */
+        json_object_set_new(cmd->root, attr, s);
+    }
+    char data_why[160] = "";
+    if (len == 0) {
+        text_printf(data_why, sizeof(data_why), "data must be an object (the message value is empty)");
+    } else {
+        json_error_t jerr;
+        json_t *data = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+        if (data)
+            json_object_set_new(cmd->root, "data", data);
+        else
+            text_printf(data_why, sizeof(data_why),
+                        "data must be an object (the message value is not JSON: %s at line %d, column %d)",
+                        json_error_kind(&jerr), jerr.line, jerr.column);
+    }
+    parse_status_t st = check_root(cmd, data_why[0] ? data_why : NULL, why, why_size);
+    if ((st == PARSE_OK || st == PARSE_INVALID) && bad[0]) {
+        text_printf(why, why_size, "%s", bad);
+        st = PARSE_INVALID;
+    }
+    return st;
+}
+
+parse_status_t cmd_parse_message(const cmd_header_t *headers, size_t nheaders, const char *buf, size_t len,
+                                 size_t max_bytes, cmd_t *cmd, char *why, size_t why_size) {
+    if (cmd_message_mode(headers, nheaders) == CMD_MODE_STRUCTURED)
+        return cmd_parse(buf, len, max_bytes, cmd, why, why_size);
+    memset(cmd, 0, sizeof(*cmd));
+    cmd->type = CMD_TYPE_UNKNOWN;
+    char reason[256] = "";
+    parse_status_t st = parse_binary(headers, nheaders, buf, len, max_bytes, cmd, reason, sizeof(reason));
+    if (st != PARSE_OK)
+        text_printf(why, why_size, "binary mode: %s", reason);
+    return st;
 }

@@ -73,6 +73,31 @@ typedef enum {
 parse_status_t cmd_parse(const char *buf, size_t len, size_t max_bytes, cmd_t *cmd, char *why,
                          size_t why_size);
 
+/* One header of a Kafka message, as read from the topic: value[0..len) is not terminated (NULL when the
+ * header has no value). Borrowed from the message. */
+typedef struct cmd_header {
+    const char *name;
+    const void *value;
+    size_t len;
+} cmd_header_t;
+
+/* How a message carries its command, by the CloudEvents Kafka protocol binding: structured mode (the whole
+ * event in the value; a content-type application/cloudevents..., or no content-type and no ce_ header, as
+ * every message before the binding was) or binary mode (the attributes in ce_ headers, the data in the value,
+ * content-type the data's). */
+typedef enum { CMD_MODE_STRUCTURED, CMD_MODE_BINARY } cmd_mode_t;
+
+cmd_mode_t cmd_message_mode(const cmd_header_t *headers, size_t nheaders);
+
+/* cmd_parse for a Kafka message in either mode: a binary-mode message's headers become the envelope's
+ * attributes (ce_id -> id, ..., content-type -> datacontenttype) and its value the data, then the envelope is
+ * checked by the same rules as a structured one, with the same outcomes (no usable ce_id: PARSE_NOT_COMMAND;
+ * a bad ce_specversion, ce_type, header or value: a result). Other headers (tracing, ours) are ignored.
+ * max_bytes bounds the value and the headers together in binary mode. Reasons of binary mode start with
+ * "binary mode: ". */
+parse_status_t cmd_parse_message(const cmd_header_t *headers, size_t nheaders, const char *buf, size_t len,
+                                 size_t max_bytes, cmd_t *cmd, char *why, size_t why_size);
+
 void cmd_free(cmd_t *cmd);
 
 /* The command type of a name ("InviteNewUser"), or CMD_TYPE_UNKNOWN. */

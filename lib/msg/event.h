@@ -6,6 +6,11 @@
 
 #define EVENT_SOURCE_WORKER "/raikoo/command-worker"
 
+/* The CloudEvents Kafka protocol binding's mark of a structured-mode message, a header every message the
+ * system writes carries (docs/MESSAGES.md). */
+#define EVENT_CONTENT_TYPE_HEADER "content-type"
+#define EVENT_CONTENT_TYPE "application/cloudevents+json; charset=UTF-8"
+
 /* A new envelope (new reference) of the given type around data (stolen). id NULL makes a fresh UUID;
  * actorid and correlationid are added as extensions when not NULL. */
 json_t *event_new(const char *type, const char *id, const char *source, const char *actorid,

@@ -248,8 +248,8 @@ int cmdproc_apply(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, char *errstr, siz
     char(*why)[256] = xcalloc(n ? n : 1, sizeof(*why));
     PGresult *seen = NULL;
     for (size_t i = 0; i < n; i++) {
-        st[i] =
-            cmd_parse(msgs[i].payload, msgs[i].len, (size_t)p->max_bytes, &cmds[i], why[i], sizeof(why[i]));
+        st[i] = cmd_parse_message(msgs[i].headers, msgs[i].nheaders, msgs[i].payload, msgs[i].len,
+                                  (size_t)p->max_bytes, &cmds[i], why[i], sizeof(why[i]));
         msgs[i].dead_letter = st[i] == PARSE_NOT_COMMAND;
         msgs[i].code = NULL;
         msgs[i].outcome = NULL;

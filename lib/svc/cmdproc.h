@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <libpq-fe.h>
 
+#include "cmd.h"
 #include "conf.h"
 #include "secret.h"
 
@@ -15,6 +16,8 @@ typedef struct cmdproc cmdproc_t;
 typedef struct cmdproc_msg {
     const char *payload;
     size_t len;
+    const cmd_header_t *headers; /* the message's Kafka headers (borrowed; NULL when none) */
+    size_t nheaders;
     int dead_letter;           /* out: not a command; belongs on the dead-letter topic */
     char reason[256];          /* out: why, for the dead-letter header */
     char command_id[UUID_BUF]; /* out: the command id when there is one */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "db.h"
+#include "event.h"
 #include "kafka.h"
 #include "log.h"
 #include "text.h"
@@ -52,10 +53,16 @@ int relay_round(PGconn *db, rd_kafka_t *producer, long limit, size_t *published,
         const char *payload = PQgetvalue(rows, i, 3);
         rd_kafka_resp_err_t err;
         for (;;) {
+            /* Every outbox row (event, result, mail job) is a CloudEvent in structured mode: the CloudEvents
+             * Kafka binding marks it by this header. The headers go with the message once it is queued. */
+            rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+            rd_kafka_header_add(h, EVENT_CONTENT_TYPE_HEADER, -1, EVENT_CONTENT_TYPE, -1);
             err = rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(PQgetvalue(rows, i, 1)),
                                     RD_KAFKA_V_KEY(key, strlen(key)),
                                     RD_KAFKA_V_VALUE((void *)payload, (size_t)PQgetlength(rows, i, 3)),
-                                    RD_KAFKA_V_OPAQUE(&d[i]), RD_KAFKA_V_END);
+                                    RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(&d[i]), RD_KAFKA_V_END);
+            if (err)
+                rd_kafka_headers_destroy(h);
             if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
                 break;
             rd_kafka_poll(producer, 10); /* the local queue is full: let deliveries drain it */

@@ -40,5 +40,7 @@ int cmd_invitations(int argc, char **argv, conf_t *c);
 int cmd_invite_bulk(int argc, char **argv, conf_t *c);
 /* audit.c */
 int cmd_audit(int argc, char **argv, conf_t *c);
+/* dlq.c: dlq list, dlq replay */
+int cmd_dlq(int argc, char **argv, conf_t *c);
 
 #endif

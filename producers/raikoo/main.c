@@ -107,6 +107,17 @@ static const cli_cmd_t commands[] = {
      "  --limit N         at most N entries (1000)\n"
      "  verify            check the hash chains of every organization (or --org's): exit status 1 names\n"
      "                    each changed, inserted or deleted row (docs/AUDIT.md)\n"},
+    {"dlq", cmd_dlq, "list [--json] | replay (--offset N [--partition P] | --all) [--dry-run]",
+     "list the dead-letter topic, or send dead letters again to the commands topic (docs/MESSAGES.md)",
+     "  list              every dead letter (read to the end the topic had at the start): where it came\n"
+     "                    from, why, its command id when it has one; never its value\n"
+     "  replay            send the message again as it came (key, value, headers) to topic.commands;\n"
+     "                    a command id already applied gets its first result again and changes nothing\n"
+     "  --offset N        the dead letter at offset N (--partition P when several partitions have one)\n"
+     "  --all             every dead letter\n"
+     "  --dry-run         say what would be sent, send nothing\n"
+     "  --json            (list) print one JSON object\n"
+     "Exit status: 0 done, 1 no dead letter at that offset, 2 usage error, 3 Kafka unreachable.\n"},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -67,6 +67,48 @@ def cmd_seeds():
     ]
     for i, t in enumerate(near):
         write("cmd", f"near-{i:02d}", t)
+    cmd_header_seeds()
+
+
+def binary(name, data, actor=ACTOR, value=None, **headers):
+    """A binary-mode command (the CloudEvents Kafka binding) in the harness's header form: "CE\\n", then
+    "name: value" lines, an empty line, the message value."""
+    h = {"ce_specversion": "1.0", "ce_id": ID, "ce_source": "/upstream/app",
+         "ce_type": f"raikoo.command.{name}.v1", "ce_time": "2026-01-01T00:00:00Z",
+         "content-type": "application/json"}
+    if actor:
+        h["ce_actorid"] = actor
+    h.update(headers)
+    lines = "".join(f"{k}: {v}\n" for k, v in h.items() if v is not None)
+    body = value if value is not None else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return "CE\n" + lines + "\n" + body
+
+
+def cmd_header_seeds():
+    org = {"name": "Acme", "owner_user_id": USER}
+    seeds = {
+        "valid": binary("CreateOrganization", org),
+        "valid-activate": binary("ActivateAccount", {"email": "dora@example.com", "code": "abcdefghjkmn",
+                                                     "password_hash": HASH}, actor=None),
+        "valid-no-content-type": binary("RemoveMember", {"org_id": ORG, "user_id": USER},
+                                        **{"content-type": None}),
+        "structured-with-content-type": "CE\ncontent-type: application/cloudevents+json; charset=UTF-8\n\n"
+                                        + envelope("RemoveMember", {"org_id": ORG, "user_id": USER}),
+        "no-id": binary("CreateOrganization", org, ce_id=None),
+        "bad-id": binary("CreateOrganization", org, ce_id="nope"),
+        "bad-specversion": binary("CreateOrganization", org, ce_specversion="0.3"),
+        "unknown-type": binary("Nope", org),
+        "unknown-attribute": binary("CreateOrganization", org, ce_colour="red"),
+        "ce-data": binary("CreateOrganization", org, ce_data="{}"),
+        "value-not-json": binary("CreateOrganization", org, value="not json"),
+        "value-empty": binary("CreateOrganization", org, value=""),
+        "text-plain": binary("CreateOrganization", org, **{"content-type": "text/plain"}),
+        "bad-time": binary("CreateOrganization", org, ce_time="yesterday"),
+        "traceparent": binary("CreateOrganization", org, traceparent="00-0af7651916cd43dd8448eb211c80319c-"
+                                                                     "b7ad6b7169203331-01"),
+    }
+    for name, text in seeds.items():
+        write("cmd", f"ce-{name}", text)
 
 
 def mail_job(**data_over):

@@ -4,12 +4,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cmdproc.h"
 #include "conf.h"
 #include "db.h"
+#include "event.h"
 #include "exitstatus.h"
 #include "kafka.h"
 #include "log.h"
@@ -206,16 +208,55 @@ static void dl_delivered(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaq
         dl_last_err = m->err;
 }
 
-/* Produces a message that is not a command to the dead-letter topic, with why and where it came from; the
- * delivery report lands in *slot. The reason names positions and our own words, never the message's text. */
-static rd_kafka_resp_err_t dead_letter(rd_kafka_t *producer, const char *topic, const rd_kafka_message_t *m,
-                                       const char *reason, int *slot) {
-    char origin[300];
-    text_printf(origin, sizeof(origin), "%s/%d/%lld", rd_kafka_topic_name(m->rkt), (int)m->partition,
-                (long long)m->offset);
-    rd_kafka_headers_t *h = rd_kafka_headers_new(2);
+static const char *dlq_group; /* the consumer group, for the dead letters' raikoo.dlq.group header */
+
+/* The dead letter's headers (docs/MESSAGES.md): the original message's own headers, but any raikoo.dlq.* of
+ * an earlier dead-lettering, so that a replay sends the message as it came (binary mode too); a
+ * content-type saying structured mode when it had none and no ce_ header (the mode the worker read it
+ * in); then why and where it came from. The reason names positions and our own words, never the text. */
+static rd_kafka_headers_t *dead_letter_headers(const rd_kafka_message_t *m, const char *reason) {
+    rd_kafka_headers_t *orig = NULL, *h;
+    int marked = 0;
+    if (rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR && orig) {
+        h = rd_kafka_headers_new(rd_kafka_header_cnt(orig) + 8);
+        const char *name;
+        const void *value;
+        size_t size;
+        for (size_t i = 0; rd_kafka_header_get_all(orig, i, &name, &value, &size) == 0; i++) {
+            if (strncmp(name, "raikoo.dlq.", 11) == 0)
+                continue;
+            marked |= strcasecmp(name, "content-type") == 0 || strncasecmp(name, "ce_", 3) == 0;
+            rd_kafka_header_add(h, name, -1, value, value ? (ssize_t)size : 0);
+        }
+    } else {
+        h = rd_kafka_headers_new(8);
+    }
+    if (!marked)
+        rd_kafka_header_add(h, EVENT_CONTENT_TYPE_HEADER, -1, EVENT_CONTENT_TYPE, -1);
+    char origin[300], part[16], offset[24], stamp[24];
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    text_printf(origin, sizeof(origin), "%s/%d/%lld", topic, (int)m->partition, (long long)m->offset);
+    text_printf(part, sizeof(part), "%d", (int)m->partition);
+    text_printf(offset, sizeof(offset), "%lld", (long long)m->offset);
+    rd_kafka_timestamp_type_t tstype;
+    int64_t ts = rd_kafka_message_timestamp(m, &tstype);
+    text_printf(stamp, sizeof(stamp), "%lld",
+                (long long)(tstype == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? -1 : ts));
     rd_kafka_header_add(h, "raikoo.dlq.reason", -1, reason, -1);
     rd_kafka_header_add(h, "raikoo.dlq.origin", -1, origin, -1);
+    rd_kafka_header_add(h, "raikoo.dlq.topic", -1, topic, -1);
+    rd_kafka_header_add(h, "raikoo.dlq.partition", -1, part, -1);
+    rd_kafka_header_add(h, "raikoo.dlq.offset", -1, offset, -1);
+    rd_kafka_header_add(h, "raikoo.dlq.timestamp", -1, stamp, -1);
+    rd_kafka_header_add(h, "raikoo.dlq.group", -1, dlq_group ? dlq_group : "", -1);
+    return h;
+}
+
+/* Produces a message that is not a command to the dead-letter topic, with why and where it came from; the
+ * delivery report lands in *slot. */
+static rd_kafka_resp_err_t dead_letter(rd_kafka_t *producer, const char *topic, const rd_kafka_message_t *m,
+                                       const char *reason, int *slot) {
+    rd_kafka_headers_t *h = dead_letter_headers(m, reason);
     *slot = DL_PENDING;
     rd_kafka_resp_err_t err =
         rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE(m->payload, m->len),
@@ -298,6 +339,20 @@ static int dead_letter_all(rd_kafka_t *producer, const char *topic, const cmdpro
     }
 }
 
+/* The Kafka headers of m, for the parser (binary-mode CloudEvents): an array the caller frees, whose names
+ * and values m owns; NULL when it has none. */
+static cmd_header_t *message_headers(const rd_kafka_message_t *m, size_t *n) {
+    rd_kafka_headers_t *hdrs = NULL;
+    *n = 0;
+    if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR || !hdrs)
+        return NULL;
+    size_t cnt = rd_kafka_header_cnt(hdrs);
+    cmd_header_t *h = xcalloc(cnt ? cnt : 1, sizeof(*h));
+    while (*n < cnt && rd_kafka_header_get_all(hdrs, *n, &h[*n].name, &h[*n].value, &h[*n].len) == 0)
+        (*n)++;
+    return h;
+}
+
 /* Applies the gathered batch, retrying on database failure until it commits or shutdown is asked. */
 static int batch_apply(cmdproc_t *proc, PGconn **db, rd_kafka_t *producer, const char *dlq) {
     char err[1024];
@@ -305,6 +360,7 @@ static int batch_apply(cmdproc_t *proc, PGconn **db, rd_kafka_t *producer, const
     for (size_t i = 0; i < batch.n; i++) {
         msgs[i].payload = batch.m[i]->payload ? batch.m[i]->payload : "";
         msgs[i].len = batch.m[i]->len;
+        msgs[i].headers = message_headers(batch.m[i], &msgs[i].nheaders);
     }
     int backoff_ms = 100, rc = -1;
     for (;;) {
@@ -330,6 +386,8 @@ static int batch_apply(cmdproc_t *proc, PGconn **db, rd_kafka_t *producer, const
         for (size_t i = 0; i < batch.n; i++)
             pending_set(rd_kafka_topic_name(batch.m[i]->rkt), batch.m[i]->partition, batch.m[i]->offset + 1);
     }
+    for (size_t i = 0; i < batch.n; i++)
+        free((void *)msgs[i].headers);
     free(msgs);
     return rc;
 }
@@ -390,6 +448,7 @@ int main(int argc, char **argv) {
         goto done;
     }
     commit_queue = rd_kafka_queue_get_consumer(consumer);
+    dlq_group = conf_get(c, "group.commands");
     log_info(NULL, "consuming %s as group %s (batches of up to %ld, %ld ms)", conf_get(c, "topic.commands"),
              conf_get(c, "group.commands"), batch_max, batch_wait);
 

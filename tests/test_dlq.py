@@ -1,0 +1,195 @@
+"""Dead-letter tools on the real stack: the headers a dead letter carries (where it came from and why),
+`raikoo dlq list [--json]`, and `raikoo dlq replay (--offset N | --all) [--dry-run]`, idempotent by command id
+(the command worker's processed_commands: replaying twice yields one result, applied once).
+"""
+import json
+import os
+import time
+import uuid
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from conftest import Tail, Worker, raikoo
+
+BOOTSTRAP = os.environ.get("RAIKOO_KAFKA_BOOTSTRAP_SERVERS", "")
+STRUCTURED = b"application/cloudevents+json; charset=UTF-8"
+
+
+def create_topic(name):
+    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+    for f in admin.create_topics([NewTopic(name, 1, 1)]).values():
+        f.result(30)
+    c = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": "dlq-probe"})
+    try:
+        deadline = time.time() + 30
+        while True:
+            md = c.list_topics(name, timeout=10).topics[name]
+            if md.error is None and md.partitions and all(p.leader >= 0 for p in md.partitions.values()):
+                return
+            assert time.time() < deadline, f"topic {name} has no leader"
+            time.sleep(0.2)
+    finally:
+        c.close()
+
+
+def delete_topics(*names):
+    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+    for f in admin.delete_topics(list(names)).values():
+        try:
+            f.result(30)
+        except Exception:
+            pass
+
+
+def end_offsets(topic):
+    c = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": "dlq-probe"})
+    try:
+        md = c.list_topics(topic, timeout=10).topics[topic]
+        return sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in md.partitions)
+    finally:
+        c.close()
+
+
+def wait_log(worker, text, timeout=120):
+    deadline = time.time() + timeout
+    while text not in worker.output():
+        assert worker.proc.poll() is None, f"worker exited:\n{worker.output()[-3000:]}"
+        assert time.time() < deadline, f"{text!r} not logged:\n{worker.output()[-3000:]}"
+        time.sleep(0.3)
+
+
+def dlq_list(env=None):
+    p = raikoo("dlq", "list", "--json", env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    return json.loads(p.stdout)
+
+
+def test_a_dead_letter_says_where_it_came_from_and_dlq_list_shows_it(workers, tail):
+    commands = Tail("raikoo.commands")
+    dlq = tail("raikoo.commands.dlq")
+    try:
+        secret = "QX7R-M2KD-9PLV"
+        marker = uuid.uuid4().hex
+        value = f'{{"not a command {marker}": "{secret}"'.encode()
+        p = Producer({"bootstrap.servers": BOOTSTRAP})
+        p.produce("raikoo.commands", value, key=marker.encode(), headers=[("traceparent", b"00-abc-def-01")])
+        assert p.flush(30) == 0
+        original = commands.wait_for(lambda m: m.value() == value)
+        m = dlq.wait_for(lambda m: m.value() == value)
+        h = dict(m.headers())
+        assert h["raikoo.dlq.topic"] == b"raikoo.commands"
+        assert int(h["raikoo.dlq.partition"]) == original.partition()
+        assert int(h["raikoo.dlq.offset"]) == original.offset()
+        assert int(h["raikoo.dlq.timestamp"]) == original.timestamp()[1]
+        assert h["raikoo.dlq.group"] == os.environ.get("RAIKOO_GROUP_COMMANDS", "raikoo-command-worker").encode()
+        assert h["raikoo.dlq.origin"] == f"raikoo.commands/{original.partition()}/{original.offset()}".encode()
+        assert h["raikoo.dlq.reason"].startswith(b"not JSON"), h
+        # The original's headers stay (a replay sends it as it came); structured mode is said.
+        assert h["traceparent"] == b"00-abc-def-01" and h["content-type"] == STRUCTURED, h
+        assert m.key() == marker.encode()
+
+        doc = dlq_list()
+        assert doc["topic"] == "raikoo.commands.dlq" and doc["count"] == len(doc["messages"])
+        mine = [e for e in doc["messages"] if (e["partition"], e["offset"]) == (m.partition(), m.offset())]
+        assert len(mine) == 1, doc
+        e = mine[0]
+        assert (e["origin_topic"], e["origin_partition"], e["origin_offset"]) == \
+            ("raikoo.commands", original.partition(), original.offset())
+        assert e["reason"].startswith("not JSON") and e["group"] and e["key"] == marker
+        assert e["command_id"] is None and e["bytes"] == len(value) and e["mode"] == "structured"
+        assert e["origin_time"].endswith("Z") and e["dead_lettered_at"].endswith("Z")
+        text = raikoo("dlq", "list")
+        assert text.returncode == 0 and "REASON" in text.stdout and f"{m.offset()}" in text.stdout, text.stdout
+        # Never the value: it may hold a code or a password hash.
+        for out in (json.dumps(doc), text.stdout):
+            assert secret not in out and "QX7R" not in out
+    finally:
+        commands.close()
+
+
+def test_dlq_usage_errors_and_a_missing_offset():
+    for args in (["dlq"], ["dlq", "replay"], ["dlq", "replay", "--all", "--offset", "1"],
+                 ["dlq", "replay", "--offset", "x"], ["dlq", "list", "extra"]):
+        p = raikoo(*args)
+        assert p.returncode == 2, (args, p.stdout, p.stderr)
+    p = raikoo("dlq", "replay", "--offset", "999999999", "--dry-run")
+    assert p.returncode == 1 and "no dead letter at offset 999999999" in p.stderr, p.stderr
+
+
+def test_replay_sends_dead_letters_again_and_twice_yields_one_result(client, admin, db):
+    """A worker with command.max.bytes 256 dead-letters two commands that are too large for it (one structured,
+    one binary mode); replayed to raikoo.commands, whose workers take them, each is applied once, however
+    often it is replayed."""
+    tag = uuid.uuid4().hex[:10]
+    commands, dlq, group = f"test.cmds.{tag}", f"test.dlq.{tag}", f"test-group-{tag}"
+    create_topic(commands)
+    create_topic(dlq)
+    env = {"RAIKOO_TOPIC_COMMANDS": commands, "RAIKOO_TOPIC_DLQ": dlq, "RAIKOO_GROUP_COMMANDS": group,
+           "RAIKOO_COMMAND_MAX_BYTES": "256"}
+    w = Worker("raikoo-command-worker", env=env)
+    try:
+        wait_log(w, "assigned")
+        name_s, name_b = f"Replayed structured {tag} " + "x" * 150, f"Replayed binary {tag} " + "y" * 150
+        cid_s, cid_b = str(uuid.uuid4()), str(uuid.uuid4())
+        structured = {"specversion": "1.0", "id": cid_s, "source": "/tests/dlq",
+                      "type": "raikoo.command.CreateOrganization.v1", "actorid": admin,
+                      "datacontenttype": "application/json", "data": {"name": name_s, "owner_user_id": admin}}
+        binary_headers = [("ce_specversion", b"1.0"), ("ce_id", cid_b.upper().encode()),
+                          ("ce_source", b"/tests/dlq"), ("ce_type", b"raikoo.command.CreateOrganization.v1"),
+                          ("ce_actorid", admin.encode()), ("content-type", b"application/json")]
+        p = Producer({"bootstrap.servers": BOOTSTRAP})
+        p.produce(commands, json.dumps(structured).encode(), key=cid_s.encode())
+        p.produce(commands, json.dumps({"name": name_b, "owner_user_id": admin}).encode(), key=cid_b.encode(),
+                  headers=binary_headers)
+        assert p.flush(30) == 0
+        deadline = time.time() + 120
+        while True:
+            doc = dlq_list({"RAIKOO_TOPIC_DLQ": dlq})
+            if doc["count"] >= 2:
+                break
+            assert time.time() < deadline, f"not dead-lettered:\n{w.output()[-3000:]}"
+            time.sleep(0.5)
+        assert {e["command_id"] for e in doc["messages"]} == {cid_s, cid_b}, doc
+        assert all("over the limit" in e["reason"] and e["origin_topic"] == commands and e["group"] == group
+                   for e in doc["messages"]), doc
+        assert {e["mode"] for e in doc["messages"]} == {"structured", "binary"}
+    finally:
+        assert w.stop() == 0, w.output()[-3000:]
+
+    try:
+        renv = {"RAIKOO_TOPIC_DLQ": dlq}
+        before = end_offsets("raikoo.commands")
+        dry = raikoo("dlq", "replay", "--all", "--dry-run", env=renv)
+        assert dry.returncode == 0 and "2 dead letters would be replayed" in dry.stdout, dry.stdout + dry.stderr
+        assert cid_s in dry.stdout and cid_b in dry.stdout
+        assert end_offsets("raikoo.commands") == before, "a dry run sent something"
+
+        one = raikoo("dlq", "replay", "--offset", "0", env=renv)
+        assert one.returncode == 0 and "1 dead letter replayed" in one.stdout, one.stdout + one.stderr
+        first = client.result(cid_s)
+        assert first["status"] == "accepted", first
+        for _ in range(2):
+            p = raikoo("dlq", "replay", "--all", env=renv)
+            assert p.returncode == 0 and "2 dead letters replayed" in p.stdout, p.stdout + p.stderr
+        # cid_s was sent three times, cid_b twice: each result is the first one again.
+        deadline = time.time() + 60
+        while (len(client.by_command.get(cid_s, [])) < 3 or len(client.by_command.get(cid_b, [])) < 2) \
+                and time.time() < deadline:
+            for m in client.results.poll(0.3):
+                r = json.loads(m.value())
+                client.by_command.setdefault(r["data"]["command_id"], []).append(r)
+            client.results.seen.clear()
+        for cid, n in ((cid_s, 3), (cid_b, 2)):
+            got = client.by_command.get(cid, [])
+            assert len(got) == n, (cid, got)
+            assert len({r["id"] for r in got}) == 1, "one result, published again: the same CloudEvents id"
+            assert got[0]["data"]["status"] == "accepted", got[0]
+        cur = db.cursor()
+        for name in (name_s, name_b):
+            cur.execute("SELECT count(*) FROM organizations WHERE name = %s", (name,))
+            assert cur.fetchone() == (1,), name
+        cur.execute("SELECT count(*) FROM processed_commands WHERE command_id = ANY(%s::uuid[])", ([cid_s, cid_b],))
+        assert cur.fetchone() == (2,)
+    finally:
+        delete_topics(commands, dlq)

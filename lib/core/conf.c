@@ -23,7 +23,7 @@ const conf_key_t conf_keys[] = {
      "commands from producers (the CLI, the producer library, upstream apps)"},
     {"topic.events", "raikoo.events",
      "domain events (InvitationCreated, InvitationEmailSent, ...), keyed by organization"},
-    {"topic.results", "raikoo.results", "one result per command, keyed by the command's key"},
+    {"topic.results", "raikoo.results", "one result per command, keyed by the command id"},
     {"topic.mail", "raikoo.mail", "mail jobs (codes sealed to the mailer)"},
     {"topic.dlq", "raikoo.commands.dlq",
      "dead-letter topic: messages that are not commands, with the reason in a header"},

@@ -860,6 +860,95 @@ static void batch_delivery(void *opaque, const char *command_id, const char *err
         b->user_cb(b->user_opaque, command_id, error);
 }
 
+/* The caller's progress callback during a run, told at most every 100 ms (and once at the end). */
+typedef struct run_progress {
+    raikoo_batch_progress_cb_t *fn;
+    void *opaque;
+    long last; /* when it was last told */
+    size_t sent, total;
+} run_progress_t;
+
+static void run_progress_tell(run_progress_t *pr, size_t done, int always) {
+    if (!pr->fn || (!always && now_ms() - pr->last < 100))
+        return;
+    if (!always)
+        pr->last = now_ms();
+    pr->fn(pr->opaque, pr->sent, done, pr->total);
+}
+
+/* Marks the item of command id, while it waits for a result, as not delivered (a failed delivery report). */
+static void batch_undelivered(batch_run_t *b, const char *id, const char *error) {
+    raikoo_batch_item_t *it = batch_find(b, id);
+    if (it && it->status == RAIKOO_ITEM_NO_RESULT) {
+        it->status = RAIKOO_ITEM_UNSENT;
+        snprintf(it->error, sizeof(it->error), "not delivered to Kafka: %s", error);
+        b->done++;
+    }
+}
+
+/* 1. Queues every command (taking over each item's data); an item that could not be queued is done. */
+static void batch_queue(raikoo_producer_t *p, batch_run_t *b, size_t n, run_progress_t *pr) {
+    for (size_t i = 0; i < n; i++) {
+        raikoo_batch_item_t *it = &b->items[i];
+        memset(&it->result, 0, sizeof(it->result));
+        it->error[0] = '\0';
+        json_t *data = it->data;
+        it->data = NULL;
+        int src = send_one(p, it->type, it->actor, data, it->id, 0, it->error, sizeof(it->error));
+        if (src == 0) {
+            it->status = RAIKOO_ITEM_NO_RESULT;
+            pr->sent++;
+        } else {
+            it->status = src == RAIKOO_ERR_INVALID ? RAIKOO_ITEM_INVALID : RAIKOO_ITEM_UNSENT;
+            b->done++;
+        }
+        run_progress_tell(pr, b->done, 0);
+    }
+}
+
+/* The refs of the items waiting for a result, sorted once all are queued (delivery reports served
+ * meanwhile find no ref yet: they were kept in b->early and are applied here). */
+static void batch_index(batch_run_t *b, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (b->items[i].status == RAIKOO_ITEM_NO_RESULT)
+            b->refs[b->nrefs++] = (item_ref_t){b->items[i].id, i};
+    qsort(b->refs, b->nrefs, sizeof(*b->refs), ref_cmp);
+    for (size_t i = 0; i < b->nearly; i++)
+        batch_undelivered(b, b->early[i].id, b->early[i].error);
+}
+
+/* 2. Collects results in any order, each matched to its item by command id, until every item is done or
+ * none came for timeout_ms. */
+static void batch_collect(raikoo_producer_t *p, batch_run_t *b, size_t n, int timeout_ms,
+                          run_progress_t *pr) {
+    long idle_since = now_ms();
+    while (b->done < n) {
+        raikoo_result_t r;
+        char why[256];
+        int got = raikoo_results_poll(p, POLL_SLICE_MS, &r, why, sizeof(why));
+        if (got < 0) {
+            for (size_t i = 0; i < n; i++)
+                if (b->items[i].status == RAIKOO_ITEM_NO_RESULT)
+                    snprintf(b->items[i].error, sizeof(b->items[i].error), "%s", why);
+            break;
+        }
+        if (got == 1) {
+            raikoo_batch_item_t *it = batch_find(b, r.command_id);
+            if (it && it->status == RAIKOO_ITEM_NO_RESULT) {
+                it->result = r;
+                it->status = RAIKOO_ITEM_RESULT;
+                b->done++;
+                idle_since = now_ms();
+            } else {
+                raikoo_result_clear(&r);
+            }
+        } else if (now_ms() - idle_since >= timeout_ms) {
+            break;
+        }
+        run_progress_tell(pr, b->done, 0);
+    }
+}
+
 int raikoo_commands_run(raikoo_producer_t *p, raikoo_batch_item_t *items, size_t n, int timeout_ms,
                         raikoo_batch_progress_cb_t *progress, void *opaque, char *errstr,
                         size_t errstr_size) {
@@ -872,73 +961,12 @@ int raikoo_commands_run(raikoo_producer_t *p, raikoo_batch_item_t *items, size_t
         return rc;
     }
     batch_run_t b = {items, xcalloc(n ? n : 1, sizeof(item_ref_t)), 0, 0, p->dr_cb, p->dr_opaque, NULL, 0, 0};
+    run_progress_t pr = {progress, opaque, 0, 0, n};
     p->dr_cb = batch_delivery;
     p->dr_opaque = &b;
-    long last_progress = 0;
-    size_t sent = 0;
-    /* 1. Queue every command; the refs are sorted once all are queued (delivery reports served meanwhile
-     * find no ref yet, so failures are also told by the flush below). */
-    for (size_t i = 0; i < n; i++) {
-        raikoo_batch_item_t *it = &items[i];
-        memset(&it->result, 0, sizeof(it->result));
-        it->error[0] = '\0';
-        json_t *data = it->data;
-        it->data = NULL;
-        int src = send_one(p, it->type, it->actor, data, it->id, 0, it->error, sizeof(it->error));
-        if (src == 0) {
-            it->status = RAIKOO_ITEM_NO_RESULT;
-            sent++;
-        } else {
-            it->status = src == RAIKOO_ERR_INVALID ? RAIKOO_ITEM_INVALID : RAIKOO_ITEM_UNSENT;
-            b.done++;
-        }
-        if (progress && now_ms() - last_progress >= 100) {
-            last_progress = now_ms();
-            progress(opaque, sent, b.done, n);
-        }
-    }
-    for (size_t i = 0; i < n; i++)
-        if (items[i].status == RAIKOO_ITEM_NO_RESULT)
-            b.refs[b.nrefs++] = (item_ref_t){items[i].id, i};
-    qsort(b.refs, b.nrefs, sizeof(*b.refs), ref_cmp);
-    for (size_t i = 0; i < b.nearly; i++) {
-        raikoo_batch_item_t *it = batch_find(&b, b.early[i].id);
-        if (it && it->status == RAIKOO_ITEM_NO_RESULT) {
-            it->status = RAIKOO_ITEM_UNSENT;
-            snprintf(it->error, sizeof(it->error), "not delivered to Kafka: %s", b.early[i].error);
-            b.done++;
-        }
-    }
-    /* 2. Collect: results in any order, each matched to its item by command id. */
-    long idle_since = now_ms();
-    while (b.done < n) {
-        raikoo_result_t r;
-        char why[256];
-        int got = raikoo_results_poll(p, POLL_SLICE_MS, &r, why, sizeof(why));
-        if (got < 0) {
-            for (size_t i = 0; i < n; i++)
-                if (items[i].status == RAIKOO_ITEM_NO_RESULT)
-                    snprintf(items[i].error, sizeof(items[i].error), "%s", why);
-            break;
-        }
-        if (got == 1) {
-            raikoo_batch_item_t *it = batch_find(&b, r.command_id);
-            if (it && it->status == RAIKOO_ITEM_NO_RESULT) {
-                it->result = r;
-                it->status = RAIKOO_ITEM_RESULT;
-                b.done++;
-                idle_since = now_ms();
-            } else {
-                raikoo_result_clear(&r);
-            }
-        } else if (now_ms() - idle_since >= timeout_ms) {
-            break;
-        }
-        if (progress && now_ms() - last_progress >= 100) {
-            last_progress = now_ms();
-            progress(opaque, sent, b.done, n);
-        }
-    }
+    batch_queue(p, &b, n, &pr);
+    batch_index(&b, n);
+    batch_collect(p, &b, n, timeout_ms, &pr);
     for (size_t i = 0; i < n; i++) {
         raikoo_batch_item_t *it = &items[i];
         if (it->status == RAIKOO_ITEM_NO_RESULT) {
@@ -947,8 +975,7 @@ int raikoo_commands_run(raikoo_producer_t *p, raikoo_batch_item_t *items, size_t
                 snprintf(it->error, sizeof(it->error), "no result within %d ms of the last one", timeout_ms);
         }
     }
-    if (progress)
-        progress(opaque, sent, b.done, n);
+    run_progress_tell(&pr, b.done, 1);
     p->dr_cb = b.user_cb;
     p->dr_opaque = b.user_opaque;
     free(b.refs);

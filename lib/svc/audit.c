@@ -12,6 +12,7 @@
 
 #include "db.h"
 #include "event.h"
+#include "exitstatus.h"
 #include "kafka.h"
 #include "log.h"
 #include "rfc3339.h"
@@ -200,69 +201,106 @@ static int seen_has(char **seen, size_t nseen, const char *id) {
     return 0;
 }
 
-int audit_append(PGconn *db, const audit_entry_t *entries, size_t n, size_t *added, char *errstr,
-                 size_t errstr_size) {
-    *added = 0;
-    if (n == 0)
-        return 0;
-    int rc = -1;
-    PGresult *res = NULL;
-    const char **orgs = xcalloc(n, sizeof(*orgs));
-    size_t norgs = orgs_of(entries, n, orgs);
-    chain_t *chains = xcalloc(norgs, sizeof(*chains));
-    const char **ids = xcalloc(n, sizeof(*ids));
-    char **seen = xcalloc(n, sizeof(*seen));
-    size_t nseen = 0;
-    /* Columns of the rows to insert, one array per column. */
-    enum { C_ORG, C_SEQ, C_ID, C_TYPE, C_TIME, C_ACTOR, C_CORR, C_SUBJ, C_RESULT, C_EVENT, C_HASH, NCOL };
+/* What one audit_append call works with: the batch's chains, the events already recorded, and the columns
+ * of the rows to insert (one array per column). */
+enum { C_ORG, C_SEQ, C_ID, C_TYPE, C_TIME, C_ACTOR, C_CORR, C_SUBJ, C_RESULT, C_EVENT, C_HASH, NCOL };
+
+typedef struct append {
+    const audit_entry_t *entries;
+    size_t n;
+    const char **orgs; /* sorted, distinct (borrowed from entries) */
+    size_t norgs;
+    chain_t *chains; /* one per organization, in the order of orgs */
+    char **seen;     /* event ids recorded before or earlier in this batch */
+    size_t nseen;
     const char **col[NCOL];
+    char (*seqs)[24];
+    char (*hashes)[AUDIT_HASH_SIZE * 2 + 1];
+    char *org_array; /* orgs as a PostgreSQL array literal */
+} append_t;
+
+static void append_init(append_t *a, const audit_entry_t *entries, size_t n) {
+    memset(a, 0, sizeof(*a));
+    a->entries = entries;
+    a->n = n;
+    a->orgs = xcalloc(n, sizeof(*a->orgs));
+    a->norgs = orgs_of(entries, n, a->orgs);
+    a->chains = xcalloc(a->norgs, sizeof(*a->chains));
+    a->seen = xcalloc(n, sizeof(*a->seen));
     for (int j = 0; j < NCOL; j++)
-        col[j] = xcalloc(n, sizeof(const char *));
-    char(*seqs)[24] = xcalloc(n, 24);
-    char(*hashes)[AUDIT_HASH_SIZE * 2 + 1] = xcalloc(n, AUDIT_HASH_SIZE * 2 + 1);
-    char *arrays[NCOL] = {0};
-    char *head_arrays[3] = {0};
+        a->col[j] = xcalloc(n, sizeof(const char *));
+    a->seqs = xcalloc(n, 24);
+    a->hashes = xcalloc(n, AUDIT_HASH_SIZE * 2 + 1);
+    a->org_array = db_array_literal(a->orgs, a->norgs);
+}
 
-    for (size_t i = 0; i < n; i++)
-        ids[i] = entries[i].event_id;
-    char *org_array = db_array_literal(orgs, norgs);
-    char *id_array = db_array_literal(ids, n);
-    const char *p1[1] = {org_array};
+static void append_free(append_t *a) {
+    for (size_t i = 0; i < a->nseen; i++)
+        free(a->seen[i]);
+    for (int j = 0; j < NCOL; j++)
+        free(a->col[j]);
+    free(a->seen);
+    free(a->seqs);
+    free(a->hashes);
+    free(a->org_array);
+    free(a->chains);
+    free(a->orgs);
+}
 
-    if (db_cmd(db, "BEGIN", errstr, errstr_size) != 0)
-        goto out;
+/* Creates the heads of new chains and locks every head of the batch, read into a->chains. */
+static int append_lock_heads(PGconn *db, append_t *a, char *errstr, size_t errstr_size) {
+    const char *p1[1] = {a->org_array};
     if (db_run(db, SQL_HEADS_ENSURE, 1, p1, errstr, errstr_size) != 0)
-        goto rollback;
-    res = db_exec_cached(db, SQL_HEADS_LOCK, 1, p1, errstr, errstr_size);
+        return -1;
+    PGresult *res = db_exec_cached(db, SQL_HEADS_LOCK, 1, p1, errstr, errstr_size);
     if (!res)
-        goto rollback;
-    for (int r = 0; r < PQntuples(res) && (size_t)r < norgs; r++) {
-        chain_t *ch = &chains[r];
-        ch->org = orgs[r];
+        return -1;
+    int rc = 0;
+    for (int r = 0; r < PQntuples(res) && (size_t)r < a->norgs && rc == 0; r++) {
+        chain_t *ch = &a->chains[r];
+        ch->org = a->orgs[r];
         ch->seq = atoll(PQgetvalue(res, r, 1));
-        if (strcmp(PQgetvalue(res, r, 0), orgs[r]) != 0 || hex_decode(PQgetvalue(res, r, 2), ch->hash) != 0) {
-            text_printf(errstr, errstr_size, "audit_heads: unexpected row for %s", orgs[r]);
-            goto rollback;
+        if (strcmp(PQgetvalue(res, r, 0), a->orgs[r]) != 0 ||
+            hex_decode(PQgetvalue(res, r, 2), ch->hash) != 0) {
+            text_printf(errstr, errstr_size, "audit_heads: unexpected row for %s", a->orgs[r]);
+            rc = -1;
         }
     }
-    if ((size_t)PQntuples(res) != norgs) {
+    if (rc == 0 && (size_t)PQntuples(res) != a->norgs) {
         text_printf(errstr, errstr_size, "audit_heads: %d head(s) for %zu organization(s)", PQntuples(res),
-                    norgs);
-        goto rollback;
+                    a->norgs);
+        rc = -1;
     }
     PQclear(res);
+    return rc;
+}
+
+/* Which events of the batch another writer recorded before it let the heads go (into a->seen). */
+static int append_read_seen(PGconn *db, append_t *a, char *errstr, size_t errstr_size) {
+    const char **ids = xcalloc(a->n, sizeof(*ids));
+    for (size_t i = 0; i < a->n; i++)
+        ids[i] = a->entries[i].event_id;
+    char *id_array = db_array_literal(ids, a->n);
     const char *pid[1] = {id_array};
-    res = db_exec_cached(db, SQL_SEEN, 1, pid, errstr, errstr_size);
+    PGresult *res = db_exec_cached(db, SQL_SEEN, 1, pid, errstr, errstr_size);
+    free(id_array);
+    free(ids);
     if (!res)
-        goto rollback;
+        return -1;
     for (int r = 0; r < PQntuples(res); r++)
-        seen[nseen++] = xstrdup(PQgetvalue(res, r, 0));
+        a->seen[a->nseen++] = xstrdup(PQgetvalue(res, r, 0));
     PQclear(res);
-    res = db_exec_cached(db, SQL_LAST_SEQ, 1, p1, errstr, errstr_size);
+    return 0;
+}
+
+/* Chains with rows beyond their head (inserted by hand): new rows go after the last of them. */
+static int append_skip_foreign_rows(PGconn *db, append_t *a, char *errstr, size_t errstr_size) {
+    const char *p1[1] = {a->org_array};
+    PGresult *res = db_exec_cached(db, SQL_LAST_SEQ, 1, p1, errstr, errstr_size);
     if (!res)
-        goto rollback;
+        return -1;
     for (int r = 0; r < PQntuples(res); r++) {
-        chain_t *ch = chain_find(chains, norgs, PQgetvalue(res, r, 0));
+        chain_t *ch = chain_find(a->chains, a->norgs, PQgetvalue(res, r, 0));
         long long last = atoll(PQgetvalue(res, r, 1));
         if (ch && last > ch->seq) {
             log_warn(
@@ -274,85 +312,88 @@ int audit_append(PGconn *db, const audit_entry_t *entries, size_t n, size_t *add
         }
     }
     PQclear(res);
-    res = NULL;
+    return 0;
+}
 
+/* Chains each event not seen before onto its organization's chain, into the columns; returns how many. */
+static size_t append_chain_rows(append_t *a) {
     size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        const audit_entry_t *e = &entries[i];
-        if (seen_has(seen, nseen, e->event_id))
+    for (size_t i = 0; i < a->n; i++) {
+        const audit_entry_t *e = &a->entries[i];
+        if (seen_has(a->seen, a->nseen, e->event_id))
             continue;
-        seen[nseen++] = xstrdup(e->event_id);
-        chain_t *ch = chain_find(chains, norgs, e->org_id);
+        a->seen[a->nseen++] = xstrdup(e->event_id);
+        chain_t *ch = chain_find(a->chains, a->norgs, e->org_id);
         ch->seq++;
         audit_hash(ch->hash, e->event, strlen(e->event), ch->hash);
         ch->moved = 1;
-        snprintf(seqs[k], 24, "%lld", ch->seq);
-        sodium_bin2hex(hashes[k], AUDIT_HASH_SIZE * 2 + 1, ch->hash, AUDIT_HASH_SIZE);
-        col[C_ORG][k] = e->org_id;
-        col[C_SEQ][k] = seqs[k];
-        col[C_ID][k] = e->event_id;
-        col[C_TYPE][k] = e->type;
-        col[C_TIME][k] = e->time;
-        col[C_ACTOR][k] = e->actor_id;
-        col[C_CORR][k] = e->correlation_id;
-        col[C_SUBJ][k] = e->subject;
-        col[C_RESULT][k] = e->result;
-        col[C_EVENT][k] = e->event;
-        col[C_HASH][k] = hashes[k];
+        snprintf(a->seqs[k], 24, "%lld", ch->seq);
+        sodium_bin2hex(a->hashes[k], AUDIT_HASH_SIZE * 2 + 1, ch->hash, AUDIT_HASH_SIZE);
+        const char *row[NCOL] = {e->org_id, a->seqs[k],  e->event_id,       e->type,
+                                 e->time,   e->actor_id, e->correlation_id, e->subject,
+                                 e->result, e->event,    a->hashes[k]};
+        for (int j = 0; j < NCOL; j++)
+            a->col[j][k] = row[j];
         k++;
     }
-    if (k > 0) {
-        for (int j = 0; j < NCOL; j++)
-            arrays[j] = db_array_literal(col[j], k);
-        if (db_run(db, SQL_INSERT, NCOL, (const char *const *)arrays, errstr, errstr_size) != 0)
-            goto rollback;
-        /* The heads that moved: reuse the first columns' buffers. */
-        size_t m = 0;
-        for (size_t i = 0; i < norgs; i++) {
-            if (!chains[i].moved)
-                continue;
-            col[C_ORG][m] = chains[i].org;
-            snprintf(seqs[m], 24, "%lld", chains[i].seq);
-            col[C_SEQ][m] = seqs[m];
-            sodium_bin2hex(hashes[m], AUDIT_HASH_SIZE * 2 + 1, chains[i].hash, AUDIT_HASH_SIZE);
-            col[C_HASH][m] = hashes[m];
-            m++;
-        }
-        head_arrays[0] = db_array_literal(col[C_ORG], m);
-        head_arrays[1] = db_array_literal(col[C_SEQ], m);
-        head_arrays[2] = db_array_literal(col[C_HASH], m);
-        if (db_run(db, SQL_HEADS_MOVE, 3, (const char *const *)head_arrays, errstr, errstr_size) != 0)
-            goto rollback;
-    }
-    if (db_cmd(db, "COMMIT", errstr, errstr_size) != 0)
-        goto rollback;
-    *added = k;
-    rc = 0;
-    goto out;
-rollback:
-    PQclear(res);
-    res = NULL;
-    {
-        char ignored[64];
-        db_cmd(db, "ROLLBACK", ignored, sizeof(ignored));
-    }
-out:
-    for (size_t i = 0; i < nseen; i++)
-        free(seen[i]);
-    for (int j = 0; j < NCOL; j++) {
-        free(col[j]);
+    return k;
+}
+
+/* Runs sql with one array literal per column of cols (k rows each). */
+static int run_arrays(PGconn *db, const char *sql, const char **const *cols, int ncols, size_t k,
+                      char *errstr, size_t errstr_size) {
+    char *arrays[NCOL] = {0};
+    for (int j = 0; j < ncols; j++)
+        arrays[j] = db_array_literal(cols[j], k);
+    int rc = db_run(db, sql, ncols, (const char *const *)arrays, errstr, errstr_size);
+    for (int j = 0; j < ncols; j++)
         free(arrays[j]);
+    return rc;
+}
+
+/* Inserts the k rows in the columns, then moves the heads of the chains that grew. */
+static int append_write(PGconn *db, append_t *a, size_t k, char *errstr, size_t errstr_size) {
+    if (run_arrays(db, SQL_INSERT, a->col, NCOL, k, errstr, errstr_size) != 0)
+        return -1;
+    /* The heads that moved: reuse the first columns' buffers. */
+    size_t m = 0;
+    for (size_t i = 0; i < a->norgs; i++) {
+        if (!a->chains[i].moved)
+            continue;
+        a->col[C_ORG][m] = a->chains[i].org;
+        snprintf(a->seqs[m], 24, "%lld", a->chains[i].seq);
+        a->col[C_SEQ][m] = a->seqs[m];
+        sodium_bin2hex(a->hashes[m], AUDIT_HASH_SIZE * 2 + 1, a->chains[i].hash, AUDIT_HASH_SIZE);
+        a->col[C_HASH][m] = a->hashes[m];
+        m++;
     }
-    for (int j = 0; j < 3; j++)
-        free(head_arrays[j]);
-    free(seen);
-    free(seqs);
-    free(hashes);
-    free(org_array);
-    free(id_array);
-    free(ids);
-    free(chains);
-    free(orgs);
+    const char **const heads[3] = {a->col[C_ORG], a->col[C_SEQ], a->col[C_HASH]};
+    return run_arrays(db, SQL_HEADS_MOVE, heads, 3, m, errstr, errstr_size);
+}
+
+int audit_append(PGconn *db, const audit_entry_t *entries, size_t n, size_t *added, char *errstr,
+                 size_t errstr_size) {
+    *added = 0;
+    if (n == 0)
+        return 0;
+    append_t a;
+    append_init(&a, entries, n);
+    size_t k = 0;
+    int rc = db_cmd(db, "BEGIN", errstr, errstr_size);
+    if (rc == 0) {
+        if (append_lock_heads(db, &a, errstr, errstr_size) != 0 ||
+            append_read_seen(db, &a, errstr, errstr_size) != 0 ||
+            append_skip_foreign_rows(db, &a, errstr, errstr_size) != 0 ||
+            ((k = append_chain_rows(&a)) > 0 && append_write(db, &a, k, errstr, errstr_size) != 0) ||
+            db_cmd(db, "COMMIT", errstr, errstr_size) != 0) {
+            char ignored[64];
+            db_cmd(db, "ROLLBACK", ignored, sizeof(ignored));
+            rc = -1;
+        } else {
+            *added = k;
+        }
+    }
+    append_free(&a);
     return rc;
 }
 
@@ -377,6 +418,8 @@ typedef struct walk {
     unsigned char prev[AUDIT_HASH_SIZE];  /* the stored hash of the last row (zeros before the first) */
     unsigned char prev2[AUDIT_HASH_SIZE]; /* the one before it */
     int have_prev2;
+    PGresult *heads; /* the heads of the chains walked, in org order */
+    int nheads, hi;  /* hi: the next head to compare */
 } walk_t;
 
 static void finding(walk_t *w, const char *org, long long seq, const char *event_id, const char *fmt, ...)
@@ -501,6 +544,45 @@ static void verify_row(walk_t *w, const PGresult *res, int r) {
     text_printf(w->last_id, sizeof(w->last_id), "%s", id);
 }
 
+/* Closes the chain in w against its head row, if it has one (the heads are in org order, like the rows). */
+static void verify_close_chain(walk_t *w) {
+    if (!w->org[0])
+        return;
+    int match = w->hi < w->nheads && strcmp(PQgetvalue(w->heads, w->hi, 0), w->org) == 0;
+    unsigned char hh[AUDIT_HASH_SIZE] = {0};
+    if (match)
+        hex_decode(PQgetvalue(w->heads, w->hi, 2), hh);
+    chain_end(w, match ? atoll(PQgetvalue(w->heads, w->hi, 1)) : -1, hh);
+    w->hi += match;
+}
+
+/* Reports the heads of chains with no rows at all, up to the chain of org (NULL: every head left). */
+static void verify_rowless_heads(walk_t *w, const char *org) {
+    for (; w->hi < w->nheads && (!org || strcmp(PQgetvalue(w->heads, w->hi, 0), org) < 0); w->hi++) {
+        long long hs = atoll(PQgetvalue(w->heads, w->hi, 1));
+        w->chains++;
+        if (hs > 0)
+            finding(w, PQgetvalue(w->heads, w->hi, 0), hs, NULL,
+                    "every row of the chain (seq 1 to %lld) was deleted", hs);
+    }
+}
+
+/* One fetched row: when it starts another chain, the chain before is closed first. */
+static void verify_next_row(walk_t *w, const PGresult *res, int r) {
+    const char *row_org = PQgetvalue(res, r, 0);
+    if (strcmp(row_org, w->org) != 0) {
+        verify_close_chain(w);
+        verify_rowless_heads(w, row_org);
+        text_printf(w->org, sizeof(w->org), "%s", row_org);
+        memset(w->prev, 0, sizeof(w->prev));
+        w->have_prev2 = 0;
+        w->next_seq = 1;
+        w->last_seq = 0;
+        w->last_id[0] = '\0';
+    }
+    verify_row(w, res, r);
+}
+
 int audit_verify(PGconn *db, const char *org, audit_report_fn *report, void *arg, size_t *chains,
                  size_t *rows, size_t *problems, char *errstr, size_t errstr_size) {
     walk_t w;
@@ -508,83 +590,37 @@ int audit_verify(PGconn *db, const char *org, audit_report_fn *report, void *arg
     w.report = report;
     w.arg = arg;
     *rows = 0;
-    int rc = -1, nheads = 0, hi = 0;
-    PGresult *heads = NULL, *res = NULL;
+    int rc = -1;
+    PGresult *res = NULL;
     const char *p[1] = {org};
     if (db_cmd(db, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", errstr, errstr_size) != 0)
         return -1;
-    heads = db_exec(db, SQL_VERIFY_HEADS, 1, p, errstr, errstr_size);
-    if (!heads)
-        goto out;
-    nheads = PQntuples(heads);
-    res = db_exec(db, SQL_VERIFY_ROWS, 1, p, errstr, errstr_size);
-    if (!res)
-        goto out;
-    PQclear(res);
-    res = NULL;
-    rc = 0;
-    for (;;) {
+    w.heads = db_exec(db, SQL_VERIFY_HEADS, 1, p, errstr, errstr_size);
+    if (w.heads) {
+        w.nheads = PQntuples(w.heads);
+        res = db_exec(db, SQL_VERIFY_ROWS, 1, p, errstr, errstr_size);
+        rc = res ? 0 : -1;
+        PQclear(res);
+    }
+    while (rc == 0) {
         res = db_exec(db, "FETCH 2000 FROM audit_rows", 0, NULL, errstr, errstr_size);
         if (!res) {
             rc = -1;
             break;
         }
         int n = PQntuples(res);
+        for (int r = 0; r < n; r++)
+            verify_next_row(&w, res, r);
+        *rows += (size_t)n;
+        PQclear(res);
         if (n == 0)
             break;
-        for (int r = 0; r < n; r++) {
-            const char *row_org = PQgetvalue(res, r, 0);
-            if (strcmp(row_org, w.org) != 0) {
-                /* Close the chain before, and report heads of chains with no rows at all. */
-                if (w.org[0]) {
-                    int match = hi < nheads && strcmp(PQgetvalue(heads, hi, 0), w.org) == 0;
-                    unsigned char hh[AUDIT_HASH_SIZE] = {0};
-                    if (match)
-                        hex_decode(PQgetvalue(heads, hi, 2), hh);
-                    chain_end(&w, match ? atoll(PQgetvalue(heads, hi, 1)) : -1, hh);
-                    hi += match;
-                }
-                while (hi < nheads && strcmp(PQgetvalue(heads, hi, 0), row_org) < 0) {
-                    long long hs = atoll(PQgetvalue(heads, hi, 1));
-                    w.chains++;
-                    if (hs > 0)
-                        finding(&w, PQgetvalue(heads, hi, 0), hs, NULL,
-                                "every row of the chain (seq 1 to %lld) was deleted", hs);
-                    hi++;
-                }
-                text_printf(w.org, sizeof(w.org), "%s", row_org);
-                memset(w.prev, 0, sizeof(w.prev));
-                w.have_prev2 = 0;
-                w.next_seq = 1;
-                w.last_seq = 0;
-                w.last_id[0] = '\0';
-            }
-            verify_row(&w, res, r);
-            (*rows)++;
-        }
-        PQclear(res);
-        res = NULL;
     }
     if (rc == 0) {
-        if (w.org[0]) {
-            int match = hi < nheads && strcmp(PQgetvalue(heads, hi, 0), w.org) == 0;
-            unsigned char hh[AUDIT_HASH_SIZE] = {0};
-            if (match)
-                hex_decode(PQgetvalue(heads, hi, 2), hh);
-            chain_end(&w, match ? atoll(PQgetvalue(heads, hi, 1)) : -1, hh);
-            hi += match;
-        }
-        for (; hi < nheads; hi++) {
-            long long hs = atoll(PQgetvalue(heads, hi, 1));
-            w.chains++;
-            if (hs > 0)
-                finding(&w, PQgetvalue(heads, hi, 0), hs, NULL,
-                        "every row of the chain (seq 1 to %lld) was deleted", hs);
-        }
+        verify_close_chain(&w);
+        verify_rowless_heads(&w, NULL);
     }
-out:
-    PQclear(res);
-    PQclear(heads);
+    PQclear(w.heads);
     {
         char e2[16];
         db_cmd(db, "ROLLBACK", e2, sizeof(e2));
@@ -748,21 +784,19 @@ static int batch_record(PGconn *db) {
 }
 
 int audit_run(conf_t *c) {
-    int rc = 1;
+    int rc = EXIT_INFRA;
     char err[1024];
     rd_kafka_t *consumer = NULL;
     pending = rd_kafka_topic_partition_list_new(16);
     PGconn *db = db_connect_wait(c, err, sizeof(err)); /* waits while PostgreSQL is down */
     if (!db) {
-        log_error(NULL, "%s", err);
-        rc = worker_running() ? 1 : 0;
+        rc = worker_gave_up(err);
         goto done;
     }
     consumer = kafka_group_consumer_new(c, conf_get(c, "group.audit"), conf_get(c, "topic.events"),
                                         rebalance_cb, err, sizeof(err));
     if (!consumer) {
-        log_error(NULL, "%s", err);
-        rc = worker_running() ? 1 : 0;
+        rc = worker_gave_up(err);
         goto done;
     }
     log_info(NULL, "consuming %s as group %s into audit_log", conf_get(c, "topic.events"),
@@ -777,7 +811,7 @@ int audit_run(conf_t *c) {
     }
     commit_pending(consumer, NULL);
     log_info(NULL, "shutting down");
-    rc = 0;
+    rc = EXIT_OK;
 done:
     batch_clear();
     free(batch.m);

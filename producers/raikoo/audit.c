@@ -24,7 +24,7 @@ enum { A_SEQ, A_TIME, A_ACTOR, A_ACTOR_EMAIL, A_TYPE, A_SUBJECT, A_RESULT, A_ID,
 
 static int audit_usage(const char *problem) {
     fprintf(stderr, "raikoo audit: %s\n", problem);
-    return cli_usage(cli_find("audit"), 1);
+    return cli_usage(cli_find("audit"), 1); /* 1: a mistake, on stderr */
 }
 
 /* "InviteNewUser" for a CommandRejected event (what was refused), else NULL; and the event's data. */
@@ -50,66 +50,123 @@ static size_t width_of(const char *s) {
     return w;
 }
 
-static int audit_list(int argc, char **argv, conf_t *c) {
+/* Prints doc as one compact JSON line on stdout and frees it. */
+static void print_json(json_t *doc) {
+    char *s = json_dumps(doc, JSON_COMPACT);
+    printf("%s\n", s ? s : "{}");
+    free(s);
+    json_decref(doc);
+}
+
+typedef struct list_opts {
+    const char *org, *since, *limit;
+    int as_json;
+} list_opts_t;
+
+/* The command line of `raikoo audit` into o: 0, or the exit status of a usage mistake (reported). */
+static int audit_list_options(int argc, char **argv, list_opts_t *lo) {
     static const struct option opts[] = {{"org", required_argument, NULL, 'o'},
                                          {"since", required_argument, NULL, 's'},
                                          {"limit", required_argument, NULL, 'l'},
                                          {"json", no_argument, NULL, 'j'},
                                          {NULL, 0, NULL, 0}};
-    const char *org = NULL, *since = NULL, *limit = "1000";
-    int as_json = 0, o;
+    int o;
     optind = 1;
     opterr = 0;
     while ((o = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         if (o == 'o')
-            org = optarg;
+            lo->org = optarg;
         else if (o == 's')
-            since = optarg;
+            lo->since = optarg;
         else if (o == 'l')
-            limit = optarg;
+            lo->limit = optarg;
         else if (o == 'j')
-            as_json = 1;
+            lo->as_json = 1;
         else
             return audit_usage(o == ':' ? "an option needs a value" : "unknown option");
     }
     char *end = NULL;
-    long lim = strtol(limit, &end, 10);
+    long lim = strtol(lo->limit, &end, 10);
     if (optind != argc)
         return audit_usage("unexpected argument");
-    if (!org || !uuid_valid(org))
+    if (!lo->org || !uuid_valid(lo->org))
         return audit_usage("--org UUID is required");
-    if (since && rfc3339_parse(since, NULL) != 0)
+    if (lo->since && rfc3339_parse(lo->since, NULL) != 0)
         return audit_usage("--since: not an RFC 3339 time (2026-11-29T08:00:00Z)");
     if (!end || *end || lim < 1 || lim > 1000000)
         return audit_usage("--limit: a number from 1 to 1000000");
+    return EXIT_OK;
+}
 
-    char err[1024], org_l[37];
-    for (int i = 0; i < 36; i++)
-        org_l[i] = (char)(org[i] >= 'A' && org[i] <= 'Z' ? org[i] + 32 : org[i]);
-    org_l[36] = '\0';
-    PGconn *db = db_connect_migrated(c, err, sizeof(err));
-    if (!db) {
-        fprintf(stderr, "raikoo audit: %s\n", err);
-        return EXIT_INFRA;
+/* The table of `raikoo audit`: seq, time, actor, what, whom, result; row 0 holds the titles. */
+enum { NCOL = 6 };
+
+typedef struct table {
+    char **cells; /* (rows + 1) * NCOL, owned */
+    size_t rows;
+    size_t width[NCOL];
+} table_t;
+
+static void table_init(table_t *t, size_t rows) {
+    static const char *const titles[NCOL] = {"SEQ", "TIME", "ACTOR", "WHAT", "WHOM", "RESULT"};
+    t->cells = xcalloc((rows + 1) * NCOL, sizeof(char *));
+    t->rows = rows;
+    for (int j = 0; j < NCOL; j++) {
+        t->cells[j] = xstrdup(titles[j]);
+        t->width[j] = width_of(titles[j]);
     }
-    const char *p[3] = {org_l, since, limit};
-    PGresult *res = db_exec(db, SQL_AUDIT, 3, p, err, sizeof(err));
-    if (!res) {
-        fprintf(stderr, "raikoo audit: %s\n", err);
-        PQfinish(db);
-        return EXIT_INFRA;
+}
+
+/* Row i (from 1) of the table: the entry in v (the columns of SQL_AUDIT) and what it did. */
+static void table_set(table_t *t, size_t i, const char *const *v, const char *what) {
+    char *row[NCOL] = {xstrdup(v[A_SEQ]),
+                       xstrdup(v[A_TIME] ? v[A_TIME] : "-"),
+                       xstrdup(v[A_ACTOR_EMAIL] ? v[A_ACTOR_EMAIL]
+                               : v[A_ACTOR]     ? v[A_ACTOR]
+                                                : "system"),
+                       xstrdup(what),
+                       xstrdup(v[A_SUBJECT] ? v[A_SUBJECT] : "-"),
+                       xstrdup(v[A_RESULT])};
+    for (int j = 0; j < NCOL; j++) {
+        t->cells[i * NCOL + j] = row[j];
+        if (width_of(row[j]) > t->width[j])
+            t->width[j] = width_of(row[j]);
     }
+}
+
+/* Prints the table with its columns lined up (the last one not padded). */
+static void table_print(const table_t *t) {
+    for (size_t i = 0; i <= t->rows; i++) {
+        for (int j = 0; j < NCOL; j++) {
+            const char *s = t->cells[i * NCOL + j];
+            fputs(s, stdout);
+            if (j + 1 < NCOL)
+                printf("%*s", (int)(t->width[j] - width_of(s) + 2), "");
+        }
+        putchar('\n');
+    }
+}
+
+static void table_free(table_t *t) {
+    for (size_t k = 0; k < (t->rows + 1) * NCOL; k++)
+        free(t->cells[k]);
+    free(t->cells);
+}
+
+/* One entry of the --json list: the row in v, what it did and its event's data. */
+static json_t *entry_json(const char *const *v, const char *what, json_t *data) {
+    return json_pack("{s:I, s:s, s:s?, s:s?, s:s?, s:s, s:s, s:s?, s:s, s:s?, s:O?}", "seq",
+                     (json_int_t)atoll(v[A_SEQ]), "event_id", v[A_ID], "time", v[A_TIME], "actor_id",
+                     v[A_ACTOR], "actor_email", v[A_ACTOR_EMAIL], "type", v[A_TYPE], "what", what, "subject",
+                     v[A_SUBJECT], "result", v[A_RESULT], "correlation_id", v[A_CORR], "data", data);
+}
+
+/* Prints the entries in res as a table, or with --json as one document about org_l. */
+static void audit_print(const list_opts_t *lo, const char *org_l, const PGresult *res) {
     int n = PQntuples(res);
     json_t *list = json_array();
-    /* Cells of the table: seq, time, actor, what, whom, result. */
-    enum { NCOL = 6 };
-    static const char *const titles[NCOL] = {"SEQ", "TIME", "ACTOR", "WHAT", "WHOM", "RESULT"};
-    char **cells = xcalloc((size_t)(n + 1) * NCOL, sizeof(char *));
-    size_t width[NCOL];
-    for (int j = 0; j < NCOL; j++) {
-        cells[j] = xstrdup(titles[j]);
-        width[j] = width_of(titles[j]);
-    }
+    table_t t;
+    table_init(&t, (size_t)n);
     for (int i = 0; i < n; i++) {
         const char *v[10];
         for (int j = 0; j < 10; j++)
@@ -117,56 +174,47 @@ static int audit_list(int argc, char **argv, conf_t *c) {
         json_t *data = event_data(v[A_EVENT]);
         char what[256];
         what_of(v[A_TYPE], data, what, sizeof(what));
-        if (as_json) {
-            json_t *row = json_pack("{s:I, s:s, s:s?, s:s?, s:s?, s:s, s:s, s:s?, s:s, s:s?, s:O?}", "seq",
-                                    (json_int_t)atoll(v[A_SEQ]), "event_id", v[A_ID], "time", v[A_TIME],
-                                    "actor_id", v[A_ACTOR], "actor_email", v[A_ACTOR_EMAIL], "type",
-                                    v[A_TYPE], "what", what, "subject", v[A_SUBJECT], "result", v[A_RESULT],
-                                    "correlation_id", v[A_CORR], "data", data);
-            json_array_append_new(list, row);
-        } else {
-            char *row[NCOL] = {xstrdup(v[A_SEQ]),
-                               xstrdup(v[A_TIME] ? v[A_TIME] : "-"),
-                               xstrdup(v[A_ACTOR_EMAIL] ? v[A_ACTOR_EMAIL]
-                                       : v[A_ACTOR]     ? v[A_ACTOR]
-                                                        : "system"),
-                               xstrdup(what),
-                               xstrdup(v[A_SUBJECT] ? v[A_SUBJECT] : "-"),
-                               xstrdup(v[A_RESULT])};
-            for (int j = 0; j < NCOL; j++) {
-                cells[(size_t)(i + 1) * NCOL + j] = row[j];
-                if (width_of(row[j]) > width[j])
-                    width[j] = width_of(row[j]);
-            }
-        }
+        if (lo->as_json)
+            json_array_append_new(list, entry_json(v, what, data));
+        else
+            table_set(&t, (size_t)i + 1, v, what);
         json_decref(data);
     }
-    if (as_json) {
-        json_t *doc = json_pack("{s:s, s:o}", "org_id", org_l, "entries", list);
-        char *s = json_dumps(doc, JSON_COMPACT);
-        printf("%s\n", s ? s : "{}");
-        free(s);
-        json_decref(doc);
+    if (lo->as_json) {
+        print_json(json_pack("{s:s, s:o}", "org_id", org_l, "entries", list));
     } else {
         json_decref(list);
-        if (n == 0) {
-            printf("no audit entries for organization %s%s%s\n", org_l, since ? " since " : "",
-                   since ? since : "");
-        } else {
-            for (int i = 0; i <= n; i++) {
-                for (int j = 0; j < NCOL; j++) {
-                    const char *t = cells[(size_t)i * NCOL + j];
-                    fputs(t, stdout);
-                    if (j + 1 < NCOL)
-                        printf("%*s", (int)(width[j] - width_of(t) + 2), "");
-                }
-                putchar('\n');
-            }
-        }
+        if (n == 0)
+            printf("no audit entries for organization %s%s%s\n", org_l, lo->since ? " since " : "",
+                   lo->since ? lo->since : "");
+        else
+            table_print(&t);
     }
-    for (size_t k = 0; k < (size_t)(n + 1) * NCOL; k++)
-        free(cells[k]);
-    free(cells);
+    table_free(&t);
+}
+
+static int audit_list(int argc, char **argv, conf_t *c) {
+    list_opts_t lo = {NULL, NULL, "1000", 0};
+    int rc = audit_list_options(argc, argv, &lo);
+    if (rc != EXIT_OK)
+        return rc;
+    char err[1024], org_l[37];
+    for (int i = 0; i < 36; i++)
+        org_l[i] = (char)(lo.org[i] >= 'A' && lo.org[i] <= 'Z' ? lo.org[i] + 32 : lo.org[i]);
+    org_l[36] = '\0';
+    PGconn *db = db_connect_migrated(c, err, sizeof(err));
+    if (!db) {
+        fprintf(stderr, "raikoo audit: %s\n", err);
+        return EXIT_INFRA;
+    }
+    const char *p[3] = {org_l, lo.since, lo.limit};
+    PGresult *res = db_exec(db, SQL_AUDIT, 3, p, err, sizeof(err));
+    if (!res) {
+        fprintf(stderr, "raikoo audit: %s\n", err);
+        PQfinish(db);
+        return EXIT_INFRA;
+    }
+    audit_print(&lo, org_l, res);
     PQclear(res);
     PQfinish(db);
     fflush(stdout);
@@ -225,12 +273,8 @@ static int audit_verify_cmd(int argc, char **argv, conf_t *c) {
         return EXIT_INFRA;
     }
     if (v.as_json) {
-        json_t *doc = json_pack("{s:b, s:I, s:I, s:o}", "ok", problems == 0, "chains", (json_int_t)chains,
-                                "rows", (json_int_t)rows, "problems", v.findings);
-        char *s = json_dumps(doc, JSON_COMPACT);
-        printf("%s\n", s ? s : "{}");
-        free(s);
-        json_decref(doc);
+        print_json(json_pack("{s:b, s:I, s:I, s:o}", "ok", problems == 0, "chains", (json_int_t)chains,
+                             "rows", (json_int_t)rows, "problems", v.findings));
     } else {
         json_decref(v.findings);
         if (problems == 0)

@@ -304,82 +304,102 @@ static void csv_cell(FILE *f, const char *s) {
     fputc('"', f);
 }
 
-int cmd_invite_bulk(int argc, char **argv, conf_t *c) {
+/* One run of the command: its options, the file's records and rows, and the commands sent. */
+typedef struct bulk {
+    const char *org, *path, *actor, *mode;
+    int as_json;
+    csv_record_t *recs;
+    long nrecs; /* below 0 until the file is parsed */
+    row_t *rows;
+    size_t nrows;
+    raikoo_batch_item_t *items;
+    size_t nitems;
+    raikoo_producer_t *p;                           /* freed by the caller, after the results are printed */
+    int col_email, col_name, col_owner, col_manage; /* -1: no such column */
+    size_t n_acc, n_rej, n_bad, n_err;
+} bulk_t;
+
+/* The command line into b: 0, or the exit status of a usage mistake (reported). */
+static int bulk_options(int argc, char **argv, bulk_t *b) {
     static const struct option opts[] = {
         {"org", required_argument, NULL, 'o'},   {"csv", required_argument, NULL, 'f'},
         {"actor", required_argument, NULL, 'a'}, {"mode", required_argument, NULL, 'm'},
         {"json", no_argument, NULL, 'j'},        {NULL, 0, NULL, 0}};
-    const char *org = NULL, *path = NULL, *actor = NULL, *mode = "auto";
-    int as_json = 0, o;
+    int o;
     optind = 1;
     opterr = 0;
     while ((o = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         if (o == 'o')
-            org = optarg;
+            b->org = optarg;
         else if (o == 'f')
-            path = optarg;
+            b->path = optarg;
         else if (o == 'a')
-            actor = optarg;
+            b->actor = optarg;
         else if (o == 'm')
-            mode = optarg;
+            b->mode = optarg;
         else if (o == 'j')
-            as_json = 1;
+            b->as_json = 1;
         else
             return bulk_usage(o == ':' ? "an option needs a value" : "unknown option");
     }
     if (optind != argc)
         return bulk_usage("unexpected argument");
-    if (!org || !uuid_valid(org))
+    if (!b->org || !uuid_valid(b->org))
         return bulk_usage("--org UUID is required");
-    if (!actor || !uuid_valid(actor))
+    if (!b->actor || !uuid_valid(b->actor))
         return bulk_usage("--actor UUID is required");
-    if (!path)
+    if (!b->path)
         return bulk_usage("--csv FILE is required (- for standard input)");
-    if (strcmp(mode, "auto") != 0 && strcmp(mode, "new") != 0 && strcmp(mode, "existing") != 0)
+    if (strcmp(b->mode, "auto") != 0 && strcmp(b->mode, "new") != 0 && strcmp(b->mode, "existing") != 0)
         return bulk_usage("--mode must be auto, new or existing");
+    return EXIT_OK;
+}
 
+/* Reads and parses the file into b->recs: 0, or -1 (reported). */
+static int bulk_read(bulk_t *b) {
     char err[1024];
     size_t len = 0;
-    char *text = read_all(path, &len, err, sizeof(err));
+    char *text = read_all(b->path, &len, err, sizeof(err));
     if (!text) {
         fprintf(stderr, "raikoo invite-bulk: %s\n", err);
-        return EXIT_USAGE;
+        return -1;
     }
-    csv_record_t *recs = NULL;
-    long nrecs = csv_parse(text, len, &recs, err, sizeof(err));
+    long nrecs = csv_parse(text, len, &b->recs, err, sizeof(err));
     free(text);
     if (nrecs < 0) {
-        csv_free(recs, (size_t)(-1 - nrecs));
-        fprintf(stderr, "raikoo invite-bulk: %s: %s\n", path, err);
-        return EXIT_USAGE;
+        csv_free(b->recs, (size_t)(-1 - nrecs));
+        b->recs = NULL;
+        fprintf(stderr, "raikoo invite-bulk: %s: %s\n", b->path, err);
+        return -1;
     }
-    int rc = EXIT_USAGE;
-    row_t *rows = NULL;
-    raikoo_batch_item_t *items = NULL;
-    raikoo_producer_t *p = NULL;
-    size_t nrows = nrecs > 0 ? (size_t)nrecs - 1 : 0, nitems = 0;
-    /* The header: email (required), name, owner, manage_users; others ignored with a warning. */
-    int col_email = -1, col_name = -1, col_owner = -1, col_manage = -1;
-    if (nrecs == 0) {
+    b->nrecs = nrecs;
+    b->nrows = nrecs > 0 ? (size_t)nrecs - 1 : 0;
+    return 0;
+}
+
+/* The header: email (required), name, owner, manage_users; others ignored with a warning. 0, or -1
+ * (reported) when there is none, a column appears twice, there is no email column or too many rows. */
+static int bulk_header(bulk_t *b) {
+    if (b->nrecs == 0) {
         fprintf(stderr,
                 "raikoo invite-bulk: %s is empty: its first line must name the columns (email,name,owner,"
                 "manage_users)\n",
-                path);
-        goto done;
+                b->path);
+        return -1;
     }
-    if (nrows > BULK_MAX_ROWS) {
-        fprintf(stderr, "raikoo invite-bulk: %zu rows: at most %d per run (split the file)\n", nrows,
+    if (b->nrows > BULK_MAX_ROWS) {
+        fprintf(stderr, "raikoo invite-bulk: %zu rows: at most %d per run (split the file)\n", b->nrows,
                 BULK_MAX_ROWS);
-        goto done;
+        return -1;
     }
-    for (size_t k = 0; k < recs[0].n; k++) {
-        char *h = trim(recs[0].field[k]);
+    for (size_t k = 0; k < b->recs[0].n; k++) {
+        char *h = trim(b->recs[0].field[k]);
         for (char *s = h; *s; s++)
             *s = (char)tolower((unsigned char)*s);
-        int *slot = strcmp(h, "email") == 0          ? &col_email
-                    : strcmp(h, "name") == 0         ? &col_name
-                    : strcmp(h, "owner") == 0        ? &col_owner
-                    : strcmp(h, "manage_users") == 0 ? &col_manage
+        int *slot = strcmp(h, "email") == 0          ? &b->col_email
+                    : strcmp(h, "name") == 0         ? &b->col_name
+                    : strcmp(h, "owner") == 0        ? &b->col_owner
+                    : strcmp(h, "manage_users") == 0 ? &b->col_manage
                                                      : NULL;
         if (!slot) {
             fprintf(stderr,
@@ -388,51 +408,56 @@ int cmd_invite_bulk(int argc, char **argv, conf_t *c) {
                     h);
         } else if (*slot >= 0) {
             fprintf(stderr, "raikoo invite-bulk: column \"%s\" appears twice in the header\n", h);
-            goto done;
+            return -1;
         } else {
             *slot = (int)k;
         }
     }
-    if (col_email < 0) {
-        fprintf(stderr, "raikoo invite-bulk: the header (line %ld) has no \"email\" column\n", recs[0].line);
-        goto done;
+    if (b->col_email < 0) {
+        fprintf(stderr, "raikoo invite-bulk: the header (line %ld) has no \"email\" column\n",
+                b->recs[0].line);
+        return -1;
     }
+    return 0;
+}
 
-    /* Each row: checked here, so that a bad one is reported by line and not sent. */
-    rows = xcalloc(nrows ? nrows : 1, sizeof(*rows));
-    size_t manage_asked = 0;
-    for (size_t i = 0; i < nrows; i++) {
-        csv_record_t *r = &recs[i + 1];
-        row_t *w = &rows[i];
-        w->line = r->line;
-        const char *email = col_email < (int)r->n ? trim(r->field[col_email]) : "";
-        w->name = col_name >= 0 && col_name < (int)r->n ? trim(r->field[col_name]) : NULL;
-        const char *owner = col_owner >= 0 && col_owner < (int)r->n ? trim(r->field[col_owner]) : "";
-        const char *manage = col_manage >= 0 && col_manage < (int)r->n ? trim(r->field[col_manage]) : "";
-        char why[256];
-        w->owner = parse_bool(owner);
-        w->manage_users = parse_bool(manage);
-        if (email_normalize(email, w->email, why, sizeof(why)) != 0) {
-            char *shown = utf8_clean_dup(email, strlen(email), EMAIL_MAX);
-            text_printf(w->email, sizeof(w->email), "%s", shown);
-            free(shown);
-            w->bad_code = "invalid_email";
-            text_printf(w->bad_message, sizeof(w->bad_message), "not an e-mail address: %s", why);
-        } else if (w->owner < 0 || w->manage_users < 0) {
-            w->bad_code = "invalid_value";
-            text_printf(w->bad_message, sizeof(w->bad_message), "%s must be yes/no, true/false or 1/0",
-                        w->owner < 0 ? "owner" : "manage_users");
-        } else if (w->name && !*w->name) {
-            w->name = NULL;
-        }
-        manage_asked += w->manage_users == 1;
+/* The trimmed field of column col in r; "" when the row is shorter or there is no such column. */
+static const char *field_of(const csv_record_t *r, int col) {
+    return col >= 0 && col < (int)r->n ? trim(r->field[col]) : "";
+}
+
+/* Checks row i of the file, so that a bad one is reported by its line and not sent. */
+static void bulk_row_check(bulk_t *b, size_t i) {
+    const csv_record_t *r = &b->recs[i + 1];
+    row_t *w = &b->rows[i];
+    w->line = r->line;
+    const char *email = field_of(r, b->col_email);
+    w->name = b->col_name >= 0 && b->col_name < (int)r->n ? trim(r->field[b->col_name]) : NULL;
+    char why[256];
+    w->owner = parse_bool(field_of(r, b->col_owner));
+    w->manage_users = parse_bool(field_of(r, b->col_manage));
+    if (email_normalize(email, w->email, why, sizeof(why)) != 0) {
+        char *shown = utf8_clean_dup(email, strlen(email), EMAIL_MAX);
+        text_printf(w->email, sizeof(w->email), "%s", shown);
+        free(shown);
+        w->bad_code = "invalid_email";
+        text_printf(w->bad_message, sizeof(w->bad_message), "not an e-mail address: %s", why);
+    } else if (w->owner < 0 || w->manage_users < 0) {
+        w->bad_code = "invalid_value";
+        text_printf(w->bad_message, sizeof(w->bad_message), "%s must be yes/no, true/false or 1/0",
+                    w->owner < 0 ? "owner" : "manage_users");
+    } else if (w->name && !*w->name) {
+        w->name = NULL;
     }
-    /* Duplicates (the address compared case-insensitively): the first row is sent, later ones are not. */
-    row_t **byaddr = xcalloc(nrows ? nrows : 1, sizeof(*byaddr));
+}
+
+/* Duplicates (the address compared case-insensitively): the first row is sent, later ones are not. */
+static void bulk_mark_duplicates(bulk_t *b) {
+    row_t **byaddr = xcalloc(b->nrows ? b->nrows : 1, sizeof(*byaddr));
     size_t ngood = 0;
-    for (size_t i = 0; i < nrows; i++)
-        if (!rows[i].bad_code)
-            byaddr[ngood++] = &rows[i];
+    for (size_t i = 0; i < b->nrows; i++)
+        if (!b->rows[i].bad_code)
+            byaddr[ngood++] = &b->rows[i];
     qsort(byaddr, ngood, sizeof(*byaddr), cmp_row_email);
     const row_t *first = NULL; /* the first line of the current address (sorted by address, then line) */
     for (size_t i = 0; i < ngood; i++) {
@@ -445,122 +470,132 @@ int cmd_invite_bulk(int argc, char **argv, conf_t *c) {
         }
     }
     free(byaddr);
-    for (size_t i = 0; i < nrows; i++)
-        if (rows[i].bad_code)
-            fprintf(stderr, "raikoo invite-bulk: line %ld: %s: %s (not sent)\n", rows[i].line,
-                    rows[i].bad_code, rows[i].bad_message);
+}
+
+/* Every row checked; the rows not sent and the manage_users warning reported on stderr. */
+static void bulk_rows(bulk_t *b) {
+    b->rows = xcalloc(b->nrows ? b->nrows : 1, sizeof(*b->rows));
+    size_t manage_asked = 0;
+    for (size_t i = 0; i < b->nrows; i++) {
+        bulk_row_check(b, i);
+        manage_asked += b->rows[i].manage_users == 1;
+    }
+    bulk_mark_duplicates(b);
+    for (size_t i = 0; i < b->nrows; i++)
+        if (b->rows[i].bad_code)
+            fprintf(stderr, "raikoo invite-bulk: line %ld: %s: %s (not sent)\n", b->rows[i].line,
+                    b->rows[i].bad_code, b->rows[i].bad_message);
     if (manage_asked > 0)
         fprintf(
             stderr,
             "raikoo invite-bulk: warning: manage_users is not applied yet (invitations cannot carry it): %zu "
             "row(s) asked for it; grant it with `raikoo set-role --manage-users` once they are members\n",
             manage_asked);
+}
 
-    if (strcmp(mode, "auto") == 0 && lookup_existing(c, rows, nrows, err, sizeof(err)) != 0) {
-        fprintf(
-            stderr,
-            "raikoo invite-bulk: --mode auto looks the addresses up in PostgreSQL: %s (or choose with --mode "
-            "new|existing)\n",
-            err);
-        rc = EXIT_INFRA;
-        goto done;
-    }
-
-    long timeout_ms;
-    if (conf_get_long(c, "result.timeout.ms", 0, 24L * 3600 * 1000, &timeout_ms, err, sizeof(err)) != 0) {
-        fprintf(stderr, "raikoo invite-bulk: %s\n", err);
-        goto done;
-    }
-    items = xcalloc(nrows ? nrows : 1, sizeof(*items));
-    for (size_t i = 0; i < nrows; i++) {
-        row_t *w = &rows[i];
+/* One command per good row: AddExistingUser or InviteNewUser as --mode (and the lookup) say. */
+static void bulk_items(bulk_t *b) {
+    b->items = xcalloc(b->nrows ? b->nrows : 1, sizeof(*b->items));
+    for (size_t i = 0; i < b->nrows; i++) {
+        row_t *w = &b->rows[i];
         if (w->bad_code)
             continue;
-        int existing = strcmp(mode, "existing") == 0 || (strcmp(mode, "auto") == 0 && w->existing);
-        raikoo_batch_item_t *it = &items[nitems];
+        int existing = strcmp(b->mode, "existing") == 0 || (strcmp(b->mode, "auto") == 0 && w->existing);
+        raikoo_batch_item_t *it = &b->items[b->nitems];
         it->type = existing ? RAIKOO_CMD_ADD_EXISTING_USER : RAIKOO_CMD_INVITE_NEW_USER;
-        it->actor = actor;
-        it->data = json_pack("{s:s, s:s, s:b}", "org_id", org, "email", w->email, "owner", w->owner == 1);
+        it->actor = b->actor;
+        it->data = json_pack("{s:s, s:s, s:b}", "org_id", b->org, "email", w->email, "owner", w->owner == 1);
         if (!existing && w->name)
             json_object_set_new(it->data, "name", json_string(w->name));
-        w->item = nitems++;
+        w->item = b->nitems++;
     }
-    progress_t pr = {isatty(STDERR_FILENO), now_s(), 0, 0};
-    if (nitems > 0) {
-        p = raikoo_producer_new_conf(c, err, sizeof(err));
-        if (!p) {
-            fprintf(stderr, "raikoo invite-bulk: %s\n", err);
-            rc = EXIT_INFRA;
-            goto done;
-        }
-        raikoo_producer_set_source(p, BULK_SOURCE);
-        if (raikoo_commands_run(p, items, nitems, (int)timeout_ms, on_progress, &pr, err, sizeof(err)) != 0) {
-            fprintf(stderr, "raikoo invite-bulk: %s\n", err);
-            rc = EXIT_INFRA;
-            goto done;
-        }
-        if (pr.drawn)
-            fputc('\n', stderr);
-    }
-    double seconds = now_s() - pr.start;
+}
 
-    /* Results, one per row in file order. */
-    size_t n_acc = 0, n_rej = 0, n_bad = 0, n_err = 0;
-    json_t *list = as_json ? json_array() : NULL;
-    if (!as_json)
+/* Publishes the commands and collects their results: EXIT_OK, or EXIT_INFRA (reported). */
+static int bulk_send(bulk_t *b, conf_t *c, long timeout_ms, progress_t *pr) {
+    char err[1024];
+    raikoo_producer_t *p = b->p = raikoo_producer_new_conf(c, err, sizeof(err));
+    if (!p) {
+        fprintf(stderr, "raikoo invite-bulk: %s\n", err);
+        return EXIT_INFRA;
+    }
+    raikoo_producer_set_source(p, BULK_SOURCE);
+    if (raikoo_commands_run(p, b->items, b->nitems, (int)timeout_ms, on_progress, pr, err, sizeof(err)) !=
+        0) {
+        fprintf(stderr, "raikoo invite-bulk: %s\n", err);
+        return EXIT_INFRA;
+    }
+    if (pr->drawn)
+        fputc('\n', stderr);
+    return EXIT_OK;
+}
+
+/* What became of a row. */
+typedef struct outcome {
+    const char *status, *code, *inv, *message, *command;
+} outcome_t;
+
+static outcome_t bulk_outcome(bulk_t *b, const row_t *w) {
+    outcome_t r = {NULL, NULL, NULL, NULL, NULL};
+    if (w->bad_code) {
+        r = (outcome_t){"skipped", w->bad_code, NULL, w->bad_message, NULL};
+        b->n_bad++;
+        return r;
+    }
+    const raikoo_batch_item_t *it = &b->items[w->item];
+    r.command = raikoo_command_type_name(it->type);
+    if (it->status == RAIKOO_ITEM_RESULT) {
+        r.status = it->result.accepted ? "accepted" : "rejected";
+        r.code = it->result.code;
+        r.inv = it->result.invitation_id;
+        r.message = it->result.message;
+        if (it->result.accepted)
+            b->n_acc++;
+        else
+            b->n_rej++;
+    } else if (it->status == RAIKOO_ITEM_INVALID) {
+        r.status = "rejected";
+        r.code = "invalid_command";
+        r.message = it->error;
+        b->n_rej++;
+    } else {
+        r.status = "error";
+        r.code = it->status == RAIKOO_ITEM_UNSENT ? "not_sent" : "no_result";
+        r.message = it->error;
+        b->n_err++;
+    }
+    return r;
+}
+
+/* Results, one per row in file order (CSV, or one JSON document), and the summary on stderr. */
+static void bulk_print(bulk_t *b, double seconds) {
+    json_t *list = b->as_json ? json_array() : NULL;
+    if (!b->as_json)
         printf("row,email,command,status,code,invitation_id,message\n");
-    for (size_t i = 0; i < nrows; i++) {
-        row_t *w = &rows[i];
-        const char *status, *code = NULL, *inv = NULL, *message = NULL, *command = NULL;
-        if (w->bad_code) {
-            status = "skipped";
-            code = w->bad_code;
-            message = w->bad_message;
-            n_bad++;
-        } else {
-            raikoo_batch_item_t *it = &items[w->item];
-            command = raikoo_command_type_name(it->type);
-            if (it->status == RAIKOO_ITEM_RESULT) {
-                status = it->result.accepted ? "accepted" : "rejected";
-                code = it->result.code;
-                inv = it->result.invitation_id;
-                message = it->result.message;
-                if (it->result.accepted)
-                    n_acc++;
-                else
-                    n_rej++;
-            } else if (it->status == RAIKOO_ITEM_INVALID) {
-                status = "rejected";
-                code = "invalid_command";
-                message = it->error;
-                n_rej++;
-            } else {
-                status = "error";
-                code = it->status == RAIKOO_ITEM_UNSENT ? "not_sent" : "no_result";
-                message = it->error;
-                n_err++;
-            }
-        }
-        if (as_json) {
+    for (size_t i = 0; i < b->nrows; i++) {
+        const row_t *w = &b->rows[i];
+        outcome_t r = bulk_outcome(b, w);
+        if (b->as_json) {
             json_array_append_new(list, json_pack("{s:I, s:s, s:s?, s:s, s:s?, s:s?, s:s?}", "row",
-                                                  (json_int_t)w->line, "email", w->email, "command", command,
-                                                  "status", status, "code", code, "invitation_id", inv,
-                                                  "message", message));
+                                                  (json_int_t)w->line, "email", w->email, "command",
+                                                  r.command, "status", r.status, "code", r.code,
+                                                  "invitation_id", r.inv, "message", r.message));
         } else {
             printf("%ld,", w->line);
             csv_cell(stdout, w->email);
-            printf(",%s,%s,%s,%s,", command ? command : "", status, code ? code : "", inv ? inv : "");
-            csv_cell(stdout, message);
+            printf(",%s,%s,%s,%s,", r.command ? r.command : "", r.status, r.code ? r.code : "",
+                   r.inv ? r.inv : "");
+            csv_cell(stdout, r.message);
             putchar('\n');
         }
     }
-    double rate = seconds > 0 ? (double)nitems / seconds : 0;
-    if (as_json) {
+    double rate = seconds > 0 ? (double)b->nitems / seconds : 0;
+    if (b->as_json) {
         json_t *doc =
-            json_pack("{s:s, s:s, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:f, s:f}}", "org_id", org, "mode", mode,
-                      "rows", list, "summary", "rows", (json_int_t)nrows, "accepted", (json_int_t)n_acc,
-                      "rejected", (json_int_t)n_rej, "skipped", (json_int_t)n_bad, "errors",
-                      (json_int_t)n_err, "seconds", seconds, "rate_per_second", rate);
+            json_pack("{s:s, s:s, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:f, s:f}}", "org_id", b->org, "mode",
+                      b->mode, "rows", list, "summary", "rows", (json_int_t)b->nrows, "accepted",
+                      (json_int_t)b->n_acc, "rejected", (json_int_t)b->n_rej, "skipped", (json_int_t)b->n_bad,
+                      "errors", (json_int_t)b->n_err, "seconds", seconds, "rate_per_second", rate);
         char *s = json_dumps(doc, JSON_COMPACT);
         printf("%s\n", s ? s : "{}");
         free(s);
@@ -570,17 +605,54 @@ int cmd_invite_bulk(int argc, char **argv, conf_t *c) {
             "invite-bulk: %zu row(s): %zu accepted, %zu rejected, %zu skipped (bad rows, not sent), %zu "
             "without a "
             "result, in %.1f s (%.0f commands/s)\n",
-            nrows, n_acc, n_rej, n_bad, n_err, seconds, rate);
-    rc = n_err ? EXIT_INFRA : (n_rej || n_bad) ? EXIT_REJECTED : EXIT_ACCEPTED;
-done:
-    fflush(stdout);
-    for (size_t i = 0; items && i < nitems; i++) {
-        raikoo_result_clear(&items[i].result);
-        json_decref(items[i].data);
+            b->nrows, b->n_acc, b->n_rej, b->n_bad, b->n_err, seconds, rate);
+}
+
+/* Checks the rows, looks up existing accounts (--mode auto), sends the commands and prints the results. */
+static int bulk_run(bulk_t *b, conf_t *c) {
+    char err[1024];
+    bulk_rows(b);
+    if (strcmp(b->mode, "auto") == 0 && lookup_existing(c, b->rows, b->nrows, err, sizeof(err)) != 0) {
+        fprintf(
+            stderr,
+            "raikoo invite-bulk: --mode auto looks the addresses up in PostgreSQL: %s (or choose with --mode "
+            "new|existing)\n",
+            err);
+        return EXIT_INFRA;
     }
-    free(items);
-    raikoo_producer_free(p);
-    free(rows);
-    csv_free(recs, nrecs > 0 ? (size_t)nrecs : 0);
+    long timeout_ms;
+    if (conf_get_long(c, "result.timeout.ms", 0, 24L * 3600 * 1000, &timeout_ms, err, sizeof(err)) != 0) {
+        fprintf(stderr, "raikoo invite-bulk: %s\n", err);
+        return EXIT_USAGE;
+    }
+    bulk_items(b);
+    progress_t pr = {isatty(STDERR_FILENO), now_s(), 0, 0};
+    if (b->nitems > 0) {
+        int rc = bulk_send(b, c, timeout_ms, &pr);
+        if (rc != EXIT_OK)
+            return rc;
+    }
+    bulk_print(b, now_s() - pr.start);
+    return b->n_err ? EXIT_INFRA : (b->n_rej || b->n_bad) ? EXIT_REJECTED : EXIT_ACCEPTED;
+}
+
+int cmd_invite_bulk(int argc, char **argv, conf_t *c) {
+    bulk_t b = {
+        .mode = "auto", .nrecs = -1, .col_email = -1, .col_name = -1, .col_owner = -1, .col_manage = -1};
+    int rc = bulk_options(argc, argv, &b);
+    if (rc != EXIT_OK)
+        return rc;
+    if (bulk_read(&b) != 0)
+        return EXIT_USAGE;
+    rc = bulk_header(&b) != 0 ? EXIT_USAGE : bulk_run(&b, c);
+    fflush(stdout);
+    for (size_t i = 0; b.items && i < b.nitems; i++) {
+        raikoo_result_clear(&b.items[i].result);
+        json_decref(b.items[i].data);
+    }
+    free(b.items);
+    raikoo_producer_free(b.p);
+    free(b.rows);
+    csv_free(b.recs, b.nrecs > 0 ? (size_t)b.nrecs : 0);
     return rc;
 }

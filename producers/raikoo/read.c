@@ -95,6 +95,14 @@ static const column_t invitation_cols[] = {
     {"CREATED", "created_at", 's'},
 };
 
+/* Prints doc as one compact JSON line on stdout and frees it. */
+static void print_json(json_t *doc) {
+    char *s = json_dumps(doc, JSON_COMPACT);
+    printf("%s\n", s ? s : "{}");
+    free(s);
+    json_decref(doc);
+}
+
 static int read_fail(const char *cmd, int as_json, const char *org, int rc, const char *code, const char *fmt,
                      ...) __attribute__((format(printf, 6, 7)));
 
@@ -108,13 +116,9 @@ static int read_fail(const char *cmd, int as_json, const char *org, int rc, cons
     va_end(ap);
     fprintf(stderr, "raikoo %s: %s%s%s\n", cmd, code ? code : "", code ? ": " : "", why);
     if (as_json) {
-        json_t *o = json_pack("{s:s?, s:s, s:s, s:s}", "org_id", org, "status",
-                              rc == EXIT_REJECTED ? "rejected" : "error", "code", code ? code : "unavailable",
-                              "message", why);
-        char *s = json_dumps(o, JSON_COMPACT);
-        printf("%s\n", s ? s : "{}");
-        free(s);
-        json_decref(o);
+        print_json(json_pack("{s:s?, s:s, s:s, s:s}", "org_id", org, "status",
+                             rc == EXIT_REJECTED ? "rejected" : "error", "code", code ? code : "unavailable",
+                             "message", why));
     }
     return rc;
 }
@@ -176,12 +180,8 @@ static void json_print(const char *org, const char *org_name, const char *list_k
         }
         json_array_append_new(list, o);
     }
-    json_t *doc = json_pack("{s:s, s:s, s:o, s:s?}", "org_id", org, "org_name", org_name, list_key, list,
-                            "next_cursor", next_cursor);
-    char *s = json_dumps(doc, JSON_COMPACT);
-    printf("%s\n", s ? s : "{}");
-    free(s);
-    json_decref(doc);
+    print_json(json_pack("{s:s, s:s, s:o, s:s?}", "org_id", org, "org_name", org_name, list_key, list,
+                         "next_cursor", next_cursor));
 }
 
 /* A cursor names the sort it belongs to, the last row's sort key and its id: "<sort>:<key>:<id>", in
@@ -231,176 +231,199 @@ static char *search_pattern(const char *text) {
     return out;
 }
 
-/* What both listings share: options, the connection, the organization and the actor's right to read. */
-static int listing(int argc, char **argv, conf_t *c, int invitations) {
+/* One listing: its options, checked, and the cursor it continues from. */
+typedef struct listing {
+    const char *cmd, *org, *actor, *status, *search, *sort, *limit, *after;
+    int as_json, explain, invitations;
+    long lim;
+    const char *after_key, *after_id; /* in cursor_buf */
+    char cursor_buf[1024];
+} listing_t;
+
+static int listing_usage(const listing_t *l, const char *problem) {
+    fprintf(stderr, "raikoo %s: %s\n", l->cmd, problem);
+    return cli_usage(cli_find(l->cmd), 1); /* 1: a mistake, on stderr */
+}
+
+/* The command line into l: 0, or the exit status of a usage mistake (reported). */
+static int listing_options(int argc, char **argv, listing_t *l) {
     static const struct option opts[] = {
         {"org", required_argument, NULL, 'o'},    {"actor", required_argument, NULL, 'a'},
         {"json", no_argument, NULL, 'j'},         {"status", required_argument, NULL, 's'},
         {"search", required_argument, NULL, 'q'}, {"sort", required_argument, NULL, 'S'},
         {"limit", required_argument, NULL, 'l'},  {"after", required_argument, NULL, 'A'},
         {"explain", no_argument, NULL, 'E'},      {NULL, 0, NULL, 0}};
-    const char *cmd = argv[0], *org = NULL, *actor = NULL, *status = NULL, *search = NULL, *sort = "created",
-               *limit = NULL, *after = NULL;
-    int as_json = 0, explain = 0, o, rc = EXIT_INFRA;
+    int o;
     optind = 1;
     opterr = 0;
     while ((o = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-        if (o == 'o') {
-            org = optarg;
+        const char **value = o == 'o'   ? &l->org
+                             : o == 'a' ? &l->actor
+                             : o == 's' ? &l->status
+                             : o == 'q' ? &l->search
+                             : o == 'S' ? &l->sort
+                             : o == 'l' ? &l->limit
+                             : o == 'A' ? &l->after
+                                        : NULL;
+        if (value) {
+            *value = optarg;
         } else if (o == 'E') {
-            explain = 1;
-        } else if (o == 'a') {
-            actor = optarg;
-        } else if (o == 's') {
-            status = optarg;
-        } else if (o == 'q') {
-            search = optarg;
-        } else if (o == 'S') {
-            sort = optarg;
-        } else if (o == 'l') {
-            limit = optarg;
-        } else if (o == 'A') {
-            after = optarg;
+            l->explain = 1;
         } else if (o == 'j') {
-            as_json = 1;
+            l->as_json = 1;
         } else {
-            fprintf(stderr, "raikoo %s: %s %s\n", cmd, o == ':' ? "option needs a value:" : "unknown option",
-                    argv[optind - 1]);
-            return cli_usage(cli_find(cmd), 1);
+            fprintf(stderr, "raikoo %s: %s %s\n", l->cmd,
+                    o == ':' ? "option needs a value:" : "unknown option", argv[optind - 1]);
+            return cli_usage(cli_find(l->cmd), 1);
         }
     }
+    return optind != argc ? listing_usage(l, "unexpected argument") : EXIT_OK;
+}
+
+/* What is wrong with the options in l, or NULL (the cursor of --after is decoded into l). */
+static const char *listing_problem(listing_t *l) {
     static const char *const inv_status[] = {"pending", "accepted", "expired", "removed", NULL};
     static const char *const member_status[] = {"active", "pending_activation", "disabled", NULL};
-    int status_ok = !status;
-    for (const char *const *st = invitations ? inv_status : member_status; status && *st; st++)
-        status_ok |= strcmp(status, *st) == 0;
-    long lim = 0;
+    int status_ok = !l->status;
+    for (const char *const *st = l->invitations ? inv_status : member_status; l->status && *st; st++)
+        status_ok |= strcmp(l->status, *st) == 0;
     char *end = NULL;
-    if (limit)
-        lim = strtol(limit, &end, 10);
-    char cursor_buf[1024];
-    const char *after_key = NULL, *after_id = NULL;
-    const char *problem = NULL;
-    if (optind != argc)
-        problem = "unexpected argument";
-    else if (!org)
-        problem = "--org UUID is required";
-    else if (!uuid_valid(org))
-        problem = "--org: not a UUID";
-    else if (actor && !uuid_valid(actor))
-        problem = "--actor: not a UUID";
-    else if (!status_ok)
-        problem = invitations ? "--status must be pending, accepted, expired or removed"
+    if (l->limit)
+        l->lim = strtol(l->limit, &end, 10);
+    if (!l->org)
+        return "--org UUID is required";
+    if (!uuid_valid(l->org))
+        return "--org: not a UUID";
+    if (l->actor && !uuid_valid(l->actor))
+        return "--actor: not a UUID";
+    if (!status_ok)
+        return l->invitations ? "--status must be pending, accepted, expired or removed"
                               : "--status must be active, pending_activation or disabled";
-    else if (strcmp(sort, "created") != 0 && strcmp(sort, "email") != 0 &&
-             (!invitations || strcmp(sort, "expires") != 0))
-        problem =
-            invitations ? "--sort must be created, expires or email" : "--sort must be created or email";
-    else if (limit && (!end || *end || lim < 1 || lim > 100000))
-        problem = "--limit: a number from 1 to 100000";
-    else if (search && (!*search || strlen(search) > 320 || !utf8_valid(search, strlen(search))))
-        problem = "--search: 1 to 320 bytes of text";
-    else if (after && cursor_decode(after, sort, cursor_buf, sizeof(cursor_buf), &after_key, &after_id) != 0)
-        problem =
-            "--after: not a cursor of this listing and --sort (copy next_cursor from the --json output)";
-    if (problem) {
-        fprintf(stderr, "raikoo %s: %s\n", cmd, problem);
-        return cli_usage(cli_find(cmd), 1);
-    }
+    if (strcmp(l->sort, "created") != 0 && strcmp(l->sort, "email") != 0 &&
+        (!l->invitations || strcmp(l->sort, "expires") != 0))
+        return l->invitations ? "--sort must be created, expires or email"
+                              : "--sort must be created or email";
+    if (l->limit && (!end || *end || l->lim < 1 || l->lim > 100000))
+        return "--limit: a number from 1 to 100000";
+    if (l->search && (!*l->search || strlen(l->search) > 320 || !utf8_valid(l->search, strlen(l->search))))
+        return "--search: 1 to 320 bytes of text";
+    if (l->after && cursor_decode(l->after, l->sort, l->cursor_buf, sizeof(l->cursor_buf), &l->after_key,
+                                  &l->after_id) != 0)
+        return "--after: not a cursor of this listing and --sort (copy next_cursor from the --json output)";
+    return NULL;
+}
 
-    char err[1024], next_limit[24];
-    char *pattern = search ? search_pattern(search) : NULL, *next_cursor = NULL;
-    PGresult *res = NULL, *org_res = NULL;
-    PGconn *db = db_connect_migrated(c, err, sizeof(err));
-    if (!db) {
-        rc = read_fail(cmd, as_json, org, EXIT_INFRA, NULL, "%s", err);
-        goto done;
-    }
-    /* One snapshot for the checks and the rows. */
-    if (db_cmd(db, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", err, sizeof(err)) != 0) {
-        rc = read_fail(cmd, as_json, org, EXIT_INFRA, NULL, "%s", err);
-        goto done;
-    }
-    const char *p2[2] = {org, actor};
-    org_res = db_exec(db, SQL_ORG, 1, p2, err, sizeof(err));
-    if (!org_res) {
-        rc = read_fail(cmd, as_json, org, EXIT_INFRA, NULL, "%s", err);
-        goto done;
-    }
-    if (PQntuples(org_res) == 0) {
-        rc = read_fail(cmd, as_json, org, EXIT_REJECTED, "organization_not_found",
-                       "no organization with id %s", org);
-        goto done;
-    }
-    if (actor) {
-        res = db_exec(db, SQL_MAY_READ, 2, p2, err, sizeof(err));
-        if (!res) {
-            rc = read_fail(cmd, as_json, org, EXIT_INFRA, NULL, "%s", err);
-            goto done;
-        }
-        int may = PQgetvalue(res, 0, 0)[0] == 't';
-        PQclear(res);
-        res = NULL;
-        if (!may) {
-            rc = read_fail(cmd, as_json, org, EXIT_REJECTED, "permission_denied",
-                           "user %s may not list the %s of this organization (admins, owners and members who "
-                           "manage users may)",
-                           actor, invitations ? "invitations" : "members");
-            goto done;
-        }
-    }
-    /* One row more than the page: whether there is a next one. */
-    if (limit)
-        text_printf(next_limit, sizeof(next_limit), "%ld", lim + 1);
-    const char *lp[6] = {org, status, pattern, after_key, after_id, limit ? next_limit : NULL};
-    const char *sql = invitations ? (strcmp(sort, "email") == 0     ? SQL_INVITATIONS_EMAIL
-                                     : strcmp(sort, "expires") == 0 ? SQL_INVITATIONS_EXPIRES
-                                                                    : SQL_INVITATIONS_CREATED)
-                                  : (strcmp(sort, "email") == 0 ? SQL_MEMBERS_EMAIL : SQL_MEMBERS_CREATED);
-    if (explain) {
-        /* The plan of this very statement, run (EXPLAIN ANALYZE of a read-only query), as JSON. */
-        char *ex = xmalloc(strlen(sql) + 64);
-        sprintf(ex, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) %s", sql);
-        res = db_exec(db, ex, 6, lp, err, sizeof(err));
-        free(ex);
-        if (!res) {
-            rc = read_fail(cmd, as_json, org, EXIT_INFRA, NULL, "%s", err);
-            goto done;
-        }
-        printf("%s\n", PQgetvalue(res, 0, 0));
-        rc = EXIT_ACCEPTED;
-        goto done;
-    }
-    res = db_exec(db, sql, 6, lp, err, sizeof(err));
-    if (!res) {
-        rc = read_fail(cmd, as_json, org, EXIT_INFRA, NULL, "%s", err);
-        goto done;
-    }
-    const column_t *cols = invitations ? invitation_cols : member_cols;
-    int ncols = invitations ? (int)(sizeof(invitation_cols) / sizeof(invitation_cols[0]))
-                            : (int)(sizeof(member_cols) / sizeof(member_cols[0]));
+/* A failure of PostgreSQL, reported as read_fail does. */
+static int listing_infra(const listing_t *l, const char *err) {
+    return read_fail(l->cmd, l->as_json, l->org, EXIT_INFRA, NULL, "%s", err);
+}
+
+/* That the organization exists (its row in *org_res) and the actor, if any, may read it: EXIT_OK, or the
+ * exit status of the failure (reported). */
+static int listing_allowed(PGconn *db, const listing_t *l, PGresult **org_res) {
+    char err[1024];
+    const char *p2[2] = {l->org, l->actor};
+    *org_res = db_exec(db, SQL_ORG, 1, p2, err, sizeof(err));
+    if (!*org_res)
+        return listing_infra(l, err);
+    if (PQntuples(*org_res) == 0)
+        return read_fail(l->cmd, l->as_json, l->org, EXIT_REJECTED, "organization_not_found",
+                         "no organization with id %s", l->org);
+    if (!l->actor)
+        return EXIT_OK;
+    PGresult *res = db_exec(db, SQL_MAY_READ, 2, p2, err, sizeof(err));
+    if (!res)
+        return listing_infra(l, err);
+    int may = PQgetvalue(res, 0, 0)[0] == 't';
+    PQclear(res);
+    if (!may)
+        return read_fail(l->cmd, l->as_json, l->org, EXIT_REJECTED, "permission_denied",
+                         "user %s may not list the %s of this organization (admins, owners and members who "
+                         "manage users may)",
+                         l->actor, l->invitations ? "invitations" : "members");
+    return EXIT_OK;
+}
+
+static const char *listing_sql(const listing_t *l) {
+    if (l->invitations)
+        return strcmp(l->sort, "email") == 0     ? SQL_INVITATIONS_EMAIL
+               : strcmp(l->sort, "expires") == 0 ? SQL_INVITATIONS_EXPIRES
+                                                 : SQL_INVITATIONS_CREATED;
+    return strcmp(l->sort, "email") == 0 ? SQL_MEMBERS_EMAIL : SQL_MEMBERS_CREATED;
+}
+
+/* The page in res (one row more than --limit when there is a next page), as JSON or a table. */
+static void listing_print(const listing_t *l, const PGresult *org_res, const PGresult *res) {
+    const column_t *cols = l->invitations ? invitation_cols : member_cols;
+    int ncols = l->invitations ? (int)(sizeof(invitation_cols) / sizeof(invitation_cols[0]))
+                               : (int)(sizeof(member_cols) / sizeof(member_cols[0]));
     int rows = PQntuples(res);
-    if (limit && rows > lim) {
-        rows = (int)lim;
-        next_cursor = cursor_encode(sort, PQgetvalue(res, rows - 1, ncols), PQgetvalue(res, rows - 1, 0));
+    char *next_cursor = NULL;
+    if (l->limit && rows > l->lim) {
+        rows = (int)l->lim;
+        next_cursor = cursor_encode(l->sort, PQgetvalue(res, rows - 1, ncols), PQgetvalue(res, rows - 1, 0));
     }
-    if (as_json) {
-        json_print(org, PQgetvalue(org_res, 0, 0), invitations ? "invitations" : "members", res, rows, cols,
-                   ncols, next_cursor);
+    if (l->as_json) {
+        json_print(l->org, PQgetvalue(org_res, 0, 0), l->invitations ? "invitations" : "members", res, rows,
+                   cols, ncols, next_cursor);
     } else if (rows == 0) {
-        printf("no %s%s%s%s in organization %s\n", status ? status : "", status ? " " : "",
-               invitations ? "invitations" : "members", after ? " after this cursor" : "", org);
+        printf("no %s%s%s%s in organization %s\n", l->status ? l->status : "", l->status ? " " : "",
+               l->invitations ? "invitations" : "members", l->after ? " after this cursor" : "", l->org);
     } else {
         table_print(res, rows, cols, ncols);
         if (next_cursor)
-            fprintf(stderr, "more: raikoo %s ... --after %s\n", cmd, next_cursor);
+            fprintf(stderr, "more: raikoo %s ... --after %s\n", l->cmd, next_cursor);
     }
-    rc = EXIT_ACCEPTED;
-done:
-    free(pattern);
     free(next_cursor);
+}
+
+/* In one snapshot: the checks, then the page (or, with --explain, the plan of its statement, run). */
+static int listing_run(PGconn *db, const listing_t *l) {
+    char err[1024], next_limit[24];
+    PGresult *org_res = NULL, *res = NULL;
+    if (db_cmd(db, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", err, sizeof(err)) != 0)
+        return listing_infra(l, err);
+    int rc = listing_allowed(db, l, &org_res);
+    if (rc == EXIT_OK) {
+        char *pattern = l->search ? search_pattern(l->search) : NULL;
+        /* One row more than the page: whether there is a next one. */
+        if (l->limit)
+            text_printf(next_limit, sizeof(next_limit), "%ld", l->lim + 1);
+        const char *lp[6] = {l->org,       l->status,   pattern,
+                             l->after_key, l->after_id, l->limit ? next_limit : NULL};
+        const char *sql = listing_sql(l);
+        char *ex = NULL;
+        if (l->explain) { /* EXPLAIN ANALYZE of a read-only query, as JSON */
+            ex = xmalloc(strlen(sql) + 64);
+            sprintf(ex, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) %s", sql);
+        }
+        res = db_exec(db, ex ? ex : sql, 6, lp, err, sizeof(err));
+        free(ex);
+        free(pattern);
+        if (!res)
+            rc = listing_infra(l, err);
+        else if (l->explain)
+            printf("%s\n", PQgetvalue(res, 0, 0));
+        else
+            listing_print(l, org_res, res);
+    }
     PQclear(res);
     PQclear(org_res);
+    return rc;
+}
+
+/* What both listings share: options, the connection, the organization and the actor's right to read. */
+static int listing(int argc, char **argv, conf_t *c, int invitations) {
+    listing_t l = {.cmd = argv[0], .sort = "created", .invitations = invitations};
+    int rc = listing_options(argc, argv, &l);
+    if (rc != EXIT_OK)
+        return rc;
+    const char *problem = listing_problem(&l);
+    if (problem)
+        return listing_usage(&l, problem);
+    char err[1024];
+    PGconn *db = db_connect_migrated(c, err, sizeof(err));
+    rc = db ? listing_run(db, &l) : listing_infra(&l, err);
     PQfinish(db);
     fflush(stdout);
     return rc;

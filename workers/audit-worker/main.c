@@ -2,7 +2,7 @@
  * (the work is in lib/svc/audit.c). */
 #include "audit.h"
 #include "conf.h"
-#include "log.h"
+#include "exitstatus.h"
 #include "secret.h"
 #include "worker.h"
 
@@ -18,9 +18,9 @@ int main(int argc, char **argv) {
         return worker_exit_status();
     }
     char err[256];
-    int rc = 3;
+    int rc = EXIT_INFRA;
     if (secret_init(err, sizeof(err)) != 0)
-        log_error(NULL, "%s", err);
+        rc = worker_gave_up(err);
     else
         rc = audit_run(c);
     conf_free(c);

@@ -175,15 +175,6 @@ int conf_set(conf_t *c, const char *key, const char *value, char *errstr, size_t
     return set_from(c, key, value, "set", errstr, errstr_size);
 }
 
-static char *trim(char *s) {
-    while (isspace((unsigned char)*s))
-        s++;
-    size_t n = strlen(s);
-    while (n > 0 && isspace((unsigned char)s[n - 1]))
-        s[--n] = '\0';
-    return s;
-}
-
 int conf_load_file(conf_t *c, const char *path, char *errstr, size_t errstr_size) {
     FILE *f = fopen(path, "r");
     if (!f) {
@@ -203,7 +194,7 @@ int conf_load_file(conf_t *c, const char *path, char *errstr, size_t errstr_size
     errno = 0;
     while (getline(&line, &cap, f) >= 0) {
         lineno++;
-        char *s = trim(line);
+        char *s = text_trim(line);
         if (*s == '\0' || *s == '#')
             continue;
         char *eq = strchr(s, '=');
@@ -213,7 +204,7 @@ int conf_load_file(conf_t *c, const char *path, char *errstr, size_t errstr_size
             break;
         }
         *eq = '\0';
-        char *key = trim(s), *value = trim(eq + 1);
+        char *key = text_trim(s), *value = text_trim(eq + 1);
         char why[256], origin[512];
         text_printf(origin, sizeof(origin), "%s:%d", path, lineno);
         if (set_from(c, key, value, origin, why, sizeof(why)) != 0) {

@@ -1,6 +1,7 @@
 /* UTF-8-safe cutting, checking and copying of text; allocation that fails only on out-of-memory. */
 #include "text.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,22 @@ long utf8_count(const char *s, size_t len) {
         p += l, len -= l, count++;
     }
     return count;
+}
+
+size_t utf8_width(const char *s) {
+    size_t w = 0;
+    for (; *s; s++)
+        w += ((unsigned char)*s & 0xC0) != 0x80;
+    return w;
+}
+
+char *text_trim(char *s) {
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
+    return s;
 }
 
 int utf8_valid(const char *s, size_t len) {

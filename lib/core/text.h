@@ -20,6 +20,12 @@ int utf8_valid(const char *s, size_t len);
 /* Number of characters (code points) in s[0..len), or -1 when it is not valid UTF-8. */
 long utf8_count(const char *s, size_t len);
 
+/* Columns s takes in a table: its characters, counted by their lead bytes (invalid bytes count as one). */
+size_t utf8_width(const char *s);
+
+/* s without the ASCII white space at both ends: trims the tail in place, returns a pointer into s. */
+char *text_trim(char *s);
+
 /* Length of the longest prefix of s[0..len) of at most max bytes that does not end inside a UTF-8
  * sequence (a sequence that is invalid anyway counts byte by byte). */
 size_t utf8_prefix(const char *s, size_t len, size_t max);

@@ -43,21 +43,6 @@ static void what_of(const char *type, json_t *data, char *out, size_t size) {
         text_printf(out, size, "%s", type);
 }
 
-static size_t width_of(const char *s) {
-    size_t w = 0;
-    for (; *s; s++)
-        w += ((unsigned char)*s & 0xC0) != 0x80;
-    return w;
-}
-
-/* Prints doc as one compact JSON line on stdout and frees it. */
-static void print_json(json_t *doc) {
-    char *s = json_dumps(doc, JSON_COMPACT);
-    printf("%s\n", s ? s : "{}");
-    free(s);
-    json_decref(doc);
-}
-
 typedef struct list_opts {
     const char *org, *since, *limit;
     int as_json;
@@ -113,7 +98,7 @@ static void table_init(table_t *t, size_t rows) {
     t->rows = rows;
     for (int j = 0; j < NCOL; j++) {
         t->cells[j] = xstrdup(titles[j]);
-        t->width[j] = width_of(titles[j]);
+        t->width[j] = utf8_width(titles[j]);
     }
 }
 
@@ -129,8 +114,8 @@ static void table_set(table_t *t, size_t i, const char *const *v, const char *wh
                        xstrdup(v[A_RESULT])};
     for (int j = 0; j < NCOL; j++) {
         t->cells[i * NCOL + j] = row[j];
-        if (width_of(row[j]) > t->width[j])
-            t->width[j] = width_of(row[j]);
+        if (utf8_width(row[j]) > t->width[j])
+            t->width[j] = utf8_width(row[j]);
     }
 }
 
@@ -141,7 +126,7 @@ static void table_print(const table_t *t) {
             const char *s = t->cells[i * NCOL + j];
             fputs(s, stdout);
             if (j + 1 < NCOL)
-                printf("%*s", (int)(t->width[j] - width_of(s) + 2), "");
+                printf("%*s", (int)(t->width[j] - utf8_width(s) + 2), "");
         }
         putchar('\n');
     }
@@ -181,7 +166,7 @@ static void audit_print(const list_opts_t *lo, const char *org_l, const PGresult
         json_decref(data);
     }
     if (lo->as_json) {
-        print_json(json_pack("{s:s, s:o}", "org_id", org_l, "entries", list));
+        cli_print_json(json_pack("{s:s, s:o}", "org_id", org_l, "entries", list));
     } else {
         json_decref(list);
         if (n == 0)
@@ -273,8 +258,8 @@ static int audit_verify_cmd(int argc, char **argv, conf_t *c) {
         return EXIT_INFRA;
     }
     if (v.as_json) {
-        print_json(json_pack("{s:b, s:I, s:I, s:o}", "ok", problems == 0, "chains", (json_int_t)chains,
-                             "rows", (json_int_t)rows, "problems", v.findings));
+        cli_print_json(json_pack("{s:b, s:I, s:I, s:o}", "ok", problems == 0, "chains", (json_int_t)chains,
+                                 "rows", (json_int_t)rows, "problems", v.findings));
     } else {
         json_decref(v.findings);
         if (problems == 0)

@@ -112,16 +112,6 @@ static void csv_free(csv_record_t *recs, size_t n) {
     free(recs);
 }
 
-/* A field with surrounding white space trimmed, in place. */
-static char *trim(char *s) {
-    while (isspace((unsigned char)*s))
-        s++;
-    size_t n = strlen(s);
-    while (n > 0 && isspace((unsigned char)s[n - 1]))
-        s[--n] = '\0';
-    return s;
-}
-
 /* "yes", "true", "1", "y", "x" → 1; "", "no", "false", "0", "n" → 0; anything else -1. */
 static int parse_bool(const char *s) {
     static const char *const yes[] = {"1", "true", "yes", "y", "x", NULL}, *const no[] = {"",   "0", "false",
@@ -393,7 +383,7 @@ static int bulk_header(bulk_t *b) {
         return -1;
     }
     for (size_t k = 0; k < b->recs[0].n; k++) {
-        char *h = trim(b->recs[0].field[k]);
+        char *h = text_trim(b->recs[0].field[k]);
         for (char *s = h; *s; s++)
             *s = (char)tolower((unsigned char)*s);
         int *slot = strcmp(h, "email") == 0          ? &b->col_email
@@ -423,7 +413,7 @@ static int bulk_header(bulk_t *b) {
 
 /* The trimmed field of column col in r; "" when the row is shorter or there is no such column. */
 static const char *field_of(const csv_record_t *r, int col) {
-    return col >= 0 && col < (int)r->n ? trim(r->field[col]) : "";
+    return col >= 0 && col < (int)r->n ? text_trim(r->field[col]) : "";
 }
 
 /* Checks row i of the file, so that a bad one is reported by its line and not sent. */
@@ -432,7 +422,7 @@ static void bulk_row_check(bulk_t *b, size_t i) {
     row_t *w = &b->rows[i];
     w->line = r->line;
     const char *email = field_of(r, b->col_email);
-    w->name = b->col_name >= 0 && b->col_name < (int)r->n ? trim(r->field[b->col_name]) : NULL;
+    w->name = b->col_name >= 0 && b->col_name < (int)r->n ? text_trim(r->field[b->col_name]) : NULL;
     char why[256];
     w->owner = parse_bool(field_of(r, b->col_owner));
     w->manage_users = parse_bool(field_of(r, b->col_manage));

@@ -2,6 +2,8 @@
 #ifndef RAIKOO_CLI_H
 #define RAIKOO_CLI_H
 
+#include <jansson.h>
+
 #include "conf.h"
 #include "exitstatus.h"
 
@@ -21,6 +23,9 @@ int cli_conf_load(conf_t *c, int *argc, char **argv);
 
 /* Prints "usage: raikoo NAME USAGE" and the summary to stdout (help) or stderr (mistake). */
 int cli_usage(const cli_cmd_t *cmd, int mistake);
+
+/* Prints doc as one line of compact JSON on stdout and releases it (a reference stolen). */
+void cli_print_json(json_t *doc);
 
 /* The command table entry for name, or NULL. */
 const cli_cmd_t *cli_find(const char *name);

@@ -128,6 +128,13 @@ const cli_cmd_t *cli_find(const char *name) {
     return NULL;
 }
 
+void cli_print_json(json_t *doc) {
+    char *s = json_dumps(doc, JSON_COMPACT);
+    printf("%s\n", s ? s : "{}");
+    free(s);
+    json_decref(doc);
+}
+
 int cli_usage(const cli_cmd_t *cmd, int mistake) {
     FILE *f = mistake ? stderr : stdout;
     fprintf(f, "usage: raikoo %s %s [--config FILE]\n  %s\n", cmd->name, cmd->usage, cmd->summary);

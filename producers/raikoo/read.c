@@ -95,14 +95,6 @@ static const column_t invitation_cols[] = {
     {"CREATED", "created_at", 's'},
 };
 
-/* Prints doc as one compact JSON line on stdout and frees it. */
-static void print_json(json_t *doc) {
-    char *s = json_dumps(doc, JSON_COMPACT);
-    printf("%s\n", s ? s : "{}");
-    free(s);
-    json_decref(doc);
-}
-
 static int read_fail(const char *cmd, int as_json, const char *org, int rc, const char *code, const char *fmt,
                      ...) __attribute__((format(printf, 6, 7)));
 
@@ -116,19 +108,11 @@ static int read_fail(const char *cmd, int as_json, const char *org, int rc, cons
     va_end(ap);
     fprintf(stderr, "raikoo %s: %s%s%s\n", cmd, code ? code : "", code ? ": " : "", why);
     if (as_json) {
-        print_json(json_pack("{s:s?, s:s, s:s, s:s}", "org_id", org, "status",
-                             rc == EXIT_REJECTED ? "rejected" : "error", "code", code ? code : "unavailable",
-                             "message", why));
+        cli_print_json(json_pack("{s:s?, s:s, s:s, s:s}", "org_id", org, "status",
+                                 rc == EXIT_REJECTED ? "rejected" : "error", "code",
+                                 code ? code : "unavailable", "message", why));
     }
     return rc;
-}
-
-/* Display width of UTF-8 text in terminal columns (one per character: good enough for names). */
-static size_t text_width(const char *s) {
-    size_t w = 0;
-    for (; *s; s++)
-        w += ((unsigned char)*s & 0xC0) != 0x80;
-    return w;
 }
 
 static const char *cell_text(const PGresult *res, int row, int col, const column_t *c) {
@@ -144,9 +128,9 @@ static const char *cell_text(const PGresult *res, int row, int col, const column
 static void table_print(const PGresult *res, int rows, const column_t *cols, int ncols) {
     size_t width[16] = {0};
     for (int j = 0; j < ncols; j++) {
-        width[j] = text_width(cols[j].title);
+        width[j] = utf8_width(cols[j].title);
         for (int i = 0; i < rows; i++) {
-            size_t w = text_width(cell_text(res, i, j, &cols[j]));
+            size_t w = utf8_width(cell_text(res, i, j, &cols[j]));
             if (w > width[j])
                 width[j] = w;
         }
@@ -156,7 +140,7 @@ static void table_print(const PGresult *res, int rows, const column_t *cols, int
             const char *t = i < 0 ? cols[j].title : cell_text(res, i, j, &cols[j]);
             fputs(t, stdout);
             if (j + 1 < ncols)
-                printf("%*s", (int)(width[j] - text_width(t) + 2), "");
+                printf("%*s", (int)(width[j] - utf8_width(t) + 2), "");
         }
         putchar('\n');
     }
@@ -180,8 +164,8 @@ static void json_print(const char *org, const char *org_name, const char *list_k
         }
         json_array_append_new(list, o);
     }
-    print_json(json_pack("{s:s, s:s, s:o, s:s?}", "org_id", org, "org_name", org_name, list_key, list,
-                         "next_cursor", next_cursor));
+    cli_print_json(json_pack("{s:s, s:s, s:o, s:s?}", "org_id", org, "org_name", org_name, list_key, list,
+                             "next_cursor", next_cursor));
 }
 
 /* A cursor names the sort it belongs to, the last row's sort key and its id: "<sort>:<key>:<id>", in

@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "notify.h"
+#include "text.h"
 
 static volatile sig_atomic_t run = 1;
 static int exit_status = 0;
@@ -56,6 +58,10 @@ int worker_exit_status(void) {
 }
 
 int worker_running(void) {
+    if (run) /* the main loops turn here: systemd's watchdog while running, STOPPING=1 once stop is asked */
+        notify_watchdog();
+    else
+        notify_stopping();
     return run;
 }
 
@@ -67,7 +73,7 @@ int64_t worker_now_ms(void) {
 
 int worker_sleep_ms(long ms) {
     int64_t end = worker_now_ms() + ms;
-    while (run) {
+    while (worker_running()) {
         int64_t left = end - worker_now_ms();
         if (left <= 0)
             break;
@@ -84,6 +90,9 @@ void service_down(service_t *s, const char *why) {
     s->since_ms = worker_now_ms();
     s->backoff_ms = 0;
     log_warn(NULL, "%s unavailable: %s; waiting for it (no further line until it is back)", s->name, why);
+    char status[96];
+    text_printf(status, sizeof(status), "waiting for %s", s->name);
+    notify_status(status);
 }
 
 void service_up(service_t *s) {
@@ -93,6 +102,7 @@ void service_up(service_t *s) {
     s->backoff_ms = 0;
     log_info(NULL, "%s available again after %.1f s", s->name,
              (double)(worker_now_ms() - s->since_ms) / 1000.0);
+    notify_status("running");
 }
 
 int service_wait(service_t *s) {

@@ -12,6 +12,7 @@
 #include "db.h"
 #include "kafka.h"
 #include "log.h"
+#include "notify.h"
 #include "secret.h"
 #include "text.h"
 #include "worker.h"
@@ -391,6 +392,7 @@ int main(int argc, char **argv) {
     commit_queue = rd_kafka_queue_get_consumer(consumer);
     log_info(NULL, "consuming %s as group %s (batches of up to %ld, %ld ms)", conf_get(c, "topic.commands"),
              conf_get(c, "group.commands"), batch_max, batch_wait);
+    notify_ready("consuming commands"); /* systemd (Type=notify): connected to PostgreSQL and Kafka */
 
     while (worker_running()) {
         batch_gather(consumer, batch_max, batch_wait);

@@ -6,6 +6,7 @@
 #include "db.h"
 #include "expiry.h"
 #include "log.h"
+#include "notify.h"
 #include "worker.h"
 
 int main(int argc, char **argv) {
@@ -35,6 +36,7 @@ int main(int argc, char **argv) {
         goto done;
     }
     log_info(NULL, "expiry worker started: every %ld ms, %ld per transaction", interval_ms, batch);
+    notify_ready("expiring invitations"); /* systemd (Type=notify): connected to PostgreSQL */
     while (worker_running()) {
         int expired = 0;
         /* Drain what is due, a batch per transaction, then wait for the next round. */

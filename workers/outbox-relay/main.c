@@ -9,6 +9,7 @@
 #include "db.h"
 #include "kafka.h"
 #include "log.h"
+#include "notify.h"
 #include "relay.h"
 #include "worker.h"
 
@@ -102,6 +103,7 @@ int main(int argc, char **argv) {
         rc = worker_running() ? 1 : 0;
         goto done;
     }
+    notify_ready("relaying the outbox"); /* systemd (Type=notify): connected to PostgreSQL and Kafka */
     while (worker_running()) {
         /* After a lost connection the lock went with the old session: another relay may be active now. */
         if (!db_alive(db)) { /* PostgreSQL away: logged once, bounded backoff */

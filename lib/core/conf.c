@@ -69,6 +69,9 @@ const conf_key_t conf_keys[] = {
     {"mail.probe.max.ms", "60000", "mailer: longest delay between two probes of an unreachable SMTP server"},
     {"result.timeout.ms", "30000", "raikoo --wait: how long to wait for a result"},
     {"log.level", "info", "debug | info | warn | error"},
+    {"log.format", "text",
+     "text (`time level=... worker=... msg=\"...\"`) | json (one JSON object per line: time, level, worker, "
+     "instance, corr, msg, fields)"},
     {NULL, NULL, NULL},
 };
 

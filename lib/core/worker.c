@@ -43,6 +43,12 @@ int worker_init(int *argc, char **argv, conf_t *c, const char *name, const char 
         return -1;
     }
     log_init(name, conf_get(c, "log.level"));
+    log_set_instance(conf_get(c, "worker.instance"));
+    if (log_set_format(conf_get(c, "log.format")) != 0) {
+        fprintf(stderr, "raikoo-%s: log.format \"%s\": use text or json\n", name, conf_get(c, "log.format"));
+        exit_status = 2;
+        return -1;
+    }
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
@@ -89,7 +95,9 @@ void service_down(service_t *s, const char *why) {
     s->down = 1;
     s->since_ms = worker_now_ms();
     s->backoff_ms = 0;
-    log_warn(NULL, "%s unavailable: %s; waiting for it (no further line until it is back)", s->name, why);
+    const char *fields[] = {"service", s->name, NULL};
+    log_fields(LOG_WARN, NULL, fields,
+               "%s unavailable: %s; waiting for it (no further line until it is back)", s->name, why);
     char status[96];
     text_printf(status, sizeof(status), "waiting for %s", s->name);
     notify_status(status);
@@ -100,8 +108,10 @@ void service_up(service_t *s) {
         return;
     s->down = 0;
     s->backoff_ms = 0;
-    log_info(NULL, "%s available again after %.1f s", s->name,
-             (double)(worker_now_ms() - s->since_ms) / 1000.0);
+    char away[32];
+    text_printf(away, sizeof(away), "%.1f", (double)(worker_now_ms() - s->since_ms) / 1000.0);
+    const char *fields[] = {"service", s->name, "away_s", away, NULL};
+    log_fields(LOG_INFO, NULL, fields, "%s available again after %s s", s->name, away);
     notify_status("running");
 }
 

@@ -32,7 +32,9 @@ const conf_key_t conf_keys[] = {
     {"topics.partitions.results", "12", "partitions for `topics create`"},
     {"topics.partitions.mail", "6", "partitions for `topics create`"},
     {"topics.partitions.dlq", "3", "partitions for `topics create`"},
-    {"topics.replication", "1", "replication factor for `topics create`"},
+    {"topics.replication", "auto",
+     "replication factor for `topics create`; auto: 3 on a cluster of 3 brokers or more (then "
+     "min.insync.replicas=2), else 1"},
     {"group.commands", "raikoo-command-worker", "consumer group of the command workers"},
     {"group.mail", "raikoo-mailer", "consumer group of the mailers"},
     {"worker.instance", "",

@@ -76,7 +76,7 @@ def test_the_unit_is_a_notify_template_with_watchdog_environment_file_and_harden
     one = {k: v[-1] for k, v in kv.items()}
     assert one["ExecStart"] == f"/usr/local/bin/{worker}"
     assert one["Type"] == "notify" and one["NotifyAccess"] == "main"
-    assert re.fullmatch(r"\d+s", one["WatchdogSec"]), one["WatchdogSec"]
+    assert re.fullmatch(r"\d+(s|min)", one["WatchdogSec"]), one["WatchdogSec"]
     assert one["EnvironmentFile"] == "/etc/raikoo/raikoo.env"
     assert "RAIKOO_WORKER_INSTANCE=%i" in kv["Environment"]
     assert one["User"] == "raikoo" and one["Group"] == "raikoo"

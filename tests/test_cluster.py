@@ -225,3 +225,18 @@ def test_a_broker_killed_mid_traffic_loses_no_command_and_doubles_no_result(clus
         results.close()
         rcs = [w.stop() for w in workers]
     assert rcs == [0, 0], [w.output()[-3000:] for w in workers]
+
+
+def test_stack_refuses_a_bad_broker_count_before_touching_anything():
+    env = dict(os.environ, RAIKOO_VAR=os.path.join(VAR + "-args"))
+    try:
+        for args, says in ((["up", "--brokers", "0"], "--brokers takes 1 to 9"),
+                           (["up", "--brokers", "three"], "--brokers takes 1 to 9"),
+                           (["up", "--brokers"], "usage: ops/stack up [--brokers N]"),
+                           (["status", "--brokers", "3"], "--brokers goes with up"),
+                           (["up", "--replicas", "3"], 'unknown argument "--replicas"')):
+            p = stack(env, *args, timeout=60)
+            assert p.returncode == 2 and says in p.stderr, (args, p.returncode, p.stderr)
+        assert not os.path.exists(os.path.join(VAR + "-args", "kafka")), "a refused command left Kafka data"
+    finally:
+        shutil.rmtree(VAR + "-args", ignore_errors=True)

@@ -218,7 +218,7 @@ def test_the_worker_speaks_the_notify_protocol(worker, workers):
     ns = NotifySocket()
     pg = Relay(int(os.environ["RAIKOO_PG_PORT"]))  # closed: PostgreSQL cannot be reached yet
     w = Worker(worker, env={"NOTIFY_SOCKET": ns.path, "WATCHDOG_USEC": "600000",
-                            "RAIKOO_DB_URL": pg_url_via(pg.port), "RAIKOO_WORKER_INSTANCE": "notify-test"})
+                            "RAIKOO_DB_URL": pg_url_via(pg.port)})
     try:
         wait_log(w, "PostgreSQL unavailable")
         before = ns.wait_for(lambda ms: any(m.get("STATUS") == "waiting for PostgreSQL" for m in ms),

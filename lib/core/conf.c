@@ -32,7 +32,9 @@ const conf_key_t conf_keys[] = {
     {"topics.partitions.results", "12", "partitions for `topics create`"},
     {"topics.partitions.mail", "6", "partitions for `topics create`"},
     {"topics.partitions.dlq", "3", "partitions for `topics create`"},
-    {"topics.replication", "1", "replication factor for `topics create`"},
+    {"topics.replication", "auto",
+     "replication factor for `topics create`; auto: 3 on a cluster of 3 brokers or more (then "
+     "min.insync.replicas=2), else 1"},
     {"group.commands", "raikoo-command-worker", "consumer group of the command workers"},
     {"group.mail", "raikoo-mailer", "consumer group of the mailers"},
     {"group.audit", "raikoo-audit", "consumer group of the audit workers (topic.events into audit_log)"},
@@ -70,6 +72,9 @@ const conf_key_t conf_keys[] = {
     {"mail.probe.max.ms", "60000", "mailer: longest delay between two probes of an unreachable SMTP server"},
     {"result.timeout.ms", "30000", "raikoo --wait: how long to wait for a result"},
     {"log.level", "info", "debug | info | warn | error"},
+    {"log.format", "text",
+     "text (`time level=... worker=... msg=\"...\"`) | json (one JSON object per line: time, level, worker, "
+     "instance, corr, msg, fields)"},
     {NULL, NULL, NULL},
 };
 

@@ -320,6 +320,20 @@ rd_kafka_resp_err_t kafka_high_watermark(rd_kafka_t *rk, const char *topic, int 
     return err;
 }
 
+/* The number of brokers in the cluster's metadata, or -1 (errstr says why). */
+static long kafka_count_brokers(rd_kafka_t *rk, char *errstr, size_t errstr_size) {
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, NULL, &md, 10000);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(errstr, errstr_size, "cannot count the brokers (topics.replication=auto): %s",
+                 rd_kafka_err2str(err));
+        return -1;
+    }
+    long n = md->broker_cnt;
+    rd_kafka_metadata_destroy(md);
+    return n;
+}
+
 int kafka_topics_create(const conf_t *c, int *created, char *errstr, size_t errstr_size) {
     static const char *names[][2] = {
         {"topic.commands", "topics.partitions.commands"}, {"topic.events", "topics.partitions.events"},
@@ -335,8 +349,20 @@ int kafka_topics_create(const conf_t *c, int *created, char *errstr, size_t errs
     long repl;
     *created = 0;
 
-    if (conf_get_long(c, "topics.replication", 1, 32, &repl, errstr, errstr_size) != 0)
+    /* auto: 3 on a cluster of 3 brokers or more (counted below), else 1. */
+    int auto_repl = strcmp(conf_get(c, "topics.replication"), "auto") == 0;
+    if (!auto_repl && conf_get_long(c, "topics.replication", 1, 32, &repl, errstr, errstr_size) != 0)
         return -1;
+    rd_kafka_conf_t *kconf = kafka_conf_new(c, errstr, errstr_size);
+    if (!kconf)
+        goto done;
+    rk = kafka_client_new(c, RD_KAFKA_PRODUCER, kconf, 10000, errstr, errstr_size);
+    if (!rk)
+        goto done;
+    if (auto_repl && (repl = kafka_count_brokers(rk, errstr, errstr_size)) < 0)
+        goto done;
+    if (auto_repl)
+        repl = repl >= 3 ? 3 : 1;
     for (int i = 0; i < N; i++) {
         long parts;
         char why[512];
@@ -347,13 +373,12 @@ int kafka_topics_create(const conf_t *c, int *created, char *errstr, size_t errs
             snprintf(errstr, errstr_size, "%s: %s", conf_get(c, names[i][0]), why);
             goto done;
         }
+        /* Replicated: a write is acknowledged by two replicas, so one broker lost loses nothing. */
+        if (repl >= 3 && rd_kafka_NewTopic_set_config(topics[i], "min.insync.replicas", "2") != 0) {
+            snprintf(errstr, errstr_size, "%s: cannot set min.insync.replicas", conf_get(c, names[i][0]));
+            goto done;
+        }
     }
-    rd_kafka_conf_t *kconf = kafka_conf_new(c, errstr, errstr_size);
-    if (!kconf)
-        goto done;
-    rk = kafka_client_new(c, RD_KAFKA_PRODUCER, kconf, 10000, errstr, errstr_size);
-    if (!rk)
-        goto done;
     q = rd_kafka_queue_new(rk);
     rd_kafka_CreateTopics(rk, topics, N, NULL, q);
     ev = rd_kafka_queue_poll(q, 30000);

@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "notify.h"
+#include "text.h"
 
 static volatile sig_atomic_t run = 1;
 static int exit_status = 0;
@@ -43,6 +45,12 @@ int worker_init(int *argc, char **argv, conf_t *c, const char *name, const char 
         return -1;
     }
     log_init(name, conf_get(c, "log.level"));
+    log_set_instance(conf_get(c, "worker.instance"));
+    if (log_set_format(conf_get(c, "log.format")) != 0) {
+        fprintf(stderr, "raikoo-%s: log.format \"%s\": use text or json\n", name, conf_get(c, "log.format"));
+        exit_status = 2;
+        return -1;
+    }
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
@@ -68,6 +76,10 @@ int worker_gave_up(const char *why) {
 }
 
 int worker_running(void) {
+    if (run) /* the main loops turn here: systemd's watchdog while running, STOPPING=1 once stop is asked */
+        notify_watchdog();
+    else
+        notify_stopping();
     return run;
 }
 
@@ -79,7 +91,7 @@ int64_t worker_now_ms(void) {
 
 int worker_sleep_ms(long ms) {
     int64_t end = worker_now_ms() + ms;
-    while (run) {
+    while (worker_running()) {
         int64_t left = end - worker_now_ms();
         if (left <= 0)
             break;
@@ -95,7 +107,12 @@ void service_down(service_t *s, const char *why) {
     s->down = 1;
     s->since_ms = worker_now_ms();
     s->backoff_ms = 0;
-    log_warn(NULL, "%s unavailable: %s; waiting for it (no further line until it is back)", s->name, why);
+    const char *fields[] = {"service", s->name, NULL};
+    log_fields(LOG_WARN, NULL, fields,
+               "%s unavailable: %s; waiting for it (no further line until it is back)", s->name, why);
+    char status[96];
+    text_printf(status, sizeof(status), "waiting for %s", s->name);
+    notify_status(status);
 }
 
 void service_up(service_t *s) {
@@ -103,8 +120,11 @@ void service_up(service_t *s) {
         return;
     s->down = 0;
     s->backoff_ms = 0;
-    log_info(NULL, "%s available again after %.1f s", s->name,
-             (double)(worker_now_ms() - s->since_ms) / 1000.0);
+    char away[32];
+    text_printf(away, sizeof(away), "%.1f", (double)(worker_now_ms() - s->since_ms) / 1000.0);
+    const char *fields[] = {"service", s->name, "away_s", away, NULL};
+    log_fields(LOG_INFO, NULL, fields, "%s available again after %s s", s->name, away);
+    notify_status("running");
 }
 
 int service_wait(service_t *s) {

@@ -16,6 +16,7 @@
 #include "exitstatus.h"
 #include "kafka.h"
 #include "log.h"
+#include "notify.h"
 #include "mail.h"
 #include "outbox.h"
 #include "secret.h"
@@ -1125,6 +1126,7 @@ int mailer_run(const conf_t *c) {
              "mailer started: group %s, topic %s, SMTP %s (starttls %s), batch %ld, retries %ld from %ld ms",
              conf_get(c, "group.mail"), conf_get(c, "topic.mail"), m->smtp.hostport,
              conf_get(c, "smtp.starttls"), m->batch_max, m->retry_max, m->retry_base_ms);
+    notify_ready("sending invitation e-mails"); /* systemd (Type=notify): connected to PostgreSQL and Kafka */
 
     batch = xcalloc((size_t)m->batch_max, sizeof(*batch));
     int64_t next_scan = 0;

@@ -15,6 +15,7 @@
 #include "exitstatus.h"
 #include "kafka.h"
 #include "log.h"
+#include "notify.h"
 #include "secret.h"
 #include "text.h"
 #include "worker.h"
@@ -451,6 +452,7 @@ int main(int argc, char **argv) {
     dlq_group = conf_get(c, "group.commands");
     log_info(NULL, "consuming %s as group %s (batches of up to %ld, %ld ms)", conf_get(c, "topic.commands"),
              conf_get(c, "group.commands"), batch_max, batch_wait);
+    notify_ready("consuming commands"); /* systemd (Type=notify): connected to PostgreSQL and Kafka */
 
     while (worker_running()) {
         batch_gather(consumer, batch_max, batch_wait);

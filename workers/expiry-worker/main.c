@@ -7,6 +7,7 @@
 #include "exitstatus.h"
 #include "expiry.h"
 #include "log.h"
+#include "notify.h"
 #include "worker.h"
 
 int main(int argc, char **argv) {
@@ -34,6 +35,7 @@ int main(int argc, char **argv) {
         goto done;
     }
     log_info(NULL, "expiry worker started: every %ld ms, %ld per transaction", interval_ms, batch);
+    notify_ready("expiring invitations"); /* systemd (Type=notify): connected to PostgreSQL */
     while (worker_running()) {
         int expired = 0;
         /* Drain what is due, a batch per transaction, then wait for the next round. */

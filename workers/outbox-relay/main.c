@@ -10,6 +10,7 @@
 #include "exitstatus.h"
 #include "kafka.h"
 #include "log.h"
+#include "notify.h"
 #include "relay.h"
 #include "worker.h"
 
@@ -101,6 +102,7 @@ int main(int argc, char **argv) {
         rc = worker_gave_up(err);
         goto done;
     }
+    notify_ready("relaying the outbox"); /* systemd (Type=notify): connected to PostgreSQL and Kafka */
     while (worker_running()) {
         /* After a lost connection the lock went with the old session: another relay may be active now. */
         if (!db_alive(db)) { /* PostgreSQL away: logged once, bounded backoff */

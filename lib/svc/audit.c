@@ -15,6 +15,7 @@
 #include "exitstatus.h"
 #include "kafka.h"
 #include "log.h"
+#include "notify.h"
 #include "rfc3339.h"
 #include "secret.h"
 #include "text.h"
@@ -801,6 +802,7 @@ int audit_run(conf_t *c) {
     }
     log_info(NULL, "consuming %s as group %s into audit_log", conf_get(c, "topic.events"),
              conf_get(c, "group.audit"));
+    notify_ready("recording events"); /* systemd (Type=notify): connected to PostgreSQL and Kafka */
     while (worker_running()) {
         batch_gather(consumer);
         if (batch.n > 0 && batch_record(db) == 0)

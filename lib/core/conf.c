@@ -69,6 +69,9 @@ const conf_key_t conf_keys[] = {
     {"mail.probe.max.ms", "60000", "mailer: longest delay between two probes of an unreachable SMTP server"},
     {"result.timeout.ms", "30000", "raikoo --wait: how long to wait for a result"},
     {"log.level", "info", "debug | info | warn | error"},
+    {"metrics.listen", "",
+     "workers: HOST:PORT of /metrics (Prometheus), /healthz and /readyz, e.g. 127.0.0.1:9101 (empty: off)"},
+    {"metrics.stall.ms", "60000", "workers: /healthz fails when no loop of the worker turned for this long"},
     {NULL, NULL, NULL},
 };
 

@@ -7,7 +7,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "health.h"
+#include "httpd.h"
 #include "log.h"
+#include "metrics.h"
 
 static volatile sig_atomic_t run = 1;
 static int exit_status = 0;
@@ -48,6 +51,20 @@ int worker_init(int *argc, char **argv, conf_t *c, const char *name, const char 
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    health_beat();
+    const char *listen = conf_get(c, "metrics.listen");
+    if (listen && *listen) {
+        long stall_ms;
+        int port = 0;
+        if (conf_get_long(c, "metrics.stall.ms", 100, 86400000, &stall_ms, err, sizeof(err)) != 0 ||
+            httpd_start(listen, stall_ms, &port, err, sizeof(err)) != 0) {
+            log_error(NULL, "%s", err);
+            exit_status = 2;
+            return -1;
+        }
+        log_info(NULL, "metrics on http://%s/metrics (port %d), liveness /healthz, readiness /readyz", listen,
+                 port);
+    }
     return 0;
 }
 
@@ -56,6 +73,7 @@ int worker_exit_status(void) {
 }
 
 int worker_running(void) {
+    health_beat(); /* every loop of a worker asks this each turn: liveness */
     return run;
 }
 
@@ -73,11 +91,13 @@ int worker_sleep_ms(long ms) {
             break;
         struct timespec ts = {0, (left > 50 ? 50 : left) * 1000000L};
         nanosleep(&ts, NULL);
+        health_beat();
     }
     return run;
 }
 
 void service_down(service_t *s, const char *why) {
+    health_service(s->name, 0);
     if (s->down)
         return;
     s->down = 1;
@@ -87,8 +107,13 @@ void service_down(service_t *s, const char *why) {
 }
 
 void service_up(service_t *s) {
+    health_service(s->name, 1);
     if (!s->down)
         return;
+    metric_add(metric_counter("raikoo_reconnects_total",
+                              "times this process got a service (PostgreSQL, Kafka) back after losing it",
+                              METRIC_LABELS("service")),
+               METRIC_LABELS(s->name), 1);
     s->down = 0;
     s->backoff_ms = 0;
     log_info(NULL, "%s available again after %.1f s", s->name,

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "db.h"
+#include "instruments.h"
 #include "kafka.h"
 #include "log.h"
 #include "text.h"
@@ -102,7 +103,11 @@ int relay_round(PGconn *db, rd_kafka_t *producer, long limit, size_t *published,
             goto done;
         }
         PQclear(del);
+        for (int i = 0; i < n; i++)
+            if (!d[i].err)
+                instruments_published(PQgetvalue(rows, i, 1), 1);
     }
+    instruments_outbox_backlog(db);
     (void)queued;
     rc = fatal ? -1 : 0;
 done:

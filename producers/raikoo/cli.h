@@ -36,5 +36,7 @@ int cmd_publish(int argc, char **argv, conf_t *c);
 /* read.c */
 int cmd_members(int argc, char **argv, conf_t *c);
 int cmd_invitations(int argc, char **argv, conf_t *c);
+/* status.c */
+int cmd_status(int argc, char **argv, conf_t *c);
 
 #endif

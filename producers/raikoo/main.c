@@ -78,6 +78,12 @@ static const cli_cmd_t commands[] = {
      "  --markdown        print the configuration reference instead (defaults, variables, meanings):\n"
      "                    docs/CONFIGURATION.md is this output\n"
      "Passwords (db.url's, smtp.password, Kafka secrets) are printed as ***.\n"},
+    {"status", cmd_status, "[--json]",
+     "one screen for the operator: consumer lag, outbox backlog, mail deliveries, expiries, dead letters",
+     "  --json            print one JSON object (docs/OPERATIONS.md describes its fields)\n"
+     "Read only (joins no consumer group). Exit status: 0 everything was read, 2 usage error,\n"
+     "3 PostgreSQL or Kafka could not be read (what could be read is still printed; the errors go to\n"
+     "stderr and, with --json, to its \"errors\" list).\n"},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

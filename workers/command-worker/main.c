@@ -10,6 +10,7 @@
 #include "cmdproc.h"
 #include "conf.h"
 #include "db.h"
+#include "health.h"
 #include "kafka.h"
 #include "log.h"
 #include "secret.h"
@@ -351,6 +352,7 @@ int main(int argc, char **argv) {
         rc = worker_exit_status();
         goto done;
     }
+    health_require(HEALTH_POSTGRESQL | HEALTH_KAFKA | HEALTH_PARTITIONS); /* what /readyz waits for */
     if (secret_init(err, sizeof(err)) != 0 ||
         secret_load(conf_get(c, "keys.dir"), 0, &keys, err, sizeof(err)) != 0 ||
         conf_get_long(c, "batch.max", 1, 100000, &batch_max, err, sizeof(err)) != 0 ||

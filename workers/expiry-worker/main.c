@@ -4,6 +4,7 @@
 
 #include "conf.h"
 #include "db.h"
+#include "health.h"
 #include "expiry.h"
 #include "log.h"
 #include "worker.h"
@@ -22,6 +23,7 @@ int main(int argc, char **argv) {
         rc = worker_exit_status();
         goto done;
     }
+    health_require(HEALTH_POSTGRESQL); /* what /readyz waits for */
     if (conf_get_long(c, "expiry.interval.ms", 10, 86400000, &interval_ms, err, sizeof(err)) != 0 ||
         conf_get_long(c, "expiry.batch", 1, 100000, &batch, err, sizeof(err)) != 0) {
         log_error(NULL, "%s", err);

@@ -85,6 +85,8 @@ const conf_script_var_t conf_script_vars[] = {
     {"RAIKOO_SMTP_PORT", "2525", "ops/stack: SMTP sink port (the programs read it as smtp.port too)"},
     {"RAIKOO_STACK_KAFKA_LIBS", "var/kafka/libs", "ops/setup, ops/stack: folder of the Apache Kafka jars"},
     {"RAIKOO_DEMO_ADMIN", "admin@raikoo.local", "ops/run (make run): address of the demo admin"},
+    {"RAIKOO_RUN_METRICS_PORT", "9101",
+     "ops/run (make run): metrics port of the first worker (127.0.0.1); the others take the next ones"},
     {"RAIKOO_TEST_VAR", "var/test", "ops/test: data folder of the test stack"},
     {"RAIKOO_TEST_PG_PORT", "55532", "ops/test: PostgreSQL port of the test stack"},
     {"RAIKOO_TEST_BROKER_PORT", "19192", "ops/test: Kafka port of the test stack (controller: port + 1)"},

@@ -37,5 +37,6 @@ extern const unit_test_t secret_tests[];
 extern const unit_test_t cmd_tests[];
 extern const unit_test_t mail_tests[];
 extern const unit_test_t text_tests[];
+extern const unit_test_t metrics_tests[];
 
 #endif

@@ -3,6 +3,7 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -62,6 +63,7 @@ int worker_init(int *argc, char **argv, conf_t *c, const char *name, const char 
             exit_status = 2;
             return -1;
         }
+        atexit(httpd_stop); /* its thread stops before the process's memory goes */
         log_info(NULL, "metrics on http://%s/metrics (port %d), liveness /healthz, readiness /readyz", listen,
                  port);
     }

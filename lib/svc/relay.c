@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "db.h"
+#include "health.h"
 #include "instruments.h"
 #include "kafka.h"
 #include "log.h"
@@ -78,6 +79,7 @@ int relay_round(PGconn *db, rd_kafka_t *producer, long limit, size_t *published,
         if (!pending)
             break;
         rd_kafka_poll(producer, 50);
+        health_beat(); /* waiting for Kafka's acknowledgements (up to message.timeout.ms) is alive */
         char why[256];
         if (!fatal && rd_kafka_fatal_error(producer, why, sizeof(why))) {
             snprintf(errstr, errstr_size, "fatal producer error: %s", why);

@@ -115,11 +115,20 @@ def test_every_worker_serves_health_readiness_and_metrics(workers):
         assert fams["raikoo_kafka_assigned_partitions"].type == "gauge"
         lag = [s for s in fams["raikoo_kafka_consumer_lag"].samples if s.labels["topic"] == topic]
         assert all(s.value >= 0 and s.labels["partition"].isdigit() for s in lag), lag
-    # The expiry worker counts from its first round on.
-    port = metrics_port(workers["raikoo-expiry-worker"])
-    fams = wait_until(lambda: (lambda f: f if "raikoo_invitations_expired" in f else None)(scrape(port)),
-                      "raikoo_invitations_expired_total")
-    assert fams["raikoo_invitations_expired"].type == "counter"
+    # Counters are exported from the start, at zero before they first move.
+    starts = {"raikoo-expiry-worker": [("raikoo_invitations_expired", {})],
+              "raikoo-mailer": [("raikoo_mail_deliveries", {"state": s}) for s in ("sent", "retrying", "failed",
+                                                                                   "held")],
+              "raikoo-outbox-relay": [("raikoo_outbox_published", {"topic": t})
+                                      for t in ("raikoo.events", "raikoo.results", "raikoo.mail")],
+              "raikoo-command-worker": [("raikoo_commands", {"type": "unknown", "outcome": "dead_letter",
+                                                             "code": ""})]}
+    for name, counters in starts.items():
+        fams = scrape(metrics_port(workers[name]))
+        for fam, labels in counters:
+            assert fams[fam].type == "counter", (name, fam)
+            assert [s for s in fams[fam].samples if s.name == fam + "_total" and s.labels == labels], \
+                (name, fam, labels)
 
 
 class _NoFamily:
@@ -260,6 +269,10 @@ def test_readiness_waits_for_postgresql_and_partitions(workers):
         assert get(port, "/healthz")[0] == 200, "waiting for a service is alive, not stalled"
         fams = scrape(port)
         assert value(fams, "raikoo_service_up", service="PostgreSQL") == 0
+        # Exported from the start, at zero: what the worker needs and what it holds.
+        assert [s.value for s in fams["raikoo_reconnects"].samples
+                if s.name == "raikoo_reconnects_total" and s.labels == {"service": "Kafka"}] == [0]
+        assert [s.value for s in fams["raikoo_kafka_assigned_partitions"].samples] == [0]
         held.open()
         wait_until(lambda: get(port, "/readyz")[0] == 200, "/readyz 200 once PostgreSQL answers")
         fams = scrape(port)

@@ -26,10 +26,38 @@ void health_beat(void) {
     atomic_store(&last_beat_ms, now_ms());
 }
 
+static metric_t *service_up_gauge(void) {
+    return metric_gauge(
+        "raikoo_service_up",
+        "1 while the service (PostgreSQL, Kafka) answers this process, 0 while it waits for it",
+        METRIC_LABELS("service"));
+}
+
+static metric_t *reconnects_counter(void) {
+    return metric_counter("raikoo_reconnects_total",
+                          "times this process got a service (PostgreSQL, Kafka) back after waiting for it",
+                          METRIC_LABELS("service"));
+}
+
 void health_require(int needs) {
     pthread_mutex_lock(&lock);
     required = needs;
     pthread_mutex_unlock(&lock);
+    /* Exported from the start, at 0 until the service answers or comes back. */
+    static const char *const names[] = {"PostgreSQL", "Kafka"};
+    static const int flags[] = {HEALTH_POSTGRESQL, HEALTH_KAFKA};
+    for (int i = 0; i < 2; i++) {
+        if (needs & flags[i]) {
+            metric_touch(service_up_gauge(), METRIC_LABELS(names[i]));
+            metric_touch(reconnects_counter(), METRIC_LABELS(names[i]));
+        }
+    }
+    if (needs & HEALTH_PARTITIONS)
+        health_assigned(0);
+}
+
+void health_reconnected(const char *name) {
+    metric_add(reconnects_counter(), METRIC_LABELS(name), 1);
 }
 
 static void set_up(int flag, int on) {
@@ -43,11 +71,7 @@ void health_service(const char *name, int is_up) {
            : strcmp(name, "Kafka") == 0    ? HEALTH_KAFKA
                                            : 0,
            is_up);
-    metric_set(
-        metric_gauge("raikoo_service_up",
-                     "1 while the service (PostgreSQL, Kafka) answers this process, 0 while it waits for it",
-                     METRIC_LABELS("service")),
-        METRIC_LABELS(name), is_up ? 1 : 0);
+    metric_set(service_up_gauge(), METRIC_LABELS(name), is_up ? 1 : 0);
 }
 
 void health_assigned(int partitions) {

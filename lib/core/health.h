@@ -9,6 +9,9 @@
 enum { HEALTH_POSTGRESQL = 1, HEALTH_KAFKA = 2, HEALTH_PARTITIONS = 4 };
 void health_require(int needs);
 
+/* The process got service name back after waiting for it: raikoo_reconnects_total{service}. */
+void health_reconnected(const char *name);
+
 /* A loop of the worker turned (worker_running() and worker_sleep_ms call it). */
 void health_beat(void);
 

@@ -160,6 +160,12 @@ void metric_observe(metric_t *m, const char *const *values, double v) {
     pthread_mutex_unlock(&lock);
 }
 
+void metric_touch(metric_t *m, const char *const *values) {
+    pthread_mutex_lock(&lock);
+    series_of(m, values);
+    pthread_mutex_unlock(&lock);
+}
+
 static void series_free(metric_t *m) {
     for (size_t i = 0; i < m->n; i++) {
         for (size_t k = 0; k < m->nlabels; k++)

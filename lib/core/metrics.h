@@ -35,6 +35,10 @@ void metric_add(metric_t *m, const char *const *values, double v);
 void metric_set(metric_t *m, const char *const *values, double v);
 void metric_observe(metric_t *m, const char *const *values, double v);
 
+/* Makes the series with these label values exist (at zero when new), so that it is exported before its first
+ * update: a rate() over a counter that never moved is then 0, not absent. */
+void metric_touch(metric_t *m, const char *const *values);
+
 /* Forgets every series of the family (a gauge whose label sets come and go, such as the partitions a
  * consumer holds), then sets the n series given: values[i] are the label values of the i-th, v[i] its
  * value. Atomically for a reader of metrics_render. */

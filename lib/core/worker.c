@@ -11,7 +11,6 @@
 #include "health.h"
 #include "httpd.h"
 #include "log.h"
-#include "metrics.h"
 
 static volatile sig_atomic_t run = 1;
 static int exit_status = 0;
@@ -112,10 +111,7 @@ void service_up(service_t *s) {
     health_service(s->name, 1);
     if (!s->down)
         return;
-    metric_add(metric_counter("raikoo_reconnects_total",
-                              "times this process got a service (PostgreSQL, Kafka) back after losing it",
-                              METRIC_LABELS("service")),
-               METRIC_LABELS(s->name), 1);
+    health_reconnected(s->name);
     s->down = 0;
     s->backoff_ms = 0;
     log_info(NULL, "%s available again after %.1f s", s->name,

@@ -54,6 +54,7 @@ cmdproc_t *cmdproc_new(const conf_t *c, PGconn *db, const secret_keys_t *keys, c
     p->ctx.topic_mail = conf_get(c, "topic.mail");
     p->topic_results = conf_get(c, "topic.results");
     p->ctx.outbox = &p->outbox;
+    instruments_init_commands();
     return p;
 }
 

@@ -10,6 +10,15 @@
 
 #include "cmd.h"
 #include "cmdproc.h"
+#include "conf.h"
+
+/* Make a service's families exported from its start, at zero (a rate() over a counter that never moved is then
+ * 0, not absent): the command processor's (cmdproc_new), the relay's (its topics from c), the mailer's, the
+ * expiry worker's. */
+void instruments_init_commands(void);
+void instruments_init_relay(const conf_t *c);
+void instruments_init_mail(void);
+void instruments_init_expiry(void);
 
 /* A batch of n commands committed (msgs/cmds as cmdproc_apply had them; started: metrics_now() when it began):
  * raikoo_commands_total{type, outcome, code}, raikoo_command_batch_size and

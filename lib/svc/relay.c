@@ -32,6 +32,7 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 
 rd_kafka_t *relay_producer_wait(const conf_t *c, char *errstr, size_t errstr_size) {
     static const char *const settings[] = {"linger.ms", "2", NULL};
+    instruments_init_relay(c);
     return kafka_producer_wait(c, dr_msg_cb, settings, errstr, errstr_size);
 }
 

@@ -5,6 +5,7 @@
 #include "conf.h"
 #include "db.h"
 #include "health.h"
+#include "instruments.h"
 #include "expiry.h"
 #include "log.h"
 #include "worker.h"
@@ -24,6 +25,7 @@ int main(int argc, char **argv) {
         goto done;
     }
     health_require(HEALTH_POSTGRESQL); /* what /readyz waits for */
+    instruments_init_expiry();
     if (conf_get_long(c, "expiry.interval.ms", 10, 86400000, &interval_ms, err, sizeof(err)) != 0 ||
         conf_get_long(c, "expiry.batch", 1, 100000, &batch, err, sizeof(err)) != 0) {
         log_error(NULL, "%s", err);

@@ -1,6 +1,7 @@
 /* raikoo-mailer: sends the invitation e-mails of topic.mail over SMTP (the work is in lib/svc/mailer.c). */
 #include "conf.h"
 #include "health.h"
+#include "instruments.h"
 #include "log.h"
 #include "mailer.h"
 #include "secret.h"
@@ -20,6 +21,7 @@ int main(int argc, char **argv) {
         return worker_exit_status();
     }
     health_require(HEALTH_POSTGRESQL | HEALTH_KAFKA | HEALTH_PARTITIONS); /* what /readyz waits for */
+    instruments_init_mail();
     char err[256];
     int rc = 3;
     if (secret_init(err, sizeof(err)) != 0) {

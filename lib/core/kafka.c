@@ -118,12 +118,17 @@ static void (*worker_rebalance_cb)(rd_kafka_t *, rd_kafka_resp_err_t, rd_kafka_t
 
 static void rebalance_count(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
                             void *opaque) {
+    /* Counted from the callback's own list: no call back into librdkafka here (a rebalance served while the
+     * consumer closes must not wait for its main thread). Cooperative: partitions come and go a few at a
+     * time; eager: each assignment replaces the last. */
+    static int held;
+    int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     worker_rebalance_cb(rk, err, parts, opaque);
-    rd_kafka_topic_partition_list_t *held = NULL;
-    if (rd_kafka_assignment(rk, &held) == RD_KAFKA_RESP_ERR_NO_ERROR && held) {
-        health_assigned(held->cnt);
-        rd_kafka_topic_partition_list_destroy(held);
-    }
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
+        held = cooperative ? held + parts->cnt : parts->cnt;
+    else
+        held = cooperative && held >= parts->cnt ? held - parts->cnt : 0;
+    health_assigned(held);
 }
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {

@@ -3,7 +3,7 @@
 # `make build`, `make run`, `make test` and `make bench` first install what is missing (ops/setup), then build
 # in a second make, so nothing is read from pkg-config before the libraries are there.
 
-PKGS    := rdkafka libpq jansson libsodium libesmtp-1.0 openssl libsystemd
+PKGS    := rdkafka libpq jansson libsodium libesmtp-1.0 openssl libsystemd libmicrohttpd
 WARN    := -Wall -Wextra -Wmissing-prototypes -Wformat-security -Werror
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PKG_CFLAGS) $(LIB_INC) -Iproducers -Itests/unit -I$(OBJ)

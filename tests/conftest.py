@@ -123,8 +123,10 @@ class Worker:
 
 @pytest.fixture(scope="session")
 def workers():
-    """Every worker the build has, running for the whole session; each must exit 0 on SIGTERM."""
-    started = {w: Worker(w) for w in WORKERS if os.path.exists(os.path.join(BIN, w))}
+    """Every worker the build has, running for the whole session; each must exit 0 on SIGTERM. Each serves
+    metrics on a port of its own picked by the system (tests/test_metrics.py reads it from the log)."""
+    started = {w: Worker(w, env={"RAIKOO_METRICS_LISTEN": "127.0.0.1:0"})
+               for w in WORKERS if os.path.exists(os.path.join(BIN, w))}
     yield started
     bad = []
     for name, w in started.items():

@@ -75,6 +75,9 @@ const conf_key_t conf_keys[] = {
     {"log.format", "text",
      "text (`time level=... worker=... msg=\"...\"`) | json (one JSON object per line: time, level, worker, "
      "instance, corr, msg, fields)"},
+    {"metrics.listen", "",
+     "workers: HOST:PORT of /metrics (Prometheus), /healthz and /readyz, e.g. 127.0.0.1:9101 (empty: off)"},
+    {"metrics.stall.ms", "60000", "workers: /healthz fails when no loop of the worker turned for this long"},
     {NULL, NULL, NULL},
 };
 
@@ -88,6 +91,8 @@ const conf_script_var_t conf_script_vars[] = {
     {"RAIKOO_SMTP_PORT", "2525", "ops/stack: SMTP sink port (the programs read it as smtp.port too)"},
     {"RAIKOO_STACK_KAFKA_LIBS", "var/kafka/libs", "ops/setup, ops/stack: folder of the Apache Kafka jars"},
     {"RAIKOO_DEMO_ADMIN", "admin@raikoo.local", "ops/run (make run): address of the demo admin"},
+    {"RAIKOO_RUN_METRICS_PORT", "9101",
+     "ops/run (make run): metrics port of the first worker (127.0.0.1); the others take the next ones"},
     {"RAIKOO_TEST_VAR", "var/test", "ops/test: data folder of the test stack"},
     {"RAIKOO_TEST_PG_PORT", "55532", "ops/test: PostgreSQL port of the test stack"},
     {"RAIKOO_TEST_BROKER_PORT", "19192", "ops/test: Kafka port of the test stack (controller: port + 1)"},

@@ -6,7 +6,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "health.h"
 #include "log.h"
+#include "metrics.h"
 #include "text.h"
 #include "worker.h"
 
@@ -36,14 +38,63 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
             rd_kafka_err2name(err), reason);
 }
 
+/* The consumer lag of each partition this consumer holds (librdkafka's statistics: the partition's high
+ * watermark, or last stable offset, minus the group's committed offset), as the gauge
+ * raikoo_kafka_consumer_lag{topic, partition}; partitions no longer held disappear from it. */
+static void lag_metrics(json_t *doc) {
+    enum { MAX_ROWS = 1024 };
+    static const char *const *values[MAX_ROWS];
+    static char names[MAX_ROWS][2][256];
+    static const char *pairs[MAX_ROWS][3];
+    static double lag[MAX_ROWS];
+    size_t n = 0;
+    const char *topic, *part;
+    json_t *t, *p;
+    json_object_foreach(json_object_get(doc, "topics"), topic, t) {
+        json_object_foreach(json_object_get(t, "partitions"), part, p) {
+            /* No committed offset yet (consumer_lag -1): the group would start from the earliest offset, so
+             * every message the partition holds is lag. */
+            json_int_t lo = json_integer_value(json_object_get(p, "lo_offset"));
+            json_int_t hi = json_integer_value(json_object_get(p, "hi_offset"));
+            json_int_t l = json_integer_value(json_object_get(p, "consumer_lag"));
+            if (l < 0 && hi >= 0 && lo >= 0 && json_integer_value(json_object_get(p, "committed_offset")) < 0)
+                l = hi - lo;
+            if (n >= MAX_ROWS || strcmp(part, "-1") == 0 || !json_is_true(json_object_get(p, "desired")) ||
+                l < 0)
+                continue;
+            text_printf(names[n][0], sizeof(names[n][0]), "%s", topic);
+            text_printf(names[n][1], sizeof(names[n][1]), "%s", part);
+            pairs[n][0] = names[n][0];
+            pairs[n][1] = names[n][1];
+            pairs[n][2] = NULL;
+            values[n] = pairs[n];
+            lag[n] = (double)l;
+            n++;
+        }
+    }
+    metric_gauge_replace(
+        metric_gauge("raikoo_kafka_consumer_lag",
+                     "messages of the partition this consumer has not yet committed (librdkafka "
+                     "statistics, every statistics.interval.ms)",
+                     METRIC_LABELS("topic", "partition")),
+        values, lag, n);
+}
+
 /* Statistics (consumers only: they are polled all the time): while Kafka is marked down, a broker in
- * state UP means it is back. */
+ * state UP means it is back; with metrics on, the lag of each partition held. The statistics callback runs
+ * in the thread that polls the consumer (one consumer per process): the static rows above are its own. */
 static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque) {
     (void)rk;
     (void)opaque;
-    if (!kafka_service.down)
+    if (!kafka_service.down && !metrics_enabled())
         return 0;
     json_t *doc = json_loadb(json, json_len, 0, NULL);
+    if (metrics_enabled())
+        lag_metrics(doc);
+    if (!kafka_service.down) {
+        json_decref(doc);
+        return 0;
+    }
     json_t *brokers = json_object_get(doc, "brokers");
     const char *name;
     json_t *b;
@@ -58,6 +109,26 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque) {
     if (up)
         service_up(&kafka_service);
     return 0;
+}
+
+/* The worker's rebalance callback, called by rebalance_count, which then reports what the member holds
+ * (readiness, raikoo_kafka_assigned_partitions). One group consumer per process. */
+static void (*worker_rebalance_cb)(rd_kafka_t *, rd_kafka_resp_err_t, rd_kafka_topic_partition_list_t *,
+                                   void *);
+
+static void rebalance_count(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
+                            void *opaque) {
+    /* Counted from the callback's own list: no call back into librdkafka here (a rebalance served while the
+     * consumer closes must not wait for its main thread). Cooperative: partitions come and go a few at a
+     * time; eager: each assignment replaces the last. */
+    static int held;
+    int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    worker_rebalance_cb(rk, err, parts, opaque);
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
+        held = cooperative ? held + parts->cnt : parts->cnt;
+    else
+        held = cooperative && held >= parts->cnt ? held - parts->cnt : 0;
+    health_assigned(held);
 }
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
@@ -245,7 +316,8 @@ rd_kafka_t *kafka_group_consumer_new(const conf_t *c, const char *group, const c
         rd_kafka_conf_destroy(kconf);
         return NULL;
     }
-    rd_kafka_conf_set_rebalance_cb(kconf, rebalance_cb);
+    worker_rebalance_cb = rebalance_cb;
+    rd_kafka_conf_set_rebalance_cb(kconf, rebalance_count);
     rd_kafka_conf_set_stats_cb(kconf, stats_cb);
     rd_kafka_t *rk = kafka_client_wait(c, RD_KAFKA_CONSUMER, kconf, errstr, errstr_size);
     if (!rk)

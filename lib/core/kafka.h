@@ -50,7 +50,8 @@ rd_kafka_t *kafka_producer_wait(const conf_t *c,
  * serving the main queue, a 6 s session (a member killed without leaving hands its partitions over within
  * seconds; kafka.session.timeout.ms overrides), static membership when worker.instance is set. Waits for
  * the cluster as kafka_client_wait does. NULL with errstr when a setting is refused, shutdown was asked
- * while waiting, or the subscription fails. */
+ * while waiting, or the subscription fails. One per process: after each rebalance it reports the partitions
+ * held (readiness, metrics; health.h), and with metrics on its statistics give each partition's lag. */
 rd_kafka_t *kafka_group_consumer_new(const conf_t *c, const char *group, const char *topic,
                                      void (*rebalance_cb)(rd_kafka_t *, rd_kafka_resp_err_t,
                                                           rd_kafka_topic_partition_list_t *, void *),

@@ -1,6 +1,7 @@
 /* SMTP submission over libesmtp: many messages in one session, STARTTLS, AUTH, timeouts, and a verdict
  * per message (sent, try again later, or give up). */
 #include "smtp.h"
+#include "metrics.h"
 #include "text.h"
 
 #include <stdarg.h>
@@ -365,6 +366,7 @@ int smtp_send_cb(const smtp_conf_t *sc, const char *from, smtp_item_t *items, si
     note.port = colon ? (int)strtol(colon + 1, NULL, 10) : 25;
     char why[320] = "";
     int judged = 0;
+    double session_began = metrics_now();
 
     for (size_t i = 0; i < n; i++) {
         items[i].outcome = SMTP_TRANSIENT;
@@ -484,5 +486,11 @@ done:
         auth_destroy_context(auth);
     free(msgs);
     free(rcpts);
+    metric_observe(
+        metric_histogram("raikoo_smtp_session_duration_seconds",
+                         "SMTP sessions of the mailer, connect to QUIT, by result (ok: the server took "
+                         "part in it; failed: unreachable, greeting, TLS or AUTH refused)",
+                         METRIC_LABELS("result"), METRIC_SECONDS_BUCKETS, METRIC_SECONDS_BUCKETS_N),
+        METRIC_LABELS(rc == 0 ? "ok" : "failed"), metrics_now() - session_began);
     return rc;
 }

@@ -5,10 +5,13 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "health.h"
+#include "httpd.h"
 #include "log.h"
 #include "notify.h"
 #include "text.h"
@@ -58,6 +61,21 @@ int worker_init(int *argc, char **argv, conf_t *c, const char *name, const char 
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    health_beat();
+    const char *listen = conf_get(c, "metrics.listen");
+    if (listen && *listen) {
+        long stall_ms;
+        int port = 0;
+        if (conf_get_long(c, "metrics.stall.ms", 100, 86400000, &stall_ms, err, sizeof(err)) != 0 ||
+            httpd_start(listen, stall_ms, &port, err, sizeof(err)) != 0) {
+            log_error(NULL, "%s", err);
+            exit_status = 2;
+            return -1;
+        }
+        atexit(httpd_stop); /* its thread stops before the process's memory goes */
+        log_info(NULL, "metrics on http://%s/metrics (port %d), liveness /healthz, readiness /readyz", listen,
+                 port);
+    }
     return 0;
 }
 
@@ -80,6 +98,7 @@ int worker_running(void) {
         notify_watchdog();
     else
         notify_stopping();
+    health_beat(); /* every loop of a worker asks this each turn: liveness */
     return run;
 }
 
@@ -97,11 +116,13 @@ int worker_sleep_ms(long ms) {
             break;
         struct timespec ts = {0, (left > 50 ? 50 : left) * 1000000L};
         nanosleep(&ts, NULL);
+        health_beat();
     }
     return run;
 }
 
 void service_down(service_t *s, const char *why) {
+    health_service(s->name, 0);
     if (s->down)
         return;
     s->down = 1;
@@ -116,8 +137,10 @@ void service_down(service_t *s, const char *why) {
 }
 
 void service_up(service_t *s) {
+    health_service(s->name, 1);
     if (!s->down)
         return;
+    health_reconnected(s->name);
     s->down = 0;
     s->backoff_ms = 0;
     char away[32];

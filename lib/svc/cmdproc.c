@@ -10,7 +10,9 @@
 #include "db.h"
 #include "domain.h"
 #include "event.h"
+#include "instruments.h"
 #include "log.h"
+#include "metrics.h"
 #include "outbox.h"
 #include "text.h"
 
@@ -52,6 +54,7 @@ cmdproc_t *cmdproc_new(const conf_t *c, PGconn *db, const secret_keys_t *keys, c
     p->ctx.topic_mail = conf_get(c, "topic.mail");
     p->topic_results = conf_get(c, "topic.results");
     p->ctx.outbox = &p->outbox;
+    instruments_init_commands();
     return p;
 }
 
@@ -243,6 +246,7 @@ done:
 
 int cmdproc_apply(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, char *errstr, size_t errstr_size) {
     int rc = -1;
+    double started = metrics_now();
     cmd_t *cmds = xcalloc(n ? n : 1, sizeof(*cmds));
     parse_status_t *st = xcalloc(n ? n : 1, sizeof(*st));
     char(*why)[256] = xcalloc(n ? n : 1, sizeof(*why));
@@ -269,6 +273,8 @@ int cmdproc_apply(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, char *errstr, siz
             rc = apply_once(p, msgs, n, cmds, st, why, seen, 1, errstr, errstr_size);
         }
     }
+    if (rc == 0)
+        instruments_batch(msgs, cmds, n, started);
     PQclear(seen);
     for (size_t i = 0; i < n; i++)
         cmd_free(&cmds[i]);

@@ -7,6 +7,7 @@
 
 #include "db.h"
 #include "event.h"
+#include "instruments.h"
 #include "log.h"
 #include "outbox.h"
 
@@ -54,6 +55,7 @@ int expiry_run_batch(PGconn *db, const char *events_topic, long batch, int *expi
     if (outbox_write(&ob, db, errstr, errstr_size) != 0 || db_cmd(db, "COMMIT", errstr, errstr_size) != 0)
         goto done;
     *expired = PQntuples(res);
+    instruments_expired(*expired);
     for (int r = 0; r < PQntuples(res); r++)
         log_info(NULL, "invitation %s (org %s) expired", PQgetvalue(res, r, 0), PQgetvalue(res, r, 1));
     rc = 0;

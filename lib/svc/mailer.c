@@ -14,6 +14,7 @@
 #include "db.h"
 #include "event.h"
 #include "exitstatus.h"
+#include "instruments.h"
 #include "kafka.h"
 #include "log.h"
 #include "notify.h"
@@ -438,6 +439,7 @@ static int record_outcomes(mailer_t *m, PGconn *db, outbox_t *ob, const outcome_
         col[C_DELAY * n + i] = delay;
         col[C_ERROR * n + i] = r->error;
         col[C_HELD * n + i] = in[i].held ? "t" : "f";
+        instruments_mail_outcome(status, in[i].held);
     }
     char *lit[N_COLS];
     for (int c = 0; c < N_COLS; c++)

@@ -8,6 +8,8 @@
 
 #include "db.h"
 #include "event.h"
+#include "health.h"
+#include "instruments.h"
 #include "kafka.h"
 #include "log.h"
 #include "text.h"
@@ -31,6 +33,7 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 
 rd_kafka_t *relay_producer_wait(const conf_t *c, char *errstr, size_t errstr_size) {
     static const char *const settings[] = {"linger.ms", "2", NULL};
+    instruments_init_relay(c);
     return kafka_producer_wait(c, dr_msg_cb, settings, errstr, errstr_size);
 }
 
@@ -84,6 +87,7 @@ int relay_round(PGconn *db, rd_kafka_t *producer, long limit, size_t *published,
         if (!pending)
             break;
         rd_kafka_poll(producer, 50);
+        health_beat(); /* waiting for Kafka's acknowledgements (up to message.timeout.ms) is alive */
         char why[256];
         if (!fatal && rd_kafka_fatal_error(producer, why, sizeof(why))) {
             snprintf(errstr, errstr_size, "fatal producer error: %s", why);
@@ -109,7 +113,11 @@ int relay_round(PGconn *db, rd_kafka_t *producer, long limit, size_t *published,
             goto done;
         }
         PQclear(del);
+        for (int i = 0; i < n; i++)
+            if (!d[i].err)
+                instruments_published(PQgetvalue(rows, i, 1), 1);
     }
+    instruments_outbox_backlog(db);
     (void)queued;
     rc = fatal ? -1 : 0;
 done:

@@ -47,5 +47,7 @@ int cmd_invite_bulk(int argc, char **argv, conf_t *c);
 int cmd_audit(int argc, char **argv, conf_t *c);
 /* dlq.c: dlq list, dlq replay */
 int cmd_dlq(int argc, char **argv, conf_t *c);
+/* status.c */
+int cmd_status(int argc, char **argv, conf_t *c);
 
 #endif

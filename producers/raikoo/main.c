@@ -118,6 +118,12 @@ static const cli_cmd_t commands[] = {
      "  --dry-run         say what would be sent, send nothing\n"
      "  --json            (list) print one JSON object\n"
      "Exit status: 0 done, 1 no dead letter at that offset, 2 usage error, 3 Kafka unreachable.\n"},
+    {"status", cmd_status, "[--json]",
+     "one screen for the operator: consumer lag, outbox backlog, mail deliveries, expiries, dead letters",
+     "  --json            print one JSON object (docs/OPERATIONS.md describes its fields)\n"
+     "Read only (joins no consumer group). Exit status: 0 everything was read, 2 usage error,\n"
+     "3 PostgreSQL or Kafka could not be read (what could be read is still printed; the errors go to\n"
+     "stderr and, with --json, to its \"errors\" list).\n"},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -38,5 +38,6 @@ extern const unit_test_t cmd_tests[];
 extern const unit_test_t mail_tests[];
 extern const unit_test_t text_tests[];
 extern const unit_test_t log_tests[];
+extern const unit_test_t metrics_tests[];
 
 #endif

@@ -13,6 +13,7 @@
 #include "db.h"
 #include "event.h"
 #include "exitstatus.h"
+#include "health.h"
 #include "kafka.h"
 #include "log.h"
 #include "notify.h"
@@ -411,6 +412,7 @@ int main(int argc, char **argv) {
         rc = worker_exit_status();
         goto done;
     }
+    health_require(HEALTH_POSTGRESQL | HEALTH_KAFKA | HEALTH_PARTITIONS); /* what /readyz waits for */
     if (secret_init(err, sizeof(err)) != 0) {
         rc = worker_gave_up(err);
         goto done;

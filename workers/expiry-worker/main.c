@@ -5,6 +5,8 @@
 #include "conf.h"
 #include "db.h"
 #include "exitstatus.h"
+#include "health.h"
+#include "instruments.h"
 #include "expiry.h"
 #include "log.h"
 #include "notify.h"
@@ -24,6 +26,8 @@ int main(int argc, char **argv) {
         rc = worker_exit_status();
         goto done;
     }
+    health_require(HEALTH_POSTGRESQL); /* what /readyz waits for */
+    instruments_init_expiry();
     if (conf_get_long(c, "expiry.interval.ms", 10, 86400000, &interval_ms, err, sizeof(err)) != 0 ||
         conf_get_long(c, "expiry.batch", 1, 100000, &batch, err, sizeof(err)) != 0) {
         rc = worker_misconfigured(err);

@@ -1,6 +1,8 @@
 /* raikoo-mailer: sends the invitation e-mails of topic.mail over SMTP (the work is in lib/svc/mailer.c). */
 #include "conf.h"
 #include "exitstatus.h"
+#include "health.h"
+#include "instruments.h"
 #include "log.h"
 #include "mailer.h"
 #include "secret.h"
@@ -19,6 +21,8 @@ int main(int argc, char **argv) {
         conf_free(c);
         return worker_exit_status();
     }
+    health_require(HEALTH_POSTGRESQL | HEALTH_KAFKA | HEALTH_PARTITIONS); /* what /readyz waits for */
+    instruments_init_mail();
     char err[256];
     int rc = EXIT_INFRA;
     if (secret_init(err, sizeof(err)) != 0) {

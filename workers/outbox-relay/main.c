@@ -8,6 +8,7 @@
 #include "conf.h"
 #include "db.h"
 #include "exitstatus.h"
+#include "health.h"
 #include "kafka.h"
 #include "log.h"
 #include "notify.h"
@@ -87,6 +88,7 @@ int main(int argc, char **argv) {
         rc = worker_exit_status();
         goto done;
     }
+    health_require(HEALTH_POSTGRESQL | HEALTH_KAFKA); /* what /readyz waits for */
     if (conf_get_long(c, "relay.batch", 1, 100000, &limit, err, sizeof(err)) != 0 ||
         conf_get_long(c, "relay.poll.ms", 10, 600000, &poll_ms, err, sizeof(err)) != 0) {
         rc = worker_misconfigured(err);

@@ -3,6 +3,7 @@
 #include "audit.h"
 #include "conf.h"
 #include "exitstatus.h"
+#include "health.h"
 #include "secret.h"
 #include "worker.h"
 
@@ -17,6 +18,7 @@ int main(int argc, char **argv) {
         conf_free(c);
         return worker_exit_status();
     }
+    health_require(HEALTH_POSTGRESQL | HEALTH_KAFKA | HEALTH_PARTITIONS); /* what /readyz waits for */
     char err[256];
     int rc = EXIT_INFRA;
     if (secret_init(err, sizeof(err)) != 0)

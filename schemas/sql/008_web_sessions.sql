@@ -1,0 +1,23 @@
+-- raikoo-web: browser sessions and the throttle of failed sign-ins. A session id lives only in the
+-- browser's cookie; the table keeps its BLAKE2b hash, so that reading the table signs nobody in.
+CREATE TABLE web_sessions (
+    id_hash    bytea PRIMARY KEY CHECK (length(id_hash) = 32),
+    -- NULL: a visitor not signed in (the session only carries the forms' CSRF token and the next message).
+    user_id    uuid REFERENCES users (id) ON DELETE CASCADE,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    expires_at timestamptz NOT NULL,
+    -- The message of the last action, shown once by the next page (post/redirect/get).
+    flash      text
+);
+CREATE INDEX web_sessions_expiry_idx ON web_sessions (expires_at);
+CREATE INDEX web_sessions_user_idx ON web_sessions (user_id);
+
+-- Failed sign-ins per address (scope 'address', the address in lower case) and per client (scope
+-- 'client', its IP address) in the current window.
+CREATE TABLE web_signin_failures (
+    scope    text NOT NULL CHECK (scope IN ('address', 'client')),
+    subject  text NOT NULL,
+    failures integer NOT NULL CHECK (failures > 0),
+    first_at timestamptz NOT NULL,
+    PRIMARY KEY (scope, subject)
+);

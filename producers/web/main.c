@@ -207,6 +207,8 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
     (void)t;
     conn_state_t *st = *con_cls;
     if (st) {
+        if (st->body.s)
+            sodium_memzero(st->body.s, st->body.cap); /* the form had passwords and codes */
         free(st->body.s);
         free(st);
         *con_cls = NULL;

@@ -399,3 +399,90 @@ def test_failed_sign_ins_are_throttled(b):
         assert "not right" in b.el("#error").text
     b.sign_in(email, "not the password", shot="signin-throttled")
     assert "Too many failed sign-ins" in b.el("#error").text
+
+
+def test_activation_wrong_code_then_expired(b, db, admin_id):
+    org, _ = org_with_name(admin_id)
+    email = unique_email("webexpire")
+    rc, r = raikoo_json("invite-new", "--actor", admin_id, "--org", org, "--email", email)
+    inv = accepted(r)["invitation_id"]
+    text, _ = mail_for(email)
+    otp = code_in(text, "One-time password")
+    b.fresh()
+    b.go(link_path(text, inv))
+    b.fill("#code", "0000-0000-0000" if otp != "0000-0000-0000" else "1111-1111-1111")
+    b.fill("#password", USER_PW)
+    b.fill("#password2", USER_PW)
+    b.submit("main form button[type=submit]", shot="activate-wrong-code", wait_for="#error")
+    assert "4 attempts left" in b.el("#error").text
+    # The invitation expires while the form is open: the result's message says to ask for a resend.
+    with db.cursor() as cur:
+        cur.execute("UPDATE invitations SET created_at = now() - interval '2 days',"
+                    " expires_at = now() - interval '1 second' WHERE id = %s", (inv,))
+    b.fill("#code", otp)
+    b.fill("#password", USER_PW)
+    b.fill("#password2", USER_PW)
+    b.submit("main form button[type=submit]", shot="activate-expired", wait_for="#error")
+    assert "expired: ask the organization to resend it" in b.el("#error").text
+    b.go(link_path(text, inv), shot="invitation-expired")
+    assert "expired" in b.el("#message").text and not b.has("#code")
+
+
+def test_roles_are_changed_where_allowed(b, db, admin_id):
+    org, _ = org_with_name(admin_id)
+    plain, manager = unique_email("webrole"), unique_email("webrolemgr")
+    plain_id = create_user(admin_id, plain, "Rita Role")
+    manager_id = create_user(admin_id, manager, "Mia Manager")
+    member_of(db, org, plain_id, False)
+    member_of(db, org, manager_id, True)
+    # A user manager: no role form for an owner, and none with an owner toggle.
+    b.sign_in(manager, USER_PW)
+    members_page(b, org)
+    assert not b.has(f"#role-{admin_id}") and not b.has(f"#remove-member-{admin_id}")
+    b.el(f"#manage-{plain_id}").click()
+    b.submit(f"#role-{plain_id}", shot="role-changed-by-manager", wait_for="#flash")
+    assert "role was changed" in b.flash()
+    assert b.el(f"#member-{plain_id} .manage").text == "yes"
+    # The admin (an owner here) grants owner capabilities.
+    b.sign_in(ADMIN_EMAIL, ADMIN_PW)
+    members_page(b, org)
+    b.el(f"#owner-{plain_id}").click()
+    b.submit(f"#role-{plain_id}", shot="role-owner-granted", wait_for="#flash")
+    assert "role was changed" in b.flash()
+    assert b.el(f"#member-{plain_id} .owner").text == "yes"
+
+
+def raw(web, path, data=None, headers=None):
+    req = urllib.request.Request(web.url + path, data=data, method="POST" if data is not None else "GET",
+                                 headers=headers or {})
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *a, **kw):
+            return None
+    try:
+        with urllib.request.build_opener(NoRedirect).open(req, timeout=120) as resp:
+            return resp.status, resp.headers, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read().decode()
+
+
+def test_http_edges(web, admin_id):
+    st, h, body = raw(web, "/signin")
+    assert st == 200
+    cookie = h["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" not in cookie
+    sid = re.match(r"raikoo_session=([0-9a-f]{64});", cookie).group(1)
+    token = re.search(r'name="csrf" value="([0-9a-f]+)"', body).group(1)
+    form = {"Cookie": f"raikoo_session={sid}", "Content-Type": "application/x-www-form-urlencoded"}
+    # Only a path of this site is followed after sign-in (no open redirect).
+    fields = {"csrf": token, "email": ADMIN_EMAIL, "password": ADMIN_PW, "next": "//evil.example/x"}
+    st, h, _ = raw(web, "/signin", urllib.parse.urlencode(fields).encode(), form)
+    assert st == 303 and h["Location"] == "/orgs"
+    assert raw(web, "/nowhere")[0] == 404
+    assert raw(web, "/invitations/not-a-uuid")[0] == 404
+    assert raw(web, f"/invitations/{uuid.uuid4()}")[0] == 404
+    # A body that is not a form, or too large, is refused before anything else.
+    assert raw(web, "/signin", b"csrf=%zz", form)[0] == 400
+    assert raw(web, "/signin", b"csrf=" + b"a" * 70000, form)[0] == 413
+    st, _, body = raw(web, "/signin", b"csrf=x", {"Cookie": form["Cookie"], "Content-Type": "text/plain"})
+    assert st == 400

@@ -20,6 +20,8 @@ static const char SQL_INVITATION[] =
     " FROM invitations i JOIN organizations o ON o.id = i.org_id LEFT JOIN users u ON u.id = i.user_id"
     " WHERE i.id = $1::uuid";
 
+static const char SQL_ORG_NAME[] = "SELECT name FROM organizations WHERE id = $1::uuid";
+
 typedef struct inv {
     char org_id[RAIKOO_ID_SIZE], user_id[RAIKOO_ID_SIZE];
     char *org_name, *email, *kind, *status, *name, *expires;
@@ -71,6 +73,19 @@ static int inv_load(web_req_t *r, const char *id, inv_t *v) {
     v->expires = xstrdup(PQgetvalue(res, 0, 8));
     PQclear(res);
     return 1;
+}
+
+/* Replaces v's organization by org_id's (its name, when it can be read). */
+static void org_name_of(web_req_t *r, const char *org_id, inv_t *v) {
+    char err[512];
+    const char *p[1] = {org_id};
+    PGresult *res = web_db(r->app) ? db_exec(r->app->db, SQL_ORG_NAME, 1, p, err, sizeof(err)) : NULL;
+    if (res && PQntuples(res) == 1) {
+        free(v->org_name);
+        v->org_name = xstrdup(PQgetvalue(res, 0, 0));
+        text_printf(v->org_id, sizeof(v->org_id), "%s", org_id);
+    }
+    PQclear(res);
 }
 
 /* The account still has to be activated: a new user's invitation whose account is not enabled. */
@@ -215,13 +230,7 @@ void action_activate(web_req_t *r, const char *id) {
     inv_t v;
     if (inv_load(r, id, &v) <= 0)
         return;
-    if (final_state(r, &v) || !needs_activation(&v)) {
-        if (!r->body.n)
-            page_message(r, 409, "Account already active",
-                         "This account is already active: sign in, then accept the invitation.");
-        inv_clear(&v);
-        return;
-    }
+    /* No check of the invitation's state here: the command worker decides, and its message is shown. */
     const char *code = form_get(r, "code"), *pw = form_get(r, "password"), *pw2 = form_get(r, "password2");
     char msg[1024];
     if (!code || !*code || !pw || !pw2) {
@@ -247,8 +256,12 @@ void action_activate(web_req_t *r, const char *id) {
             activation_form(r, id, &v, msg);
         else if (!res.accepted)
             activation_form(r, id, &v, res.message);
-        else
+        else {
+            /* The code says which invitation it took when several organizations invited the address. */
+            if (res.org_id && strcmp(res.org_id, v.org_id) != 0)
+                org_name_of(r, res.org_id, &v);
             joined_page(r, &v, 1);
+        }
         raikoo_result_clear(&res);
     }
     inv_clear(&v);

@@ -322,6 +322,7 @@ int main(int argc, char **argv) {
     fflush(stdout);
     while (worker_running())
         worker_sleep_ms(500);
+    log_info(NULL, "raikoo-web stopping");
     rc = 0;
 done:
     if (d)

@@ -24,6 +24,8 @@ static const char SQL_SESSION_NEW[] =
     " now() + make_interval(secs => $3::bigint))";
 static const char SQL_SESSION_END[] = "DELETE FROM web_sessions WHERE id_hash = $1::bytea";
 static const char SQL_SESSIONS_EXPIRED[] = "DELETE FROM web_sessions WHERE expires_at < now()";
+static const char SQL_FAILURES_EXPIRED[] =
+    "DELETE FROM web_signin_failures WHERE first_at < now() - make_interval(secs => $1::bigint)";
 static const char SQL_USER_BY_EMAIL[] =
     "SELECT id, password_hash, enabled FROM users WHERE lower(email) = lower($1)";
 /* The larger count of the two scopes in the current window. */
@@ -295,7 +297,10 @@ void action_signin(web_req_t *r) {
         return;
     }
     PQclear(db_exec(db, SQL_FAILURES_FORGET, 1, pu, err, sizeof(err)));
+    /* Housekeeping, at each sign-in: sessions past their expiry, failure counts past their window. */
     PQclear(db_exec(db, SQL_SESSIONS_EXPIRED, 0, NULL, err, sizeof(err)));
+    const char *pw[1] = {window};
+    PQclear(db_exec(db, SQL_FAILURES_EXPIRED, 1, pw, err, sizeof(err)));
     /* A new session id at sign-in: forms and cookies of the visitor session stop working. */
     session_end(r);
     if (session_new(r, user_id) != 0) {

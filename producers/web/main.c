@@ -35,7 +35,8 @@ static const char STYLE[] =
     ".error{background:#fbeaea;border:1px solid #a94442;padding:.5rem}\n"
     "a.button,button{display:inline-block;padding:.3rem .8rem;border:1px solid #16365c;border-radius:4px;"
     "background:#f4f7fb;color:#16365c;text-decoration:none;font:inherit;cursor:pointer}\n"
-    "input{font:inherit;padding:.2rem}\nlabel{font-weight:600}\n.tabs a{margin-right:1rem}\n"
+    "input{font:inherit;padding:.2rem}\ninput:not([type=checkbox]){min-width:20rem}\nlabel{font-weight:600}\n"
+    ".tabs a{margin-right:1rem}\n"
     ".tabs a[aria-current]{font-weight:bold;border-bottom:3px solid #16365c}\n";
 
 typedef struct conn_state {

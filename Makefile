@@ -23,7 +23,7 @@ LIB_HDR  := $(foreach l,$(LIB_LAYERS),$(wildcard lib/$(l)/*.h))
 LIB_SRC  := $(foreach l,$(LIB_LAYERS),$(wildcard lib/$(l)/*.c))
 PROD_SRC := $(wildcard producers/*.c)
 PROGRAMS := raikoo raikoo-command-worker raikoo-outbox-relay raikoo-mailer raikoo-expiry-worker raikoo-bench \
-            raikoo-parse-check raikoo-domain-runner raikoo-audit-worker
+            raikoo-parse-check raikoo-domain-runner raikoo-audit-worker raikoo-web
 # Each program's sources: a main.c folder under workers/, producers/ or tests/.
 SRC_raikoo                := $(wildcard producers/raikoo/*.c)
 SRC_raikoo-command-worker := $(wildcard workers/command-worker/*.c)
@@ -34,6 +34,7 @@ SRC_raikoo-bench          := $(wildcard tests/bench/*.c)
 SRC_raikoo-parse-check    := $(wildcard tests/parse-check/*.c)
 SRC_raikoo-domain-runner  := $(wildcard tests/domain-runner/*.c)
 SRC_raikoo-audit-worker   := $(wildcard workers/audit-worker/*.c)
+SRC_raikoo-web            := $(wildcard producers/web/*.c)
 UNIT_SRC := $(wildcard tests/unit/*.c)
 
 BUILT_PROGRAMS := $(foreach p,$(PROGRAMS),$(if $(SRC_$(p)),$(BIN)/$(p)))
@@ -63,6 +64,8 @@ $(OBJ)/embedded_%.o: $(OBJ)/embedded_%.c lib/core/embedded.h | check-deps
 $(LIBRAIKOO): $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRC) $(PROD_SRC)) $(EMBED_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
+
+$(patsubst %.c,$(OBJ)/%.o,$(SRC_raikoo-web)): producers/web/web.h
 
 define program_rule
 $(BIN)/$(1): $(patsubst %.c,$(OBJ)/%.o,$(SRC_$(1))) $(LIBRAIKOO)

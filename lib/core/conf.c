@@ -78,6 +78,16 @@ const conf_key_t conf_keys[] = {
     {"metrics.listen", "",
      "workers: HOST:PORT of /metrics (Prometheus), /healthz and /readyz, e.g. 127.0.0.1:9101 (empty: off)"},
     {"metrics.stall.ms", "60000", "workers: /healthz fails when no loop of the worker turned for this long"},
+    {"web.listen", "127.0.0.1:8080", "raikoo-web: address:port it serves (port 0: any free port, printed)"},
+    {"web.cookie.secure", "no",
+     "raikoo-web: yes when browsers reach it over HTTPS (a TLS proxy in front): cookies get Secure"},
+    {"web.session.ttl.seconds", "43200", "raikoo-web: how long a sign-in lasts (12 hours)"},
+    {"web.password.min.length", "10", "raikoo-web: fewest characters of a new password"},
+    {"web.signin.max.failures", "5",
+     "raikoo-web: failed sign-ins per address before it waits for the window"},
+    {"web.signin.max.failures.client", "50",
+     "raikoo-web: failed sign-ins per client IP address before it waits for the window"},
+    {"web.signin.window.seconds", "900", "raikoo-web: the window of the failed sign-in counts (15 minutes)"},
     {NULL, NULL, NULL},
 };
 

@@ -116,12 +116,17 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque) {
 static void (*worker_rebalance_cb)(rd_kafka_t *, rd_kafka_resp_err_t, rd_kafka_topic_partition_list_t *,
                                    void *);
 
+/* Whether the group consumer had its first assignment (kafka_consumer_close). */
+static int assigned_once;
+
 static void rebalance_count(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
                             void *opaque) {
     /* Counted from the callback's own list: no call back into librdkafka here (a rebalance served while the
      * consumer closes must not wait for its main thread). Cooperative: partitions come and go a few at a
      * time; eager: each assignment replaces the last. */
     static int held;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
+        assigned_once = 1;
     int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     worker_rebalance_cb(rk, err, parts, opaque);
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
@@ -491,4 +496,25 @@ done:
     if (rk)
         rd_kafka_destroy(rk);
     return rc;
+}
+
+void kafka_consumer_close(rd_kafka_t *rk) {
+    if (!rk)
+        return;
+    char *member = rd_kafka_memberid(rk); /* set once the group took us in (JoinGroup answered) */
+    int joined = member && *member;
+    if (member)
+        rd_kafka_mem_free(rk, member);
+    if (joined && !assigned_once && rd_kafka_version() < 0x02030000) {
+        log_debug(NULL, "waiting for the first assignment before leaving the group (librdkafka %s)",
+                  rd_kafka_version_str());
+        int64_t end = worker_now_ms() + 10000;
+        while (!assigned_once && worker_now_ms() < end) {
+            rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100); /* not applied, not committed */
+            if (m)
+                rd_kafka_message_destroy(m);
+        }
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
 }

@@ -57,6 +57,12 @@ rd_kafka_t *kafka_group_consumer_new(const conf_t *c, const char *group, const c
                                                           rd_kafka_topic_partition_list_t *, void *),
                                      char *errstr, size_t errstr_size);
 
+/* Leaves the group (commits in flight are waited for) and destroys the consumer of kafka_group_consumer_new.
+ * With librdkafka before 2.3, a cooperative-sticky member destroyed after it joined its group but before its
+ * first assignment aborts the process (librdkafka issue 4312: the assignor's state is still NULL); such a
+ * member first waits, at most 10 s, for that assignment. */
+void kafka_consumer_close(rd_kafka_t *rk);
+
 /* Waits up to timeout_ms until every partition of topic has a leader (a topic just created is not usable
  * at once). -1 with errstr when it does not happen in time. */
 int kafka_topic_wait_ready(rd_kafka_t *rk, const char *topic, int timeout_ms, char *errstr,

@@ -818,10 +818,7 @@ done:
     batch_clear();
     free(batch.m);
     batch.m = NULL;
-    if (consumer) {
-        rd_kafka_consumer_close(consumer); /* leaves the group: partitions move on at once */
-        rd_kafka_destroy(consumer);
-    }
+    kafka_consumer_close(consumer); /* leaves the group: partitions move on at once */
     PQfinish(db);
     rd_kafka_topic_partition_list_destroy(pending);
     pending = NULL;

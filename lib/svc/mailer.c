@@ -1199,10 +1199,7 @@ done:
     heartbeat_stop(&heartbeat); /* after the last outcome is written: the leases held until then */
     if (cq)
         rd_kafka_queue_destroy(cq);
-    if (rk) {
-        rd_kafka_consumer_close(rk);
-        rd_kafka_destroy(rk);
-    }
+    kafka_consumer_close(rk);
     if (db)
         PQfinish(db);
     mailer_free(m);

@@ -478,10 +478,7 @@ done:
     free(batch.m);
     if (commit_queue)
         rd_kafka_queue_destroy(commit_queue);
-    if (consumer) {
-        rd_kafka_consumer_close(consumer); /* leaves the group: partitions move on at once */
-        rd_kafka_destroy(consumer);
-    }
+    kafka_consumer_close(consumer); /* leaves the group: partitions move on at once */
     if (producer) {
         rd_kafka_flush(producer, 10000);
         rd_kafka_destroy(producer);

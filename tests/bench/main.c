@@ -47,7 +47,7 @@ static void usage(FILE *f) {
         "usage: raikoo-bench [--commands N] [--orgs N] [--rates R1,R2,...] [--rate-seconds S] [--out DIR]\n"
         "                    [--command-workers N] [--repeat N] [--scaling-commands N] [--config FILE]\n"
         "Runs on the stack the configuration names (ops/bench brings up one of its own). Defaults:\n"
-        "20000 commands over 100 organizations; loads 200,1000,5000 per second for 3 s each; the mail\n"
+        "20000 commands over 100 organizations; loads 200,1000,2000 per second for 3 s each; the mail\n"
         "phase sends every invitation the run made before it; one command worker (up to 4); the scaling\n"
         "phase times half as many commands with one and with two workers; --repeat 1 (with N > 1 every\n"
         "measured phase runs N times and the medians are reported); results in var/bench/.\n");
@@ -67,7 +67,7 @@ static int parse_options(int argc, char **argv, options_t *o, const char **confi
                                          {NULL, 0, NULL, 0}};
     *o = (options_t){.commands = 20000,
                      .orgs = 100,
-                     .rates = {200, 1000, 5000},
+                     .rates = {200, 1000, 2000},
                      .nrates = 3,
                      .rate_seconds = 3,
                      .out_dir = "var/bench",
@@ -308,7 +308,7 @@ static json_t *invite_data(void *arg, const char *phase, long i) {
 
 typedef struct lat_fig {
     long rate, sent, received;
-    double achieved, p50, p95, p99, max;
+    double achieved, min, p50, p90, p95, p99, max;
 } lat_fig_t;
 
 /* The figures of one run. */
@@ -428,7 +428,9 @@ static int figure_offsets(const report_t *r, size_t *off) {
     for (int i = 0; i < r->nlat; i++) {
         size_t base = offsetof(report_t, lat) + (size_t)i * sizeof(lat_fig_t);
         off[n++] = base + offsetof(lat_fig_t, achieved);
+        off[n++] = base + offsetof(lat_fig_t, min);
         off[n++] = base + offsetof(lat_fig_t, p50);
+        off[n++] = base + offsetof(lat_fig_t, p90);
         off[n++] = base + offsetof(lat_fig_t, p95);
         off[n++] = base + offsetof(lat_fig_t, p99);
         off[n++] = base + offsetof(lat_fig_t, max);
@@ -440,7 +442,7 @@ static int figure_offsets(const report_t *r, size_t *off) {
 
 /* med, lo, hi: the runs' medians, minima and maxima (counts and sizes from the last run). */
 static void summarize(const report_t *runs, int n, report_t *med, report_t *lo, report_t *hi) {
-    size_t off[8 + 2 * NPROCS + 5 * 8];
+    size_t off[8 + 2 * NPROCS + 7 * 8];
     *med = *lo = *hi = runs[n - 1];
     int nf = figure_offsets(&runs[n - 1], off);
     for (int f = 0; f < nf; f++) {
@@ -485,11 +487,12 @@ static json_t *figures_json(const report_t *rp, const report_t *rss, const optio
     }
     json_t *lat = json_array();
     for (int i = 0; i < rp->nlat; i++)
-        json_array_append_new(lat, json_pack("{s:I, s:f, s:I, s:f, s:f, s:f, s:f}", "offered_per_s",
-                                             (json_int_t)rp->lat[i].rate, "achieved_per_s",
-                                             rp->lat[i].achieved, "commands", (json_int_t)rp->lat[i].received,
-                                             "p50_ms", rp->lat[i].p50, "p95_ms", rp->lat[i].p95, "p99_ms",
-                                             rp->lat[i].p99, "max_ms", rp->lat[i].max));
+        json_array_append_new(lat,
+                              json_pack("{s:I, s:f, s:I, s:f, s:f, s:f, s:f, s:f, s:f}", "offered_per_s",
+                                        (json_int_t)rp->lat[i].rate, "achieved_per_s", rp->lat[i].achieved,
+                                        "commands", (json_int_t)rp->lat[i].received, "min_ms", rp->lat[i].min,
+                                        "p50_ms", rp->lat[i].p50, "p90_ms", rp->lat[i].p90, "p95_ms",
+                                        rp->lat[i].p95, "p99_ms", rp->lat[i].p99, "max_ms", rp->lat[i].max));
     json_t *doc = json_pack(
         "{s:{s:f, s:I}, s:o, s:{s:f, s:I},"
         " s:{s:f, s:I, s:I, s:I, s:f, s:f, s:f, s:f},"
@@ -596,9 +599,11 @@ static void print_table(int n, const report_t *m, const report_t *lo, const repo
     row(n, "scaling: two command workers (commands/s)", "%.0f", m->two_workers_cps, lo->two_workers_cps,
         hi->two_workers_cps);
     for (int i = 0; i < m->nlat; i++) {
-        printf("latency @%5ld/s (achieved %6.0f/s)  p50 %6.1f  p95 %6.1f  p99 %6.1f  max %6.1f ms",
-               m->lat[i].rate, m->lat[i].achieved, m->lat[i].p50, m->lat[i].p95, m->lat[i].p99,
-               m->lat[i].max);
+        printf(
+            "latency @%5ld/s (achieved %6.0f/s)  min %6.1f  p50 %6.1f  p90 %6.1f  p95 %6.1f  p99 %6.1f  max "
+            "%6.1f ms",
+            m->lat[i].rate, m->lat[i].achieved, m->lat[i].min, m->lat[i].p50, m->lat[i].p90, m->lat[i].p95,
+            m->lat[i].p99, m->lat[i].max);
         if (n > 1)
             printf("  (p99 %.1f..%.1f)", lo->lat[i].p99, hi->lat[i].p99);
         printf("\n");
@@ -731,7 +736,9 @@ static int one_run(const conf_t *c, PGconn *db, raikoo_producer_t *prod, const o
         l->sent = n;
         l->received = got;
         l->achieved = (double)n / wall;
+        l->min = got ? (*lat)[0] : NAN;
         l->p50 = percentile(*lat, (size_t)got, 50);
+        l->p90 = percentile(*lat, (size_t)got, 90);
         l->p95 = percentile(*lat, (size_t)got, 95);
         l->p99 = percentile(*lat, (size_t)got, 99);
         l->max = got ? (*lat)[got - 1] : NAN;

@@ -23,7 +23,7 @@ struct cmdproc {
     outbox_t outbox;
     long max_bytes;
     const char *topic_results, *topic_events;
-    int set_based;             /* runs of InviteNewUser go through the set path (domain_run_apply) */
+    int set_based;             /* runs of InviteNewUser and AddExistingUser: the set path (domain_run_apply) */
     unsigned long set_decided; /* commands the set path decided in committed batches */
 };
 
@@ -233,7 +233,7 @@ static int apply_once(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, cmd_t *cmds, 
                 set_decided += run.decided;
                 if (run.refused)
                     no_run_before = i + m;
-                log_debug(NULL, "a run of %zu InviteNewUser: %zu decided set-based%s", m, run.decided,
+                log_debug(NULL, "a run of %zu invitations: %zu decided set-based%s", m, run.decided,
                           run.refused ? " (refused by the database: per command)" : "");
             }
         }

@@ -55,8 +55,9 @@ typedef struct domain_result {
  * invalid_command (res->sqlstate says which), and the caller must roll back to its savepoint. */
 int domain_apply(domain_ctx_t *x, const cmd_t *cmd, domain_result_t *res, char *errstr, size_t errstr_size);
 
-/* The set path: a run of consecutive InviteNewUser commands of a batch (see domain_run_eligible) applied
- * with one statement per table for the whole run instead of two round trips per command, with exactly
+/* The set path: a run of consecutive InviteNewUser and AddExistingUser commands of a batch (see
+ * domain_run_eligible) applied with one statement for the rows of the whole run instead of two round trips
+ * per command, with exactly
  * the per-command rules, results, events and order. What the run's snapshot cannot decide exactly (an
  * address an earlier command of the run invited, an account never activated, a statement the database
  * refuses) is left to the per-command path: the run decides its commands from the first up to, not

@@ -93,9 +93,16 @@ int dom_rate_limited(domain_ctx_t *x, long used, domain_result_t *res);
 int dom_new_user_invited(domain_ctx_t *x, const cmd_t *cmd, const actor_info_t *a, const char *user,
                          const char *inv, const char *job, const char *sealed, const char *expires,
                          domain_result_t *res);
-/* 1 when that mail job can be built (dom_new_user_invited will accept), 0 when it cannot. */
-int dom_new_user_mail_ok(const cmd_t *cmd, const actor_info_t *a, const char *inv, const char *job,
-                         const char *sealed, const char *expires);
+/* The same for an accepted AddExistingUser of the account user (its name: name). */
+int dom_existing_user_invited(domain_ctx_t *x, const cmd_t *cmd, const actor_info_t *a, const char *user,
+                              const char *name, const char *inv, const char *job, const char *sealed,
+                              const char *expires, domain_result_t *res);
+/* 1 when the invitation e-mail of that kind ("new", "existing") to the invitee of that name can be built
+ * (dom_new_user_invited, dom_existing_user_invited will accept), 0 when it cannot. */
+int dom_invitation_mail_ok(const cmd_t *cmd, const actor_info_t *a, const char *kind, const char *name,
+                           const char *inv, const char *job, const char *sealed, const char *expires);
+/* The detail of AddExistingUser's user_not_found for an account never activated. */
+#define DOMAIN_NEVER_ACTIVATED "the account of this address was never activated"
 
 int domain_create_organization(run_t *r, const cmd_t *cmd, domain_result_t *res); /* domain_org.c */
 int domain_create_user(run_t *r, const cmd_t *cmd, domain_result_t *res);

@@ -179,6 +179,35 @@ int dom_authorize_invite(run_t *r, const cmd_t *cmd, actor_info_t *a, domain_res
     return 1;
 }
 
+/* The invitation e-mail (job fields borrowed from the arguments). */
+static void invitation_mail(mail_job_t *m, const cmd_t *cmd, const actor_info_t *a, const char *kind,
+                            const char *name, const char *inv, const char *job, const char *sealed,
+                            const char *expires) {
+    *m = (mail_job_t){.job_id = job,
+                      .invitation_id = inv,
+                      .org_id = cmd->org_id,
+                      .org_name = a->org_name,
+                      .kind = kind,
+                      .name = name,
+                      .inviter_name = a->name,
+                      .inviter_email = a->email,
+                      .expires_at = expires,
+                      .sealed_code = sealed,
+                      .grant_owner = cmd->owner};
+}
+
+int dom_invitation_mail_ok(const cmd_t *cmd, const actor_info_t *a, const char *kind, const char *name,
+                           const char *inv, const char *job, const char *sealed, const char *expires) {
+    mail_job_t m;
+    invitation_mail(&m, cmd, a, kind, name, inv, job, sealed, expires);
+    text_printf(m.email, sizeof(m.email), "%s", cmd->email);
+    m.correlationid = cmd->id;
+    m.actorid = cmd->actor;
+    char *text = mail_job_build(&m);
+    free(text);
+    return text != NULL;
+}
+
 int domain_add_existing_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     domain_ctx_t *x = r->x;
     actor_info_t a;
@@ -197,7 +226,7 @@ int domain_add_existing_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     if (!dom_is_true(pr, 0, 4)) {
         /* Never activated: it could not accept; InviteNewUser invites it again with a one-time password. */
         PQclear(pr);
-        domain_reject(res, "user_not_found", "the account of this address was never activated");
+        domain_reject(res, "user_not_found", DOMAIN_NEVER_ACTIVATED);
         return 0;
     }
     char user[UUID_BUF];
@@ -236,19 +265,16 @@ int domain_add_existing_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     char expires[40];
     snprintf(expires, sizeof(expires), "%s", PQgetvalue(pr, 0, 0));
     PQclear(pr);
+    return dom_existing_user_invited(x, cmd, &a, user, name, inv, job, fc.sealed, expires, res);
+}
+
+int dom_existing_user_invited(domain_ctx_t *x, const cmd_t *cmd, const actor_info_t *a, const char *user,
+                              const char *name, const char *inv, const char *job, const char *sealed,
+                              const char *expires, domain_result_t *res) {
     dom_copy_id(res->invitation_id, inv);
     emit_invitation_created(x, cmd, inv, user, "existing", expires);
-    mail_job_t m = {.job_id = job,
-                    .invitation_id = inv,
-                    .org_id = cmd->org_id,
-                    .org_name = a.org_name,
-                    .kind = "existing",
-                    .name = name,
-                    .inviter_name = a.name,
-                    .inviter_email = a.email,
-                    .expires_at = expires,
-                    .sealed_code = fc.sealed,
-                    .grant_owner = cmd->owner};
+    mail_job_t m;
+    invitation_mail(&m, cmd, a, "existing", name, inv, job, sealed, expires);
     if (!queue_mail_or_reject(x, cmd, &m, cmd->email, res))
         return 0;
     res->accepted = 1;
@@ -304,34 +330,6 @@ static int invite_unactivated_user(run_t *r, const cmd_t *cmd, const actor_info_
     return 0;
 }
 
-/* The invitation e-mail of a new user's invitation (job fields borrowed from the arguments). */
-static void new_user_mail(mail_job_t *m, const cmd_t *cmd, const actor_info_t *a, const char *inv,
-                          const char *job, const char *sealed, const char *expires) {
-    *m = (mail_job_t){.job_id = job,
-                      .invitation_id = inv,
-                      .org_id = cmd->org_id,
-                      .org_name = a->org_name,
-                      .kind = "new",
-                      .name = cmd->name ? cmd->name : "",
-                      .inviter_name = a->name,
-                      .inviter_email = a->email,
-                      .expires_at = expires,
-                      .sealed_code = sealed,
-                      .grant_owner = cmd->owner};
-}
-
-int dom_new_user_mail_ok(const cmd_t *cmd, const actor_info_t *a, const char *inv, const char *job,
-                         const char *sealed, const char *expires) {
-    mail_job_t m;
-    new_user_mail(&m, cmd, a, inv, job, sealed, expires);
-    text_printf(m.email, sizeof(m.email), "%s", cmd->email);
-    m.correlationid = cmd->id;
-    m.actorid = cmd->actor;
-    char *text = mail_job_build(&m);
-    free(text);
-    return text != NULL;
-}
-
 int dom_new_user_invited(domain_ctx_t *x, const cmd_t *cmd, const actor_info_t *a, const char *user,
                          const char *inv, const char *job, const char *sealed, const char *expires,
                          domain_result_t *res) {
@@ -350,7 +348,7 @@ int dom_new_user_invited(domain_ctx_t *x, const cmd_t *cmd, const actor_info_t *
     dom_emit(x, cmd, "MembershipCreated", cmd->org_id, d);
     emit_invitation_created(x, cmd, inv, user, "new", expires);
     mail_job_t m;
-    new_user_mail(&m, cmd, a, inv, job, sealed, expires);
+    invitation_mail(&m, cmd, a, "new", name, inv, job, sealed, expires);
     if (!queue_mail_or_reject(x, cmd, &m, cmd->email, res))
         return 0;
     res->accepted = 1;

@@ -23,7 +23,7 @@ struct cmdproc {
     outbox_t outbox;
     long max_bytes;
     const char *topic_results, *topic_events;
-    int set_based;             /* runs of InviteNewUser and AddExistingUser: the set path (domain_run_apply) */
+    int set_based;             /* runs of invitations through the set path (domain_run_apply) */
     unsigned long set_decided; /* commands the set path decided in committed batches */
 };
 

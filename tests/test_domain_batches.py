@@ -167,7 +167,11 @@ def generated_case(root, seed):
                     " m.user_id JOIN organizations o ON o.id = m.org_id WHERE m.org_id IN ($acme, $beta)"
                     " ORDER BY o.name, u.email", "rows": []},
             {"sql": "SELECT o.name, sum(r.created)::int FROM invitation_rate r JOIN organizations o ON o.id ="
-                    " r.org_id WHERE r.org_id IN ($acme, $beta) GROUP BY o.name ORDER BY o.name", "rows": []}]
+                    " r.org_id WHERE r.org_id IN ($acme, $beta) GROUP BY o.name ORDER BY o.name", "rows": []},
+            # The expiry of the invitations the batch made (its transaction's, the latest created_at).
+            {"sql": "SELECT DISTINCT to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+                    " FROM invitations WHERE org_id IN ($acme, $beta) AND created_at ="
+                    " (SELECT max(created_at) FROM invitations WHERE org_id IN ($acme, $beta))", "rows": []}]
     for name, v in (("setup", setup), ("commands", commands), ("expected", {"results": [], "rows": rows})):
         with open(os.path.join(d, f"{name}.json"), "w") as f:
             json.dump(v, f)
@@ -185,6 +189,14 @@ def test_generated_batch(seed, batch_db, tmp_path):
     # The batch holds what it is meant to: acceptances and the conflicts the set path must leave alone.
     assert {None, "invitation_pending", "user_already_exists", "rate_limited", "user_not_found",
             "already_member"} <= codes, codes
+    # Times differ between the two runs and are left out of the comparison: each run's events state the
+    # expiry its rows hold.
+    for outcome in (per, got):
+        expiry = outcome["rows"][3]["rows"]
+        assert len(expiry) == 1, expiry
+        stated = {e["data"]["expires_at"] for r in outcome["results"] for e in r["events"]
+                  if e["type"] == "InvitationCreated"}
+        assert stated == {expiry[0][0]}
     a, b = comparable(got), comparable(per)
     for i, (x, y) in enumerate(zip(a["results"], b["results"])):
         assert x == y, f"command {i + 1}"

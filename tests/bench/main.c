@@ -766,7 +766,7 @@ static int one_run(const conf_t *c, PGconn *db, raikoo_producer_t *prod, const o
 
     /* 6. Mail: the jobs this run queued so far, then the SMTP floor. */
     if (o->no_mail) {
-        rp->mail_mps = rp->smtp_floor_mps = NAN;
+        rp->mail_mps = rp->smtp_floor_mps = 0.0; /* JSON has no NaN: 0 for "not measured" */
         goto scaling;
     }
     fprintf(stderr, "phase: mail throughput\n");

@@ -41,7 +41,9 @@ const conf_key_t conf_keys[] = {
     {"worker.instance", "",
      "non-empty: static group membership (group.instance.id = group/host/instance); one per process"},
     {"batch.max", "500", "command worker: most commands in one database transaction"},
-    {"batch.wait.ms", "5", "command worker: how long to gather a batch after its first command"},
+    {"batch.wait.ms", "5",
+     "command worker: after a full batch (a backlog), how long to gather the next one after its first "
+     "command; otherwise a batch takes only the commands already there"},
     {"command.max.bytes", "65536", "larger command messages go to the dead-letter topic"},
     {"keys.dir", "var/keys",
      "folder of mailer.pk, mailer.sk (mailer only) and code.pepper (command worker), from `raikoo keygen`"},

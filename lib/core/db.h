@@ -58,8 +58,9 @@ int db_run(PGconn *db, const char *sql, int nparams, const char *const *params, 
  * when separated by semicolons (one round trip). */
 int db_cmd(PGconn *db, const char *sql, char *errstr, size_t errstr_size);
 
-/* Inserts nrows rows of ncols text values (values[row * ncols + col]; NULL is SQL NULL) with as few
- * multi-row INSERT statements as the protocol's parameter limit allows. into is "table (col, col, ...)". */
+/* Inserts nrows rows of ncols text values (values[row * ncols + col]; NULL is SQL NULL), in that order, with
+ * one COPY (one round trip, nothing to plan). into is "table (col, col, ...)": a constant of the caller's,
+ * never a value from a message. */
 int db_insert_rows(PGconn *db, const char *into, int ncols, const char *const *values, size_t nrows,
                    char *errstr, size_t errstr_size);
 

@@ -25,7 +25,14 @@ struct cmdproc {
     outbox_t outbox;
     long max_bytes;
     const char *topic_results, *topic_events;
+    int set_based;             /* runs of invitations through the set path (domain_run_apply) */
+    unsigned long set_decided; /* commands the set path decided in committed batches */
 };
+
+/* A run shorter than this goes per command; at most this many runs a batch attempt (a run stops at the
+ * first command it cannot decide, and the next run starts after that one). */
+#define RUN_MIN 2
+#define RUNS_MAX 16
 
 /* A command decided in this batch, to record in processed_commands. */
 typedef struct decided {
@@ -55,7 +62,16 @@ cmdproc_t *cmdproc_new(const conf_t *c, PGconn *db, const secret_keys_t *keys, c
     p->topic_results = conf_get(c, "topic.results");
     p->ctx.outbox = &p->outbox;
     instruments_init_commands();
+    p->set_based = 1;
     return p;
+}
+
+void cmdproc_set_set_based(cmdproc_t *p, int on) {
+    p->set_based = on != 0;
+}
+
+unsigned long cmdproc_set_based_decided(const cmdproc_t *p) {
+    return p->set_decided;
 }
 
 void cmdproc_set_db(cmdproc_t *p, PGconn *db) {
@@ -163,6 +179,12 @@ static int apply_once(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, cmd_t *cmds, 
     int rc = -1, in_tx = 0, savepoint_open = 0;
     decided_t *dec = xcalloc(n ? n : 1, sizeof(*dec));
     size_t ndec = 0;
+    domain_run_t run = {0};
+    size_t run_at = 0, run_end = 0; /* commands [run_at, run_end) were decided by the set path */
+    size_t no_run_before = 0;       /* a refused run's commands go per command */
+    int runs = 0;
+    unsigned long set_decided = 0;
+    cmd_t **run_cmds = xcalloc(n ? n : 1, sizeof(*run_cmds));
     outbox_truncate(&p->outbox, 0);
     domain_forget(&p->ctx);
     if (db_cmd(p->db, "BEGIN", errstr, errstr_size) != 0)
@@ -173,9 +195,10 @@ static int apply_once(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, cmd_t *cmds, 
         if (st[i] == PARSE_NOT_COMMAND)
             continue;
         cmd_t *cmd = &cmds[i];
-        /* A command id decided before gets its original result again, and changes nothing. */
-        const char *prior = stored_result(seen, cmd->id);
-        if (!prior)
+        /* A command id decided before gets its original result again, and changes nothing. (A run holds
+         * no such command.) */
+        const char *prior = i < run_end ? NULL : stored_result(seen, cmd->id);
+        if (!prior && i >= run_end)
             prior = decided_result(dec, ndec, cmd->id);
         if (prior) {
             outbox_add(&p->outbox, p->topic_results, cmd->id, prior);
@@ -184,7 +207,42 @@ static int apply_once(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, cmd_t *cmds, 
             continue;
         }
         domain_result_t res;
-        if (st[i] == PARSE_OK) {
+        if (i >= run_end && p->set_based && st[i] == PARSE_OK && i >= no_run_before && runs < RUNS_MAX &&
+            domain_run_eligible(cmd)) {
+            /* The run: the commands from here that the set path may take, up to a command id seen before
+             * or repeated within the run (a duplicate, which the loop decides in its turn). */
+            size_t m = 0, j = i;
+            while (j < n && st[j] == PARSE_OK && domain_run_eligible(&cmds[j]) &&
+                   !stored_result(seen, cmds[j].id) && !decided_result(dec, ndec, cmds[j].id)) {
+                int repeated = 0;
+                for (size_t q = 0; q < m && !repeated; q++)
+                    repeated = strcasecmp(run_cmds[q]->id, cmds[j].id) == 0;
+                if (repeated)
+                    break;
+                run_cmds[m++] = &cmds[j++];
+            }
+            if (m >= RUN_MIN) {
+                if (savepoint_open) {
+                    if (db_cmd(p->db, "RELEASE SAVEPOINT cmd", errstr, errstr_size) != 0)
+                        goto done;
+                    savepoint_open = 0;
+                }
+                domain_run_free(&run);
+                runs++;
+                if (domain_run_apply(&p->ctx, run_cmds, m, &run, errstr, errstr_size) != 0)
+                    goto done;
+                run_at = i;
+                run_end = i + run.decided;
+                set_decided += run.decided;
+                if (run.refused)
+                    no_run_before = i + m;
+                log_debug(NULL, "a run of %zu invitations: %zu decided set-based%s", m, run.decided,
+                          run.refused ? " (refused by the database: per command)" : "");
+            }
+        }
+        if (i < run_end) {
+            domain_run_result(&p->ctx, &run, run_cmds, i - run_at, &res);
+        } else if (st[i] == PARSE_OK) {
             size_t mark = p->outbox.n;
             /* One round trip ends the previous command's savepoint and opens this one's. */
             if (safe) {
@@ -227,11 +285,14 @@ static int apply_once(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, cmd_t *cmds, 
         goto done;
     in_tx = 0;
     rc = 0;
+    p->set_decided += set_decided;
     for (size_t i = 0; i < n; i++) {
         if (msgs[i].outcome && strcmp(msgs[i].outcome, "rejected") == 0)
             log_info(msgs[i].command_id, "%s rejected: %s", cmds[i].type_name, msgs[i].code);
     }
 done:
+    domain_run_free(&run);
+    free(run_cmds);
     if (in_tx) {
         char ignore[256];
         db_cmd(p->db, "ROLLBACK", ignore, sizeof(ignore));

@@ -34,6 +34,13 @@ cmdproc_t *cmdproc_new(const conf_t *c, PGconn *db, const secret_keys_t *keys, c
  * errstr says why): nothing of the batch took effect, and the caller retries it. */
 int cmdproc_apply(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, char *errstr, size_t errstr_size);
 
+/* With on = 0, every command goes through the per-command path (domain_apply), runs of InviteNewUser
+ * and AddExistingUser included: for tests that compare the two paths. The default is 1. */
+void cmdproc_set_set_based(cmdproc_t *p, int on);
+
+/* How many commands the set path decided in the batches committed so far (for tests). */
+unsigned long cmdproc_set_based_decided(const cmdproc_t *p);
+
 /* Replaces the connection (after the caller reconnected). */
 void cmdproc_set_db(cmdproc_t *p, PGconn *db);
 

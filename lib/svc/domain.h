@@ -55,6 +55,40 @@ typedef struct domain_result {
  * invalid_command (res->sqlstate says which), and the caller must roll back to its savepoint. */
 int domain_apply(domain_ctx_t *x, const cmd_t *cmd, domain_result_t *res, char *errstr, size_t errstr_size);
 
+/* The set path: a run of consecutive InviteNewUser and AddExistingUser commands of a batch (see
+ * domain_run_eligible) applied with one statement for the rows of the whole run instead of two round trips
+ * per command, with exactly
+ * the per-command rules, results, events and order. What the run's snapshot cannot decide exactly (an
+ * address an earlier command of the run invited, an account never activated, a statement the database
+ * refuses) is left to the per-command path: the run decides its commands from the first up to, not
+ * including, the first such one. */
+typedef struct domain_run_item domain_run_item_t;
+typedef struct domain_run {
+    size_t n;              /* commands of the run */
+    size_t decided;        /* out: commands [0, decided) are decided, their rows written */
+    int refused;           /* out: a statement failed (rolled back to the run's savepoint); the caller
+                            * applies the rest of this run per command */
+    domain_run_item_t *it; /* per command: its decision and what its events need */
+} domain_run_t;
+
+/* 1 when cmd (parsed valid) may be part of a run. */
+int domain_run_eligible(const cmd_t *cmd);
+
+/* Decides cmds[0..n) as far as it can, inside the caller's transaction (a savepoint of its own around
+ * the run), writing the rows of the accepted ones. Fills run (free with domain_run_free). 0 then (see
+ * run->decided, which may be 0), -1 when the database failed in a way that is not the commands' fault
+ * (as domain_apply): the caller retries the batch. No events are emitted here: domain_run_result does that
+ * for each decided command, in order. */
+int domain_run_apply(domain_ctx_t *x, cmd_t *const *cmds, size_t n, domain_run_t *run, char *errstr,
+                     size_t errstr_size);
+
+/* For decided command j (< run->decided): emits its events and mail job to the outbox, as domain_apply
+ * would have, and fills res. */
+void domain_run_result(domain_ctx_t *x, domain_run_t *run, cmd_t *const *cmds, size_t j,
+                       domain_result_t *res);
+
+void domain_run_free(domain_run_t *run);
+
 /* Forgets what the batch learned (the authorization cache and the names it read): at the start of every
  * transaction. */
 void domain_forget(domain_ctx_t *x);

@@ -23,32 +23,89 @@ static const char SQL_ACTOR_IN_ORG[] =
 
 const char DOMAIN_SQL_ACTOR[] = "SELECT enabled, is_admin, name, email FROM users WHERE id = $1";
 
+/* Fills a cache entry from row of a result with SQL_ACTOR_IN_ORG's columns. */
+static void auth_fill(domain_ctx_t *x, domain_auth_t *au, const char *actor, const char *org,
+                      const PGresult *pr, int row) {
+    memset(au, 0, sizeof(*au));
+    text_printf(au->actor, sizeof(au->actor), "%s", actor);
+    text_printf(au->org, sizeof(au->org), "%s", org);
+    au->found_org = !PQgetisnull(pr, row, 0);
+    int enabled = dom_is_true(pr, row, 2), admin = dom_is_true(pr, row, 3), member = dom_is_true(pr, row, 4);
+    int owner = dom_is_true(pr, row, 5), manager = dom_is_true(pr, row, 6);
+    au->role = !enabled            ? ROLE_NONE
+               : admin             ? ROLE_ADMIN
+               : member && owner   ? ROLE_OWNER
+               : member && manager ? ROLE_MANAGER
+                                   : ROLE_NONE;
+    au->org_name = dom_keep_text(x, PQgetvalue(pr, row, 0));
+    au->name = dom_keep_text(x, PQgetvalue(pr, row, 7));
+    text_printf(au->email, sizeof(au->email), "%s", PQgetvalue(pr, row, 8));
+}
+
+static domain_auth_t *auth_cached(domain_ctx_t *x, const char *actor, const char *org) {
+    for (int i = 0; i < x->nauth; i++)
+        if (strcmp(x->auth[i].actor, actor) == 0 && strcmp(x->auth[i].org, org) == 0)
+            return &x->auth[i];
+    return NULL;
+}
+
+/* SQL_ACTOR_IN_ORG for many (actor, organization) pairs, in their order. */
+static const char SQL_ACTORS_IN_ORGS[] =
+    "SELECT o.name, u.id IS NOT NULL, coalesce(u.enabled, false), coalesce(u.is_admin, false),"
+    "       m.user_id IS NOT NULL, coalesce(m.is_owner, false), coalesce(m.can_manage_users, false),"
+    "       coalesce(u.name, ''), coalesce(u.email, '')"
+    "  FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS a(actor, org, ord)"
+    "  LEFT JOIN organizations o ON o.id = a.org"
+    "  LEFT JOIN users u ON u.id = a.actor"
+    "  LEFT JOIN org_members m ON m.org_id = a.org AND m.user_id = a.actor"
+    " ORDER BY a.ord";
+
+int dom_authorize_prefetch(run_t *r, cmd_t *const *cmds, size_t n) {
+    domain_ctx_t *x = r->x;
+    size_t room = (size_t)(DOMAIN_AUTH_CACHE - x->nauth), k = 0;
+    const char **actors = xcalloc(n ? n : 1, sizeof(*actors)), **orgs = xcalloc(n ? n : 1, sizeof(*orgs));
+    for (size_t j = 0; j < n && k < room; j++) {
+        const cmd_t *c = cmds[j];
+        if (!c->actor || !c->org_id || auth_cached(x, c->actor, c->org_id))
+            continue;
+        int again = 0;
+        for (size_t q = 0; q < k && !again; q++)
+            again = strcmp(actors[q], c->actor) == 0 && strcmp(orgs[q], c->org_id) == 0;
+        if (!again) {
+            actors[k] = c->actor;
+            orgs[k++] = c->org_id;
+        }
+    }
+    int rc = 0;
+    if (k > 1) { /* one pair is as well looked up by dom_authorize */
+        char *aa = db_array_literal(actors, k), *oa = db_array_literal(orgs, k);
+        const char *p[2] = {aa, oa};
+        PGresult *pr = dom_q(r, SQL_ACTORS_IN_ORGS, 2, p);
+        free(aa);
+        free(oa);
+        if (!pr) {
+            rc = -1;
+        } else {
+            for (int i = 0; i < PQntuples(pr) && i < (int)k; i++)
+                auth_fill(x, &x->auth[x->nauth++], actors[i], orgs[i], pr, i);
+            PQclear(pr);
+        }
+    }
+    free(actors);
+    free(orgs);
+    return rc;
+}
+
 int dom_authorize(run_t *r, const cmd_t *cmd, actor_info_t *a, domain_result_t *res) {
     domain_ctx_t *x = r->x;
-    domain_auth_t *au = NULL;
-    for (int i = 0; i < x->nauth && !au; i++)
-        if (strcmp(x->auth[i].actor, cmd->actor) == 0 && strcmp(x->auth[i].org, cmd->org_id) == 0)
-            au = &x->auth[i];
+    domain_auth_t *au = auth_cached(x, cmd->actor, cmd->org_id);
     if (!au) {
         const char *p[2] = {cmd->actor, cmd->org_id};
         PGresult *pr = dom_q(r, SQL_ACTOR_IN_ORG, 2, p);
         if (!pr)
             return dom_failure(r, res) == 0 ? 0 : -1;
         au = &x->auth[x->nauth < DOMAIN_AUTH_CACHE ? x->nauth++ : DOMAIN_AUTH_CACHE - 1];
-        memset(au, 0, sizeof(*au));
-        text_printf(au->actor, sizeof(au->actor), "%s", cmd->actor);
-        text_printf(au->org, sizeof(au->org), "%s", cmd->org_id);
-        au->found_org = !PQgetisnull(pr, 0, 0);
-        int enabled = dom_is_true(pr, 0, 2), admin = dom_is_true(pr, 0, 3), member = dom_is_true(pr, 0, 4);
-        int owner = dom_is_true(pr, 0, 5), manager = dom_is_true(pr, 0, 6);
-        au->role = !enabled            ? ROLE_NONE
-                   : admin             ? ROLE_ADMIN
-                   : member && owner   ? ROLE_OWNER
-                   : member && manager ? ROLE_MANAGER
-                                       : ROLE_NONE;
-        au->org_name = dom_keep_text(x, PQgetvalue(pr, 0, 0));
-        au->name = dom_keep_text(x, PQgetvalue(pr, 0, 7));
-        text_printf(au->email, sizeof(au->email), "%s", PQgetvalue(pr, 0, 8));
+        auth_fill(x, au, cmd->actor, cmd->org_id, pr, 0);
         PQclear(pr);
     }
     memset(a, 0, sizeof(*a));

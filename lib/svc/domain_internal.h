@@ -64,11 +64,45 @@ void dom_emit(domain_ctx_t *x, const cmd_t *cmd, const char *name, const char *k
 /* Looks up the organization and the actor's role in it (cached for the batch). 1 when the command may go
  * on; 0 with res rejected (organization_not_found, permission_denied); -1 on database failure. */
 int dom_authorize(run_t *r, const cmd_t *cmd, actor_info_t *a, domain_result_t *res);
+/* Looks up, in one query, the (actor, organization) pairs of cmds[0..n) that dom_authorize has not
+ * cached, as far as the cache has room, and caches them. 0, or -1 on database failure (r says why). */
+int dom_authorize_prefetch(run_t *r, cmd_t *const *cmds, size_t n);
 /* 1 when the actor is an enabled system admin, 0 with res rejected, -1 on database failure. */
 int dom_require_admin(run_t *r, const cmd_t *cmd, domain_result_t *res);
 
 /* 1 found and locked, 0 not found, -1 database failure. */
 int dom_invitation_lock(run_t *r, const char *id, invitation_t *inv);
+
+/* A fresh code: its hash (as a query parameter) and its sealed form for the mail job. */
+typedef struct fresh_code {
+    char hash_param[2 * CODE_HASH_LEN + 3];
+    char sealed[SEALED_CODE_B64_MAX];
+} fresh_code_t;
+
+/* Makes a fresh code; -1 with errstr when sealing fails. */
+int dom_fresh_code(domain_ctx_t *x, fresh_code_t *fc, char *errstr, size_t errstr_size);
+/* The start of AddExistingUser and InviteNewUser: dom_authorize, then whether the actor may grant owner
+ * capabilities when the command asks for them. 1 to go on, 0 rejected, -1 on database failure. */
+int dom_authorize_invite(run_t *r, const cmd_t *cmd, actor_info_t *a, domain_result_t *res);
+/* 1 with res rejected (rate_limited) when used invitations this hour reach the organization's limit. */
+int dom_rate_limited(domain_ctx_t *x, long used, domain_result_t *res);
+/* After a new user's account, membership and invitation were written (user, inv, job: their ids; sealed:
+ * the code for the mailer; expires: the invitation's expiry as RFC 3339): the events and the mail job of an
+ * accepted InviteNewUser, and res accepted (or rejected as invalid_command when the mail job cannot be built:
+ * the caller must then undo the rows). Always 0. */
+int dom_new_user_invited(domain_ctx_t *x, const cmd_t *cmd, const actor_info_t *a, const char *user,
+                         const char *inv, const char *job, const char *sealed, const char *expires,
+                         domain_result_t *res);
+/* The same for an accepted AddExistingUser of the account user (its name: name). */
+int dom_existing_user_invited(domain_ctx_t *x, const cmd_t *cmd, const actor_info_t *a, const char *user,
+                              const char *name, const char *inv, const char *job, const char *sealed,
+                              const char *expires, domain_result_t *res);
+/* 1 when the invitation e-mail of that kind ("new", "existing") to the invitee of that name can be built
+ * (dom_new_user_invited, dom_existing_user_invited will accept), 0 when it cannot. */
+int dom_invitation_mail_ok(const cmd_t *cmd, const actor_info_t *a, const char *kind, const char *name,
+                           const char *inv, const char *job, const char *sealed, const char *expires);
+/* The detail of AddExistingUser's user_not_found for an account never activated. */
+#define DOMAIN_NEVER_ACTIVATED "the account of this address was never activated"
 
 int domain_create_organization(run_t *r, const cmd_t *cmd, domain_result_t *res); /* domain_org.c */
 int domain_create_user(run_t *r, const cmd_t *cmd, domain_result_t *res);

@@ -102,13 +102,7 @@ const char DOMAIN_SQL_DROP_UNACTIVATED_ACCOUNT[] =
     "   AND NOT EXISTS (SELECT 1 FROM invitations WHERE user_id = u.id AND status = 'pending')"
     " RETURNING 1";
 
-/* Makes a fresh code: its hash (as a query parameter) and its sealed form for the mail job. */
-typedef struct fresh_code {
-    char hash_param[2 * CODE_HASH_LEN + 3];
-    char sealed[SEALED_CODE_B64_MAX];
-} fresh_code_t;
-
-static int fresh_code_new(domain_ctx_t *x, fresh_code_t *fc, char *errstr, size_t errstr_size) {
+int dom_fresh_code(domain_ctx_t *x, fresh_code_t *fc, char *errstr, size_t errstr_size) {
     char code[CODE_LEN + 1];
     unsigned char h[CODE_HASH_LEN];
     code_generate(code);
@@ -160,7 +154,10 @@ static void emit_invitation_created(domain_ctx_t *x, const cmd_t *cmd, const cha
 }
 
 static int rate_limited(domain_ctx_t *x, const PGresult *pr, int col, domain_result_t *res) {
-    long used = strtol(PQgetvalue(pr, 0, col), NULL, 10);
+    return dom_rate_limited(x, strtol(PQgetvalue(pr, 0, col), NULL, 10), res);
+}
+
+int dom_rate_limited(domain_ctx_t *x, long used, domain_result_t *res) {
     if (used < x->rate_per_hour)
         return 0;
     char detail[64];
@@ -171,7 +168,7 @@ static int rate_limited(domain_ctx_t *x, const PGresult *pr, int col, domain_res
 
 /* The start of AddExistingUser and InviteNewUser: the actor may invite in the organization, and may grant
  * owner capabilities when the command asks for them. 1 to go on, 0 rejected, -1 on database failure. */
-static int dom_authorize_invite(run_t *r, const cmd_t *cmd, actor_info_t *a, domain_result_t *res) {
+int dom_authorize_invite(run_t *r, const cmd_t *cmd, actor_info_t *a, domain_result_t *res) {
     int ok = dom_authorize(r, cmd, a, res);
     if (ok <= 0)
         return ok;
@@ -180,6 +177,35 @@ static int dom_authorize_invite(run_t *r, const cmd_t *cmd, actor_info_t *a, dom
         return 0;
     }
     return 1;
+}
+
+/* The invitation e-mail (job fields borrowed from the arguments). */
+static void invitation_mail(mail_job_t *m, const cmd_t *cmd, const actor_info_t *a, const char *kind,
+                            const char *name, const char *inv, const char *job, const char *sealed,
+                            const char *expires) {
+    *m = (mail_job_t){.job_id = job,
+                      .invitation_id = inv,
+                      .org_id = cmd->org_id,
+                      .org_name = a->org_name,
+                      .kind = kind,
+                      .name = name,
+                      .inviter_name = a->name,
+                      .inviter_email = a->email,
+                      .expires_at = expires,
+                      .sealed_code = sealed,
+                      .grant_owner = cmd->owner};
+}
+
+int dom_invitation_mail_ok(const cmd_t *cmd, const actor_info_t *a, const char *kind, const char *name,
+                           const char *inv, const char *job, const char *sealed, const char *expires) {
+    mail_job_t m;
+    invitation_mail(&m, cmd, a, kind, name, inv, job, sealed, expires);
+    text_printf(m.email, sizeof(m.email), "%s", cmd->email);
+    m.correlationid = cmd->id;
+    m.actorid = cmd->actor;
+    char *text = mail_job_build(&m);
+    free(text);
+    return text != NULL;
 }
 
 int domain_add_existing_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
@@ -200,7 +226,7 @@ int domain_add_existing_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     if (!dom_is_true(pr, 0, 4)) {
         /* Never activated: it could not accept; InviteNewUser invites it again with a one-time password. */
         PQclear(pr);
-        domain_reject(res, "user_not_found", "the account of this address was never activated");
+        domain_reject(res, "user_not_found", DOMAIN_NEVER_ACTIVATED);
         return 0;
     }
     char user[UUID_BUF];
@@ -222,7 +248,7 @@ int domain_add_existing_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     fresh_code_t fc;
     uuid_generate(inv);
     uuid_generate(job);
-    if (fresh_code_new(x, &fc, r->errstr, r->errstr_size) != 0)
+    if (dom_fresh_code(x, &fc, r->errstr, r->errstr_size) != 0)
         return -1;
     const char *p[9] = {inv,
                         cmd->org_id,
@@ -239,19 +265,16 @@ int domain_add_existing_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     char expires[40];
     snprintf(expires, sizeof(expires), "%s", PQgetvalue(pr, 0, 0));
     PQclear(pr);
+    return dom_existing_user_invited(x, cmd, &a, user, name, inv, job, fc.sealed, expires, res);
+}
+
+int dom_existing_user_invited(domain_ctx_t *x, const cmd_t *cmd, const actor_info_t *a, const char *user,
+                              const char *name, const char *inv, const char *job, const char *sealed,
+                              const char *expires, domain_result_t *res) {
     dom_copy_id(res->invitation_id, inv);
     emit_invitation_created(x, cmd, inv, user, "existing", expires);
-    mail_job_t m = {.job_id = job,
-                    .invitation_id = inv,
-                    .org_id = cmd->org_id,
-                    .org_name = a.org_name,
-                    .kind = "existing",
-                    .name = name,
-                    .inviter_name = a.name,
-                    .inviter_email = a.email,
-                    .expires_at = expires,
-                    .sealed_code = fc.sealed,
-                    .grant_owner = cmd->owner};
+    mail_job_t m;
+    invitation_mail(&m, cmd, a, "existing", name, inv, job, sealed, expires);
     if (!queue_mail_or_reject(x, cmd, &m, cmd->email, res))
         return 0;
     res->accepted = 1;
@@ -271,7 +294,7 @@ static int invite_unactivated_user(run_t *r, const cmd_t *cmd, const actor_info_
     fresh_code_t fc;
     uuid_generate(inv);
     uuid_generate(job);
-    if (fresh_code_new(x, &fc, r->errstr, r->errstr_size) != 0)
+    if (dom_fresh_code(x, &fc, r->errstr, r->errstr_size) != 0)
         return -1;
     const char *p[9] = {user, cmd->email,    cmd->org_id, dom_bool_str(cmd->owner),
                         inv,  fc.hash_param, cmd->actor,  dom_ltoa(x->ttl_seconds, ttl),
@@ -303,6 +326,31 @@ static int invite_unactivated_user(run_t *r, const cmd_t *cmd, const actor_info_
                     .sealed_code = fc.sealed,
                     .grant_owner = cmd->owner};
     queue_mail(x, cmd, &m, cmd->email);
+    res->accepted = 1;
+    return 0;
+}
+
+int dom_new_user_invited(domain_ctx_t *x, const cmd_t *cmd, const actor_info_t *a, const char *user,
+                         const char *inv, const char *job, const char *sealed, const char *expires,
+                         domain_result_t *res) {
+    const char *name = cmd->name ? cmd->name : "";
+    dom_copy_id(res->user_id, user);
+    dom_copy_id(res->invitation_id, inv);
+
+    json_t *d = dom_ids_json(cmd->org_id, user, NULL);
+    json_object_set_new(d, "email", json_string(cmd->email));
+    json_object_set_new(d, "name", json_string(name));
+    json_object_set_new(d, "enabled", json_false());
+    dom_emit(x, cmd, "UserCreated", cmd->org_id, d);
+    d = dom_ids_json(cmd->org_id, user, NULL);
+    json_object_set_new(d, "is_owner", json_boolean(cmd->owner));
+    json_object_set_new(d, "can_manage_users", json_false());
+    dom_emit(x, cmd, "MembershipCreated", cmd->org_id, d);
+    emit_invitation_created(x, cmd, inv, user, "new", expires);
+    mail_job_t m;
+    invitation_mail(&m, cmd, a, "new", name, inv, job, sealed, expires);
+    if (!queue_mail_or_reject(x, cmd, &m, cmd->email, res))
+        return 0;
     res->accepted = 1;
     return 0;
 }
@@ -340,7 +388,7 @@ int domain_invite_new_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     uuid_generate(user);
     uuid_generate(inv);
     uuid_generate(job);
-    if (fresh_code_new(x, &fc, r->errstr, r->errstr_size) != 0)
+    if (dom_fresh_code(x, &fc, r->errstr, r->errstr_size) != 0)
         return -1;
     const char *name = cmd->name ? cmd->name : "";
     const char *p[10] = {user,
@@ -359,34 +407,7 @@ int domain_invite_new_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     char expires[40];
     snprintf(expires, sizeof(expires), "%s", PQgetvalue(pr, 0, 0));
     PQclear(pr);
-    dom_copy_id(res->user_id, user);
-    dom_copy_id(res->invitation_id, inv);
-
-    json_t *d = dom_ids_json(cmd->org_id, user, NULL);
-    json_object_set_new(d, "email", json_string(cmd->email));
-    json_object_set_new(d, "name", json_string(name));
-    json_object_set_new(d, "enabled", json_false());
-    dom_emit(x, cmd, "UserCreated", cmd->org_id, d);
-    d = dom_ids_json(cmd->org_id, user, NULL);
-    json_object_set_new(d, "is_owner", json_boolean(cmd->owner));
-    json_object_set_new(d, "can_manage_users", json_false());
-    dom_emit(x, cmd, "MembershipCreated", cmd->org_id, d);
-    emit_invitation_created(x, cmd, inv, user, "new", expires);
-    mail_job_t m = {.job_id = job,
-                    .invitation_id = inv,
-                    .org_id = cmd->org_id,
-                    .org_name = a.org_name,
-                    .kind = "new",
-                    .name = name,
-                    .inviter_name = a.name,
-                    .inviter_email = a.email,
-                    .expires_at = expires,
-                    .sealed_code = fc.sealed,
-                    .grant_owner = cmd->owner};
-    if (!queue_mail_or_reject(x, cmd, &m, cmd->email, res))
-        return 0;
-    res->accepted = 1;
-    return 0;
+    return dom_new_user_invited(x, cmd, &a, user, inv, job, fc.sealed, expires, res);
 }
 
 /* Locks an invitation of the command's organization that a resend or a removal may act on. */
@@ -425,7 +446,7 @@ int domain_resend_invitation(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     char job[UUID_BUF], ttl[24];
     fresh_code_t fc;
     uuid_generate(job);
-    if (fresh_code_new(x, &fc, r->errstr, r->errstr_size) != 0)
+    if (dom_fresh_code(x, &fc, r->errstr, r->errstr_size) != 0)
         return -1;
     const char *p[4] = {inv.id, fc.hash_param, dom_ltoa(x->ttl_seconds, ttl), job};
     PGresult *pr = dom_q(r, SQL_RESEND, 4, p);

@@ -27,9 +27,11 @@ typedef json_t *bench_data_fn(void *arg, const char *phase, long i);
 
 /* Per-command SQL (called the "PostgreSQL floor" before the row floor came): n InviteNewUser commands by
  * actor through the worker's own processor (lib/cmdproc), in transactions of batch.max, without Kafka.
- * Sets *per_s and the mean command size. Deletes the outbox rows it made (the bench's stack is its own). */
+ * Sets *per_s and the mean command size. Deletes the outbox rows it made (the bench's stack is its own).
+ * set_based 0: every command through the per-command path; 1: the processor as the worker runs it (runs of
+ * InviteNewUser through its set path). */
 int bench_pg_floor(const conf_t *c, PGconn *db, long n, const char *actor, bench_data_fn *data, void *arg,
-                   double *per_s, size_t *payload_bytes, char *errstr, size_t errstr_size);
+                   int set_based, double *per_s, size_t *payload_bytes, char *errstr, size_t errstr_size);
 
 /* Row floor: the durable rows n accepted InviteNewUser commands leave (user, membership, invitation, rate
  * counter, processed command with its result, outbox rows), written set-based (COPY per table, one

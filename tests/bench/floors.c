@@ -11,7 +11,7 @@
 #include "secret.h"
 
 int bench_pg_floor(const conf_t *c, PGconn *db, long n, const char *actor, bench_data_fn *data, void *arg,
-                   double *per_s, size_t *payload_bytes, char *errstr, size_t errstr_size) {
+                   int set_based, double *per_s, size_t *payload_bytes, char *errstr, size_t errstr_size) {
     int rc = -1;
     long batch_max, max_bytes;
     secret_keys_t keys;
@@ -27,10 +27,12 @@ int bench_pg_floor(const conf_t *c, PGconn *db, long n, const char *actor, bench
     proc = cmdproc_new(c, db, &keys, errstr, errstr_size);
     if (!proc)
         goto done;
+    cmdproc_set_set_based(proc, set_based);
     size_t total = 0;
     for (long i = 0; i < n; i++) {
-        if (raikoo_command_build(RAIKOO_CMD_INVITE_NEW_USER, "/raikoo/bench", actor, data(arg, "pgfloor", i),
-                                 (size_t)max_bytes, &built[i], errstr, errstr_size) != 0)
+        if (raikoo_command_build(RAIKOO_CMD_INVITE_NEW_USER, "/raikoo/bench", actor,
+                                 data(arg, set_based ? "setfloor" : "pgfloor", i), (size_t)max_bytes,
+                                 &built[i], errstr, errstr_size) != 0)
             goto done;
         msgs[i].payload = built[i].payload;
         msgs[i].len = built[i].len;
@@ -42,7 +44,7 @@ int bench_pg_floor(const conf_t *c, PGconn *db, long n, const char *actor, bench
         long k = n - i < batch_max ? n - i : batch_max;
         if (cmdproc_apply(proc, msgs + i, (size_t)k, errstr, errstr_size) != 0)
             goto done;
-        bench_progress("per-command SQL: %ld of %ld", i + k, n);
+        bench_progress("%s SQL: %ld of %ld", set_based ? "set-path" : "per-command", i + k, n);
     }
     double wall = bench_now() - t0;
     for (long i = 0; i < n; i++) {

@@ -39,35 +39,34 @@ typedef struct options {
     long command_workers;
     long repeat;           /* measured phases run this many times; medians reported */
     long scaling_commands; /* scaling phase: commands per measurement (one worker, then two) */
+    int no_mail;           /* --no-mail: the mail phase and the SMTP floor left out */
 } options_t;
 
 static void usage(FILE *f) {
     fprintf(
         f,
         "usage: raikoo-bench [--commands N] [--orgs N] [--rates R1,R2,...] [--rate-seconds S] [--out DIR]\n"
-        "                    [--command-workers N] [--repeat N] [--scaling-commands N] [--config FILE]\n"
+        "                    [--command-workers N] [--repeat N] [--scaling-commands N] [--no-mail]\n"
+        "                    [--config FILE]\n"
         "Runs on the stack the configuration names (ops/bench brings up one of its own). Defaults:\n"
-        "20000 commands over 100 organizations; loads 200,1000,5000 per second for 3 s each; the mail\n"
+        "20000 commands over 100 organizations; loads 200,1000,2000 per second for 3 s each; the mail\n"
         "phase sends every invitation the run made before it; one command worker (up to 4); the scaling\n"
         "phase times half as many commands with one and with two workers; --repeat 1 (with N > 1 every\n"
-        "measured phase runs N times and the medians are reported); results in var/bench/.\n");
+        "measured phase runs N times and the medians are reported); --no-mail leaves the mail phase and the\n"
+        "SMTP floor out; results in var/bench/.\n");
 }
 
 static int parse_options(int argc, char **argv, options_t *o, const char **config) {
-    static const struct option opts[] = {{"commands", required_argument, NULL, 'c'},
-                                         {"orgs", required_argument, NULL, 'o'},
-                                         {"rates", required_argument, NULL, 'r'},
-                                         {"rate-seconds", required_argument, NULL, 's'},
-                                         {"out", required_argument, NULL, 'O'},
-                                         {"command-workers", required_argument, NULL, 'w'},
-                                         {"config", required_argument, NULL, 'C'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {"repeat", required_argument, NULL, 'R'},
-                                         {"scaling-commands", required_argument, NULL, 'S'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"commands", required_argument, NULL, 'c'}, {"orgs", required_argument, NULL, 'o'},
+        {"rates", required_argument, NULL, 'r'},    {"rate-seconds", required_argument, NULL, 's'},
+        {"out", required_argument, NULL, 'O'},      {"command-workers", required_argument, NULL, 'w'},
+        {"config", required_argument, NULL, 'C'},   {"help", no_argument, NULL, 'h'},
+        {"repeat", required_argument, NULL, 'R'},   {"scaling-commands", required_argument, NULL, 'S'},
+        {"no-mail", no_argument, NULL, 'M'},        {NULL, 0, NULL, 0}};
     *o = (options_t){.commands = 20000,
                      .orgs = 100,
-                     .rates = {200, 1000, 5000},
+                     .rates = {200, 1000, 2000},
                      .nrates = 3,
                      .rate_seconds = 3,
                      .out_dir = "var/bench",
@@ -83,6 +82,7 @@ static int parse_options(int argc, char **argv, options_t *o, const char **confi
             case 's': o->rate_seconds = strtod(optarg, &end); break;
             case 'w': o->command_workers = strtol(optarg, &end, 10); break;
             case 'R': o->repeat = strtol(optarg, &end, 10); break;
+            case 'M': o->no_mail = 1; break;
             case 'S':
                 o->scaling_commands = strtol(optarg, &end, 10);
                 if (o->scaling_commands < 1)
@@ -308,12 +308,13 @@ static json_t *invite_data(void *arg, const char *phase, long i) {
 
 typedef struct lat_fig {
     long rate, sent, received;
-    double achieved, p50, p95, p99, max;
+    double achieved, min, p50, p90, p95, p99, max;
 } lat_fig_t;
 
 /* The figures of one run. */
 typedef struct report {
     double pg_floor_cps; /* per-command SQL (the "PostgreSQL floor" of earlier versions) */
+    double set_sql_cps;  /* the processor with its set path, same batches, no Kafka */
     double row_floor_cps, kafka_floor_mps, pipeline_cps, one_worker_cps, two_workers_cps, mail_mps,
         smtp_floor_mps;
     double cpu_s[NPROCS], peak_rss_mib[NPROCS];
@@ -415,10 +416,11 @@ static double median(double *v, int n) {
 /* Where each figure lives in a report: the median, min and max of every one of them. */
 static int figure_offsets(const report_t *r, size_t *off) {
     int n = 0;
-    const size_t simple[] = {offsetof(report_t, pg_floor_cps),    offsetof(report_t, row_floor_cps),
-                             offsetof(report_t, kafka_floor_mps), offsetof(report_t, pipeline_cps),
-                             offsetof(report_t, one_worker_cps),  offsetof(report_t, two_workers_cps),
-                             offsetof(report_t, mail_mps),        offsetof(report_t, smtp_floor_mps)};
+    const size_t simple[] = {offsetof(report_t, set_sql_cps),     offsetof(report_t, pg_floor_cps),
+                             offsetof(report_t, row_floor_cps),   offsetof(report_t, kafka_floor_mps),
+                             offsetof(report_t, pipeline_cps),    offsetof(report_t, one_worker_cps),
+                             offsetof(report_t, two_workers_cps), offsetof(report_t, mail_mps),
+                             offsetof(report_t, smtp_floor_mps)};
     for (size_t i = 0; i < sizeof(simple) / sizeof(simple[0]); i++)
         off[n++] = simple[i];
     for (int i = 0; i < NPROCS; i++) {
@@ -428,7 +430,9 @@ static int figure_offsets(const report_t *r, size_t *off) {
     for (int i = 0; i < r->nlat; i++) {
         size_t base = offsetof(report_t, lat) + (size_t)i * sizeof(lat_fig_t);
         off[n++] = base + offsetof(lat_fig_t, achieved);
+        off[n++] = base + offsetof(lat_fig_t, min);
         off[n++] = base + offsetof(lat_fig_t, p50);
+        off[n++] = base + offsetof(lat_fig_t, p90);
         off[n++] = base + offsetof(lat_fig_t, p95);
         off[n++] = base + offsetof(lat_fig_t, p99);
         off[n++] = base + offsetof(lat_fig_t, max);
@@ -440,7 +444,7 @@ static int figure_offsets(const report_t *r, size_t *off) {
 
 /* med, lo, hi: the runs' medians, minima and maxima (counts and sizes from the last run). */
 static void summarize(const report_t *runs, int n, report_t *med, report_t *lo, report_t *hi) {
-    size_t off[8 + 2 * NPROCS + 5 * 8];
+    size_t off[9 + 2 * NPROCS + 7 * 8];
     *med = *lo = *hi = runs[n - 1];
     int nf = figure_offsets(&runs[n - 1], off);
     for (int f = 0; f < nf; f++) {
@@ -485,26 +489,29 @@ static json_t *figures_json(const report_t *rp, const report_t *rss, const optio
     }
     json_t *lat = json_array();
     for (int i = 0; i < rp->nlat; i++)
-        json_array_append_new(lat, json_pack("{s:I, s:f, s:I, s:f, s:f, s:f, s:f}", "offered_per_s",
-                                             (json_int_t)rp->lat[i].rate, "achieved_per_s",
-                                             rp->lat[i].achieved, "commands", (json_int_t)rp->lat[i].received,
-                                             "p50_ms", rp->lat[i].p50, "p95_ms", rp->lat[i].p95, "p99_ms",
-                                             rp->lat[i].p99, "max_ms", rp->lat[i].max));
+        json_array_append_new(lat,
+                              json_pack("{s:I, s:f, s:I, s:f, s:f, s:f, s:f, s:f, s:f}", "offered_per_s",
+                                        (json_int_t)rp->lat[i].rate, "achieved_per_s", rp->lat[i].achieved,
+                                        "commands", (json_int_t)rp->lat[i].received, "min_ms", rp->lat[i].min,
+                                        "p50_ms", rp->lat[i].p50, "p90_ms", rp->lat[i].p90, "p95_ms",
+                                        rp->lat[i].p95, "p99_ms", rp->lat[i].p99, "max_ms", rp->lat[i].max));
     json_t *doc = json_pack(
         "{s:{s:f, s:I}, s:o, s:{s:f, s:I},"
-        " s:{s:f, s:I, s:I, s:I, s:f, s:f, s:f, s:f},"
+        " s:{s:f, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f},"
         " s:{s:I, s:f, s:f, s:f},"
-        " s:{s:f, s:f, s:f, s:f, s:f, s:f}, s:o}",
+        " s:{s:f, s:f, s:f, s:f, s:f, s:f, s:f}, s:o}",
         "pipeline", "commands_per_s", rp->pipeline_cps, "rejected", (json_int_t)rp->pipeline_rejected,
         "latency", lat, "mail", "messages_per_s", rp->mail_mps, "messages", (json_int_t)rp->mails_sent,
         "floors", "row_floor_commands_per_s", rp->row_floor_cps, "row_floor_bytes_per_command",
         (json_int_t)rp->row_bytes, "row_floor_rows_per_command", (json_int_t)rp->rows_per_command,
         "batch_max", (json_int_t)batch_max, "per_command_sql_commands_per_s", rp->pg_floor_cps,
-        "postgresql_commands_per_s", rp->pg_floor_cps, "kafka_messages_per_s", rp->kafka_floor_mps,
-        "smtp_messages_per_s", rp->smtp_floor_mps, "scaling", "commands", (json_int_t)o->scaling_commands,
-        "one_worker_commands_per_s", rp->one_worker_cps, "two_workers_commands_per_s", rp->two_workers_cps,
-        "two_to_one", ratio(rp->two_workers_cps, rp->one_worker_cps), "ratios", "pipeline_to_row_floor",
-        ratio(rp->pipeline_cps, rp->row_floor_cps), "pipeline_to_per_command_sql",
+        "postgresql_commands_per_s", rp->pg_floor_cps, "set_path_sql_commands_per_s", rp->set_sql_cps,
+        "kafka_messages_per_s", rp->kafka_floor_mps, "smtp_messages_per_s", rp->smtp_floor_mps, "scaling",
+        "commands", (json_int_t)o->scaling_commands, "one_worker_commands_per_s", rp->one_worker_cps,
+        "two_workers_commands_per_s", rp->two_workers_cps, "two_to_one",
+        ratio(rp->two_workers_cps, rp->one_worker_cps), "ratios", "pipeline_to_row_floor",
+        ratio(rp->pipeline_cps, rp->row_floor_cps), "set_path_sql_to_row_floor",
+        ratio(rp->set_sql_cps, rp->row_floor_cps), "pipeline_to_per_command_sql",
         ratio(rp->pipeline_cps, rp->pg_floor_cps), "pipeline_to_postgresql",
         ratio(rp->pipeline_cps, rp->pg_floor_cps), "pipeline_to_kafka",
         ratio(rp->pipeline_cps, rp->kafka_floor_mps), "mailer_to_smtp",
@@ -534,6 +541,7 @@ static void write_json(const report_t *runs, int n, const report_t *med, const r
         size_t off;
     } named[] = {{"row_floor_commands_per_s", offsetof(report_t, row_floor_cps)},
                  {"per_command_sql_commands_per_s", offsetof(report_t, pg_floor_cps)},
+                 {"set_path_sql_commands_per_s", offsetof(report_t, set_sql_cps)},
                  {"kafka_messages_per_s", offsetof(report_t, kafka_floor_mps)},
                  {"pipeline_commands_per_s", offsetof(report_t, pipeline_cps)},
                  {"one_worker_commands_per_s", offsetof(report_t, one_worker_cps)},
@@ -585,6 +593,8 @@ static void print_table(int n, const report_t *m, const report_t *lo, const repo
         hi->row_floor_cps);
     row(n, "per-command SQL (InviteNewUser/s, lib/cmdproc)", "%.0f", m->pg_floor_cps, lo->pg_floor_cps,
         hi->pg_floor_cps);
+    row(n, "set-path SQL (InviteNewUser/s, lib/cmdproc)", "%.0f", m->set_sql_cps, lo->set_sql_cps,
+        hi->set_sql_cps);
     row(n, "Kafka floor (messages/s, produce+consume)", "%.0f", m->kafka_floor_mps, lo->kafka_floor_mps,
         hi->kafka_floor_mps);
     char label[80];
@@ -596,9 +606,11 @@ static void print_table(int n, const report_t *m, const report_t *lo, const repo
     row(n, "scaling: two command workers (commands/s)", "%.0f", m->two_workers_cps, lo->two_workers_cps,
         hi->two_workers_cps);
     for (int i = 0; i < m->nlat; i++) {
-        printf("latency @%5ld/s (achieved %6.0f/s)  p50 %6.1f  p95 %6.1f  p99 %6.1f  max %6.1f ms",
-               m->lat[i].rate, m->lat[i].achieved, m->lat[i].p50, m->lat[i].p95, m->lat[i].p99,
-               m->lat[i].max);
+        printf(
+            "latency @%5ld/s (achieved %6.0f/s)  min %6.1f  p50 %6.1f  p90 %6.1f  p95 %6.1f  p99 %6.1f  max "
+            "%6.1f ms",
+            m->lat[i].rate, m->lat[i].achieved, m->lat[i].min, m->lat[i].p50, m->lat[i].p90, m->lat[i].p95,
+            m->lat[i].p99, m->lat[i].max);
         if (n > 1)
             printf("  (p99 %.1f..%.1f)", lo->lat[i].p99, hi->lat[i].p99);
         printf("\n");
@@ -607,6 +619,7 @@ static void print_table(int n, const report_t *m, const report_t *lo, const repo
         hi->smtp_floor_mps);
     row(n, "mailer (messages/s, job->accepted)", "%.0f", m->mail_mps, lo->mail_mps, hi->mail_mps);
     printf("%-46s %12.2f\n", "ratio pipeline / row floor", ratio(m->pipeline_cps, m->row_floor_cps));
+    printf("%-46s %12.2f\n", "ratio set-path SQL / row floor", ratio(m->set_sql_cps, m->row_floor_cps));
     printf("%-46s %12.2f\n", "ratio pipeline / per-command SQL", ratio(m->pipeline_cps, m->pg_floor_cps));
     printf("%-46s %12.2f\n", "ratio pipeline / Kafka floor", ratio(m->pipeline_cps, m->kafka_floor_mps));
     printf("%-46s %12.2f\n", "ratio two workers / one worker", ratio(m->two_workers_cps, m->one_worker_cps));
@@ -678,14 +691,22 @@ static int one_run(const conf_t *c, PGconn *db, raikoo_producer_t *prod, const o
     }
     fprintf(stderr, "  = %.0f commands/s\n", rp->row_floor_cps);
 
-    /* 2. Per-command SQL: the worker's own statements (lib/cmdproc) on the same batches, no Kafka. */
+    /* 2. Per-command SQL: the worker's own statements (lib/cmdproc) on the same batches, no Kafka, with
+     * the set path turned off; then the processor as the worker runs it (set path on). */
     fprintf(stderr, "phase: per-command SQL\n");
-    if (bench_pg_floor(c, db, o->commands, admin_id, invite_data, (void *)o, &rp->pg_floor_cps,
+    if (bench_pg_floor(c, db, o->commands, admin_id, invite_data, (void *)o, 0, &rp->pg_floor_cps,
                        &rp->payload_bytes, err, sizeof(err)) != 0) {
         fprintf(stderr, "raikoo-bench: per-command SQL: %s\n", err);
         goto done;
     }
     fprintf(stderr, "  = %.0f commands/s\n", rp->pg_floor_cps);
+    fprintf(stderr, "phase: set-path SQL\n");
+    if (bench_pg_floor(c, db, o->commands, admin_id, invite_data, (void *)o, 1, &rp->set_sql_cps,
+                       &rp->payload_bytes, err, sizeof(err)) != 0) {
+        fprintf(stderr, "raikoo-bench: set-path SQL: %s\n", err);
+        goto done;
+    }
+    fprintf(stderr, "  = %.0f commands/s\n", rp->set_sql_cps);
 
     /* 3. Kafka floor: messages of the same size, same client settings, produced and consumed back. */
     fprintf(stderr, "phase: Kafka floor\n");
@@ -731,7 +752,9 @@ static int one_run(const conf_t *c, PGconn *db, raikoo_producer_t *prod, const o
         l->sent = n;
         l->received = got;
         l->achieved = (double)n / wall;
+        l->min = got ? (*lat)[0] : NAN;
         l->p50 = percentile(*lat, (size_t)got, 50);
+        l->p90 = percentile(*lat, (size_t)got, 90);
         l->p95 = percentile(*lat, (size_t)got, 95);
         l->p99 = percentile(*lat, (size_t)got, 99);
         l->max = got ? (*lat)[got - 1] : NAN;
@@ -742,6 +765,10 @@ static int one_run(const conf_t *c, PGconn *db, raikoo_producer_t *prod, const o
     }
 
     /* 6. Mail: the jobs this run queued so far, then the SMTP floor. */
+    if (o->no_mail) {
+        rp->mail_mps = rp->smtp_floor_mps = 0.0; /* JSON has no NaN: 0 for "not measured" */
+        goto scaling;
+    }
     fprintf(stderr, "phase: mail throughput\n");
     rp->mails_sent = invitations_made;
     if (bench_mail(c, invitations_made, start_mailer, procs_sample, &rp->mail_mps, err, sizeof(err)) != 0) {
@@ -761,7 +788,8 @@ static int one_run(const conf_t *c, PGconn *db, raikoo_producer_t *prod, const o
     }
 
     /* 7. Scaling: the same throughput with one and with two command workers, back to back. Its mail
-     * jobs are left unsent (the mail phase is over). */
+     * jobs are left unsent (the mail phase is over), and with --no-mail those of the whole run. */
+scaling:
     fprintf(stderr, "phase: scaling (one and two command workers, %ld commands each)\n", o->scaling_commands);
     long order[2] = {1, 2};
     if (o->command_workers > 1) {

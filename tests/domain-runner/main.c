@@ -49,6 +49,7 @@ typedef struct runner {
     sym_t syms[SYM_MAX];
     int nsyms;
     char errstr[1024];
+    int batch; /* --batch: each case's commands in one cmdproc_apply (one transaction) */
 } runner_t;
 
 /* ---- symbols ---- */
@@ -378,7 +379,7 @@ static json_t *event_name(const char *type) {
 }
 
 /* What one command wrote to the outbox after mark: fills out and advances mark. */
-static int read_outbox(runner_t *r, long long *mark, const char *as, json_t *out) {
+static int read_outbox(runner_t *r, long long *mark, const char *as, json_t *out, int to_result) {
     char m[24];
     snprintf(m, sizeof(m), "%lld", *mark);
     const char *p[1] = {m};
@@ -396,7 +397,8 @@ static int read_outbox(runner_t *r, long long *mark, const char *as, json_t *out
             json_decref(ev);
             continue;
         }
-        if (strcmp(topic, r->topic_results) == 0) {
+        int is_result = strcmp(topic, r->topic_results) == 0;
+        if (is_result) {
             json_object_set(out, "status", json_object_get(data, "status"));
             json_object_set(out, "code", json_object_get(data, "code"));
             json_object_set(out, "message", json_object_get(data, "message"));
@@ -441,11 +443,62 @@ static int read_outbox(runner_t *r, long long *mark, const char *as, json_t *out
             json_array_append_new(mail, j);
         }
         json_decref(ev);
+        if (to_result && is_result)
+            break; /* a batch: the next command's rows follow */
     }
     PQclear(res);
     json_object_set_new(out, "events", events);
     json_object_set_new(out, "mail", mail);
     return 0;
+}
+
+/* --batch: every command of the case in one call of cmdproc_apply (one transaction, the set path where it
+ * applies); each command's rows are those up to and including its result (a dead letter writes none).
+ * Symbols can name only what setup made. */
+static json_t *apply_batch(runner_t *r, json_t *commands, long long mark) {
+    size_t n = json_array_size(commands), i;
+    json_t *results = json_array(), *entry, *es = json_array();
+    cmdproc_msg_t *msgs = xcalloc(n ? n : 1, sizeof(*msgs));
+    char **payloads = xcalloc(n ? n : 1, sizeof(*payloads));
+    json_array_foreach(commands, i, entry) {
+        json_t *e = json_deep_copy(entry);
+        json_array_append_new(es, e);
+        json_t *ev = substitute(r, e) == 0 ? envelope(r, e) : NULL;
+        if (!ev)
+            goto fail;
+        payloads[i] = json_dumps(ev, JSON_COMPACT);
+        json_decref(ev);
+        msgs[i].payload = payloads[i];
+        msgs[i].len = strlen(payloads[i]);
+    }
+    if (cmdproc_apply(r->proc, msgs, n, r->errstr, sizeof(r->errstr)) != 0)
+        goto fail;
+    json_array_foreach(es, i, entry) {
+        json_t *out = json_pack("{s:s}", "outcome", msgs[i].outcome ? msgs[i].outcome : "none");
+        json_array_append_new(results, out);
+        if (msgs[i].dead_letter) {
+            json_object_set_new(out, "status", json_string("dead_letter"));
+            json_object_set_new(out, "code", json_null());
+            json_object_set_new(out, "events", json_array());
+            json_object_set_new(out, "mail", json_array());
+            continue;
+        }
+        char autoname[32];
+        snprintf(autoname, sizeof(autoname), "c%zu", i + 1);
+        if (read_outbox(r, &mark, str_field(entry, "as", autoname), out, 1) != 0)
+            goto fail;
+    }
+    goto done;
+fail:
+    json_decref(results);
+    results = NULL;
+done:
+    for (i = 0; i < n; i++)
+        free(payloads[i]);
+    free(payloads);
+    free(msgs);
+    json_decref(es);
+    return results;
 }
 
 static json_t *apply_commands(runner_t *r, json_t *commands) {
@@ -457,6 +510,10 @@ static json_t *apply_commands(runner_t *r, json_t *commands) {
         goto fail;
     mark = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     PQclear(res);
+    if (r->batch) {
+        json_decref(results);
+        return apply_batch(r, commands, mark);
+    }
     size_t i;
     json_t *entry;
     json_array_foreach(commands, i, entry) {
@@ -486,7 +543,7 @@ static json_t *apply_commands(runner_t *r, json_t *commands) {
         }
         char autoname[32]; /* a command without "as" is "c1", "c2" ...: its new ids read "$c1.user_id" */
         snprintf(autoname, sizeof(autoname), "c%zu", i + 1);
-        if (read_outbox(r, &mark, str_field(e, "as", autoname), out) != 0) {
+        if (read_outbox(r, &mark, str_field(e, "as", autoname), out, 0) != 0) {
             json_decref(out);
             json_decref(e);
             goto fail;
@@ -584,6 +641,7 @@ static json_t *run_case(runner_t *r, const char *dir) {
     }
     if (setup(r, s) != 0)
         goto done;
+    unsigned long set_based_before = cmdproc_set_based_decided(r->proc);
     json_t *results = apply_commands(r, commands);
     if (!results)
         goto done;
@@ -600,6 +658,10 @@ static json_t *run_case(runner_t *r, const char *dir) {
         json_array_append_new(rows, json_pack("{s:s, s:o}", "sql", str_field(q, "sql", ""), "rows", got));
     }
     out = json_pack("{s:s, s:o, s:o}", "case", dir, "results", results, "rows", rows);
+    if (r->batch) /* how many commands of this case the set path decided */
+        json_object_set_new(
+            out, "set_based",
+            json_integer((json_int_t)(cmdproc_set_based_decided(r->proc) - set_based_before)));
     symbolize(r, json_object_get(out, "results"));
     symbolize(r, json_object_get(out, "rows"));
     /* Nobody publishes this database's outbox. */
@@ -618,17 +680,30 @@ int main(int argc, char **argv) {
     runner_t *r = xcalloc(1, sizeof(*r));
     int rc = EXIT_USAGE, argi = 1;
     const char *config = NULL;
-    if (argc > 2 && strcmp(argv[1], "--config") == 0) {
-        config = argv[2];
-        argi = 3;
+    int per_command = 0;
+    for (;;) {
+        if (argc > argi + 1 && strcmp(argv[argi], "--config") == 0) {
+            config = argv[argi + 1];
+            argi += 2;
+        } else if (argi < argc && strcmp(argv[argi], "--batch") == 0) {
+            r->batch = 1;
+            argi++;
+        } else if (argi < argc && strcmp(argv[argi], "--per-command") == 0) {
+            per_command = 1;
+            argi++;
+        } else {
+            break;
+        }
     }
     if (argi >= argc || strcmp(argv[argi], "--help") == 0 || strcmp(argv[argi], "-h") == 0) {
         fprintf(
             stderr,
-            "usage: raikoo-domain-runner [--config FILE] CASE_DIR...\n"
+            "usage: raikoo-domain-runner [--config FILE] [--batch] [--per-command] CASE_DIR...\n"
             "Applies each tests/domain/<case>/ through the command processor against PostgreSQL alone\n"
             "(db.url: a database of its own, migrated, where no relay runs) and prints one JSON line per\n"
-            "case: each command's result, events and mail jobs, and the rows of expected.json's queries.\n");
+            "case: each command's result, events and mail jobs, and the rows of expected.json's queries.\n"
+            "--batch applies each case's commands as one batch (one transaction); --per-command turns the\n"
+            "command processor's set path off (every command through the per-command rules).\n");
         free(r);
         return argi >= argc ? EXIT_USAGE : EXIT_OK;
     }
@@ -649,6 +724,7 @@ int main(int argc, char **argv) {
     r->proc = cmdproc_new(r->conf, r->db, &r->keys, r->errstr, sizeof(r->errstr));
     if (!r->proc)
         goto done;
+    cmdproc_set_set_based(r->proc, !per_command);
     r->topic_results = conf_get(r->conf, "topic.results");
     r->topic_events = conf_get(r->conf, "topic.events");
     r->topic_mail = conf_get(r->conf, "topic.mail");

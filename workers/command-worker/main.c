@@ -168,20 +168,25 @@ static void batch_clear(void) {
     batch.n = 0;
 }
 
-/* Polls until max messages, or wait_ms after the first one, or shutdown. */
+/* Polls until max messages or shutdown; after the first message, gathers more only while they are
+ * there at once (a poll of 0 ms), unless the previous batch was full (a backlog: then it waits up to
+ * wait_ms after the first one for the batch to fill). An idle worker so applies a lone command at once:
+ * batch.wait.ms adds no latency at low rates. */
 static void batch_gather(rd_kafka_t *consumer, long max, long wait_ms) {
+    static int previous_full;
     int64_t deadline = 0;
     while (worker_running() && batch.n < (size_t)max) {
         int timeout = 100;
         if (batch.n > 0) {
-            int64_t left = deadline - worker_now_ms();
-            if (left <= 0)
-                break;
-            timeout = (int)left;
+            int64_t left = previous_full ? deadline - worker_now_ms() : 0;
+            timeout = left > 0 ? (int)left : 0;
         }
         rd_kafka_message_t *m = rd_kafka_consumer_poll(consumer, timeout);
-        if (!m)
+        if (!m) {
+            if (batch.n > 0 && timeout == 0)
+                break; /* nothing more at once (or the wait is over) */
             continue;
+        }
         if (m->err) {
             if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                 log_warn(NULL, "consume: %s", rd_kafka_message_errstr(m));
@@ -193,6 +198,7 @@ static void batch_gather(rd_kafka_t *consumer, long max, long wait_ms) {
             deadline = worker_now_ms() + wait_ms;
         batch.m[batch.n++] = m;
     }
+    previous_full = batch.n >= (size_t)max;
 }
 
 /* Delivery of the dead letters: each produced message carries a pointer to its slot, which the delivery

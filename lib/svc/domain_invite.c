@@ -429,14 +429,19 @@ static int invitation_of_org(run_t *r, const cmd_t *cmd, invitation_t *inv, doma
     return 1;
 }
 
+/* The opening of ResendInvitation and RemoveInvitation: the actor may send this command to the organization
+ * and the invitation is one of its own, pending or expired. 1 to go on, 0 with res rejected, -1 on a failure. */
+static int authorized_invitation(run_t *r, const cmd_t *cmd, actor_info_t *a, invitation_t *inv,
+                                 domain_result_t *res) {
+    int ok = dom_authorize(r, cmd, a, res);
+    return ok <= 0 ? ok : invitation_of_org(r, cmd, inv, res);
+}
+
 int domain_resend_invitation(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     domain_ctx_t *x = r->x;
     actor_info_t a;
-    int ok = dom_authorize(r, cmd, &a, res);
-    if (ok <= 0)
-        return ok;
     invitation_t inv;
-    ok = invitation_of_org(r, cmd, &inv, res);
+    int ok = authorized_invitation(r, cmd, &a, &inv, res);
     if (ok <= 0)
         return ok;
     if (inv.grant_owner && a.role < ROLE_OWNER) {
@@ -482,11 +487,8 @@ int domain_resend_invitation(run_t *r, const cmd_t *cmd, domain_result_t *res) {
 int domain_remove_invitation(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     domain_ctx_t *x = r->x;
     actor_info_t a;
-    int ok = dom_authorize(r, cmd, &a, res);
-    if (ok <= 0)
-        return ok;
     invitation_t inv;
-    ok = invitation_of_org(r, cmd, &inv, res);
+    int ok = authorized_invitation(r, cmd, &a, &inv, res);
     if (ok <= 0)
         return ok;
     const char *p1[1] = {inv.id};

@@ -137,7 +137,7 @@ PREFIX  ?= /usr/local
 VERSION ?= 0.1.0
 PRODUCER_HDR     := producers/include/raikoo/producer.h
 PRODUCER_LIB_SRC := producers/producer.c \
-                    $(filter %/cmd.c %/email.c %/event.c %/rfc3339.c %/secret.c %/text.c,$(LIB_SRC))
+                    $(filter %/clock.c %/cmd.c %/email.c %/event.c %/rfc3339.c %/secret.c %/text.c %/watermark.c,$(LIB_SRC))
 LIBPRODUCER      := $(OBJ)/libraikoo-producer.a
 
 .PHONY: install

@@ -11,11 +11,13 @@
 #include <librdkafka/rdkafka.h>
 #include <sodium.h>
 
+#include "clock.h"
 #include "cmd.h"
 #include "email.h"
 #include "event.h"
 #include "secret.h"
 #include "text.h"
+#include "watermark.h"
 
 /* The public sizes are the internal ones. */
 _Static_assert(RAIKOO_PASSWORD_HASH_SIZE == crypto_pwhash_STRBYTES, "RAIKOO_PASSWORD_HASH_SIZE");
@@ -105,12 +107,6 @@ struct raikoo_producer {
     stashed_t *stash_head, *stash_tail;
     size_t stashed;
 };
-
-static long now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long)ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
 
 /* ---- the pending set ---- */
 
@@ -598,25 +594,6 @@ void raikoo_producer_set_delivery_cb(raikoo_producer_t *p, raikoo_delivery_cb_t 
     p->dr_opaque = opaque;
 }
 
-/* The high watermark of one partition, asking again (within timeout_ms) while the broker answers with a
- * passing error, such as a leader not yet elected. (lib's kafka_high_watermark does the same; this library
- * links no lib/ module that needs the workers' service states.) */
-static rd_kafka_resp_err_t high_watermark(rd_kafka_t *rk, const char *topic, int partition, int timeout_ms,
-                                          int64_t *high) {
-    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__TIMED_OUT;
-    long deadline = now_ms() + timeout_ms;
-    for (long left = timeout_ms; left > 0; left = deadline - now_ms()) {
-        int64_t low = 0;
-        err = rd_kafka_query_watermark_offsets(rk, topic, partition, &low, high,
-                                               left < 5000 ? (int)left : 5000);
-        if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
-            return err;
-        if (err != RD_KAFKA_RESP_ERR__TIMED_OUT)
-            rd_kafka_poll(rk, 200); /* a passing answer: give the broker a moment */
-    }
-    return err;
-}
-
 int raikoo_results_follow(raikoo_producer_t *p, char *errstr, size_t errstr_size) {
     if (p->rc)
         return 0;
@@ -638,7 +615,8 @@ int raikoo_results_follow(raikoo_producer_t *p, char *errstr, size_t errstr_size
     list = rd_kafka_topic_partition_list_new(parts);
     for (int i = 0; i < parts; i++) {
         int64_t high = 0;
-        rd_kafka_resp_err_t err = high_watermark(rc_client, p->topic_results, i, CONNECT_TIMEOUT_MS, &high);
+        rd_kafka_resp_err_t err =
+            kafka_high_watermark(rc_client, p->topic_results, i, CONNECT_TIMEOUT_MS, &high);
         if (err) {
             snprintf(errstr, errstr_size, "cannot read the end of %s [%d]: %s", p->topic_results, i,
                      rd_kafka_err2str(err));
@@ -683,7 +661,7 @@ static int send_one(raikoo_producer_t *p, raikoo_command_type_t type, const char
         p->sync_err = RD_KAFKA_RESP_ERR_NO_ERROR;
         snprintf(p->sync_id, sizeof(p->sync_id), "%s", m.id);
     }
-    long deadline = now_ms() + p->message_timeout_ms + 5000;
+    long deadline = clock_ms() + p->message_timeout_ms + 5000;
     rd_kafka_resp_err_t err;
     for (;;) {
         /* Structured mode of the CloudEvents Kafka binding; the headers go with the message once queued. */
@@ -695,7 +673,7 @@ static int send_one(raikoo_producer_t *p, raikoo_command_type_t type, const char
                                 RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
         if (err)
             rd_kafka_headers_destroy(h);
-        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || now_ms() >= deadline)
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || clock_ms() >= deadline)
             break;
         /* The client's queue is full: serve delivery reports until there is room. */
         rd_kafka_poll(p->rk, POLL_SLICE_MS);
@@ -709,7 +687,7 @@ static int send_one(raikoo_producer_t *p, raikoo_command_type_t type, const char
         goto done;
     }
     if (sync) {
-        while (!p->sync_done && now_ms() < deadline)
+        while (!p->sync_done && clock_ms() < deadline)
             rd_kafka_poll(p->rk, POLL_SLICE_MS);
         if (!p->sync_done) {
             snprintf(errstr, errstr_size, "command %s: no acknowledgement from Kafka at %s in time", m.id,
@@ -767,13 +745,13 @@ int raikoo_results_poll(raikoo_producer_t *p, int timeout_ms, raikoo_result_t *o
     }
     if (stash_take(p, NULL, out))
         return 1;
-    long deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    long deadline = clock_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     do {
         rd_kafka_poll(p->rk, 0);
-        long left = deadline - now_ms();
+        long left = deadline - clock_ms();
         if (results_read_one(p, left <= 0 ? 0 : left < POLL_SLICE_MS ? (int)left : POLL_SLICE_MS, out))
             return 1;
-    } while (now_ms() < deadline);
+    } while (clock_ms() < deadline);
     return 0;
 }
 
@@ -788,10 +766,10 @@ int raikoo_command_wait(raikoo_producer_t *p, const char *command_id, int timeou
         return 1;
     /* A command published elsewhere after we started following may be waited for too. */
     id_add(&p->pending, command_id);
-    long deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    long deadline = clock_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     do {
         rd_kafka_poll(p->rk, 0);
-        long left = deadline - now_ms();
+        long left = deadline - clock_ms();
         raikoo_result_t r;
         if (results_read_one(p, left <= 0 ? 0 : left < POLL_SLICE_MS ? (int)left : POLL_SLICE_MS, &r)) {
             if (strcasecmp(r.command_id, command_id) == 0) {
@@ -800,7 +778,7 @@ int raikoo_command_wait(raikoo_producer_t *p, const char *command_id, int timeou
             }
             stash_push(p, &r);
         }
-    } while (now_ms() < deadline);
+    } while (clock_ms() < deadline);
     return 0;
 }
 
@@ -869,10 +847,10 @@ typedef struct run_progress {
 } run_progress_t;
 
 static void run_progress_tell(run_progress_t *pr, size_t done, int always) {
-    if (!pr->fn || (!always && now_ms() - pr->last < 100))
+    if (!pr->fn || (!always && clock_ms() - pr->last < 100))
         return;
     if (!always)
-        pr->last = now_ms();
+        pr->last = clock_ms();
     pr->fn(pr->opaque, pr->sent, done, pr->total);
 }
 
@@ -921,7 +899,7 @@ static void batch_index(batch_run_t *b, size_t n) {
  * none came for timeout_ms. */
 static void batch_collect(raikoo_producer_t *p, batch_run_t *b, size_t n, int timeout_ms,
                           run_progress_t *pr) {
-    long idle_since = now_ms();
+    long idle_since = clock_ms();
     while (b->done < n) {
         raikoo_result_t r;
         char why[256];
@@ -938,11 +916,11 @@ static void batch_collect(raikoo_producer_t *p, batch_run_t *b, size_t n, int ti
                 it->result = r;
                 it->status = RAIKOO_ITEM_RESULT;
                 b->done++;
-                idle_since = now_ms();
+                idle_since = clock_ms();
             } else {
                 raikoo_result_clear(&r);
             }
-        } else if (now_ms() - idle_since >= timeout_ms) {
+        } else if (clock_ms() - idle_since >= timeout_ms) {
             break;
         }
         run_progress_tell(pr, b->done, 0);

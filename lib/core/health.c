@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "metrics.h"
 #include "text.h"
 
@@ -16,14 +17,8 @@ static atomic_llong last_beat_ms;
 static int required; /* HEALTH_* of health_require */
 static int up;       /* HEALTH_POSTGRESQL, HEALTH_KAFKA while they answer; HEALTH_PARTITIONS while held */
 
-static long long now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void health_beat(void) {
-    atomic_store(&last_beat_ms, now_ms());
+    atomic_store(&last_beat_ms, clock_ms());
 }
 
 static metric_t *service_up_gauge(void) {
@@ -82,7 +77,7 @@ void health_assigned(int partitions) {
 }
 
 int health_live(long stall_ms, char *why, size_t why_size) {
-    long long last = atomic_load(&last_beat_ms), age = now_ms() - last;
+    long long last = atomic_load(&last_beat_ms), age = clock_ms() - last;
     if (last == 0 || age > stall_ms) {
         text_printf(why, why_size, "stalled: no loop of the worker turned for %lld ms (limit %ld ms)\n",
                     last == 0 ? -1LL : age, stall_ms);

@@ -372,31 +372,6 @@ int kafka_topic_wait_ready(rd_kafka_t *rk, const char *topic, int timeout_ms, ch
     return rc;
 }
 
-rd_kafka_resp_err_t kafka_high_watermark(rd_kafka_t *rk, const char *topic, int partition, int timeout_ms,
-                                         int64_t *high) {
-    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__TIMED_OUT;
-    int waited = 0;
-    while (waited < timeout_ms) {
-        int64_t low = 0;
-        int slice = timeout_ms - waited < 5000 ? timeout_ms - waited : 5000;
-        err = rd_kafka_query_watermark_offsets(rk, topic, partition, &low, high, slice);
-        if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
-            return err;
-        waited += slice;
-        if (err != RD_KAFKA_RESP_ERR__TIMED_OUT) {
-            /* A passing answer (not leader, leader not available, coordinator loading: a broker that is
-             * settling, or a stale leader cache): refresh the metadata so that the next query asks the
-             * partition's present leader, and give the broker a moment. */
-            const struct rd_kafka_metadata *md = NULL;
-            if (rd_kafka_metadata(rk, 0, NULL, &md, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR && md)
-                rd_kafka_metadata_destroy(md);
-            rd_kafka_poll(rk, 200);
-            waited += 200;
-        }
-    }
-    return err;
-}
-
 /* The number of brokers in the cluster's metadata, or -1 (errstr says why). */
 static long kafka_count_brokers(rd_kafka_t *rk, char *errstr, size_t errstr_size) {
     const struct rd_kafka_metadata *md = NULL;

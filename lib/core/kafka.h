@@ -6,6 +6,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "conf.h"
+#include "watermark.h"
 
 /* A new librdkafka configuration carrying every kafka.<property> setting and our log callback.
  * NULL with errstr ("kafka.<property>: what") when librdkafka refuses one. */
@@ -67,12 +68,6 @@ void kafka_consumer_close(rd_kafka_t *rk);
  * at once). -1 with errstr when it does not happen in time. */
 int kafka_topic_wait_ready(rd_kafka_t *rk, const char *topic, int timeout_ms, char *errstr,
                            size_t errstr_size);
-
-/* The high watermark (the offset the next message will get) of a partition, asking again for up to
- * timeout_ms while the broker answers with a passing error (leader not yet elected, coordinator loading,
- * request timed out), as a broker just started does. */
-rd_kafka_resp_err_t kafka_high_watermark(rd_kafka_t *rk, const char *topic, int partition, int timeout_ms,
-                                         int64_t *high);
 
 /* Creates the five topics with their configured partition counts. Topics that exist already are fine.
  * *created gets how many were new. Returns once every partition of them has a leader. */

@@ -8,17 +8,12 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "clock.h"
 #include "text.h"
 
 static atomic_int ready_sent, stopping_sent;
 static atomic_llong watchdog_every_ms = -1; /* -1: not asked yet; 0: no watchdog */
 static atomic_llong watchdog_last_ms;
-
-static long long now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void notify_ready(const char *status) {
     if (atomic_exchange(&ready_sent, 1))
@@ -49,7 +44,7 @@ void notify_watchdog(void) {
     }
     if (every == 0)
         return;
-    long long now = now_ms(), last = atomic_load(&watchdog_last_ms);
+    long long now = clock_ms(), last = atomic_load(&watchdog_last_ms);
     if (last != 0 && now - last < every)
         return;
     if (atomic_compare_exchange_strong(&watchdog_last_ms, &last, now))

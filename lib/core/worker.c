@@ -12,6 +12,7 @@
 
 #include "health.h"
 #include "httpd.h"
+#include "clock.h"
 #include "log.h"
 #include "notify.h"
 #include "text.h"
@@ -103,9 +104,7 @@ int worker_running(void) {
 }
 
 int64_t worker_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return clock_ms();
 }
 
 int worker_sleep_ms(long ms) {

@@ -160,7 +160,8 @@ typedef struct session_note {
  * small writes each waiting for a reply; with Nagle on, the last write of a message (the final ".") waits
  * for the server's delayed ACK, 40 ms a message, which held the mailer to about 20 messages a second.
  * libesmtp neither sets TCP_NODELAY nor hands out its socket, so the socket is found among this process's
- * descriptors: the TCP connection to the server's port (a process runs one session at a time). The scan
+ * descriptors: every TCP connection to the server's port gets it (several sessions may run at once, in
+ * threads of their own; setting it again on a socket that has it changes nothing). The scan
  * goes up from the lowest descriptors, as the kernel hands out the lowest free number, and stops after a
  * run of closed ones: scanning down from the descriptor limit cost tens of thousands of fstat() calls a
  * session (about a tenth of the mailer's CPU time). */
@@ -189,7 +190,6 @@ static void nodelay_on_session_socket(int port) {
             continue;
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        return;
     }
 }
 

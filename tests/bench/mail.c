@@ -1,6 +1,7 @@
 /* raikoo-bench: the mail phase (mail jobs to messages the SMTP server stored) and the SMTP floor (the same
- * message sent straight to the same server over one session). */
+ * message sent straight to the same server over one session, or over several at once). */
 #include <dirent.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,7 +71,24 @@ int bench_mail(const conf_t *c, long expected, int (*start)(void), void (*sample
     return 0;
 }
 
-int bench_smtp_floor(const conf_t *c, long n, double *per_s, char *errstr, size_t errstr_size) {
+/* One session of the floor: its share of the messages. */
+typedef struct floor_session {
+    const smtp_conf_t *sc;
+    const char *from;
+    smtp_item_t *items;
+    size_t n;
+    int rc;
+    char err[400];
+} floor_session_t;
+
+static void *floor_session_main(void *arg) {
+    floor_session_t *f = arg;
+    f->rc = smtp_send(f->sc, f->from, f->items, f->n, f->err, sizeof(f->err));
+    return NULL;
+}
+
+int bench_smtp_floor(const conf_t *c, long n, long sessions, double *per_s, char *errstr,
+                     size_t errstr_size) {
     int rc = -1;
     smtp_conf_t sc = {0};
     mail_from_t from;
@@ -125,11 +143,39 @@ int bench_smtp_floor(const conf_t *c, long n, double *per_s, char *errstr, size_
         items[i].message = message;
     }
     smtp_init();
-    fprintf(stderr, "  ... SMTP floor: %ld messages over one session\n", n);
+    if (sessions < 1)
+        sessions = 1;
+    if (sessions > n)
+        sessions = n;
+    fprintf(stderr, "  ... SMTP floor: %ld messages over %ld session(s) at once\n", n, sessions);
+    /* Each session a thread of its own with an equal share, as the mailer's senders; from the first
+     * session's start to the last one's end. */
+    floor_session_t *fs = calloc((size_t)sessions, sizeof(*fs));
+    pthread_t *th = calloc((size_t)sessions, sizeof(*th));
+    if (!fs || !th)
+        abort();
     double t0 = bench_now();
-    if (smtp_send(&sc, from.addr, items, (size_t)n, errstr, errstr_size) != 0)
-        goto done;
+    long at = 0;
+    for (long k = 0; k < sessions; k++) {
+        long share = n / sessions + (k < n % sessions ? 1 : 0);
+        fs[k] = (floor_session_t){&sc, from.addr, items + at, (size_t)share, -1, ""};
+        at += share;
+        if (pthread_create(&th[k], NULL, floor_session_main, &fs[k]) != 0)
+            abort();
+    }
+    int failed = 0;
+    for (long k = 0; k < sessions; k++) {
+        pthread_join(th[k], NULL);
+        if (fs[k].rc != 0 && !failed) {
+            failed = 1;
+            snprintf(errstr, errstr_size, "%s", fs[k].err);
+        }
+    }
     double wall = bench_now() - t0;
+    free(fs);
+    free(th);
+    if (failed)
+        goto done;
     for (long i = 0; i < n; i++) {
         if (items[i].outcome != SMTP_SENT) {
             snprintf(errstr, errstr_size, "message %ld not sent: %s", i, items[i].detail);

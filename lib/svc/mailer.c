@@ -1010,6 +1010,15 @@ static void sender_connect(sender_t *s) {
         PGresult *res = db_exec(s->db, SQL_IDENTIFY, 1, p, err, sizeof(err));
         if (res)
             PQclear(res);
+        /* The accepted_at notes of this connection (one a message, in the middle of the session) do not
+         * wait for their WAL to reach the disk: a flush a message held the senders to the disk's flush rate,
+         * far below the SMTP server's. The note only has to outlive this mailer, which it does once
+         * committed (PostgreSQL writes it out within a fraction of a second); only PostgreSQL itself
+         * crashing in that fraction of a second and this mailer dying before it records the outcome could
+         * lose it (the message would then go out again). Outcomes, on the main thread's connection, stay
+         * synchronous. */
+        if (db_cmd(s->db, "SET synchronous_commit TO off", err, sizeof(err)) != 0)
+            log_warn(NULL, "mail sender: %s (accepted_at notes wait for the disk)", err);
     }
 }
 

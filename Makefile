@@ -82,6 +82,14 @@ asan:
 	$(MAKE) OBJ=build-asan BIN=bin-asan \
 	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined"
 
+# ThreadSanitizer build (bin-tsan/); tests/tsan/c11threads.c, linked in, lets it see librdkafka's threads.
+.PHONY: tsan
+TSAN_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=thread
+tsan:
+	$(MAKE) OBJ=build-tsan CFLAGS="$(TSAN_CFLAGS)" build-tsan/tests/tsan/c11threads.o
+	$(MAKE) OBJ=build-tsan BIN=bin-tsan CFLAGS="$(TSAN_CFLAGS)" \
+	  LDLIBS='build-tsan/tests/tsan/c11threads.o $$(shell pkg-config --libs $$(PKGS)) -lm'
+
 setup:
 	$(SETUP)
 

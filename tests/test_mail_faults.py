@@ -272,7 +272,8 @@ def test_an_outcome_is_recorded_once_the_database_is_back_not_abandoned(tmp_path
         wait_until(lambda: "cannot record the outcome of 1 mail job(s)" in w.output(), 60, "recording failed")
         db.cursor().execute(f"ALTER DATABASE {dbname} CONNECTION LIMIT -1")
         wait_until(lambda: inv.delivery()[0] == "sent", 60, "recorded after the database came back")
-        assert "recorded the outcome of 1 mail job(s) after" in w.output()
+        # The line comes once the commit has returned, a moment after the row is visible.
+        wait_until(lambda: "recorded the outcome of 1 mail job(s) after" in w.output(), 30, "the line saying so")
         assert inv.delivery()[:2] == ("sent", 1) and inv.mail_state()[1] == "sent"
         assert slow.messages == 1
         assert w.stop() == 0

@@ -72,6 +72,8 @@ const conf_key_t conf_keys[] = {
     {"mail.lease.ms", "15000",
      "mailer: a job's claim, renewed while its mailer lives (taken over when it runs out)"},
     {"mail.probe.max.ms", "60000", "mailer: longest delay between two probes of an unreachable SMTP server"},
+    {"mail.connections", "4",
+     "mailer: SMTP sessions in parallel (sender threads, each with its own session)"},
     {"result.timeout.ms", "30000", "raikoo --wait: how long to wait for a result"},
     {"log.level", "info", "debug | info | warn | error"},
     {"log.format", "text",

@@ -4,6 +4,7 @@
 #include "metrics.h"
 #include "text.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stddef.h> /* libesmtp.h uses size_t without including it */
 #include <stdio.h>
@@ -19,7 +20,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 /* The last OpenSSL error as text, for a message. */
@@ -161,28 +161,28 @@ typedef struct session_note {
  * small writes each waiting for a reply; with Nagle on, the last write of a message (the final ".") waits
  * for the server's delayed ACK, 40 ms a message, which held the mailer to about 20 messages a second.
  * libesmtp neither sets TCP_NODELAY nor hands out its socket, so the socket is found among this process's
- * descriptors: the TCP connection to the server's port (a process runs one session at a time). The scan
- * goes up from the lowest descriptors, as the kernel hands out the lowest free number, and stops after a
- * run of closed ones: scanning down from the descriptor limit cost tens of thousands of fstat() calls a
- * session (about a tenth of the mailer's CPU time). */
+ * descriptors: every TCP connection to the server's port gets it. Several sessions may run at once, in
+ * threads of their own, and other threads open and close descriptors meanwhile: whatever the scan meets is
+ * harmless to touch. A socket to the server's port is one of our sessions' (setting the option again on one
+ * that has it changes nothing), and a descriptor closed and reused between the two calls is at worst
+ * another TCP socket that gets TCP_NODELAY. getpeername alone tells all the scan needs (EBADF: closed,
+ * ENOTSOCK: not a socket), without fstat, whose reading of another thread's descriptor ThreadSanitizer
+ * reports as a race. The scan goes up from the lowest descriptors, as the kernel hands out the lowest free
+ * number, and stops after a run of closed ones: scanning down from the descriptor limit cost tens of
+ * thousands of calls a session (about a tenth of the mailer's CPU time). */
 static void nodelay_on_session_socket(int port) {
     long max = sysconf(_SC_OPEN_MAX);
     if (max <= 0 || max > 65536)
         max = 65536;
     int closed_run = 0;
     for (int fd = 3; fd < (int)max && closed_run < 256; fd++) {
-        struct stat stt;
-        if (fstat(fd, &stt) != 0) {
-            closed_run++;
+        struct sockaddr_storage peer;
+        socklen_t len = sizeof(peer);
+        if (getpeername(fd, (struct sockaddr *)&peer, &len) != 0) {
+            closed_run = errno == EBADF ? closed_run + 1 : 0;
             continue;
         }
         closed_run = 0;
-        if (!S_ISSOCK(stt.st_mode))
-            continue;
-        struct sockaddr_storage peer;
-        socklen_t len = sizeof(peer);
-        if (getpeername(fd, (struct sockaddr *)&peer, &len) != 0)
-            continue;
         int peer_port = peer.ss_family == AF_INET    ? ntohs(((struct sockaddr_in *)&peer)->sin_port)
                         : peer.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&peer)->sin6_port)
                                                      : -1;
@@ -190,7 +190,6 @@ static void nodelay_on_session_socket(int port) {
             continue;
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        return;
     }
 }
 

@@ -143,23 +143,60 @@ typedef struct claimed {
  * `sending` jobs count as abandoned (SQL_DUE's $2). */
 #define RECONNECT_GRACE_MS 30000L
 
+/* A job on its way through the senders: claimed by the main thread, sent by a sender thread, recorded by
+ * the main thread. Owned by whichever list holds it (todo, then a sender, then done). */
+typedef struct sendjob {
+    claimed_t cl;
+    smtp_item_t item; /* the verdict */
+    int held;         /* not sent: the breaker held it (no attempt counted) */
+    struct sendjob *next;
+} sendjob_t;
+
+/* A FIFO of jobs. */
+typedef struct joblist {
+    sendjob_t *head, *tail;
+    size_t n;
+} joblist_t;
+
+/* One of the mail.connections sender threads: its own SMTP sessions and its own PostgreSQL connection (for
+ * SQL_ACCEPTED during a session; libpq connections are not shared between threads). */
+typedef struct sender {
+    struct mailer *m;
+    pthread_t thread;
+    int started;
+    PGconn *db;         /* NULL until connected */
+    int64_t connect_at; /* the next reconnection attempt, when db is down */
+} sender_t;
+
 struct mailer {
     const conf_t *conf;
     secret_keys_t keys;
     mail_templates_t *templates;
     mail_from_t from;
     smtp_conf_t smtp;
-    const char *app_url, *events_topic;
-    long batch_max, retry_base_ms, retry_max, retry_max_delay_ms, probe_max_ms, lease_ms;
+    const char *app_url, *events_topic, *db_url;
+    long batch_max, retry_base_ms, retry_max, retry_max_delay_ms, probe_max_ms, lease_ms, connections;
     char id[UUID_BUF]; /* this mailer's instance id: mail_deliveries.claimed_by */
     char appname[64];  /* "raikoo-mailer <id>": its sessions' application_name */
     claimed_t *claimed;
     size_t n_claimed, cap_claimed;
-    /* The server-level circuit breaker: open while the SMTP server cannot be reached (session failures),
-     * jobs are held without contacting it; a probe (a real session) at probe_at, backing off to
-     * mail.probe.max.ms; closed again at the first session that works. One log line per change. */
-    int breaker_open;
-    int64_t probe_at, opened_at;
+    /* The sender threads and their queues, under lock. The main thread moves claimed jobs to todo (or
+     * straight to done when nothing is to be sent), senders take them from todo in SMTP sessions of at most
+     * mail.batch.max and put them on done, the main thread records done. inflight (main thread only) counts
+     * the jobs dispatched and not yet recorded. */
+    pthread_mutex_t lock;
+    pthread_cond_t work_cv, done_cv;
+    joblist_t todo, done;
+    int draining; /* senders stop once todo is empty */
+    size_t inflight;
+    sender_t *senders;
+    /* The server-level circuit breaker, one for the SMTP server, shared by the senders (under lock): open
+     * while the SMTP server cannot be reached (session failures), jobs are held without contacting it; a
+     * probe (a real session) at probe_at, backing off to mail.probe.max.ms; closed again at the first session
+     * that works. One log line per change. A session that started before the breaker last changed says
+     * nothing new about the server: its failure neither reopens the breaker nor doubles the backoff. */
+    int breaker_open, release_pending;
+    int64_t probe_at, opened_at, tripped_at, closed_at;
     long probe_delay_ms;
     char outage[400];
 };
@@ -167,6 +204,10 @@ struct mailer {
 mailer_t *mailer_new(const conf_t *c, char *errstr, size_t errstr_size) {
     mailer_t *m = xcalloc(1, sizeof(*m));
     m->conf = c;
+    pthread_mutex_init(&m->lock, NULL);
+    pthread_cond_init(&m->work_cv, NULL);
+    pthread_cond_init(&m->done_cv, NULL);
+    m->db_url = conf_get(c, "db.url");
     int overridden = 0;
     if (conf_get_long(c, "mail.batch.max", 1, 10000, &m->batch_max, errstr, errstr_size) != 0 ||
         conf_get_long(c, "mail.retry.base.ms", 1, 86400000, &m->retry_base_ms, errstr, errstr_size) != 0 ||
@@ -175,6 +216,7 @@ mailer_t *mailer_new(const conf_t *c, char *errstr, size_t errstr_size) {
                       errstr_size) != 0 ||
         conf_get_long(c, "mail.probe.max.ms", 1, 3600000, &m->probe_max_ms, errstr, errstr_size) != 0 ||
         conf_get_long(c, "mail.lease.ms", 1000, 3600000, &m->lease_ms, errstr, errstr_size) != 0 ||
+        conf_get_long(c, "mail.connections", 1, 64, &m->connections, errstr, errstr_size) != 0 ||
         smtp_conf_load(c, &m->smtp, errstr, errstr_size) != 0 ||
         mail_from_parse(conf_get(c, "mail.from"), &m->from, errstr, errstr_size) != 0)
         goto fail;
@@ -210,6 +252,9 @@ void mailer_free(mailer_t *m) {
         return;
     claimed_clear(m);
     free(m->claimed);
+    pthread_mutex_destroy(&m->lock);
+    pthread_cond_destroy(&m->work_cv);
+    pthread_cond_destroy(&m->done_cv);
     mail_templates_free(m->templates);
     mail_from_free(&m->from);
     smtp_conf_clear(&m->smtp);
@@ -388,11 +433,14 @@ static int record_outcomes(mailer_t *m, PGconn *db, outbox_t *ob, const outcome_
         snprintf(r->att, sizeof(r->att), "%d", attempts);
         long long left_ms = ((long long)job->expires - (long long)now) * 1000;
         if (in[i].held) {
-            long long d = m->probe_at > now_ms ? m->probe_at - now_ms : 0;
+            /* Due at the next probe; at once when the server answered again meanwhile. */
+            pthread_mutex_lock(&m->lock);
+            long long d = m->breaker_open && m->probe_at > now_ms ? m->probe_at - now_ms : 0;
+            char *why = dup_printf("waiting for the SMTP server: %s", m->outage);
+            pthread_mutex_unlock(&m->lock);
             snprintf(r->delay, sizeof(r->delay), "%lld", d);
             status = "retrying";
             delay = r->delay;
-            char *why = dup_printf("waiting for the SMTP server: %s", m->outage);
             r->error = error_text(why, ascii);
             free(why);
         } else if (it->outcome == SMTP_SENT) {
@@ -727,34 +775,58 @@ done:
     return rc;
 }
 
-/* ---- the SMTP server's circuit breaker ---- */
+/* ---- the SMTP server's circuit breaker (shared by the senders, under m->lock) ---- */
 
-/* A session failed as a whole (the server unreachable, its greeting, TLS or AUTH refused): open the
- * breaker (one line), or after a failed probe, probe again later (backing off, no line at info level). */
-static void breaker_trip(mailer_t *m, const char *why) {
+/* A session that started at `started` failed as a whole (the server unreachable, its greeting, TLS or AUTH
+ * refused): open the breaker (one line), or after a failed probe, probe again later (backing off, no line
+ * at info level). */
+static void breaker_trip(mailer_t *m, const char *why, int64_t started) {
+    pthread_mutex_lock(&m->lock);
     int64_t now = worker_now_ms();
     if (!m->breaker_open) {
-        m->breaker_open = 1;
-        m->opened_at = now;
-        m->probe_delay_ms = m->retry_base_ms < m->probe_max_ms ? m->retry_base_ms : m->probe_max_ms;
-        text_printf(m->outage, sizeof(m->outage), "%s", why);
-        log_warn(NULL,
-                 "SMTP server %s cannot be reached: %s; mail is held (nothing is marked failed for this), "
-                 "the server is probed with backoff up to %ld ms",
-                 m->smtp.hostport, m->outage, m->probe_max_ms);
-    } else {
+        if (started >= m->closed_at) { /* else: it tried before the server answered again */
+            m->breaker_open = 1;
+            m->opened_at = now;
+            m->tripped_at = now;
+            m->probe_delay_ms = m->retry_base_ms < m->probe_max_ms ? m->retry_base_ms : m->probe_max_ms;
+            m->probe_at = now + m->probe_delay_ms;
+            text_printf(m->outage, sizeof(m->outage), "%s", why);
+            log_warn(
+                NULL,
+                "SMTP server %s cannot be reached: %s; mail is held (nothing is marked failed for this), "
+                "the server is probed with backoff up to %ld ms",
+                m->smtp.hostport, m->outage, m->probe_max_ms);
+        }
+    } else if (started >= m->tripped_at) { /* a probe failed */
         m->probe_delay_ms = m->probe_delay_ms * 2 < m->probe_max_ms ? m->probe_delay_ms * 2 : m->probe_max_ms;
+        m->tripped_at = now;
+        m->probe_at = now + m->probe_delay_ms;
         text_printf(m->outage, sizeof(m->outage), "%s", why);
         log_debug(NULL, "SMTP probe failed: %s; next in %ld ms", m->outage, m->probe_delay_ms);
     }
-    m->probe_at = now + m->probe_delay_ms;
+    pthread_mutex_unlock(&m->lock);
 }
 
-/* A session worked: close the breaker (one line) and make every held job due now. */
-static void breaker_close(mailer_t *m, PGconn *db) {
-    if (!m->breaker_open)
+/* A session worked: close the breaker; the main thread then makes every held job due (breaker_release). */
+static void breaker_close(mailer_t *m) {
+    pthread_mutex_lock(&m->lock);
+    if (m->breaker_open) {
+        m->breaker_open = 0;
+        m->closed_at = worker_now_ms();
+        m->release_pending = 1;
+    }
+    pthread_mutex_unlock(&m->lock);
+}
+
+/* Main thread: after the breaker closed, every held job is due now (one line). */
+static void breaker_release(mailer_t *m, PGconn *db) {
+    pthread_mutex_lock(&m->lock);
+    int pending = m->release_pending;
+    m->release_pending = 0;
+    long long after_s = (long long)((m->closed_at - m->opened_at) / 1000);
+    pthread_mutex_unlock(&m->lock);
+    if (!pending)
         return;
-    m->breaker_open = 0;
     char err[512];
     PGresult *res = db_exec_cached(db, SQL_RELEASE_HELD, 0, NULL, err, sizeof(err));
     long released = res ? strtol(PQcmdTuples(res), NULL, 10) : -1;
@@ -763,15 +835,18 @@ static void breaker_close(mailer_t *m, PGconn *db) {
     else /* they are due at the next probe time anyway */
         log_warn(NULL, "cannot release the held mail jobs now: %s", err);
     log_info(NULL, "SMTP server %s answers again after %lld s: %ld held mail job(s) due now",
-             m->smtp.hostport, (long long)((worker_now_ms() - m->opened_at) / 1000), released);
+             m->smtp.hostport, after_s, released);
 }
 
 /* 1 while the breaker is open and no probe is due: jobs are held without contacting the server. */
-static int breaker_holding(const mailer_t *m) {
-    return m->breaker_open && worker_now_ms() < m->probe_at;
+static int breaker_holding(mailer_t *m) {
+    pthread_mutex_lock(&m->lock);
+    int holding = m->breaker_open && worker_now_ms() < m->probe_at;
+    pthread_mutex_unlock(&m->lock);
+    return holding;
 }
 
-/* ---- sending ---- */
+/* ---- recording ---- */
 
 static void db_recover(mailer_t *m, PGconn *db, long sleep_ms);
 
@@ -819,58 +894,180 @@ static int record_chunk(mailer_t *m, PGconn *db, const outcome_in_t *in, size_t 
     }
 }
 
+/* ---- the job lists ---- */
+
+static void joblist_push(joblist_t *l, sendjob_t *j) {
+    j->next = NULL;
+    if (l->tail)
+        l->tail->next = j;
+    else
+        l->head = j;
+    l->tail = j;
+    l->n++;
+}
+
+static sendjob_t *joblist_pop(joblist_t *l) {
+    sendjob_t *j = l->head;
+    if (j) {
+        l->head = j->next;
+        if (!l->head)
+            l->tail = NULL;
+        l->n--;
+        j->next = NULL;
+    }
+    return j;
+}
+
+static void sendjob_free(sendjob_t *j) {
+    mail_job_free(&j->cl.job);
+    free(j->cl.payload);
+    free(j);
+}
+
+/* Main thread: hands every claimed job on. Those with nothing to send (malformed, accepted before, or held
+ * while the breaker holds) go straight to done; the others to the senders. */
+static void dispatch(mailer_t *m) {
+    if (m->n_claimed == 0)
+        return;
+    int holding = breaker_holding(m);
+    pthread_mutex_lock(&m->lock);
+    for (size_t i = 0; i < m->n_claimed; i++) {
+        sendjob_t *j = xcalloc(1, sizeof(*j));
+        j->cl = m->claimed[i]; /* the job and its payload move */
+        if (j->cl.bad) {
+            j->item.outcome = SMTP_PERMANENT;
+            text_printf(j->item.detail, sizeof(j->item.detail), "%s", j->cl.why);
+        } else if (j->cl.accepted) {
+            j->item.outcome = SMTP_SENT;
+            snprintf(j->item.detail, sizeof(j->item.detail),
+                     "accepted by the SMTP server before the mailer sending it stopped");
+        } else if (holding) {
+            j->held = 1;
+        } else {
+            joblist_push(&m->todo, j);
+            continue;
+        }
+        joblist_push(&m->done, j);
+    }
+    m->inflight += m->n_claimed;
+    m->n_claimed = 0;
+    pthread_cond_broadcast(&m->work_cv);
+    pthread_cond_signal(&m->done_cv);
+    pthread_mutex_unlock(&m->lock);
+}
+
+/* Main thread: records the outcomes of every job the senders finished, in transactions of at most
+ * mail.batch.max × mail.connections jobs. -1 (logged) only when the worker is stopping and PostgreSQL did
+ * not take them: the jobs stay `sending`, taken over when their lease ends. */
+static int record_done(mailer_t *m, PGconn *db) {
+    breaker_release(m, db);
+    pthread_mutex_lock(&m->lock);
+    joblist_t done = m->done;
+    memset(&m->done, 0, sizeof(m->done));
+    pthread_mutex_unlock(&m->lock);
+    if (done.n == 0)
+        return 0;
+    size_t cap = (size_t)(m->batch_max * m->connections);
+    outcome_in_t *in = xcalloc(cap, sizeof(*in));
+    int rc = 0;
+    while (done.n > 0) {
+        size_t n = 0;
+        sendjob_t *taken = done.head;
+        for (sendjob_t *j = done.head; j && n < cap; j = j->next) {
+            in[n].cl = &j->cl;
+            in[n].item = &j->item;
+            in[n].held = j->held;
+            n++;
+        }
+        char err[1024];
+        if (record_chunk(m, db, in, n, err, sizeof(err)) != 0) {
+            log_error(NULL, "gave up recording the outcome of %zu mail job(s) on shutdown: %s", n, err);
+            rc = -1;
+        }
+        (void)taken;
+        for (size_t i = 0; i < n; i++)
+            sendjob_free(joblist_pop(&done));
+        m->inflight -= n;
+    }
+    free(in);
+    return rc;
+}
+
+/* ---- the senders ---- */
+
+/* The sender's PostgreSQL connection, (re)connected at most once a second while it is down; NULL while it
+ * is. Never in the middle of a session: a connection attempt may take db.url's connect_timeout. */
+static void sender_connect(sender_t *s) {
+    if (s->db && PQstatus(s->db) == CONNECTION_OK)
+        return;
+    int64_t now = worker_now_ms();
+    if (now < s->connect_at)
+        return;
+    s->connect_at = now + 1000;
+    if (!s->db)
+        s->db = PQconnectdb(s->m->db_url ? s->m->db_url : "");
+    else
+        PQreset(s->db);
+    if (PQstatus(s->db) == CONNECTION_OK) {
+        char err[256];
+        const char *p[1] = {s->m->appname};
+        PGresult *res = db_exec(s->db, SQL_IDENTIFY, 1, p, err, sizeof(err));
+        if (res)
+            PQclear(res);
+        /* The accepted_at notes of this connection (one a message, in the middle of the session) do not
+         * wait for their WAL to reach the disk: a flush a message held the senders to the disk's flush rate,
+         * far below the SMTP server's. The note only has to outlive this mailer, which it does once
+         * committed (PostgreSQL writes it out within a fraction of a second); only PostgreSQL itself
+         * crashing in that fraction of a second and this mailer dying before it records the outcome could
+         * lose it (the message would then go out again). Outcomes, on the main thread's connection, stay
+         * synchronous. */
+        if (db_cmd(s->db, "SET synchronous_commit TO off", err, sizeof(err)) != 0)
+            log_warn(NULL, "mail sender: %s (accepted_at notes wait for the disk)", err);
+    }
+}
+
 /* What note_accepted needs to find a message's job. */
 typedef struct accepted_ctx {
-    mailer_t *m;
-    PGconn *db;
-    const size_t *which; /* session index -> chunk index */
-    size_t from;         /* chunk start in m->claimed */
+    sender_t *s;
+    sendjob_t **jobs;
+    const size_t *which; /* session index -> index in jobs */
 } accepted_ctx_t;
 
-/* The server accepted message k of the session: noted at once (one short statement), so that if this
- * mailer dies before the outcome is written, the mailer taking the job over records it sent instead of
- * sending it again. A failure only loses that protection. */
+/* The server accepted message k of the session: noted at once (one short statement on the sender's own
+ * connection), so that if this mailer dies before the outcome is written, the mailer taking the job over
+ * records it sent instead of sending it again. A failure only loses that protection. */
 static void note_accepted(void *arg, size_t k) {
     accepted_ctx_t *ctx = arg;
-    const claimed_t *cl = &ctx->m->claimed[ctx->from + ctx->which[k]];
-    const char *p[1] = {cl->job.job_id};
+    PGconn *db = ctx->s->db;
+    if (!db || PQstatus(db) != CONNECTION_OK)
+        return;
+    const char *p[1] = {ctx->jobs[ctx->which[k]]->cl.job.job_id};
     char err[256];
-    PGresult *res = db_exec_cached(ctx->db, SQL_ACCEPTED, 1, p, err, sizeof(err));
+    PGresult *res = db_exec(db, SQL_ACCEPTED, 1, p, err, sizeof(err));
     if (res)
         PQclear(res);
 }
 
-/* Sends claimed[from, from + n) in one SMTP session and records the outcomes in one transaction. While the
- * breaker holds, nothing is sent: the jobs are recorded as held. */
-static int deliver_chunk(mailer_t *m, PGconn *db, size_t from, size_t n, char *errstr, size_t errstr_size) {
-    smtp_item_t *items = xcalloc(n, sizeof(*items));
+/* Sends jobs[0..n) in one SMTP session: renders each (the code opened here, wiped after the session) and
+ * sets each verdict. While the breaker holds, nothing is sent: the jobs are held. */
+static void send_jobs(sender_t *s, sendjob_t **jobs, size_t n) {
+    mailer_t *m = s->m;
+    int64_t started = worker_now_ms();
+    if (breaker_holding(m)) {
+        for (size_t i = 0; i < n; i++)
+            jobs[i]->held = 1;
+        return;
+    }
+    sender_connect(s);
+    smtp_item_t *batch = xcalloc(n, sizeof(*batch));
     char **texts = xcalloc(n, sizeof(*texts));
     size_t *which = xcalloc(n, sizeof(*which));
-    outcome_in_t *in = xcalloc(n, sizeof(*in));
     size_t n_send = 0;
-    int holding = breaker_holding(m);
     time_t now = time(NULL);
     for (size_t i = 0; i < n; i++) {
-        claimed_t *cl = &m->claimed[from + i];
-        smtp_item_t *it = &items[i];
+        claimed_t *cl = &jobs[i]->cl;
+        smtp_item_t *it = &jobs[i]->item;
         char code[CODE_LEN + 1];
-        in[i].cl = cl;
-        in[i].item = it;
-        if (cl->bad) {
-            it->outcome = SMTP_PERMANENT;
-            text_printf(it->detail, sizeof(it->detail), "%s", cl->why);
-            continue;
-        }
-        if (cl->accepted) {
-            it->outcome = SMTP_SENT;
-            snprintf(it->detail, sizeof(it->detail),
-                     "accepted by the SMTP server before the mailer sending it stopped");
-            continue;
-        }
-        if (holding) {
-            in[i].held = 1;
-            continue;
-        }
         if (code_open(&m->keys, cl->job.sealed_code, code) != 0) {
             it->outcome = SMTP_PERMANENT;
             snprintf(it->detail, sizeof(it->detail),
@@ -885,33 +1082,28 @@ static int deliver_chunk(mailer_t *m, PGconn *db, size_t from, size_t n, char *e
             text_printf(it->detail, sizeof(it->detail), "cannot render the e-mail: %s", why);
             continue;
         }
-        it->rcpt = cl->job.email;
-        it->message = texts[i];
+        batch[n_send].rcpt = cl->job.email;
+        batch[n_send].message = texts[i];
         which[n_send++] = i;
     }
     if (n_send > 0) {
-        /* The session gets only the messages that rendered; their verdicts go back to their slots. */
-        smtp_item_t *batch = xcalloc(n_send, sizeof(*batch));
-        for (size_t k = 0; k < n_send; k++)
-            batch[k] = items[which[k]];
+        /* The session gets only the messages that rendered; their verdicts go back to their jobs. */
         char why[400] = "";
-        accepted_ctx_t ctx = {m, db, which, from};
+        accepted_ctx_t ctx = {s, jobs, which};
         int session_failed =
             smtp_send_cb(&m->smtp, m->from.addr, batch, n_send, note_accepted, &ctx, why, sizeof(why)) != 0;
         for (size_t k = 0; k < n_send; k++)
-            items[which[k]] = batch[k];
-        free(batch);
+            jobs[which[k]]->item = batch[k];
         if (session_failed) {
             /* The server's fault, not the messages': those not sent wait for it, no attempt counted. */
-            breaker_trip(m, why);
+            breaker_trip(m, why, started);
             for (size_t k = 0; k < n_send; k++)
-                if (items[which[k]].outcome != SMTP_SENT)
-                    in[which[k]].held = 1;
+                if (jobs[which[k]]->item.outcome != SMTP_SENT)
+                    jobs[which[k]]->held = 1;
         } else {
-            breaker_close(m, db);
+            breaker_close(m);
         }
     }
-    int rc = record_chunk(m, db, in, n, errstr, errstr_size);
     for (size_t i = 0; i < n; i++) {
         if (texts[i]) {
             sodium_memzero(texts[i], strlen(texts[i]));
@@ -919,24 +1111,104 @@ static int deliver_chunk(mailer_t *m, PGconn *db, size_t from, size_t n, char *e
         }
     }
     free(texts);
-    free(items);
+    free(batch);
     free(which);
-    free(in);
-    return rc;
 }
 
-int mailer_deliver(mailer_t *m, PGconn *db, char *errstr, size_t errstr_size) {
-    int rc = 0;
-    for (size_t from = 0; from < m->n_claimed; from += (size_t)m->batch_max) {
-        size_t n = m->n_claimed - from < (size_t)m->batch_max ? m->n_claimed - from : (size_t)m->batch_max;
-        if (deliver_chunk(m, db, from, n, errstr, errstr_size) != 0) {
-            /* Only on shutdown: the rows stay `sending`, taken over once this mailer is gone. */
-            log_error(NULL, "gave up recording the outcome of %zu mail job(s) on shutdown: %s", n, errstr);
-            rc = -1;
-        }
+/* Jobs per session when a sender takes work: an even share of what waits among the senders (so that a
+ * batch is sent over several sessions at once), at least SESSION_MIN (a session has a cost of its own), at
+ * most mail.batch.max. */
+#define SESSION_MIN 8
+
+static void *sender_main(void *arg) {
+    sender_t *s = arg;
+    mailer_t *m = s->m;
+    sendjob_t **jobs = xcalloc((size_t)m->batch_max, sizeof(*jobs));
+    sender_connect(s);
+    pthread_mutex_lock(&m->lock);
+    for (;;) {
+        while (m->todo.n == 0 && !m->draining)
+            pthread_cond_wait(&m->work_cv, &m->lock);
+        if (m->todo.n == 0)
+            break; /* draining, and nothing left */
+        size_t take = (m->todo.n + (size_t)m->connections - 1) / (size_t)m->connections;
+        if (take < SESSION_MIN)
+            take = SESSION_MIN;
+        if (take > (size_t)m->batch_max)
+            take = (size_t)m->batch_max;
+        if (take > m->todo.n)
+            take = m->todo.n;
+        for (size_t i = 0; i < take; i++)
+            jobs[i] = joblist_pop(&m->todo);
+        pthread_mutex_unlock(&m->lock);
+        send_jobs(s, jobs, take);
+        pthread_mutex_lock(&m->lock);
+        for (size_t i = 0; i < take; i++)
+            joblist_push(&m->done, jobs[i]);
+        pthread_cond_signal(&m->done_cv);
     }
-    claimed_clear(m);
-    return rc;
+    pthread_mutex_unlock(&m->lock);
+    free(jobs);
+    if (s->db)
+        PQfinish(s->db);
+    s->db = NULL;
+    return NULL;
+}
+
+/* Starts the mail.connections senders; 0, or -1 with errstr when not even one thread could start. */
+static int senders_start(mailer_t *m, char *errstr, size_t errstr_size) {
+    m->senders = xcalloc((size_t)m->connections, sizeof(*m->senders));
+    long started = 0;
+    for (long i = 0; i < m->connections; i++) {
+        sender_t *s = &m->senders[i];
+        s->m = m;
+        s->started = pthread_create(&s->thread, NULL, sender_main, s) == 0;
+        started += s->started;
+    }
+    if (started == 0) {
+        snprintf(errstr, errstr_size, "cannot start a mail sender thread");
+        return -1;
+    }
+    if (started < m->connections)
+        log_warn(NULL, "only %ld of %ld mail sender threads (mail.connections) started", started,
+                 m->connections);
+    return 0;
+}
+
+/* Lets the senders finish every job handed to them, recording the outcomes as they come, then joins them. */
+static void senders_stop(mailer_t *m, PGconn *db) {
+    if (!m->senders)
+        return;
+    pthread_mutex_lock(&m->lock);
+    m->draining = 1;
+    pthread_cond_broadcast(&m->work_cv);
+    pthread_mutex_unlock(&m->lock);
+    while (m->inflight > 0) {
+        pthread_mutex_lock(&m->lock);
+        if (m->done.n == 0) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_nsec += 100 * 1000000L;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&m->done_cv, &m->lock, &until);
+        }
+        pthread_mutex_unlock(&m->lock);
+        if (record_done(m, db) != 0)
+            break; /* gave up (logged): the rest stay `sending` until their lease ends */
+    }
+    for (long i = 0; i < m->connections; i++)
+        if (m->senders[i].started)
+            pthread_join(m->senders[i].thread, NULL);
+    /* Anything left (recording gave up) is forgotten here: the rows are `sending`, taken over later. */
+    for (sendjob_t *j; (j = joblist_pop(&m->done)) != NULL;)
+        sendjob_free(j);
+    for (sendjob_t *j; (j = joblist_pop(&m->todo)) != NULL;)
+        sendjob_free(j);
+    free(m->senders);
+    m->senders = NULL;
 }
 
 /* ---- the heartbeat ---- */
@@ -1015,8 +1287,9 @@ static void heartbeat_stop(heartbeat_t *h) {
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
                          void *opaque) {
     (void)opaque;
-    /* Jobs are handled to the end inside one poll round, so nothing is in flight here: revoking needs
-     * no commit of its own. */
+    /* A job's offset is committed once the job is in mail_deliveries, claimed by this mailer: the jobs the
+     * senders still have in hand are this mailer's whatever the partitions do, so revoking needs no commit
+     * of its own. */
     int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         log_info(NULL, "assigned %d partition(s) of %s", parts->cnt, parts->cnt ? parts->elems[0].topic : "");
@@ -1117,6 +1390,10 @@ int mailer_run(const conf_t *c) {
     }
     db_identify(m, db);
     heartbeat_start(&heartbeat, m, conf_get(c, "db.url"));
+    if (senders_start(m, err, sizeof(err)) != 0) {
+        rc = worker_gave_up(err);
+        goto done;
+    }
     rk = kafka_group_consumer_new(c, conf_get(c, "group.mail"), conf_get(c, "topic.mail"), rebalance_cb, err,
                                   sizeof(err));
     if (!rk) {
@@ -1131,13 +1408,37 @@ int mailer_run(const conf_t *c) {
     notify_ready("sending invitation e-mails"); /* systemd (Type=notify): connected to PostgreSQL and Kafka */
 
     batch = xcalloc((size_t)m->batch_max, sizeof(*batch));
+    /* Jobs dispatched and not yet recorded: at most two sessions' worth per sender, so that every sender has
+     * its next session waiting while the main thread records and accepts. */
+    size_t limit = 2 * (size_t)m->batch_max * (size_t)m->connections;
     int64_t next_scan = 0;
     while (worker_running()) {
-        /* Gather a batch: wait for the first job briefly (so shutdown and retries stay responsive), then
-         * take what is already there. */
+        if (record_done(m, db) != 0)
+            db_recover(m, db, 1000);
+        size_t room = m->inflight < limit ? limit - m->inflight : 0;
+        if (room > (size_t)m->batch_max)
+            room = (size_t)m->batch_max;
+        if (room == 0) {
+            /* Every sender has work enough: wait for outcomes to record. */
+            pthread_mutex_lock(&m->lock);
+            if (m->done.n == 0) {
+                struct timespec until;
+                clock_gettime(CLOCK_REALTIME, &until);
+                until.tv_nsec += 50 * 1000000L;
+                if (until.tv_nsec >= 1000000000L) {
+                    until.tv_sec++;
+                    until.tv_nsec -= 1000000000L;
+                }
+                pthread_cond_timedwait(&m->done_cv, &m->lock, &until);
+            }
+            pthread_mutex_unlock(&m->lock);
+            continue;
+        }
+        /* Gather a batch: wait for the first job briefly (so shutdown, retries and the senders' outcomes stay
+         * responsive), then take what is already there. */
         int64_t deadline = 0;
-        while (n < (size_t)m->batch_max && worker_running()) {
-            int wait = n == 0 ? 100 : (int)(deadline - worker_now_ms());
+        while (n < room && worker_running()) {
+            int wait = n == 0 ? (m->inflight > 0 ? 5 : 100) : (int)(deadline - worker_now_ms());
             if (n > 0 && wait <= 0)
                 break;
             rd_kafka_message_t *msg = rd_kafka_consumer_poll(rk, wait);
@@ -1174,17 +1475,18 @@ int mailer_run(const conf_t *c) {
             for (size_t i = 0; i < n; i++)
                 rd_kafka_message_destroy(batch[i]);
             n = 0;
-            if (mailer_deliver(m, db, err, sizeof(err)) != 0)
-                db_recover(m, db, 1000);
+            dispatch(m);
         }
-        /* While the breaker holds, nothing due is claimed (it would only be held again). */
-        if (worker_now_ms() >= next_scan && !breaker_holding(m)) {
+        /* While the breaker holds, nothing due is claimed (it would only be held again); nor while the
+         * senders have their hands full. */
+        if (worker_now_ms() >= next_scan && !breaker_holding(m) &&
+            m->inflight + (size_t)m->batch_max <= limit) {
             int claimed = 0;
             if (mailer_claim_due(m, db, &claimed, err, sizeof(err)) != 0) {
                 log_error(NULL, "cannot read due mail retries: %s", err);
                 db_recover(m, db, 1000);
-            } else if (claimed > 0 && mailer_deliver(m, db, err, sizeof(err)) != 0) {
-                db_recover(m, db, 1000);
+            } else {
+                dispatch(m);
             }
             /* A full batch means more may be due: look again at once. */
             next_scan = claimed >= m->batch_max ? 0 : worker_now_ms() + mailer_scan_interval_ms(m);
@@ -1196,6 +1498,8 @@ done:
     for (size_t i = 0; i < n; i++)
         rd_kafka_message_destroy(batch[i]);
     free(batch);
+    if (m && db)
+        senders_stop(m, db);    /* the jobs in hand are sent and recorded */
     heartbeat_stop(&heartbeat); /* after the last outcome is written: the leases held until then */
     if (cq)
         rd_kafka_queue_destroy(cq);

@@ -21,7 +21,8 @@ typedef struct mailer_input {
     size_t len;
 } mailer_input_t;
 
-/* Records a batch of jobs in one transaction: a new job becomes `sending` (claimed by this mailer), a
+/* Records a batch of jobs in one transaction: a new job becomes `sending` (claimed by this mailer, and
+ * kept in the mailer for its senders), a
  * job seen before is left alone (never sent twice), a job whose invitation is no longer pending or has a
  * newer job becomes `superseded`, and a malformed job that names its invitation `failed`. Returns 0 once
  * that is committed (the caller may then commit the Kafka offsets) and -1 with errstr when the database
@@ -32,21 +33,21 @@ int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, c
 /* Claims jobs whose retry is due, and sends abandoned by a mailer that died mid-send once their lease
  * ran out (a live mailer renews its leases from a heartbeat thread; none is taken over in the first 30 s
  * after PostgreSQL started), FOR UPDATE SKIP LOCKED so that several mailers share them. *claimed gets how
- * many. */
+ * many (kept in the mailer for its senders). */
 int mailer_claim_due(mailer_t *m, PGconn *db, int *claimed, char *errstr, size_t errstr_size);
-
-/* Sends every claimed job (in SMTP sessions of mail.batch.max messages) and records each outcome with
- * its event: sent, retrying (backoff, or held while the SMTP server cannot be reached: the circuit
- * breaker), or failed. Recording is tried again until PostgreSQL takes it; -1 with errstr only when the
- * worker is stopping and it still failed 30 s later: the jobs stay `sending` and are taken over when their
- * lease ends. */
-int mailer_deliver(mailer_t *m, PGconn *db, char *errstr, size_t errstr_size);
 
 /* How long to wait before the next mailer_claim_due, in milliseconds. */
 long mailer_scan_interval_ms(const mailer_t *m);
 
 /* The whole worker: consumer group group.mail on topic.mail (cooperative-sticky, offsets committed
- * by hand once jobs are recorded), retries from the table, until worker_running() says stop. Returns the exit status:
+ * by hand once jobs are recorded), retries from the table, until worker_running() says stop. The main
+ * thread does all the PostgreSQL and Kafka work (accepting, claiming, recording outcomes with their
+ * events); mail.connections sender threads render and send the claimed jobs, each in SMTP sessions of its
+ * own (at most mail.batch.max messages each), so that sessions overlap one another and the recording.
+ * Every outcome is recorded as before: sent, retrying (backoff, or held while the SMTP server cannot be
+ * reached: one circuit breaker for the server, shared by the senders), or failed; recording is tried again
+ * until PostgreSQL takes it (on shutdown for 30 s more, then the jobs stay `sending` and are taken over
+ * when their lease ends). On SIGTERM the senders finish the jobs in hand first. Returns the exit status:
  * 0 after a clean shutdown, 2 for a configuration mistake, 3 when a service is unreachable at start. */
 int mailer_run(const conf_t *c);
 

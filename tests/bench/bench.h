@@ -63,7 +63,8 @@ int bench_kafka_floor(const conf_t *c, long n, size_t bytes, long keys, double *
 int bench_mail(const conf_t *c, long expected, int (*start)(void), void (*sample)(void), double *per_s,
                char *errstr, size_t errstr_size);
 
-/* SMTP floor: the same invitation message, rendered once, sent n times over one SMTP session. */
-int bench_smtp_floor(const conf_t *c, long n, double *per_s, char *errstr, size_t errstr_size);
+/* SMTP floor: the same invitation message, rendered once, sent n times over `sessions` SMTP sessions at
+ * once (threads of their own, an equal share each), as the mailer's mail.connections senders do. */
+int bench_smtp_floor(const conf_t *c, long n, long sessions, double *per_s, char *errstr, size_t errstr_size);
 
 #endif

@@ -1,6 +1,9 @@
 /* raikoo-bench: the mail phase (mail jobs to messages the SMTP server stored) and the SMTP floor (the same
- * message sent straight to the same server over one session). */
-#include <dirent.h>
+ * message sent straight to the same server over one session, or over several at once). */
+#include <poll.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,19 +15,6 @@
 #include "secret.h"
 #include "smtp.h"
 
-/* Messages in the SMTP server's Maildir; -1 when it cannot be read. */
-static long maildir_count(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d)
-        return -1;
-    long n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
 static void maildir_path(char *out, size_t size) {
     const char *var = getenv("RAIKOO_VAR");
     snprintf(out, size, "%s/mail/new", var && *var ? var : "var");
@@ -35,42 +25,81 @@ int bench_mail(const conf_t *c, long expected, int (*start)(void), void (*sample
     (void)c;
     char dir[4096];
     maildir_path(dir, sizeof(dir));
-    long base = maildir_count(dir);
-    if (base < 0) {
-        snprintf(errstr, errstr_size, "%s: cannot read the SMTP server's Maildir (set RAIKOO_VAR)", dir);
+    /* Messages are counted as the SMTP server files them (inotify: a name made in new/), not by listing the
+     * folder: listing it every 20 ms, tens of thousands of names after a few runs, held the folder's lock
+     * against the server's own renames and made the server, not the mailer, the slow one. */
+    int ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (ino < 0 || inotify_add_watch(ino, dir, IN_CREATE | IN_MOVED_TO) < 0) {
+        snprintf(errstr, errstr_size, "%s: cannot watch the SMTP server's Maildir (set RAIKOO_VAR)", dir);
+        if (ino >= 0)
+            close(ino);
         return -1;
     }
     if (start() != 0) {
         snprintf(errstr, errstr_size, "cannot start the mailer");
+        close(ino);
         return -1;
     }
     double first = 0, last = bench_now(), t_last_change = bench_now();
     long seen = 0;
+    char buf[64 * 1024] __attribute__((aligned(__alignof__(struct inotify_event))));
     while (seen < expected) {
-        struct timespec ts = {0, 20 * 1000000L};
-        nanosleep(&ts, NULL);
-        long now_count = maildir_count(dir) - base;
+        struct pollfd pfd = {ino, POLLIN, 0};
+        poll(&pfd, 1, 20);
         double now = bench_now();
-        if (now_count > seen) {
-            if (seen == 0)
-                first = now;
-            seen = now_count;
-            last = now;
-            t_last_change = now;
+        for (;;) {
+            ssize_t len = read(ino, buf, sizeof(buf));
+            if (len <= 0)
+                break;
+            for (char *p = buf; p < buf + len;) {
+                const struct inotify_event *e = (const struct inotify_event *)p;
+                if (e->mask & IN_Q_OVERFLOW) {
+                    snprintf(errstr, errstr_size, "%s: too many messages at once for inotify", dir);
+                    close(ino);
+                    return -1;
+                }
+                if (e->len > 0 && e->name[0] != '.') {
+                    if (seen == 0)
+                        first = now;
+                    seen++;
+                    last = now;
+                    t_last_change = now;
+                }
+                p += sizeof(*e) + e->len;
+            }
         }
         if (now - t_last_change > 120) {
             snprintf(errstr, errstr_size, "%ld of %ld messages after 120 s without progress", seen, expected);
+            close(ino);
             return -1;
         }
         sample();
         bench_progress("mail: %ld of %ld messages stored", seen, expected);
     }
+    close(ino);
     /* From the first stored message to the last: the mailer's start-up is not its throughput. */
     *per_s = expected > 1 && last > first ? (double)(expected - 1) / (last - first) : 0;
     return 0;
 }
 
-int bench_smtp_floor(const conf_t *c, long n, double *per_s, char *errstr, size_t errstr_size) {
+/* One session of the floor: its share of the messages. */
+typedef struct floor_session {
+    const smtp_conf_t *sc;
+    const char *from;
+    smtp_item_t *items;
+    size_t n;
+    int rc;
+    char err[400];
+} floor_session_t;
+
+static void *floor_session_main(void *arg) {
+    floor_session_t *f = arg;
+    f->rc = smtp_send(f->sc, f->from, f->items, f->n, f->err, sizeof(f->err));
+    return NULL;
+}
+
+int bench_smtp_floor(const conf_t *c, long n, long sessions, double *per_s, char *errstr,
+                     size_t errstr_size) {
     int rc = -1;
     smtp_conf_t sc = {0};
     mail_from_t from;
@@ -125,11 +154,39 @@ int bench_smtp_floor(const conf_t *c, long n, double *per_s, char *errstr, size_
         items[i].message = message;
     }
     smtp_init();
-    fprintf(stderr, "  ... SMTP floor: %ld messages over one session\n", n);
+    if (sessions < 1)
+        sessions = 1;
+    if (sessions > n)
+        sessions = n;
+    fprintf(stderr, "  ... SMTP floor: %ld messages over %ld session(s) at once\n", n, sessions);
+    /* Each session a thread of its own with an equal share, as the mailer's senders; from the first
+     * session's start to the last one's end. */
+    floor_session_t *fs = calloc((size_t)sessions, sizeof(*fs));
+    pthread_t *th = calloc((size_t)sessions, sizeof(*th));
+    if (!fs || !th)
+        abort();
     double t0 = bench_now();
-    if (smtp_send(&sc, from.addr, items, (size_t)n, errstr, errstr_size) != 0)
-        goto done;
+    long at = 0;
+    for (long k = 0; k < sessions; k++) {
+        long share = n / sessions + (k < n % sessions ? 1 : 0);
+        fs[k] = (floor_session_t){&sc, from.addr, items + at, (size_t)share, -1, ""};
+        at += share;
+        if (pthread_create(&th[k], NULL, floor_session_main, &fs[k]) != 0)
+            abort();
+    }
+    int failed = 0;
+    for (long k = 0; k < sessions; k++) {
+        pthread_join(th[k], NULL);
+        if (fs[k].rc != 0 && !failed) {
+            failed = 1;
+            snprintf(errstr, errstr_size, "%s", fs[k].err);
+        }
+    }
     double wall = bench_now() - t0;
+    free(fs);
+    free(th);
+    if (failed)
+        goto done;
     for (long i = 0; i < n; i++) {
         if (items[i].outcome != SMTP_SENT) {
             snprintf(errstr, errstr_size, "message %ld not sent: %s", i, items[i].detail);

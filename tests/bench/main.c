@@ -258,6 +258,8 @@ static char (*orgs)[37];
 static long invitations_made; /* accepted InviteNewUser commands of this run not yet mailed */
 static long run_no;           /* 1 .. --repeat */
 static long batch_max;
+/* The mailer's parallel SMTP sessions: the SMTP floor is measured with as many too. */
+static long mail_connections;
 static double first_send, last_send; /* when run_commands published its first and last command */
 static char admin_id[37];
 static char run_tag[16];
@@ -317,6 +319,7 @@ typedef struct report {
     double set_sql_cps;  /* the processor with its set path, same batches, no Kafka */
     double row_floor_cps, kafka_floor_mps, pipeline_cps, one_worker_cps, two_workers_cps, mail_mps,
         smtp_floor_mps;
+    double smtp_floor_sessions_mps; /* the SMTP floor over mail.connections sessions at once */
     double cpu_s[NPROCS], peak_rss_mib[NPROCS];
     int started[NPROCS];
     long pipeline_rejected, mails_sent;
@@ -423,6 +426,7 @@ static int figure_offsets(const report_t *r, size_t *off) {
                              offsetof(report_t, smtp_floor_mps)};
     for (size_t i = 0; i < sizeof(simple) / sizeof(simple[0]); i++)
         off[n++] = simple[i];
+    off[n++] = offsetof(report_t, smtp_floor_sessions_mps);
     for (int i = 0; i < NPROCS; i++) {
         off[n++] = offsetof(report_t, cpu_s) + (size_t)i * sizeof(double);
         off[n++] = offsetof(report_t, peak_rss_mib) + (size_t)i * sizeof(double);
@@ -444,7 +448,7 @@ static int figure_offsets(const report_t *r, size_t *off) {
 
 /* med, lo, hi: the runs' medians, minima and maxima (counts and sizes from the last run). */
 static void summarize(const report_t *runs, int n, report_t *med, report_t *lo, report_t *hi) {
-    size_t off[9 + 2 * NPROCS + 7 * 8];
+    size_t off[10 + 2 * NPROCS + 7 * 8]; /* figure_offsets: 10 simple figures, 2 a process, 7 a paced rate */
     *med = *lo = *hi = runs[n - 1];
     int nf = figure_offsets(&runs[n - 1], off);
     for (int f = 0; f < nf; f++) {
@@ -519,6 +523,12 @@ static json_t *figures_json(const report_t *rp, const report_t *rss, const optio
         ratio(rp->two_workers_cps, rp->one_worker_cps), "workers", procs_j);
     if (!doc)
         abort();
+    /* The SMTP floor over as many sessions as the mailer's senders, and the mailer against it. */
+    json_t *floors = json_object_get(doc, "floors"), *ratios = json_object_get(doc, "ratios");
+    json_object_set_new(floors, "smtp_sessions", json_integer(mail_connections));
+    json_object_set_new(floors, "smtp_sessions_messages_per_s", json_real(rp->smtp_floor_sessions_mps));
+    json_object_set_new(ratios, "mailer_to_smtp_sessions",
+                        json_real(ratio(rp->mail_mps, rp->smtp_floor_sessions_mps)));
     return doc;
 }
 
@@ -547,7 +557,8 @@ static void write_json(const report_t *runs, int n, const report_t *med, const r
                  {"one_worker_commands_per_s", offsetof(report_t, one_worker_cps)},
                  {"two_workers_commands_per_s", offsetof(report_t, two_workers_cps)},
                  {"mail_messages_per_s", offsetof(report_t, mail_mps)},
-                 {"smtp_messages_per_s", offsetof(report_t, smtp_floor_mps)}};
+                 {"smtp_messages_per_s", offsetof(report_t, smtp_floor_mps)},
+                 {"smtp_sessions_messages_per_s", offsetof(report_t, smtp_floor_sessions_mps)}};
     for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++)
         json_object_set_new(spread, named[i].name,
                             json_pack("{s:f, s:f, s:f}", "median", FIG(med, named[i].off), "min",
@@ -617,13 +628,20 @@ static void print_table(int n, const report_t *m, const report_t *lo, const repo
     }
     row(n, "SMTP floor (messages/s, one session)", "%.0f", m->smtp_floor_mps, lo->smtp_floor_mps,
         hi->smtp_floor_mps);
+    char floor_label[64];
+    snprintf(floor_label, sizeof(floor_label), "SMTP floor (messages/s, %ld sessions)", mail_connections);
+    row(n, floor_label, "%.0f", m->smtp_floor_sessions_mps, lo->smtp_floor_sessions_mps,
+        hi->smtp_floor_sessions_mps);
     row(n, "mailer (messages/s, job->accepted)", "%.0f", m->mail_mps, lo->mail_mps, hi->mail_mps);
     printf("%-46s %12.2f\n", "ratio pipeline / row floor", ratio(m->pipeline_cps, m->row_floor_cps));
     printf("%-46s %12.2f\n", "ratio set-path SQL / row floor", ratio(m->set_sql_cps, m->row_floor_cps));
     printf("%-46s %12.2f\n", "ratio pipeline / per-command SQL", ratio(m->pipeline_cps, m->pg_floor_cps));
     printf("%-46s %12.2f\n", "ratio pipeline / Kafka floor", ratio(m->pipeline_cps, m->kafka_floor_mps));
     printf("%-46s %12.2f\n", "ratio two workers / one worker", ratio(m->two_workers_cps, m->one_worker_cps));
-    printf("%-46s %12.2f\n", "ratio mailer / SMTP floor", ratio(m->mail_mps, m->smtp_floor_mps));
+    printf("%-46s %12.2f\n", "ratio mailer / SMTP floor (one session)",
+           ratio(m->mail_mps, m->smtp_floor_mps));
+    printf("%-46s %12.2f\n", "ratio mailer / SMTP floor (mail.connections)",
+           ratio(m->mail_mps, m->smtp_floor_sessions_mps));
     printf("(ratios from the medians; row floor rows: %zu per command, %zu bytes of COPY text)\n",
            m->rows_per_command, m->row_bytes);
     for (int i = 0; i < NPROCS; i++) {
@@ -781,8 +799,10 @@ static int one_run(const conf_t *c, PGconn *db, raikoo_producer_t *prod, const o
         fprintf(stderr, "raikoo-bench: the mailer failed (see %s/log/)\n", o->out_dir);
         goto done;
     }
-    if (bench_smtp_floor(c, rp->mails_sent < SMTP_FLOOR_MAX ? rp->mails_sent : SMTP_FLOOR_MAX,
-                         &rp->smtp_floor_mps, err, sizeof(err)) != 0) {
+    if (bench_smtp_floor(c, rp->mails_sent < SMTP_FLOOR_MAX ? rp->mails_sent : SMTP_FLOOR_MAX, 1,
+                         &rp->smtp_floor_mps, err, sizeof(err)) != 0 ||
+        bench_smtp_floor(c, rp->mails_sent < SMTP_FLOOR_MAX ? rp->mails_sent : SMTP_FLOOR_MAX,
+                         mail_connections, &rp->smtp_floor_sessions_mps, err, sizeof(err)) != 0) {
         fprintf(stderr, "raikoo-bench: SMTP floor: %s\n", err);
         goto done;
     }
@@ -877,7 +897,8 @@ int main(int argc, char **argv) {
 
     db = db_connect_migrated(c, err, sizeof(err));
     if (!db || setup_orgs(db, &o, err, sizeof(err)) != 0 ||
-        conf_get_long(c, "batch.max", 1, 100000, &batch_max, err, sizeof(err)) != 0) {
+        conf_get_long(c, "batch.max", 1, 100000, &batch_max, err, sizeof(err)) != 0 ||
+        conf_get_long(c, "mail.connections", 1, 64, &mail_connections, err, sizeof(err)) != 0) {
         fprintf(stderr, "raikoo-bench: %s\n", err);
         goto done;
     }

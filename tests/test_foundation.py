@@ -249,7 +249,7 @@ def test_a_worker_never_logs_the_database_password(worker):
 # ---- configuration mistakes stop every program with a clear error (issue 9, item 16) ----
 
 PROGRAMS = [["raikoo", "config"], ["raikoo", "migrate"], ["raikoo-command-worker"], ["raikoo-outbox-relay"],
-            ["raikoo-mailer"], ["raikoo-expiry-worker"], ["raikoo-audit-worker"]]
+            ["raikoo-mailer"], ["raikoo-expiry-worker"], ["raikoo-audit-worker"], ["raikoo-web"]]
 
 
 @pytest.mark.parametrize("prog", PROGRAMS, ids=lambda p: " ".join(p))

@@ -87,7 +87,7 @@ def test_exposition_escaping_reads_back_with_prometheus_parser(tmp_path):
 
 def test_every_worker_serves_health_readiness_and_metrics(workers):
     assert set(workers) == {"raikoo-command-worker", "raikoo-outbox-relay", "raikoo-mailer",
-                            "raikoo-expiry-worker"}
+                            "raikoo-expiry-worker", "raikoo-audit-worker"}
     for name, w in workers.items():
         port = metrics_port(w)
         wait_until(lambda: get(port, "/readyz")[0] == 200, f"{name} /readyz 200")
@@ -101,7 +101,8 @@ def test_every_worker_serves_health_readiness_and_metrics(workers):
         if name != "raikoo-expiry-worker":
             assert value(fams, "raikoo_service_up", service="Kafka") == 1, name
     # Group consumers: what they hold, and the lag of each partition held (librdkafka statistics).
-    for name, topic in (("raikoo-command-worker", "raikoo.commands"), ("raikoo-mailer", "raikoo.mail")):
+    for name, topic in (("raikoo-command-worker", "raikoo.commands"), ("raikoo-mailer", "raikoo.mail"),
+                        ("raikoo-audit-worker", "raikoo.events")):
         port = metrics_port(workers[name])
 
         def lag_of_every_partition_held():

@@ -164,6 +164,11 @@ CHECKS = {
     "processed_commands_status_check": ("internal", "accepted or rejected, by the worker"),
     "mail_deliveries_status_check": ("internal", "the mailer's delivery states"),
     "invitation_rate_created_check": ("internal", "a counter the worker increments from 1"),
+    # The audit trail is written by the audit worker from events, never from a command's fields.
+    "audit_log_seq_check": ("internal", "the audit worker numbers each chain from 1"),
+    "audit_log_hash_check": ("internal", "the SHA-256 the audit worker computes"),
+    "audit_heads_seq_check": ("internal", "the last sequence number of a chain, from 0"),
+    "audit_heads_hash_check": ("internal", "the SHA-256 of a chain's last row"),
 }
 
 

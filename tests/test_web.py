@@ -15,6 +15,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from conftest import BIN, raikoo, raikoo_json, accepted, unique_email
@@ -116,7 +117,11 @@ class B:
         e.send_keys(value)
 
     def submit(self, css, shot=None, wait_for=None):
-        self.el(css).click()
+        button = self.el(css)
+        button.click()
+        # Every form posts and loads a new page (no JavaScript): wait for the old page to go first, or the
+        # old page's readyState answers "complete" at once and the next step races the post (a sign-in lost).
+        WebDriverWait(self.d, 120).until(EC.staleness_of(button))
         WebDriverWait(self.d, 120).until(lambda d: d.execute_script("return document.readyState") == "complete")
         if wait_for:
             WebDriverWait(self.d, 120).until(lambda d: self.has(wait_for))

@@ -95,12 +95,14 @@ int worker_gave_up(const char *why) {
 }
 
 int worker_running(void) {
-    if (run) /* the main loops turn here: systemd's watchdog while running, STOPPING=1 once stop is asked */
+    /* Read once: a signal between a test and the return would end a loop without STOPPING=1. */
+    int running = run;
+    if (running) /* the main loops turn here: systemd's watchdog while running, STOPPING=1 once stop is asked */
         notify_watchdog();
     else
         notify_stopping();
     health_beat(); /* every loop of a worker asks this each turn: liveness */
-    return run;
+    return running;
 }
 
 int64_t worker_now_ms(void) {
@@ -117,7 +119,7 @@ int worker_sleep_ms(long ms) {
         nanosleep(&ts, NULL);
         health_beat();
     }
-    return run;
+    return worker_running();
 }
 
 void service_down(service_t *s, const char *why) {

@@ -18,6 +18,12 @@ char *mail_job_build(const mail_job_t *m) {
                              m->grant_owner, "expires_at", m->expires_at, "sealed_code", m->sealed_code);
     if (!data)
         return NULL;
+    if ((m->locale && json_object_set_new(data, "locale", json_string(m->locale)) != 0) ||
+        (m->app_url && json_object_set_new(data, "app_url", json_string(m->app_url)) != 0) ||
+        (m->grant_manage_users && json_object_set_new(data, "grant_manage_users", json_true()) != 0)) {
+        json_decref(data);
+        return NULL;
+    }
     json_t *ev = event_new(MAIL_JOB_TYPE, m->job_id, EVENT_SOURCE_WORKER, m->actorid, m->correlationid, data);
     char *text = event_dump(ev);
     json_decref(ev);
@@ -34,8 +40,10 @@ static const char *get_str(json_t *obj, const char *key) {
 static const char *const envelope_keys[] = {"specversion",     "id",      "source",        "type", "time",
                                             "datacontenttype", "actorid", "correlationid", "data", NULL};
 static const char *const data_keys[] = {
-    "job_id",       "invitation_id", "org_id",      "org_name",   "kind",        "email", "name",
-    "inviter_name", "inviter_email", "grant_owner", "expires_at", "sealed_code", NULL};
+    "job_id",     "invitation_id", "org_id",       "org_name",      "kind",
+    "email",      "name",          "inviter_name", "inviter_email", "grant_owner",
+    "expires_at", "sealed_code",   "locale",       "app_url",       "grant_manage_users",
+    NULL};
 
 /* The first key of obj not in allowed, or NULL. */
 static const char *unknown_key(json_t *obj, const char *const *allowed) {
@@ -50,6 +58,34 @@ static const char *unknown_key(json_t *obj, const char *const *allowed) {
             return key;
     }
     return NULL;
+}
+
+int locale_tag_valid(const char *s) {
+    if (!s)
+        return 0;
+    size_t lang = strspn(s, "abcdefghijklmnopqrstuvwxyz");
+    if (lang < 2 || lang > 3)
+        return 0;
+    const char *r = s + lang;
+    if (*r == '\0')
+        return 1;
+    if (*r++ != '-')
+        return 0;
+    size_t up = strspn(r, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"), dig = strspn(r, "0123456789");
+    return (up == 2 && r[2] == '\0') || (dig == 3 && r[3] == '\0');
+}
+
+int app_url_valid(const char *s) {
+    if (!s)
+        return 0;
+    size_t n = strlen(s);
+    const char *rest = strncmp(s, "https://", 8) == 0 ? s + 8 : strncmp(s, "http://", 7) == 0 ? s + 7 : NULL;
+    if (!rest || !*rest || *rest == '/' || n > APP_URL_MAX || s[n - 1] == '/')
+        return 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p <= 0x20 || *p >= 0x7f || strchr("\"'<>\\`{}|^", *p))
+            return 0;
+    return 1;
 }
 
 /* The schema's sealed_code: 80 characters of the original base64 alphabet. */
@@ -108,6 +144,9 @@ static int check_data(mail_job_t *job, json_t *data, char *errstr, size_t errstr
     job->inviter_email = get_str(data, "inviter_email");
     job->expires_at = get_str(data, "expires_at");
     job->sealed_code = get_str(data, "sealed_code");
+    job->locale = get_str(data, "locale");
+    job->app_url = get_str(data, "app_url");
+    json_t *manage = json_object_get(data, "grant_manage_users");
     const char *email = get_str(data, "email");
     json_t *owner = json_object_get(data, "grant_owner");
     if (!job->org_name || !job->kind || !email || !job->expires_at || !job->sealed_code || !job->name ||
@@ -121,6 +160,12 @@ static int check_data(mail_job_t *job, json_t *data, char *errstr, size_t errstr
     char why[256];
     if (!*job->org_name)
         why_not = "data.org_name is empty";
+    else if (json_object_get(data, "locale") && !locale_tag_valid(job->locale))
+        why_not = "data.locale is not a language tag such as de or de-AT";
+    else if (json_object_get(data, "app_url") && !app_url_valid(job->app_url))
+        why_not = "data.app_url is not an http(s) address without a trailing slash";
+    else if (manage && !json_is_boolean(manage))
+        why_not = "data.grant_manage_users is not a boolean";
     else if (strcmp(job->kind, "new") != 0 && strcmp(job->kind, "existing") != 0)
         why_not = "data.kind must be new or existing";
     if (why_not) {
@@ -129,6 +174,7 @@ static int check_data(mail_job_t *job, json_t *data, char *errstr, size_t errstr
     }
     job->is_new = strcmp(job->kind, "new") == 0;
     job->grant_owner = json_is_true(owner);
+    job->grant_manage_users = json_is_true(manage);
     if (email_normalize(email, job->email, why, sizeof(why)) != 0) {
         snprintf(errstr, errstr_size, "data.email: %s", why);
         return -1;

@@ -18,8 +18,12 @@ typedef struct mail_job {
     json_t *root;
     const char *job_id, *invitation_id, *org_id, *org_name, *kind, *name, *inviter_name, *inviter_email;
     const char *expires_at, *sealed_code, *correlationid, *actorid;
+    /* Optional (NULL when absent): the e-mail's language tag (locale_tag_valid) and the web address its link
+     * points to (app_url_valid; the mailer's mail.app.url when absent). */
+    const char *locale, *app_url;
     char email[EMAIL_MAX + 1];
     int is_new, grant_owner; /* is_new: kind is "new" (set by the parser; the builder reads kind) */
+    int grant_manage_users;  /* optional in the job: written only when 1 */
     time_t expires;          /* expires_at as a time (set by the parser) */
 } mail_job_t;
 
@@ -35,5 +39,17 @@ int mail_job_parse(const char *buf, size_t len, mail_job_t *job, int *identified
                    size_t errstr_size);
 
 void mail_job_free(mail_job_t *job);
+
+/* Longest language tag and link address a job (or a command) may carry. */
+#define LOCALE_TAG_MAX 16
+#define APP_URL_MAX 512
+
+/* A language tag of the form "de" or "de-AT" (two or three lower-case letters, then optionally a hyphen and
+ * two upper-case letters or three digits). */
+int locale_tag_valid(const char *s);
+
+/* An absolute http or https address without spaces, quotes, angle brackets or control characters, at
+ * most APP_URL_MAX bytes, not ending in '/' (the mailer appends "/invitations/<id>"). */
+int app_url_valid(const char *s);
 
 #endif

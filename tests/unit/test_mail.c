@@ -335,12 +335,26 @@ static void job_parser_holds_every_rule_of_the_schema(void) {
         {"\"actorid\"", "\"extra\""},
         {"\"grant_owner\":false", "\"grant_owner\":false,\"extra\":1"},
         {"QUFB", "!!!!"},
+        {"\"grant_owner\":false", "\"grant_owner\":false,\"locale\":\"german\""},
+        {"\"grant_owner\":false", "\"grant_owner\":false,\"locale\":\"de-at\""},
+        {"\"grant_owner\":false", "\"grant_owner\":false,\"locale\":7"},
+        {"\"grant_owner\":false", "\"grant_owner\":false,\"app_url\":\"javascript:alert(1)\""},
+        {"\"grant_owner\":false", "\"grant_owner\":false,\"app_url\":\"https://a.example/\""},
+        {"\"grant_owner\":false", "\"grant_owner\":false,\"app_url\":\"https://a.example/\\\"x\""},
+        {"\"grant_owner\":false", "\"grant_owner\":false,\"grant_manage_users\":1"},
     };
     char buf[4096], err[256];
     mail_job_t job;
     int identified = 0;
     job_with(buf, sizeof(buf), sealed, "-", "-");
     CHECK(mail_job_parse(buf, strlen(buf), &job, &identified, err, sizeof(err)) == 0);
+    CHECK(job.locale == NULL && job.app_url == NULL && job.grant_manage_users == 0);
+    mail_job_free(&job);
+    job_with(buf, sizeof(buf), sealed, "\"grant_owner\":false",
+             "\"grant_owner\":false,\"locale\":\"de-AT\",\"app_url\":\"https://app.example/org/7\","
+             "\"grant_manage_users\":true");
+    CHECK(mail_job_parse(buf, strlen(buf), &job, &identified, err, sizeof(err)) == 0);
+    CHECK(job.locale && strcmp(job.locale, "de-AT") == 0 && job.app_url && job.grant_manage_users == 1);
     mail_job_free(&job);
     for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
         job_with(buf, sizeof(buf), sealed, subs[i][0], subs[i][1]);

@@ -7,14 +7,21 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "consumer.h"
 #include "db.h"
+#include "deadletter.h"
 #include "domain.h"
 #include "event.h"
+#include "exitstatus.h"
+#include "health.h"
 #include "instruments.h"
+#include "kafka.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "outbox.h"
 #include "text.h"
+#include "worker.h"
 
 static const char SQL_SEEN[] =
     "SELECT command_id::text, result FROM processed_commands WHERE command_id = ANY($1::uuid[])";
@@ -342,5 +349,128 @@ int cmdproc_apply(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, char *errstr, siz
     free(why);
     free(st);
     free(cmds);
+    return rc;
+}
+
+/* ---- The worker ---- */
+
+/* What the command worker's consumer loop hands each batch to (apply_batch). */
+typedef struct cmdworker {
+    cmdproc_t *proc;
+    PGconn *db;
+    rd_kafka_t *producer; /* of the dead letters */
+    const char *dlq, *group;
+} cmdworker_t;
+
+/* The Kafka headers of m, for the parser (binary-mode CloudEvents): an array the caller frees, whose names
+ * and values m owns; NULL when it has none. */
+static cmd_header_t *message_headers(const rd_kafka_message_t *m, size_t *n) {
+    rd_kafka_headers_t *hdrs = NULL;
+    *n = 0;
+    if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR || !hdrs)
+        return NULL;
+    size_t cnt = rd_kafka_header_cnt(hdrs);
+    cmd_header_t *h = xcalloc(cnt ? cnt : 1, sizeof(*h));
+    while (*n < cnt && rd_kafka_header_get_all(hdrs, *n, &h[*n].name, &h[*n].value, &h[*n].len) == 0)
+        (*n)++;
+    return h;
+}
+
+/* Applies msgs in PostgreSQL, retrying on database failure until it commits (0) or shutdown is asked (-1:
+ * the batch is abandoned and redelivered). */
+static int apply_retrying(cmdworker_t *w, cmdproc_msg_t *msgs, size_t n) {
+    char err[1024];
+    int backoff_ms = 100;
+    for (;;) {
+        if (cmdproc_apply(w->proc, msgs, n, err, sizeof(err)) == 0)
+            return 0;
+        if (!db_alive(w->db)) { /* PostgreSQL away: logged once by db_alive, not per attempt */
+            if (!db_wait())
+                return -1;
+            continue;
+        }
+        log_error(NULL, "batch of %zu rolled back: %s; retrying in %d ms", n, err, backoff_ms);
+        if (!worker_sleep_ms(backoff_ms))
+            return -1;
+        backoff_ms = backoff_ms < 5000 ? backoff_ms * 2 : 5000;
+        cmdproc_set_db(w->proc, w->db);
+    }
+}
+
+/* The consumer loop's apply hook: the batch in PostgreSQL, then its dead letters stored; 0 when both are
+ * done (the offsets may move past the batch), -1 only when shutdown is asked. */
+static int apply_batch(void *arg, rd_kafka_message_t *const *m, size_t n) {
+    cmdworker_t *w = arg;
+    cmdproc_msg_t *msgs = xcalloc(n, sizeof(*msgs));
+    for (size_t i = 0; i < n; i++) {
+        msgs[i].payload = m[i]->payload ? m[i]->payload : "";
+        msgs[i].len = m[i]->len;
+        msgs[i].headers = message_headers(m[i], &msgs[i].nheaders);
+    }
+    int rc = apply_retrying(w, msgs, n);
+    /* The dead letters must be stored before their offsets are committed. */
+    if (rc == 0) {
+        const char **reasons = xcalloc(n, sizeof(*reasons));
+        for (size_t i = 0; i < n; i++)
+            reasons[i] = msgs[i].dead_letter ? msgs[i].reason : NULL;
+        rc = deadletter_store(w->producer, w->dlq, w->group, m, reasons, n);
+        free(reasons);
+    }
+    for (size_t i = 0; i < n; i++)
+        free((void *)msgs[i].headers);
+    free(msgs);
+    return rc;
+}
+
+/* The consumer loop's round hook: serves the dead letters' delivery reports. */
+static void serve_producer(void *arg) {
+    rd_kafka_poll(((cmdworker_t *)arg)->producer, 0);
+}
+
+/* The dead letters' producer: delivery reports confirm each one; message.timeout.ms bounds the wait for
+ * one (a missing topic otherwise holds a message for librdkafka's 300 s default) unless the configuration
+ * sets one. Waits while Kafka is down. */
+static rd_kafka_t *dead_letter_producer(const conf_t *c, char *errstr, size_t errstr_size) {
+    static const char *const timeout[] = {"message.timeout.ms", "30000", NULL};
+    int own_timeout = conf_get(c, "kafka.message.timeout.ms") || conf_get(c, "kafka.delivery.timeout.ms");
+    return kafka_producer_wait(c, deadletter_delivered, own_timeout ? NULL : timeout, errstr, errstr_size);
+}
+
+int cmdproc_run(const conf_t *c) {
+    int rc = EXIT_INFRA;
+    char err[1024];
+    long batch_max, batch_wait;
+    secret_keys_t keys;
+    cmdworker_t w = {.dlq = conf_get(c, "topic.dlq"), .group = conf_get(c, "group.commands")};
+    consumer_t *consumer = NULL;
+    if (secret_load(conf_get(c, "keys.dir"), 0, &keys, err, sizeof(err)) != 0 ||
+        conf_get_long(c, "batch.max", 1, 100000, &batch_max, err, sizeof(err)) != 0 ||
+        conf_get_long(c, "batch.wait.ms", 0, 60000, &batch_wait, err, sizeof(err)) != 0) {
+        rc = worker_misconfigured(err);
+        goto done;
+    }
+    if (!(w.db = db_connect_wait(c, err, sizeof(err))) || /* waits while PostgreSQL is down */
+        !(w.proc = cmdproc_new(c, w.db, &keys, err, sizeof(err))) ||
+        !(w.producer = dead_letter_producer(c, err, sizeof(err))) ||
+        !(consumer = consumer_new(c, w.group, conf_get(c, "topic.commands"), batch_max, batch_wait, err,
+                                  sizeof(err)))) {
+        rc = worker_gave_up(err);
+        goto done;
+    }
+    log_info(NULL, "consuming %s as group %s (batches of up to %ld, %ld ms)", conf_get(c, "topic.commands"),
+             w.group, batch_max, batch_wait);
+    notify_ready("consuming commands"); /* systemd (Type=notify): connected to PostgreSQL and Kafka */
+    consumer_run(consumer, &(consumer_hooks_t){.arg = &w, .apply = apply_batch, .round = serve_producer});
+    rc = EXIT_OK;
+    log_info(NULL, "shutting down");
+done:
+    consumer_free(consumer); /* leaves the group: partitions move on at once */
+    if (w.producer) {
+        rd_kafka_flush(w.producer, 10000);
+        rd_kafka_destroy(w.producer);
+    }
+    cmdproc_free(w.proc);
+    PQfinish(w.db);
+    sodium_memzero(&keys, sizeof(keys));
     return rc;
 }

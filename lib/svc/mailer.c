@@ -11,11 +11,11 @@
 #include <time.h>
 #include <librdkafka/rdkafka.h>
 
+#include "consumer.h"
 #include "db.h"
 #include "event.h"
 #include "exitstatus.h"
 #include "instruments.h"
-#include "kafka.h"
 #include "log.h"
 #include "notify.h"
 #include "mail.h"
@@ -26,6 +26,8 @@
 #include "worker.h"
 
 #define MAILER_SOURCE "/raikoo/mailer"
+/* After a full batch, how long the next one waits to fill (lib/core/consumer.h). */
+#define MAILER_BATCH_WAIT_MS 20
 
 /* ---- SQL, all of it ---- */
 
@@ -1284,28 +1286,6 @@ static void heartbeat_stop(heartbeat_t *h) {
 
 /* ---- the worker loop ---- */
 
-static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
-                         void *opaque) {
-    (void)opaque;
-    /* A job's offset is committed once the job is in mail_deliveries, claimed by this mailer: the jobs the
-     * senders still have in hand are this mailer's whatever the partitions do, so revoking needs no commit
-     * of its own. */
-    int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
-    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        log_info(NULL, "assigned %d partition(s) of %s", parts->cnt, parts->cnt ? parts->elems[0].topic : "");
-        if (cooperative)
-            rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
-        else
-            rd_kafka_assign(rk, parts);
-    } else {
-        log_info(NULL, "revoked %d partition(s)", parts->cnt);
-        if (cooperative)
-            rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
-        else
-            rd_kafka_assign(rk, NULL);
-    }
-}
-
 /* Names the session after this mailer (SQL_IDENTIFY): its `sending` jobs count as held by a live mailer
  * only while a session of that name is connected. */
 static void db_identify(mailer_t *m, PGconn *db) {
@@ -1336,176 +1316,132 @@ static void db_recover(mailer_t *m, PGconn *db, long sleep_ms) {
     }
 }
 
-/* The broker's answer to an offset commit, served by rd_kafka_consumer_poll. */
-static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *offsets,
-                      void *opaque) {
-    (void)rk;
-    (void)offsets;
-    (void)opaque;
-    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-        /* Harmless for correctness: a redelivered job is recognised in mail_deliveries. */
-        log_warn(NULL, "cannot commit mail offsets: %s", rd_kafka_err2str(err));
+/* What the mailer's consumer loop hands its hooks. */
+typedef struct mailer_loop {
+    mailer_t *m;
+    PGconn *db;
+    /* Jobs dispatched and not yet recorded: at most two sessions' worth per sender, so that every sender has
+     * its next session waiting while the main thread records and accepts. */
+    size_t limit;
+    int64_t next_scan; /* worker_now_ms() of the next mailer_claim_due */
+    int accept_failed; /* the last batch could not be recorded: no scan this round */
+} mailer_loop_t;
+
+/* Every sender has work enough: waits (at most 50 ms) for outcomes to record. */
+static void wait_for_outcomes(mailer_t *m) {
+    pthread_mutex_lock(&m->lock);
+    if (m->done.n == 0) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 50 * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&m->done_cv, &m->lock, &until);
+    }
+    pthread_mutex_unlock(&m->lock);
 }
 
-/* Commits, per partition, the offset after the last message of the batch, without waiting for the
- * broker: the jobs are in mail_deliveries already (committed), so a commit that is lost only means a
- * redelivery, which changes nothing. Waiting cost a round trip to the group coordinator per batch, with
- * the SMTP server idle. rd_kafka_consumer_close waits for commits still in flight. */
-static void commit_offsets(rd_kafka_t *rk, rd_kafka_queue_t *cq, rd_kafka_message_t **msgs, size_t n) {
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)n);
+/* The consumer loop's room hook: records the outcomes the senders finished, then takes as many jobs as
+ * the senders have room for. The first job is waited for briefly (so that shutdown, retries and the
+ * senders' outcomes stay responsive), the less while jobs are in hand. */
+static size_t loop_room(void *arg, int *first_wait_ms) {
+    mailer_loop_t *l = arg;
+    mailer_t *m = l->m;
+    if (record_done(m, l->db) != 0)
+        db_recover(m, l->db, 1000);
+    size_t room = m->inflight < l->limit ? l->limit - m->inflight : 0;
+    if (room == 0)
+        wait_for_outcomes(m);
+    *first_wait_ms = m->inflight > 0 ? 5 : 100;
+    return room;
+}
+
+/* The consumer loop's apply hook: records the batch of jobs in mail_deliveries (mailer_accept). Until they
+ * are in the table their offsets stay uncommitted: on failure the loop offers the same batch again (on
+ * shutdown it is left uncommitted for the next mailer). */
+static int loop_accept(void *arg, rd_kafka_message_t *const *batch, size_t n) {
+    mailer_loop_t *l = arg;
+    char err[1024];
+    mailer_input_t *in = xcalloc(n, sizeof(*in));
     for (size_t i = 0; i < n; i++) {
-        const char *topic = rd_kafka_topic_name(msgs[i]->rkt);
-        rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(list, topic, msgs[i]->partition);
-        if (!tp)
-            tp = rd_kafka_topic_partition_list_add(list, topic, msgs[i]->partition);
-        if (tp->offset < msgs[i]->offset + 1)
-            tp->offset = msgs[i]->offset + 1;
+        in[i].payload = batch[i]->payload ? batch[i]->payload : "";
+        in[i].len = batch[i]->len;
     }
-    rd_kafka_resp_err_t err = rd_kafka_commit_queue(rk, list, cq, commit_cb, NULL);
-    if (err)
-        log_warn(NULL, "cannot commit mail offsets: %s", rd_kafka_err2str(err));
-    rd_kafka_topic_partition_list_destroy(list);
+    l->accept_failed = mailer_accept(l->m, l->db, in, n, err, sizeof(err)) != 0;
+    free(in);
+    if (l->accept_failed) {
+        log_error(NULL, "cannot record %zu mail job(s), will try again: %s", n, err);
+        db_recover(l->m, l->db, 1000);
+        if (worker_running() && record_done(l->m, l->db) != 0) /* the senders' outcomes meanwhile */
+            db_recover(l->m, l->db, 1000);
+        return -1;
+    }
+    return 0;
+}
+
+/* The consumer loop's round hook: hands the jobs accepted on to the senders, then claims the retries that
+ * are due. While the breaker holds, nothing due is claimed (it would only be held again); nor while the
+ * senders have their hands full. */
+static void loop_round(void *arg) {
+    mailer_loop_t *l = arg;
+    mailer_t *m = l->m;
+    dispatch(m);
+    if (l->accept_failed || worker_now_ms() < l->next_scan || breaker_holding(m) ||
+        m->inflight + (size_t)m->batch_max > l->limit)
+        return;
+    int claimed = 0;
+    char err[1024];
+    if (mailer_claim_due(m, l->db, &claimed, err, sizeof(err)) != 0) {
+        log_error(NULL, "cannot read due mail retries: %s", err);
+        db_recover(m, l->db, 1000);
+    } else {
+        dispatch(m);
+    }
+    /* A full batch means more may be due: look again at once. */
+    l->next_scan = claimed >= m->batch_max ? 0 : worker_now_ms() + mailer_scan_interval_ms(m);
 }
 
 int mailer_run(const conf_t *c) {
     int rc = EXIT_INFRA;
     char err[1024];
     heartbeat_t heartbeat = {0};
-    mailer_t *m = NULL;
-    PGconn *db = NULL;
-    rd_kafka_t *rk = NULL;
-    rd_kafka_queue_t *cq = NULL;
-    rd_kafka_message_t **batch = NULL;
-    size_t n = 0;
-
-    m = mailer_new(c, err, sizeof(err));
-    if (!m) {
+    mailer_loop_t l = {0};
+    consumer_t *consumer = NULL;
+    if (!(l.m = mailer_new(c, err, sizeof(err)))) {
         rc = worker_misconfigured(err);
         goto done;
     }
-    db = db_connect_wait(c, err, sizeof(err));
-    if (!db) {
+    if (!(l.db = db_connect_wait(c, err, sizeof(err)))) {
         rc = worker_gave_up(err);
         goto done;
     }
-    db_identify(m, db);
-    heartbeat_start(&heartbeat, m, conf_get(c, "db.url"));
-    if (senders_start(m, err, sizeof(err)) != 0) {
+    db_identify(l.m, l.db);
+    heartbeat_start(&heartbeat, l.m, conf_get(c, "db.url"));
+    if (senders_start(l.m, err, sizeof(err)) != 0 ||
+        !(consumer = consumer_new(c, conf_get(c, "group.mail"), conf_get(c, "topic.mail"), l.m->batch_max,
+                                  MAILER_BATCH_WAIT_MS, err, sizeof(err)))) {
         rc = worker_gave_up(err);
         goto done;
     }
-    rk = kafka_group_consumer_new(c, conf_get(c, "group.mail"), conf_get(c, "topic.mail"), rebalance_cb, err,
-                                  sizeof(err));
-    if (!rk) {
-        rc = worker_gave_up(err);
-        goto done;
-    }
-    cq = rd_kafka_queue_get_consumer(rk); /* commit answers come back through rd_kafka_consumer_poll */
     log_info(NULL,
              "mailer started: group %s, topic %s, SMTP %s (starttls %s), batch %ld, retries %ld from %ld ms",
-             conf_get(c, "group.mail"), conf_get(c, "topic.mail"), m->smtp.hostport,
-             conf_get(c, "smtp.starttls"), m->batch_max, m->retry_max, m->retry_base_ms);
+             conf_get(c, "group.mail"), conf_get(c, "topic.mail"), l.m->smtp.hostport,
+             conf_get(c, "smtp.starttls"), l.m->batch_max, l.m->retry_max, l.m->retry_base_ms);
     notify_ready("sending invitation e-mails"); /* systemd (Type=notify): connected to PostgreSQL and Kafka */
-
-    batch = xcalloc((size_t)m->batch_max, sizeof(*batch));
-    /* Jobs dispatched and not yet recorded: at most two sessions' worth per sender, so that every sender has
-     * its next session waiting while the main thread records and accepts. */
-    size_t limit = 2 * (size_t)m->batch_max * (size_t)m->connections;
-    int64_t next_scan = 0;
-    while (worker_running()) {
-        if (record_done(m, db) != 0)
-            db_recover(m, db, 1000);
-        size_t room = m->inflight < limit ? limit - m->inflight : 0;
-        if (room > (size_t)m->batch_max)
-            room = (size_t)m->batch_max;
-        if (room == 0) {
-            /* Every sender has work enough: wait for outcomes to record. */
-            pthread_mutex_lock(&m->lock);
-            if (m->done.n == 0) {
-                struct timespec until;
-                clock_gettime(CLOCK_REALTIME, &until);
-                until.tv_nsec += 50 * 1000000L;
-                if (until.tv_nsec >= 1000000000L) {
-                    until.tv_sec++;
-                    until.tv_nsec -= 1000000000L;
-                }
-                pthread_cond_timedwait(&m->done_cv, &m->lock, &until);
-            }
-            pthread_mutex_unlock(&m->lock);
-            continue;
-        }
-        /* Gather a batch: wait for the first job briefly (so shutdown, retries and the senders' outcomes stay
-         * responsive), then take what is already there. */
-        int64_t deadline = 0;
-        while (n < room && worker_running()) {
-            int wait = n == 0 ? (m->inflight > 0 ? 5 : 100) : (int)(deadline - worker_now_ms());
-            if (n > 0 && wait <= 0)
-                break;
-            rd_kafka_message_t *msg = rd_kafka_consumer_poll(rk, wait);
-            if (!msg) {
-                if (n == 0)
-                    break;
-                continue;
-            }
-            if (msg->err) {
-                if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                    log_warn(NULL, "consumer: %s", rd_kafka_message_errstr(msg));
-                rd_kafka_message_destroy(msg);
-                continue;
-            }
-            if (n == 0)
-                deadline = worker_now_ms() + 20;
-            batch[n++] = msg;
-        }
-        if (n > 0) {
-            mailer_input_t *in = xcalloc(n, sizeof(*in));
-            for (size_t i = 0; i < n; i++) {
-                in[i].payload = batch[i]->payload ? batch[i]->payload : "";
-                in[i].len = batch[i]->len;
-            }
-            /* Until the jobs are in the table, their offsets stay uncommitted: retry the same batch. */
-            int recorded = mailer_accept(m, db, in, n, err, sizeof(err)) == 0;
-            free(in);
-            if (!recorded) {
-                log_error(NULL, "cannot record %zu mail job(s), will try again: %s", n, err);
-                db_recover(m, db, 1000);
-                continue; /* the batch is kept; on shutdown it is left uncommitted for the next mailer */
-            }
-            commit_offsets(rk, cq, batch, n);
-            for (size_t i = 0; i < n; i++)
-                rd_kafka_message_destroy(batch[i]);
-            n = 0;
-            dispatch(m);
-        }
-        /* While the breaker holds, nothing due is claimed (it would only be held again); nor while the
-         * senders have their hands full. */
-        if (worker_now_ms() >= next_scan && !breaker_holding(m) &&
-            m->inflight + (size_t)m->batch_max <= limit) {
-            int claimed = 0;
-            if (mailer_claim_due(m, db, &claimed, err, sizeof(err)) != 0) {
-                log_error(NULL, "cannot read due mail retries: %s", err);
-                db_recover(m, db, 1000);
-            } else {
-                dispatch(m);
-            }
-            /* A full batch means more may be due: look again at once. */
-            next_scan = claimed >= m->batch_max ? 0 : worker_now_ms() + mailer_scan_interval_ms(m);
-        }
-    }
+    l.limit = 2 * (size_t)l.m->batch_max * (size_t)l.m->connections;
+    consumer_run(consumer, &(consumer_hooks_t){
+                               .arg = &l, .apply = loop_accept, .room = loop_room, .round = loop_round});
     log_info(NULL, "mailer stopping");
     rc = EXIT_OK;
 done:
-    for (size_t i = 0; i < n; i++)
-        rd_kafka_message_destroy(batch[i]);
-    free(batch);
-    if (m && db)
-        senders_stop(m, db);    /* the jobs in hand are sent and recorded */
-    heartbeat_stop(&heartbeat); /* after the last outcome is written: the leases held until then */
-    if (cq)
-        rd_kafka_queue_destroy(cq);
-    kafka_consumer_close(rk);
-    if (db)
-        PQfinish(db);
-    mailer_free(m);
+    if (l.m && l.db)
+        senders_stop(l.m, l.db); /* the jobs in hand are sent and recorded */
+    heartbeat_stop(&heartbeat);  /* after the last outcome is written: the leases held until then */
+    consumer_free(consumer);     /* leaves the group: partitions move on at once */
+    if (l.db)
+        PQfinish(l.db);
+    mailer_free(l.m);
     return rc;
 }

@@ -409,6 +409,68 @@ typedef struct outcome_in {
     int held;
 } outcome_in_t;
 
+/* One job's outcome (record_outcomes): fills r (attempts, delay, error text), adds its event to ob when
+ * it is final, logs it when verbose; returns its status and sets *delay (NULL: none). */
+static const char *outcome_decide(mailer_t *m, outbox_t *ob, const outcome_in_t *o, int attempted,
+                                  int verbose, int ascii, time_t now, int64_t now_ms, outcome_row_t *r,
+                                  const char **delay) {
+    const mail_job_t *job = &o->cl->job;
+    const smtp_item_t *it = o->item;
+    int attempts = o->cl->attempts + (attempted && !o->held && !o->cl->bad ? 1 : 0);
+    const char *status;
+    snprintf(r->att, sizeof(r->att), "%d", attempts);
+    long long left_ms = ((long long)job->expires - (long long)now) * 1000;
+    if (o->held) {
+        /* Due at the next probe; at once when the server answered again meanwhile. */
+        pthread_mutex_lock(&m->lock);
+        long long d = m->breaker_open && m->probe_at > now_ms ? m->probe_at - now_ms : 0;
+        char *why = dup_printf("waiting for the SMTP server: %s", m->outage);
+        pthread_mutex_unlock(&m->lock);
+        snprintf(r->delay, sizeof(r->delay), "%lld", d);
+        status = "retrying";
+        *delay = r->delay;
+        r->error = error_text(why, ascii);
+        free(why);
+    } else if (it->outcome == SMTP_SENT) {
+        status = "sent";
+        add_event(m, ob, job, "InvitationEmailSent", attempts, NULL, 0);
+        if (verbose)
+            log_info(job->correlationid, "mail job %s for invitation %s sent to %s (attempt %d)", job->job_id,
+                     job->invitation_id, job->email, attempts);
+    } else if (it->outcome == SMTP_TRANSIENT && left_ms > 0 &&
+               (m->retry_max == 0 || attempts < m->retry_max)) {
+        long long d = backoff_ms(m, attempts);
+        if (d > left_ms)
+            d = left_ms; /* the last try when it expires: then it is failed, with its event */
+        snprintf(r->delay, sizeof(r->delay), "%lld", d);
+        status = "retrying";
+        *delay = r->delay;
+        r->error = error_text(it->detail, ascii);
+        if (verbose)
+            log_warn(job->correlationid,
+                     "mail job %s for invitation %s: attempt %d failed (%s); next in %lld ms", job->job_id,
+                     job->invitation_id, attempts, r->error, d);
+    } else {
+        char *why;
+        if (it->outcome == SMTP_TRANSIENT && left_ms <= 0)
+            why = dup_printf("the invitation expired before the e-mail could be delivered (after %d "
+                             "attempts): %s",
+                             attempts, it->detail);
+        else if (it->outcome == SMTP_TRANSIENT)
+            why = dup_printf("gave up after %d attempts: %s", attempts, it->detail);
+        else
+            why = xstrdup(it->detail);
+        r->error = error_text(why, ascii);
+        free(why);
+        status = "failed";
+        add_event(m, ob, job, "InvitationEmailFailed", attempts, r->error, it->outcome == SMTP_PERMANENT);
+        if (verbose)
+            log_error(job->correlationid, "mail job %s for invitation %s to %s failed: %s", job->job_id,
+                      job->invitation_id, job->email, r->error);
+    }
+    return status;
+}
+
 /* Records, inside the transaction, the outcome of n jobs in one statement, with their events: sent,
  * held for the server (retrying, no attempt counted), retrying (its own backoff, until the invitation
  * expires or mail.retry.max attempts when set) or failed (a permanent reply, the invitation expired, the
@@ -428,66 +490,15 @@ static int record_outcomes(mailer_t *m, PGconn *db, outbox_t *ob, const outcome_
     int64_t now_ms = worker_now_ms();
     for (size_t i = 0; i < n; i++) {
         const mail_job_t *job = &in[i].cl->job;
-        const smtp_item_t *it = in[i].item;
-        outcome_row_t *r = &rows[i];
-        int attempts = in[i].cl->attempts + (attempted && !in[i].held && !in[i].cl->bad ? 1 : 0);
-        const char *status, *delay = NULL;
-        snprintf(r->att, sizeof(r->att), "%d", attempts);
-        long long left_ms = ((long long)job->expires - (long long)now) * 1000;
-        if (in[i].held) {
-            /* Due at the next probe; at once when the server answered again meanwhile. */
-            pthread_mutex_lock(&m->lock);
-            long long d = m->breaker_open && m->probe_at > now_ms ? m->probe_at - now_ms : 0;
-            char *why = dup_printf("waiting for the SMTP server: %s", m->outage);
-            pthread_mutex_unlock(&m->lock);
-            snprintf(r->delay, sizeof(r->delay), "%lld", d);
-            status = "retrying";
-            delay = r->delay;
-            r->error = error_text(why, ascii);
-            free(why);
-        } else if (it->outcome == SMTP_SENT) {
-            status = "sent";
-            add_event(m, ob, job, "InvitationEmailSent", attempts, NULL, 0);
-            if (verbose)
-                log_info(job->correlationid, "mail job %s for invitation %s sent to %s (attempt %d)",
-                         job->job_id, job->invitation_id, job->email, attempts);
-        } else if (it->outcome == SMTP_TRANSIENT && left_ms > 0 &&
-                   (m->retry_max == 0 || attempts < m->retry_max)) {
-            long long d = backoff_ms(m, attempts);
-            if (d > left_ms)
-                d = left_ms; /* the last try when it expires: then it is failed, with its event */
-            snprintf(r->delay, sizeof(r->delay), "%lld", d);
-            status = "retrying";
-            delay = r->delay;
-            r->error = error_text(it->detail, ascii);
-            if (verbose)
-                log_warn(job->correlationid,
-                         "mail job %s for invitation %s: attempt %d failed (%s); next in %lld ms",
-                         job->job_id, job->invitation_id, attempts, r->error, d);
-        } else {
-            char *why;
-            if (it->outcome == SMTP_TRANSIENT && left_ms <= 0)
-                why = dup_printf("the invitation expired before the e-mail could be delivered (after %d "
-                                 "attempts): %s",
-                                 attempts, it->detail);
-            else if (it->outcome == SMTP_TRANSIENT)
-                why = dup_printf("gave up after %d attempts: %s", attempts, it->detail);
-            else
-                why = xstrdup(it->detail);
-            r->error = error_text(why, ascii);
-            free(why);
-            status = "failed";
-            add_event(m, ob, job, "InvitationEmailFailed", attempts, r->error, it->outcome == SMTP_PERMANENT);
-            if (verbose)
-                log_error(job->correlationid, "mail job %s for invitation %s to %s failed: %s", job->job_id,
-                          job->invitation_id, job->email, r->error);
-        }
+        const char *delay = NULL;
+        const char *status =
+            outcome_decide(m, ob, &in[i], attempted, verbose, ascii, now, now_ms, &rows[i], &delay);
         col[C_JOB * n + i] = job->job_id;
         col[C_INVITATION * n + i] = job->invitation_id;
         col[C_STATUS * n + i] = status;
-        col[C_ATTEMPTS * n + i] = r->att;
+        col[C_ATTEMPTS * n + i] = rows[i].att;
         col[C_DELAY * n + i] = delay;
-        col[C_ERROR * n + i] = r->error;
+        col[C_ERROR * n + i] = rows[i].error;
         col[C_HELD * n + i] = in[i].held ? "t" : "f";
         instruments_mail_outcome(status, in[i].held);
     }
@@ -533,22 +544,11 @@ typedef struct incoming {
     char why[256];
 } incoming_t;
 
-int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, char *errstr,
-                  size_t errstr_size) {
-    int rc = -1, begun = 0;
-    outbox_t ob = {0};
-    retire_list_t retire = {0};
-    size_t first_claim = m->n_claimed, k = 0;
-    incoming_t *jobs = xcalloc(n, sizeof(*jobs));
-    const char **col = xcalloc(3 * (n ? n : 1), sizeof(*col));
-    char *lit[3] = {NULL, NULL, NULL};
-    outcome_in_t *bad = NULL;
-    smtp_item_t *bad_items = NULL;
-    PGresult *skipped = NULL;
-    PGresult *res = NULL;
-    char lease[32];
-    snprintf(lease, sizeof(lease), "%ld", m->lease_ms);
-
+/* Reads the batch into jobs[0..k) and the three columns of SQL_ACCEPT (col: n job ids, n invitation ids,
+ * n payloads; borrowed from jobs); returns k. A job that names nothing to record it against is logged and
+ * left out, and so is the second of a job id twice in the batch. */
+static size_t accept_parse(const mailer_input_t *in, size_t n, incoming_t *jobs, const char **col) {
+    size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         incoming_t *j = &jobs[k];
         int identified = 0;
@@ -578,23 +578,14 @@ int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, c
         col[2 * n + k] = j->payload;
         k++;
     }
-    if (k == 0) {
-        rc = 0;
-        goto done;
-    }
-    for (int c = 0; c < 3; c++)
-        lit[c] = db_array_literal(col + (size_t)c * n, k);
-    if (db_cmd(db, "BEGIN", errstr, errstr_size) != 0)
-        goto done;
-    begun = 1;
-    const char *params[5] = {lit[0], lit[1], lit[2], lease, m->id};
-    res = db_exec_cached(db, SQL_ACCEPT, 5, params, errstr, errstr_size);
-    if (!res)
-        goto done;
-    if ((size_t)PQntuples(res) != k) {
-        snprintf(errstr, errstr_size, "recording mail jobs: %d rows for %zu jobs", PQntuples(res), k);
-        goto done;
-    }
+    return k;
+}
+
+/* Reads SQL_ACCEPT's answer (res: a row per job of jobs[0..k)): a job seen before is left alone, a stale
+ * one goes on retire, a new one moves into m->claimed (taken). Returns how many of those claimed are
+ * malformed. */
+static size_t accept_take(mailer_t *m, incoming_t *jobs, size_t k, const PGresult *res,
+                          retire_list_t *retire) {
     size_t n_bad = 0;
     for (size_t r = 0; r < k; r++) {
         incoming_t *j = &jobs[r];
@@ -609,7 +600,7 @@ int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, c
         if (stale) {
             log_info(j->job.correlationid, "mail job %s for invitation %s %s", j->job.job_id,
                      j->job.invitation_id, stale);
-            retire_add(&retire, j->job.job_id, stale);
+            retire_add(retire, j->job.job_id, stale);
             continue;
         }
         claimed_t *cl = claimed_add(m);
@@ -620,43 +611,42 @@ int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, c
         j->taken = 1;
         n_bad += (size_t)j->bad;
     }
-    if (retire_write(&retire, db, errstr, errstr_size) != 0)
-        goto done;
-    /* Malformed jobs that name a current invitation fail here, once, with their event. */
-    if (n_bad > 0) {
-        bad = xcalloc(n_bad, sizeof(*bad));
-        bad_items = xcalloc(n_bad, sizeof(*bad_items));
-        size_t b = 0;
-        for (size_t i = first_claim; i < m->n_claimed; i++) {
-            if (!m->claimed[i].bad)
-                continue;
-            bad_items[b].outcome = SMTP_PERMANENT;
-            text_printf(bad_items[b].detail, sizeof(bad_items[b].detail), "malformed mail job: %s",
-                        m->claimed[i].why);
-            bad[b].cl = &m->claimed[i];
-            bad[b].item = &bad_items[b];
-            b++;
-        }
-        if (record_outcomes(m, db, &ob, bad, n_bad, 0, 1, 0, &skipped, errstr, errstr_size) != 0)
-            goto done;
+    return n_bad;
+}
+
+/* Inside the transaction: the n_bad malformed jobs claimed from first_claim on (they name a current
+ * invitation) fail here, once, with their event on ob. *skipped as record_outcomes. */
+static int accept_fail_malformed(mailer_t *m, PGconn *db, outbox_t *ob, size_t first_claim, size_t n_bad,
+                                 PGresult **skipped, char *errstr, size_t errstr_size) {
+    if (n_bad == 0)
+        return 0;
+    outcome_in_t *bad = xcalloc(n_bad, sizeof(*bad));
+    smtp_item_t *bad_items = xcalloc(n_bad, sizeof(*bad_items));
+    size_t b = 0;
+    for (size_t i = first_claim; i < m->n_claimed; i++) {
+        if (!m->claimed[i].bad)
+            continue;
+        bad_items[b].outcome = SMTP_PERMANENT;
+        text_printf(bad_items[b].detail, sizeof(bad_items[b].detail), "malformed mail job: %s",
+                    m->claimed[i].why);
+        bad[b].cl = &m->claimed[i];
+        bad[b].item = &bad_items[b];
+        b++;
     }
-    if (outbox_write(&ob, db, errstr, errstr_size) != 0 || db_cmd(db, "COMMIT", errstr, errstr_size) != 0)
-        goto done;
-    apply_skipped(db, skipped);
-    skipped = NULL;
-    rc = 0;
-done:
-    if (res)
-        PQclear(res);
-    if (rc != 0) {
-        if (begun)
-            rollback(db);
-        /* Nothing was recorded: forget what this batch claimed (the jobs are freed below). */
+    int rc = record_outcomes(m, db, ob, bad, n_bad, 0, 1, 0, skipped, errstr, errstr_size);
+    free(bad);
+    free(bad_items);
+    return rc;
+}
+
+/* After the transaction: committed (ok), the malformed jobs claimed are finished and go; else nothing was
+ * recorded, and what this batch claimed is forgotten. Then frees the jobs not moved into m->claimed. */
+static void accept_finish(mailer_t *m, incoming_t *jobs, size_t k, size_t first_claim, int ok) {
+    if (!ok) {
         for (size_t r = 0; r < k; r++)
             jobs[r].taken = 0;
         m->n_claimed = first_claim;
     } else {
-        /* The malformed ones are finished. */
         size_t j = first_claim;
         for (size_t i = first_claim; i < m->n_claimed; i++) {
             if (m->claimed[i].bad) {
@@ -674,17 +664,108 @@ done:
             free(jobs[r].payload);
         }
     }
+}
+
+int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, char *errstr,
+                  size_t errstr_size) {
+    int rc = -1, begun = 0;
+    outbox_t ob = {0};
+    retire_list_t retire = {0};
+    size_t first_claim = m->n_claimed;
+    incoming_t *jobs = xcalloc(n, sizeof(*jobs));
+    const char **col = xcalloc(3 * (n ? n : 1), sizeof(*col));
+    char *lit[3] = {NULL, NULL, NULL};
+    PGresult *skipped = NULL;
+    PGresult *res = NULL;
+    char lease[32];
+    snprintf(lease, sizeof(lease), "%ld", m->lease_ms);
+
+    size_t k = accept_parse(in, n, jobs, col);
+    if (k == 0) {
+        rc = 0;
+        goto done;
+    }
+    for (int c = 0; c < 3; c++)
+        lit[c] = db_array_literal(col + (size_t)c * n, k);
+    if (db_cmd(db, "BEGIN", errstr, errstr_size) != 0)
+        goto done;
+    begun = 1;
+    const char *params[5] = {lit[0], lit[1], lit[2], lease, m->id};
+    res = db_exec_cached(db, SQL_ACCEPT, 5, params, errstr, errstr_size);
+    if (!res)
+        goto done;
+    if ((size_t)PQntuples(res) != k) {
+        snprintf(errstr, errstr_size, "recording mail jobs: %d rows for %zu jobs", PQntuples(res), k);
+        goto done;
+    }
+    size_t n_bad = accept_take(m, jobs, k, res, &retire);
+    if (retire_write(&retire, db, errstr, errstr_size) != 0 ||
+        accept_fail_malformed(m, db, &ob, first_claim, n_bad, &skipped, errstr, errstr_size) != 0)
+        goto done;
+    if (outbox_write(&ob, db, errstr, errstr_size) != 0 || db_cmd(db, "COMMIT", errstr, errstr_size) != 0)
+        goto done;
+    apply_skipped(db, skipped);
+    skipped = NULL;
+    rc = 0;
+done:
+    if (res)
+        PQclear(res);
+    if (rc != 0 && begun)
+        rollback(db);
+    accept_finish(m, jobs, k, first_claim, rc == 0);
     for (int c = 0; c < 3; c++)
         free(lit[c]);
     free(col);
     free(jobs);
-    free(bad);
-    free(bad_items);
     if (skipped)
         PQclear(skipped);
     retire_free(&retire);
     outbox_free(&ob);
     return rc;
+}
+
+/* One row of SQL_DUE (mailer_claim_due): a stale job, or one that cannot even name its invitation, goes on
+ * retire (0); any other is claimed into m->claimed (1: its row is to be reclaimed), failing without an
+ * attempt when malformed or when its invitation expired while it waited for a retry. */
+static int claim_due_row(mailer_t *m, const PGresult *res, int r, retire_list_t *retire) {
+    const char *job_id = PQgetvalue(res, r, 0), *text = PQgetvalue(res, r, 1);
+    const char *stale =
+        stale_reason(job_id, PQgetvalue(res, r, 3), PQgetvalue(res, r, 4), PQgetvalue(res, r, 5)[0] == 't');
+    /* A job that was waiting for a retry when its invitation expired has failed (with its event);
+     * one that never got that far is only superseded. */
+    int expired_waiting = stale == STALE_EXPIRED && strcmp(PQgetvalue(res, r, 6), "retrying") == 0;
+    if (stale && !expired_waiting) {
+        log_info(NULL, "mail job %s %s", job_id, stale);
+        retire_add(retire, job_id, stale);
+        return 0;
+    }
+    claimed_t *cl = claimed_add(m);
+    int identified = 0;
+    char why[256];
+    /* The row holds a job that parsed when it came in; a failure here would be a changed contract. */
+    cl->bad = mail_job_parse(text, strlen(text), &cl->job, &identified, why, sizeof(why)) != 0;
+    cl->payload = xstrdup(text);
+    cl->attempts = (int)strtol(PQgetvalue(res, r, 2), NULL, 10);
+    cl->accepted = PQgetvalue(res, r, 8)[0] == 't';
+    if (!cl->bad && expired_waiting) {
+        cl->bad = 1;
+        text_printf(cl->why, sizeof(cl->why),
+                    "the invitation expired before the e-mail could be delivered "
+                    "(after %d attempts): %s",
+                    cl->attempts, PQgetvalue(res, r, 7));
+    } else if (cl->bad || !identified) {
+        text_printf(cl->why, sizeof(cl->why), "malformed mail job: %s", why);
+        if (!identified) {
+            /* Cannot even name its invitation: retire the row. */
+            log_error(NULL, "mail job %s: %s", job_id, cl->why);
+            retire_add(retire, job_id, cl->why);
+            mail_job_free(&cl->job);
+            free(cl->payload);
+            m->n_claimed--;
+            return 0;
+        }
+    }
+    return 1;
 }
 
 int mailer_claim_due(mailer_t *m, PGconn *db, int *claimed, char *errstr, size_t errstr_size) {
@@ -708,46 +789,9 @@ int mailer_claim_due(mailer_t *m, PGconn *db, int *claimed, char *errstr, size_t
         goto done;
     ids = xcalloc((size_t)PQntuples(res) + 1, sizeof(*ids));
     size_t n_ids = 0;
-    for (int r = 0; r < PQntuples(res); r++) {
-        const char *job_id = PQgetvalue(res, r, 0), *text = PQgetvalue(res, r, 1);
-        const char *stale = stale_reason(job_id, PQgetvalue(res, r, 3), PQgetvalue(res, r, 4),
-                                         PQgetvalue(res, r, 5)[0] == 't');
-        /* A job that was waiting for a retry when its invitation expired has failed (with its event);
-         * one that never got that far is only superseded. */
-        int expired_waiting = stale == STALE_EXPIRED && strcmp(PQgetvalue(res, r, 6), "retrying") == 0;
-        if (stale && !expired_waiting) {
-            log_info(NULL, "mail job %s %s", job_id, stale);
-            retire_add(&retire, job_id, stale);
-            continue;
-        }
-        claimed_t *cl = claimed_add(m);
-        int identified = 0;
-        char why[256];
-        /* The row holds a job that parsed when it came in; a failure here would be a changed contract. */
-        cl->bad = mail_job_parse(text, strlen(text), &cl->job, &identified, why, sizeof(why)) != 0;
-        cl->payload = xstrdup(text);
-        cl->attempts = (int)strtol(PQgetvalue(res, r, 2), NULL, 10);
-        cl->accepted = PQgetvalue(res, r, 8)[0] == 't';
-        if (!cl->bad && expired_waiting) {
-            cl->bad = 1;
-            text_printf(cl->why, sizeof(cl->why),
-                        "the invitation expired before the e-mail could be delivered "
-                        "(after %d attempts): %s",
-                        cl->attempts, PQgetvalue(res, r, 7));
-        } else if (cl->bad || !identified) {
-            text_printf(cl->why, sizeof(cl->why), "malformed mail job: %s", why);
-            if (!identified) {
-                /* Cannot even name its invitation: retire the row. */
-                log_error(NULL, "mail job %s: %s", job_id, cl->why);
-                retire_add(&retire, job_id, cl->why);
-                mail_job_free(&cl->job);
-                free(cl->payload);
-                m->n_claimed--;
-                continue;
-            }
-        }
-        ids[n_ids++] = job_id;
-    }
+    for (int r = 0; r < PQntuples(res); r++)
+        if (claim_due_row(m, res, r, &retire))
+            ids[n_ids++] = PQgetvalue(res, r, 0);
     if (retire_write(&retire, db, errstr, errstr_size) != 0)
         goto done;
     if (n_ids > 0) {

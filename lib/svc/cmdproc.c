@@ -177,138 +177,186 @@ static const char *decided_result(decided_t *d, size_t n, const char *id) {
     return NULL;
 }
 
+/* One attempt at a batch (apply_once) and what it has decided so far. */
+typedef struct attempt {
+    cmdproc_t *p;
+    cmdproc_msg_t *msgs;
+    size_t n;
+    cmd_t *cmds;
+    const parse_status_t *st;
+    char (*why)[256];
+    PGresult *seen;
+    int safe;           /* a savepoint per command */
+    int savepoint_open; /* SAVEPOINT cmd is open */
+    decided_t *dec;     /* the commands decided, to record in processed_commands */
+    size_t ndec;
+    domain_run_t run;
+    size_t run_at, run_end; /* commands [run_at, run_end) were decided by the set path */
+    size_t no_run_before;   /* a refused run's commands go per command */
+    int runs;
+    unsigned long set_decided;
+    cmd_t **run_cmds;
+} attempt_t;
+
+/* At command i: when the set path may take a run of invitations from here (up to a command id seen before
+ * or repeated within the run: a duplicate, which the loop decides in its turn), applies that run. -1 on
+ * database failure. */
+static int attempt_run(attempt_t *a, size_t i, char *errstr, size_t errstr_size) {
+    cmdproc_t *p = a->p;
+    if (!(i >= a->run_end && p->set_based && a->st[i] == PARSE_OK && i >= a->no_run_before &&
+          a->runs < RUNS_MAX && domain_run_eligible(&a->cmds[i])))
+        return 0;
+    size_t m = 0, j = i;
+    while (j < a->n && a->st[j] == PARSE_OK && domain_run_eligible(&a->cmds[j]) &&
+           !stored_result(a->seen, a->cmds[j].id) && !decided_result(a->dec, a->ndec, a->cmds[j].id)) {
+        int repeated = 0;
+        for (size_t q = 0; q < m && !repeated; q++)
+            repeated = strcasecmp(a->run_cmds[q]->id, a->cmds[j].id) == 0;
+        if (repeated)
+            break;
+        a->run_cmds[m++] = &a->cmds[j++];
+    }
+    if (m < RUN_MIN)
+        return 0;
+    if (a->savepoint_open) {
+        if (db_cmd(p->db, "RELEASE SAVEPOINT cmd", errstr, errstr_size) != 0)
+            return -1;
+        a->savepoint_open = 0;
+    }
+    domain_run_free(&a->run);
+    a->runs++;
+    if (domain_run_apply(&p->ctx, a->run_cmds, m, &a->run, errstr, errstr_size) != 0)
+        return -1;
+    a->run_at = i;
+    a->run_end = i + a->run.decided;
+    a->set_decided += a->run.decided;
+    if (a->run.refused)
+        a->no_run_before = i + m;
+    log_debug(NULL, "a run of %zu invitations: %zu decided set-based%s", m, a->run.decided,
+              a->run.refused ? " (refused by the database: per command)" : "");
+    return 0;
+}
+
+/* Decides command i into *res: from the run that holds it, through domain_apply (under its own savepoint
+ * when safe), or as rejected when it did not parse. 0; -1 on database failure; 1 when it needs undoing on
+ * its own and the attempt is not safe (the caller rolls back and tries again with savepoints). */
+static int attempt_decide(attempt_t *a, size_t i, domain_result_t *res, char *errstr, size_t errstr_size) {
+    cmdproc_t *p = a->p;
+    if (i < a->run_end) {
+        domain_run_result(&p->ctx, &a->run, a->run_cmds, i - a->run_at, res);
+        return 0;
+    }
+    if (a->st[i] != PARSE_OK) {
+        memset(res, 0, sizeof(*res));
+        domain_reject(res, a->st[i] == PARSE_UNKNOWN_TYPE ? "unknown_command_type" : "invalid_command",
+                      a->why[i]);
+        return 0;
+    }
+    size_t mark = p->outbox.n;
+    /* One round trip ends the previous command's savepoint and opens this one's. */
+    if (a->safe) {
+        if (db_cmd(p->db, a->savepoint_open ? "RELEASE SAVEPOINT cmd; SAVEPOINT cmd" : "SAVEPOINT cmd",
+                   errstr, errstr_size) != 0)
+            return -1;
+        a->savepoint_open = 1;
+    }
+    if (domain_apply(&p->ctx, &a->cmds[i], res, errstr, errstr_size) != 0)
+        return -1;
+    if (res->needs_rollback && !a->safe)
+        return 1;
+    if (res->needs_rollback && db_cmd(p->db, "ROLLBACK TO SAVEPOINT cmd", errstr, errstr_size) != 0)
+        return -1;
+    if (!res->accepted && !res->keep_changes)
+        outbox_truncate(&p->outbox, mark);
+    return 0;
+}
+
+/* Command i is decided: its result event, its row for processed_commands, its outcome. */
+static void attempt_record(attempt_t *a, size_t i, const domain_result_t *res) {
+    cmd_t *cmd = &a->cmds[i];
+    decided_t *d = &a->dec[a->ndec++];
+    const char *type_name = cmd->type_name && *cmd->type_name ? cmd->type_name : "unknown";
+    d->result = result_event(a->p, cmd, type_name, res);
+    snprintf(d->id, sizeof(d->id), "%s", cmd->id);
+    d->type_name = type_name;
+    d->status = res->accepted ? "accepted" : "rejected";
+    a->msgs[i].outcome = res->accepted ? "accepted" : "rejected";
+    a->msgs[i].code = res->code;
+}
+
+/* Every command decided: the outbox, processed_commands and COMMIT. -1 on database failure. */
+static int attempt_commit(attempt_t *a, char *errstr, size_t errstr_size) {
+    cmdproc_t *p = a->p;
+    if (a->savepoint_open && db_cmd(p->db, "RELEASE SAVEPOINT cmd", errstr, errstr_size) != 0)
+        return -1;
+    if (outbox_write(&p->outbox, p->db, errstr, errstr_size) != 0)
+        return -1;
+    if (a->ndec && record_decided(p, a->dec, a->ndec, errstr, errstr_size) != 0)
+        return -1;
+    return db_cmd(p->db, "COMMIT", errstr, errstr_size);
+}
+
 /* One attempt at the batch in one transaction. In the optimistic mode (safe = 0) no command gets a
  * savepoint: when one needs undoing on its own (a statement failed, or it wrote and was then rejected),
  * the attempt rolls back and returns 1, and the caller runs the batch again with a savepoint per command.
  * 0 when committed; -1 on database failure (rolled back). */
 static int apply_once(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, cmd_t *cmds, const parse_status_t *st,
                       char (*why)[256], PGresult *seen, int safe, char *errstr, size_t errstr_size) {
-    int rc = -1, in_tx = 0, savepoint_open = 0;
-    decided_t *dec = xcalloc(n ? n : 1, sizeof(*dec));
-    size_t ndec = 0;
-    domain_run_t run = {0};
-    size_t run_at = 0, run_end = 0; /* commands [run_at, run_end) were decided by the set path */
-    size_t no_run_before = 0;       /* a refused run's commands go per command */
-    int runs = 0;
-    unsigned long set_decided = 0;
-    cmd_t **run_cmds = xcalloc(n ? n : 1, sizeof(*run_cmds));
+    int rc = -1, in_tx = 0;
+    attempt_t a = {
+        .p = p, .msgs = msgs, .n = n, .cmds = cmds, .st = st, .why = why, .seen = seen, .safe = safe};
+    a.dec = xcalloc(n ? n : 1, sizeof(*a.dec));
+    a.run_cmds = xcalloc(n ? n : 1, sizeof(*a.run_cmds));
     outbox_truncate(&p->outbox, 0);
     domain_forget(&p->ctx);
     if (db_cmd(p->db, "BEGIN", errstr, errstr_size) != 0)
         goto done;
     in_tx = 1;
-
     for (size_t i = 0; i < n; i++) {
         if (st[i] == PARSE_NOT_COMMAND)
             continue;
-        cmd_t *cmd = &cmds[i];
         /* A command id decided before gets its original result again, and changes nothing. (A run holds
          * no such command.) */
-        const char *prior = i < run_end ? NULL : stored_result(seen, cmd->id);
-        if (!prior && i >= run_end)
-            prior = decided_result(dec, ndec, cmd->id);
+        const char *prior = i < a.run_end ? NULL : stored_result(seen, cmds[i].id);
+        if (!prior && i >= a.run_end)
+            prior = decided_result(a.dec, a.ndec, cmds[i].id);
         if (prior) {
-            outbox_add(&p->outbox, p->topic_results, cmd->id, prior);
+            outbox_add(&p->outbox, p->topic_results, cmds[i].id, prior);
             msgs[i].outcome = "duplicate";
             msgs[i].code = NULL;
             continue;
         }
         domain_result_t res;
-        if (i >= run_end && p->set_based && st[i] == PARSE_OK && i >= no_run_before && runs < RUNS_MAX &&
-            domain_run_eligible(cmd)) {
-            /* The run: the commands from here that the set path may take, up to a command id seen before
-             * or repeated within the run (a duplicate, which the loop decides in its turn). */
-            size_t m = 0, j = i;
-            while (j < n && st[j] == PARSE_OK && domain_run_eligible(&cmds[j]) &&
-                   !stored_result(seen, cmds[j].id) && !decided_result(dec, ndec, cmds[j].id)) {
-                int repeated = 0;
-                for (size_t q = 0; q < m && !repeated; q++)
-                    repeated = strcasecmp(run_cmds[q]->id, cmds[j].id) == 0;
-                if (repeated)
-                    break;
-                run_cmds[m++] = &cmds[j++];
-            }
-            if (m >= RUN_MIN) {
-                if (savepoint_open) {
-                    if (db_cmd(p->db, "RELEASE SAVEPOINT cmd", errstr, errstr_size) != 0)
-                        goto done;
-                    savepoint_open = 0;
-                }
-                domain_run_free(&run);
-                runs++;
-                if (domain_run_apply(&p->ctx, run_cmds, m, &run, errstr, errstr_size) != 0)
-                    goto done;
-                run_at = i;
-                run_end = i + run.decided;
-                set_decided += run.decided;
-                if (run.refused)
-                    no_run_before = i + m;
-                log_debug(NULL, "a run of %zu invitations: %zu decided set-based%s", m, run.decided,
-                          run.refused ? " (refused by the database: per command)" : "");
-            }
+        int d = attempt_run(&a, i, errstr, errstr_size);
+        if (d == 0)
+            d = attempt_decide(&a, i, &res, errstr, errstr_size);
+        if (d != 0) {
+            rc = d; /* -1: database failure; 1: run again with savepoints */
+            goto done;
         }
-        if (i < run_end) {
-            domain_run_result(&p->ctx, &run, run_cmds, i - run_at, &res);
-        } else if (st[i] == PARSE_OK) {
-            size_t mark = p->outbox.n;
-            /* One round trip ends the previous command's savepoint and opens this one's. */
-            if (safe) {
-                if (db_cmd(p->db, savepoint_open ? "RELEASE SAVEPOINT cmd; SAVEPOINT cmd" : "SAVEPOINT cmd",
-                           errstr, errstr_size) != 0)
-                    goto done;
-                savepoint_open = 1;
-            }
-            if (domain_apply(&p->ctx, cmd, &res, errstr, errstr_size) != 0)
-                goto done;
-            if (res.needs_rollback && !safe) {
-                rc = 1;
-                goto done;
-            }
-            if (res.needs_rollback && db_cmd(p->db, "ROLLBACK TO SAVEPOINT cmd", errstr, errstr_size) != 0)
-                goto done;
-            if (!res.accepted && !res.keep_changes)
-                outbox_truncate(&p->outbox, mark);
-        } else {
-            memset(&res, 0, sizeof(res));
-            domain_reject(&res, st[i] == PARSE_UNKNOWN_TYPE ? "unknown_command_type" : "invalid_command",
-                          why[i]);
-        }
-        const char *type_name = cmd->type_name && *cmd->type_name ? cmd->type_name : "unknown";
-        dec[ndec].result = result_event(p, cmd, type_name, &res);
-        snprintf(dec[ndec].id, sizeof(dec[ndec].id), "%s", cmd->id);
-        dec[ndec].type_name = type_name;
-        dec[ndec].status = res.accepted ? "accepted" : "rejected";
-        ndec++;
-        msgs[i].outcome = res.accepted ? "accepted" : "rejected";
-        msgs[i].code = res.code;
+        attempt_record(&a, i, &res);
     }
-    if (savepoint_open && db_cmd(p->db, "RELEASE SAVEPOINT cmd", errstr, errstr_size) != 0)
-        goto done;
-    if (outbox_write(&p->outbox, p->db, errstr, errstr_size) != 0)
-        goto done;
-    if (ndec && record_decided(p, dec, ndec, errstr, errstr_size) != 0)
-        goto done;
-    if (db_cmd(p->db, "COMMIT", errstr, errstr_size) != 0)
+    if (attempt_commit(&a, errstr, errstr_size) != 0)
         goto done;
     in_tx = 0;
     rc = 0;
-    p->set_decided += set_decided;
+    p->set_decided += a.set_decided;
     for (size_t i = 0; i < n; i++) {
         if (msgs[i].outcome && strcmp(msgs[i].outcome, "rejected") == 0)
             log_info(msgs[i].command_id, "%s rejected: %s", cmds[i].type_name, msgs[i].code);
     }
 done:
-    domain_run_free(&run);
-    free(run_cmds);
+    domain_run_free(&a.run);
+    free(a.run_cmds);
     if (in_tx) {
         char ignore[256];
         db_cmd(p->db, "ROLLBACK", ignore, sizeof(ignore));
     }
     if (rc != 0)
         outbox_truncate(&p->outbox, 0);
-    for (size_t i = 0; i < ndec; i++)
-        free(dec[i].result);
-    free(dec);
+    for (size_t i = 0; i < a.ndec; i++)
+        free(a.dec[i].result);
+    free(a.dec);
     return rc;
 }
 

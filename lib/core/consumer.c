@@ -13,6 +13,7 @@ struct consumer {
     rd_kafka_queue_t
         *commit_queue; /* the consumer's queue: commit outcomes come with rd_kafka_consumer_poll */
     long batch_max, batch_wait_ms;
+    consumer_fill_t fill;
     rd_kafka_message_t **m; /* the batch gathered, not yet applied */
     size_t n, cap;
     int previous_full; /* the last batch gathered was full: the next one waits to fill */
@@ -158,16 +159,20 @@ static void batch_clear(consumer_t *co) {
     co->n = 0;
 }
 
-/* Polls for up to max messages: first_wait_ms for the first one (none: back to the round), then more only
- * while they are there at once (a poll of 0 ms), unless the previous batch was full (a backlog: then it
- * waits up to batch_wait_ms after the first one for the batch to fill). An idle worker so applies a lone
- * message at once: batch_wait_ms adds no latency at low rates. */
+/* Polls for up to max messages: first_wait_ms for the first one (none: back to the round), then as co->fill
+ * says: CONSUMER_FILL_AFTER_FULL takes more only while they are there at once (a poll of 0 ms), unless the
+ * previous batch was full (a backlog: then it waits up to batch_wait_ms after the first one for the batch to
+ * fill, and past that takes what is there at once); CONSUMER_FILL_ALWAYS waits up to batch_wait_ms after the
+ * first one, and no longer. */
 static void batch_gather(consumer_t *co, size_t max, int first_wait_ms) {
     int64_t deadline = 0;
+    int always = co->fill == CONSUMER_FILL_ALWAYS;
     while (worker_running() && co->n < max) {
         int timeout = first_wait_ms;
         if (co->n > 0) {
-            int64_t left = co->previous_full ? deadline - worker_now_ms() : 0;
+            int64_t left = always || co->previous_full ? deadline - worker_now_ms() : 0;
+            if (always && left <= 0)
+                break; /* the wait is over */
             timeout = left > 0 ? (int)left : 0;
         }
         rd_kafka_message_t *m = rd_kafka_consumer_poll(co->rk, timeout);
@@ -192,8 +197,9 @@ static void batch_gather(consumer_t *co, size_t max, int first_wait_ms) {
 }
 
 consumer_t *consumer_new(const conf_t *c, const char *group, const char *topic, long batch_max,
-                         long batch_wait_ms, char *errstr, size_t errstr_size) {
+                         long batch_wait_ms, consumer_fill_t fill, char *errstr, size_t errstr_size) {
     consumer_t *co = xcalloc(1, sizeof(*co));
+    co->fill = fill;
     co->batch_max = batch_max > 0 ? batch_max : 1;
     co->batch_wait_ms = batch_wait_ms > 0 ? batch_wait_ms : 0;
     co->pending = rd_kafka_topic_partition_list_new(16);

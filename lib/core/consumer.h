@@ -27,13 +27,22 @@ typedef struct consumer_hooks {
     void (*round)(void *arg);
 } consumer_hooks_t;
 
+/* How a batch fills once its first message is there. */
+typedef enum consumer_fill {
+    /* Only after a full batch (a backlog) does the next one wait up to batch_wait_ms after its first message
+     * to fill; otherwise it takes only what is there at once, so an idle worker applies a lone message
+     * without delay (the command worker). */
+    CONSUMER_FILL_AFTER_FULL,
+    /* Every batch waits up to batch_wait_ms after its first message to fill (the mailer: jobs that come
+     * together go out in one SMTP session; the audit worker). */
+    CONSUMER_FILL_ALWAYS,
+} consumer_fill_t;
+
 /* A member of group subscribed to topic (kafka_group_consumer_new: cooperative-sticky, manual commits);
- * waits while Kafka is away. Batches hold up to batch_max messages; after a full batch the next one waits
- * up to batch_wait_ms after its first message to fill (a backlog), otherwise it takes only what is there at
- * once (an idle worker applies a lone message without delay). NULL with errstr when a setting is refused,
- * the subscription fails or shutdown was asked while waiting. */
+ * waits while Kafka is away. Batches hold up to batch_max messages and fill as fill says. NULL with errstr
+ * when a setting is refused, the subscription fails or shutdown was asked while waiting. */
 consumer_t *consumer_new(const conf_t *c, const char *group, const char *topic, long batch_max,
-                         long batch_wait_ms, char *errstr, size_t errstr_size);
+                         long batch_wait_ms, consumer_fill_t fill, char *errstr, size_t errstr_size);
 
 /* Rounds of gather, apply, commit until worker_running() says stop; then commits, synchronously, the
  * offsets of what was applied. */

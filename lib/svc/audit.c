@@ -678,8 +678,9 @@ int audit_run(conf_t *c) {
     char err[1024];
     consumer_t *consumer = NULL;
     PGconn *db = db_connect_wait(c, err, sizeof(err)); /* waits while PostgreSQL is down */
-    if (!db || !(consumer = consumer_new(c, conf_get(c, "group.audit"), conf_get(c, "topic.events"),
-                                         AUDIT_BATCH_MAX, AUDIT_BATCH_WAIT_MS, err, sizeof(err)))) {
+    if (!db ||
+        !(consumer = consumer_new(c, conf_get(c, "group.audit"), conf_get(c, "topic.events"), AUDIT_BATCH_MAX,
+                                  AUDIT_BATCH_WAIT_MS, CONSUMER_FILL_ALWAYS, err, sizeof(err)))) {
         rc = worker_gave_up(err);
         goto done;
     }

@@ -500,8 +500,8 @@ int cmdproc_run(const conf_t *c) {
     if (!(w.db = db_connect_wait(c, err, sizeof(err))) || /* waits while PostgreSQL is down */
         !(w.proc = cmdproc_new(c, w.db, &keys, err, sizeof(err))) ||
         !(w.producer = dead_letter_producer(c, err, sizeof(err))) ||
-        !(consumer = consumer_new(c, w.group, conf_get(c, "topic.commands"), batch_max, batch_wait, err,
-                                  sizeof(err)))) {
+        !(consumer = consumer_new(c, w.group, conf_get(c, "topic.commands"), batch_max, batch_wait,
+                                  CONSUMER_FILL_AFTER_FULL, err, sizeof(err)))) {
         rc = worker_gave_up(err);
         goto done;
     }

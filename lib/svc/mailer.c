@@ -26,7 +26,7 @@
 #include "worker.h"
 
 #define MAILER_SOURCE "/raikoo/mailer"
-/* After a full batch, how long the next one waits to fill (lib/core/consumer.h). */
+/* How long a batch of mail jobs waits after its first job to fill (lib/core/consumer.h). */
 #define MAILER_BATCH_WAIT_MS 20
 
 /* ---- SQL, all of it ---- */
@@ -1465,7 +1465,7 @@ int mailer_run(const conf_t *c) {
     heartbeat_start(&heartbeat, l.m, conf_get(c, "db.url"));
     if (senders_start(l.m, err, sizeof(err)) != 0 ||
         !(consumer = consumer_new(c, conf_get(c, "group.mail"), conf_get(c, "topic.mail"), l.m->batch_max,
-                                  MAILER_BATCH_WAIT_MS, err, sizeof(err)))) {
+                                  MAILER_BATCH_WAIT_MS, CONSUMER_FILL_ALWAYS, err, sizeof(err)))) {
         rc = worker_gave_up(err);
         goto done;
     }

@@ -304,7 +304,7 @@ static int consumer_group_defaults(const conf_t *c, rd_kafka_conf_t *kconf, cons
 rd_kafka_t *kafka_group_consumer_new(const conf_t *c, const char *group, const char *topic,
                                      void (*rebalance_cb)(rd_kafka_t *, rd_kafka_resp_err_t,
                                                           rd_kafka_topic_partition_list_t *, void *),
-                                     char *errstr, size_t errstr_size) {
+                                     void *opaque, char *errstr, size_t errstr_size) {
     rd_kafka_conf_t *kconf = kafka_conf_new(c, errstr, errstr_size);
     if (!kconf)
         return NULL;
@@ -323,6 +323,7 @@ rd_kafka_t *kafka_group_consumer_new(const conf_t *c, const char *group, const c
     }
     worker_rebalance_cb = rebalance_cb;
     rd_kafka_conf_set_rebalance_cb(kconf, rebalance_count);
+    rd_kafka_conf_set_opaque(kconf, opaque);
     rd_kafka_conf_set_stats_cb(kconf, stats_cb);
     rd_kafka_t *rk = kafka_client_wait(c, RD_KAFKA_CONSUMER, kconf, errstr, errstr_size);
     if (!rk)

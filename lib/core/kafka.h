@@ -52,11 +52,12 @@ rd_kafka_t *kafka_producer_wait(const conf_t *c,
  * seconds; kafka.session.timeout.ms overrides), static membership when worker.instance is set. Waits for
  * the cluster as kafka_client_wait does. NULL with errstr when a setting is refused, shutdown was asked
  * while waiting, or the subscription fails. One per process: after each rebalance it reports the partitions
- * held (readiness, metrics; health.h), and with metrics on its statistics give each partition's lag. */
+ * held (readiness, metrics; health.h), and with metrics on its statistics give each partition's lag. opaque
+ * is the client's (rd_kafka_opaque; rebalance_cb gets it). */
 rd_kafka_t *kafka_group_consumer_new(const conf_t *c, const char *group, const char *topic,
                                      void (*rebalance_cb)(rd_kafka_t *, rd_kafka_resp_err_t,
                                                           rd_kafka_topic_partition_list_t *, void *),
-                                     char *errstr, size_t errstr_size);
+                                     void *opaque, char *errstr, size_t errstr_size);
 
 /* Leaves the group (commits in flight are waited for) and destroys the consumer of kafka_group_consumer_new.
  * With librdkafka before 2.3, a cooperative-sticky member destroyed after it joined its group but before its

@@ -10,10 +10,10 @@
 #include <librdkafka/rdkafka.h>
 #include <sodium.h>
 
+#include "consumer.h"
 #include "db.h"
 #include "event.h"
 #include "exitstatus.h"
-#include "kafka.h"
 #include "log.h"
 #include "notify.h"
 #include "rfc3339.h"
@@ -633,123 +633,16 @@ int audit_verify(PGconn *db, const char *org, audit_report_fn *report, void *arg
 
 /* ---- The worker ---- */
 
-typedef struct batch {
-    rd_kafka_message_t **m;
-    size_t n, cap;
-} batch_t;
-
-static batch_t batch;
-/* Offsets recorded in PostgreSQL but not yet committed to the group, per partition (next offset). */
-static rd_kafka_topic_partition_list_t *pending;
-static int commit_failing;
-
-static void batch_clear(void) {
-    for (size_t i = 0; i < batch.n; i++)
-        rd_kafka_message_destroy(batch.m[i]);
-    batch.n = 0;
-}
-
-/* Commits the pending offsets (synchronously: one round trip per batch, after the database commit). A
- * failure keeps them pending for the next attempt; a redelivery meanwhile is recognised by event id. */
-static void commit_pending(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *only) {
-    rd_kafka_topic_partition_list_t *offs =
-        rd_kafka_topic_partition_list_new(pending->cnt > 0 ? pending->cnt : 1);
-    for (int i = 0; i < pending->cnt; i++) {
-        const rd_kafka_topic_partition_t *tp = &pending->elems[i];
-        if (!only || rd_kafka_topic_partition_list_find(only, tp->topic, tp->partition))
-            rd_kafka_topic_partition_list_add(offs, tp->topic, tp->partition)->offset = tp->offset;
-    }
-    if (offs->cnt > 0) {
-        rd_kafka_resp_err_t err = rd_kafka_commit(rk, offs, 0);
-        for (int i = 0; !err && i < offs->cnt; i++)
-            err = offs->elems[i].err;
-        if (err && !commit_failing)
-            log_warn(NULL,
-                     "offset commit failed (%s): committing again with the next batch (a redelivery is "
-                     "recognised by its event id)",
-                     rd_kafka_err2str(err));
-        else if (!err && commit_failing)
-            log_info(NULL, "offset commits succeed again");
-        commit_failing = err != RD_KAFKA_RESP_ERR_NO_ERROR;
-        for (int i = 0; !err && i < offs->cnt; i++)
-            rd_kafka_topic_partition_list_del(pending, offs->elems[i].topic, offs->elems[i].partition);
-    }
-    rd_kafka_topic_partition_list_destroy(offs);
-}
-
-static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
-                         void *opaque) {
-    (void)opaque;
-    rd_kafka_error_t *error = NULL;
-    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        log_info(NULL, "assigned %d partition(s)", parts->cnt);
-        error = rd_kafka_incremental_assign(rk, parts);
-    } else {
-        log_info(NULL, "revoked %d partition(s)", parts->cnt);
-        /* Messages gathered but not recorded are dropped: their next owner reads them again. */
-        size_t j = 0;
-        for (size_t i = 0; i < batch.n; i++) {
-            rd_kafka_message_t *m = batch.m[i];
-            if (rd_kafka_topic_partition_list_find(parts, rd_kafka_topic_name(m->rkt), m->partition))
-                rd_kafka_message_destroy(m);
-            else
-                batch.m[j++] = m;
-        }
-        batch.n = j;
-        if (!rd_kafka_assignment_lost(rk))
-            commit_pending(rk, parts);
-        for (int i = 0; i < parts->cnt; i++)
-            rd_kafka_topic_partition_list_del(pending, parts->elems[i].topic, parts->elems[i].partition);
-        error = rd_kafka_incremental_unassign(rk, parts);
-    }
-    if (error) {
-        log_error(NULL, "rebalance: %s", rd_kafka_error_string(error));
-        rd_kafka_error_destroy(error);
-    }
-}
-
-static void batch_gather(rd_kafka_t *consumer) {
-    int64_t deadline = 0;
-    while (worker_running() && batch.n < AUDIT_BATCH_MAX) {
-        int timeout = 100;
-        if (batch.n > 0) {
-            int64_t left = deadline - worker_now_ms();
-            if (left <= 0)
-                break;
-            timeout = (int)left;
-        }
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(consumer, timeout);
-        if (!m)
-            continue;
-        if (m->err) {
-            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                log_warn(NULL, "consume: %s", rd_kafka_message_errstr(m));
-            rd_kafka_message_destroy(m);
-            continue;
-        }
-        batch.m = xgrow(batch.m, batch.n + 1, &batch.cap, sizeof(*batch.m), 256);
-        if (batch.n == 0)
-            deadline = worker_now_ms() + AUDIT_BATCH_WAIT_MS;
-        batch.m[batch.n++] = m;
-    }
-}
-
-static void pending_set(const char *topic, int32_t part, int64_t offset) {
-    rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(pending, topic, part);
-    if (!tp)
-        tp = rd_kafka_topic_partition_list_add(pending, topic, part);
-    if (offset > tp->offset)
-        tp->offset = offset;
-}
-
-/* Records the gathered batch, retrying while PostgreSQL fails, until it commits or shutdown is asked
- * (then -1: nothing is committed and the batch is read again by whoever owns its partitions next). */
-static int batch_record(PGconn *db) {
-    audit_entry_t *entries = xcalloc(batch.n, sizeof(*entries));
+/* The consumer loop's apply hook: records the batch, retrying while PostgreSQL fails, until it commits (0)
+ * or shutdown is asked (then -1: nothing is committed and the batch is read again by whoever owns its
+ * partitions next). A message that is no event is logged and left out. */
+static int record_batch(void *arg, rd_kafka_message_t *const *msgs, size_t nmsgs) {
+    PGconn *db = arg;
+    audit_entry_t *entries = xcalloc(nmsgs, sizeof(*entries));
     size_t n = 0, added = 0;
     char why[128], err[1024];
-    for (size_t i = 0; i < batch.n; i++) {
-        const rd_kafka_message_t *m = batch.m[i];
+    for (size_t i = 0; i < nmsgs; i++) {
+        const rd_kafka_message_t *m = msgs[i];
         if (audit_entry_parse(m->payload, m->len, &entries[n], why, sizeof(why)) == 0) {
             n++;
         } else {
@@ -772,12 +665,8 @@ static int batch_record(PGconn *db) {
             break;
         backoff_ms = backoff_ms < 5000 ? backoff_ms * 2 : 5000;
     }
-    if (rc == 0) {
-        if (added > 0)
-            log_debug(NULL, "%zu event(s) recorded, %zu seen before", added, n - added);
-        for (size_t i = 0; i < batch.n; i++)
-            pending_set(rd_kafka_topic_name(batch.m[i]->rkt), batch.m[i]->partition, batch.m[i]->offset + 1);
-    }
+    if (rc == 0 && added > 0)
+        log_debug(NULL, "%zu event(s) recorded, %zu seen before", added, n - added);
     for (size_t i = 0; i < n; i++)
         audit_entry_clear(&entries[i]);
     free(entries);
@@ -787,40 +676,22 @@ static int batch_record(PGconn *db) {
 int audit_run(conf_t *c) {
     int rc = EXIT_INFRA;
     char err[1024];
-    rd_kafka_t *consumer = NULL;
-    pending = rd_kafka_topic_partition_list_new(16);
+    consumer_t *consumer = NULL;
     PGconn *db = db_connect_wait(c, err, sizeof(err)); /* waits while PostgreSQL is down */
-    if (!db) {
-        rc = worker_gave_up(err);
-        goto done;
-    }
-    consumer = kafka_group_consumer_new(c, conf_get(c, "group.audit"), conf_get(c, "topic.events"),
-                                        rebalance_cb, err, sizeof(err));
-    if (!consumer) {
+    if (!db ||
+        !(consumer = consumer_new(c, conf_get(c, "group.audit"), conf_get(c, "topic.events"), AUDIT_BATCH_MAX,
+                                  AUDIT_BATCH_WAIT_MS, CONSUMER_FILL_ALWAYS, err, sizeof(err)))) {
         rc = worker_gave_up(err);
         goto done;
     }
     log_info(NULL, "consuming %s as group %s into audit_log", conf_get(c, "topic.events"),
              conf_get(c, "group.audit"));
     notify_ready("recording events"); /* systemd (Type=notify): connected to PostgreSQL and Kafka */
-    while (worker_running()) {
-        batch_gather(consumer);
-        if (batch.n > 0 && batch_record(db) == 0)
-            commit_pending(consumer, NULL);
-        else if (batch.n == 0 && commit_failing)
-            commit_pending(consumer, NULL);
-        batch_clear();
-    }
-    commit_pending(consumer, NULL);
+    consumer_run(consumer, &(consumer_hooks_t){.arg = db, .apply = record_batch});
     log_info(NULL, "shutting down");
     rc = EXIT_OK;
 done:
-    batch_clear();
-    free(batch.m);
-    batch.m = NULL;
-    kafka_consumer_close(consumer); /* leaves the group: partitions move on at once */
+    consumer_free(consumer); /* leaves the group: partitions move on at once */
     PQfinish(db);
-    rd_kafka_topic_partition_list_destroy(pending);
-    pending = NULL;
     return rc;
 }

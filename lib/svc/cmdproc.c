@@ -7,14 +7,21 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "consumer.h"
 #include "db.h"
+#include "deadletter.h"
 #include "domain.h"
 #include "event.h"
+#include "exitstatus.h"
+#include "health.h"
 #include "instruments.h"
+#include "kafka.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "outbox.h"
 #include "text.h"
+#include "worker.h"
 
 static const char SQL_SEEN[] =
     "SELECT command_id::text, result FROM processed_commands WHERE command_id = ANY($1::uuid[])";
@@ -170,138 +177,186 @@ static const char *decided_result(decided_t *d, size_t n, const char *id) {
     return NULL;
 }
 
+/* One attempt at a batch (apply_once) and what it has decided so far. */
+typedef struct attempt {
+    cmdproc_t *p;
+    cmdproc_msg_t *msgs;
+    size_t n;
+    cmd_t *cmds;
+    const parse_status_t *st;
+    char (*why)[256];
+    PGresult *seen;
+    int safe;           /* a savepoint per command */
+    int savepoint_open; /* SAVEPOINT cmd is open */
+    decided_t *dec;     /* the commands decided, to record in processed_commands */
+    size_t ndec;
+    domain_run_t run;
+    size_t run_at, run_end; /* commands [run_at, run_end) were decided by the set path */
+    size_t no_run_before;   /* a refused run's commands go per command */
+    int runs;
+    unsigned long set_decided;
+    cmd_t **run_cmds;
+} attempt_t;
+
+/* At command i: when the set path may take a run of invitations from here (up to a command id seen before
+ * or repeated within the run: a duplicate, which the loop decides in its turn), applies that run. -1 on
+ * database failure. */
+static int attempt_run(attempt_t *a, size_t i, char *errstr, size_t errstr_size) {
+    cmdproc_t *p = a->p;
+    if (!(i >= a->run_end && p->set_based && a->st[i] == PARSE_OK && i >= a->no_run_before &&
+          a->runs < RUNS_MAX && domain_run_eligible(&a->cmds[i])))
+        return 0;
+    size_t m = 0, j = i;
+    while (j < a->n && a->st[j] == PARSE_OK && domain_run_eligible(&a->cmds[j]) &&
+           !stored_result(a->seen, a->cmds[j].id) && !decided_result(a->dec, a->ndec, a->cmds[j].id)) {
+        int repeated = 0;
+        for (size_t q = 0; q < m && !repeated; q++)
+            repeated = strcasecmp(a->run_cmds[q]->id, a->cmds[j].id) == 0;
+        if (repeated)
+            break;
+        a->run_cmds[m++] = &a->cmds[j++];
+    }
+    if (m < RUN_MIN)
+        return 0;
+    if (a->savepoint_open) {
+        if (db_cmd(p->db, "RELEASE SAVEPOINT cmd", errstr, errstr_size) != 0)
+            return -1;
+        a->savepoint_open = 0;
+    }
+    domain_run_free(&a->run);
+    a->runs++;
+    if (domain_run_apply(&p->ctx, a->run_cmds, m, &a->run, errstr, errstr_size) != 0)
+        return -1;
+    a->run_at = i;
+    a->run_end = i + a->run.decided;
+    a->set_decided += a->run.decided;
+    if (a->run.refused)
+        a->no_run_before = i + m;
+    log_debug(NULL, "a run of %zu invitations: %zu decided set-based%s", m, a->run.decided,
+              a->run.refused ? " (refused by the database: per command)" : "");
+    return 0;
+}
+
+/* Decides command i into *res: from the run that holds it, through domain_apply (under its own savepoint
+ * when safe), or as rejected when it did not parse. 0; -1 on database failure; 1 when it needs undoing on
+ * its own and the attempt is not safe (the caller rolls back and tries again with savepoints). */
+static int attempt_decide(attempt_t *a, size_t i, domain_result_t *res, char *errstr, size_t errstr_size) {
+    cmdproc_t *p = a->p;
+    if (i < a->run_end) {
+        domain_run_result(&p->ctx, &a->run, a->run_cmds, i - a->run_at, res);
+        return 0;
+    }
+    if (a->st[i] != PARSE_OK) {
+        memset(res, 0, sizeof(*res));
+        domain_reject(res, a->st[i] == PARSE_UNKNOWN_TYPE ? "unknown_command_type" : "invalid_command",
+                      a->why[i]);
+        return 0;
+    }
+    size_t mark = p->outbox.n;
+    /* One round trip ends the previous command's savepoint and opens this one's. */
+    if (a->safe) {
+        if (db_cmd(p->db, a->savepoint_open ? "RELEASE SAVEPOINT cmd; SAVEPOINT cmd" : "SAVEPOINT cmd",
+                   errstr, errstr_size) != 0)
+            return -1;
+        a->savepoint_open = 1;
+    }
+    if (domain_apply(&p->ctx, &a->cmds[i], res, errstr, errstr_size) != 0)
+        return -1;
+    if (res->needs_rollback && !a->safe)
+        return 1;
+    if (res->needs_rollback && db_cmd(p->db, "ROLLBACK TO SAVEPOINT cmd", errstr, errstr_size) != 0)
+        return -1;
+    if (!res->accepted && !res->keep_changes)
+        outbox_truncate(&p->outbox, mark);
+    return 0;
+}
+
+/* Command i is decided: its result event, its row for processed_commands, its outcome. */
+static void attempt_record(attempt_t *a, size_t i, const domain_result_t *res) {
+    cmd_t *cmd = &a->cmds[i];
+    decided_t *d = &a->dec[a->ndec++];
+    const char *type_name = cmd->type_name && *cmd->type_name ? cmd->type_name : "unknown";
+    d->result = result_event(a->p, cmd, type_name, res);
+    snprintf(d->id, sizeof(d->id), "%s", cmd->id);
+    d->type_name = type_name;
+    d->status = res->accepted ? "accepted" : "rejected";
+    a->msgs[i].outcome = res->accepted ? "accepted" : "rejected";
+    a->msgs[i].code = res->code;
+}
+
+/* Every command decided: the outbox, processed_commands and COMMIT. -1 on database failure. */
+static int attempt_commit(attempt_t *a, char *errstr, size_t errstr_size) {
+    cmdproc_t *p = a->p;
+    if (a->savepoint_open && db_cmd(p->db, "RELEASE SAVEPOINT cmd", errstr, errstr_size) != 0)
+        return -1;
+    if (outbox_write(&p->outbox, p->db, errstr, errstr_size) != 0)
+        return -1;
+    if (a->ndec && record_decided(p, a->dec, a->ndec, errstr, errstr_size) != 0)
+        return -1;
+    return db_cmd(p->db, "COMMIT", errstr, errstr_size);
+}
+
 /* One attempt at the batch in one transaction. In the optimistic mode (safe = 0) no command gets a
  * savepoint: when one needs undoing on its own (a statement failed, or it wrote and was then rejected),
  * the attempt rolls back and returns 1, and the caller runs the batch again with a savepoint per command.
  * 0 when committed; -1 on database failure (rolled back). */
 static int apply_once(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, cmd_t *cmds, const parse_status_t *st,
                       char (*why)[256], PGresult *seen, int safe, char *errstr, size_t errstr_size) {
-    int rc = -1, in_tx = 0, savepoint_open = 0;
-    decided_t *dec = xcalloc(n ? n : 1, sizeof(*dec));
-    size_t ndec = 0;
-    domain_run_t run = {0};
-    size_t run_at = 0, run_end = 0; /* commands [run_at, run_end) were decided by the set path */
-    size_t no_run_before = 0;       /* a refused run's commands go per command */
-    int runs = 0;
-    unsigned long set_decided = 0;
-    cmd_t **run_cmds = xcalloc(n ? n : 1, sizeof(*run_cmds));
+    int rc = -1, in_tx = 0;
+    attempt_t a = {
+        .p = p, .msgs = msgs, .n = n, .cmds = cmds, .st = st, .why = why, .seen = seen, .safe = safe};
+    a.dec = xcalloc(n ? n : 1, sizeof(*a.dec));
+    a.run_cmds = xcalloc(n ? n : 1, sizeof(*a.run_cmds));
     outbox_truncate(&p->outbox, 0);
     domain_forget(&p->ctx);
     if (db_cmd(p->db, "BEGIN", errstr, errstr_size) != 0)
         goto done;
     in_tx = 1;
-
     for (size_t i = 0; i < n; i++) {
         if (st[i] == PARSE_NOT_COMMAND)
             continue;
-        cmd_t *cmd = &cmds[i];
         /* A command id decided before gets its original result again, and changes nothing. (A run holds
          * no such command.) */
-        const char *prior = i < run_end ? NULL : stored_result(seen, cmd->id);
-        if (!prior && i >= run_end)
-            prior = decided_result(dec, ndec, cmd->id);
+        const char *prior = i < a.run_end ? NULL : stored_result(seen, cmds[i].id);
+        if (!prior && i >= a.run_end)
+            prior = decided_result(a.dec, a.ndec, cmds[i].id);
         if (prior) {
-            outbox_add(&p->outbox, p->topic_results, cmd->id, prior);
+            outbox_add(&p->outbox, p->topic_results, cmds[i].id, prior);
             msgs[i].outcome = "duplicate";
             msgs[i].code = NULL;
             continue;
         }
         domain_result_t res;
-        if (i >= run_end && p->set_based && st[i] == PARSE_OK && i >= no_run_before && runs < RUNS_MAX &&
-            domain_run_eligible(cmd)) {
-            /* The run: the commands from here that the set path may take, up to a command id seen before
-             * or repeated within the run (a duplicate, which the loop decides in its turn). */
-            size_t m = 0, j = i;
-            while (j < n && st[j] == PARSE_OK && domain_run_eligible(&cmds[j]) &&
-                   !stored_result(seen, cmds[j].id) && !decided_result(dec, ndec, cmds[j].id)) {
-                int repeated = 0;
-                for (size_t q = 0; q < m && !repeated; q++)
-                    repeated = strcasecmp(run_cmds[q]->id, cmds[j].id) == 0;
-                if (repeated)
-                    break;
-                run_cmds[m++] = &cmds[j++];
-            }
-            if (m >= RUN_MIN) {
-                if (savepoint_open) {
-                    if (db_cmd(p->db, "RELEASE SAVEPOINT cmd", errstr, errstr_size) != 0)
-                        goto done;
-                    savepoint_open = 0;
-                }
-                domain_run_free(&run);
-                runs++;
-                if (domain_run_apply(&p->ctx, run_cmds, m, &run, errstr, errstr_size) != 0)
-                    goto done;
-                run_at = i;
-                run_end = i + run.decided;
-                set_decided += run.decided;
-                if (run.refused)
-                    no_run_before = i + m;
-                log_debug(NULL, "a run of %zu invitations: %zu decided set-based%s", m, run.decided,
-                          run.refused ? " (refused by the database: per command)" : "");
-            }
+        int d = attempt_run(&a, i, errstr, errstr_size);
+        if (d == 0)
+            d = attempt_decide(&a, i, &res, errstr, errstr_size);
+        if (d != 0) {
+            rc = d; /* -1: database failure; 1: run again with savepoints */
+            goto done;
         }
-        if (i < run_end) {
-            domain_run_result(&p->ctx, &run, run_cmds, i - run_at, &res);
-        } else if (st[i] == PARSE_OK) {
-            size_t mark = p->outbox.n;
-            /* One round trip ends the previous command's savepoint and opens this one's. */
-            if (safe) {
-                if (db_cmd(p->db, savepoint_open ? "RELEASE SAVEPOINT cmd; SAVEPOINT cmd" : "SAVEPOINT cmd",
-                           errstr, errstr_size) != 0)
-                    goto done;
-                savepoint_open = 1;
-            }
-            if (domain_apply(&p->ctx, cmd, &res, errstr, errstr_size) != 0)
-                goto done;
-            if (res.needs_rollback && !safe) {
-                rc = 1;
-                goto done;
-            }
-            if (res.needs_rollback && db_cmd(p->db, "ROLLBACK TO SAVEPOINT cmd", errstr, errstr_size) != 0)
-                goto done;
-            if (!res.accepted && !res.keep_changes)
-                outbox_truncate(&p->outbox, mark);
-        } else {
-            memset(&res, 0, sizeof(res));
-            domain_reject(&res, st[i] == PARSE_UNKNOWN_TYPE ? "unknown_command_type" : "invalid_command",
-                          why[i]);
-        }
-        const char *type_name = cmd->type_name && *cmd->type_name ? cmd->type_name : "unknown";
-        dec[ndec].result = result_event(p, cmd, type_name, &res);
-        snprintf(dec[ndec].id, sizeof(dec[ndec].id), "%s", cmd->id);
-        dec[ndec].type_name = type_name;
-        dec[ndec].status = res.accepted ? "accepted" : "rejected";
-        ndec++;
-        msgs[i].outcome = res.accepted ? "accepted" : "rejected";
-        msgs[i].code = res.code;
+        attempt_record(&a, i, &res);
     }
-    if (savepoint_open && db_cmd(p->db, "RELEASE SAVEPOINT cmd", errstr, errstr_size) != 0)
-        goto done;
-    if (outbox_write(&p->outbox, p->db, errstr, errstr_size) != 0)
-        goto done;
-    if (ndec && record_decided(p, dec, ndec, errstr, errstr_size) != 0)
-        goto done;
-    if (db_cmd(p->db, "COMMIT", errstr, errstr_size) != 0)
+    if (attempt_commit(&a, errstr, errstr_size) != 0)
         goto done;
     in_tx = 0;
     rc = 0;
-    p->set_decided += set_decided;
+    p->set_decided += a.set_decided;
     for (size_t i = 0; i < n; i++) {
         if (msgs[i].outcome && strcmp(msgs[i].outcome, "rejected") == 0)
             log_info(msgs[i].command_id, "%s rejected: %s", cmds[i].type_name, msgs[i].code);
     }
 done:
-    domain_run_free(&run);
-    free(run_cmds);
+    domain_run_free(&a.run);
+    free(a.run_cmds);
     if (in_tx) {
         char ignore[256];
         db_cmd(p->db, "ROLLBACK", ignore, sizeof(ignore));
     }
     if (rc != 0)
         outbox_truncate(&p->outbox, 0);
-    for (size_t i = 0; i < ndec; i++)
-        free(dec[i].result);
-    free(dec);
+    for (size_t i = 0; i < a.ndec; i++)
+        free(a.dec[i].result);
+    free(a.dec);
     return rc;
 }
 
@@ -342,5 +397,128 @@ int cmdproc_apply(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, char *errstr, siz
     free(why);
     free(st);
     free(cmds);
+    return rc;
+}
+
+/* ---- The worker ---- */
+
+/* What the command worker's consumer loop hands each batch to (apply_batch). */
+typedef struct cmdworker {
+    cmdproc_t *proc;
+    PGconn *db;
+    rd_kafka_t *producer; /* of the dead letters */
+    const char *dlq, *group;
+} cmdworker_t;
+
+/* The Kafka headers of m, for the parser (binary-mode CloudEvents): an array the caller frees, whose names
+ * and values m owns; NULL when it has none. */
+static cmd_header_t *message_headers(const rd_kafka_message_t *m, size_t *n) {
+    rd_kafka_headers_t *hdrs = NULL;
+    *n = 0;
+    if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR || !hdrs)
+        return NULL;
+    size_t cnt = rd_kafka_header_cnt(hdrs);
+    cmd_header_t *h = xcalloc(cnt ? cnt : 1, sizeof(*h));
+    while (*n < cnt && rd_kafka_header_get_all(hdrs, *n, &h[*n].name, &h[*n].value, &h[*n].len) == 0)
+        (*n)++;
+    return h;
+}
+
+/* Applies msgs in PostgreSQL, retrying on database failure until it commits (0) or shutdown is asked (-1:
+ * the batch is abandoned and redelivered). */
+static int apply_retrying(cmdworker_t *w, cmdproc_msg_t *msgs, size_t n) {
+    char err[1024];
+    int backoff_ms = 100;
+    for (;;) {
+        if (cmdproc_apply(w->proc, msgs, n, err, sizeof(err)) == 0)
+            return 0;
+        if (!db_alive(w->db)) { /* PostgreSQL away: logged once by db_alive, not per attempt */
+            if (!db_wait())
+                return -1;
+            continue;
+        }
+        log_error(NULL, "batch of %zu rolled back: %s; retrying in %d ms", n, err, backoff_ms);
+        if (!worker_sleep_ms(backoff_ms))
+            return -1;
+        backoff_ms = backoff_ms < 5000 ? backoff_ms * 2 : 5000;
+        cmdproc_set_db(w->proc, w->db);
+    }
+}
+
+/* The consumer loop's apply hook: the batch in PostgreSQL, then its dead letters stored; 0 when both are
+ * done (the offsets may move past the batch), -1 only when shutdown is asked. */
+static int apply_batch(void *arg, rd_kafka_message_t *const *m, size_t n) {
+    cmdworker_t *w = arg;
+    cmdproc_msg_t *msgs = xcalloc(n, sizeof(*msgs));
+    for (size_t i = 0; i < n; i++) {
+        msgs[i].payload = m[i]->payload ? m[i]->payload : "";
+        msgs[i].len = m[i]->len;
+        msgs[i].headers = message_headers(m[i], &msgs[i].nheaders);
+    }
+    int rc = apply_retrying(w, msgs, n);
+    /* The dead letters must be stored before their offsets are committed. */
+    if (rc == 0) {
+        const char **reasons = xcalloc(n, sizeof(*reasons));
+        for (size_t i = 0; i < n; i++)
+            reasons[i] = msgs[i].dead_letter ? msgs[i].reason : NULL;
+        rc = deadletter_store(w->producer, w->dlq, w->group, m, reasons, n);
+        free(reasons);
+    }
+    for (size_t i = 0; i < n; i++)
+        free((void *)msgs[i].headers);
+    free(msgs);
+    return rc;
+}
+
+/* The consumer loop's round hook: serves the dead letters' delivery reports. */
+static void serve_producer(void *arg) {
+    rd_kafka_poll(((cmdworker_t *)arg)->producer, 0);
+}
+
+/* The dead letters' producer: delivery reports confirm each one; message.timeout.ms bounds the wait for
+ * one (a missing topic otherwise holds a message for librdkafka's 300 s default) unless the configuration
+ * sets one. Waits while Kafka is down. */
+static rd_kafka_t *dead_letter_producer(const conf_t *c, char *errstr, size_t errstr_size) {
+    static const char *const timeout[] = {"message.timeout.ms", "30000", NULL};
+    int own_timeout = conf_get(c, "kafka.message.timeout.ms") || conf_get(c, "kafka.delivery.timeout.ms");
+    return kafka_producer_wait(c, deadletter_delivered, own_timeout ? NULL : timeout, errstr, errstr_size);
+}
+
+int cmdproc_run(const conf_t *c) {
+    int rc = EXIT_INFRA;
+    char err[1024];
+    long batch_max, batch_wait;
+    secret_keys_t keys;
+    cmdworker_t w = {.dlq = conf_get(c, "topic.dlq"), .group = conf_get(c, "group.commands")};
+    consumer_t *consumer = NULL;
+    if (secret_load(conf_get(c, "keys.dir"), 0, &keys, err, sizeof(err)) != 0 ||
+        conf_get_long(c, "batch.max", 1, 100000, &batch_max, err, sizeof(err)) != 0 ||
+        conf_get_long(c, "batch.wait.ms", 0, 60000, &batch_wait, err, sizeof(err)) != 0) {
+        rc = worker_misconfigured(err);
+        goto done;
+    }
+    if (!(w.db = db_connect_wait(c, err, sizeof(err))) || /* waits while PostgreSQL is down */
+        !(w.proc = cmdproc_new(c, w.db, &keys, err, sizeof(err))) ||
+        !(w.producer = dead_letter_producer(c, err, sizeof(err))) ||
+        !(consumer = consumer_new(c, w.group, conf_get(c, "topic.commands"), batch_max, batch_wait,
+                                  CONSUMER_FILL_AFTER_FULL, err, sizeof(err)))) {
+        rc = worker_gave_up(err);
+        goto done;
+    }
+    log_info(NULL, "consuming %s as group %s (batches of up to %ld, %ld ms)", conf_get(c, "topic.commands"),
+             w.group, batch_max, batch_wait);
+    notify_ready("consuming commands"); /* systemd (Type=notify): connected to PostgreSQL and Kafka */
+    consumer_run(consumer, &(consumer_hooks_t){.arg = &w, .apply = apply_batch, .round = serve_producer});
+    rc = EXIT_OK;
+    log_info(NULL, "shutting down");
+done:
+    consumer_free(consumer); /* leaves the group: partitions move on at once */
+    if (w.producer) {
+        rd_kafka_flush(w.producer, 10000);
+        rd_kafka_destroy(w.producer);
+    }
+    cmdproc_free(w.proc);
+    PQfinish(w.db);
+    sodium_memzero(&keys, sizeof(keys));
     return rc;
 }

@@ -11,11 +11,11 @@
 #include <time.h>
 #include <librdkafka/rdkafka.h>
 
+#include "consumer.h"
 #include "db.h"
 #include "event.h"
 #include "exitstatus.h"
 #include "instruments.h"
-#include "kafka.h"
 #include "log.h"
 #include "notify.h"
 #include "mail.h"
@@ -26,6 +26,8 @@
 #include "worker.h"
 
 #define MAILER_SOURCE "/raikoo/mailer"
+/* How long a batch of mail jobs waits after its first job to fill (lib/core/consumer.h). */
+#define MAILER_BATCH_WAIT_MS 20
 
 /* ---- SQL, all of it ---- */
 
@@ -407,6 +409,68 @@ typedef struct outcome_in {
     int held;
 } outcome_in_t;
 
+/* One job's outcome (record_outcomes): fills r (attempts, delay, error text), adds its event to ob when
+ * it is final, logs it when verbose; returns its status and sets *delay (NULL: none). */
+static const char *outcome_decide(mailer_t *m, outbox_t *ob, const outcome_in_t *o, int attempted,
+                                  int verbose, int ascii, time_t now, int64_t now_ms, outcome_row_t *r,
+                                  const char **delay) {
+    const mail_job_t *job = &o->cl->job;
+    const smtp_item_t *it = o->item;
+    int attempts = o->cl->attempts + (attempted && !o->held && !o->cl->bad ? 1 : 0);
+    const char *status;
+    snprintf(r->att, sizeof(r->att), "%d", attempts);
+    long long left_ms = ((long long)job->expires - (long long)now) * 1000;
+    if (o->held) {
+        /* Due at the next probe; at once when the server answered again meanwhile. */
+        pthread_mutex_lock(&m->lock);
+        long long d = m->breaker_open && m->probe_at > now_ms ? m->probe_at - now_ms : 0;
+        char *why = dup_printf("waiting for the SMTP server: %s", m->outage);
+        pthread_mutex_unlock(&m->lock);
+        snprintf(r->delay, sizeof(r->delay), "%lld", d);
+        status = "retrying";
+        *delay = r->delay;
+        r->error = error_text(why, ascii);
+        free(why);
+    } else if (it->outcome == SMTP_SENT) {
+        status = "sent";
+        add_event(m, ob, job, "InvitationEmailSent", attempts, NULL, 0);
+        if (verbose)
+            log_info(job->correlationid, "mail job %s for invitation %s sent to %s (attempt %d)", job->job_id,
+                     job->invitation_id, job->email, attempts);
+    } else if (it->outcome == SMTP_TRANSIENT && left_ms > 0 &&
+               (m->retry_max == 0 || attempts < m->retry_max)) {
+        long long d = backoff_ms(m, attempts);
+        if (d > left_ms)
+            d = left_ms; /* the last try when it expires: then it is failed, with its event */
+        snprintf(r->delay, sizeof(r->delay), "%lld", d);
+        status = "retrying";
+        *delay = r->delay;
+        r->error = error_text(it->detail, ascii);
+        if (verbose)
+            log_warn(job->correlationid,
+                     "mail job %s for invitation %s: attempt %d failed (%s); next in %lld ms", job->job_id,
+                     job->invitation_id, attempts, r->error, d);
+    } else {
+        char *why;
+        if (it->outcome == SMTP_TRANSIENT && left_ms <= 0)
+            why = dup_printf("the invitation expired before the e-mail could be delivered (after %d "
+                             "attempts): %s",
+                             attempts, it->detail);
+        else if (it->outcome == SMTP_TRANSIENT)
+            why = dup_printf("gave up after %d attempts: %s", attempts, it->detail);
+        else
+            why = xstrdup(it->detail);
+        r->error = error_text(why, ascii);
+        free(why);
+        status = "failed";
+        add_event(m, ob, job, "InvitationEmailFailed", attempts, r->error, it->outcome == SMTP_PERMANENT);
+        if (verbose)
+            log_error(job->correlationid, "mail job %s for invitation %s to %s failed: %s", job->job_id,
+                      job->invitation_id, job->email, r->error);
+    }
+    return status;
+}
+
 /* Records, inside the transaction, the outcome of n jobs in one statement, with their events: sent,
  * held for the server (retrying, no attempt counted), retrying (its own backoff, until the invitation
  * expires or mail.retry.max attempts when set) or failed (a permanent reply, the invitation expired, the
@@ -426,66 +490,15 @@ static int record_outcomes(mailer_t *m, PGconn *db, outbox_t *ob, const outcome_
     int64_t now_ms = worker_now_ms();
     for (size_t i = 0; i < n; i++) {
         const mail_job_t *job = &in[i].cl->job;
-        const smtp_item_t *it = in[i].item;
-        outcome_row_t *r = &rows[i];
-        int attempts = in[i].cl->attempts + (attempted && !in[i].held && !in[i].cl->bad ? 1 : 0);
-        const char *status, *delay = NULL;
-        snprintf(r->att, sizeof(r->att), "%d", attempts);
-        long long left_ms = ((long long)job->expires - (long long)now) * 1000;
-        if (in[i].held) {
-            /* Due at the next probe; at once when the server answered again meanwhile. */
-            pthread_mutex_lock(&m->lock);
-            long long d = m->breaker_open && m->probe_at > now_ms ? m->probe_at - now_ms : 0;
-            char *why = dup_printf("waiting for the SMTP server: %s", m->outage);
-            pthread_mutex_unlock(&m->lock);
-            snprintf(r->delay, sizeof(r->delay), "%lld", d);
-            status = "retrying";
-            delay = r->delay;
-            r->error = error_text(why, ascii);
-            free(why);
-        } else if (it->outcome == SMTP_SENT) {
-            status = "sent";
-            add_event(m, ob, job, "InvitationEmailSent", attempts, NULL, 0);
-            if (verbose)
-                log_info(job->correlationid, "mail job %s for invitation %s sent to %s (attempt %d)",
-                         job->job_id, job->invitation_id, job->email, attempts);
-        } else if (it->outcome == SMTP_TRANSIENT && left_ms > 0 &&
-                   (m->retry_max == 0 || attempts < m->retry_max)) {
-            long long d = backoff_ms(m, attempts);
-            if (d > left_ms)
-                d = left_ms; /* the last try when it expires: then it is failed, with its event */
-            snprintf(r->delay, sizeof(r->delay), "%lld", d);
-            status = "retrying";
-            delay = r->delay;
-            r->error = error_text(it->detail, ascii);
-            if (verbose)
-                log_warn(job->correlationid,
-                         "mail job %s for invitation %s: attempt %d failed (%s); next in %lld ms",
-                         job->job_id, job->invitation_id, attempts, r->error, d);
-        } else {
-            char *why;
-            if (it->outcome == SMTP_TRANSIENT && left_ms <= 0)
-                why = dup_printf("the invitation expired before the e-mail could be delivered (after %d "
-                                 "attempts): %s",
-                                 attempts, it->detail);
-            else if (it->outcome == SMTP_TRANSIENT)
-                why = dup_printf("gave up after %d attempts: %s", attempts, it->detail);
-            else
-                why = xstrdup(it->detail);
-            r->error = error_text(why, ascii);
-            free(why);
-            status = "failed";
-            add_event(m, ob, job, "InvitationEmailFailed", attempts, r->error, it->outcome == SMTP_PERMANENT);
-            if (verbose)
-                log_error(job->correlationid, "mail job %s for invitation %s to %s failed: %s", job->job_id,
-                          job->invitation_id, job->email, r->error);
-        }
+        const char *delay = NULL;
+        const char *status =
+            outcome_decide(m, ob, &in[i], attempted, verbose, ascii, now, now_ms, &rows[i], &delay);
         col[C_JOB * n + i] = job->job_id;
         col[C_INVITATION * n + i] = job->invitation_id;
         col[C_STATUS * n + i] = status;
-        col[C_ATTEMPTS * n + i] = r->att;
+        col[C_ATTEMPTS * n + i] = rows[i].att;
         col[C_DELAY * n + i] = delay;
-        col[C_ERROR * n + i] = r->error;
+        col[C_ERROR * n + i] = rows[i].error;
         col[C_HELD * n + i] = in[i].held ? "t" : "f";
         instruments_mail_outcome(status, in[i].held);
     }
@@ -531,22 +544,11 @@ typedef struct incoming {
     char why[256];
 } incoming_t;
 
-int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, char *errstr,
-                  size_t errstr_size) {
-    int rc = -1, begun = 0;
-    outbox_t ob = {0};
-    retire_list_t retire = {0};
-    size_t first_claim = m->n_claimed, k = 0;
-    incoming_t *jobs = xcalloc(n, sizeof(*jobs));
-    const char **col = xcalloc(3 * (n ? n : 1), sizeof(*col));
-    char *lit[3] = {NULL, NULL, NULL};
-    outcome_in_t *bad = NULL;
-    smtp_item_t *bad_items = NULL;
-    PGresult *skipped = NULL;
-    PGresult *res = NULL;
-    char lease[32];
-    snprintf(lease, sizeof(lease), "%ld", m->lease_ms);
-
+/* Reads the batch into jobs[0..k) and the three columns of SQL_ACCEPT (col: n job ids, n invitation ids,
+ * n payloads; borrowed from jobs); returns k. A job that names nothing to record it against is logged and
+ * left out, and so is the second of a job id twice in the batch. */
+static size_t accept_parse(const mailer_input_t *in, size_t n, incoming_t *jobs, const char **col) {
+    size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         incoming_t *j = &jobs[k];
         int identified = 0;
@@ -576,23 +578,14 @@ int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, c
         col[2 * n + k] = j->payload;
         k++;
     }
-    if (k == 0) {
-        rc = 0;
-        goto done;
-    }
-    for (int c = 0; c < 3; c++)
-        lit[c] = db_array_literal(col + (size_t)c * n, k);
-    if (db_cmd(db, "BEGIN", errstr, errstr_size) != 0)
-        goto done;
-    begun = 1;
-    const char *params[5] = {lit[0], lit[1], lit[2], lease, m->id};
-    res = db_exec_cached(db, SQL_ACCEPT, 5, params, errstr, errstr_size);
-    if (!res)
-        goto done;
-    if ((size_t)PQntuples(res) != k) {
-        snprintf(errstr, errstr_size, "recording mail jobs: %d rows for %zu jobs", PQntuples(res), k);
-        goto done;
-    }
+    return k;
+}
+
+/* Reads SQL_ACCEPT's answer (res: a row per job of jobs[0..k)): a job seen before is left alone, a stale
+ * one goes on retire, a new one moves into m->claimed (taken). Returns how many of those claimed are
+ * malformed. */
+static size_t accept_take(mailer_t *m, incoming_t *jobs, size_t k, const PGresult *res,
+                          retire_list_t *retire) {
     size_t n_bad = 0;
     for (size_t r = 0; r < k; r++) {
         incoming_t *j = &jobs[r];
@@ -607,7 +600,7 @@ int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, c
         if (stale) {
             log_info(j->job.correlationid, "mail job %s for invitation %s %s", j->job.job_id,
                      j->job.invitation_id, stale);
-            retire_add(&retire, j->job.job_id, stale);
+            retire_add(retire, j->job.job_id, stale);
             continue;
         }
         claimed_t *cl = claimed_add(m);
@@ -618,43 +611,42 @@ int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, c
         j->taken = 1;
         n_bad += (size_t)j->bad;
     }
-    if (retire_write(&retire, db, errstr, errstr_size) != 0)
-        goto done;
-    /* Malformed jobs that name a current invitation fail here, once, with their event. */
-    if (n_bad > 0) {
-        bad = xcalloc(n_bad, sizeof(*bad));
-        bad_items = xcalloc(n_bad, sizeof(*bad_items));
-        size_t b = 0;
-        for (size_t i = first_claim; i < m->n_claimed; i++) {
-            if (!m->claimed[i].bad)
-                continue;
-            bad_items[b].outcome = SMTP_PERMANENT;
-            text_printf(bad_items[b].detail, sizeof(bad_items[b].detail), "malformed mail job: %s",
-                        m->claimed[i].why);
-            bad[b].cl = &m->claimed[i];
-            bad[b].item = &bad_items[b];
-            b++;
-        }
-        if (record_outcomes(m, db, &ob, bad, n_bad, 0, 1, 0, &skipped, errstr, errstr_size) != 0)
-            goto done;
+    return n_bad;
+}
+
+/* Inside the transaction: the n_bad malformed jobs claimed from first_claim on (they name a current
+ * invitation) fail here, once, with their event on ob. *skipped as record_outcomes. */
+static int accept_fail_malformed(mailer_t *m, PGconn *db, outbox_t *ob, size_t first_claim, size_t n_bad,
+                                 PGresult **skipped, char *errstr, size_t errstr_size) {
+    if (n_bad == 0)
+        return 0;
+    outcome_in_t *bad = xcalloc(n_bad, sizeof(*bad));
+    smtp_item_t *bad_items = xcalloc(n_bad, sizeof(*bad_items));
+    size_t b = 0;
+    for (size_t i = first_claim; i < m->n_claimed; i++) {
+        if (!m->claimed[i].bad)
+            continue;
+        bad_items[b].outcome = SMTP_PERMANENT;
+        text_printf(bad_items[b].detail, sizeof(bad_items[b].detail), "malformed mail job: %s",
+                    m->claimed[i].why);
+        bad[b].cl = &m->claimed[i];
+        bad[b].item = &bad_items[b];
+        b++;
     }
-    if (outbox_write(&ob, db, errstr, errstr_size) != 0 || db_cmd(db, "COMMIT", errstr, errstr_size) != 0)
-        goto done;
-    apply_skipped(db, skipped);
-    skipped = NULL;
-    rc = 0;
-done:
-    if (res)
-        PQclear(res);
-    if (rc != 0) {
-        if (begun)
-            rollback(db);
-        /* Nothing was recorded: forget what this batch claimed (the jobs are freed below). */
+    int rc = record_outcomes(m, db, ob, bad, n_bad, 0, 1, 0, skipped, errstr, errstr_size);
+    free(bad);
+    free(bad_items);
+    return rc;
+}
+
+/* After the transaction: committed (ok), the malformed jobs claimed are finished and go; else nothing was
+ * recorded, and what this batch claimed is forgotten. Then frees the jobs not moved into m->claimed. */
+static void accept_finish(mailer_t *m, incoming_t *jobs, size_t k, size_t first_claim, int ok) {
+    if (!ok) {
         for (size_t r = 0; r < k; r++)
             jobs[r].taken = 0;
         m->n_claimed = first_claim;
     } else {
-        /* The malformed ones are finished. */
         size_t j = first_claim;
         for (size_t i = first_claim; i < m->n_claimed; i++) {
             if (m->claimed[i].bad) {
@@ -672,17 +664,108 @@ done:
             free(jobs[r].payload);
         }
     }
+}
+
+int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, char *errstr,
+                  size_t errstr_size) {
+    int rc = -1, begun = 0;
+    outbox_t ob = {0};
+    retire_list_t retire = {0};
+    size_t first_claim = m->n_claimed;
+    incoming_t *jobs = xcalloc(n, sizeof(*jobs));
+    const char **col = xcalloc(3 * (n ? n : 1), sizeof(*col));
+    char *lit[3] = {NULL, NULL, NULL};
+    PGresult *skipped = NULL;
+    PGresult *res = NULL;
+    char lease[32];
+    snprintf(lease, sizeof(lease), "%ld", m->lease_ms);
+
+    size_t k = accept_parse(in, n, jobs, col);
+    if (k == 0) {
+        rc = 0;
+        goto done;
+    }
+    for (int c = 0; c < 3; c++)
+        lit[c] = db_array_literal(col + (size_t)c * n, k);
+    if (db_cmd(db, "BEGIN", errstr, errstr_size) != 0)
+        goto done;
+    begun = 1;
+    const char *params[5] = {lit[0], lit[1], lit[2], lease, m->id};
+    res = db_exec_cached(db, SQL_ACCEPT, 5, params, errstr, errstr_size);
+    if (!res)
+        goto done;
+    if ((size_t)PQntuples(res) != k) {
+        snprintf(errstr, errstr_size, "recording mail jobs: %d rows for %zu jobs", PQntuples(res), k);
+        goto done;
+    }
+    size_t n_bad = accept_take(m, jobs, k, res, &retire);
+    if (retire_write(&retire, db, errstr, errstr_size) != 0 ||
+        accept_fail_malformed(m, db, &ob, first_claim, n_bad, &skipped, errstr, errstr_size) != 0)
+        goto done;
+    if (outbox_write(&ob, db, errstr, errstr_size) != 0 || db_cmd(db, "COMMIT", errstr, errstr_size) != 0)
+        goto done;
+    apply_skipped(db, skipped);
+    skipped = NULL;
+    rc = 0;
+done:
+    if (res)
+        PQclear(res);
+    if (rc != 0 && begun)
+        rollback(db);
+    accept_finish(m, jobs, k, first_claim, rc == 0);
     for (int c = 0; c < 3; c++)
         free(lit[c]);
     free(col);
     free(jobs);
-    free(bad);
-    free(bad_items);
     if (skipped)
         PQclear(skipped);
     retire_free(&retire);
     outbox_free(&ob);
     return rc;
+}
+
+/* One row of SQL_DUE (mailer_claim_due): a stale job, or one that cannot even name its invitation, goes on
+ * retire (0); any other is claimed into m->claimed (1: its row is to be reclaimed), failing without an
+ * attempt when malformed or when its invitation expired while it waited for a retry. */
+static int claim_due_row(mailer_t *m, const PGresult *res, int r, retire_list_t *retire) {
+    const char *job_id = PQgetvalue(res, r, 0), *text = PQgetvalue(res, r, 1);
+    const char *stale =
+        stale_reason(job_id, PQgetvalue(res, r, 3), PQgetvalue(res, r, 4), PQgetvalue(res, r, 5)[0] == 't');
+    /* A job that was waiting for a retry when its invitation expired has failed (with its event);
+     * one that never got that far is only superseded. */
+    int expired_waiting = stale == STALE_EXPIRED && strcmp(PQgetvalue(res, r, 6), "retrying") == 0;
+    if (stale && !expired_waiting) {
+        log_info(NULL, "mail job %s %s", job_id, stale);
+        retire_add(retire, job_id, stale);
+        return 0;
+    }
+    claimed_t *cl = claimed_add(m);
+    int identified = 0;
+    char why[256];
+    /* The row holds a job that parsed when it came in; a failure here would be a changed contract. */
+    cl->bad = mail_job_parse(text, strlen(text), &cl->job, &identified, why, sizeof(why)) != 0;
+    cl->payload = xstrdup(text);
+    cl->attempts = (int)strtol(PQgetvalue(res, r, 2), NULL, 10);
+    cl->accepted = PQgetvalue(res, r, 8)[0] == 't';
+    if (!cl->bad && expired_waiting) {
+        cl->bad = 1;
+        text_printf(cl->why, sizeof(cl->why),
+                    "the invitation expired before the e-mail could be delivered "
+                    "(after %d attempts): %s",
+                    cl->attempts, PQgetvalue(res, r, 7));
+    } else if (cl->bad || !identified) {
+        text_printf(cl->why, sizeof(cl->why), "malformed mail job: %s", why);
+        if (!identified) {
+            /* Cannot even name its invitation: retire the row. */
+            log_error(NULL, "mail job %s: %s", job_id, cl->why);
+            retire_add(retire, job_id, cl->why);
+            mail_job_free(&cl->job);
+            free(cl->payload);
+            m->n_claimed--;
+            return 0;
+        }
+    }
+    return 1;
 }
 
 int mailer_claim_due(mailer_t *m, PGconn *db, int *claimed, char *errstr, size_t errstr_size) {
@@ -706,46 +789,9 @@ int mailer_claim_due(mailer_t *m, PGconn *db, int *claimed, char *errstr, size_t
         goto done;
     ids = xcalloc((size_t)PQntuples(res) + 1, sizeof(*ids));
     size_t n_ids = 0;
-    for (int r = 0; r < PQntuples(res); r++) {
-        const char *job_id = PQgetvalue(res, r, 0), *text = PQgetvalue(res, r, 1);
-        const char *stale = stale_reason(job_id, PQgetvalue(res, r, 3), PQgetvalue(res, r, 4),
-                                         PQgetvalue(res, r, 5)[0] == 't');
-        /* A job that was waiting for a retry when its invitation expired has failed (with its event);
-         * one that never got that far is only superseded. */
-        int expired_waiting = stale == STALE_EXPIRED && strcmp(PQgetvalue(res, r, 6), "retrying") == 0;
-        if (stale && !expired_waiting) {
-            log_info(NULL, "mail job %s %s", job_id, stale);
-            retire_add(&retire, job_id, stale);
-            continue;
-        }
-        claimed_t *cl = claimed_add(m);
-        int identified = 0;
-        char why[256];
-        /* The row holds a job that parsed when it came in; a failure here would be a changed contract. */
-        cl->bad = mail_job_parse(text, strlen(text), &cl->job, &identified, why, sizeof(why)) != 0;
-        cl->payload = xstrdup(text);
-        cl->attempts = (int)strtol(PQgetvalue(res, r, 2), NULL, 10);
-        cl->accepted = PQgetvalue(res, r, 8)[0] == 't';
-        if (!cl->bad && expired_waiting) {
-            cl->bad = 1;
-            text_printf(cl->why, sizeof(cl->why),
-                        "the invitation expired before the e-mail could be delivered "
-                        "(after %d attempts): %s",
-                        cl->attempts, PQgetvalue(res, r, 7));
-        } else if (cl->bad || !identified) {
-            text_printf(cl->why, sizeof(cl->why), "malformed mail job: %s", why);
-            if (!identified) {
-                /* Cannot even name its invitation: retire the row. */
-                log_error(NULL, "mail job %s: %s", job_id, cl->why);
-                retire_add(&retire, job_id, cl->why);
-                mail_job_free(&cl->job);
-                free(cl->payload);
-                m->n_claimed--;
-                continue;
-            }
-        }
-        ids[n_ids++] = job_id;
-    }
+    for (int r = 0; r < PQntuples(res); r++)
+        if (claim_due_row(m, res, r, &retire))
+            ids[n_ids++] = PQgetvalue(res, r, 0);
     if (retire_write(&retire, db, errstr, errstr_size) != 0)
         goto done;
     if (n_ids > 0) {
@@ -1284,28 +1330,6 @@ static void heartbeat_stop(heartbeat_t *h) {
 
 /* ---- the worker loop ---- */
 
-static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
-                         void *opaque) {
-    (void)opaque;
-    /* A job's offset is committed once the job is in mail_deliveries, claimed by this mailer: the jobs the
-     * senders still have in hand are this mailer's whatever the partitions do, so revoking needs no commit
-     * of its own. */
-    int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
-    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        log_info(NULL, "assigned %d partition(s) of %s", parts->cnt, parts->cnt ? parts->elems[0].topic : "");
-        if (cooperative)
-            rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
-        else
-            rd_kafka_assign(rk, parts);
-    } else {
-        log_info(NULL, "revoked %d partition(s)", parts->cnt);
-        if (cooperative)
-            rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
-        else
-            rd_kafka_assign(rk, NULL);
-    }
-}
-
 /* Names the session after this mailer (SQL_IDENTIFY): its `sending` jobs count as held by a live mailer
  * only while a session of that name is connected. */
 static void db_identify(mailer_t *m, PGconn *db) {
@@ -1336,176 +1360,132 @@ static void db_recover(mailer_t *m, PGconn *db, long sleep_ms) {
     }
 }
 
-/* The broker's answer to an offset commit, served by rd_kafka_consumer_poll. */
-static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *offsets,
-                      void *opaque) {
-    (void)rk;
-    (void)offsets;
-    (void)opaque;
-    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-        /* Harmless for correctness: a redelivered job is recognised in mail_deliveries. */
-        log_warn(NULL, "cannot commit mail offsets: %s", rd_kafka_err2str(err));
+/* What the mailer's consumer loop hands its hooks. */
+typedef struct mailer_loop {
+    mailer_t *m;
+    PGconn *db;
+    /* Jobs dispatched and not yet recorded: at most two sessions' worth per sender, so that every sender has
+     * its next session waiting while the main thread records and accepts. */
+    size_t limit;
+    int64_t next_scan; /* worker_now_ms() of the next mailer_claim_due */
+    int accept_failed; /* the last batch could not be recorded: no scan this round */
+} mailer_loop_t;
+
+/* Every sender has work enough: waits (at most 50 ms) for outcomes to record. */
+static void wait_for_outcomes(mailer_t *m) {
+    pthread_mutex_lock(&m->lock);
+    if (m->done.n == 0) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 50 * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&m->done_cv, &m->lock, &until);
+    }
+    pthread_mutex_unlock(&m->lock);
 }
 
-/* Commits, per partition, the offset after the last message of the batch, without waiting for the
- * broker: the jobs are in mail_deliveries already (committed), so a commit that is lost only means a
- * redelivery, which changes nothing. Waiting cost a round trip to the group coordinator per batch, with
- * the SMTP server idle. rd_kafka_consumer_close waits for commits still in flight. */
-static void commit_offsets(rd_kafka_t *rk, rd_kafka_queue_t *cq, rd_kafka_message_t **msgs, size_t n) {
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)n);
+/* The consumer loop's room hook: records the outcomes the senders finished, then takes as many jobs as
+ * the senders have room for. The first job is waited for briefly (so that shutdown, retries and the
+ * senders' outcomes stay responsive), the less while jobs are in hand. */
+static size_t loop_room(void *arg, int *first_wait_ms) {
+    mailer_loop_t *l = arg;
+    mailer_t *m = l->m;
+    if (record_done(m, l->db) != 0)
+        db_recover(m, l->db, 1000);
+    size_t room = m->inflight < l->limit ? l->limit - m->inflight : 0;
+    if (room == 0)
+        wait_for_outcomes(m);
+    *first_wait_ms = m->inflight > 0 ? 5 : 100;
+    return room;
+}
+
+/* The consumer loop's apply hook: records the batch of jobs in mail_deliveries (mailer_accept). Until they
+ * are in the table their offsets stay uncommitted: on failure the loop offers the same batch again (on
+ * shutdown it is left uncommitted for the next mailer). */
+static int loop_accept(void *arg, rd_kafka_message_t *const *batch, size_t n) {
+    mailer_loop_t *l = arg;
+    char err[1024];
+    mailer_input_t *in = xcalloc(n, sizeof(*in));
     for (size_t i = 0; i < n; i++) {
-        const char *topic = rd_kafka_topic_name(msgs[i]->rkt);
-        rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(list, topic, msgs[i]->partition);
-        if (!tp)
-            tp = rd_kafka_topic_partition_list_add(list, topic, msgs[i]->partition);
-        if (tp->offset < msgs[i]->offset + 1)
-            tp->offset = msgs[i]->offset + 1;
+        in[i].payload = batch[i]->payload ? batch[i]->payload : "";
+        in[i].len = batch[i]->len;
     }
-    rd_kafka_resp_err_t err = rd_kafka_commit_queue(rk, list, cq, commit_cb, NULL);
-    if (err)
-        log_warn(NULL, "cannot commit mail offsets: %s", rd_kafka_err2str(err));
-    rd_kafka_topic_partition_list_destroy(list);
+    l->accept_failed = mailer_accept(l->m, l->db, in, n, err, sizeof(err)) != 0;
+    free(in);
+    if (l->accept_failed) {
+        log_error(NULL, "cannot record %zu mail job(s), will try again: %s", n, err);
+        db_recover(l->m, l->db, 1000);
+        if (worker_running() && record_done(l->m, l->db) != 0) /* the senders' outcomes meanwhile */
+            db_recover(l->m, l->db, 1000);
+        return -1;
+    }
+    return 0;
+}
+
+/* The consumer loop's round hook: hands the jobs accepted on to the senders, then claims the retries that
+ * are due. While the breaker holds, nothing due is claimed (it would only be held again); nor while the
+ * senders have their hands full. */
+static void loop_round(void *arg) {
+    mailer_loop_t *l = arg;
+    mailer_t *m = l->m;
+    dispatch(m);
+    if (l->accept_failed || worker_now_ms() < l->next_scan || breaker_holding(m) ||
+        m->inflight + (size_t)m->batch_max > l->limit)
+        return;
+    int claimed = 0;
+    char err[1024];
+    if (mailer_claim_due(m, l->db, &claimed, err, sizeof(err)) != 0) {
+        log_error(NULL, "cannot read due mail retries: %s", err);
+        db_recover(m, l->db, 1000);
+    } else {
+        dispatch(m);
+    }
+    /* A full batch means more may be due: look again at once. */
+    l->next_scan = claimed >= m->batch_max ? 0 : worker_now_ms() + mailer_scan_interval_ms(m);
 }
 
 int mailer_run(const conf_t *c) {
     int rc = EXIT_INFRA;
     char err[1024];
     heartbeat_t heartbeat = {0};
-    mailer_t *m = NULL;
-    PGconn *db = NULL;
-    rd_kafka_t *rk = NULL;
-    rd_kafka_queue_t *cq = NULL;
-    rd_kafka_message_t **batch = NULL;
-    size_t n = 0;
-
-    m = mailer_new(c, err, sizeof(err));
-    if (!m) {
+    mailer_loop_t l = {0};
+    consumer_t *consumer = NULL;
+    if (!(l.m = mailer_new(c, err, sizeof(err)))) {
         rc = worker_misconfigured(err);
         goto done;
     }
-    db = db_connect_wait(c, err, sizeof(err));
-    if (!db) {
+    if (!(l.db = db_connect_wait(c, err, sizeof(err)))) {
         rc = worker_gave_up(err);
         goto done;
     }
-    db_identify(m, db);
-    heartbeat_start(&heartbeat, m, conf_get(c, "db.url"));
-    if (senders_start(m, err, sizeof(err)) != 0) {
+    db_identify(l.m, l.db);
+    heartbeat_start(&heartbeat, l.m, conf_get(c, "db.url"));
+    if (senders_start(l.m, err, sizeof(err)) != 0 ||
+        !(consumer = consumer_new(c, conf_get(c, "group.mail"), conf_get(c, "topic.mail"), l.m->batch_max,
+                                  MAILER_BATCH_WAIT_MS, CONSUMER_FILL_ALWAYS, err, sizeof(err)))) {
         rc = worker_gave_up(err);
         goto done;
     }
-    rk = kafka_group_consumer_new(c, conf_get(c, "group.mail"), conf_get(c, "topic.mail"), rebalance_cb, err,
-                                  sizeof(err));
-    if (!rk) {
-        rc = worker_gave_up(err);
-        goto done;
-    }
-    cq = rd_kafka_queue_get_consumer(rk); /* commit answers come back through rd_kafka_consumer_poll */
     log_info(NULL,
              "mailer started: group %s, topic %s, SMTP %s (starttls %s), batch %ld, retries %ld from %ld ms",
-             conf_get(c, "group.mail"), conf_get(c, "topic.mail"), m->smtp.hostport,
-             conf_get(c, "smtp.starttls"), m->batch_max, m->retry_max, m->retry_base_ms);
+             conf_get(c, "group.mail"), conf_get(c, "topic.mail"), l.m->smtp.hostport,
+             conf_get(c, "smtp.starttls"), l.m->batch_max, l.m->retry_max, l.m->retry_base_ms);
     notify_ready("sending invitation e-mails"); /* systemd (Type=notify): connected to PostgreSQL and Kafka */
-
-    batch = xcalloc((size_t)m->batch_max, sizeof(*batch));
-    /* Jobs dispatched and not yet recorded: at most two sessions' worth per sender, so that every sender has
-     * its next session waiting while the main thread records and accepts. */
-    size_t limit = 2 * (size_t)m->batch_max * (size_t)m->connections;
-    int64_t next_scan = 0;
-    while (worker_running()) {
-        if (record_done(m, db) != 0)
-            db_recover(m, db, 1000);
-        size_t room = m->inflight < limit ? limit - m->inflight : 0;
-        if (room > (size_t)m->batch_max)
-            room = (size_t)m->batch_max;
-        if (room == 0) {
-            /* Every sender has work enough: wait for outcomes to record. */
-            pthread_mutex_lock(&m->lock);
-            if (m->done.n == 0) {
-                struct timespec until;
-                clock_gettime(CLOCK_REALTIME, &until);
-                until.tv_nsec += 50 * 1000000L;
-                if (until.tv_nsec >= 1000000000L) {
-                    until.tv_sec++;
-                    until.tv_nsec -= 1000000000L;
-                }
-                pthread_cond_timedwait(&m->done_cv, &m->lock, &until);
-            }
-            pthread_mutex_unlock(&m->lock);
-            continue;
-        }
-        /* Gather a batch: wait for the first job briefly (so shutdown, retries and the senders' outcomes stay
-         * responsive), then take what is already there. */
-        int64_t deadline = 0;
-        while (n < room && worker_running()) {
-            int wait = n == 0 ? (m->inflight > 0 ? 5 : 100) : (int)(deadline - worker_now_ms());
-            if (n > 0 && wait <= 0)
-                break;
-            rd_kafka_message_t *msg = rd_kafka_consumer_poll(rk, wait);
-            if (!msg) {
-                if (n == 0)
-                    break;
-                continue;
-            }
-            if (msg->err) {
-                if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                    log_warn(NULL, "consumer: %s", rd_kafka_message_errstr(msg));
-                rd_kafka_message_destroy(msg);
-                continue;
-            }
-            if (n == 0)
-                deadline = worker_now_ms() + 20;
-            batch[n++] = msg;
-        }
-        if (n > 0) {
-            mailer_input_t *in = xcalloc(n, sizeof(*in));
-            for (size_t i = 0; i < n; i++) {
-                in[i].payload = batch[i]->payload ? batch[i]->payload : "";
-                in[i].len = batch[i]->len;
-            }
-            /* Until the jobs are in the table, their offsets stay uncommitted: retry the same batch. */
-            int recorded = mailer_accept(m, db, in, n, err, sizeof(err)) == 0;
-            free(in);
-            if (!recorded) {
-                log_error(NULL, "cannot record %zu mail job(s), will try again: %s", n, err);
-                db_recover(m, db, 1000);
-                continue; /* the batch is kept; on shutdown it is left uncommitted for the next mailer */
-            }
-            commit_offsets(rk, cq, batch, n);
-            for (size_t i = 0; i < n; i++)
-                rd_kafka_message_destroy(batch[i]);
-            n = 0;
-            dispatch(m);
-        }
-        /* While the breaker holds, nothing due is claimed (it would only be held again); nor while the
-         * senders have their hands full. */
-        if (worker_now_ms() >= next_scan && !breaker_holding(m) &&
-            m->inflight + (size_t)m->batch_max <= limit) {
-            int claimed = 0;
-            if (mailer_claim_due(m, db, &claimed, err, sizeof(err)) != 0) {
-                log_error(NULL, "cannot read due mail retries: %s", err);
-                db_recover(m, db, 1000);
-            } else {
-                dispatch(m);
-            }
-            /* A full batch means more may be due: look again at once. */
-            next_scan = claimed >= m->batch_max ? 0 : worker_now_ms() + mailer_scan_interval_ms(m);
-        }
-    }
+    l.limit = 2 * (size_t)l.m->batch_max * (size_t)l.m->connections;
+    consumer_run(consumer, &(consumer_hooks_t){
+                               .arg = &l, .apply = loop_accept, .room = loop_room, .round = loop_round});
     log_info(NULL, "mailer stopping");
     rc = EXIT_OK;
 done:
-    for (size_t i = 0; i < n; i++)
-        rd_kafka_message_destroy(batch[i]);
-    free(batch);
-    if (m && db)
-        senders_stop(m, db);    /* the jobs in hand are sent and recorded */
-    heartbeat_stop(&heartbeat); /* after the last outcome is written: the leases held until then */
-    if (cq)
-        rd_kafka_queue_destroy(cq);
-    kafka_consumer_close(rk);
-    if (db)
-        PQfinish(db);
-    mailer_free(m);
+    if (l.m && l.db)
+        senders_stop(l.m, l.db); /* the jobs in hand are sent and recorded */
+    heartbeat_stop(&heartbeat);  /* after the last outcome is written: the leases held until then */
+    consumer_free(consumer);     /* leaves the group: partitions move on at once */
+    if (l.db)
+        PQfinish(l.db);
+    mailer_free(l.m);
     return rc;
 }

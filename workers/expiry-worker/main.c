@@ -5,39 +5,23 @@
 #include "conf.h"
 #include "db.h"
 #include "exitstatus.h"
+#include "expiry.h"
 #include "health.h"
 #include "instruments.h"
-#include "expiry.h"
 #include "log.h"
 #include "notify.h"
 #include "worker.h"
 
-int main(int argc, char **argv) {
-    int rc = EXIT_INFRA;
+/* The worker: rounds of expiry until worker_running() says stop. Returns the exit status. */
+static int run(const conf_t *c) {
     char err[1024];
     long interval_ms, batch;
-    PGconn *db = NULL;
-    conf_t *c = conf_new();
-    if (worker_init(
-            &argc, argv, c, "expiry-worker",
-            "Every expiry.interval.ms, marks pending invitations whose expires_at has passed as expired,\n"
-            "expiry.batch at a time, each with an InvitationExpired event through the outbox. Several\n"
-            "replicas are safe. SIGTERM or SIGINT: finish the batch, exit 0.") != 0) {
-        rc = worker_exit_status();
-        goto done;
-    }
-    health_require(HEALTH_POSTGRESQL); /* what /readyz waits for */
-    instruments_init_expiry();
     if (conf_get_long(c, "expiry.interval.ms", 10, 86400000, &interval_ms, err, sizeof(err)) != 0 ||
-        conf_get_long(c, "expiry.batch", 1, 100000, &batch, err, sizeof(err)) != 0) {
-        rc = worker_misconfigured(err);
-        goto done;
-    }
-    db = db_connect_wait(c, err, sizeof(err)); /* waits while PostgreSQL is down */
-    if (!db) {
-        rc = worker_gave_up(err);
-        goto done;
-    }
+        conf_get_long(c, "expiry.batch", 1, 100000, &batch, err, sizeof(err)) != 0)
+        return worker_misconfigured(err);
+    PGconn *db = db_connect_wait(c, err, sizeof(err)); /* waits while PostgreSQL is down */
+    if (!db)
+        return worker_gave_up(err);
     log_info(NULL, "expiry worker started: every %ld ms, %ld per transaction", interval_ms, batch);
     notify_ready("expiring invitations"); /* systemd (Type=notify): connected to PostgreSQL */
     while (worker_running()) {
@@ -57,10 +41,23 @@ int main(int argc, char **argv) {
         worker_sleep_ms(interval_ms);
     }
     log_info(NULL, "expiry worker stopping");
-    rc = EXIT_OK;
-done:
-    if (db)
-        PQfinish(db);
+    PQfinish(db);
+    return EXIT_OK;
+}
+
+int main(int argc, char **argv) {
+    conf_t *c = conf_new();
+    if (worker_init(
+            &argc, argv, c, "expiry-worker",
+            "Every expiry.interval.ms, marks pending invitations whose expires_at has passed as expired,\n"
+            "expiry.batch at a time, each with an InvitationExpired event through the outbox. Several\n"
+            "replicas are safe. SIGTERM or SIGINT: finish the batch, exit 0.") != 0) {
+        conf_free(c);
+        return worker_exit_status();
+    }
+    health_require(HEALTH_POSTGRESQL); /* what /readyz waits for */
+    instruments_init_expiry();
+    int rc = run(c);
     conf_free(c);
     return rc;
 }

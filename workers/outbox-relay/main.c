@@ -73,34 +73,40 @@ static int become_active(PGconn *db) {
     return -1;
 }
 
-int main(int argc, char **argv) {
+/* Active: publishes rounds of the outbox while the connection holds (between rounds, waits for a NOTIFY
+ * or poll_ms). -1 on a fatal producer error (logged), else 0 when the connection went or stop is asked. */
+static int publish(PGconn *db, rd_kafka_t *producer, long limit, long poll_ms) {
+    char err[1024];
+    while (worker_running() && PQstatus(db) == CONNECTION_OK) {
+        size_t published = 0;
+        if (relay_round(db, producer, limit, &published, err, sizeof(err)) != 0) {
+            log_error(NULL, "relay round: %s", err);
+            if (strncmp(err, "fatal producer error", 20) == 0)
+                return -1;
+            worker_sleep_ms(500);
+            continue;
+        }
+        if (published > 0)
+            log_debug(NULL, "published %zu outbox row(s)", published);
+        if (published < (size_t)limit)
+            wait_notify(db, poll_ms);
+    }
+    return 0;
+}
+
+/* Publishes the outbox while this relay holds the advisory lock, standing by while another does, until
+ * worker_running() says stop. Returns the exit status. */
+static int run(const conf_t *c) {
     int rc = EXIT_INFRA;
     char err[1024];
-    conf_t *c = conf_new();
     PGconn *db = NULL;
     rd_kafka_t *producer = NULL;
     long limit, poll_ms;
-
-    if (worker_init(
-            &argc, argv, c, "outbox-relay",
-            "Publishes outbox rows to Kafka with an idempotent producer and deletes those delivered.\n"
-            "Run two for fail-over: one is active (advisory lock), the other stands by.") != 0) {
-        rc = worker_exit_status();
-        goto done;
-    }
-    health_require(HEALTH_POSTGRESQL | HEALTH_KAFKA); /* what /readyz waits for */
     if (conf_get_long(c, "relay.batch", 1, 100000, &limit, err, sizeof(err)) != 0 ||
-        conf_get_long(c, "relay.poll.ms", 10, 600000, &poll_ms, err, sizeof(err)) != 0) {
-        rc = worker_misconfigured(err);
-        goto done;
-    }
-    db = db_connect_wait(c, err, sizeof(err)); /* waits while PostgreSQL is down */
-    if (!db) {
-        rc = worker_gave_up(err);
-        goto done;
-    }
-    producer = relay_producer_wait(c, err, sizeof(err)); /* waits while Kafka is down */
-    if (!producer) {
+        conf_get_long(c, "relay.poll.ms", 10, 600000, &poll_ms, err, sizeof(err)) != 0)
+        return worker_misconfigured(err);
+    if (!(db = db_connect_wait(c, err, sizeof(err))) ||           /* waits while PostgreSQL is down */
+        !(producer = relay_producer_wait(c, err, sizeof(err)))) { /* waits while Kafka is down */
         rc = worker_gave_up(err);
         goto done;
     }
@@ -117,20 +123,8 @@ int main(int argc, char **argv) {
             log_error(NULL, "LISTEN: %s", err);
             continue;
         }
-        while (worker_running() && PQstatus(db) == CONNECTION_OK) {
-            size_t published = 0;
-            if (relay_round(db, producer, limit, &published, err, sizeof(err)) != 0) {
-                log_error(NULL, "relay round: %s", err);
-                if (strncmp(err, "fatal producer error", 20) == 0)
-                    goto done; /* the idempotent producer cannot go on; a restart makes a new one */
-                worker_sleep_ms(500);
-                continue;
-            }
-            if (published > 0)
-                log_debug(NULL, "published %zu outbox row(s)", published);
-            if (published < (size_t)limit)
-                wait_notify(db, poll_ms);
-        }
+        if (publish(db, producer, limit, poll_ms) != 0)
+            goto done; /* the idempotent producer cannot go on; a restart makes a new one */
     }
     rc = EXIT_OK;
     log_info(NULL, "shutting down");
@@ -140,6 +134,20 @@ done:
         rd_kafka_destroy(producer);
     }
     PQfinish(db); /* releases the advisory lock: a standby takes over */
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    conf_t *c = conf_new();
+    if (worker_init(
+            &argc, argv, c, "outbox-relay",
+            "Publishes outbox rows to Kafka with an idempotent producer and deletes those delivered.\n"
+            "Run two for fail-over: one is active (advisory lock), the other stands by.") != 0) {
+        conf_free(c);
+        return worker_exit_status();
+    }
+    health_require(HEALTH_POSTGRESQL | HEALTH_KAFKA); /* what /readyz waits for */
+    int rc = run(c);
     conf_free(c);
     return rc;
 }

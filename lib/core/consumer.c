@@ -1,0 +1,258 @@
+/* The consumer loop of every worker that reads a Kafka topic in a consumer group. */
+#include "consumer.h"
+
+#include <stdlib.h>
+
+#include "kafka.h"
+#include "log.h"
+#include "text.h"
+#include "worker.h"
+
+struct consumer {
+    rd_kafka_t *rk;
+    rd_kafka_queue_t
+        *commit_queue; /* the consumer's queue: commit outcomes come with rd_kafka_consumer_poll */
+    long batch_max, batch_wait_ms;
+    consumer_fill_t fill;
+    rd_kafka_message_t **m; /* the batch gathered, not yet applied */
+    size_t n, cap;
+    int previous_full; /* the last batch gathered was full: the next one waits to fill */
+    /* Offsets applied in PostgreSQL but not yet known to be committed to the group, per partition. A commit
+     * that fails (a rebalance under way, the coordinator away) is made again, and at revoke the partitions'
+     * offsets are committed synchronously: otherwise their next owner applies a whole backlog again
+     * (recognised by the worker, but repeated work). */
+    rd_kafka_topic_partition_list_t *pending;
+    int commit_failing;      /* the last commit failed: commit again, and log only state changes */
+    int64_t commit_retry_at; /* worker_now_ms() after which to commit again */
+};
+
+/* Records that partition (topic, part) is applied up to offset (exclusive). */
+static void pending_set(consumer_t *co, const char *topic, int32_t part, int64_t offset) {
+    rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(co->pending, topic, part);
+    if (!tp)
+        tp = rd_kafka_topic_partition_list_add(co->pending, topic, part);
+    if (offset > tp->offset)
+        tp->offset = offset;
+}
+
+/* Forgets the pending offsets that a commit of offs confirmed. */
+static void pending_confirmed(consumer_t *co, const rd_kafka_topic_partition_list_t *offs) {
+    for (int i = 0; offs && i < offs->cnt; i++) {
+        const rd_kafka_topic_partition_t *c = &offs->elems[i];
+        rd_kafka_topic_partition_t *tp =
+            rd_kafka_topic_partition_list_find(co->pending, c->topic, c->partition);
+        if (tp && !c->err && tp->offset <= c->offset)
+            rd_kafka_topic_partition_list_del(co->pending, c->topic, c->partition);
+    }
+}
+
+static void commit_state(consumer_t *co, rd_kafka_resp_err_t err) {
+    if (err && !co->commit_failing)
+        log_warn(NULL,
+                 "offset commit failed (%s): committing again until it succeeds (meanwhile a redelivery "
+                 "is recognised by the worker and changes nothing)",
+                 rd_kafka_err2str(err));
+    else if (!err && co->commit_failing)
+        log_info(NULL, "offset commits succeed again");
+    co->commit_failing = err != RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (err)
+        co->commit_retry_at = worker_now_ms() + 1000;
+}
+
+/* Served by rd_kafka_consumer_poll: the outcome of an asynchronous commit. */
+static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *offs,
+                      void *opaque) {
+    (void)rk;
+    consumer_t *co = opaque;
+    if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
+        err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    /* A commit refused as a whole (rebalance in progress, coordinator away) may carry no error on its
+     * partitions: nothing of it is confirmed, and every offset stays pending for the next attempt. */
+    if (!err)
+        pending_confirmed(co, offs);
+    for (int i = 0; !err && offs && i < offs->cnt; i++)
+        err = offs->elems[i].err;
+    commit_state(co, err);
+}
+
+/* Commits every pending offset: asynchronously while running (the outcome arrives in commit_cb), or
+ * synchronously (shutdown). */
+static void commit_pending(consumer_t *co, int async) {
+    if (co->pending->cnt == 0)
+        return;
+    rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_copy(co->pending);
+    rd_kafka_resp_err_t err;
+    if (async) {
+        err = rd_kafka_commit_queue(co->rk, offs, co->commit_queue, commit_cb, co);
+        if (err)
+            commit_state(co, err);
+    } else {
+        err = rd_kafka_commit(co->rk, offs, 0);
+        if (!err)
+            pending_confirmed(co, offs);
+        commit_state(co, err);
+    }
+    rd_kafka_topic_partition_list_destroy(offs);
+}
+
+/* At revoke: commits, synchronously, the pending offsets of the partitions that go, so that their next
+ * owner starts after what this worker applied; then forgets them (they are no longer ours). */
+static void commit_revoked(consumer_t *co, rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *parts) {
+    rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(parts->cnt);
+    for (int i = 0; i < parts->cnt; i++) {
+        rd_kafka_topic_partition_t *tp =
+            rd_kafka_topic_partition_list_find(co->pending, parts->elems[i].topic, parts->elems[i].partition);
+        if (tp)
+            rd_kafka_topic_partition_list_add(offs, tp->topic, tp->partition)->offset = tp->offset;
+    }
+    if (offs->cnt > 0 && !rd_kafka_assignment_lost(rk)) {
+        rd_kafka_resp_err_t err = rd_kafka_commit(rk, offs, 0);
+        if (err)
+            log_warn(NULL,
+                     "offset commit at revoke failed (%s): the next owner of %d partition(s) sees some "
+                     "messages again and recognises them",
+                     rd_kafka_err2str(err), offs->cnt);
+    }
+    for (int i = 0; i < offs->cnt; i++)
+        rd_kafka_topic_partition_list_del(co->pending, offs->elems[i].topic, offs->elems[i].partition);
+    rd_kafka_topic_partition_list_destroy(offs);
+}
+
+/* Drops the gathered messages of partitions this worker no longer owns: they were not applied, and their
+ * new owner reads them from the last committed offset. */
+static void batch_drop_partitions(consumer_t *co, const rd_kafka_topic_partition_list_t *parts) {
+    size_t j = 0;
+    for (size_t i = 0; i < co->n; i++) {
+        rd_kafka_message_t *m = co->m[i];
+        if (rd_kafka_topic_partition_list_find(parts, rd_kafka_topic_name(m->rkt), m->partition))
+            rd_kafka_message_destroy(m);
+        else
+            co->m[j++] = m;
+    }
+    co->n = j;
+}
+
+/* Served by rd_kafka_consumer_poll (and by rd_kafka_consumer_close), with the consumer as opaque. The
+ * assignment is cooperative (kafka_group_consumer_new): partitions come and go a few at a time. */
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
+                         void *opaque) {
+    consumer_t *co = opaque;
+    rd_kafka_error_t *error = NULL;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        log_info(NULL, "assigned %d partition(s) of %s", parts->cnt, parts->cnt ? parts->elems[0].topic : "");
+        error = rd_kafka_incremental_assign(rk, parts);
+    } else {
+        log_info(NULL, "revoked %d partition(s)", parts->cnt);
+        batch_drop_partitions(co, parts);
+        commit_revoked(co, rk, parts);
+        error = rd_kafka_incremental_unassign(rk, parts);
+    }
+    if (error) {
+        log_error(NULL, "rebalance: %s", rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    }
+}
+
+static void batch_clear(consumer_t *co) {
+    for (size_t i = 0; i < co->n; i++)
+        rd_kafka_message_destroy(co->m[i]);
+    co->n = 0;
+}
+
+/* Polls for up to max messages: first_wait_ms for the first one (none: back to the round), then as co->fill
+ * says: CONSUMER_FILL_AFTER_FULL takes more only while they are there at once (a poll of 0 ms), unless the
+ * previous batch was full (a backlog: then it waits up to batch_wait_ms after the first one for the batch to
+ * fill, and past that takes what is there at once); CONSUMER_FILL_ALWAYS waits up to batch_wait_ms after the
+ * first one, and no longer. */
+static void batch_gather(consumer_t *co, size_t max, int first_wait_ms) {
+    int64_t deadline = 0;
+    int always = co->fill == CONSUMER_FILL_ALWAYS;
+    while (worker_running() && co->n < max) {
+        int timeout = first_wait_ms;
+        if (co->n > 0) {
+            int64_t left = always || co->previous_full ? deadline - worker_now_ms() : 0;
+            if (always && left <= 0)
+                break; /* the wait is over */
+            timeout = left > 0 ? (int)left : 0;
+        }
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(co->rk, timeout);
+        if (!m) {
+            if (co->n == 0 || timeout == 0)
+                break; /* nothing came (the round goes on), or nothing more at once (or the wait is over) */
+            continue;
+        }
+        if (m->err) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                log_warn(NULL, "consume: %s", rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        co->m = xgrow(co->m, co->n + 1, &co->cap, sizeof(*co->m), 256);
+        if (co->n == 0)
+            deadline = worker_now_ms() + co->batch_wait_ms;
+        co->m[co->n++] = m;
+    }
+    if (co->n > 0)
+        co->previous_full = co->n >= max;
+}
+
+consumer_t *consumer_new(const conf_t *c, const char *group, const char *topic, long batch_max,
+                         long batch_wait_ms, consumer_fill_t fill, char *errstr, size_t errstr_size) {
+    consumer_t *co = xcalloc(1, sizeof(*co));
+    co->fill = fill;
+    co->batch_max = batch_max > 0 ? batch_max : 1;
+    co->batch_wait_ms = batch_wait_ms > 0 ? batch_wait_ms : 0;
+    co->pending = rd_kafka_topic_partition_list_new(16);
+    co->rk = kafka_group_consumer_new(c, group, topic, rebalance_cb, co, errstr, errstr_size);
+    if (!co->rk) {
+        consumer_free(co);
+        return NULL;
+    }
+    co->commit_queue = rd_kafka_queue_get_consumer(co->rk);
+    return co;
+}
+
+void consumer_run(consumer_t *co, const consumer_hooks_t *hooks) {
+    while (worker_running()) {
+        if (co->n == 0) { /* else a batch not applied yet: offered again */
+            size_t room = (size_t)co->batch_max;
+            int first_wait_ms = 100;
+            if (hooks->room) {
+                size_t r = hooks->room(hooks->arg, &first_wait_ms);
+                room = r < room ? r : room;
+            }
+            if (room > 0)
+                batch_gather(co, room, first_wait_ms);
+        }
+        if (co->n > 0) {
+            /* Offsets move only past a batch whose effect the worker committed in the database. */
+            if (hooks->apply(hooks->arg, co->m, co->n) == 0) {
+                for (size_t i = 0; i < co->n; i++)
+                    pending_set(co, rd_kafka_topic_name(co->m[i]->rkt), co->m[i]->partition,
+                                co->m[i]->offset + 1);
+                commit_pending(co, 1);
+                batch_clear(co);
+            }
+        } else if (co->commit_failing && co->pending->cnt > 0 && worker_now_ms() >= co->commit_retry_at) {
+            co->commit_retry_at = worker_now_ms() + 1000;
+            commit_pending(co, 1);
+        }
+        if (hooks->round)
+            hooks->round(hooks->arg);
+    }
+    commit_pending(co, 0);
+}
+
+void consumer_free(consumer_t *co) {
+    if (!co)
+        return;
+    batch_clear(co);
+    if (co->commit_queue)
+        rd_kafka_queue_destroy(co->commit_queue);
+    kafka_consumer_close(
+        co->rk); /* leaves the group: partitions move on at once; may revoke (rebalance_cb) */
+    batch_clear(co);
+    free(co->m);
+    rd_kafka_topic_partition_list_destroy(co->pending);
+    free(co);
+}

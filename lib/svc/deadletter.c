@@ -1,0 +1,160 @@
+/* Dead letters: messages that are no command, stored on the dead-letter topic with why and where from. */
+#include "deadletter.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/types.h>
+
+#include "event.h"
+#include "log.h"
+#include "text.h"
+#include "worker.h"
+
+/* Delivery of the dead letters: each produced message carries a pointer to its slot, which the delivery
+ * report sets. Slots live until their report came (see deadletter_store). */
+enum { DL_PENDING = 0, DL_DELIVERED = 1, DL_FAILED = 2 };
+static rd_kafka_resp_err_t dl_last_err; /* of the last failed delivery, for the log line */
+
+void deadletter_delivered(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    (void)rk;
+    (void)opaque;
+    int *slot = m->_private;
+    if (slot)
+        *slot = m->err ? DL_FAILED : DL_DELIVERED;
+    if (m->err)
+        dl_last_err = m->err;
+}
+
+/* The dead letter's headers (docs/MESSAGES.md): the original message's own headers, but any raikoo.dlq.* of
+ * an earlier dead-lettering, so that a replay sends the message as it came (binary mode too); a
+ * content-type saying structured mode when it had none and no ce_ header (the mode the worker read it
+ * in); then why and where it came from. The reason names positions and our own words, never the text. */
+static rd_kafka_headers_t *dead_letter_headers(const rd_kafka_message_t *m, const char *reason,
+                                               const char *group) {
+    rd_kafka_headers_t *orig = NULL, *h;
+    int marked = 0;
+    if (rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR && orig) {
+        h = rd_kafka_headers_new(rd_kafka_header_cnt(orig) + 8);
+        const char *name;
+        const void *value;
+        size_t size;
+        for (size_t i = 0; rd_kafka_header_get_all(orig, i, &name, &value, &size) == 0; i++) {
+            if (strncmp(name, "raikoo.dlq.", 11) == 0)
+                continue;
+            marked |= strcasecmp(name, "content-type") == 0 || strncasecmp(name, "ce_", 3) == 0;
+            rd_kafka_header_add(h, name, -1, value, value ? (ssize_t)size : 0);
+        }
+    } else {
+        h = rd_kafka_headers_new(8);
+    }
+    if (!marked)
+        rd_kafka_header_add(h, EVENT_CONTENT_TYPE_HEADER, -1, EVENT_CONTENT_TYPE, -1);
+    char origin[300], part[16], offset[24], stamp[24];
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    text_printf(origin, sizeof(origin), "%s/%d/%lld", topic, (int)m->partition, (long long)m->offset);
+    text_printf(part, sizeof(part), "%d", (int)m->partition);
+    text_printf(offset, sizeof(offset), "%lld", (long long)m->offset);
+    rd_kafka_timestamp_type_t tstype;
+    int64_t ts = rd_kafka_message_timestamp(m, &tstype);
+    text_printf(stamp, sizeof(stamp), "%lld",
+                (long long)(tstype == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? -1 : ts));
+    rd_kafka_header_add(h, "raikoo.dlq.reason", -1, reason, -1);
+    rd_kafka_header_add(h, "raikoo.dlq.origin", -1, origin, -1);
+    rd_kafka_header_add(h, "raikoo.dlq.topic", -1, topic, -1);
+    rd_kafka_header_add(h, "raikoo.dlq.partition", -1, part, -1);
+    rd_kafka_header_add(h, "raikoo.dlq.offset", -1, offset, -1);
+    rd_kafka_header_add(h, "raikoo.dlq.timestamp", -1, stamp, -1);
+    rd_kafka_header_add(h, "raikoo.dlq.group", -1, group ? group : "", -1);
+    return h;
+}
+
+/* Produces a message that is not a command to the dead-letter topic, with why and where it came from; the
+ * delivery report lands in *slot. */
+static rd_kafka_resp_err_t dead_letter(rd_kafka_t *producer, const char *topic, const char *group,
+                                       const rd_kafka_message_t *m, const char *reason, int *slot) {
+    rd_kafka_headers_t *h = dead_letter_headers(m, reason, group);
+    *slot = DL_PENDING;
+    rd_kafka_resp_err_t err =
+        rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE(m->payload, m->len),
+                          RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_HEADERS(h),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(slot), RD_KAFKA_V_END);
+    if (err) {
+        rd_kafka_headers_destroy(h);
+        *slot = DL_FAILED;
+    }
+    return err;
+}
+
+/* Sends again every dead letter whose slot says failed; what names the last refusal, if any. */
+static void send_failed(rd_kafka_t *producer, const char *topic, const char *group,
+                        rd_kafka_message_t *const *m, const char *const *reasons, size_t n, int *slot,
+                        char *what, size_t what_size) {
+    for (size_t i = 0; i < n; i++) {
+        if (slot[i] != DL_FAILED)
+            continue;
+        rd_kafka_resp_err_t err = dead_letter(producer, topic, group, m[i], reasons[i], &slot[i]);
+        if (err)
+            text_printf(what, what_size, "%s", rd_kafka_err2str(err));
+    }
+    /* Every report arrives within message.timeout.ms. */
+    while (rd_kafka_outq_len(producer) > 0) {
+        rd_kafka_flush(producer, 1000);
+        if (!worker_running()) {
+            rd_kafka_purge(producer, RD_KAFKA_PURGE_F_QUEUE);
+            rd_kafka_flush(producer, 5000);
+            break;
+        }
+    }
+}
+
+int deadletter_store(rd_kafka_t *producer, const char *topic, const char *group, rd_kafka_message_t *const *m,
+                     const char *const *reasons, size_t n) {
+    size_t dead = 0;
+    for (size_t i = 0; i < n; i++)
+        dead += reasons[i] != NULL;
+    if (dead == 0)
+        return 0;
+    /* Not freed while a delivery report may still write into it (only at shutdown is it left behind). */
+    int *slot = xcalloc(n, sizeof(*slot));
+    for (size_t i = 0; i < n; i++)
+        slot[i] = reasons[i] ? DL_FAILED : DL_DELIVERED;
+    int backoff_ms = 500, failing = 0;
+    char what[256] = "";
+    for (;;) {
+        send_failed(producer, topic, group, m, reasons, n, slot, what, sizeof(what));
+        size_t stored = 0, first_failed = n;
+        for (size_t i = 0; i < n; i++) {
+            if (slot[i] == DL_DELIVERED)
+                stored++;
+            else if (first_failed == n)
+                first_failed = i;
+        }
+        if (stored == n) {
+            if (failing)
+                log_info(NULL, "dead-letter topic %s written again: %zu message(s) stored, offsets move on",
+                         topic, dead);
+            free(slot);
+            return 0;
+        }
+        if (rd_kafka_outq_len(producer) > 0) {
+            log_error(NULL, "shutting down with dead letters undelivered: offsets not committed past them");
+            return -1; /* slot is left to the reports still to come */
+        }
+        if (!failing) {
+            const rd_kafka_message_t *f = m[first_failed];
+            log_error(
+                NULL,
+                "dead-letter topic %s cannot be written (%s): offsets stay before %s/%d/%lld and the worker "
+                "retries until it can (does the topic exist? raikoo topics create)",
+                topic, what[0] ? what : rd_kafka_err2str(dl_last_err), rd_kafka_topic_name(f->rkt),
+                (int)f->partition, (long long)f->offset);
+            failing = 1;
+        }
+        if (!worker_sleep_ms(backoff_ms)) {
+            free(slot);
+            return -1;
+        }
+        backoff_ms = backoff_ms < 15000 ? backoff_ms * 2 : 30000;
+    }
+}

@@ -10,7 +10,7 @@ FUZZ_CC      ?= clang
 FUZZ_OBJ     := build-fuzz
 FUZZ_BIN     := bin-fuzz
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= cmd mail conf email code smtp smtpreply result
+FUZZ_TARGETS ?= cmd mail conf email code smtp smtpreply result redact
 FUZZ_PKGS    := $(PKGS)
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wmissing-prototypes -Wformat-security -Werror \

@@ -211,6 +211,30 @@ def smtpreply_seeds():
     write("smtpreply", "long-utf8", ("421 " + "é" * 150).encode())
 
 
+def redact_seeds():
+    # First byte: bit 0 = data_only (CloudEvents binary mode: the value is the data). Then the value.
+    s, b = b"\x00", b"\x01"
+    create_user = envelope("CreateUser", {"email": "ann@example.com", "name": "Ann", "password_hash": HASH})
+    write("redact", "structured-create-user", s + create_user.encode())
+    write("redact", "structured-accept", s + envelope("AcceptInvitation", {"invitation_id": INV,
+                                                                          "code": "QX7R-M2KD-9PLV"}).encode())
+    write("redact", "binary-activate", b + json.dumps({"email": "a@example.com", "code": "QX7RM2KD9PLV",
+                                                       "password_hash": HASH}).encode())
+    write("redact", "binary-bare-code", b + b"QX7R-M2KD-9PLV")
+    write("redact", "binary-json-string", b + b'"QX7R-M2KD-9PLV"')
+    write("redact", "malformed-password", s + b'{"id":"' + ID.encode() + b'","password":"hunter2", "x":')
+    write("redact", "malformed-run-on", s + b'{"password":"hun"ter2"}')
+    write("redact", "malformed-escaped-key", s + b'{"pass\\u0077ord":"hunter2"')
+    write("redact", "nested", s + json.dumps({"a": [{"b": {"OTP": 123456, "sealedCode": "x"}}],
+                                              "note": "code ABCD-EFGH-JKMN"}).encode())
+    write("redact", "duplicate-keys", s + b'{"a":{"password":"p"},"a":1}')
+    write("redact", "oversized", s + (create_user[:-2] + ',"pad":"' + "x" * 3000 + '"}}').encode())
+    write("redact", "plain", s + b"not a command at all")
+    write("redact", "binary-bytes", s + bytes(range(256)))
+    write("redact", "placeholder", s + b'{"raikoo_redacted":{"bytes":3,"sha256":"00"}}')
+    write("redact", "deep", s + b"[" * 3000 + b'{"code":"1"}' + b"]" * 3000)
+
+
 if __name__ == "__main__":
     shutil.rmtree(os.path.join(HERE, "corpus"), ignore_errors=True)
     cmd_seeds()
@@ -221,3 +245,4 @@ if __name__ == "__main__":
     smtp_seeds()
     smtpreply_seeds()
     result_seeds()
+    redact_seeds()

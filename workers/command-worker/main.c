@@ -11,6 +11,7 @@
 #include "cmdproc.h"
 #include "conf.h"
 #include "db.h"
+#include "deadletter.h"
 #include "event.h"
 #include "exitstatus.h"
 #include "health.h"
@@ -265,11 +266,16 @@ static rd_kafka_headers_t *dead_letter_headers(const rd_kafka_message_t *m, cons
 static rd_kafka_resp_err_t dead_letter(rd_kafka_t *producer, const char *topic, const rd_kafka_message_t *m,
                                        const char *reason, int *slot) {
     rd_kafka_headers_t *h = dead_letter_headers(m, reason);
+    redacted_t r; /* never the secrets of the original (lib/svc/deadletter.h) */
+    dead_letter_redact(m, h, &r);
+    size_t len;
+    const void *value = dead_letter_value(m, &r, &len);
     *slot = DL_PENDING;
     rd_kafka_resp_err_t err =
-        rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE(m->payload, m->len),
+        rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE((void *)value, len),
                           RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_HEADERS(h),
                           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(slot), RD_KAFKA_V_END);
+    redacted_free(&r);
     if (err) {
         rd_kafka_headers_destroy(h);
         *slot = DL_FAILED;

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from conftest import BIN, Worker, accepted, argon2id_hash, rejected, unique_email
+from conftest import BIN, Worker, accepted, argon2id_hash, raikoo, rejected, run, unique_email
 
 
 def alive(workers):
@@ -395,3 +395,26 @@ def test_a_rebalance_leaves_every_partition_committed_and_a_redelivered_command_
     for cid in twice:
         datas = [r["data"] for r in client.by_command[cid]]
         assert all(d == datas[0] for d in datas), (cid, datas)
+
+
+# ---- SQL errors never echo a row's values ----
+
+def test_a_refused_row_is_reported_without_its_values(db):
+    """A statement refused by a CHECK: the error that reaches a log line or stderr is PostgreSQL's primary
+    message and SQLSTATE (lib/core/db.c), never the DETAIL "Failing row contains (...)" with the new row's
+    values, here a password hash."""
+    email = f"sqlerr-{uuid.uuid4().hex[:10]}@raikoo.test"
+    raikoo("bootstrap-admin", "--email", email, check=True)
+    cur = db.cursor()
+    name = "test_refuse_" + uuid.uuid4().hex[:8]
+    cur.execute(f"ALTER TABLE users ADD CONSTRAINT {name} CHECK (email <> '{email}' OR password_hash IS NULL) "
+                "NOT VALID")
+    db.commit()
+    try:
+        p = run(["raikoo-web", "admin-password", "--email", email], input="a long enough password 123\n")
+        assert p.returncode == 3, p.stdout + p.stderr
+        assert f'violates check constraint "{name}"' in p.stderr and "SQLSTATE 23514" in p.stderr, p.stderr
+        assert "argon2" not in p.stderr and "Failing row" not in p.stderr and email not in p.stderr, p.stderr
+    finally:
+        cur.execute(f"ALTER TABLE users DROP CONSTRAINT {name}")
+        db.commit()

@@ -76,7 +76,10 @@ def test_a_dead_letter_says_where_it_came_from_and_dlq_list_shows_it(workers, ta
         p.produce("raikoo.commands", value, key=marker.encode(), headers=[("traceparent", b"00-abc-def-01")])
         assert p.flush(30) == 0
         original = commands.wait_for(lambda m: m.value() == value)
-        m = dlq.wait_for(lambda m: m.value() == value)
+        m = dlq.wait_for(lambda m: m.key() == marker.encode())
+        # The code-shaped text is blanked (lib/msg/redact.h), the rest kept as it came.
+        kept = value.replace(secret.encode(), b"[redacted]")
+        assert m.value() == kept, m.value()
         h = dict(m.headers())
         assert h["raikoo.dlq.topic"] == b"raikoo.commands"
         assert int(h["raikoo.dlq.partition"]) == original.partition()
@@ -85,6 +88,7 @@ def test_a_dead_letter_says_where_it_came_from_and_dlq_list_shows_it(workers, ta
         assert h["raikoo.dlq.group"] == os.environ.get("RAIKOO_GROUP_COMMANDS", "raikoo-command-worker").encode()
         assert h["raikoo.dlq.origin"] == f"raikoo.commands/{original.partition()}/{original.offset()}".encode()
         assert h["raikoo.dlq.reason"].startswith(b"not JSON"), h
+        assert h["raikoo.dlq.redacted"] == b"fields", h
         # The original's headers stay (a replay sends it as it came); structured mode is said.
         assert h["traceparent"] == b"00-abc-def-01" and h["content-type"] == STRUCTURED, h
         assert m.key() == marker.encode()
@@ -97,7 +101,8 @@ def test_a_dead_letter_says_where_it_came_from_and_dlq_list_shows_it(workers, ta
         assert (e["origin_topic"], e["origin_partition"], e["origin_offset"]) == \
             ("raikoo.commands", original.partition(), original.offset())
         assert e["reason"].startswith("not JSON") and e["group"] and e["key"] == marker
-        assert e["command_id"] is None and e["bytes"] == len(value) and e["mode"] == "structured"
+        assert e["command_id"] is None and e["bytes"] == len(kept) and e["mode"] == "structured"
+        assert e["redacted"] == "fields"
         assert e["origin_time"].endswith("Z") and e["dead_lettered_at"].endswith("Z")
         text = raikoo("dlq", "list")
         assert text.returncode == 0 and "REASON" in text.stdout and f"{m.offset()}" in text.stdout, text.stdout
@@ -191,5 +196,108 @@ def test_replay_sends_dead_letters_again_and_twice_yields_one_result(client, adm
             assert cur.fetchone() == (1,), name
         cur.execute("SELECT count(*) FROM processed_commands WHERE command_id = ANY(%s::uuid[])", ([cid_s, cid_b],))
         assert cur.fetchone() == (2,)
+    finally:
+        delete_topics(commands, dlq)
+
+
+def test_no_secret_reaches_the_dead_letter_topic_and_redacted_letters_are_not_replayed(client, admin, tail):
+    """A worker with command.max.bytes 512 dead-letters an oversized CreateUser (a password hash), a binary-mode
+    message without a usable ce_id carrying a code (and a secret-named header), a binary-mode bare code, a
+    malformed JSON with a "password", and an oversized command without secrets. No dead letter holds a secret;
+    the worker goes on; `dlq replay` refuses the redacted ones with a clear message and replays the other."""
+    tag = uuid.uuid4().hex[:10]
+    commands, dlq, group = f"test.cmds.{tag}", f"test.dlq.{tag}", f"test-group-{tag}"
+    create_topic(commands)
+    create_topic(dlq)
+    env = {"RAIKOO_TOPIC_COMMANDS": commands, "RAIKOO_TOPIC_DLQ": dlq, "RAIKOO_GROUP_COMMANDS": group,
+           "RAIKOO_COMMAND_MAX_BYTES": "512"}
+    hash_ = "$argon2id$v=19$m=65536,t=2,p=1$" + "c2FsdHNhbHQ" + tag + "$" + "aGFzaA" * 8
+    code = "QX7R-M2KD-9PLV"
+    password = f"hunter2-{tag}"
+    header_secret = f"hdr-{tag}"
+    secrets = (hash_, code, password, header_secret, tag + "$", "QX7R")
+    cids = {k: str(uuid.uuid4()) for k in ("user", "binary", "bare", "malformed", "plain", "after")}
+    w = Worker("raikoo-command-worker", env=env)
+    try:
+        wait_log(w, "assigned")
+        p = Producer({"bootstrap.servers": BOOTSTRAP})
+        user = client.envelope("CreateUser", admin, {"email": f"dlq-{tag}@example.com", "name": "D" * 600,
+                                                     "password_hash": hash_}, cids["user"])
+        p.produce(commands, json.dumps(user).encode(), key=b"user")
+        p.produce(commands, json.dumps({"invitation_id": str(uuid.uuid4()), "code": code}).encode(), key=b"binary",
+                  headers=[("ce_specversion", b"1.0"), ("ce_id", b"not-a-uuid"), ("ce_source", b"/tests/dlq"),
+                           ("ce_type", b"raikoo.command.AcceptInvitation.v1"), ("ce_actorid", admin.encode()),
+                           ("content-type", b"application/json"), ("x-password", header_secret.encode())])
+        p.produce(commands, code.encode(), key=b"bare",
+                  headers=[("ce_specversion", b"1.0"), ("ce_type", b"raikoo.command.AcceptInvitation.v1"),
+                           ("content-type", b"text/plain")])
+        malformed = f'{{"id":"{cids["malformed"]}","data":{{"password":"{password}", "email":'.encode()
+        p.produce(commands, malformed, key=b"malformed")
+        plain = client.envelope("CreateOrganization", admin, {"name": f"Plain {tag} " + "p" * 180,
+                                                              "owner_user_id": admin}, cids["plain"])
+        p.produce(commands, json.dumps(plain).encode(), key=b"plain")
+        # The worker goes on: a command after the poison gets its result.
+        after = client.envelope("CreateOrganization", admin, {"name": f"After {tag}", "owner_user_id": admin},
+                                cids["after"])
+        p.produce(commands, json.dumps(after).encode(), key=b"after")
+        assert p.flush(30) == 0
+        assert client.result(cids["after"])["status"] == "accepted"
+
+        t = tail(dlq)
+        t.c.assign([TopicPartition(dlq, 0, 0)])
+        got = {}
+        for _ in range(5):
+            m = t.wait_for(lambda m: m.key() not in got)
+            got[m.key()] = m
+        for key, m in got.items():
+            blob = m.value() + b"".join(v or b"" for _, v in m.headers())
+            for secret in secrets:
+                assert secret.encode() not in blob, (key, secret, m.value(), m.headers())
+        h = {k: dict(m.headers()) for k, m in got.items()}
+        assert h[b"user"]["raikoo.dlq.reason"].startswith(b"over the limit") or \
+            b"over the limit" in h[b"user"]["raikoo.dlq.reason"], h[b"user"]
+        u = json.loads(got[b"user"].value())
+        assert u["data"]["password_hash"] == "[redacted]" and u["data"]["name"] == "D" * 600, u
+        assert u["id"] == cids["user"] and h[b"user"]["raikoo.dlq.redacted"] == b"fields"
+        b = json.loads(got[b"binary"].value())
+        assert b["code"] == "[redacted]" and h[b"binary"]["x-password"] == b"[redacted]", (b, h[b"binary"])
+        assert h[b"binary"]["ce_id"] == b"not-a-uuid" and h[b"binary"]["raikoo.dlq.redacted"] == b"fields"
+        bare = json.loads(got[b"bare"].value())["raikoo_redacted"]
+        assert bare["bytes"] == len(code) and len(bare["sha256"]) == 64, bare
+        assert h[b"bare"]["raikoo.dlq.redacted"] == b"whole"
+        assert h[b"malformed"]["raikoo.dlq.redacted"] in (b"fields", b"whole")
+        assert got[b"plain"].value() == json.dumps(plain).encode() and "raikoo.dlq.redacted" not in h[b"plain"]
+    finally:
+        assert w.stop() == 0, w.output()[-3000:]
+    out = w.output()
+    for secret in secrets:
+        assert secret not in out, secret
+
+    try:
+        renv = {"RAIKOO_TOPIC_DLQ": dlq}
+        doc = dlq_list(renv)
+        by_key = {e["key"]: e for e in doc["messages"]}
+        assert by_key["user"]["redacted"] == "fields" and by_key["bare"]["redacted"] == "whole", doc
+        assert by_key["plain"]["redacted"] is None and by_key["user"]["command_id"] == cids["user"]
+        text = raikoo("dlq", "list", env=renv)
+        assert "cannot be replayed" in text.stdout, text.stdout
+        for out in (json.dumps(doc), text.stdout):
+            for secret in secrets:
+                assert secret not in out
+
+        one = raikoo("dlq", "replay", "--offset", str(by_key["user"]["offset"]), env=renv)
+        assert one.returncode == 1, one.stdout + one.stderr
+        assert f"(command {cids['user']}) cannot be replayed" in one.stderr and "send the command again" in one.stderr
+        before = end_offsets("raikoo.commands")
+        dry = raikoo("dlq", "replay", "--all", "--dry-run", env=renv)
+        assert dry.returncode == 1 and "1 dead letter would be replayed" in dry.stdout, dry.stdout + dry.stderr
+        assert "4 dead letters with redacted secrets not replayed" in dry.stdout, dry.stdout
+        assert end_offsets("raikoo.commands") == before, "a dry run sent something"
+        p = raikoo("dlq", "replay", "--all", env=renv)
+        assert p.returncode == 1 and "1 dead letter replayed" in p.stdout, p.stdout + p.stderr
+        assert client.result(cids["plain"])["status"] == "accepted"
+        for out in (one.stdout + one.stderr, dry.stdout + dry.stderr, p.stdout + p.stderr):
+            for secret in secrets:
+                assert secret not in out
     finally:
         delete_topics(commands, dlq)

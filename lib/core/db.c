@@ -27,7 +27,19 @@ static PGresult *result_or_error(PGconn *db, PGresult *res, char *errstr, size_t
     ExecStatusType st = PQresultStatus(res);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
         return res;
-    snprintf(errstr, errstr_size, "%s", res ? PQresultErrorMessage(res) : PQerrorMessage(db));
+    const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    if (primary && *db_sqlstate(res)) {
+        /* The primary message and SQLSTATE only: the DETAIL of a refused row lists its values (a password
+         * hash, a sealed code), a COPY's CONTEXT its line, and a data exception's message quotes the value
+         * after ": ". */
+        size_t n = strlen(primary);
+        const char *quote = strncmp(db_sqlstate(res), "22", 2) == 0 ? strstr(primary, ": ") : NULL;
+        if (quote)
+            n = (size_t)(quote - primary);
+        text_printf(errstr, errstr_size, "ERROR: %.*s (SQLSTATE %s)", (int)n, primary, db_sqlstate(res));
+    } else {
+        snprintf(errstr, errstr_size, "%s", res ? PQresultErrorMessage(res) : PQerrorMessage(db));
+    }
     strip_newline(errstr);
     if (!*errstr) {
         snprintf(errstr, errstr_size, "%s", PQerrorMessage(db));

@@ -353,6 +353,118 @@ int smtp_send(const smtp_conf_t *sc, const char *from, smtp_item_t *items, size_
     return smtp_send_cb(sc, from, items, n, NULL, NULL, errstr, errstr_size);
 }
 
+#define SMTP_WHY_SIZE 320 /* why a session failed as a whole */
+
+/* Configures a new session: the server, the event callback, the timeouts, STARTTLS and AUTH (*auth, owned
+ * by the caller once set). 0, or -1 with why. */
+static int session_setup(smtp_session_t session, const smtp_conf_t *sc, session_note_t *note,
+                         auth_context_t *auth, char *why, size_t why_size) {
+    if (!smtp_set_server(session, sc->hostport)) {
+        snprintf(why, why_size, "smtp.host/smtp.port \"%.150s\" refused by libesmtp", sc->hostport);
+        return -1;
+    }
+    smtp_set_eventcb(session, event_cb, note);
+    /* Every phase gets the configured timeout; below RFC 5321's minutes only on purpose. */
+    static const int phases[] = {Timeout_GREETING, Timeout_ENVELOPE, Timeout_DATA, Timeout_TRANSFER,
+                                 Timeout_DATA2};
+    for (size_t i = 0; i < sizeof(phases) / sizeof(phases[0]); i++)
+        smtp_set_timeout(session, phases[i] | Timeout_OVERRIDE_RFC2822_MINIMUM, sc->timeout_ms);
+    if (sc->starttls != SMTP_STARTTLS_NO) {
+        enum starttls_option how =
+            sc->starttls == SMTP_STARTTLS_REQUIRED ? Starttls_REQUIRED : Starttls_ENABLED;
+        /* The session takes a reference of its own to the shared context. */
+        if (!sc->tls || !smtp_starttls_set_ctx(session, sc->tls) || !smtp_starttls_enable(session, how)) {
+            snprintf(why, why_size, "this libesmtp has no STARTTLS support (smtp.starttls)");
+            return -1;
+        }
+    }
+    if (sc->user && *sc->user) {
+        *auth = auth_create_context();
+        if (!*auth) {
+            snprintf(why, why_size, "cannot create an SMTP AUTH context");
+            return -1;
+        }
+        /* PLAIN and LOGIN send the password as is; allowed, as the operator configured AUTH. */
+        auth_set_mechanism_flags(*auth, AUTH_PLUGIN_PLAIN, 0);
+        auth_set_interact_cb(*auth, interact_cb, (void *)sc);
+        smtp_auth_set_context(session, *auth);
+        smtp_set_monitorcb(session, monitor_cb, note, 0);
+    }
+    return 0;
+}
+
+/* Adds the n messages of items to the session (msgs, rcpts: n slots each). 0, or -1 with why. */
+static int session_add(smtp_session_t session, const char *from, const smtp_item_t *items, size_t n,
+                       smtp_message_t *msgs, smtp_recipient_t *rcpts, char *why, size_t why_size) {
+    for (size_t i = 0; i < n; i++) {
+        msgs[i] = smtp_add_message(session);
+        if (!msgs[i] || !smtp_set_reverse_path(msgs[i], from) ||
+            !smtp_set_message_str(msgs[i], (void *)items[i].message)) {
+            snprintf(why, why_size, "cannot add a message to the SMTP session");
+            return -1;
+        }
+        rcpts[i] = smtp_add_recipient(msgs[i], items[i].rcpt);
+        if (!rcpts[i]) {
+            snprintf(why, why_size, "cannot add a recipient to the SMTP session");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* After smtp_start_session (started: what it returned; called right after it, for smtp_errno): judges
+ * every message by its own replies, or by why the session failed as a whole. 0 when the server took part,
+ * else -1 with why (why_size: SMTP_WHY_SIZE). */
+static int session_outcome(const smtp_conf_t *sc, const session_note_t *note, int started,
+                           smtp_message_t *msgs, smtp_recipient_t *rcpts, smtp_item_t *items, size_t n,
+                           char *why, size_t why_size) {
+    char ebuf[128] = "";
+    const char *session_why = "the session ended early";
+    if (!started) {
+        smtp_strerror(smtp_errno(), ebuf, sizeof(ebuf));
+        if (note->why[0])
+            session_why = note->why;
+        else
+            session_why = ebuf;
+    } else if (note->why[0]) {
+        session_why = note->why;
+    }
+    char auth_why[256] = "";
+    if (sc->user && *sc->user && note->auth != AUTH_OK && !note->why[0]) {
+        /* AUTH was asked for and did not happen: whatever the server then said to MAIL or RCPT (530,
+         * 550 relaying denied) is about that, and fixing smtp.user/smtp.password makes it go. */
+        if (note->auth == AUTH_REFUSED)
+            text_printf(auth_why, sizeof(auth_why),
+                        "SMTP AUTH refused (check smtp.user and smtp.password): %s", note->auth_reply);
+        else if (started)
+            snprintf(auth_why, sizeof(auth_why),
+                     "the server offered no AUTH mechanism we can use (smtp.user is set%s)",
+                     sc->starttls == SMTP_STARTTLS_NO ? "; many servers offer AUTH only after STARTTLS" : "");
+        if (auth_why[0])
+            session_why = auth_why;
+    }
+    char where[SMTP_WHY_SIZE];
+    text_printf(where, sizeof(where), "%.*s (SMTP %.50s)",
+                (int)utf8_prefix(session_why, strlen(session_why), 250), session_why, sc->hostport);
+    for (size_t i = 0; i < n; i++) {
+        judge(msgs[i], rcpts[i], &items[i], where);
+        if (auth_why[0] && items[i].outcome != SMTP_SENT) {
+            items[i].outcome = SMTP_TRANSIENT;
+            text_printf(items[i].detail, sizeof(items[i].detail), "%s", where);
+        }
+    }
+    /* A session that sent nothing for a reason of its own (unreachable, TLS, AUTH) failed as a whole: the
+     * server's (or the configuration's) fault, not any message's. */
+    int any_sent = 0;
+    for (size_t i = 0; i < n; i++)
+        any_sent |= items[i].outcome == SMTP_SENT;
+    if (!started || auth_why[0] || (note->why[0] && !any_sent)) {
+        snprintf(why, why_size, "%s", where);
+        return -1;
+    }
+    return 0;
+}
+
 int smtp_send_cb(const smtp_conf_t *sc, const char *from, smtp_item_t *items, size_t n,
                  smtp_accepted_cb on_accepted, void *arg, char *errstr, size_t errstr_size) {
     int rc = -1;
@@ -363,7 +475,7 @@ int smtp_send_cb(const smtp_conf_t *sc, const char *from, smtp_item_t *items, si
     session_note_t note = {"", 0, sc, AUTH_NOT_TRIED, "", on_accepted, arg, NULL, 0};
     const char *colon = strrchr(sc->hostport, ':');
     note.port = colon ? (int)strtol(colon + 1, NULL, 10) : 25;
-    char why[320] = "";
+    char why[SMTP_WHY_SIZE] = "";
     int judged = 0;
     double session_began = metrics_now();
 
@@ -382,96 +494,12 @@ int smtp_send_cb(const smtp_conf_t *sc, const char *from, smtp_item_t *items, si
         snprintf(why, sizeof(why), "cannot create an SMTP session");
         goto done;
     }
-    if (!smtp_set_server(session, sc->hostport)) {
-        snprintf(why, sizeof(why), "smtp.host/smtp.port \"%.150s\" refused by libesmtp", sc->hostport);
+    if (session_setup(session, sc, &note, &auth, why, sizeof(why)) != 0 ||
+        session_add(session, from, items, n, msgs, rcpts, why, sizeof(why)) != 0)
         goto done;
-    }
-    smtp_set_eventcb(session, event_cb, &note);
-    /* Every phase gets the configured timeout; below RFC 5321's minutes only on purpose. */
-    static const int phases[] = {Timeout_GREETING, Timeout_ENVELOPE, Timeout_DATA, Timeout_TRANSFER,
-                                 Timeout_DATA2};
-    for (size_t i = 0; i < sizeof(phases) / sizeof(phases[0]); i++)
-        smtp_set_timeout(session, phases[i] | Timeout_OVERRIDE_RFC2822_MINIMUM, sc->timeout_ms);
-    if (sc->starttls != SMTP_STARTTLS_NO) {
-        enum starttls_option how =
-            sc->starttls == SMTP_STARTTLS_REQUIRED ? Starttls_REQUIRED : Starttls_ENABLED;
-        /* The session takes a reference of its own to the shared context. */
-        if (!sc->tls || !smtp_starttls_set_ctx(session, sc->tls) || !smtp_starttls_enable(session, how)) {
-            snprintf(why, sizeof(why), "this libesmtp has no STARTTLS support (smtp.starttls)");
-            goto done;
-        }
-    }
-    if (sc->user && *sc->user) {
-        auth = auth_create_context();
-        if (!auth) {
-            snprintf(why, sizeof(why), "cannot create an SMTP AUTH context");
-            goto done;
-        }
-        /* PLAIN and LOGIN send the password as is; allowed, as the operator configured AUTH. */
-        auth_set_mechanism_flags(auth, AUTH_PLUGIN_PLAIN, 0);
-        auth_set_interact_cb(auth, interact_cb, (void *)sc);
-        smtp_auth_set_context(session, auth);
-        smtp_set_monitorcb(session, monitor_cb, &note, 0);
-    }
-    for (size_t i = 0; i < n; i++) {
-        msgs[i] = smtp_add_message(session);
-        if (!msgs[i] || !smtp_set_reverse_path(msgs[i], from) ||
-            !smtp_set_message_str(msgs[i], (void *)items[i].message)) {
-            snprintf(why, sizeof(why), "cannot add a message to the SMTP session");
-            goto done;
-        }
-        rcpts[i] = smtp_add_recipient(msgs[i], items[i].rcpt);
-        if (!rcpts[i]) {
-            snprintf(why, sizeof(why), "cannot add a recipient to the SMTP session");
-            goto done;
-        }
-    }
-    char ebuf[128] = "";
-    const char *session_why = "the session ended early";
     int started = smtp_start_session(session);
-    if (!started) {
-        smtp_strerror(smtp_errno(), ebuf, sizeof(ebuf));
-        if (note.why[0])
-            session_why = note.why;
-        else
-            session_why = ebuf;
-    } else if (note.why[0]) {
-        session_why = note.why;
-    }
-    char auth_why[256] = "";
-    if (sc->user && *sc->user && note.auth != AUTH_OK && !note.why[0]) {
-        /* AUTH was asked for and did not happen: whatever the server then said to MAIL or RCPT (530,
-         * 550 relaying denied) is about that, and fixing smtp.user/smtp.password makes it go. */
-        if (note.auth == AUTH_REFUSED)
-            text_printf(auth_why, sizeof(auth_why),
-                        "SMTP AUTH refused (check smtp.user and smtp.password): %s", note.auth_reply);
-        else if (started)
-            snprintf(auth_why, sizeof(auth_why),
-                     "the server offered no AUTH mechanism we can use (smtp.user is set%s)",
-                     sc->starttls == SMTP_STARTTLS_NO ? "; many servers offer AUTH only after STARTTLS" : "");
-        if (auth_why[0])
-            session_why = auth_why;
-    }
-    char where[sizeof(why)];
-    text_printf(where, sizeof(where), "%.*s (SMTP %.50s)",
-                (int)utf8_prefix(session_why, strlen(session_why), 250), session_why, sc->hostport);
-    for (size_t i = 0; i < n; i++) {
-        judge(msgs[i], rcpts[i], &items[i], where);
-        if (auth_why[0] && items[i].outcome != SMTP_SENT) {
-            items[i].outcome = SMTP_TRANSIENT;
-            text_printf(items[i].detail, sizeof(items[i].detail), "%s", where);
-        }
-    }
+    rc = session_outcome(sc, &note, started, msgs, rcpts, items, n, why, sizeof(why));
     judged = 1;
-    /* A session that sent nothing for a reason of its own (unreachable, TLS, AUTH) failed as a whole: the
-     * server's (or the configuration's) fault, not any message's. */
-    int any_sent = 0;
-    for (size_t i = 0; i < n; i++)
-        any_sent |= items[i].outcome == SMTP_SENT;
-    if (!started || auth_why[0] || (note.why[0] && !any_sent))
-        snprintf(why, sizeof(why), "%s", where);
-    else
-        rc = 0;
 done:
     if (why[0] && !judged) {
         for (size_t i = 0; i < n; i++)

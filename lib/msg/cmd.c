@@ -268,20 +268,9 @@ parse_status_t cmd_parse(const char *buf, size_t len, size_t max_bytes, cmd_t *c
 /* Checks the envelope in cmd->root, however it was read (a structured-mode value, or the attributes of a
  * binary-mode message's headers with its value as data): the one set of rules for both modes. data_why,
  * when not NULL, says why data could not be read (binary mode: the value is not JSON). */
-static parse_status_t check_root(cmd_t *cmd, const char *data_why, char *why, size_t why_size) {
-    if (!json_is_object(cmd->root)) {
-        text_printf(why, why_size, "not a JSON object");
-        return PARSE_NOT_COMMAND;
-    }
-    json_t *id = json_object_get(cmd->root, "id");
-    if (!json_is_string(id) || !uuid_valid(json_string_value(id))) {
-        text_printf(why, why_size, "no command id (\"id\" must be a UUID)");
-        return PARSE_NOT_COMMAND;
-    }
-    uuid_canonicalize(id);
-    cmd->id = json_string_value(id);
-
-    /* From here on the sender gets a result keyed by the command id. */
+/* The command type named by the envelope's "type" (raikoo.command.<Name>.v1) into cmd; CMD_TYPE_UNKNOWN
+ * when it names none. */
+static void resolve_type(cmd_t *cmd) {
     json_t *type = json_object_get(cmd->root, "type");
     const char *t = json_is_string(type) ? json_string_value(type) : "";
     cmd->type_name = t;
@@ -296,17 +285,11 @@ static parse_status_t check_root(cmd_t *cmd, const char *data_why, char *why, si
             cmd->type = cmd_type_from_name(name);
         }
     }
-    if (cmd->type == CMD_TYPE_UNKNOWN) {
-        /* The sender's type is not repeated (nor kept as the type name): "unknown" stands for it. */
-        cmd->type_name = "unknown";
-        text_printf(
-            why, why_size,
-            "unknown command type: expected raikoo.command.<Name>.v1, Name a command of schemas/commands/");
-        return PARSE_UNKNOWN_TYPE;
-    }
-    const cmd_spec_t *spec = &cmd_specs[cmd->type];
-    cmd->type_name = spec->name;
+}
 
+/* The envelope's attributes but type and data: only known keys, specversion, source, time,
+ * datacontenttype, actorid (bound into cmd). PARSE_OK or PARSE_INVALID with why. */
+static parse_status_t check_envelope(cmd_t *cmd, const cmd_spec_t *spec, char *why, size_t why_size) {
     const char *key;
     json_t *v;
     json_object_foreach(cmd->root, key, v) {
@@ -348,11 +331,20 @@ static parse_status_t check_root(cmd_t *cmd, const char *data_why, char *why, si
         text_printf(why, why_size, "actorid is required for %s", spec->name);
         return PARSE_INVALID;
     }
+    return PARSE_OK;
+}
+
+/* The data object against the spec's fields (bound into cmd). PARSE_OK or PARSE_INVALID with why (data_why
+ * when data is not an object and it is given). */
+static parse_status_t check_data(cmd_t *cmd, const cmd_spec_t *spec, const char *data_why, char *why,
+                                 size_t why_size) {
     json_t *data = json_object_get(cmd->root, "data");
     if (!json_is_object(data)) {
         text_printf(why, why_size, "%s", data_why ? data_why : "data must be an object");
         return PARSE_INVALID;
     }
+    const char *key;
+    json_t *v;
     json_object_foreach(data, key, v) {
         const cmd_field_t *f = spec->fields;
         while (f->name && strcmp(f->name, key) != 0)
@@ -379,6 +371,35 @@ static parse_status_t check_root(cmd_t *cmd, const char *data_why, char *why, si
         bind_field(cmd, f->name, v);
     }
     return PARSE_OK;
+}
+
+static parse_status_t check_root(cmd_t *cmd, const char *data_why, char *why, size_t why_size) {
+    if (!json_is_object(cmd->root)) {
+        text_printf(why, why_size, "not a JSON object");
+        return PARSE_NOT_COMMAND;
+    }
+    json_t *id = json_object_get(cmd->root, "id");
+    if (!json_is_string(id) || !uuid_valid(json_string_value(id))) {
+        text_printf(why, why_size, "no command id (\"id\" must be a UUID)");
+        return PARSE_NOT_COMMAND;
+    }
+    uuid_canonicalize(id);
+    cmd->id = json_string_value(id);
+
+    /* From here on the sender gets a result keyed by the command id. */
+    resolve_type(cmd);
+    if (cmd->type == CMD_TYPE_UNKNOWN) {
+        /* The sender's type is not repeated (nor kept as the type name): "unknown" stands for it. */
+        cmd->type_name = "unknown";
+        text_printf(
+            why, why_size,
+            "unknown command type: expected raikoo.command.<Name>.v1, Name a command of schemas/commands/");
+        return PARSE_UNKNOWN_TYPE;
+    }
+    const cmd_spec_t *spec = &cmd_specs[cmd->type];
+    cmd->type_name = spec->name;
+    parse_status_t st = check_envelope(cmd, spec, why, why_size);
+    return st != PARSE_OK ? st : check_data(cmd, spec, data_why, why, why_size);
 }
 
 /* ---- The CloudEvents Kafka protocol binding: binary mode ---- */

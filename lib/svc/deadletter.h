@@ -1,11 +1,14 @@
 /* Dead letters: a message of raikoo.commands that is no command, stored on the dead-letter topic with why
  * and where it came from (docs/MESSAGES.md), confirmed by its delivery report before the offsets move past
- * it. */
+ * it, and redacted (lib/msg/redact.h, docs/REDACTION.md): every dead letter is what dead_letter_redact
+ * makes of the original message, never the message itself. */
 #ifndef RAIKOO_DEADLETTER_H
 #define RAIKOO_DEADLETTER_H
 
 #include <stddef.h>
 #include <librdkafka/rdkafka.h>
+
+#include "redact.h"
 
 /* The delivery-report callback (dr_msg_cb) of the producer that deadletter_store uses. */
 void deadletter_delivered(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
@@ -18,5 +21,15 @@ void deadletter_delivered(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opa
  * cannot be written and one when it can again. */
 int deadletter_store(rd_kafka_t *producer, const char *topic, const char *group, rd_kafka_message_t *const *m,
                      const char *const *reasons, size_t n);
+
+/* Redacts the dead letter of m: headers h (the dead letter's own, already copied from m; modified in place:
+ * a header whose name names a secret gets the value REDACT_MARK, and when anything was redacted a
+ * raikoo.dlq.redacted header says "fields" or "whole") and its value into *out: send out->value, out->len
+ * when out->kind is not REDACT_NONE, else m's value (free with redacted_free once produced with a copy).
+ * A message with a ce_ header (CloudEvents binary mode) has its value redacted as data only. */
+void dead_letter_redact(const rd_kafka_message_t *m, rd_kafka_headers_t *h, redacted_t *out);
+
+/* The value to send: out's when redacted, else m's. */
+const void *dead_letter_value(const rd_kafka_message_t *m, const redacted_t *r, size_t *len);
 
 #endif

@@ -73,6 +73,7 @@ static long csv_parse(const char *text, size_t len, csv_record_t **out, char *er
             while (i < len && text[i] != ',' && text[i] != '\n' && text[i] != '\r')
                 buf[b++] = text[i++];
             buf[b] = '\0';
+            buf = xrealloc(buf, b + 1); /* was room for the rest of the file: one per field added up */
             rec.field = xgrow(rec.field, rec.n + 1, &fcap, sizeof(char *), 8);
             rec.field[rec.n++] = buf;
             if (i < len && text[i] == ',') {

@@ -14,6 +14,7 @@
 
 #include "cli.h"
 #include "kafka.h"
+#include "redact.h"
 #include "secret.h"
 #include "text.h"
 
@@ -28,6 +29,7 @@ typedef struct dead {
     size_t key_len, len;
     rd_kafka_headers_t *headers; /* owned copy; NULL when none */
     char command_id[UUID_BUF];
+    char redacted[8]; /* "fields" or "whole" when secrets were blanked (lib/msg/redact.h), else "" */
 } dead_t;
 
 typedef struct dead_list {
@@ -94,6 +96,22 @@ static void find_command_id(dead_t *d) {
             *p = (char)(*p - 'A' + 'a');
 }
 
+/* Whether the worker blanked secrets of a dead letter: its raikoo.dlq.redacted header, or a value that is
+ * the placeholder of one redacted whole. */
+static void find_redaction(dead_t *d) {
+    char v[16];
+    header(d, "raikoo.dlq.redacted", v, sizeof(v));
+    if (strcmp(v, "fields") == 0 || strcmp(v, "whole") == 0) {
+        text_printf(d->redacted, sizeof(d->redacted), "%s", v);
+        return;
+    }
+    d->redacted[0] = '\0';
+    json_t *root = json_loadb(d->payload, d->len, 0, NULL);
+    if (root && json_object_size(root) == 1 && json_object_get(root, REDACT_WHOLE_KEY))
+        text_printf(d->redacted, sizeof(d->redacted), "whole");
+    json_decref(root);
+}
+
 /* RFC 3339 UTC with milliseconds of a Kafka timestamp (ms since the epoch); "" when there is none. */
 static void ms_time(int64_t ms, char *out, size_t size) {
     out[0] = '\0';
@@ -108,29 +126,39 @@ static void ms_time(int64_t ms, char *out, size_t size) {
     snprintf(out, size, "%s.%03dZ", base, (int)(ms % 1000));
 }
 
-/* Reads every message of topic, from each partition's low watermark to the high one it had at the start. */
-static int read_topic(const conf_t *c, const char *topic, dead_list_t *out, char *errstr,
-                      size_t errstr_size) {
-    int rc = -1;
-    rd_kafka_topic_partition_list_t *parts = NULL;
-    int64_t *high = NULL;
-    int *done = NULL;
+/* A consumer that joins no group (its partitions are assigned), for read_topic. NULL with errstr set. */
+static rd_kafka_t *reader_new(const conf_t *c, char *errstr, size_t errstr_size) {
     rd_kafka_conf_t *kconf = kafka_conf_new(c, errstr, errstr_size);
     if (!kconf)
-        return -1;
+        return NULL;
     /* No group is joined (the partitions are assigned): group.id is only librdkafka's requirement. */
     if (kafka_conf_set(kconf, "group.id", "raikoo-dlq-reader", errstr, errstr_size) != 0 ||
         kafka_conf_set(kconf, "enable.auto.commit", "false", errstr, errstr_size) != 0 ||
         kafka_conf_set(kconf, "enable.auto.offset.store", "false", errstr, errstr_size) != 0 ||
         kafka_conf_set(kconf, "enable.partition.eof", "true", errstr, errstr_size) != 0) {
         rd_kafka_conf_destroy(kconf);
-        return -1;
+        return NULL;
     }
     rd_kafka_t *rk = kafka_client_new(c, RD_KAFKA_CONSUMER, kconf, 10000, errstr, errstr_size);
-    if (!rk)
-        return -1;
-    rd_kafka_poll_set_consumer(rk);
+    if (rk)
+        rd_kafka_poll_set_consumer(rk);
+    return rk;
+}
+
+/* Where read_topic stands: per partition, the high watermark at the start and whether it is read. */
+typedef struct reading {
+    int np, left;
+    int64_t *high;
+    int *done;
+} reading_t;
+
+/* Assigns every partition of topic from its low watermark, noting the high ones in *r. 0, or -1 with
+ * errstr set. */
+static int assign_from_low(rd_kafka_t *rk, const char *topic, reading_t *r, char *errstr,
+                           size_t errstr_size) {
     const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    int rc = -1;
     rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
     rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, t, &md, 10000);
     rd_kafka_topic_destroy(t);
@@ -142,71 +170,25 @@ static int read_topic(const conf_t *c, const char *topic, dead_list_t *out, char
                                                              : err));
         goto done;
     }
-    int np = md->topics[0].partition_cnt;
-    parts = rd_kafka_topic_partition_list_new(np);
-    high = xcalloc((size_t)np, sizeof(*high));
-    done = xcalloc((size_t)np, sizeof(*done));
-    int left = 0;
-    for (int p = 0; p < np; p++) {
+    r->np = md->topics[0].partition_cnt;
+    parts = rd_kafka_topic_partition_list_new(r->np);
+    r->high = xcalloc((size_t)r->np, sizeof(*r->high));
+    r->done = xcalloc((size_t)r->np, sizeof(*r->done));
+    for (int p = 0; p < r->np; p++) {
         int64_t low = 0;
-        err = rd_kafka_query_watermark_offsets(rk, topic, p, &low, &high[p], 10000);
+        err = rd_kafka_query_watermark_offsets(rk, topic, p, &low, &r->high[p], 10000);
         if (err) {
             snprintf(errstr, errstr_size, "cannot read the watermarks of %s [%d]: %s", topic, p,
                      rd_kafka_err2str(err));
             goto done;
         }
-        done[p] = low >= high[p];
-        left += !done[p];
+        r->done[p] = low >= r->high[p];
+        r->left += !r->done[p];
         rd_kafka_topic_partition_list_add(parts, topic, p)->offset = low;
     }
     if ((err = rd_kafka_assign(rk, parts)) != 0) {
         snprintf(errstr, errstr_size, "cannot assign %s: %s", topic, rd_kafka_err2str(err));
         goto done;
-    }
-    struct timespec start;
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    while (left > 0) {
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if ((now.tv_sec - start.tv_sec) * 1000 > DLQ_TIMEOUT_MS) {
-            snprintf(errstr, errstr_size, "%s not read to its end within %d s", topic, DLQ_TIMEOUT_MS / 1000);
-            goto done;
-        }
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
-        if (!m)
-            continue;
-        int p = m->partition;
-        if (p < 0 || p >= np || done[p]) {
-            rd_kafka_message_destroy(m);
-            continue;
-        }
-        if (m->err) {
-            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                done[p] = 1;
-                left--;
-            } else {
-                snprintf(errstr, errstr_size, "reading %s [%d]: %s", topic, p, rd_kafka_message_errstr(m));
-                rd_kafka_message_destroy(m);
-                goto done;
-            }
-            rd_kafka_message_destroy(m);
-            continue;
-        }
-        if (m->offset >= high[p]) { /* written after the start: not ours to list */
-            done[p] = 1;
-            left--;
-            rd_kafka_message_destroy(m);
-            continue;
-        }
-        out->d = xgrow(out->d, out->n + 1, &out->cap, sizeof(*out->d), 64);
-        dead_copy(&out->d[out->n], m);
-        find_command_id(&out->d[out->n]);
-        out->n++;
-        if (m->offset >= high[p] - 1) {
-            done[p] = 1;
-            left--;
-        }
-        rd_kafka_message_destroy(m);
     }
     rc = 0;
 done:
@@ -214,8 +196,64 @@ done:
         rd_kafka_metadata_destroy(md);
     if (parts)
         rd_kafka_topic_partition_list_destroy(parts);
-    free(high);
-    free(done);
+    return rc;
+}
+
+/* Takes one polled message into out, or notes its partition's end: 0, or -1 with errstr set when the
+ * topic cannot be read. Destroys m. */
+static int take_message(rd_kafka_message_t *m, const char *topic, reading_t *r, dead_list_t *out,
+                        char *errstr, size_t errstr_size) {
+    int p = m->partition, rc = 0;
+    if (p < 0 || p >= r->np || r->done[p]) {
+        /* not ours, or a partition already read */
+    } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        r->done[p] = 1;
+        r->left--;
+    } else if (m->err) {
+        snprintf(errstr, errstr_size, "reading %s [%d]: %s", topic, p, rd_kafka_message_errstr(m));
+        rc = -1;
+    } else if (m->offset >= r->high[p]) { /* written after the start: not ours to list */
+        r->done[p] = 1;
+        r->left--;
+    } else {
+        out->d = xgrow(out->d, out->n + 1, &out->cap, sizeof(*out->d), 64);
+        dead_copy(&out->d[out->n], m);
+        find_command_id(&out->d[out->n]);
+        find_redaction(&out->d[out->n]);
+        out->n++;
+        if (m->offset >= r->high[p] - 1) {
+            r->done[p] = 1;
+            r->left--;
+        }
+    }
+    rd_kafka_message_destroy(m);
+    return rc;
+}
+
+/* Reads every message of topic, from each partition's low watermark to the high one it had at the start. */
+static int read_topic(const conf_t *c, const char *topic, dead_list_t *out, char *errstr,
+                      size_t errstr_size) {
+    rd_kafka_t *rk = reader_new(c, errstr, errstr_size);
+    if (!rk)
+        return -1;
+    reading_t r = {0};
+    int rc = assign_from_low(rk, topic, &r, errstr, errstr_size);
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    while (rc == 0 && r.left > 0) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((now.tv_sec - start.tv_sec) * 1000 > DLQ_TIMEOUT_MS) {
+            snprintf(errstr, errstr_size, "%s not read to its end within %d s", topic, DLQ_TIMEOUT_MS / 1000);
+            rc = -1;
+            break;
+        }
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+        if (m)
+            rc = take_message(m, topic, &r, out, errstr, errstr_size);
+    }
+    free(r.high);
+    free(r.done);
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
     return rc;
@@ -234,6 +272,7 @@ static json_t *dead_json(const dead_t *d) {
     int key_text = m->key && utf8_valid(m->key, m->key_len) && !memchr(m->key, '\0', m->key_len);
     json_object_set_new(o, "key", key_text ? json_stringn(m->key, m->key_len) : json_null());
     json_object_set_new(o, "bytes", json_integer((json_int_t)m->len));
+    json_object_set_new(o, "redacted", d->redacted[0] ? json_string(d->redacted) : json_null());
     char ce[8];
     json_object_set_new(
         o, "mode",
@@ -300,9 +339,10 @@ static int cmd_dlq_list(int argc, char **argv, conf_t *c) {
             const char *when = json_string_value(json_object_get(o, "dead_lettered_at"));
             const char *origin = json_string_value(json_object_get(o, "origin"));
             const char *reason = json_string_value(json_object_get(o, "reason"));
-            printf("%-9d %-8" PRId64 " %-24s %-36s %-30s %s\n", (int)l.d[i].partition, l.d[i].offset,
+            printf("%-9d %-8" PRId64 " %-24s %-36s %-30s %s%s\n", (int)l.d[i].partition, l.d[i].offset,
                    when ? when : "-", l.d[i].command_id[0] ? l.d[i].command_id : "-", origin ? origin : "-",
-                   reason ? reason : "-");
+                   reason ? reason : "-",
+                   l.d[i].redacted[0] ? " [secrets redacted: cannot be replayed]" : "");
             json_decref(o);
         }
         printf("%zu dead letter%s in %s\n", l.n, l.n == 1 ? "" : "s", topic);
@@ -433,12 +473,35 @@ static int cmd_dlq_replay(int argc, char **argv, conf_t *c) {
         return EXIT_INFRA;
     }
     dead_t **sel = xcalloc(l.n ? l.n : 1, sizeof(*sel));
-    size_t n = 0;
+    size_t n = 0, found = 0;
     for (size_t i = 0; i < l.n; i++)
         if (all || (l.d[i].offset == offset && (partition < 0 || l.d[i].partition == partition)))
             sel[n++] = &l.d[i];
+    found = n;
+    /* A dead letter whose secrets were redacted is not the command that was sent: never replayed. (With
+     * --offset matching several partitions, the usage error below comes first.) */
+    size_t kept = 0, redacted = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!sel[i]->redacted[0] || (!all && found > 1)) {
+            sel[kept++] = sel[i];
+            continue;
+        }
+        fprintf(
+            stderr,
+            "raikoo dlq replay: dead letter %d/%" PRId64
+            " (command %s) cannot be replayed: its secrets (code, "
+            "password hash) were %s when it was dead-lettered, so it is no longer the command that was sent; "
+            "ask its sender to send the command again\n",
+            (int)sel[i]->partition, sel[i]->offset,
+            sel[i]->command_id[0] ? sel[i]->command_id : "without an id",
+            strcmp(sel[i]->redacted, "whole") == 0 ? "redacted with the whole value" : "blanked");
+        redacted++;
+    }
+    n = kept;
     int rc = EXIT_ACCEPTED;
-    if (!all && n == 0) {
+    if (!all && found == 1 && n == 0) {
+        rc = EXIT_REJECTED;
+    } else if (!all && n == 0) {
         fprintf(stderr,
                 "raikoo dlq replay: no dead letter at offset %lld%s of %s (raikoo dlq list shows them)\n",
                 offset, partition >= 0 ? " of that partition" : "", dlq);
@@ -460,6 +523,10 @@ static int cmd_dlq_replay(int argc, char **argv, conf_t *c) {
         rc = EXIT_INFRA;
     } else {
         printf("%zu dead letter%s replayed\n", n, n == 1 ? "" : "s");
+    }
+    if (redacted && rc == EXIT_ACCEPTED) {
+        printf("%zu dead letter%s with redacted secrets not replayed\n", redacted, redacted == 1 ? "" : "s");
+        rc = EXIT_REJECTED;
     }
     free(sel);
     dead_list_free(&l);

@@ -411,9 +411,20 @@ static double run_commands(raikoo_producer_t *p, const options_t *o, const char 
 
 /* ---- medians of several runs ---- */
 
+/* The median of the figures of v that are numbers (sorted first, the NaNs after them, so that v[0] and
+ * v[k - 1] are the minimum and maximum); NaN when none is. */
 static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof(*v), cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2.0;
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (!isnan(v[i])) {
+            double t = v[k];
+            v[k++] = v[i];
+            v[i] = t;
+        }
+    qsort(v, (size_t)k, sizeof(*v), cmp_double);
+    if (k == 0)
+        return NAN;
+    return k % 2 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2.0;
 }
 
 /* Where each figure lives in a report: the median, min and max of every one of them. */
@@ -456,19 +467,46 @@ static void summarize(const report_t *runs, int n, report_t *med, report_t *lo, 
         for (int r = 0; r < n; r++)
             v[r] = FIG(&runs[r], off[f]);
         FIG(med, off[f]) = median(v, n);
-        FIG(lo, off[f]) = v[0];
-        FIG(hi, off[f]) = v[n - 1];
+        int k = 0;
+        while (k < n && !isnan(v[k]))
+            k++;
+        FIG(lo, off[f]) = k ? v[0] : NAN;
+        FIG(hi, off[f]) = k ? v[k - 1] : NAN;
     }
     for (int i = 0; i < NPROCS; i++)
         for (int r = 0; r < n; r++)
             med->started[i] |= runs[r].started[i];
 }
 
+/* a / b; 0 when b was not measured (0), NaN when either is not a number (an empty percentile set). */
 static double ratio(double a, double b) {
+    if (!isfinite(a) || !isfinite(b))
+        return NAN;
     return b > 0 ? a / b : 0.0;
 }
 
+/* A figure for the JSON report: null when it is not a number (JSON has no NaN; jansson refuses one). */
+static json_t *fig_json(double v) {
+    return isfinite(v) ? json_real(v) : json_null();
+}
+
+/* A figure for the table: "n/a" when it is not a number (no samples, e.g. no latency measured). */
+static const char *fig_text(char *buf, size_t size, const char *fmt, double v) {
+    if (!isfinite(v))
+        snprintf(buf, size, "n/a");
+    else
+        snprintf(buf, size, fmt, v);
+    return buf;
+}
+
 /* ---- the report: JSON and table ---- */
+
+/* One ratio of the table; "n/a" with a note when a figure it needs has no value. */
+static void print_ratio(const char *label, double r) {
+    char v[32];
+    printf("%-46s %12s%s\n", label, fig_text(v, sizeof(v), "%.2f", r),
+           isfinite(r) ? "" : "  (a figure it needs has no value)");
+}
 
 static void proc_label(int i, char *name, size_t size) {
     if (i > P_COMMAND && i < P_RELAY)
@@ -487,48 +525,50 @@ static json_t *figures_json(const report_t *rp, const report_t *rss, const optio
             continue;
         char name[64];
         proc_label(i, name, sizeof(name));
-        json_object_set_new(
-            procs_j, name,
-            json_pack("{s:f, s:f}", "cpu_seconds", rp->cpu_s[i], "peak_rss_mib", rss->peak_rss_mib[i]));
+        json_object_set_new(procs_j, name,
+                            json_pack("{s:o, s:o}", "cpu_seconds", fig_json(rp->cpu_s[i]), "peak_rss_mib",
+                                      fig_json(rss->peak_rss_mib[i])));
     }
     json_t *lat = json_array();
     for (int i = 0; i < rp->nlat; i++)
-        json_array_append_new(lat,
-                              json_pack("{s:I, s:f, s:I, s:f, s:f, s:f, s:f, s:f, s:f}", "offered_per_s",
-                                        (json_int_t)rp->lat[i].rate, "achieved_per_s", rp->lat[i].achieved,
-                                        "commands", (json_int_t)rp->lat[i].received, "min_ms", rp->lat[i].min,
-                                        "p50_ms", rp->lat[i].p50, "p90_ms", rp->lat[i].p90, "p95_ms",
-                                        rp->lat[i].p95, "p99_ms", rp->lat[i].p99, "max_ms", rp->lat[i].max));
+        json_array_append_new(
+            lat, json_pack("{s:I, s:o, s:I, s:o, s:o, s:o, s:o, s:o, s:o}", "offered_per_s",
+                           (json_int_t)rp->lat[i].rate, "achieved_per_s", fig_json(rp->lat[i].achieved),
+                           "commands", (json_int_t)rp->lat[i].received, "min_ms", fig_json(rp->lat[i].min),
+                           "p50_ms", fig_json(rp->lat[i].p50), "p90_ms", fig_json(rp->lat[i].p90), "p95_ms",
+                           fig_json(rp->lat[i].p95), "p99_ms", fig_json(rp->lat[i].p99), "max_ms",
+                           fig_json(rp->lat[i].max)));
     json_t *doc = json_pack(
-        "{s:{s:f, s:I}, s:o, s:{s:f, s:I},"
-        " s:{s:f, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f},"
-        " s:{s:I, s:f, s:f, s:f},"
-        " s:{s:f, s:f, s:f, s:f, s:f, s:f, s:f}, s:o}",
-        "pipeline", "commands_per_s", rp->pipeline_cps, "rejected", (json_int_t)rp->pipeline_rejected,
-        "latency", lat, "mail", "messages_per_s", rp->mail_mps, "messages", (json_int_t)rp->mails_sent,
-        "floors", "row_floor_commands_per_s", rp->row_floor_cps, "row_floor_bytes_per_command",
-        (json_int_t)rp->row_bytes, "row_floor_rows_per_command", (json_int_t)rp->rows_per_command,
-        "batch_max", (json_int_t)batch_max, "per_command_sql_commands_per_s", rp->pg_floor_cps,
-        "postgresql_commands_per_s", rp->pg_floor_cps, "set_path_sql_commands_per_s", rp->set_sql_cps,
-        "kafka_messages_per_s", rp->kafka_floor_mps, "smtp_messages_per_s", rp->smtp_floor_mps, "scaling",
-        "commands", (json_int_t)o->scaling_commands, "one_worker_commands_per_s", rp->one_worker_cps,
-        "two_workers_commands_per_s", rp->two_workers_cps, "two_to_one",
-        ratio(rp->two_workers_cps, rp->one_worker_cps), "ratios", "pipeline_to_row_floor",
-        ratio(rp->pipeline_cps, rp->row_floor_cps), "set_path_sql_to_row_floor",
-        ratio(rp->set_sql_cps, rp->row_floor_cps), "pipeline_to_per_command_sql",
-        ratio(rp->pipeline_cps, rp->pg_floor_cps), "pipeline_to_postgresql",
-        ratio(rp->pipeline_cps, rp->pg_floor_cps), "pipeline_to_kafka",
-        ratio(rp->pipeline_cps, rp->kafka_floor_mps), "mailer_to_smtp",
-        ratio(rp->mail_mps, rp->smtp_floor_mps), "two_workers_to_one",
-        ratio(rp->two_workers_cps, rp->one_worker_cps), "workers", procs_j);
+        "{s:{s:o, s:I}, s:o, s:{s:o, s:I},"
+        " s:{s:o, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:o},"
+        " s:{s:I, s:o, s:o, s:o},"
+        " s:{s:o, s:o, s:o, s:o, s:o, s:o, s:o}, s:o}",
+        "pipeline", "commands_per_s", fig_json(rp->pipeline_cps), "rejected",
+        (json_int_t)rp->pipeline_rejected, "latency", lat, "mail", "messages_per_s", fig_json(rp->mail_mps),
+        "messages", (json_int_t)rp->mails_sent, "floors", "row_floor_commands_per_s",
+        fig_json(rp->row_floor_cps), "row_floor_bytes_per_command", (json_int_t)rp->row_bytes,
+        "row_floor_rows_per_command", (json_int_t)rp->rows_per_command, "batch_max", (json_int_t)batch_max,
+        "per_command_sql_commands_per_s", fig_json(rp->pg_floor_cps), "postgresql_commands_per_s",
+        fig_json(rp->pg_floor_cps), "set_path_sql_commands_per_s", fig_json(rp->set_sql_cps),
+        "kafka_messages_per_s", fig_json(rp->kafka_floor_mps), "smtp_messages_per_s",
+        fig_json(rp->smtp_floor_mps), "scaling", "commands", (json_int_t)o->scaling_commands,
+        "one_worker_commands_per_s", fig_json(rp->one_worker_cps), "two_workers_commands_per_s",
+        fig_json(rp->two_workers_cps), "two_to_one", fig_json(ratio(rp->two_workers_cps, rp->one_worker_cps)),
+        "ratios", "pipeline_to_row_floor", fig_json(ratio(rp->pipeline_cps, rp->row_floor_cps)),
+        "set_path_sql_to_row_floor", fig_json(ratio(rp->set_sql_cps, rp->row_floor_cps)),
+        "pipeline_to_per_command_sql", fig_json(ratio(rp->pipeline_cps, rp->pg_floor_cps)),
+        "pipeline_to_postgresql", fig_json(ratio(rp->pipeline_cps, rp->pg_floor_cps)), "pipeline_to_kafka",
+        fig_json(ratio(rp->pipeline_cps, rp->kafka_floor_mps)), "mailer_to_smtp",
+        fig_json(ratio(rp->mail_mps, rp->smtp_floor_mps)), "two_workers_to_one",
+        fig_json(ratio(rp->two_workers_cps, rp->one_worker_cps)), "workers", procs_j);
     if (!doc)
         abort();
     /* The SMTP floor over as many sessions as the mailer's senders, and the mailer against it. */
     json_t *floors = json_object_get(doc, "floors"), *ratios = json_object_get(doc, "ratios");
     json_object_set_new(floors, "smtp_sessions", json_integer(mail_connections));
-    json_object_set_new(floors, "smtp_sessions_messages_per_s", json_real(rp->smtp_floor_sessions_mps));
+    json_object_set_new(floors, "smtp_sessions_messages_per_s", fig_json(rp->smtp_floor_sessions_mps));
     json_object_set_new(ratios, "mailer_to_smtp_sessions",
-                        json_real(ratio(rp->mail_mps, rp->smtp_floor_sessions_mps)));
+                        fig_json(ratio(rp->mail_mps, rp->smtp_floor_sessions_mps)));
     return doc;
 }
 
@@ -561,14 +601,15 @@ static void write_json(const report_t *runs, int n, const report_t *med, const r
                  {"smtp_sessions_messages_per_s", offsetof(report_t, smtp_floor_sessions_mps)}};
     for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++)
         json_object_set_new(spread, named[i].name,
-                            json_pack("{s:f, s:f, s:f}", "median", FIG(med, named[i].off), "min",
-                                      FIG(lo, named[i].off), "max", FIG(hi, named[i].off)));
+                            json_pack("{s:o, s:o, s:o}", "median", fig_json(FIG(med, named[i].off)), "min",
+                                      fig_json(FIG(lo, named[i].off)), "max",
+                                      fig_json(FIG(hi, named[i].off))));
     for (int i = 0; i < med->nlat; i++) {
         char name[64];
         snprintf(name, sizeof(name), "latency_%ld_p99_ms", med->lat[i].rate);
         json_object_set_new(spread, name,
-                            json_pack("{s:f, s:f, s:f}", "median", med->lat[i].p99, "min", lo->lat[i].p99,
-                                      "max", hi->lat[i].p99));
+                            json_pack("{s:o, s:o, s:o}", "median", fig_json(med->lat[i].p99), "min",
+                                      fig_json(lo->lat[i].p99), "max", fig_json(hi->lat[i].p99)));
     }
     json_object_set_new(doc, "spread", spread);
     json_t *runs_j = json_array();
@@ -583,13 +624,10 @@ static void write_json(const report_t *runs, int n, const report_t *med, const r
 /* One line of the table: the median, and with several runs their min and max. */
 static void row(int n, const char *label, const char *fmt, double med, double lo, double hi) {
     char v[32];
-    snprintf(v, sizeof(v), fmt, med);
-    printf("%-46s %12s", label, v);
+    printf("%-46s %12s", label, fig_text(v, sizeof(v), fmt, med));
     if (n > 1) {
         char a[32], b[32];
-        snprintf(a, sizeof(a), fmt, lo);
-        snprintf(b, sizeof(b), fmt, hi);
-        printf(" %12s %12s", a, b);
+        printf(" %12s %12s", fig_text(a, sizeof(a), fmt, lo), fig_text(b, sizeof(b), fmt, hi));
     }
     printf("\n");
 }
@@ -617,13 +655,17 @@ static void print_table(int n, const report_t *m, const report_t *lo, const repo
     row(n, "scaling: two command workers (commands/s)", "%.0f", m->two_workers_cps, lo->two_workers_cps,
         hi->two_workers_cps);
     for (int i = 0; i < m->nlat; i++) {
-        printf(
-            "latency @%5ld/s (achieved %6.0f/s)  min %6.1f  p50 %6.1f  p90 %6.1f  p95 %6.1f  p99 %6.1f  max "
-            "%6.1f ms",
-            m->lat[i].rate, m->lat[i].achieved, m->lat[i].min, m->lat[i].p50, m->lat[i].p90, m->lat[i].p95,
-            m->lat[i].p99, m->lat[i].max);
+        char f[8][16];
+        printf("latency @%5ld/s (achieved %6s/s)  min %6s  p50 %6s  p90 %6s  p95 %6s  p99 %6s  max %6s ms",
+               m->lat[i].rate, fig_text(f[0], 16, "%.0f", m->lat[i].achieved),
+               fig_text(f[1], 16, "%.1f", m->lat[i].min), fig_text(f[2], 16, "%.1f", m->lat[i].p50),
+               fig_text(f[3], 16, "%.1f", m->lat[i].p90), fig_text(f[4], 16, "%.1f", m->lat[i].p95),
+               fig_text(f[5], 16, "%.1f", m->lat[i].p99), fig_text(f[6], 16, "%.1f", m->lat[i].max));
         if (n > 1)
-            printf("  (p99 %.1f..%.1f)", lo->lat[i].p99, hi->lat[i].p99);
+            printf("  (p99 %s..%s)", fig_text(f[6], 16, "%.1f", lo->lat[i].p99),
+                   fig_text(f[7], 16, "%.1f", hi->lat[i].p99));
+        if (!isfinite(m->lat[i].p50))
+            printf("  (n/a: no latency samples)");
         printf("\n");
     }
     row(n, "SMTP floor (messages/s, one session)", "%.0f", m->smtp_floor_mps, lo->smtp_floor_mps,
@@ -633,15 +675,14 @@ static void print_table(int n, const report_t *m, const report_t *lo, const repo
     row(n, floor_label, "%.0f", m->smtp_floor_sessions_mps, lo->smtp_floor_sessions_mps,
         hi->smtp_floor_sessions_mps);
     row(n, "mailer (messages/s, job->accepted)", "%.0f", m->mail_mps, lo->mail_mps, hi->mail_mps);
-    printf("%-46s %12.2f\n", "ratio pipeline / row floor", ratio(m->pipeline_cps, m->row_floor_cps));
-    printf("%-46s %12.2f\n", "ratio set-path SQL / row floor", ratio(m->set_sql_cps, m->row_floor_cps));
-    printf("%-46s %12.2f\n", "ratio pipeline / per-command SQL", ratio(m->pipeline_cps, m->pg_floor_cps));
-    printf("%-46s %12.2f\n", "ratio pipeline / Kafka floor", ratio(m->pipeline_cps, m->kafka_floor_mps));
-    printf("%-46s %12.2f\n", "ratio two workers / one worker", ratio(m->two_workers_cps, m->one_worker_cps));
-    printf("%-46s %12.2f\n", "ratio mailer / SMTP floor (one session)",
-           ratio(m->mail_mps, m->smtp_floor_mps));
-    printf("%-46s %12.2f\n", "ratio mailer / SMTP floor (mail.connections)",
-           ratio(m->mail_mps, m->smtp_floor_sessions_mps));
+    print_ratio("ratio pipeline / row floor", ratio(m->pipeline_cps, m->row_floor_cps));
+    print_ratio("ratio set-path SQL / row floor", ratio(m->set_sql_cps, m->row_floor_cps));
+    print_ratio("ratio pipeline / per-command SQL", ratio(m->pipeline_cps, m->pg_floor_cps));
+    print_ratio("ratio pipeline / Kafka floor", ratio(m->pipeline_cps, m->kafka_floor_mps));
+    print_ratio("ratio two workers / one worker", ratio(m->two_workers_cps, m->one_worker_cps));
+    print_ratio("ratio mailer / SMTP floor (one session)", ratio(m->mail_mps, m->smtp_floor_mps));
+    print_ratio("ratio mailer / SMTP floor (mail.connections)",
+                ratio(m->mail_mps, m->smtp_floor_sessions_mps));
     printf("(ratios from the medians; row floor rows: %zu per command, %zu bytes of COPY text)\n",
            m->rows_per_command, m->row_bytes);
     for (int i = 0; i < NPROCS; i++) {

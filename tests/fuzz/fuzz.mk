@@ -10,7 +10,7 @@ FUZZ_CC      ?= clang
 FUZZ_OBJ     := build-fuzz
 FUZZ_BIN     := bin-fuzz
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= cmd mail conf email code smtp smtpreply result
+FUZZ_TARGETS ?= cmd mail conf email code smtp smtpreply result redact web bulk dlq rfc3339 template
 FUZZ_PKGS    := $(PKGS)
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wmissing-prototypes -Wformat-security -Werror \
@@ -44,6 +44,14 @@ $(FUZZ_LIB): $(patsubst %.c,$(FUZZ_OBJ)/%.o,$(FUZZ_LIB_SRC)) $(FUZZ_OBJ)/embedde
 $(FUZZ_BIN)/fuzz_%: $(FUZZ_OBJ)/tests/fuzz/fuzz_%.o $(FUZZ_LIB)
 	@mkdir -p $(FUZZ_BIN)
 	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $$(pkg-config --libs $(FUZZ_PKGS)) -lm -lpthread
+
+# Harnesses of parsers that live in programs (not in the library): they include the program's file for its
+# static functions and link what else it needs.
+$(FUZZ_OBJ)/tests/fuzz/fuzz_web.o: producers/web/session.c producers/web/web.h
+$(FUZZ_BIN)/fuzz_web: $(FUZZ_OBJ)/producers/web/form.o
+$(FUZZ_OBJ)/tests/fuzz/fuzz_bulk.o: producers/raikoo/bulk.c producers/raikoo/cli.h
+$(FUZZ_OBJ)/tests/fuzz/fuzz_dlq.o: producers/raikoo/dlq.c producers/raikoo/cli.h
+$(FUZZ_OBJ)/tests/fuzz/fuzz_template.o: tests/fuzz/fuzz_mail.c
 
 fuzz: $(FUZZ_PROGS)
 	tests/fuzz/run $(FUZZ_SECONDS) $(FUZZ_TARGETS)

@@ -78,7 +78,10 @@ static void check_message(const char *msg) {
     FUZZ_ASSERT(body, "no end of headers");
     check_headers("message", msg, body + 2, top);
 
-    const char *b = strstr(msg, "boundary=\"");
+    /* The boundary of the Content-Type header (a header starts a line; a subject may hold boundary="). */
+    const char *ct = strstr(msg, "\r\nContent-Type: multipart/alternative;");
+    FUZZ_ASSERT(ct && ct < body, "no multipart Content-Type header");
+    const char *b = strstr(ct, "boundary=\"");
     FUZZ_ASSERT(b && b < body, "no boundary");
     b += strlen("boundary=\"");
     const char *bq = strchr(b, '"');

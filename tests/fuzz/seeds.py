@@ -211,6 +211,89 @@ def smtpreply_seeds():
     write("smtpreply", "long-utf8", ("421 " + "é" * 150).encode())
 
 
+def redact_seeds():
+    # First byte: bit 0 = data_only (CloudEvents binary mode: the value is the data). Then the value.
+    s, b = b"\x00", b"\x01"
+    create_user = envelope("CreateUser", {"email": "ann@example.com", "name": "Ann", "password_hash": HASH})
+    write("redact", "structured-create-user", s + create_user.encode())
+    write("redact", "structured-accept", s + envelope("AcceptInvitation", {"invitation_id": INV,
+                                                                          "code": "QX7R-M2KD-9PLV"}).encode())
+    write("redact", "binary-activate", b + json.dumps({"email": "a@example.com", "code": "QX7RM2KD9PLV",
+                                                       "password_hash": HASH}).encode())
+    write("redact", "binary-bare-code", b + b"QX7R-M2KD-9PLV")
+    write("redact", "binary-json-string", b + b'"QX7R-M2KD-9PLV"')
+    write("redact", "malformed-password", s + b'{"id":"' + ID.encode() + b'","password":"hunter2", "x":')
+    write("redact", "malformed-run-on", s + b'{"password":"hun"ter2"}')
+    write("redact", "malformed-escaped-key", s + b'{"pass\\u0077ord":"hunter2"')
+    write("redact", "nested", s + json.dumps({"a": [{"b": {"OTP": 123456, "sealedCode": "x"}}],
+                                              "note": "code ABCD-EFGH-JKMN"}).encode())
+    write("redact", "duplicate-keys", s + b'{"a":{"password":"p"},"a":1}')
+    write("redact", "oversized", s + (create_user[:-2] + ',"pad":"' + "x" * 3000 + '"}}').encode())
+    write("redact", "plain", s + b"not a command at all")
+    write("redact", "binary-bytes", s + bytes(range(256)))
+    write("redact", "placeholder", s + b'{"raikoo_redacted":{"bytes":3,"sha256":"00"}}')
+    write("redact", "deep", s + b"[" * 3000 + b'{"code":"1"}' + b"]" * 3000)
+
+
+def web_seeds():
+    # First byte modulo 3: 0 a form body (bit 2 set: no session), 1 a session cookie, 2 a redirect target.
+    token = "0123456789abcdef0123456789abcdef"
+    write("web", "signin", b"\x00" + f"csrf={token}&email=ann%40example.com&password=p%C3%A4ss+word&next=%2Forgs".encode())
+    write("web", "no-session", b"\x04csrf=" + token.encode())
+    write("web", "bad-token", b"\x00csrf=0123&csrf=" + token.encode())
+    write("web", "markup", b"\x00name=%3Cscript%3E%22%27%26&x&=y&&")
+    write("web", "bad-escape", b"\x00a=%zz&b=%00&c=%C3%28")
+    write("web", "cookie", b"\x01" + b"ab" * 32)
+    write("web", "cookie-upper", b"\x01" + b"AB" * 32)
+    write("web", "cookie-short", b"\x01abc")
+    write("web", "next", b"\x02/orgs/2c3d4e5f-6071-4b8c-9dae-1f2a3b4c5d6e")
+    write("web", "next-evil", b"\x02//evil.example/x")
+    write("web", "next-scheme", b"\x02https://evil.example")
+
+
+def bulk_seeds():
+    write("bulk", "valid", "email,name,owner,manage_users\nann@example.com,Ann,yes,no\nBob@Example.COM,\"Bob, Jr.\",0,1\n")
+    write("bulk", "bom-crlf", "\ufeffemail,name\r\nann@example.com,Ann\r\n\r\n  \r\ncarl@example.com,\"Carl \"\"C\"\"\"\r\n")
+    write("bulk", "multiline", "email,name\nann@example.com,\"two\nlines\"\nann@EXAMPLE.com,dup\n")
+    write("bulk", "unterminated", "email,name\nann@example.com,\"open\n")
+    write("bulk", "bad-values", "email,name,owner\nnot-an-address,x,maybe\nb@example.com,,\xff\n")
+    write("bulk", "quote-then-text", "email\n\"a\"b@example.com\n")
+
+
+def dlq_seeds():
+    write("dlq", "structured", "raikoo.dlq.reason: not JSON at line 1 column 2\nraikoo.dlq.origin: raikoo.commands/0/5\n"
+          "raikoo.dlq.topic: raikoo.commands\nraikoo.dlq.partition: 0\nraikoo.dlq.offset: 5\n"
+          "raikoo.dlq.timestamp: 1767225600000\nraikoo.dlq.group: raikoo-command-worker\n"
+          "content-type: application/cloudevents+json\n\n" + envelope("CreateOrganization", {"name": "A", "owner_user_id": USER}))
+    write("dlq", "binary", f"ce_id: {ID.upper()}\nce_specversion: 1.0\nraikoo.dlq.redacted: fields\n\n" + '{"code":"[redacted]"}')
+    write("dlq", "whole", '\n{"raikoo_redacted":{"bytes":14,"sha256":"' + "0" * 64 + '"}}')
+    write("dlq", "odd-headers", b"raikoo.dlq.offset: 99999999999999999999999\nraikoo.dlq.timestamp: -5\nce_id\n"
+          b"raikoo.dlq.reason: \xff\xfe\nraikoo.dlq.redacted: whole\x00x\n\n\x00\x01")
+
+
+def rfc3339_seeds():
+    for name, t in (("z", "2026-01-31T12:00:00Z"), ("frac", "2026-01-31T12:00:00.123456Z"),
+                    ("offset", "2026-12-04T22:00:00+02:00"), ("neg", "1970-01-01T00:00:00-23:59"),
+                    ("lower", "2026-01-31t12:00:00z"), ("leap", "2016-12-31T23:59:60Z"),
+                    ("feb31", "2026-02-31T00:00:00Z"), ("bad", "2026-13-01T00:00:00Z"), ("short", "2026-01-31T12:00Z"),
+                    ("far", "9999-12-31T23:59:59.999999999+00:00"), ("zero", "0000-01-01T00:00:00Z")):
+        write("rfc3339", name, t)
+
+
+def template_seeds():
+    # First byte modulo 3: 0 invitation.subject, 1 invitation.txt, 2 invitation.html.
+    src = os.path.join(HERE, "..", "..", "lib", "templates")
+    for i, name in enumerate(("invitation.subject", "invitation.txt", "invitation.html")):
+        with open(os.path.join(src, name), "rb") as f:
+            write("template", name, bytes([i]) + f.read())
+    write("template", "sections", b"\x01{{#new}}New {{invitee_name}}{{/new}}{{#existing}}{{#owner}}O{{/owner}}{{/existing}}"
+          b" {{code}} {{invitation_id}} {{email_shell}} {{app_url}}\n")
+    write("template", "unknown", b"\x00{{nope}} {{#bad}}x{{/bad}}")
+    write("template", "unclosed", b"\x02{{#new}}<p>{{org_name}}</p>")
+    write("template", "long-subject", b"\x00" + b"{{org_name}} " * 200)
+    write("template", "crlf-html", b"\x02<p>\r\n{{inviter_name}}\r\n\x7f\xff</p>")
+
+
 if __name__ == "__main__":
     shutil.rmtree(os.path.join(HERE, "corpus"), ignore_errors=True)
     cmd_seeds()
@@ -221,3 +304,9 @@ if __name__ == "__main__":
     smtp_seeds()
     smtpreply_seeds()
     result_seeds()
+    redact_seeds()
+    web_seeds()
+    bulk_seeds()
+    dlq_seeds()
+    rfc3339_seeds()
+    template_seeds()

@@ -29,6 +29,12 @@
 
 /* ---- SQL, all of it ---- */
 
+/* The job that speaks for invitation inv now, as seen by the job of row job: the invitation's reminder
+ * when that is the one (reminder.c), else its current invitation e-mail (stale_reason compares). */
+#define SQL_CURRENT_JOB(inv, job)                                                                            \
+    "(CASE WHEN " inv ".reminder_job_id = " job ".job_id AND " inv ".reminder_sent_at IS NOT NULL THEN " job \
+    ".job_id ELSE " inv ".mail_job_id END)"
+
 /* Every statement works on a whole batch or chunk at once (arrays unnested), so that a batch costs a few
  * round trips rather than a few per job. */
 
@@ -49,11 +55,11 @@ static const char SQL_ACCEPT[] =
     "  ON CONFLICT (job_id) DO NOTHING RETURNING job_id"
     ")"
     " SELECT ins.job_id IS NOT NULL, coalesce(d.status, ''), coalesce(v.status, ''),"
-    "        coalesce(v.mail_job_id::text, ''), coalesce(v.expires_at <= now(), false)"
-    " FROM input t LEFT JOIN ins ON ins.job_id = t.job_id"
-    " LEFT JOIN mail_deliveries d ON d.job_id = t.job_id"
-    " LEFT JOIN invitations v ON v.id = t.invitation_id"
-    " ORDER BY t.ord";
+    "        coalesce(" SQL_CURRENT_JOB("v", "t") "::text, ''), coalesce(v.expires_at <= now(), false)"
+                                                  " FROM input t LEFT JOIN ins ON ins.job_id = t.job_id"
+                                                  " LEFT JOIN mail_deliveries d ON d.job_id = t.job_id"
+                                                  " LEFT JOIN invitations v ON v.id = t.invitation_id"
+                                                  " ORDER BY t.ord";
 /* Multi-row updates lock their rows first, in key order (ORDER BY ... FOR UPDATE), so that two
  * transactions touching the same rows wait on each other in one order and never deadlock. */
 static const char SQL_SUPERSEDE[] =
@@ -67,14 +73,16 @@ static const char SQL_SUPERSEDE[] =
  * renewing it (SQL_RENEW), so it is gone. Not in the first $2 ms after PostgreSQL started: live mailers
  * get that long to reconnect and renew their leases after a restart. */
 static const char SQL_DUE[] =
-    "SELECT d.job_id, d.job, d.attempts, coalesce(i.status, ''), coalesce(i.mail_job_id::text, ''),"
-    "       coalesce(i.expires_at <= now(), true), d.status, coalesce(d.last_error, ''),"
-    "       d.accepted_at IS NOT NULL"
-    " FROM mail_deliveries d LEFT JOIN invitations i ON i.id = d.invitation_id"
-    " WHERE d.status IN ('retrying', 'sending') AND d.next_attempt_at <= now()"
-    "   AND (d.status = 'retrying' OR pg_postmaster_start_time() < now() - $2::bigint * interval '1 "
-    "millisecond')"
-    " ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE OF d SKIP LOCKED";
+    "SELECT d.job_id, d.job, d.attempts, coalesce(i.status, ''), coalesce(" SQL_CURRENT_JOB(
+        "i",
+        "d") "::text, ''),"
+             "       coalesce(i.expires_at <= now(), true), d.status, coalesce(d.last_error, ''),"
+             "       d.accepted_at IS NOT NULL"
+             " FROM mail_deliveries d LEFT JOIN invitations i ON i.id = d.invitation_id"
+             " WHERE d.status IN ('retrying', 'sending') AND d.next_attempt_at <= now()"
+             "   AND (d.status = 'retrying' OR pg_postmaster_start_time() < now() - $2::bigint * interval '1 "
+             "millisecond')"
+             " ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE OF d SKIP LOCKED";
 /* The heartbeat: this mailer's `sending` jobs stay its own for another lease. Rows locked by an outcome
  * being written are skipped (they are leaving `sending`); the rest are locked in job_id order. */
 static const char SQL_RENEW[] =
@@ -225,6 +233,10 @@ mailer_t *mailer_new(const conf_t *c, char *errstr, size_t errstr_size) {
     m->templates = mail_templates_load(conf_get(c, "mail.templates"), &overridden, errstr, errstr_size);
     if (!m->templates)
         goto fail;
+    if (mail_templates_set_default(m->templates, conf_get(c, "mail.locale")) != 0) {
+        snprintf(errstr, errstr_size, "mail.locale: expected a language tag such as en, de or de-AT");
+        goto fail;
+    }
     if (overridden)
         log_info(NULL, "%d mail template(s) from %s", overridden, conf_get(c, "mail.templates"));
     m->app_url = conf_get(c, "mail.app.url");
@@ -302,6 +314,8 @@ static void rollback(PGconn *db) {
 /* Appends InvitationEmailSent or InvitationEmailFailed for a job. No code, sealed or not, goes in. */
 static void add_event(mailer_t *m, outbox_t *ob, const mail_job_t *job, const char *name, int attempts,
                       const char *reason, int permanent) {
+    if (job->is_reminder)
+        return; /* a reminder's delivery is in mail_deliveries and the log (docs/EMAIL.md) */
     json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i}", "invitation_id", job->invitation_id, "org_id",
                              job->org_id, "job_id", job->job_id, "email", job->email[0] ? job->email : "",
                              "kind", job->kind ? job->kind : "", "attempts", attempts);
@@ -1067,8 +1081,8 @@ static void send_jobs(sender_t *s, sendjob_t **jobs, size_t n) {
     for (size_t i = 0; i < n; i++) {
         claimed_t *cl = &jobs[i]->cl;
         smtp_item_t *it = &jobs[i]->item;
-        char code[CODE_LEN + 1];
-        if (code_open(&m->keys, cl->job.sealed_code, code) != 0) {
+        char code[CODE_LEN + 1] = "";
+        if (!cl->job.is_reminder && code_open(&m->keys, cl->job.sealed_code, code) != 0) {
             it->outcome = SMTP_PERMANENT;
             snprintf(it->detail, sizeof(it->detail),
                      "the sealed code does not open with this mailer's key (keys.dir/mailer.sk)");

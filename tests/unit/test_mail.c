@@ -175,7 +175,7 @@ static void render_makes_a_safe_multipart_message(void) {
         char *copy = strdup(msg);
         CHECK(strstr(unsoft(copy), "raikoo activate --email bob@example.com\r\n"));
         free(copy);
-        CHECK(strstr(msg, "Expires: 2026-12-04 20:30 UTC") != NULL);
+        CHECK(strstr(msg, "Expires: December 4, 2026, 20:30 UTC") != NULL);
         CHECK(strstr(msg, "&lt;b&gt;Alice&lt;/b&gt;") != NULL && strstr(msg, "<b>Alice</b>") != NULL);
         CHECK(strstr(msg, "Content-Type: text/html; charset=UTF-8") != NULL);
         /* Every line ends with CRLF; none is longer than 78 characters. */

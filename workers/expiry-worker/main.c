@@ -1,5 +1,7 @@
 /* raikoo-expiry-worker: every expiry.interval.ms, marks pending invitations past their expiry as expired
- * (lib/svc/expiry.c), in batches of expiry.batch; several replicas share the work. */
+ * (lib/svc/expiry.c), in batches of expiry.batch, and queues the one reminder e-mail of invitations that
+ * expire within reminder.before (lib/svc/reminder.c), in batches of reminder.batch; several replicas share
+ * the work. */
 #include <libpq-fe.h>
 
 #include "conf.h"
@@ -10,18 +12,21 @@
 #include "expiry.h"
 #include "log.h"
 #include "notify.h"
+#include "reminder.h"
 #include "worker.h"
 
 int main(int argc, char **argv) {
     int rc = EXIT_INFRA;
     char err[1024];
-    long interval_ms, batch;
+    long interval_ms, batch, before_s, reminder_batch;
     PGconn *db = NULL;
     conf_t *c = conf_new();
     if (worker_init(
             &argc, argv, c, "expiry-worker",
             "Every expiry.interval.ms, marks pending invitations whose expires_at has passed as expired,\n"
-            "expiry.batch at a time, each with an InvitationExpired event through the outbox. Several\n"
+            "expiry.batch at a time, each with an InvitationExpired event through the outbox; queues one\n"
+            "reminder e-mail per invitation code reminder.before its expiry (InvitationReminderSent). "
+            "Several\n"
             "replicas are safe. SIGTERM or SIGINT: finish the batch, exit 0.") != 0) {
         rc = worker_exit_status();
         goto done;
@@ -29,7 +34,9 @@ int main(int argc, char **argv) {
     health_require(HEALTH_POSTGRESQL); /* what /readyz waits for */
     instruments_init_expiry();
     if (conf_get_long(c, "expiry.interval.ms", 10, 86400000, &interval_ms, err, sizeof(err)) != 0 ||
-        conf_get_long(c, "expiry.batch", 1, 100000, &batch, err, sizeof(err)) != 0) {
+        conf_get_long(c, "expiry.batch", 1, 100000, &batch, err, sizeof(err)) != 0 ||
+        conf_get_long(c, "reminder.batch", 1, 100000, &reminder_batch, err, sizeof(err)) != 0 ||
+        reminder_before_parse(conf_get(c, "reminder.before"), &before_s, err, sizeof(err)) != 0) {
         rc = worker_misconfigured(err);
         goto done;
     }
@@ -38,7 +45,9 @@ int main(int argc, char **argv) {
         rc = worker_gave_up(err);
         goto done;
     }
-    log_info(NULL, "expiry worker started: every %ld ms, %ld per transaction", interval_ms, batch);
+    log_info(NULL,
+             "expiry worker started: every %ld ms, %ld per transaction; reminders %ld s before expiry%s",
+             interval_ms, batch, before_s, before_s ? "" : " (off)");
     notify_ready("expiring invitations"); /* systemd (Type=notify): connected to PostgreSQL */
     while (worker_running()) {
         int expired = 0;
@@ -54,6 +63,22 @@ int main(int argc, char **argv) {
                 log_info(NULL, "%d invitation(s) expired", expired);
             }
         } while (expired >= batch && worker_running());
+        int queued = 0;
+        /* Then the reminders that are due, likewise (none when reminder.before is 0). */
+        while (before_s > 0 && worker_running()) {
+            if (reminder_run_batch(db, conf_get(c, "topic.mail"), conf_get(c, "topic.events"), before_s,
+                                   reminder_batch, &queued, err, sizeof(err)) != 0) {
+                if (db_alive(db))
+                    log_error(NULL, "cannot queue reminders: %s", err);
+                while (!db_alive(db) && db_wait())
+                    ;
+                break;
+            }
+            if (queued > 0)
+                log_info(NULL, "%d reminder(s) queued", queued);
+            if (queued < reminder_batch)
+                break;
+        }
         worker_sleep_ms(interval_ms);
     }
     log_info(NULL, "expiry worker stopping");

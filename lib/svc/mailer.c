@@ -29,11 +29,15 @@
 
 /* ---- SQL, all of it ---- */
 
-/* The job that speaks for invitation inv now, as seen by the job of row job: the invitation's reminder
- * when that is the one (reminder.c), else its current invitation e-mail (stale_reason compares). */
-#define SQL_CURRENT_JOB(inv, job)                                                                            \
-    "(CASE WHEN " inv ".reminder_job_id = " job ".job_id AND " inv ".reminder_sent_at IS NOT NULL THEN " job \
-    ".job_id ELSE " inv ".mail_job_id END)"
+/* The job that speaks for an invitation now, as seen by a job: the invitation's reminder when that is the
+ * one (reminder.c), else its current invitation e-mail (stale_reason compares). In SQL_ACCEPT (v, t) and
+ * SQL_DUE (i, d). */
+#define CURRENT_JOB_VT                                                                                       \
+    "(CASE WHEN v.reminder_job_id = t.job_id AND v.reminder_sent_at IS NOT NULL THEN t.job_id"               \
+    " ELSE v.mail_job_id END)"
+#define CURRENT_JOB_ID                                                                                       \
+    "(CASE WHEN i.reminder_job_id = d.job_id AND i.reminder_sent_at IS NOT NULL THEN d.job_id"               \
+    " ELSE i.mail_job_id END)"
 
 /* Every statement works on a whole batch or chunk at once (arrays unnested), so that a batch costs a few
  * round trips rather than a few per job. */
@@ -55,11 +59,11 @@ static const char SQL_ACCEPT[] =
     "  ON CONFLICT (job_id) DO NOTHING RETURNING job_id"
     ")"
     " SELECT ins.job_id IS NOT NULL, coalesce(d.status, ''), coalesce(v.status, ''),"
-    "        coalesce(" SQL_CURRENT_JOB("v", "t") "::text, ''), coalesce(v.expires_at <= now(), false)"
-                                                  " FROM input t LEFT JOIN ins ON ins.job_id = t.job_id"
-                                                  " LEFT JOIN mail_deliveries d ON d.job_id = t.job_id"
-                                                  " LEFT JOIN invitations v ON v.id = t.invitation_id"
-                                                  " ORDER BY t.ord";
+    "        coalesce(" CURRENT_JOB_VT "::text, ''), coalesce(v.expires_at <= now(), false)"
+    " FROM input t LEFT JOIN ins ON ins.job_id = t.job_id"
+    " LEFT JOIN mail_deliveries d ON d.job_id = t.job_id"
+    " LEFT JOIN invitations v ON v.id = t.invitation_id"
+    " ORDER BY t.ord";
 /* Multi-row updates lock their rows first, in key order (ORDER BY ... FOR UPDATE), so that two
  * transactions touching the same rows wait on each other in one order and never deadlock. */
 static const char SQL_SUPERSEDE[] =
@@ -73,16 +77,14 @@ static const char SQL_SUPERSEDE[] =
  * renewing it (SQL_RENEW), so it is gone. Not in the first $2 ms after PostgreSQL started: live mailers
  * get that long to reconnect and renew their leases after a restart. */
 static const char SQL_DUE[] =
-    "SELECT d.job_id, d.job, d.attempts, coalesce(i.status, ''), coalesce(" SQL_CURRENT_JOB(
-        "i",
-        "d") "::text, ''),"
-             "       coalesce(i.expires_at <= now(), true), d.status, coalesce(d.last_error, ''),"
-             "       d.accepted_at IS NOT NULL"
-             " FROM mail_deliveries d LEFT JOIN invitations i ON i.id = d.invitation_id"
-             " WHERE d.status IN ('retrying', 'sending') AND d.next_attempt_at <= now()"
-             "   AND (d.status = 'retrying' OR pg_postmaster_start_time() < now() - $2::bigint * interval '1 "
-             "millisecond')"
-             " ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE OF d SKIP LOCKED";
+    "SELECT d.job_id, d.job, d.attempts, coalesce(i.status, ''), coalesce(" CURRENT_JOB_ID "::text, ''),"
+    "       coalesce(i.expires_at <= now(), true), d.status, coalesce(d.last_error, ''),"
+    "       d.accepted_at IS NOT NULL"
+    " FROM mail_deliveries d LEFT JOIN invitations i ON i.id = d.invitation_id"
+    " WHERE d.status IN ('retrying', 'sending') AND d.next_attempt_at <= now()"
+    "   AND (d.status = 'retrying' OR pg_postmaster_start_time() < now() - $2::bigint * interval '1 "
+    "millisecond')"
+    " ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE OF d SKIP LOCKED";
 /* The heartbeat: this mailer's `sending` jobs stay its own for another lease. Rows locked by an outcome
  * being written are skipped (they are leaving `sending`); the rest are locked in job_id order. */
 static const char SQL_RENEW[] =

@@ -43,6 +43,7 @@ int reminder_before_parse(const char *s, long *seconds, char *errstr, size_t err
 /* Due: pending, e-mail delivered, not reminded for this code, expiring within $2 seconds but not yet
  * expired; the soonest first; rows another worker (or a command) holds are skipped and the conditions
  * checked again under the lock. The claim is the update: reminder_sent_at and a fresh reminder_job_id. */
+#define REMINDER_EXPIRES DB_RFC3339("u.expires_at")
 static const char SQL_REMIND[] =
     "WITH due AS ("
     "  SELECT id FROM invitations"
@@ -57,14 +58,13 @@ static const char SQL_REMIND[] =
     "            i.expires_at, i.reminder_job_id, i.mail_job_id, i.user_id, i.invited_by"
     ")"
     " SELECT u.id, u.org_id, o.name, u.email, coalesce(invitee.name, ''), u.kind, u.grant_owner,"
-    "        u.grant_manage_users, u.locale, " DB_RFC3339(
-        "u.expires_at") ", u.reminder_job_id, u.mail_job_id,"
-                        "        coalesce(inviter.name, ''), coalesce(inviter.email, ''), p.app_url"
-                        " FROM upd u JOIN organizations o ON o.id = u.org_id"
-                        " LEFT JOIN users invitee ON invitee.id = u.user_id"
-                        " LEFT JOIN users inviter ON inviter.id = u.invited_by"
-                        " LEFT JOIN organization_policies p ON p.org_id = u.org_id"
-                        " ORDER BY u.expires_at";
+    "        u.grant_manage_users, u.locale, u.reminder_job_id, u.mail_job_id,"
+    "        coalesce(inviter.name, ''), coalesce(inviter.email, ''), p.app_url, " REMINDER_EXPIRES
+    " FROM upd u JOIN organizations o ON o.id = u.org_id"
+    " LEFT JOIN users invitee ON invitee.id = u.user_id"
+    " LEFT JOIN users inviter ON inviter.id = u.invited_by"
+    " LEFT JOIN organization_policies p ON p.org_id = u.org_id"
+    " ORDER BY u.expires_at";
 
 enum {
     C_ID,
@@ -76,12 +76,12 @@ enum {
     C_OWNER,
     C_MANAGER,
     C_LOCALE,
-    C_EXPIRES,
     C_JOB,
     C_MAIL_JOB,
     C_INVITER,
     C_INVITER_EMAIL,
-    C_APP_URL
+    C_APP_URL,
+    C_EXPIRES
 };
 
 static const char *opt(PGresult *res, int r, int c) {

@@ -187,7 +187,11 @@ static void sets_gather(mail_templates_t *t, const char *dir) {
 static int set_check(const mail_template_set_t *s, char *errstr, size_t errstr_size) {
     for (int i = 0; i < T_COUNT; i++) {
         char label[64];
-        snprintf(label, sizeof(label), "%s/%s", s->tag, template_names[i]);
+        /* English's are named as before languages came: "invitation.txt"; the others "de/invitation.txt". */
+        if (strcmp(s->tag, "en") == 0)
+            snprintf(label, sizeof(label), "%s", template_names[i]);
+        else
+            snprintf(label, sizeof(label), "%s/%s", s->tag, template_names[i]);
         if (template_check(label, s->text[i], errstr, errstr_size) != 0)
             return -1;
     }

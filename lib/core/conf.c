@@ -63,7 +63,7 @@ const conf_key_t conf_keys[] = {
     {"mail.app.url", "http://localhost:8080", "where invitees accept or activate (shown in the e-mail)"},
     {"mail.templates", "",
      "folder with invitation.subject, invitation.txt and invitation.html replacing the built-in ones (empty: "
-     "built-in)"},
+     "built-in); also reminder.*, and language folders such as de/ (docs/EMAIL.md)"},
     {"mail.batch.max", "50", "mailer: most messages per SMTP session"},
     {"mail.retry.base.ms", "2000", "mailer: first retry delay, doubled each attempt"},
     {"mail.retry.max", "0",

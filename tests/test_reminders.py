@@ -209,3 +209,34 @@ def test_a_resend_rearms_the_reminder_and_it_is_in_the_invitations_language(work
     assert code_in(text, "Einladung") == inv_id and code_in(text, "Gültig bis").endswith(" UTC")
     assert any(f" {m} " in code_in(text, "Gültig bis") for m in MONTHS_DE)
     assert code not in reminder.raw.decode(errors="replace") and code.replace("-", "") not in text
+
+
+def reminder_job(inv, job_id, **data_overrides):
+    """A reminder mail job for an Invitation of mailkit, as the expiry worker writes it."""
+    job = inv.job(job_id=job_id, invitation_job_id=inv.job_id, **data_overrides)
+    del job["data"]["sealed_code"], job["actorid"], job["correlationid"]
+    job.update(type="raikoo.mail.InvitationReminder.v1", source="/raikoo/expiry-worker")
+    return job
+
+
+def test_the_mailer_sends_only_the_invitations_current_reminder(workers, db):
+    current, stale, rearmed = (Invitation(db) for _ in range(3))
+    jobs = {inv.id: str(uuid.uuid4()) for inv in (current, stale, rearmed)}
+    cur = db.cursor()
+    for inv in (current, stale, rearmed):
+        cur.execute("UPDATE invitations SET mail_state = 'sent', reminder_sent_at = now(), reminder_job_id = %s"
+                    " WHERE id = %s", (jobs[inv.id], inv.id))
+    # A resend cleared rearmed's reminder_sent_at; stale's reminder was replaced by a newer one.
+    cur.execute("UPDATE invitations SET reminder_sent_at = NULL WHERE id = %s", (rearmed.id,))
+    old = str(uuid.uuid4())
+    produce("raikoo.mail", stale.id, reminder_job(stale, old))
+    produce("raikoo.mail", rearmed.id, reminder_job(rearmed, jobs[rearmed.id]))
+    produce("raikoo.mail", current.id, reminder_job(current, jobs[current.id], locale="de"))
+    wait_until(lambda: (stale.delivery(old) or ("",))[0] == "superseded", 60, "stale reminder retired")
+    wait_until(lambda: (rearmed.delivery(jobs[rearmed.id]) or ("",))[0] == "superseded", 60, "re-armed retired")
+    msg = wait_until(lambda: mails_to(current.email), 60, "the current reminder")[0]
+    assert msg["Subject"].startswith("Erinnerung: ") and current.code not in msg.raw.decode(errors="replace")
+    assert wait_until(lambda: current.delivery(jobs[current.id])[0] == "sent", 30, "delivery recorded")
+    assert mails_to(stale.email) == [] and mails_to(rearmed.email) == []
+    # The invitation e-mail's state is its own: the reminder did not touch it.
+    assert [i.mail_state()[1] for i in (current, stale, rearmed)] == ["sent", "sent", "sent"]

@@ -125,7 +125,9 @@ class Worker:
 def workers():
     """Every worker the build has, running for the whole session; each must exit 0 on SIGTERM. Each serves
     metrics on a port of its own picked by the system (tests/test_metrics.py reads it from the log)."""
-    started = {w: Worker(w, env={"RAIKOO_METRICS_LISTEN": "127.0.0.1:0"})
+    # Reminders off in the session's expiry worker: tests/test_reminders.py runs expiry workers of its own, and
+    # no other test expects a second e-mail to an invitee.
+    started = {w: Worker(w, env={"RAIKOO_METRICS_LISTEN": "127.0.0.1:0", "RAIKOO_REMINDER_BEFORE": "0"})
                for w in WORKERS if os.path.exists(os.path.join(BIN, w))}
     yield started
     bad = []

@@ -175,7 +175,7 @@ def test_every_topic_group_message_type_and_header_of_the_code_is_in_the_documen
     emitted |= set(re.findall(r'"raikoo\.event\.([A-Z]\w+)\.v1"', svc))
     assert {"CommandRejected", "InvitationExpired", "InvitationEmailSent", "OrganizationCreated"} <= emitted
     assert messages_of(topics["events"]) == emitted
-    assert messages_of(topics["results"]) == {"Result"} and messages_of(topics["mail"]) == {"InvitationEmail"}
+    assert messages_of(topics["results"]) == {"Result"} and messages_of(topics["mail"]) == {"InvitationEmail", "InvitationReminder"}
     for name, m in doc["components"]["messages"].items():
         ref = m["payload"].get("$ref", "")
         if ref.startswith("./events/"):

@@ -21,7 +21,7 @@ COMMANDS = ["CreateOrganization", "CreateUser", "AddExistingUser", "InviteNewUse
 EVENTS = ["OrganizationCreated", "UserCreated", "MembershipCreated", "InvitationCreated", "InvitationResent",
           "InvitationAccepted", "InvitationExpired", "InvitationRemoved", "AccountActivated", "MemberRemoved",
           "MemberRoleChanged", "InvitationEmailSent", "InvitationEmailFailed", "InvitationCodeRejected",
-          "CommandRejected"]
+          "CommandRejected", "InvitationReminderSent"]
 # DESIGN.md, "Every command ends in exactly one result": the stable codes.
 RESULT_CODES = ["invalid_command", "unknown_command_type", "organization_not_found", "permission_denied",
                 "owner_grant_denied", "user_not_found", "user_already_exists", "already_member",
@@ -34,7 +34,7 @@ RESULT_CODES = ["invalid_command", "unknown_command_type", "organization_not_fou
 
 def test_every_schema_file_is_a_valid_draft_2020_12_schema_with_its_own_id():
     files = schemacheck.schema_files()
-    assert len(files) == 1 + len(COMMANDS) + len(EVENTS) + 2
+    assert len(files) == 1 + len(COMMANDS) + len(EVENTS) + 3  # result, mail jobs: invitation, reminder
     ids = set()
     for rel in files:
         s = schemacheck.load(rel)
@@ -429,6 +429,9 @@ EVENT_EXAMPLES = [
        source="/raikoo/mailer", actorid=None, correlationid=None),
     ev("InvitationExpired", {"invitation_id": INV, "org_id": ORG, "email": "bob@example.test", "kind": "new",
                              "expired_at": T}, source="/raikoo/expiry-worker", actorid=None, correlationid=None),
+    ev("InvitationReminderSent", {"invitation_id": INV, "org_id": ORG, "email": "bob@example.test", "kind": "new",
+                                  "job_id": JOB, "expires_at": T}, source="/raikoo/expiry-worker", actorid=None,
+       correlationid=None),
 ]
 RESULT_EXAMPLES = [
     envelope("raikoo.result.v1", {"command_id": uid(), "command_type": "InviteNewUser", "status": "accepted",
@@ -444,6 +447,11 @@ MAIL_EXAMPLES = [
               "email": "bob@example.test", "name": "", "inviter_name": "Alice", "inviter_email": "alice@example.test",
               "grant_owner": False, "expires_at": T, "sealed_code": base64.b64encode(os.urandom(60)).decode()},
              actorid=uid(), correlationid=uid()),
+    envelope("raikoo.mail.InvitationReminder.v1",
+             {"job_id": JOB, "invitation_id": INV, "org_id": ORG, "org_name": "Acme", "kind": "existing",
+              "email": "bob@example.test", "name": "Bob", "inviter_name": "Alice", "inviter_email": "",
+              "grant_owner": False, "grant_manage_users": True, "expires_at": T, "invitation_job_id": uid(),
+              "locale": "de-AT", "app_url": "https://acme.example"}, source="/raikoo/expiry-worker"),
 ]
 ALL_EXAMPLES = EVENT_EXAMPLES + RESULT_EXAMPLES + MAIL_EXAMPLES
 

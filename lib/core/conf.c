@@ -63,7 +63,7 @@ const conf_key_t conf_keys[] = {
     {"mail.app.url", "http://localhost:8080", "where invitees accept or activate (shown in the e-mail)"},
     {"mail.templates", "",
      "folder with invitation.subject, invitation.txt and invitation.html replacing the built-in ones (empty: "
-     "built-in)"},
+     "built-in); also reminder.*, and language folders such as de/ (docs/EMAIL.md)"},
     {"mail.batch.max", "50", "mailer: most messages per SMTP session"},
     {"mail.retry.base.ms", "2000", "mailer: first retry delay, doubled each attempt"},
     {"mail.retry.max", "0",
@@ -92,6 +92,12 @@ const conf_key_t conf_keys[] = {
     {"web.signin.max.failures.client", "50",
      "raikoo-web: failed sign-ins per client IP address before it waits for the window"},
     {"web.signin.window.seconds", "900", "raikoo-web: the window of the failed sign-in counts (15 minutes)"},
+    {"mail.locale", "en",
+     "mailer: language of e-mails whose job names none (templates of it, then of its language, then en)"},
+    {"reminder.before", "86400",
+     "expiry worker: how long before a pending invitation expires its one reminder e-mail is queued, in "
+     "seconds or with a unit (90m, 24h, 2d); 0: no reminders"},
+    {"reminder.batch", "500", "expiry worker: most reminders queued per transaction"},
     {NULL, NULL, NULL},
 };
 

@@ -1,5 +1,5 @@
-/* The mail job contract (schemas/mail/InvitationEmail.schema.json): built by the command worker, parsed by
- * the mailer, both here. */
+/* The mail job contracts (schemas/mail/InvitationEmail.schema.json, built by the command worker;
+ * schemas/mail/InvitationReminder.schema.json, built by the expiry worker): parsed by the mailer, all here. */
 #include "mailjob.h"
 
 #include <stdio.h>
@@ -30,6 +30,26 @@ char *mail_job_build(const mail_job_t *m) {
     return text;
 }
 
+char *mail_reminder_build(const mail_job_t *m) {
+    json_t *data = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:s, s:s}", "job_id", m->job_id, "invitation_id",
+        m->invitation_id, "org_id", m->org_id, "org_name", m->org_name, "kind", m->kind, "email", m->email,
+        "name", m->name, "inviter_name", m->inviter_name, "inviter_email", m->inviter_email, "grant_owner",
+        m->grant_owner, "expires_at", m->expires_at, "invitation_job_id", m->invitation_job_id);
+    if (!data)
+        return NULL;
+    if ((m->locale && json_object_set_new(data, "locale", json_string(m->locale)) != 0) ||
+        (m->app_url && json_object_set_new(data, "app_url", json_string(m->app_url)) != 0) ||
+        (m->grant_manage_users && json_object_set_new(data, "grant_manage_users", json_true()) != 0)) {
+        json_decref(data);
+        return NULL;
+    }
+    json_t *ev = event_new(MAIL_REMINDER_TYPE, m->job_id, MAIL_REMINDER_SOURCE, NULL, m->correlationid, data);
+    char *text = event_dump(ev);
+    json_decref(ev);
+    return text;
+}
+
 static const char *get_str(json_t *obj, const char *key) {
     json_t *v = json_object_get(obj, key);
     return json_is_string(v) ? json_string_value(v) : NULL;
@@ -44,6 +64,13 @@ static const char *const data_keys[] = {
     "email",      "name",          "inviter_name", "inviter_email", "grant_owner",
     "expires_at", "sealed_code",   "locale",       "app_url",       "grant_manage_users",
     NULL};
+/* A reminder's (schemas/mail/InvitationReminder.schema.json): no sealed_code, the invitation's job. */
+static const char *const reminder_keys[] = {"job_id",      "invitation_id", "org_id",
+                                            "org_name",    "kind",          "email",
+                                            "name",        "inviter_name",  "inviter_email",
+                                            "grant_owner", "expires_at",    "invitation_job_id",
+                                            "locale",      "app_url",       "grant_manage_users",
+                                            NULL};
 
 /* The first key of obj not in allowed, or NULL. */
 static const char *unknown_key(json_t *obj, const char *const *allowed) {
@@ -99,15 +126,16 @@ static int sealed_code_valid(const char *s) {
 static int check_envelope(mail_job_t *job, json_t *data, char *errstr, size_t errstr_size) {
     job->correlationid = get_str(job->root, "correlationid");
     job->actorid = get_str(job->root, "actorid");
-    int in_envelope = unknown_key(job->root, envelope_keys) != NULL;
-    if (in_envelope || unknown_key(data, data_keys)) {
-        snprintf(errstr, errstr_size, "a key the mail job schema does not allow (in %s)",
-                 in_envelope ? "the envelope" : "data");
+    const char *type = get_str(job->root, "type");
+    if (!type || (strcmp(type, MAIL_JOB_TYPE) != 0 && strcmp(type, MAIL_REMINDER_TYPE) != 0)) {
+        snprintf(errstr, errstr_size, "type is neither %s nor %s", MAIL_JOB_TYPE, MAIL_REMINDER_TYPE);
         return -1;
     }
-    const char *type = get_str(job->root, "type");
-    if (!type || strcmp(type, MAIL_JOB_TYPE) != 0) {
-        snprintf(errstr, errstr_size, "type is not %s", MAIL_JOB_TYPE);
+    job->is_reminder = strcmp(type, MAIL_REMINDER_TYPE) == 0;
+    int in_envelope = unknown_key(job->root, envelope_keys) != NULL;
+    if (in_envelope || unknown_key(data, job->is_reminder ? reminder_keys : data_keys)) {
+        snprintf(errstr, errstr_size, "a key the mail job schema does not allow (in %s)",
+                 in_envelope ? "the envelope" : "data");
         return -1;
     }
     const char *id = get_str(job->root, "id");
@@ -117,18 +145,26 @@ static int check_envelope(mail_job_t *job, json_t *data, char *errstr, size_t er
     }
     const char *spec = get_str(job->root, "specversion"), *source = get_str(job->root, "source"),
                *time_s = get_str(job->root, "time"), *ctype = get_str(job->root, "datacontenttype");
-    if (!spec || strcmp(spec, "1.0") != 0 || !source || strcmp(source, "/raikoo/command-worker") != 0 ||
-        !ctype || strcmp(ctype, "application/json") != 0) {
-        snprintf(errstr, errstr_size,
-                 "specversion must be 1.0, source /raikoo/command-worker, datacontenttype application/json");
+    const char *want_source = job->is_reminder ? MAIL_REMINDER_SOURCE : "/raikoo/command-worker";
+    if (!spec || strcmp(spec, "1.0") != 0 || !source || strcmp(source, want_source) != 0 || !ctype ||
+        strcmp(ctype, "application/json") != 0) {
+        snprintf(errstr, errstr_size, "specversion must be 1.0, source %s, datacontenttype application/json",
+                 want_source);
         return -1;
     }
     if (!event_time_valid(time_s)) {
         snprintf(errstr, errstr_size, "time is not an RFC 3339 time");
         return -1;
     }
-    if (!uuid_valid(job->correlationid) ||
-        (json_object_get(job->root, "actorid") && !uuid_valid(job->actorid))) {
+    if (job->is_reminder) {
+        /* No command caused it: no actor; a correlation id only when given. */
+        if (json_object_get(job->root, "actorid") ||
+            (json_object_get(job->root, "correlationid") && !uuid_valid(job->correlationid))) {
+            snprintf(errstr, errstr_size, "a reminder has no actorid, and its correlationid is a UUID");
+            return -1;
+        }
+    } else if (!uuid_valid(job->correlationid) ||
+               (json_object_get(job->root, "actorid") && !uuid_valid(job->actorid))) {
         snprintf(errstr, errstr_size, "correlationid (required) and actorid (optional) must be UUIDs");
         return -1;
     }
@@ -144,16 +180,19 @@ static int check_data(mail_job_t *job, json_t *data, char *errstr, size_t errstr
     job->inviter_email = get_str(data, "inviter_email");
     job->expires_at = get_str(data, "expires_at");
     job->sealed_code = get_str(data, "sealed_code");
+    job->invitation_job_id = get_str(data, "invitation_job_id");
     job->locale = get_str(data, "locale");
     job->app_url = get_str(data, "app_url");
     json_t *manage = json_object_get(data, "grant_manage_users");
     const char *email = get_str(data, "email");
     json_t *owner = json_object_get(data, "grant_owner");
-    if (!job->org_name || !job->kind || !email || !job->expires_at || !job->sealed_code || !job->name ||
-        !job->inviter_name || !job->inviter_email || !json_is_boolean(owner)) {
+    if (!job->org_name || !job->kind || !email || !job->expires_at ||
+        !(job->is_reminder ? job->invitation_job_id : job->sealed_code) || !job->name || !job->inviter_name ||
+        !job->inviter_email || !json_is_boolean(owner)) {
         snprintf(errstr, errstr_size,
                  "data lacks one of org_name, kind, email, name, inviter_name, inviter_email, "
-                 "expires_at, sealed_code (strings) or grant_owner (a boolean)");
+                 "expires_at, %s (strings) or grant_owner (a boolean)",
+                 job->is_reminder ? "invitation_job_id" : "sealed_code");
         return -1;
     }
     const char *why_not = NULL;
@@ -183,8 +222,10 @@ static int check_data(mail_job_t *job, json_t *data, char *errstr, size_t errstr
         why_not = "data.email is not in normal form (trimmed, domain in lower case)";
     else if (rfc3339_parse(job->expires_at, &job->expires) != 0)
         why_not = "data.expires_at is not an RFC 3339 time";
-    else if (!sealed_code_valid(job->sealed_code))
+    else if (!job->is_reminder && !sealed_code_valid(job->sealed_code))
         why_not = "data.sealed_code is not 80 characters of base64";
+    else if (job->is_reminder && !uuid_valid(job->invitation_job_id))
+        why_not = "data.invitation_job_id is not a UUID";
     if (why_not) {
         snprintf(errstr, errstr_size, "%s", why_not);
         return -1;

@@ -10,6 +10,11 @@
 #include "email.h"
 
 #define MAIL_JOB_TYPE "raikoo.mail.InvitationEmail.v1"
+/* The reminder before an invitation expires (schemas/mail/InvitationReminder.schema.json), written by the
+ * expiry worker: the same fields but no code (codes are stored only as hashes), and the invitation's mail
+ * job it reminds of. */
+#define MAIL_REMINDER_TYPE "raikoo.mail.InvitationReminder.v1"
+#define MAIL_REMINDER_SOURCE "/raikoo/expiry-worker"
 
 /* A mail job. Parsed (mail_job_parse): the strings point into root, which the job owns; free with
  * mail_job_free. Built (mail_job_build): root is NULL and the strings belong to the caller. email holds the
@@ -25,6 +30,10 @@ typedef struct mail_job {
     int is_new, grant_owner; /* is_new: kind is "new" (set by the parser; the builder reads kind) */
     int grant_manage_users;  /* optional in the job: written only when 1 */
     time_t expires;          /* expires_at as a time (set by the parser) */
+    /* A reminder (MAIL_REMINDER_TYPE; set by the parser): sealed_code is NULL, correlationid may be NULL,
+     * invitation_job_id is the invitation's mail job (invitations.mail_job_id) when it was queued. */
+    int is_reminder;
+    const char *invitation_job_id;
 } mail_job_t;
 
 /* The job's CloudEvent as JSON text (free()), from every string field but root, is_new and expires
@@ -32,7 +41,13 @@ typedef struct mail_job {
  * it): the caller rejects the command rather than stop. */
 char *mail_job_build(const mail_job_t *job);
 
-/* Parses and checks one mail job. On failure errstr says why; when the job at least names itself
+/* The reminder job's CloudEvent (MAIL_REMINDER_TYPE, source MAIL_REMINDER_SOURCE) as JSON text (free()),
+ * from job_id, invitation_id, org_id, org_name, kind, email, name, inviter_name, inviter_email, grant_owner,
+ * grant_manage_users, expires_at, invitation_job_id and the optional locale, app_url and correlationid;
+ * sealed_code and actorid are not read. NULL when a string is not valid UTF-8. */
+char *mail_reminder_build(const mail_job_t *job);
+
+/* Parses and checks one mail job (an invitation e-mail or a reminder: is_reminder tells). On failure errstr says why; when the job at least names itself
  * (job_id, invitation_id and org_id are UUIDs) *identified is 1 and those three fields are set, so the
  * caller can record the failure against the invitation. The job owns a JSON tree even then. */
 int mail_job_parse(const char *buf, size_t len, mail_job_t *job, int *identified, char *errstr,

@@ -84,7 +84,8 @@ static const char SQL_RESEND[] =
     "UPDATE invitations SET status = 'pending', decided_at = NULL, code_hash = $2, failed_attempts = 0,"
     "       expires_at = now() + make_interval(secs => $3), resent_at = now(), resend_count = resend_count + "
     "1,"
-    "       mail_job_id = $4, mail_state = 'queued', mail_error = NULL, mail_updated_at = now()"
+    "       mail_job_id = $4, mail_state = 'queued', mail_error = NULL, mail_updated_at = now(),"
+    "       reminder_sent_at = NULL" /* a new code and expiry: its own reminder (lib/svc/reminder.c) */
     " WHERE id = $1 RETURNING " DB_RFC3339("expires_at") ", resend_count";
 
 static const char SQL_MARK_REMOVED[] =

@@ -1,5 +1,6 @@
-/* Invitation e-mails: the sender (mail.from) and rendering a job into an RFC 5322 MIME message
- * (multipart/alternative, text and HTML), safe against header injection. */
+/* Invitation and reminder e-mails: the sender (mail.from), the words and dates of each language, and
+ * rendering a job into an RFC 5322 MIME message (multipart/alternative, text and HTML), safe against header
+ * injection. */
 #include "mail_internal.h"
 
 #include <stdio.h>
@@ -80,17 +81,76 @@ static char *shell_word(const char *s) {
     return sb_take(&b);
 }
 
+/* ---- words of each language (the templates hold the rest) ---- */
+
+typedef struct mail_words {
+    const char *lang;
+    const char *months[12];
+    int day_first; /* "4. Dezember 2026" rather than "December 4, 2026" */
+    const char *owner, *manager, *member, *otp, *confirmation, *someone;
+} mail_words_t;
+
+static const mail_words_t words[] = {
+    {"en",
+     {"January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+      "November", "December"},
+     0,
+     "owner",
+     "user manager",
+     "member",
+     "One-time password",
+     "Confirmation code",
+     "A Raikoo user"},
+    {"de",
+     {"Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August", "September", "Oktober",
+      "November", "Dezember"},
+     1,
+     "Inhaber",
+     "Benutzerverwalter",
+     "Mitglied",
+     "Einmalpasswort",
+     "Bestätigungscode",
+     "Ein Raikoo-Benutzer"},
+};
+
+/* The words of the locale's language, English when we have none. */
+static const mail_words_t *words_for(const char *locale) {
+    size_t lang = locale ? strcspn(locale, "-") : 0;
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        if (lang && strlen(words[i].lang) == lang && strncmp(words[i].lang, locale, lang) == 0)
+            return &words[i];
+    return &words[0];
+}
+
+void mail_format_time(const char *locale, time_t t, char *buf, size_t size) {
+    const mail_words_t *w = words_for(locale);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    if (w->day_first)
+        snprintf(buf, size, "%d. %s %d, %02d:%02d UTC", tm.tm_mday, w->months[tm.tm_mon], tm.tm_year + 1900,
+                 tm.tm_hour, tm.tm_min);
+    else
+        snprintf(buf, size, "%s %d, %d, %02d:%02d UTC", w->months[tm.tm_mon], tm.tm_mday, tm.tm_year + 1900,
+                 tm.tm_hour, tm.tm_min);
+}
+
 char *mail_render(const mail_templates_t *t, const mail_from_t *from, const char *app_url,
                   const mail_job_t *job, const char *code, time_t now, char *errstr, size_t errstr_size) {
-    char shown[CODE_DISPLAY_LEN + 1], when[64], date[64];
-    if (strlen(code) != CODE_LEN) {
+    char shown[CODE_DISPLAY_LEN + 1] = "", when[128], date[64];
+    const int reminder = job->is_reminder;
+    if (!reminder && (!code || strlen(code) != CODE_LEN)) {
         snprintf(errstr, errstr_size, "the code is not %d characters", CODE_LEN);
         return NULL;
     }
-    code_display(code, shown);
+    if (!reminder)
+        code_display(code, shown);
+    const mail_template_set_t *set = mail_templates_set_for(t, job->locale);
+    const mail_words_t *w = words_for(set->tag);
+    const char *const *tpl = (const char *const *)set->text + (reminder ? R_SUBJECT : T_SUBJECT);
+    if (job->app_url)
+        app_url = job->app_url;
+    mail_format_time(set->tag, job->expires, when, sizeof(when));
     struct tm tm;
-    gmtime_r(&job->expires, &tm);
-    strftime(when, sizeof(when), "%Y-%m-%d %H:%M UTC", &tm);
     gmtime_r(&now, &tm);
     strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
 
@@ -106,24 +166,27 @@ char *mail_render(const mail_templates_t *t, const mail_from_t *from, const char
     mail_values_set(&vals, "inviter_name",
                     xstrdup(*inviter         ? inviter
                             : *inviter_email ? inviter_email
-                                             : "A Raikoo user"));
+                                             : w->someone));
     mail_values_set(&vals, "inviter_email", xstrdup(inviter_email));
     mail_values_set(&vals, "invitation_id", mail_clean(job->invitation_id));
     mail_values_set(&vals, "code", xstrdup(shown));
-    mail_values_set(&vals, "code_label", xstrdup(job->is_new ? "One-time password" : "Confirmation code"));
+    mail_values_set(&vals, "code_label", xstrdup(reminder ? "" : job->is_new ? w->otp : w->confirmation));
     mail_values_set(&vals, "app_url", mail_clean(app_url ? app_url : ""));
     mail_values_set(&vals, "expires_at", xstrdup(when));
-    mail_values_set(&vals, "role", xstrdup(job->grant_owner ? "owner" : "member"));
+    mail_values_set(&vals, "role",
+                    xstrdup(job->grant_owner          ? w->owner
+                            : job->grant_manage_users ? w->manager
+                                                      : w->member));
     vals.section[0] = job->is_new;
     vals.section[1] = !job->is_new;
     vals.section[2] = job->grant_owner;
 
-    char *subject_raw = mail_template_expand(t->text[T_SUBJECT], &vals, 0);
+    char *subject_raw = mail_template_expand(tpl[0], &vals, 0);
     char *subject_clean = mail_clean(subject_raw); /* one line, whatever the template holds */
     char *subject = mail_header_text(subject_clean);
     char *to = mail_mailbox(name, job->email);
-    char *text = mail_template_expand(t->text[T_TEXT], &vals, 0);
-    char *html = mail_template_expand(t->text[T_HTML], &vals, 1);
+    char *text = mail_template_expand(tpl[1], &vals, 0);
+    char *html = mail_template_expand(tpl[2], &vals, 1);
     char *text_qp = mail_qp_encode(text);
     char *html_qp = mail_qp_encode(html);
 
@@ -140,6 +203,7 @@ char *mail_render(const mail_templates_t *t, const mail_from_t *from, const char
     sb_printf(&b, "From: %s\r\n", from->header);
     sb_printf(&b, "To: %s\r\n", to);
     sb_printf(&b, "Subject: %s\r\n", subject);
+    sb_printf(&b, "Content-Language: %s\r\n", set->tag);
     sb_add(&b, "MIME-Version: 1.0\r\n");
     sb_printf(&b, "Content-Type: multipart/alternative;\r\n boundary=\"%s\"\r\n", boundary);
     sb_add(&b, "\r\n");

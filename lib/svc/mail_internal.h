@@ -4,11 +4,24 @@
 
 #include "mail.h"
 
-enum { T_SUBJECT, T_TEXT, T_HTML, T_COUNT };
+/* The templates of one e-mail language: the invitation's, then the reminder's. */
+enum { T_SUBJECT, T_TEXT, T_HTML, R_SUBJECT, R_TEXT, R_HTML, T_COUNT };
 
+typedef struct mail_template_set {
+    char tag[LOCALE_TAG_MAX + 1]; /* "en", "de", "de-AT", ... */
+    char *text[T_COUNT];          /* owned */
+} mail_template_set_t;
+
+/* sets[0] is English, the last fallback; the others are the embedded languages and the operator's
+ * locale folders, each complete (a file it lacks is its language's, else English's). */
 struct mail_templates {
-    char *text[T_COUNT]; /* owned */
+    mail_template_set_t *sets;
+    size_t n;
+    char default_tag[LOCALE_TAG_MAX + 1]; /* for jobs without a locale (mail.locale) */
 };
+
+/* The set for a job's locale (NULL: the default): the tag itself, then its language, then English. */
+const mail_template_set_t *mail_templates_set_for(const mail_templates_t *t, const char *locale);
 
 /* The placeholders a template may use (org_name, invitee_name, email, email_shell, inviter_name,
  * inviter_email, invitation_id, code, code_label, app_url, expires_at, role). */

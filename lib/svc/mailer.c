@@ -31,6 +31,16 @@
 
 /* ---- SQL, all of it ---- */
 
+/* The job that speaks for an invitation now, as seen by a job: the invitation's reminder when that is the
+ * one (reminder.c), else its current invitation e-mail (stale_reason compares). In SQL_ACCEPT (v, t) and
+ * SQL_DUE (i, d). */
+#define CURRENT_JOB_VT                                                                                       \
+    "(CASE WHEN v.reminder_job_id = t.job_id AND v.reminder_sent_at IS NOT NULL THEN t.job_id"               \
+    " ELSE v.mail_job_id END)"
+#define CURRENT_JOB_ID                                                                                       \
+    "(CASE WHEN i.reminder_job_id = d.job_id AND i.reminder_sent_at IS NOT NULL THEN d.job_id"               \
+    " ELSE i.mail_job_id END)"
+
 /* Every statement works on a whole batch or chunk at once (arrays unnested), so that a batch costs a few
  * round trips rather than a few per job. */
 
@@ -51,7 +61,7 @@ static const char SQL_ACCEPT[] =
     "  ON CONFLICT (job_id) DO NOTHING RETURNING job_id"
     ")"
     " SELECT ins.job_id IS NOT NULL, coalesce(d.status, ''), coalesce(v.status, ''),"
-    "        coalesce(v.mail_job_id::text, ''), coalesce(v.expires_at <= now(), false)"
+    "        coalesce(" CURRENT_JOB_VT "::text, ''), coalesce(v.expires_at <= now(), false)"
     " FROM input t LEFT JOIN ins ON ins.job_id = t.job_id"
     " LEFT JOIN mail_deliveries d ON d.job_id = t.job_id"
     " LEFT JOIN invitations v ON v.id = t.invitation_id"
@@ -69,7 +79,7 @@ static const char SQL_SUPERSEDE[] =
  * renewing it (SQL_RENEW), so it is gone. Not in the first $2 ms after PostgreSQL started: live mailers
  * get that long to reconnect and renew their leases after a restart. */
 static const char SQL_DUE[] =
-    "SELECT d.job_id, d.job, d.attempts, coalesce(i.status, ''), coalesce(i.mail_job_id::text, ''),"
+    "SELECT d.job_id, d.job, d.attempts, coalesce(i.status, ''), coalesce(" CURRENT_JOB_ID "::text, ''),"
     "       coalesce(i.expires_at <= now(), true), d.status, coalesce(d.last_error, ''),"
     "       d.accepted_at IS NOT NULL"
     " FROM mail_deliveries d LEFT JOIN invitations i ON i.id = d.invitation_id"
@@ -227,6 +237,10 @@ mailer_t *mailer_new(const conf_t *c, char *errstr, size_t errstr_size) {
     m->templates = mail_templates_load(conf_get(c, "mail.templates"), &overridden, errstr, errstr_size);
     if (!m->templates)
         goto fail;
+    if (mail_templates_set_default(m->templates, conf_get(c, "mail.locale")) != 0) {
+        snprintf(errstr, errstr_size, "mail.locale: expected a language tag such as en, de or de-AT");
+        goto fail;
+    }
     if (overridden)
         log_info(NULL, "%d mail template(s) from %s", overridden, conf_get(c, "mail.templates"));
     m->app_url = conf_get(c, "mail.app.url");
@@ -304,6 +318,8 @@ static void rollback(PGconn *db) {
 /* Appends InvitationEmailSent or InvitationEmailFailed for a job. No code, sealed or not, goes in. */
 static void add_event(mailer_t *m, outbox_t *ob, const mail_job_t *job, const char *name, int attempts,
                       const char *reason, int permanent) {
+    if (job->is_reminder)
+        return; /* a reminder's delivery is in mail_deliveries and the log (docs/EMAIL.md) */
     json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i}", "invitation_id", job->invitation_id, "org_id",
                              job->org_id, "job_id", job->job_id, "email", job->email[0] ? job->email : "",
                              "kind", job->kind ? job->kind : "", "attempts", attempts);
@@ -1113,8 +1129,8 @@ static void send_jobs(sender_t *s, sendjob_t **jobs, size_t n) {
     for (size_t i = 0; i < n; i++) {
         claimed_t *cl = &jobs[i]->cl;
         smtp_item_t *it = &jobs[i]->item;
-        char code[CODE_LEN + 1];
-        if (code_open(&m->keys, cl->job.sealed_code, code) != 0) {
+        char code[CODE_LEN + 1] = "";
+        if (!cl->job.is_reminder && code_open(&m->keys, cl->job.sealed_code, code) != 0) {
             it->outcome = SMTP_PERMANENT;
             snprintf(it->detail, sizeof(it->detail),
                      "the sealed code does not open with this mailer's key (keys.dir/mailer.sk)");

@@ -72,8 +72,9 @@ static void check_message(const char *msg) {
     }
     FUZZ_ASSERT(n >= 2 && msg[n - 2] == '\r' && msg[n - 1] == '\n', "the message does not end with CRLF");
 
-    static const char *const top[] = {"Date",    "Message-ID",   "From",         "To",
-                                      "Subject", "MIME-Version", "Content-Type", NULL};
+    static const char *const top[] = {"Date",         "Message-ID",       "From",
+                                      "To",           "Subject",          "MIME-Version",
+                                      "Content-Type", "Content-Language", NULL};
     const char *body = strstr(msg, "\r\n\r\n");
     FUZZ_ASSERT(body, "no end of headers");
     check_headers("message", msg, body + 2, top);

@@ -138,6 +138,17 @@ def mail_seeds():
     write("mail", "missing", mail_job(email=None))
     write("mail", "bad-kind", mail_job(kind="other"))
     write("mail", "not-json", "{\"data\":")
+    write("mail", "german-manager", mail_job(locale="de-AT", grant_manage_users=True, app_url="https://a.example",
+                                             org_name="Müller & Söhne"))
+    write("mail", "reminder", reminder_job(locale="de"))
+
+
+def reminder_job(**data_over):
+    job = json.loads(mail_job(**data_over))
+    del job["data"]["sealed_code"], job["actorid"], job["correlationid"]
+    job["data"]["invitation_job_id"] = INV
+    job.update(type="raikoo.mail.InvitationReminder.v1", source="/raikoo/expiry-worker")
+    return json.dumps(job, ensure_ascii=False, separators=(",", ":"))
 
 
 def conf_seeds():

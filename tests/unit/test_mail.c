@@ -1,8 +1,10 @@
 /* Unit tests of mail rendering: cleaning, encoded-words, quoted-printable, HTML escaping, templates, jobs. */
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "mail.h"
+#include "reminder.h"
 #include "secret.h"
 #include "unit.h"
 
@@ -175,7 +177,7 @@ static void render_makes_a_safe_multipart_message(void) {
         char *copy = strdup(msg);
         CHECK(strstr(unsoft(copy), "raikoo activate --email bob@example.com\r\n"));
         free(copy);
-        CHECK(strstr(msg, "Expires: 2026-12-04 20:30 UTC") != NULL);
+        CHECK(strstr(msg, "Expires: December 4, 2026, 20:30 UTC") != NULL);
         CHECK(strstr(msg, "&lt;b&gt;Alice&lt;/b&gt;") != NULL && strstr(msg, "<b>Alice</b>") != NULL);
         CHECK(strstr(msg, "Content-Type: text/html; charset=UTF-8") != NULL);
         /* Every line ends with CRLF; none is longer than 78 characters. */
@@ -388,6 +390,203 @@ static void templates_are_checked_when_loaded(void) {
     rmdir(dir);
 }
 
+static void dates_are_written_in_the_locales_words(void) {
+    char buf[128];
+    time_t t = 1796423400; /* 2026-12-04T22:30:00Z */
+    mail_format_time("en", t, buf, sizeof(buf));
+    CHECK_STR(buf, "December 4, 2026, 22:30 UTC");
+    mail_format_time("de", t, buf, sizeof(buf));
+    CHECK_STR(buf, "4. Dezember 2026, 22:30 UTC");
+    mail_format_time("de-AT", t, buf, sizeof(buf));
+    CHECK_STR(buf, "4. Dezember 2026, 22:30 UTC");
+    mail_format_time("fr", t, buf, sizeof(buf)); /* no words of ours: English */
+    CHECK_STR(buf, "December 4, 2026, 22:30 UTC");
+    mail_format_time(NULL, 1772409600, buf, sizeof(buf)); /* 2026-03-02T00:00:00Z */
+    CHECK_STR(buf, "March 2, 2026, 00:00 UTC");
+    mail_format_time("de", 1772409600, buf, sizeof(buf));
+    CHECK_STR(buf, "2. M\xc3\xa4rz 2026, 00:00 UTC");
+}
+
+static void locale_lookup_falls_back_to_the_language_then_english(void) {
+    char err[256];
+    int overridden = 0;
+    mail_templates_t *t = mail_templates_load(NULL, &overridden, err, sizeof(err));
+    CHECK(t != NULL);
+    if (!t)
+        return;
+    CHECK_STR(mail_templates_locale(t, "de"), "de");
+    CHECK_STR(mail_templates_locale(t, "de-AT"), "de");
+    CHECK_STR(mail_templates_locale(t, "en-GB"), "en");
+    CHECK_STR(mail_templates_locale(t, "fr"), "en");
+    CHECK_STR(mail_templates_locale(t, "not a tag"), "en");
+    CHECK_STR(mail_templates_locale(t, NULL), "en");
+    CHECK(mail_templates_set_default(t, "de-CH") == 0);
+    CHECK_STR(mail_templates_locale(t, NULL), "de");
+    CHECK_STR(mail_templates_locale(t, "fr"), "en"); /* a job's own locale: de-AT, de, en; not mail.locale */
+    CHECK(mail_templates_set_default(t, "German") == -1);
+    mail_templates_free(t);
+
+    /* An operator's folder per locale: de-AT/ adds that locale, its other files are de's. */
+    char dir[] = "/tmp/raikoo-unit-loc-XXXXXX", path[160];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof(path), "%s/de-AT", dir);
+    CHECK(mkdir(path, 0700) == 0);
+    snprintf(path, sizeof(path), "%s/de-AT/invitation.subject", dir);
+    FILE *f = fopen(path, "w");
+    fputs("Servus bei {{org_name}}", f);
+    fclose(f);
+    t = mail_templates_load(dir, &overridden, err, sizeof(err));
+    CHECK(t != NULL && overridden == 1);
+    if (t) {
+        CHECK_STR(mail_templates_locale(t, "de-AT"), "de-AT");
+        CHECK_STR(mail_templates_locale(t, "de-DE"), "de");
+        mail_templates_free(t);
+    }
+    /* A reminder template may not show a code: there is none. */
+    f = fopen(path, "w");
+    fputs("Servus", f);
+    fclose(f);
+    snprintf(path, sizeof(path), "%s/de-AT/reminder.txt", dir);
+    f = fopen(path, "w");
+    fputs("Ihr Code: {{code}}", f);
+    fclose(f);
+    t = mail_templates_load(dir, &overridden, err, sizeof(err));
+    CHECK(t == NULL && strstr(err, "de-AT/reminder.txt") && strstr(err, "no code"));
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/de-AT/invitation.subject", dir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/de-AT", dir);
+    rmdir(path);
+    rmdir(dir);
+}
+
+static void german_jobs_render_in_german_with_the_role_and_link(void) {
+    secret_keys_t k;
+    crypto_box_keypair(k.pk, k.sk);
+    k.have_sk = 1;
+    char sealed[SEALED_CODE_B64_MAX], base[4096], buf[4096], err[256];
+    CHECK(code_seal(&k, "ABCDEFGHJKMN", sealed, sizeof(sealed)) == 0);
+    snprintf(base, sizeof(base), JOB, "existing", sealed);
+    char *at = strstr(base, "\"grant_owner\":false");
+    CHECK(at != NULL);
+    if (!at)
+        return;
+    snprintf(buf, sizeof(buf), "%.*s%s%s", (int)(at - base), base,
+             "\"grant_owner\":false,\"grant_manage_users\":true,\"locale\":\"de-AT\","
+             "\"app_url\":\"https://org.example\"",
+             at + strlen("\"grant_owner\":false"));
+    mail_job_t job;
+    int identified = 0, overridden = 0;
+    CHECK(mail_job_parse(buf, strlen(buf), &job, &identified, err, sizeof(err)) == 0);
+    mail_templates_t *t = mail_templates_load(NULL, &overridden, err, sizeof(err));
+    mail_from_t from;
+    CHECK(mail_from_parse("Raikoo <no-reply@raikoo.local>", &from, err, sizeof(err)) == 0);
+    char *msg = t ? mail_render(t, &from, "https://default.example", &job, "ABCDEFGHJKMN", 1796000000, err,
+                                sizeof(err))
+                  : NULL;
+    CHECK(msg != NULL);
+    if (msg) {
+        unsoft(msg);
+        CHECK(strstr(msg, "Content-Language: de\r\n") != NULL);
+        CHECK(strstr(msg, "Subject: Einladung zur Organisation Acme X-Evil: 1 auf Raikoo\r\n") != NULL);
+        CHECK(strstr(msg, "Guten Tag Bob Bcc: eve@example.com,") != NULL);
+        CHECK(strstr(msg, "als Benutzerverwalter beizutreten") != NULL);
+        CHECK(strstr(msg, "\r\nBest=C3=A4tigungscode: ABCD-EFGH-JKMN\r\n") != NULL);
+        CHECK(strstr(msg, "G=C3=BCltig bis: 4. Dezember 2026, 20:30 UTC\r\n") != NULL);
+        CHECK(strstr(msg, "https://org.example/invitations/22222222-2222-4222-8222-222222222222") != NULL);
+        CHECK(strstr(msg, "default.example") == NULL);
+        free(msg);
+    }
+    mail_job_free(&job);
+    mail_from_free(&from);
+    mail_templates_free(t);
+}
+
+static void a_reminder_job_round_trips_and_renders_without_a_code(void) {
+    mail_job_t in = {.job_id = "66666666-6666-4666-8666-666666666666",
+                     .invitation_id = "22222222-2222-4222-8222-222222222222",
+                     .org_id = "55555555-5555-4555-8555-555555555555",
+                     .org_name = "Acme",
+                     .kind = "new",
+                     .name = "Bob",
+                     .inviter_name = "Alice",
+                     .inviter_email = "alice@example.com",
+                     .expires_at = "2026-12-04T20:30:00.000Z",
+                     .invitation_job_id = "11111111-1111-4111-8111-111111111111",
+                     .grant_owner = 1};
+    snprintf(in.email, sizeof(in.email), "bob@example.com");
+    char *text = mail_reminder_build(&in);
+    CHECK(text != NULL && strstr(text, "raikoo.mail.InvitationReminder.v1") && !strstr(text, "sealed_code") &&
+          !strstr(text, "actorid") && !strstr(text, "correlationid"));
+    mail_job_t job;
+    int identified = 0, overridden = 0;
+    char err[256];
+    CHECK(text && mail_job_parse(text, strlen(text), &job, &identified, err, sizeof(err)) == 0);
+    CHECK(job.is_reminder && job.sealed_code == NULL && job.is_new && job.grant_owner);
+    CHECK(job.invitation_job_id && strcmp(job.invitation_job_id, in.invitation_job_id) == 0);
+    mail_templates_t *t = mail_templates_load(NULL, &overridden, err, sizeof(err));
+    mail_from_t from;
+    CHECK(mail_from_parse("Raikoo <no-reply@raikoo.local>", &from, err, sizeof(err)) == 0);
+    char *msg =
+        t ? mail_render(t, &from, "https://app.example", &job, NULL, 1796000000, err, sizeof(err)) : NULL;
+    CHECK(msg != NULL);
+    if (msg) {
+        unsoft(msg);
+        CHECK(strstr(msg, "Subject: Reminder: your invitation to Acme on Raikoo expires soon\r\n") != NULL);
+        CHECK(strstr(msg, "expires on December 4, 2026, 20:30 UTC.") != NULL);
+        CHECK(strstr(msg, "as owner.") != NULL);
+        CHECK(strstr(msg, "to resend the invitation") != NULL);
+        CHECK(strstr(msg, "One-time password:") == NULL);
+        CHECK(strstr(msg, "https://app.example/invitations/22222222-2222-4222-8222-222222222222") != NULL);
+        free(msg);
+    }
+    mail_job_free(&job);
+    free(text);
+    /* A reminder carries no sealed code, and an invitation job no invitation_job_id. */
+    static const char *const bad[][2] = {
+        {"\"invitation_job_id\"", "\"sealed_code\""},
+        {"/raikoo/expiry-worker", "/raikoo/command-worker"},
+        {"\"invitation_job_id\":\"11111111", "\"invitation_job_id\":\"x1111111"},
+    };
+    in.locale = "de";
+    text = mail_reminder_build(&in);
+    for (size_t i = 0; text && i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char buf[4096];
+        char *at = strstr(text, bad[i][0]);
+        CHECK(at != NULL);
+        if (!at)
+            continue;
+        snprintf(buf, sizeof(buf), "%.*s%s%s", (int)(at - text), text, bad[i][1], at + strlen(bad[i][0]));
+        CHECK(mail_job_parse(buf, strlen(buf), &job, &identified, err, sizeof(err)) == -1 && identified);
+        mail_job_free(&job);
+    }
+    CHECK(text && mail_job_parse(text, strlen(text), &job, &identified, err, sizeof(err)) == 0);
+    msg = t && text ? mail_render(t, &from, "https://app.example", &job, NULL, 1796000000, err, sizeof(err))
+                    : NULL;
+    CHECK(msg && strstr(unsoft(msg), "Content-Language: de\r\n") &&
+          strstr(msg, "am 4. Dezember 2026, 20:30 UTC ab"));
+    free(msg);
+    mail_job_free(&job);
+    free(text);
+    mail_from_free(&from);
+    mail_templates_free(t);
+}
+
+static void reminder_before_takes_seconds_or_a_unit(void) {
+    long v = -1;
+    char err[256];
+    CHECK(reminder_before_parse("86400", &v, err, sizeof(err)) == 0 && v == 86400);
+    CHECK(reminder_before_parse("0", &v, err, sizeof(err)) == 0 && v == 0);
+    CHECK(reminder_before_parse("90m", &v, err, sizeof(err)) == 0 && v == 5400);
+    CHECK(reminder_before_parse("24h", &v, err, sizeof(err)) == 0 && v == 86400);
+    CHECK(reminder_before_parse("2d", &v, err, sizeof(err)) == 0 && v == 172800);
+    CHECK(reminder_before_parse("30s", &v, err, sizeof(err)) == 0 && v == 30);
+    static const char *const bad[] = {"",     "-1", "1w", "h", "24 h", "31d", "99999999999999999999",
+                                      "1.5h", NULL};
+    for (const char *const *b = bad; *b; b++)
+        CHECK(reminder_before_parse(*b, &v, err, sizeof(err)) == -1 && strstr(err, "reminder.before"));
+}
+
 const unit_test_t mail_tests[] = {
     {"mail: clean replaces control characters and bad UTF-8", clean_replaces_control_characters_and_bad_utf8},
     {"mail: header text encodes non-ASCII and folds", header_text_encodes_non_ascii_and_folds},
@@ -398,6 +597,14 @@ const unit_test_t mail_tests[] = {
     {"mail: render makes a safe multipart message", render_makes_a_safe_multipart_message},
     {"mail: malformed jobs", malformed_jobs_say_why_and_whether_they_name_an_invitation},
     {"mail: templates are checked when loaded", templates_are_checked_when_loaded},
+    {"mail: dates in the locale's words", dates_are_written_in_the_locales_words},
+    {"mail: reminder.before takes seconds or a unit", reminder_before_takes_seconds_or_a_unit},
+    {"mail: locale lookup falls back to the language, then English",
+     locale_lookup_falls_back_to_the_language_then_english},
+    {"mail: a German job renders in German, with role and link",
+     german_jobs_render_in_german_with_the_role_and_link},
+    {"mail: a reminder job round-trips and renders without a code",
+     a_reminder_job_round_trips_and_renders_without_a_code},
     {"mail: long headers are folded, encoded-words within 75",
      long_headers_are_folded_and_encoded_words_stay_within_75},
     {"mail: quoted-printable escapes From after a soft break",

@@ -10,6 +10,7 @@ import os
 import random
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -17,6 +18,8 @@ from datetime import datetime, timedelta, timezone
 import psycopg2
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+
+from conftest import free_port, wait_until  # noqa: F401 (the mail tests take them from here too)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -49,18 +52,6 @@ def password_hash(pw):
     assert _sodium.crypto_pwhash_str(out, pw.encode(), ctypes.c_ulonglong(len(pw)), ctypes.c_ulonglong(2),
                                      ctypes.c_size_t(67108864)) == 0
     return out.value.decode()
-
-
-def wait_until(pred, timeout=60, what="condition"):
-    """Polls pred() until it returns something true; returns it, or fails the test at the deadline."""
-    end = time.time() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        if time.time() > end:
-            raise AssertionError(f"{what}: not reached within {timeout}s")
-        time.sleep(0.1)
 
 
 def query(db, sql, args=()):
@@ -139,14 +130,6 @@ def create_topic(prefix, partitions=2):
     admin = AdminClient({"bootstrap.servers": os.environ["RAIKOO_KAFKA_BOOTSTRAP_SERVERS"]})
     admin.create_topics([NewTopic(name, partitions, 1)])[name].result(timeout=30)
     return name
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def start_mailer(topic, **env):
@@ -245,3 +228,39 @@ def high_watermarks(topic):
         marks[p] = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
     c.close()
     return marks
+
+
+class ScriptedSmtp:
+    """A loopback SMTP server of threads on a port the system picks, for a test to script: a subclass's
+    serve(connection) speaks SMTP on each connection. stop() closes the server and cuts every session."""
+
+    def __init__(self, backlog=16):
+        self.stopping = False
+        self.conns = []
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(backlog)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def serve(self, c):
+        raise NotImplementedError
+
+    def stop(self):
+        self.stopping = True
+        self.sock.close()
+        for c in self.conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass

@@ -176,7 +176,7 @@ def test_replay_sends_dead_letters_again_and_twice_yields_one_result(client, adm
         deadline = time.time() + 60
         while (len(client.by_command.get(cid_s, [])) < 3 or len(client.by_command.get(cid_b, [])) < 2) \
                 and time.time() < deadline:
-            for m in client.results.poll(0.3):
+            for m in client.results.poll_new(0.3):
                 r = json.loads(m.value())
                 client.by_command.setdefault(r["data"]["command_id"], []).append(r)
             client.results.seen.clear()

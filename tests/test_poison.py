@@ -204,7 +204,7 @@ def test_upper_case_uuids_are_the_same_ids_as_lower_case(client, admin, org, db)
                                 command_id=cid), org)
     deadline = time.time() + 30
     while len(client.by_command.get(cid, [])) < 2 and time.time() < deadline:
-        for m in client.results.poll(0.3):
+        for m in client.results.poll_new(0.3):
             d = json.loads(m.value())["data"]
             client.by_command.setdefault(d["command_id"], []).append(json.loads(m.value()))
         client.results.seen.clear()

@@ -76,9 +76,9 @@ def _pg_admin():
     return conn
 
 
-def fresh_database(name):
-    """A database of the test stack's PostgreSQL made afresh (dropped first if a run left it) and migrated;
-    returns its URL."""
+def fresh_database(name, migrate=True):
+    """A database of the test stack's PostgreSQL made afresh (dropped first if a run left it) and migrated
+    (unless told); returns its URL."""
     admin = _pg_admin()
     try:
         with admin.cursor() as cur:
@@ -87,7 +87,8 @@ def fresh_database(name):
     finally:
         admin.close()
     url = conninfo_with(need_env("RAIKOO_DB_URL"), dbname=name)
-    raikoo("migrate", env={"RAIKOO_DB_URL": url}, check=True, timeout=120)
+    if migrate:
+        raikoo("migrate", env={"RAIKOO_DB_URL": url}, check=True, timeout=120)
     return url
 
 

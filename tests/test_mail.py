@@ -9,9 +9,7 @@ import tempfile
 import uuid
 from datetime import datetime, timezone
 
-import psycopg2
-
-from conftest import BIN, raikoo, unique_email
+from conftest import BIN, drop_database, fresh_database, raikoo, unique_email
 from mailkit import (Invitation, code_in, create_topic, html_part, mails_to, password_hash,
                      produce, query, rfc3339, shown, start_mailer, text_part, wait_until)
 
@@ -266,21 +264,17 @@ def test_templates_can_be_replaced_and_a_broken_one_stops_the_mailer_at_start(tm
     assert "template invitation.txt:1: unknown placeholder" in p.stderr and "{{nmae}}" in p.stderr
 
 
-def test_mailer_refuses_an_unmigrated_database_and_says_what_to_do(db_url):
+def test_mailer_refuses_an_unmigrated_database_and_says_what_to_do():
     name = "raikoo_empty_" + uuid.uuid4().hex[:8]
-    admin = psycopg2.connect(db_url.replace("dbname=raikoo", "dbname=postgres").replace("user=raikoo",
-                                                                                        "user=postgres"))
-    admin.autocommit = True
-    admin.cursor().execute(f"CREATE DATABASE {name} OWNER raikoo")
+    url = fresh_database(name, migrate=False)
     try:
         for prog in ("raikoo-mailer", "raikoo-expiry-worker"):
             p = subprocess.run([os.path.join(BIN, prog)], capture_output=True, text=True, timeout=60,
-                               env=dict(os.environ, RAIKOO_DB_URL=db_url.replace("dbname=raikoo", f"dbname={name}")))
+                               env=dict(os.environ, RAIKOO_DB_URL=url))
             assert p.returncode == 3, (prog, p.stderr)
             assert "run `raikoo migrate` first" in p.stderr, (prog, p.stderr)
     finally:
-        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
+        drop_database(name)
 
 
 def test_mailer_reports_unreachable_services_clearly():

@@ -80,7 +80,9 @@ def start_in_background():
     env.update({"RAIKOO_VAR": VAR, "RAIKOO_PG_PORT": str(free_port()), "RAIKOO_SMTP_PORT": str(free_port()),
                 "RAIKOO_BROKER_PORT": str(base)})
     if os.path.exists(VAR):  # what a run that was killed left behind (ops/test stops it too)
-        stack(dict(os.environ, RAIKOO_VAR=VAR, **recorded_ports()), "down")
+        # Without its recorded ports, ports of no stack: the suite's own (in os.environ) would be taken for
+        # the cluster's, and their SMTP sink stopped.
+        stack(dict(env, **recorded_ports()), "down")
         shutil.rmtree(VAR)
     os.makedirs(VAR)
     with open(STACK_ENV, "w") as f:  # for recorded_ports() and ops/test

@@ -4,6 +4,7 @@ import base64
 import ctypes
 import ctypes.util
 import email
+import email.parser
 import email.policy
 import json
 import os
@@ -145,16 +146,28 @@ def maildir():
     return os.path.join(os.environ["RAIKOO_VAR"], "mail")
 
 
+# The envelope recipients of each stored message by path: a message reaches new/ whole (the sink's Maildir
+# writes it under tmp/, then renames it) and never changes there, so each is parsed once, not at every poll
+# (the session's Maildir holds thousands by the end of a run).
+_recipients = {}
+
+
 def mails_to(addr, mdir=None):
     """Every stored message whose envelope recipient is addr, parsed (email.message.EmailMessage), each with
     .raw holding the bytes as stored."""
     new = os.path.join(mdir or maildir(), "new")
     found = []
     for f in sorted(os.listdir(new)) if os.path.isdir(new) else []:
-        with open(os.path.join(new, f), "rb") as fh:
-            raw = fh.read()
-        msg = email.message_from_bytes(raw, policy=email.policy.default)
-        if addr.lower() in [a.strip().lower() for a in str(msg.get("X-RcptTo", "")).split(",")]:
+        path = os.path.join(new, f)
+        rcpts = _recipients.get(path)
+        if rcpts is None:
+            with open(path, "rb") as fh:
+                head = email.parser.BytesHeaderParser(policy=email.policy.default).parse(fh)
+            rcpts = _recipients[path] = [a.strip().lower() for a in str(head.get("X-RcptTo", "")).split(",")]
+        if addr.lower() in rcpts:
+            with open(path, "rb") as fh:
+                raw = fh.read()
+            msg = email.message_from_bytes(raw, policy=email.policy.default)
             msg.raw = raw
             found.append(msg)
     return found

@@ -18,7 +18,7 @@ ZERO = b"\0" * 32
 def org_events(tail, org):
     """The events of org seen on raikoo.events so far, by id (the last copy of a duplicate)."""
     out = {}
-    for m in tail.poll_new(0.2):
+    for m in tail.poll(0.2):
         try:
             ev = json.loads(m.value())
         except ValueError:

@@ -107,10 +107,12 @@ run:
 # The whole suite on a stack of its own (var/test, other ports), first with the normal build, then with
 # AddressSanitizer + UBSan, after a short run of every fuzz target (fuzz-smoke). Ends with pytest's summary
 # line. The stack it started is stopped at the end.
+# The three builds (bin/, bin-asan/, bin-fuzz/) are independent: one make builds them on every core.
+TEST_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 test:
 	$(SETUP)
 	$(MAKE) format-check
-	$(MAKE) all asan
+	$(MAKE) -j$(TEST_JOBS) all asan fuzz-build
 	$(MAKE) fuzz-smoke
 	ops/test
 

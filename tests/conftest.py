@@ -5,7 +5,10 @@ RAIKOO_BIN_DIR says which build (bin/ or bin-asan/) the tests run.
 """
 import json
 import os
+import socket
 import subprocess
+import threading
+import time
 import uuid
 
 import psycopg2
@@ -33,6 +36,79 @@ def run(args, input=None, env=None, timeout=60, check=False):
     if check and p.returncode != 0:
         raise AssertionError(f"{args} exited {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}")
     return p
+
+
+def free_port():
+    """A loopback port nothing listens on now (the system's pick)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(pred, timeout=60, what="condition"):
+    """Polls pred() until it returns something true; returns it, or fails the test naming what was awaited
+    at the deadline (a bound, not a timing assertion)."""
+    end = time.time() + timeout
+    while True:
+        got = pred()
+        if got:
+            return got
+        if time.time() > end:
+            raise AssertionError(f"{what}: not reached within {timeout}s")
+        time.sleep(0.1)
+
+
+def conninfo_with(url, **kw):
+    """The key=value connection string url with some keys replaced."""
+    parts = dict(p.split("=", 1) for p in url.split())
+    parts.update(kw)
+    return " ".join(f"{k}={v}" for k, v in parts.items())
+
+
+def pg_url_via(port):
+    """The test stack's database URL through another port (a Relay's)."""
+    return conninfo_with(need_env("RAIKOO_DB_URL"), port=str(port))
+
+
+def _pg_admin():
+    conn = psycopg2.connect(conninfo_with(need_env("RAIKOO_DB_URL"), user="postgres", dbname="postgres"))
+    conn.autocommit = True
+    return conn
+
+
+def fresh_database(name, migrate=True):
+    """A database of the test stack's PostgreSQL made afresh (dropped first if a run left it) and migrated
+    (unless told); returns its URL."""
+    admin = _pg_admin()
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            cur.execute(f"CREATE DATABASE {name} OWNER raikoo")
+    finally:
+        admin.close()
+    url = conninfo_with(need_env("RAIKOO_DB_URL"), dbname=name)
+    if migrate:
+        raikoo("migrate", env={"RAIKOO_DB_URL": url}, check=True, timeout=120)
+    return url
+
+
+def drop_database(name):
+    admin = _pg_admin()
+    try:
+        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        admin.close()
+
+
+def domain_runner(db_url, dirs, *flags, env=None):
+    """raikoo-domain-runner over the case folders dirs against database db_url: {case name: what it printed
+    for the case}; fails unless it printed one line a case."""
+    full = dict(os.environ, RAIKOO_DB_URL=db_url, **(env or {}))
+    p = subprocess.run([os.path.join(BIN, "raikoo-domain-runner"), *flags] + list(dirs), capture_output=True,
+                       text=True, env=full, timeout=600)
+    lines = [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
+    assert len(lines) == len(dirs), f"runner exited {p.returncode}\nstdout: {p.stdout[-3000:]}\nstderr: {p.stderr}"
+    return {os.path.basename(o["case"]): o for o in lines}
 
 
 def raikoo(*args, **kw):
@@ -80,6 +156,21 @@ def db(db_url):
     conn.close()
 
 
+@pytest.fixture()
+def pdb():
+    """(url, connection) of a fresh, migrated database of this test's own: no worker of the session sees its
+    rows (the session's mailer, for one, takes every due retry of the database it serves)."""
+    name = "raikoo_private_" + uuid.uuid4().hex[:8]
+    url = fresh_database(name)
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    try:
+        yield url, conn
+    finally:
+        conn.close()
+        drop_database(name)
+
+
 def unique_email(prefix="user"):
     return f"{prefix}-{uuid.uuid4().hex[:12]}@example.test"
 
@@ -119,6 +210,109 @@ class Worker:
     def output(self):
         with open(self.log_path, errors="replace") as f:
             return f.read()
+
+
+def wait_log(w, text, timeout=60, count=1):
+    """Waits until worker w has logged text (count times); fails if it exits first or at the deadline."""
+    end = time.time() + timeout
+    while time.time() < end:
+        if w.output().count(text) >= count:
+            return
+        assert w.proc.poll() is None, f"{w.name} exited {w.proc.returncode}:\n{w.output()[-3000:]}"
+        time.sleep(0.1)
+    raise AssertionError(f"{w.name} did not log {text!r} {count}x within {timeout}s:\n{w.output()[-3000:]}")
+
+
+class Relay:
+    """A TCP relay 127.0.0.1:port -> 127.0.0.1:target, to make a real service come and go without touching
+    it. Its port is held from the start (bound, not listening: a connection is refused) until start();
+    stop() cuts every connection through it and refuses new ones again, as a service that goes away does."""
+
+    def __init__(self, target):
+        self.target = target
+        self.lock, self.conns, self.server = threading.Lock(), [], None
+        self.held = self._bind(0)
+        self.port = self.held.getsockname()[1]
+
+    @staticmethod
+    def _bind(port):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        return s
+
+    def start(self):
+        if self.server:
+            return
+        self.server, self.held = self.held or self._bind(self.port), None
+        self.server.listen(64)
+        threading.Thread(target=self._accept, args=(self.server,), daemon=True).start()
+
+    def _accept(self, server):
+        while True:
+            try:
+                a, _ = server.accept()
+            except OSError:
+                return
+            try:
+                b = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                a.close()
+                continue
+            with self.lock:
+                self.conns += [a, b]
+            for x, y in ((a, b), (b, a)):
+                threading.Thread(target=self._pipe, args=(x, y), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _cut(self):
+        if self.server:
+            try:
+                self.server.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(): nothing listens any more
+            except OSError:
+                pass
+            self.server.close()
+            self.server = None
+        with self.lock:
+            for c in self.conns:
+                try:
+                    c.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                c.close()
+            self.conns = []
+
+    def stop(self):
+        """Cuts every connection; the port is held again (refused) until the next start()."""
+        was = self.server is not None
+        self._cut()
+        if was and self.held is None:
+            try:
+                self.held = self._bind(self.port)
+            except OSError:
+                self.held = None  # start() binds again
+
+    def close(self):
+        """Cuts every connection and lets the port go."""
+        self._cut()
+        if self.held:
+            self.held.close()
+            self.held = None
 
 
 @pytest.fixture(scope="session")
@@ -164,15 +358,29 @@ class Tail:
             self.seen.append(m)
         return self.seen
 
+    def poll_new(self, seconds=0.5):
+        """Like poll, but returns as soon as new messages came (with those ready at once after them), not
+        after the whole window: what waits for one message is not held up by the window."""
+        end = time.time() + seconds
+        before = len(self.seen)
+        while time.time() < end:
+            m = self.c.poll(0.05)
+            if m is None:
+                if len(self.seen) > before:
+                    break
+                continue
+            if not m.error():
+                self.seen.append(m)
+        return self.seen
+
     def wait_for(self, pred, timeout=30):
         """Polls until some message satisfies pred(message); returns it or fails the test."""
-        import time
         end = time.time() + timeout
         while time.time() < end:
             for m in self.seen:
                 if pred(m):
                     return m
-            self.poll(0.3)
+            self.poll_new(0.3)
         raise AssertionError(f"nothing on {self.topic} matched within {timeout}s; saw {len(self.seen)} messages")
 
     def close(self):
@@ -232,7 +440,7 @@ class Client:
         while command_id not in self.by_command:
             if time.time() > end:
                 raise AssertionError(f"no result for command {command_id} within {timeout}s")
-            for m in self.results.poll(0.2):
+            for m in self.results.poll_new(0.2):
                 r = json.loads(m.value())
                 self.by_command.setdefault(r["data"]["command_id"], []).append(r)
             self.results.seen.clear()
@@ -252,7 +460,7 @@ class Client:
                 return jobs
             if time.time() > end:
                 raise AssertionError(f"{len(jobs)} mail jobs for {invitation_id}, wanted {count}")
-            self.mail.poll(0.3)
+            self.mail.poll_new(0.3)
 
     def code_for(self, invitation_id, nth=1, timeout=60):
         """The code carried by the nth mail job of an invitation, opened with the mailer's secret key."""
@@ -287,3 +495,30 @@ def argon2id_hash(password="correct horse battery staple"):
     from nacl import pwhash
     return pwhash.argon2id.str(password.encode(), opslimit=pwhash.argon2id.OPSLIMIT_INTERACTIVE,
                                memlimit=pwhash.argon2id.MEMLIMIT_INTERACTIVE).decode()
+
+
+# ---- The 3-broker cluster (tests/test_cluster.py): last, its start-up overlapping the rest of the pass ----
+@pytest.hookimpl(trylast=True)  # after -k / -m have deselected what does not run
+def pytest_collection_modifyitems(session, config, items):
+    cluster = [i for i in items if i.path.name == "test_cluster.py"]
+    if cluster and not config.option.collectonly:
+        items[:] = [i for i in items if i.path.name != "test_cluster.py"] + cluster
+        if any("cluster" in getattr(i, "fixturenames", ()) for i in cluster):
+            cluster[0].module.start_in_background()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import sys
+    mod = sys.modules.get("test_cluster")
+    if mod is not None:
+        mod.stop_background()
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config):
+    # SIGTERM ends the session as Ctrl-C does: fixtures torn down (workers stopped), the cluster stopped.
+    import signal
+    signal.signal(signal.SIGTERM, _interrupted)

@@ -4,12 +4,14 @@ import base64
 import ctypes
 import ctypes.util
 import email
+import email.parser
 import email.policy
 import json
 import os
 import random
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -17,6 +19,8 @@ from datetime import datetime, timedelta, timezone
 import psycopg2
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+
+from conftest import free_port, wait_until  # noqa: F401 (the mail tests take them from here too)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -49,18 +53,6 @@ def password_hash(pw):
     assert _sodium.crypto_pwhash_str(out, pw.encode(), ctypes.c_ulonglong(len(pw)), ctypes.c_ulonglong(2),
                                      ctypes.c_size_t(67108864)) == 0
     return out.value.decode()
-
-
-def wait_until(pred, timeout=60, what="condition"):
-    """Polls pred() until it returns something true; returns it, or fails the test at the deadline."""
-    end = time.time() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        if time.time() > end:
-            raise AssertionError(f"{what}: not reached within {timeout}s")
-        time.sleep(0.1)
 
 
 def query(db, sql, args=()):
@@ -141,14 +133,6 @@ def create_topic(prefix, partitions=2):
     return name
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def start_mailer(topic, **env):
     """A mailer of the test's own (conftest's Worker): its own mail topic and consumer group, so the session's
     mailer never competes for its jobs; env adds RAIKOO_* settings (values made strings)."""
@@ -162,16 +146,28 @@ def maildir():
     return os.path.join(os.environ["RAIKOO_VAR"], "mail")
 
 
+# The envelope recipients of each stored message by path: a message reaches new/ whole (the sink's Maildir
+# writes it under tmp/, then renames it) and never changes there, so each is parsed once, not at every poll
+# (the session's Maildir holds thousands by the end of a run).
+_recipients = {}
+
+
 def mails_to(addr, mdir=None):
     """Every stored message whose envelope recipient is addr, parsed (email.message.EmailMessage), each with
     .raw holding the bytes as stored."""
     new = os.path.join(mdir or maildir(), "new")
     found = []
     for f in sorted(os.listdir(new)) if os.path.isdir(new) else []:
-        with open(os.path.join(new, f), "rb") as fh:
-            raw = fh.read()
-        msg = email.message_from_bytes(raw, policy=email.policy.default)
-        if addr.lower() in [a.strip().lower() for a in str(msg.get("X-RcptTo", "")).split(",")]:
+        path = os.path.join(new, f)
+        rcpts = _recipients.get(path)
+        if rcpts is None:
+            with open(path, "rb") as fh:
+                head = email.parser.BytesHeaderParser(policy=email.policy.default).parse(fh)
+            rcpts = _recipients[path] = [a.strip().lower() for a in str(head.get("X-RcptTo", "")).split(",")]
+        if addr.lower() in rcpts:
+            with open(path, "rb") as fh:
+                raw = fh.read()
+            msg = email.message_from_bytes(raw, policy=email.policy.default)
             msg.raw = raw
             found.append(msg)
     return found
@@ -245,3 +241,39 @@ def high_watermarks(topic):
         marks[p] = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
     c.close()
     return marks
+
+
+class ScriptedSmtp:
+    """A loopback SMTP server of threads on a port the system picks, for a test to script: a subclass's
+    serve(connection) speaks SMTP on each connection. stop() closes the server and cuts every session."""
+
+    def __init__(self, backlog=16):
+        self.stopping = False
+        self.conns = []
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(backlog)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def serve(self, c):
+        raise NotImplementedError
+
+    def stop(self):
+        self.stopping = True
+        self.sock.close()
+        for c in self.conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass

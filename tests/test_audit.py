@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from conftest import Worker, accepted, argon2id_hash, raikoo, rejected, unique_email
+from conftest import Relay, Worker, accepted, argon2id_hash, pg_url_via, raikoo, rejected, unique_email, wait_log
 
 ZERO = b"\0" * 32
 
@@ -293,7 +293,6 @@ def test_verify_finds_a_changed_a_deleted_and_an_inserted_row(client, admin, db,
 def test_the_audit_worker_waits_for_its_services_and_reconnects_without_losing_an_event(client, admin, db):
     """Started with PostgreSQL and Kafka unreachable it waits (one line each), then works; PostgreSQL cut
     mid-run is waited for, and the event that came meanwhile is recorded once it is back."""
-    from test_startup import Relay, pg_url_via, wait_log
     pg = Relay(int(os.environ["RAIKOO_PG_PORT"]))
     kafka = Relay(int(os.environ["RAIKOO_BROKER_PORT"]))
     # A group of its own, so that it owns every partition (it reads the topic from its start: deduplicated).
@@ -312,7 +311,7 @@ def test_the_audit_worker_waits_for_its_services_and_reconnects_without_losing_a
         wait_log(w, "Kafka available again")
         wait_log(w, "consuming raikoo.events")
         wait_log(w, "assigned")
-        time.sleep(3)  # the replay of the topic so far
+        wait_caught_up(group, w)  # the replay of the topic so far
         pg.stop()
         org = accepted(client.send("CreateOrganization", admin, {"name": "Cut " + uuid.uuid4().hex[:6],
                                                                 "owner_user_id": admin}))["org_id"]

@@ -99,7 +99,7 @@ def test_sdk_commands_in_binary_and_structured_mode_are_processed(client, admin,
     results = []
     deadline = __import__("time").time() + 60
     while len(client.by_command.get(ev2.get_id(), [])) < 2 and __import__("time").time() < deadline:
-        for m in client.results.poll(0.3):
+        for m in client.results.poll_new(0.3):
             d = json.loads(m.value())
             client.by_command.setdefault(d["data"]["command_id"], []).append(d)
         client.results.seen.clear()

@@ -22,7 +22,7 @@ import uuid
 import psycopg2
 import pytest
 
-from conftest import ROOT, Worker, run
+from conftest import ROOT, Worker, free_port, run
 
 COMMANDS = 600
 VAR = os.path.join(os.environ.get("RAIKOO_VAR", os.path.join(ROOT, "var", "test")), "cluster")
@@ -35,12 +35,6 @@ def port_free(port):
             return True
         except OSError:
             return False
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def broker_base():
@@ -60,18 +54,67 @@ def stack(env, *args, timeout=900):
     return p
 
 
-@pytest.fixture(scope="module")
-def cluster():
+STACK_ENV = os.path.join(VAR, "stack.env")
+
+
+def recorded_ports():
+    """The ports the cluster under VAR was started with (ops/stack down needs them), {} when unknown."""
+    try:
+        with open(STACK_ENV) as f:
+            return dict(line.strip().split("=", 1) for line in f if "=" in line)
+    except OSError:
+        return {}
+
+
+class Starting:
+    """`ops/stack up --brokers 3` under way: conftest starts it in the background as soon as the session knows
+    these tests will run (they run last), so that the brokers' minutes of start-up overlap the other tests."""
+    env, proc, log_path = None, None, None
+
+
+def start_in_background():
+    if Starting.proc:
+        return
     base = broker_base()
     env = dict(os.environ)
     env.update({"RAIKOO_VAR": VAR, "RAIKOO_PG_PORT": str(free_port()), "RAIKOO_SMTP_PORT": str(free_port()),
                 "RAIKOO_BROKER_PORT": str(base)})
-    if os.path.exists(VAR):  # what a run that was killed left behind
-        stack(env, "down")
+    if os.path.exists(VAR):  # what a run that was killed left behind (ops/test stops it too)
+        # Without its recorded ports, ports of no stack: the suite's own (in os.environ) would be taken for
+        # the cluster's, and their SMTP sink stopped.
+        stack(dict(env, **recorded_ports()), "down")
         shutil.rmtree(VAR)
+    os.makedirs(VAR)
+    with open(STACK_ENV, "w") as f:  # for recorded_ports() and ops/test
+        f.write("".join(f"{k}={env[k]}\n" for k in ("RAIKOO_PG_PORT", "RAIKOO_SMTP_PORT", "RAIKOO_BROKER_PORT")))
+    Starting.log_path = os.path.join(VAR, "stack-up.out")
+    with open(Starting.log_path, "w") as out:
+        Starting.proc = subprocess.Popen([os.path.join(ROOT, "ops", "stack"), "up", "--brokers", "3"], env=env,
+                                         stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    Starting.env = env
+
+
+def stop_background():
+    """At the end of the session: a cluster started for tests that did not run (-x) goes too."""
+    if Starting.proc:
+        try:
+            Starting.proc.wait(timeout=900)
+        except subprocess.TimeoutExpired:
+            Starting.proc.kill()
+        stack(Starting.env, "down")
+        Starting.proc = None
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    start_in_background()  # a no-op when conftest did it
+    env = Starting.env
     try:
-        p = stack(env, "up", "--brokers", "3")
-        assert p.returncode == 0, p.stdout + p.stderr
+        rc = Starting.proc.wait(timeout=900)
+        with open(Starting.log_path, errors="replace") as f:
+            out = f.read()
+        assert rc == 0, out
+        base = int(env["RAIKOO_BROKER_PORT"])
         bootstrap = stack(env, "bootstrap").stdout.strip()
         assert bootstrap == ",".join(f"127.0.0.1:{base + 2 * i}" for i in range(3)), bootstrap
         env.update({"RAIKOO_KAFKA_BOOTSTRAP_SERVERS": bootstrap, "RAIKOO_KEYS_DIR": os.path.join(VAR, "keys"),
@@ -84,6 +127,7 @@ def cluster():
         yield env
     finally:
         stack(env, "down")  # the data and logs stay under $RAIKOO_VAR/cluster until the next run
+        Starting.proc = None
 
 
 def test_status_lists_every_broker(cluster):

@@ -10,7 +10,7 @@ import uuid
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import Tail, Worker, raikoo
+from conftest import Tail, Worker, raikoo, wait_log
 
 BOOTSTRAP = os.environ.get("RAIKOO_KAFKA_BOOTSTRAP_SERVERS", "")
 STRUCTURED = b"application/cloudevents+json; charset=UTF-8"
@@ -49,14 +49,6 @@ def end_offsets(topic):
         return sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in md.partitions)
     finally:
         c.close()
-
-
-def wait_log(worker, text, timeout=120):
-    deadline = time.time() + timeout
-    while text not in worker.output():
-        assert worker.proc.poll() is None, f"worker exited:\n{worker.output()[-3000:]}"
-        assert time.time() < deadline, f"{text!r} not logged:\n{worker.output()[-3000:]}"
-        time.sleep(0.3)
 
 
 def dlq_list(env=None):
@@ -134,7 +126,7 @@ def test_replay_sends_dead_letters_again_and_twice_yields_one_result(client, adm
            "RAIKOO_COMMAND_MAX_BYTES": "256"}
     w = Worker("raikoo-command-worker", env=env)
     try:
-        wait_log(w, "assigned")
+        wait_log(w, "assigned", timeout=120)
         name_s, name_b = f"Replayed structured {tag} " + "x" * 150, f"Replayed binary {tag} " + "y" * 150
         cid_s, cid_b = str(uuid.uuid4()), str(uuid.uuid4())
         structured = {"specversion": "1.0", "id": cid_s, "source": "/tests/dlq",
@@ -181,7 +173,7 @@ def test_replay_sends_dead_letters_again_and_twice_yields_one_result(client, adm
         deadline = time.time() + 60
         while (len(client.by_command.get(cid_s, [])) < 3 or len(client.by_command.get(cid_b, [])) < 2) \
                 and time.time() < deadline:
-            for m in client.results.poll(0.3):
+            for m in client.results.poll_new(0.3):
                 r = json.loads(m.value())
                 client.by_command.setdefault(r["data"]["command_id"], []).append(r)
             client.results.seen.clear()

@@ -18,13 +18,11 @@ import json
 import os
 import random
 import re
-import subprocess
 
-import psycopg2
 import pytest
 
-from conftest import BIN, ROOT, need_env, raikoo
-from test_domain_cases import conninfo_with, reduce
+from conftest import ROOT, domain_runner, fresh_database
+from test_domain_cases import reduce
 
 CASES_DIR = os.path.join(ROOT, "tests", "domain-batch")
 CASES = sorted(d for d in os.listdir(CASES_DIR) if os.path.isfile(os.path.join(CASES_DIR, d, "expected.json")))
@@ -35,28 +33,15 @@ TIME = re.compile(r"^\d{4}-\d\d-\d\dT")
 @pytest.fixture(scope="module")
 def batch_db():
     """A database of the test stack's PostgreSQL for these cases alone, made afresh and migrated."""
-    url = need_env("RAIKOO_DB_URL")
-    admin = psycopg2.connect(conninfo_with(url, user="postgres", dbname="postgres"))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        cur.execute(f"CREATE DATABASE {DB_NAME} OWNER raikoo")
-    admin.close()
-    case_url = conninfo_with(url, dbname=DB_NAME)
-    raikoo("migrate", env={"RAIKOO_DB_URL": case_url}, check=True)
-    return case_url
+    return fresh_database(DB_NAME)
 
 
 def run(db, dirs, *flags, rate=4):
     """The runner over dirs: {case name: what it printed}."""
-    env = dict(os.environ, RAIKOO_DB_URL=db, RAIKOO_RATELIMIT_INVITATIONS_PER_HOUR=str(rate))
-    p = subprocess.run([os.path.join(BIN, "raikoo-domain-runner"), *flags] + dirs, capture_output=True, text=True,
-                       env=env, timeout=600)
-    lines = [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
-    assert len(lines) == len(dirs), f"runner exited {p.returncode}\nstdout: {p.stdout[-3000:]}\nstderr: {p.stderr}"
-    for o in lines:
+    out = domain_runner(db, dirs, *flags, env={"RAIKOO_RATELIMIT_INVITATIONS_PER_HOUR": str(rate)})
+    for o in out.values():
         assert "error" not in o, o
-    return {os.path.basename(o["case"]): o for o in lines}
+    return out
 
 
 def comparable(outcome):

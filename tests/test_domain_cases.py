@@ -15,47 +15,25 @@ import os
 import subprocess
 import sys
 
-import psycopg2
 import pytest
 
-from conftest import BIN, ROOT, need_env, raikoo
+from conftest import ROOT, domain_runner, fresh_database
 
 CASES_DIR = os.path.join(ROOT, "tests", "domain")
 CASES = sorted(d for d in os.listdir(CASES_DIR) if os.path.isfile(os.path.join(CASES_DIR, d, "expected.json")))
 DB_NAME = "raikoo_domain_cases"
 
 
-def conninfo_with(url, **kw):
-    """The key=value connection string url with some keys replaced."""
-    parts = dict(p.split("=", 1) for p in url.split())
-    parts.update(kw)
-    return " ".join(f"{k}={v}" for k, v in parts.items())
-
-
 @pytest.fixture(scope="module")
 def domain_db():
     """A database of the test stack's PostgreSQL for the cases alone, made afresh and migrated."""
-    url = need_env("RAIKOO_DB_URL")
-    admin = psycopg2.connect(conninfo_with(url, user="postgres", dbname="postgres"))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        cur.execute(f"CREATE DATABASE {DB_NAME} OWNER raikoo")
-    admin.close()
-    case_url = conninfo_with(url, dbname=DB_NAME)
-    raikoo("migrate", env={"RAIKOO_DB_URL": case_url}, check=True)
-    return case_url
+    return fresh_database(DB_NAME)
 
 
 @pytest.fixture(scope="module")
 def outcomes(domain_db):
     """Every case through the runner once: {case name: what the runner printed for it}."""
-    dirs = [os.path.join(CASES_DIR, c) for c in CASES]
-    p = subprocess.run([os.path.join(BIN, "raikoo-domain-runner")] + dirs, capture_output=True, text=True,
-                       env=dict(os.environ, RAIKOO_DB_URL=domain_db), timeout=600)
-    lines = [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
-    assert len(lines) == len(dirs), f"runner exited {p.returncode}\nstdout: {p.stdout[-3000:]}\nstderr: {p.stderr}"
-    return {os.path.basename(o["case"]): o for o in lines}
+    return domain_runner(domain_db, [os.path.join(CASES_DIR, c) for c in CASES])
 
 
 def subset(actual, wanted):

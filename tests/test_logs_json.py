@@ -14,8 +14,7 @@ import signal
 import tempfile
 import uuid
 
-from conftest import Client, Worker, run
-from test_startup import Relay, pg_url_via, wait_log
+from conftest import Client, Relay, Worker, pg_url_via, run, wait_log
 
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z")
 DB_SECRET = "Pw-json-" + uuid.uuid4().hex[:8]

@@ -5,12 +5,11 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import uuid
 from datetime import datetime, timezone
 
-import psycopg2
-
-from conftest import BIN, raikoo, unique_email
+from conftest import BIN, drop_database, fresh_database, raikoo, unique_email
 from mailkit import (Invitation, code_in, create_topic, html_part, mails_to, password_hash,
                      produce, query, rfc3339, shown, start_mailer, text_part, wait_until)
 
@@ -18,7 +17,7 @@ from mailkit import (Invitation, code_in, create_topic, html_part, mails_to, pas
 def events_named(tail, name, **data):
     """Events of the given name seen by tail whose data has all the given values."""
     out = []
-    for m in tail.poll(0.2):
+    for m in tail.poll_new(0.2):
         ev = json.loads(m.value())
         if ev.get("type") == f"raikoo.event.{name}.v1" and all(ev["data"].get(k) == v for k, v in data.items()):
             out.append(ev)
@@ -132,9 +131,23 @@ def test_a_bounced_address_ends_in_failed_with_an_event(workers, tail, db):
     assert len(line) == 1 and " failed " in line[0] and "550" in line[0]
 
 
-def test_a_waiting_retry_does_not_block_other_mail(tmp_path, db):
+def outbox_events(db, name, **data):
+    """Events of the given name the mailer wrote to the outbox of database db (one no relay serves) whose
+    data has all the given values."""
+    out = []
+    for (payload,) in query(db, "SELECT payload FROM outbox WHERE topic = 'raikoo.events' ORDER BY id"):
+        ev = json.loads(payload)
+        if ev.get("type") == f"raikoo.event.{name}.v1" and all(ev["data"].get(k) == v for k, v in data.items()):
+            out.append(ev)
+    return out
+
+
+# The two retry tests run their own mailer on a database of their own (pdb): the session's mailer takes
+# every due retry of the database it serves, and would count attempts of its own on these jobs.
+def test_a_waiting_retry_does_not_block_other_mail(pdb):
+    url, db = pdb
     topic = create_topic("raikoo.test.mail")
-    w = mailer(tmp_path, topic, RAIKOO_MAIL_RETRY_BASE_MS=60000)
+    w = start_mailer(topic, RAIKOO_DB_URL=url, RAIKOO_MAIL_RETRY_BASE_MS=60000)
     try:
         slow = Invitation(db, email=f"later-{uuid.uuid4().hex[:8]}@tempfail.test")
         produce(topic, slow.id, slow.job())
@@ -148,19 +161,20 @@ def test_a_waiting_retry_does_not_block_other_mail(tmp_path, db):
         assert w.stop() == 0
 
 
-def test_transient_failures_give_up_after_the_configured_attempts(tmp_path, db, tail):
-    events = tail("raikoo.events")
+def test_transient_failures_give_up_after_the_configured_attempts(pdb):
+    url, db = pdb
     topic = create_topic("raikoo.test.mail")
     inv = Invitation(db, email=f"deferred-{uuid.uuid4().hex[:8]}@tempfail.test")
-    w = mailer(tmp_path, topic, RAIKOO_MAIL_RETRY_BASE_MS=100, RAIKOO_MAIL_RETRY_MAX=3)
+    w = start_mailer(topic, RAIKOO_DB_URL=url, RAIKOO_MAIL_RETRY_BASE_MS=100, RAIKOO_MAIL_RETRY_MAX=3)
     try:
         produce(topic, inv.id, inv.job())
-        ev = wait_until(lambda: events_named(events, "InvitationEmailFailed", invitation_id=inv.id), 60,
+        ev = wait_until(lambda: outbox_events(db, "InvitationEmailFailed", invitation_id=inv.id), 60,
                         "InvitationEmailFailed")[0]
         assert ev["data"]["attempts"] == 3 and ev["data"]["permanent"] is False
         assert "gave up after 3 attempts" in ev["data"]["reason"] and "451" in ev["data"]["reason"]
         assert inv.delivery()[:2] == ("failed", 3)
         assert inv.mail_state()[1] == "failed"
+        assert len(outbox_events(db, "InvitationEmailFailed", invitation_id=inv.id)) == 1
     finally:
         assert w.stop() == 0
 
@@ -250,21 +264,17 @@ def test_templates_can_be_replaced_and_a_broken_one_stops_the_mailer_at_start(tm
     assert "template invitation.txt:1: unknown placeholder" in p.stderr and "{{nmae}}" in p.stderr
 
 
-def test_mailer_refuses_an_unmigrated_database_and_says_what_to_do(db_url):
+def test_mailer_refuses_an_unmigrated_database_and_says_what_to_do():
     name = "raikoo_empty_" + uuid.uuid4().hex[:8]
-    admin = psycopg2.connect(db_url.replace("dbname=raikoo", "dbname=postgres").replace("user=raikoo",
-                                                                                        "user=postgres"))
-    admin.autocommit = True
-    admin.cursor().execute(f"CREATE DATABASE {name} OWNER raikoo")
+    url = fresh_database(name, migrate=False)
     try:
         for prog in ("raikoo-mailer", "raikoo-expiry-worker"):
             p = subprocess.run([os.path.join(BIN, prog)], capture_output=True, text=True, timeout=60,
-                               env=dict(os.environ, RAIKOO_DB_URL=db_url.replace("dbname=raikoo", f"dbname={name}")))
+                               env=dict(os.environ, RAIKOO_DB_URL=url))
             assert p.returncode == 3, (prog, p.stderr)
             assert "run `raikoo migrate` first" in p.stderr, (prog, p.stderr)
     finally:
-        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
+        drop_database(name)
 
 
 def test_mailer_reports_unreachable_services_clearly():
@@ -273,12 +283,21 @@ def test_mailer_reports_unreachable_services_clearly():
     for env, line in ((dict(RAIKOO_DB_URL="host=127.0.0.1 port=1 dbname=raikoo user=raikoo"),
                        "cannot connect to PostgreSQL"),
                       (dict(RAIKOO_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1"), "cannot reach Kafka at 127.0.0.1:1")):
-        p = subprocess.Popen([os.path.join(BIN, "raikoo-mailer")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, env=dict(os.environ, **env))
-        time.sleep(4)
-        assert p.poll() is None, "the mailer must wait for the service, not exit"
-        p.send_signal(signal.SIGTERM)
-        _, err = p.communicate(timeout=30)
+        with tempfile.TemporaryFile("w+") as log:
+            p = subprocess.Popen([os.path.join(BIN, "raikoo-mailer")], stdout=subprocess.DEVNULL, stderr=log,
+                                 text=True, env=dict(os.environ, **env))
+
+            def said():
+                log.seek(0)
+                return line in log.read() or p.poll() is not None
+            wait_until(said, 60, f"the mailer says {line!r}")
+            # Its retries come after 0.2, 0.6 and 1.4 s: several attempts while it waits, still one line.
+            time.sleep(2)
+            assert p.poll() is None, "the mailer must wait for the service, not exit"
+            p.send_signal(signal.SIGTERM)
+            p.communicate(timeout=30)
+            log.seek(0)
+            err = log.read()
         assert p.returncode == 0, err
         assert err.count(line) == 1 and "waiting for it" in err, err
 

@@ -4,48 +4,21 @@ database comes back instead of being abandoned, an SMTP outage is one log line e
 invitation, replies of any bytes and length are stored, the outcome statement never deadlocks with a
 transaction holding an invitation, and the job parser rejects every job the JSON Schema rejects.
 
-Each test runs its own mailer against a database of its own (made and migrated here), so the session's
+Each test runs its own mailer against a database of its own (conftest's pdb), so the session's
 mailer never touches its rows."""
 import copy
-import os
-import socket
-import subprocess
 import threading
 import time
-import uuid
 
 import psycopg2
 import pytest
 
 import schemacheck
-from conftest import BIN
-from mailkit import (Invitation, Sink, code_in, create_topic, free_port, mails_to, produce, query, shown,
-                     start_mailer, text_part, wait_until)
+from mailkit import (Invitation, ScriptedSmtp, Sink, code_in, create_topic, free_port, mails_to, produce, query,
+                     shown, start_mailer, text_part, wait_until)
 
 
-@pytest.fixture()
-def pdb(db_url):
-    """(url, connection) of a fresh, migrated database of this test's own."""
-    name = "raikoo_mailfault_" + uuid.uuid4().hex[:8]
-    admin = psycopg2.connect(db_url.replace("dbname=raikoo", "dbname=postgres").replace("user=raikoo",
-                                                                                        "user=postgres"))
-    admin.autocommit = True
-    admin.cursor().execute(f"CREATE DATABASE {name} OWNER raikoo")
-    url = db_url.replace("dbname=raikoo", f"dbname={name}")
-    p = subprocess.run([os.path.join(BIN, "raikoo"), "migrate"], capture_output=True, text=True, timeout=120,
-                       env=dict(os.environ, RAIKOO_DB_URL=url))
-    assert p.returncode == 0, p.stderr
-    conn = psycopg2.connect(url)
-    conn.autocommit = True
-    try:
-        yield url, conn
-    finally:
-        conn.close()
-        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
-
-
-class FakeSmtp:
+class FakeSmtp(ScriptedSmtp):
     """A scripted SMTP server: reply(cmd_line) -> bytes gives the answer to each command (None: the
     default); hold=True never greets (a server that hangs); data_gate (threading.Event) delays the reply
     to the end of DATA until set. Counts the messages whose data it received."""
@@ -54,25 +27,9 @@ class FakeSmtp:
         self.reply, self.hold, self.data_gate = reply or (lambda line: None), hold, data_gate
         self.gate_after = gate_after  # the first gate_after messages are answered at once
         self.messages, self.got_data = 0, threading.Event()
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.stopping = False
-        self.conns = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self):
-        while not self.stopping:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(c)
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    def _serve(self, c):
+    def serve(self, c):
         try:
             if self.hold:
                 while not self.stopping and c.recv(4096):
@@ -106,15 +63,6 @@ class FakeSmtp:
             pass
         finally:
             c.close()
-
-    def stop(self):
-        self.stopping = True
-        self.sock.close()
-        for c in self.conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 def mailer_on(url, topic, **env):

@@ -3,19 +3,17 @@ every job is delivered exactly once however the jobs are spread over the session
 server does not hold the others back, and the one circuit breaker still opens (one line) and closes (one
 line) when the server is down while several sessions probe it at once.
 
-Each test runs its own mailer against a database of its own (test_mail_faults' pdb fixture)."""
+Each test runs its own mailer against a database of its own (conftest's pdb fixture)."""
 import collections
 import email
 import email.policy
 import json
 import os
-import socket
 import threading
 
 from confluent_kafka import Producer
 
-from mailkit import Invitation, Sink, create_topic, free_port, query, start_mailer, wait_until
-from test_mail_faults import pdb  # noqa: F401 (the fixture)
+from mailkit import Invitation, ScriptedSmtp, Sink, create_topic, free_port, query, start_mailer, wait_until
 
 
 def produce_all(topic, invs):
@@ -45,7 +43,7 @@ def statuses(db, invs):
     return {r[0]: (r[1], r[2]) for r in rows}
 
 
-class SlowSmtp:
+class SlowSmtp(ScriptedSmtp):
     """A scripted SMTP server of threads: answers the end of a message's data at once, except for recipients
     containing `slow`, whose reply waits for the gate. Counts, per recipient, the messages it accepted, and
     the sessions open at once (most ever)."""
@@ -55,24 +53,9 @@ class SlowSmtp:
         self.lock = threading.Lock()
         self.accepted, self.open, self.most_open = collections.Counter(), 0, 0
         self.slow_waiting = threading.Event()
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.conns = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(backlog=64)
 
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(c)
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    def _serve(self, c):
+    def serve(self, c):
         with self.lock:
             self.open += 1
             self.most_open = max(self.most_open, self.open)
@@ -114,15 +97,10 @@ class SlowSmtp:
 
     def stop(self):
         self.gate.set()
-        self.sock.close()
-        for c in self.conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        super().stop()
 
 
-def test_parallel_sessions_deliver_each_job_exactly_once(tmp_path, pdb):  # noqa: F811
+def test_parallel_sessions_deliver_each_job_exactly_once(tmp_path, pdb):
     """200 invitations, mail.connections=4, sessions of at most 10 messages: each invitation gets exactly one
     message in the sink, its row is sent after one attempt, and its invitation says sent."""
     url, db = pdb
@@ -148,7 +126,7 @@ def test_parallel_sessions_deliver_each_job_exactly_once(tmp_path, pdb):  # noqa
         sink.stop()
 
 
-def test_a_slow_session_does_not_hold_back_the_others(tmp_path, pdb):  # noqa: F811
+def test_a_slow_session_does_not_hold_back_the_others(tmp_path, pdb):
     """One message hangs at the end of its data (the server has not answered): the other senders deliver and
     record every job that comes after it meanwhile; the slow one is recorded once the server answers."""
     url, db = pdb
@@ -175,7 +153,7 @@ def test_a_slow_session_does_not_hold_back_the_others(tmp_path, pdb):  # noqa: F
         smtp.stop()
 
 
-def test_the_breaker_opens_once_and_closes_once_with_parallel_sessions(tmp_path, pdb):  # noqa: F811
+def test_the_breaker_opens_once_and_closes_once_with_parallel_sessions(tmp_path, pdb):
     """The server is down while 120 jobs are spread over four senders, each probing it: one line when it goes,
     one when it answers again, no attempt counted and nothing failed meanwhile, then each message once."""
     url, db = pdb

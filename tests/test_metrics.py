@@ -7,8 +7,6 @@ import os
 import re
 import socket
 import subprocess
-import threading
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -16,22 +14,10 @@ import uuid
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import BIN, Worker, accepted, rejected, unique_email
+from conftest import BIN, Relay, Worker, accepted, rejected, unique_email, wait_until
 
 PORT_LINE = re.compile(r"metrics on http://\S+ \(port (\d+)\)")
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
-
-
-def wait_until(pred, what, timeout=90):
-    """Returns pred()'s first true value; fails naming what was awaited (a bound, not a timing assertion)."""
-    end = time.time() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.time() > end:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(0.2)
 
 
 def metrics_port(worker):
@@ -39,7 +25,7 @@ def metrics_port(worker):
     def found():
         m = PORT_LINE.search(worker.output())
         return int(m.group(1)) if m else None
-    return wait_until(found, f"{worker.name} logs its metrics port ({worker.log_path})", timeout=60)
+    return wait_until(found, 60, f"{worker.name} logs its metrics port ({worker.log_path})")
 
 
 def get(port, path, method="GET"):
@@ -90,7 +76,7 @@ def test_every_worker_serves_health_readiness_and_metrics(workers):
                             "raikoo-expiry-worker", "raikoo-audit-worker"}
     for name, w in workers.items():
         port = metrics_port(w)
-        wait_until(lambda: get(port, "/readyz")[0] == 200, f"{name} /readyz 200")
+        wait_until(lambda: get(port, "/readyz")[0] == 200, 90, f"{name} /readyz 200")
         status, _, body = get(port, "/healthz")
         assert status == 200 and body.startswith("ok"), (name, status, body)
         assert get(port, "/nothing-here")[0] == 404
@@ -111,7 +97,7 @@ def test_every_worker_serves_health_readiness_and_metrics(workers):
             held = value(f, "raikoo_kafka_assigned_partitions")
             return f if held >= 1 and len(lag) == held else None
         # (The statistics come every second; a partition's offsets are known a moment after it is assigned.)
-        fams = wait_until(lag_of_every_partition_held, f"{name} reports the lag of every partition it holds")
+        fams = wait_until(lag_of_every_partition_held, 90, f"{name} reports the lag of every partition it holds")
         assert fams["raikoo_kafka_consumer_lag"].type == "gauge"
         assert fams["raikoo_kafka_assigned_partitions"].type == "gauge"
         lag = [s for s in fams["raikoo_kafka_consumer_lag"].samples if s.labels["topic"] == topic]
@@ -163,7 +149,7 @@ def test_counters_move_after_commands(client, admin, workers):
         a = scrape(cw)
         ok = all(value(a, "raikoo_commands", **lbl) - value(b, "raikoo_commands", **lbl) >= n for lbl, n in expect)
         return a if ok else None
-    a = wait_until(commands_counted, "raikoo_commands_total counts the five commands")
+    a = wait_until(commands_counted, 90, "raikoo_commands_total counts the five commands")
     assert a["raikoo_commands"].type == "counter"
     for fam in ("raikoo_command_batch_size", "raikoo_command_batch_duration_seconds"):
         assert a[fam].type == "histogram"
@@ -182,7 +168,7 @@ def test_counters_move_after_commands(client, admin, workers):
                                                                             topic=t)
                     for t in ("raikoo.results", "raikoo.events", "raikoo.mail"))
         return a if moved else None
-    a = wait_until(relay_published, "raikoo_outbox_published_total moves for results, events and mail")
+    a = wait_until(relay_published, 90, "raikoo_outbox_published_total moves for results, events and mail")
     assert a["raikoo_outbox_published"].type == "counter"
     assert a["raikoo_outbox_backlog_rows"].type == "gauge" and value(a, "raikoo_outbox_backlog_rows") >= 0
     assert a["raikoo_outbox_oldest_age_seconds"].type == "gauge"
@@ -195,7 +181,7 @@ def test_counters_move_after_commands(client, admin, workers):
             value(before[mailer], "raikoo_mail_deliveries", state="sent") and \
             value(a, fam, fam + "_count", result="ok") > value(before[mailer], fam, fam + "_count", result="ok")
         return a if moved else None
-    a = wait_until(mail_sent, "raikoo_mail_deliveries_total{state=sent} and the SMTP session histogram move")
+    a = wait_until(mail_sent, 90, "raikoo_mail_deliveries_total{state=sent} and the SMTP session histogram move")
     assert a["raikoo_mail_deliveries"].type == "counter"
     assert a["raikoo_smtp_session_duration_seconds"].type == "histogram"
 
@@ -207,64 +193,15 @@ def test_counters_move_after_commands(client, admin, workers):
                     assert "@" not in v and not UUID.search(v), (name, s.name, k, v)
 
 
-class HeldPort:
-    """A loopback port that refuses connections (bound, not listening) until open(), then forwards each to
-    target_port: PostgreSQL that is away, then back, without touching the real one."""
-
-    def __init__(self, target_port):
-        self.target = target_port
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.conns = []
-
-    def open(self):
-        self.sock.listen(16)
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-                u = socket.create_connection(("127.0.0.1", self.target))
-            except OSError:
-                return
-            self.conns += [c, u]
-            for src, dst in ((c, u), (u, c)):
-                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src, dst):
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self):
-        self.sock.close()
-        for c in self.conns:
-            c.close()
-
-
 def test_readiness_waits_for_postgresql_and_partitions(workers):
     """A command worker started while PostgreSQL cannot be reached is alive (200) but not ready (503);
     once PostgreSQL answers and the group gave it partitions it is ready, and it counts the reconnect."""
-    held = HeldPort(int(os.environ["RAIKOO_PG_PORT"]))
+    held = Relay(int(os.environ["RAIKOO_PG_PORT"]))  # refuses connections until started
     url = f"host=127.0.0.1 port={held.port} dbname=raikoo user=raikoo connect_timeout=5"
     w = Worker("raikoo-command-worker", env={"RAIKOO_METRICS_LISTEN": "127.0.0.1:0", "RAIKOO_DB_URL": url})
     try:
         port = metrics_port(w)
-        wait_until(lambda: "PostgreSQL unavailable" in w.output(), "the worker says it waits for PostgreSQL")
+        wait_until(lambda: "PostgreSQL unavailable" in w.output(), 90, "the worker says it waits for PostgreSQL")
         status, _, body = get(port, "/readyz")
         assert status == 503 and "PostgreSQL" in body, (status, body)
         assert get(port, "/healthz")[0] == 200, "waiting for a service is alive, not stalled"
@@ -274,8 +211,8 @@ def test_readiness_waits_for_postgresql_and_partitions(workers):
         assert [s.value for s in fams["raikoo_reconnects"].samples
                 if s.name == "raikoo_reconnects_total" and s.labels == {"service": "Kafka"}] == [0]
         assert [s.value for s in fams["raikoo_kafka_assigned_partitions"].samples] == [0]
-        held.open()
-        wait_until(lambda: get(port, "/readyz")[0] == 200, "/readyz 200 once PostgreSQL answers")
+        held.start()
+        wait_until(lambda: get(port, "/readyz")[0] == 200, 90, "/readyz 200 once PostgreSQL answers")
         fams = scrape(port)
         assert value(fams, "raikoo_service_up", service="PostgreSQL") == 1
         assert value(fams, "raikoo_kafka_assigned_partitions") >= 1

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from conftest import BIN, Worker, accepted, argon2id_hash, raikoo, rejected, run, unique_email
+from conftest import BIN, Worker, accepted, argon2id_hash, raikoo, rejected, run, unique_email, wait_log
 
 
 def alive(workers):
@@ -204,7 +204,7 @@ def test_upper_case_uuids_are_the_same_ids_as_lower_case(client, admin, org, db)
                                 command_id=cid), org)
     deadline = time.time() + 30
     while len(client.by_command.get(cid, [])) < 2 and time.time() < deadline:
-        for m in client.results.poll(0.3):
+        for m in client.results.poll_new(0.3):
             d = json.loads(m.value())["data"]
             client.by_command.setdefault(d["command_id"], []).append(json.loads(m.value()))
         client.results.seen.clear()
@@ -298,14 +298,6 @@ def _committed(group, topic, partitions=1):
         c.close()
 
 
-def _wait_log(worker, text, timeout=120):
-    deadline = time.time() + timeout
-    while text not in worker.output():
-        assert worker.proc.poll() is None, f"worker exited:\n{worker.output()[-3000:]}"
-        assert time.time() < deadline, f"{text!r} not logged:\n{worker.output()[-3000:]}"
-        time.sleep(0.3)
-
-
 def test_a_missing_dead_letter_topic_holds_the_offset_until_the_dead_letter_is_stored(client, tail):
     tag = uuid.uuid4().hex[:10]
     commands, dlq, group = f"test.cmds.{tag}", f"test.dlq.{tag}", f"test-group-{tag}"
@@ -313,13 +305,13 @@ def test_a_missing_dead_letter_topic_holds_the_offset_until_the_dead_letter_is_s
     w = Worker("raikoo-command-worker", env={"RAIKOO_TOPIC_COMMANDS": commands, "RAIKOO_TOPIC_DLQ": dlq,
                                              "RAIKOO_GROUP_COMMANDS": group})
     try:
-        _wait_log(w, "assigned")
+        wait_log(w, "assigned", timeout=120)
         from confluent_kafka import Producer
         p = Producer({"bootstrap.servers": os.environ["RAIKOO_KAFKA_BOOTSTRAP_SERVERS"]})
         marker = f"not a command {tag}"
         p.produce(commands, marker.encode())
         assert p.flush(30) == 0
-        _wait_log(w, "cannot be written")
+        wait_log(w, "cannot be written", timeout=120)
         assert w.output().count("cannot be written") == 1, "one line per outage, not one per attempt"
         assert _committed(group, commands)[0] < 1, "offset committed past an undelivered dead letter"
 
@@ -328,7 +320,7 @@ def test_a_missing_dead_letter_topic_holds_the_offset_until_the_dead_letter_is_s
         t.c.assign([__import__("confluent_kafka").TopicPartition(dlq, 0, 0)])
         m = t.wait_for(lambda m: m.value() == marker.encode(), timeout=120)
         assert dict(m.headers())["raikoo.dlq.origin"].decode() == f"{commands}/0/0"
-        _wait_log(w, "written again")
+        wait_log(w, "written again", timeout=120)
         deadline = time.time() + 60
         while _committed(group, commands)[0] != 1:
             assert time.time() < deadline, "offset not committed once the dead letter was stored"
@@ -350,7 +342,7 @@ def test_a_rebalance_leaves_every_partition_committed_and_a_redelivered_command_
     first = Worker("raikoo-command-worker", env=env)
     second = None
     try:
-        _wait_log(first, "assigned")
+        wait_log(first, "assigned", timeout=120)
         from confluent_kafka import Producer
         p = Producer({"bootstrap.servers": os.environ["RAIKOO_KAFKA_BOOTSTRAP_SERVERS"]})
         org = accepted(client.send("CreateOrganization", admin, {"name": "Rebalance " + tag,
@@ -366,7 +358,7 @@ def test_a_rebalance_leaves_every_partition_committed_and_a_redelivered_command_
         assert p.flush(30) == 0
         for cid in ids:
             client.result(cid, timeout=120)
-        _wait_log(second, "assigned")
+        wait_log(second, "assigned", timeout=120)
         from confluent_kafka import Consumer, TopicPartition
         c = Consumer({"bootstrap.servers": os.environ["RAIKOO_KAFKA_BOOTSTRAP_SERVERS"], "group.id": "probe"})
         ends = [c.get_watermark_offsets(TopicPartition(commands, i), timeout=10)[1] for i in range(parts)]

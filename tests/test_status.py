@@ -8,8 +8,7 @@ import uuid
 import psycopg2
 from confluent_kafka import Consumer, TopicPartition
 
-from conftest import accepted, raikoo, unique_email
-from test_metrics import wait_until
+from conftest import accepted, raikoo, unique_email, wait_until
 
 
 def status_json(env=None):
@@ -74,7 +73,7 @@ def test_status_reports_what_kafka_and_postgresql_hold(client, admin, db):
             rc, d, err = status_json()
             assert rc == 0, err
             return d if d["dead_letters"]["messages"] == dead_before + 1 else None
-        doc = wait_until(dead_letter_counted, "status counts the new dead letter")
+        doc = wait_until(dead_letter_counted, 90, "status counts the new dead letter")
         assert doc["invitations"]["expiring_within_24h"] == due_before + 1
         assert doc["invitations"]["past_expiry"] >= 1
         cur.execute("SELECT status FROM invitations WHERE id = %s", (late["invitation_id"],))
@@ -89,7 +88,7 @@ def test_status_reports_what_kafka_and_postgresql_hold(client, admin, db):
         rc, d, err = status_json()
         g = [g for g in d["consumer_groups"] if g["topic"] == "raikoo.commands"]
         return d if rc == 0 and g and g[0]["lag"] == 0 else None
-    wait_until(commands_caught_up, "the commands group's lag comes to 0")
+    wait_until(commands_caught_up, 90, "the commands group's lag comes to 0")
     fresh = "status-test-" + uuid.uuid4().hex
 
     def fresh_group_lag():
@@ -98,7 +97,7 @@ def test_status_reports_what_kafka_and_postgresql_hold(client, admin, db):
         assert rc == 0, err
         # (Compared only while no mail job arrived in between.)
         return (d, held) if topic_messages("raikoo.mail") == held else None
-    doc, held = wait_until(fresh_group_lag, "raikoo.mail holds still while status reads it")
+    doc, held = wait_until(fresh_group_lag, 90, "raikoo.mail holds still while status reads it")
     g = [g for g in doc["consumer_groups"] if g["group"] == fresh][0]
     assert g["lag"] == sum(held.values()) > 0
     assert all(p["committed"] is None for p in g["by_partition"])

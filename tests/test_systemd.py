@@ -20,8 +20,7 @@ import time
 
 import pytest
 
-from conftest import BIN, ROOT, WORKERS, Worker
-from test_startup import Relay, pg_url_via, wait_log
+from conftest import BIN, ROOT, WORKERS, Relay, Worker, pg_url_via, wait_log
 
 UNIT_DIR = os.path.join(ROOT, "ops", "systemd")
 TEMPLATES = {w: f"{w}@.service" for w in WORKERS}

@@ -121,12 +121,16 @@ class B:
         button.click()
         # Every form posts and loads a new page (no JavaScript): wait for the old page to go first, or the
         # old page's readyState answers "complete" at once and the next step races the post (a sign-in lost).
-        WebDriverWait(self.d, 120).until(EC.staleness_of(button))
-        WebDriverWait(self.d, 120).until(lambda d: d.execute_script("return document.readyState") == "complete")
+        self.wait(EC.staleness_of(button))
+        self.wait(lambda d: d.execute_script("return document.readyState") == "complete")
         if wait_for:
-            WebDriverWait(self.d, 120).until(lambda d: self.has(wait_for))
+            self.wait(lambda d: self.has(wait_for))
         if shot:
             self.shot(shot)
+
+    def wait(self, condition):
+        """Polls condition (every 50 ms, not selenium's default 500) until it holds; fails after 120 s."""
+        return WebDriverWait(self.d, 120, poll_frequency=0.05).until(condition)
 
     def fresh(self):
         """Another person at the same computer: no cookies left."""

@@ -123,6 +123,8 @@ const conf_script_var_t conf_script_vars[] = {
     {"RAIKOO_BENCH_PG_PORT", "55632", "ops/bench: PostgreSQL port of the bench stack"},
     {"RAIKOO_BENCH_BROKER_PORT", "19292", "ops/bench: Kafka port of the bench stack (controller: port + 1)"},
     {"RAIKOO_BENCH_SMTP_PORT", "2725", "ops/bench: SMTP port of the bench stack"},
+    {"RAIKOO_STACK_JAVA_OPTS", "(none)",
+     "ops/stack: more options for the brokers' JVM (ops/test: -XX:TieredStopAtLevel=1, a faster start)"},
     {NULL, NULL, NULL},
 };
 

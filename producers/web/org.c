@@ -1,6 +1,7 @@
 /* raikoo-web: the organizations of the signed-in user and their Members tab. What a page offers follows the
  * permission table (docs/DESIGN.md): admins, owners and user managers invite; only owners and admins see the
  * owner toggle; the command worker still decides every action, and its message is shown. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +33,8 @@ static const char SQL_INVITATIONS[] =
     "SELECT i.id, coalesce(u.name, ''), i.email, i.kind,"
     " CASE WHEN i.status = 'pending' AND i.expires_at <= now() THEN 'expired' ELSE i.status END,"
     " to_char(i.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI \"UTC\"'), i.grant_owner, i.mail_state,"
-    " coalesce(i.mail_error, '') FROM invitations i LEFT JOIN users u ON u.id = i.user_id"
+    " coalesce(i.mail_error, ''), i.grant_manage_users FROM invitations i LEFT JOIN users u ON u.id = "
+    "i.user_id"
     " WHERE i.org_id = $1::uuid ORDER BY i.created_at DESC, i.id";
 
 static void db_away(web_req_t *r) {
@@ -226,7 +228,7 @@ static void invitations_table(web_req_t *r, const char *org_id, PGresult *res) {
     }
     sb_add(b, "<table id=\"invitations\" aria-labelledby=\"invitations-heading\">\n<thead><tr>"
               "<th scope=\"col\">E-mail</th><th scope=\"col\">Name</th><th scope=\"col\">Kind</th>"
-              "<th scope=\"col\">Status</th><th scope=\"col\">Expires</th><th scope=\"col\">Owner</th>"
+              "<th scope=\"col\">Status</th><th scope=\"col\">Expires</th><th scope=\"col\">Grants</th>"
               "<th scope=\"col\">E-mail delivery</th><th scope=\"col\">Delivery error</th>"
               "<th scope=\"col\">Actions</th></tr></thead>\n<tbody>\n");
     for (int i = 0; i < PQntuples(res); i++) {
@@ -242,8 +244,12 @@ static void invitations_table(web_req_t *r, const char *org_id, PGresult *res) {
         html_esc(b, status);
         sb_add(b, "</td><td>");
         html_esc(b, PQgetvalue(res, i, 5));
-        sb_add(b, "</td><td>");
-        yes_no(b, PQgetvalue(res, i, 6));
+        int grant_owner = PQgetvalue(res, i, 6)[0] == 't', grant_manage = PQgetvalue(res, i, 9)[0] == 't';
+        sb_add(b, "</td><td class=\"grants\">");
+        sb_add(b, grant_owner && grant_manage ? "owner, user manager"
+                  : grant_owner               ? "owner"
+                  : grant_manage              ? "user manager"
+                                              : "member");
         sb_add(b, "</td><td class=\"mail-state\">");
         html_esc(b, PQgetvalue(res, i, 7));
         sb_add(b, "</td><td class=\"mail-error\">");
@@ -327,7 +333,17 @@ void page_invite_form(web_req_t *r, const char *org_id, int new_user) {
     if (role >= ROLE_OWNER)
         sb_add(b, "<p><input type=\"checkbox\" id=\"owner\" name=\"owner\" value=\"yes\"> <label "
                   "for=\"owner\">Grant "
-                  "owner capabilities</label></p>\n");
+                  "owner capabilities</label></p>\n"
+                  "<p><input type=\"checkbox\" id=\"manage\" name=\"manage\" value=\"yes\"> <label "
+                  "for=\"manage\">Grant user-manager capabilities</label></p>\n");
+    /* Blank fields leave the choice to the organization's policy, then to the configuration. */
+    sb_add(b,
+           "<p><label for=\"expires\">Valid for (days, 1 to 30; blank: the organization's default)</label>\n"
+           "<input id=\"expires\" name=\"expires_in_days\" type=\"number\" min=\"1\" max=\"30\" "
+           "step=\"1\"></p>\n"
+           "<p><label for=\"locale\">Language of the e-mail</label>\n<select id=\"locale\" "
+           "name=\"locale\"><option value=\"\">The organization's default</option>"
+           "<option value=\"en\">English</option><option value=\"de\">Deutsch</option></select></p>\n");
     sb_printf(
         b,
         "<p><button type=\"submit\" id=\"send\">%s</button> <a href=\"/orgs/%s/members\">Cancel</a></p>\n"
@@ -364,6 +380,29 @@ static int checked(const web_req_t *r, const char *name) {
     return v && strcmp(v, "yes") == 0;
 }
 
+/* The invitation options of the invite form into data: the roles an owner or admin may grant, the days it
+ * stays valid and the e-mail's language (blank: the organization's defaults). 0, or -1 with msg set when the
+ * days are not a whole number (range and language are the command worker's to judge, with its codes). */
+static int invite_options(const web_req_t *r, int role, json_t *data, char *msg, size_t msg_size) {
+    json_object_set_new(data, "owner", json_boolean(checked(r, "owner")));
+    if (role >= ROLE_OWNER && checked(r, "manage"))
+        json_object_set_new(data, "can_manage_users", json_true());
+    const char *days = form_get(r, "expires_in_days"), *locale = form_get(r, "locale");
+    if (days && *days) {
+        char *end;
+        errno = 0;
+        long n = strtol(days, &end, 10);
+        if (errno || *end || end == days || n < -1000000 || n > 1000000) {
+            text_printf(msg, msg_size, "The number of days is not a whole number.");
+            return -1;
+        }
+        json_object_set_new(data, "expires_in_days", json_integer(n));
+    }
+    if (locale && *locale)
+        json_object_set_new(data, "locale", json_string(locale));
+    return 0;
+}
+
 void action_org(web_req_t *r, const char *org_id, const char *rest) {
     if (!session_check_csrf(r))
         return;
@@ -391,7 +430,12 @@ void action_org(web_req_t *r, const char *org_id, const char *rest) {
         json_object_set_new(data, "email", json_string(email));
         if (new_user && nm && *nm)
             json_object_set_new(data, "name", json_string(nm));
-        json_object_set_new(data, "owner", json_boolean(checked(r, "owner")));
+        if (invite_options(r, role, data, msg, sizeof(msg)) != 0) {
+            web_flash(r, msg);
+            web_redirect(r, back);
+            json_decref(data);
+            return;
+        }
     } else if (sscanf(rest, "invitations/%36[0-9a-fA-F-]/%31s", id, verb) == 2 && uuid_valid(id) &&
                (strcmp(verb, "resend") == 0 || strcmp(verb, "remove") == 0)) {
         type = verb[2] == 's' ? RAIKOO_CMD_RESEND_INVITATION : RAIKOO_CMD_REMOVE_INVITATION;

@@ -92,6 +92,8 @@ const conf_key_t conf_keys[] = {
     {"web.signin.max.failures.client", "50",
      "raikoo-web: failed sign-ins per client IP address before it waits for the window"},
     {"web.signin.window.seconds", "900", "raikoo-web: the window of the failed sign-in counts (15 minutes)"},
+    {"mail.locale", "en",
+     "the invitation e-mail's language when neither the command nor the organization's policy names one"},
     {NULL, NULL, NULL},
 };
 

@@ -59,6 +59,7 @@ cmdproc_t *cmdproc_new(const conf_t *c, PGconn *db, const secret_keys_t *keys, c
     p->ctx.keys = keys;
     p->ctx.topic_events = p->topic_events = conf_get(c, "topic.events");
     p->ctx.topic_mail = conf_get(c, "topic.mail");
+    p->ctx.default_locale = conf_get(c, "mail.locale");
     p->topic_results = conf_get(c, "topic.results");
     p->ctx.outbox = &p->outbox;
     instruments_init_commands();
@@ -263,7 +264,7 @@ static int apply_once(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, cmd_t *cmds, 
                 outbox_truncate(&p->outbox, mark);
         } else {
             memset(&res, 0, sizeof(res));
-            domain_reject(&res, st[i] == PARSE_UNKNOWN_TYPE ? "unknown_command_type" : "invalid_command",
+            domain_reject(&res, st[i] == PARSE_UNKNOWN_TYPE ? "unknown_command_type" : cmd_invalid_code(cmd),
                           why[i]);
         }
         const char *type_name = cmd->type_name && *cmd->type_name ? cmd->type_name : "unknown";

@@ -15,13 +15,9 @@
 #define NAME_MAX_LEN 200
 #define CODE_INPUT_MAX 64
 #define HASH_MAX 256
-#define DOMAIN_MAX 253
-
-/* The invitation options AddExistingUser and InviteNewUser take besides owner. */
-#define INVITE_OPTIONS                                                                                       \
-    {"can_manage_users", FIELD_BOOL, 0, 0, 0}, {"expires_in_days", FIELD_DAYS, 0, 1, 30}, {                  \
-        "locale", FIELD_LOCALE, 0, 0, 0                                                                      \
-    }
+#define DOMAINS_MAX 100
+_Static_assert(DOMAINS_MAX == CMD_DOMAINS_MAX, "allowed_domains: one limit");
+#define DOMAIN_MAX 252 /* what fits an address of EMAIL_MAX after "a@" */
 
 const cmd_spec_t cmd_specs[CMD_TYPE_COUNT] = {
     [CMD_CREATE_ORGANIZATION] = {"CreateOrganization",
@@ -38,14 +34,18 @@ const cmd_spec_t cmd_specs[CMD_TYPE_COUNT] = {
                                {{"org_id", FIELD_UUID, 1, 0, 0},
                                 {"email", FIELD_EMAIL, 1, 0, 0},
                                 {"owner", FIELD_BOOL, 0, 0, 0},
-                                INVITE_OPTIONS}},
+                                {"can_manage_users", FIELD_BOOL, 0, 0, 0},
+                                {"expires_in_days", FIELD_DAYS, 0, 1, 30},
+                                {"locale", FIELD_LOCALE, 0, 0, 0}}},
     [CMD_INVITE_NEW_USER] = {"InviteNewUser",
                              1,
                              {{"org_id", FIELD_UUID, 1, 0, 0},
                               {"email", FIELD_EMAIL, 1, 0, 0},
                               {"name", FIELD_TEXT, 0, 0, NAME_MAX_LEN},
                               {"owner", FIELD_BOOL, 0, 0, 0},
-                              INVITE_OPTIONS}},
+                              {"can_manage_users", FIELD_BOOL, 0, 0, 0},
+                              {"expires_in_days", FIELD_DAYS, 0, 1, 30},
+                              {"locale", FIELD_LOCALE, 0, 0, 0}}},
     [CMD_ACCEPT_INVITATION] = {"AcceptInvitation",
                                1,
                                {{"invitation_id", FIELD_UUID, 1, 0, 0},
@@ -76,7 +76,7 @@ const cmd_spec_t cmd_specs[CMD_TYPE_COUNT] = {
     [CMD_SET_ORGANIZATION_POLICY] = {"SetOrganizationPolicy",
                                      1,
                                      {{"org_id", FIELD_UUID, 1, 0, 0},
-                                      {"allowed_domains", FIELD_DOMAINS, 0, 0, CMD_DOMAINS_MAX, 0, 1},
+                                      {"allowed_domains", FIELD_DOMAINS, 0, 0, DOMAINS_MAX, 0, 1},
                                       {"seat_limit", FIELD_SEATS, 0, 1, 1000000, 0, 1},
                                       {"default_expiry_days", FIELD_DAYS, 0, 1, 30, 0, 1},
                                       {"default_locale", FIELD_LOCALE, 0, 0, 0, 0, 1},

@@ -193,3 +193,34 @@ def test_the_last_seat_goes_to_one_invitation_when_two_command_workers_race(clie
         _last_seat(client, admin, org, db, 12, lambda e: e)
     finally:
         assert second.stop() == 0, second.output()[-2000:]
+
+
+def test_an_invitation_waits_for_the_policy_row_and_counts_what_the_holder_committed(client, admin, org, db,
+                                                                                     db_url):
+    """The seat count is taken under the policy row's lock, in a statement after it: a transaction holding
+    the lock that takes the last seat makes the waiting invitation seat_limit_reached (without the lock, or
+    with the count in the locking statement's snapshot, it would be accepted)."""
+    import time
+    import psycopg2
+    other, _ = make_user(client, admin, "holder")
+    accepted(client.send("SetOrganizationPolicy", admin, {"org_id": org, "seat_limit": 2}))
+    holder = psycopg2.connect(db_url)
+    try:
+        cur = holder.cursor()  # psycopg2 opens a transaction: the row lock is held until commit
+        cur.execute("SELECT 1 FROM organization_policies WHERE org_id = %s FOR UPDATE", (org,))
+        cid = client.publish("InviteNewUser", admin, {"org_id": org, "email": unique_email("waits")})
+        end = time.time() + 60
+        while True:
+            waiting = one(db, "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                              " WHERE NOT l.granted AND a.query LIKE '%%organization_policies%%FOR UPDATE%%'"
+                              " AND a.pid <> pg_backend_pid()")[0]
+            if waiting:
+                break
+            assert time.time() < end, "no command worker waited for the policy row"
+            time.sleep(0.2)
+        cur.execute("INSERT INTO org_members (org_id, user_id) VALUES (%s, %s)", (org, other))
+        holder.commit()
+    finally:
+        holder.close()
+    r = rejected(client.result(cid), "seat_limit_reached")
+    assert "2 of 2" in r["message"]

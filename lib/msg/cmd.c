@@ -150,6 +150,11 @@ static int domain_valid(const char *s) {
     return email_normalize(addr, out, why, sizeof(why)) == 0;
 }
 
+/* Records the result code of a field that was wrong. */
+static void invalid_as(cmd_t *cmd, const char *code) {
+    cmd->invalid_code = code;
+}
+
 /* The fields with a result code of their own. 0 when v is right; else -1 with why and cmd->invalid_code. */
 static int check_option(const cmd_field_t *f, json_t *v, cmd_t *cmd, char *why, size_t why_size) {
     if (json_is_null(v) && f->nullable)
@@ -160,7 +165,7 @@ static int check_option(const cmd_field_t *f, json_t *v, cmd_t *cmd, char *why, 
             if (json_is_integer(v) && json_integer_value(v) >= (json_int_t)f->min_len &&
                 json_integer_value(v) <= (json_int_t)f->max_len)
                 return 0;
-            cmd->invalid_code = f->kind == FIELD_DAYS ? "invalid_expiry" : "invalid_seat_limit";
+            invalid_as(cmd, f->kind == FIELD_DAYS ? "invalid_expiry" : "invalid_seat_limit");
             text_printf(why, why_size, "data.%s must be a whole number of %zu to %zu%s", f->name, f->min_len,
                         f->max_len, f->nullable ? ", or null" : "");
             return -1;
@@ -168,7 +173,7 @@ static int check_option(const cmd_field_t *f, json_t *v, cmd_t *cmd, char *why, 
             if (json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v) &&
                 locale_tag_valid(json_string_value(v)))
                 return 0;
-            cmd->invalid_code = "invalid_locale";
+            invalid_as(cmd, "invalid_locale");
             text_printf(why, why_size, "data.%s must be a language tag such as \"de\" or \"pt-BR\"%s",
                         f->name, f->nullable ? ", or null" : "");
             return -1;
@@ -176,12 +181,12 @@ static int check_option(const cmd_field_t *f, json_t *v, cmd_t *cmd, char *why, 
             if (json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v) &&
                 app_url_valid(json_string_value(v)))
                 return 0;
-            cmd->invalid_code = "invalid_app_url";
+            invalid_as(cmd, "invalid_app_url");
             text_printf(why, why_size, "data.%s must be an http:// or https:// address%s", f->name,
                         f->nullable ? ", or null" : "");
             return -1;
         case FIELD_DOMAINS: {
-            cmd->invalid_code = "invalid_domain";
+            invalid_as(cmd, "invalid_domain");
             if (!json_is_array(v) || json_array_size(v) > f->max_len) {
                 text_printf(why, why_size, "data.%s must be a list of at most %zu domains%s", f->name,
                             f->max_len, f->nullable ? ", or null" : "");
@@ -197,7 +202,7 @@ static int check_option(const cmd_field_t *f, json_t *v, cmd_t *cmd, char *why, 
                     return -1;
                 }
             }
-            cmd->invalid_code = NULL;
+            invalid_as(cmd, NULL);
             return 0;
         }
         default: return -1;

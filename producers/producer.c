@@ -52,6 +52,7 @@ static const cmd_type_t type_map[RAIKOO_CMD_TYPE_COUNT] = {
     [RAIKOO_CMD_REMOVE_INVITATION] = CMD_REMOVE_INVITATION,
     [RAIKOO_CMD_REMOVE_MEMBER] = CMD_REMOVE_MEMBER,
     [RAIKOO_CMD_SET_MEMBER_ROLE] = CMD_SET_MEMBER_ROLE,
+    [RAIKOO_CMD_SET_ORGANIZATION_POLICY] = CMD_SET_ORGANIZATION_POLICY,
 };
 
 const char *raikoo_command_type_name(raikoo_command_type_t type) {
@@ -214,7 +215,9 @@ int raikoo_command_build(raikoo_command_type_t public_type, const char *source, 
     char why[512] = "";
     parse_status_t st = cmd_parse(text, strlen(text), max_bytes, &cmd, why, sizeof(why));
     if (st != PARSE_OK) {
-        snprintf(errstr, errstr_size, "%s", why);
+        /* A field with a code of its own says it first ("invalid_expiry: data.expires_in_days ..."). */
+        snprintf(errstr, errstr_size, "%s%s%s", cmd.invalid_code ? cmd.invalid_code : "",
+                 cmd.invalid_code ? ": " : "", why);
         cmd_free(&cmd);
         free(text);
         return RAIKOO_ERR_INVALID;

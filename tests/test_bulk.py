@@ -52,18 +52,18 @@ def test_a_mixed_file_invites_new_and_existing_and_names_bad_rows(client, admin,
     assert (by["6"]["status"], by["6"]["code"]) == ("skipped", "duplicate_email")
     assert "line 2" in by["6"]["message"]
     assert (by["7"]["status"], by["7"]["code"]) == ("skipped", "invalid_value")
-    # Bad rows are named on standard error with their line, and the ignored column and manage_users warned.
+    # Bad rows are named on standard error with their line, and the ignored column warned.
     assert "line 3: invalid_email" in p.stderr and "line 6: duplicate_email" in p.stderr
     assert "line 7: invalid_value" in p.stderr
     assert 'column "department" ignored' in p.stderr
-    assert "manage_users is not applied yet" in p.stderr and "1 row(s)" in p.stderr
     assert "5 row(s): 2 accepted, 0 rejected, 3 skipped" in p.stderr
     cur = db.cursor()
-    cur.execute("SELECT i.kind, i.grant_owner, u.name, i.user_id FROM invitations i JOIN users u ON u.id = i.user_id"
-                " WHERE i.id = %s", (by["2"]["invitation_id"],))
-    assert cur.fetchone()[:3] == ("new", True, 'Lee, Ann "the" second')
-    cur.execute("SELECT kind, grant_owner, user_id::text FROM invitations WHERE id = %s", (by["5"]["invitation_id"],))
-    assert cur.fetchone() == ("existing", False, uid)
+    cur.execute("SELECT i.kind, i.grant_owner, u.name, i.grant_manage_users FROM invitations i"
+                " JOIN users u ON u.id = i.user_id WHERE i.id = %s", (by["2"]["invitation_id"],))
+    assert cur.fetchone() == ("new", True, 'Lee, Ann "the" second', True)  # manage_users: the role at invitation
+    cur.execute("SELECT kind, grant_owner, user_id::text, grant_manage_users FROM invitations WHERE id = %s",
+                (by["5"]["invitation_id"],))
+    assert cur.fetchone() == ("existing", False, uid, False)
     # Nothing was sent for the bad rows.
     cur.execute("SELECT count(*) FROM invitations WHERE org_id = %s", (org,))
     assert cur.fetchone()[0] == 2

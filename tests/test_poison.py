@@ -169,6 +169,22 @@ CHECKS = {
     "audit_log_hash_check": ("internal", "the SHA-256 the audit worker computes"),
     "audit_heads_seq_check": ("internal", "the last sequence number of a chain, from 0"),
     "audit_heads_hash_check": ("internal", "the SHA-256 of a chain's last row"),
+    # Invitation options and organization policies (migration 011; docs/INVITATION_OPTIONS.md).
+    "invitations_locale_check": ("parser", [
+        (c, {"org_id": A, "email": "a@b.io", "locale": tag}) for tag in ["", "DE", "de_DE", "deutsch", "de-at"]
+        for c in ["InviteNewUser", "AddExistingUser"]] + [
+        ("ResendInvitation", {"org_id": A, "invitation_id": A, "locale": "xx-xx"})]),
+    "organization_policies_allowed_domains_check": ("parser", [
+        ("SetOrganizationPolicy", {"org_id": A, "allowed_domains": ["a.io"] * 101})]),
+    "organization_policies_seat_limit_check": ("parser", [
+        ("SetOrganizationPolicy", {"org_id": A, "seat_limit": v}) for v in [0, -1, 1000001]]),
+    "organization_policies_default_expiry_days_check": ("parser", [
+        ("SetOrganizationPolicy", {"org_id": A, "default_expiry_days": v}) for v in [0, 31, 365]]),
+    "organization_policies_default_locale_check": ("parser", [
+        ("SetOrganizationPolicy", {"org_id": A, "default_locale": v}) for v in ["", "EN", "english", "en_GB"]]),
+    "organization_policies_app_url_check": ("parser", [
+        ("SetOrganizationPolicy", {"org_id": A, "app_url": v})
+        for v in ["", "ftp://x.io", "https:///x", "//x.io", "https://" + "x" * 510]]),
 }
 
 

@@ -17,17 +17,21 @@ import schemacheck
 from conftest import BIN, ROOT
 
 COMMANDS = ["CreateOrganization", "CreateUser", "AddExistingUser", "InviteNewUser", "AcceptInvitation",
-            "ActivateAccount", "ResendInvitation", "RemoveInvitation", "RemoveMember", "SetMemberRole"]
+            "ActivateAccount", "ResendInvitation", "RemoveInvitation", "RemoveMember", "SetMemberRole",
+            "SetOrganizationPolicy"]
 EVENTS = ["OrganizationCreated", "UserCreated", "MembershipCreated", "InvitationCreated", "InvitationResent",
           "InvitationAccepted", "InvitationExpired", "InvitationRemoved", "AccountActivated", "MemberRemoved",
           "MemberRoleChanged", "InvitationEmailSent", "InvitationEmailFailed", "InvitationCodeRejected",
-          "CommandRejected", "InvitationReminderSent"]
+          "CommandRejected", "InvitationReminderSent",
+          "OrganizationPolicyChanged"]
 # DESIGN.md, "Every command ends in exactly one result": the stable codes.
 RESULT_CODES = ["invalid_command", "unknown_command_type", "organization_not_found", "permission_denied",
                 "owner_grant_denied", "user_not_found", "user_already_exists", "already_member",
                 "invitation_pending", "invitation_not_found", "invitation_not_pending", "invitation_expired",
                 "invalid_code", "too_many_attempts", "account_already_active", "invalid_password_hash",
-                "not_member", "last_owner", "rate_limited"]
+                "not_member", "last_owner", "rate_limited",
+                "manage_grant_denied", "invalid_expiry", "invalid_locale", "invalid_domain", "invalid_seat_limit",
+                "invalid_app_url", "domain_not_allowed", "seat_limit_reached"]
 
 
 # ---- the schema files themselves ----
@@ -86,7 +90,7 @@ def _c_command_table():
     table = {}
     for m in re.finditer(r'\[CMD_\w+\] = \{"(\w+)",\s*(\d),\s*\{(.*?)\}\},\n', src, re.S):
         fields = {}
-        for f in re.finditer(r'\{"(\w+)", FIELD_(\w+), (\d), (\w+), (\w+)(?:, (\d))?\}', m.group(3)):
+        for f in re.finditer(r'\{"(\w+)", FIELD_(\w+), (\d), (\w+), (\w+)(?:, (\d))?(?:, (\d))?\}', m.group(3)):
             fields[f.group(1)] = (f.group(2), f.group(3) == "1", num(f.group(4)), num(f.group(5)), f.group(6) == "1")
         table[m.group(1)] = (m.group(2) == "1", fields)
     return table
@@ -115,6 +119,16 @@ def test_command_schemas_have_exactly_the_fields_of_the_parsers_table():
                 assert p == {"$ref": "../cloudevent.schema.json#/$defs/uuid"}, (name, f)
             elif kind == "EMAIL":
                 assert p == {"$ref": "../cloudevent.schema.json#/$defs/email_input"}, (name, f)
+            elif kind in ("DAYS", "SEATS"):
+                nullable = name == "SetOrganizationPolicy"
+                assert p == {"type": ["integer", "null"] if nullable else "integer", "minimum": lo, "maximum": hi}, \
+                    (name, f)
+            elif kind in ("LOCALE", "URL", "DOMAINS"):
+                ref = {"LOCALE": {"$ref": "../cloudevent.schema.json#/$defs/locale"},
+                       "URL": {"$ref": "../cloudevent.schema.json#/$defs/app_url"},
+                       "DOMAINS": {"type": "array", "maxItems": hi,
+                                   "items": {"$ref": "../cloudevent.schema.json#/$defs/domain"}}}[kind]
+                assert p in (ref, {"oneOf": [ref, {"type": "null"}]}), (name, f)
             else:
                 raise AssertionError(f"unknown field kind {kind}")
     assert envelope["result_code"]["enum"] == RESULT_CODES
@@ -159,7 +173,13 @@ FULL_DATA = {
     "RemoveInvitation": {"org_id": uid(), "invitation_id": uid()},
     "RemoveMember": {"org_id": uid(), "user_id": uid()},
     "SetMemberRole": {"org_id": uid(), "user_id": uid(), "owner": False, "can_manage_users": True},
+    "SetOrganizationPolicy": {"org_id": uid(), "allowed_domains": ["example.test", "Sub.Example.TEST"],
+                              "seat_limit": 10, "default_expiry_days": 14, "default_locale": "de-AT",
+                              "app_url": "https://app.example.test/raikoo"},
 }
+FULL_DATA["AddExistingUser"].update({"can_manage_users": True, "expires_in_days": 30, "locale": "de"})
+FULL_DATA["InviteNewUser"].update({"can_manage_users": False, "expires_in_days": 1, "locale": "pt-BR"})
+FULL_DATA["ResendInvitation"].update({"expires_in_days": 7, "locale": "es-419"})
 TABLE = _c_command_table()
 
 
@@ -274,6 +294,31 @@ def cases():
                 for i, bad in enumerate(BAD_EMAILS):
                     add(f"{name}-{key}-bad-email-{i}", with_field(full, key, bad), False, "invalid")
                 add(f"{name}-{key}-trailing-newline", with_field(full, key, "bob@example.test\n"), None, "invalid")
+            elif kind in ("DAYS", "SEATS"):
+                nullable = name == "SetOrganizationPolicy"
+                for v in (lo, hi):
+                    add(f"{name}-{key}-{v}", with_field(full, key, v), True, "ok")
+                for i, bad in enumerate([lo - 1, hi + 1, 7.5, "7", True, [7]]):
+                    add(f"{name}-{key}-bad-{i}", with_field(full, key, bad), False, "invalid")
+                add(f"{name}-{key}-null", with_field(full, key, None), nullable, "ok" if nullable else "invalid")
+            elif kind == "LOCALE":
+                for i, good in enumerate(["en", "de-AT", "es-419", "fil"]):
+                    add(f"{name}-{key}-good-{i}", with_field(full, key, good), True, "ok")
+                for i, bad in enumerate(["", "EN", "de_AT", "de-at", "german", "de-AT-x", 7, ["de"]]):
+                    add(f"{name}-{key}-bad-{i}", with_field(full, key, bad), False, "invalid")
+                add(f"{name}-{key}-trailing-newline", with_field(full, key, "de\n"), None, "invalid")
+            elif kind == "URL":
+                for i, good in enumerate(["https://app.example.test", "http://127.0.0.1:8080/x"]):
+                    add(f"{name}-{key}-good-{i}", with_field(full, key, good), True, "ok")
+                for i, bad in enumerate(["", "ftp://x.test", "https://", "https://x.test/", "https:///x",
+                                         "https://x .test", 7]):
+                    add(f"{name}-{key}-bad-{i}", with_field(full, key, bad), False, "invalid")
+            elif kind == "DOMAINS":
+                for i, good in enumerate([[], ["EXAMPLE.test"], ["b.co"] * 100, None]):
+                    add(f"{name}-{key}-good-{i}", with_field(full, key, good), True, "ok")
+                for i, bad in enumerate([["b.co"] * 101, ["example"], ["@example.test"], ["-x.test"], [""],
+                                         ["x.test."], "example.test", [7]]):
+                    add(f"{name}-{key}-bad-{i}", with_field(full, key, bad), False, "invalid")
             elif kind == "BOOL":
                 for i, bad in enumerate(["true", 1, 0, None, "false"]):
                     add(f"{name}-{key}-not-a-boolean-{i}", with_field(full, key, bad), False, "invalid")
@@ -397,9 +442,13 @@ EVENT_EXAMPLES = [
     ev("UserCreated", {"org_id": ORG, "user_id": USER, "email": "Bob@example.test", "name": "", "enabled": False}),
     ev("MembershipCreated", {"org_id": ORG, "user_id": USER, "is_owner": False, "can_manage_users": False}),
     ev("InvitationCreated", {"invitation_id": INV, "org_id": ORG, "user_id": USER, "email": "bob@example.test",
-                             "kind": "existing", "grant_owner": False, "invited_by": uid(), "expires_at": T}),
+                             "kind": "existing", "grant_owner": False, "invited_by": uid(), "expires_at": T,
+                             "grant_manage_users": True, "locale": "de-AT"}),
     ev("InvitationResent", {"invitation_id": INV, "org_id": ORG, "user_id": USER, "email": "bob@example.test",
-                            "previous_status": "expired", "expires_at": T, "resend_count": 1}),
+                            "previous_status": "expired", "expires_at": T, "resend_count": 1, "locale": None}),
+    ev("OrganizationPolicyChanged", {"org_id": ORG, "allowed_domains": ["example.test"], "seat_limit": 5,
+                                     "default_expiry_days": None, "default_locale": "de",
+                                     "app_url": "https://app.example.test", "updated_by": USER}),
     ev("InvitationAccepted", {"invitation_id": INV, "org_id": ORG, "user_id": USER, "email": "bob@example.test",
                               "kind": "new"}, actorid=None),
     ev("AccountActivated", {"invitation_id": INV, "org_id": ORG, "user_id": USER, "email": "bob@example.test"},

@@ -93,7 +93,8 @@ const conf_key_t conf_keys[] = {
      "raikoo-web: failed sign-ins per client IP address before it waits for the window"},
     {"web.signin.window.seconds", "900", "raikoo-web: the window of the failed sign-in counts (15 minutes)"},
     {"mail.locale", "en",
-     "mailer: language of e-mails whose job names none (templates of it, then of its language, then en)"},
+     "language of invitation e-mails when neither the command nor the organization's policy names one; the "
+     "mailer's for jobs that name none (templates of it, then of its language, then en)"},
     {"reminder.before", "86400",
      "expiry worker: how long before a pending invitation expires its one reminder e-mail is queued, in "
      "seconds or with a unit (90m, 24h, 2d); 0: no reminders"},

@@ -8,12 +8,16 @@
 #include <strings.h>
 
 #include "event.h"
+#include "mailjob.h"
 #include "secret.h"
 #include "text.h"
 
 #define NAME_MAX_LEN 200
 #define CODE_INPUT_MAX 64
 #define HASH_MAX 256
+#define DOMAINS_MAX 100
+_Static_assert(DOMAINS_MAX == CMD_DOMAINS_MAX, "allowed_domains: one limit");
+#define DOMAIN_MAX 252 /* what fits an address of EMAIL_MAX after "a@" */
 
 const cmd_spec_t cmd_specs[CMD_TYPE_COUNT] = {
     [CMD_CREATE_ORGANIZATION] = {"CreateOrganization",
@@ -29,13 +33,19 @@ const cmd_spec_t cmd_specs[CMD_TYPE_COUNT] = {
                                1,
                                {{"org_id", FIELD_UUID, 1, 0, 0},
                                 {"email", FIELD_EMAIL, 1, 0, 0},
-                                {"owner", FIELD_BOOL, 0, 0, 0}}},
+                                {"owner", FIELD_BOOL, 0, 0, 0},
+                                {"can_manage_users", FIELD_BOOL, 0, 0, 0},
+                                {"expires_in_days", FIELD_DAYS, 0, 1, 30},
+                                {"locale", FIELD_LOCALE, 0, 0, 0}}},
     [CMD_INVITE_NEW_USER] = {"InviteNewUser",
                              1,
                              {{"org_id", FIELD_UUID, 1, 0, 0},
                               {"email", FIELD_EMAIL, 1, 0, 0},
                               {"name", FIELD_TEXT, 0, 0, NAME_MAX_LEN},
-                              {"owner", FIELD_BOOL, 0, 0, 0}}},
+                              {"owner", FIELD_BOOL, 0, 0, 0},
+                              {"can_manage_users", FIELD_BOOL, 0, 0, 0},
+                              {"expires_in_days", FIELD_DAYS, 0, 1, 30},
+                              {"locale", FIELD_LOCALE, 0, 0, 0}}},
     [CMD_ACCEPT_INVITATION] = {"AcceptInvitation",
                                1,
                                {{"invitation_id", FIELD_UUID, 1, 0, 0},
@@ -47,7 +57,10 @@ const cmd_spec_t cmd_specs[CMD_TYPE_COUNT] = {
                                {"password_hash", FIELD_SECRET, 1, 1, HASH_MAX}}},
     [CMD_RESEND_INVITATION] = {"ResendInvitation",
                                1,
-                               {{"org_id", FIELD_UUID, 1, 0, 0}, {"invitation_id", FIELD_UUID, 1, 0, 0}}},
+                               {{"org_id", FIELD_UUID, 1, 0, 0},
+                                {"invitation_id", FIELD_UUID, 1, 0, 0},
+                                {"expires_in_days", FIELD_DAYS, 0, 1, 30},
+                                {"locale", FIELD_LOCALE, 0, 0, 0}}},
     [CMD_REMOVE_INVITATION] = {"RemoveInvitation",
                                1,
                                {{"org_id", FIELD_UUID, 1, 0, 0}, {"invitation_id", FIELD_UUID, 1, 0, 0}}},
@@ -60,6 +73,14 @@ const cmd_spec_t cmd_specs[CMD_TYPE_COUNT] = {
                               {"user_id", FIELD_UUID, 1, 0, 0},
                               {"owner", FIELD_BOOL, 1, 0, 0},
                               {"can_manage_users", FIELD_BOOL, 1, 0, 0}}},
+    [CMD_SET_ORGANIZATION_POLICY] = {"SetOrganizationPolicy",
+                                     1,
+                                     {{"org_id", FIELD_UUID, 1, 0, 0},
+                                      {"allowed_domains", FIELD_DOMAINS, 0, 0, DOMAINS_MAX, 0, 1},
+                                      {"seat_limit", FIELD_SEATS, 0, 1, 1000000, 0, 1},
+                                      {"default_expiry_days", FIELD_DAYS, 0, 1, 30, 0, 1},
+                                      {"default_locale", FIELD_LOCALE, 0, 0, 0, 0, 1},
+                                      {"app_url", FIELD_URL, 0, 0, 0, 0, 1}}},
 };
 
 static const char *envelope_keys[] = {"specversion",     "id",      "source", "type", "time",
@@ -106,6 +127,86 @@ static void bind_field(cmd_t *cmd, const char *name, json_t *v) {
         cmd->owner = json_is_true(v);
     else if (strcmp(name, "can_manage_users") == 0)
         cmd->can_manage_users = json_is_true(v);
+    else if (strcmp(name, "expires_in_days") == 0)
+        cmd->expires_in_days = (int)json_integer_value(v);
+    else if (strcmp(name, "locale") == 0)
+        cmd->locale = s;
+}
+
+const char *cmd_invalid_code(const cmd_t *cmd) {
+    return cmd->invalid_code ? cmd->invalid_code : "invalid_command";
+}
+
+/* 1 when s is a domain as an e-mail address's domain may be (what email_normalize accepts after the @). */
+static int domain_valid(const char *s) {
+    size_t len = strlen(s);
+    if (len == 0 || len > DOMAIN_MAX)
+        return 0;
+    char addr[EMAIL_MAX + 8], out[EMAIL_MAX + 1], why[64];
+    text_printf(addr, sizeof(addr), "a@%s", s);
+    for (const char *p = s; *p; p++)
+        if (*p == ' ' || *p == '\t' || *p == '@')
+            return 0;
+    return email_normalize(addr, out, why, sizeof(why)) == 0;
+}
+
+/* Records the result code of a field that was wrong. */
+static void invalid_as(cmd_t *cmd, const char *code) {
+    cmd->invalid_code = code;
+}
+
+/* The fields with a result code of their own. 0 when v is right; else -1 with why and cmd->invalid_code. */
+static int check_option(const cmd_field_t *f, json_t *v, cmd_t *cmd, char *why, size_t why_size) {
+    if (json_is_null(v) && f->nullable)
+        return 0;
+    switch (f->kind) {
+        case FIELD_DAYS:
+        case FIELD_SEATS:
+            if (json_is_integer(v) && json_integer_value(v) >= (json_int_t)f->min_len &&
+                json_integer_value(v) <= (json_int_t)f->max_len)
+                return 0;
+            invalid_as(cmd, f->kind == FIELD_DAYS ? "invalid_expiry" : "invalid_seat_limit");
+            text_printf(why, why_size, "data.%s must be a whole number of %zu to %zu%s", f->name, f->min_len,
+                        f->max_len, f->nullable ? ", or null" : "");
+            return -1;
+        case FIELD_LOCALE:
+            if (json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v) &&
+                locale_tag_valid(json_string_value(v)))
+                return 0;
+            invalid_as(cmd, "invalid_locale");
+            text_printf(why, why_size, "data.%s must be a language tag such as \"de\" or \"pt-BR\"%s",
+                        f->name, f->nullable ? ", or null" : "");
+            return -1;
+        case FIELD_URL:
+            if (json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v) &&
+                app_url_valid(json_string_value(v)))
+                return 0;
+            invalid_as(cmd, "invalid_app_url");
+            text_printf(why, why_size, "data.%s must be an http:// or https:// address%s", f->name,
+                        f->nullable ? ", or null" : "");
+            return -1;
+        case FIELD_DOMAINS: {
+            invalid_as(cmd, "invalid_domain");
+            if (!json_is_array(v) || json_array_size(v) > f->max_len) {
+                text_printf(why, why_size, "data.%s must be a list of at most %zu domains%s", f->name,
+                            f->max_len, f->nullable ? ", or null" : "");
+                return -1;
+            }
+            size_t i;
+            json_t *d;
+            json_array_foreach(v, i, d) {
+                if (!json_is_string(d) || strlen(json_string_value(d)) != json_string_length(d) ||
+                    !domain_valid(json_string_value(d))) {
+                    text_printf(why, why_size, "data.%s: item %zu is not a domain such as example.com",
+                                f->name, i + 1);
+                    return -1;
+                }
+            }
+            invalid_as(cmd, NULL);
+            return 0;
+        }
+        default: return -1;
+    }
 }
 
 /* 1 when the code point is white space (Unicode White_Space, the information separators U+001C-U+001F that
@@ -144,6 +245,11 @@ static void uuid_canonicalize(json_t *v) {
 /* Checks one data field. Reasons name the field (from our table), never quote the value. */
 static int check_field(const cmd_field_t *f, json_t *v, cmd_t *cmd, char *why, size_t why_size) {
     switch (f->kind) {
+        case FIELD_DAYS:
+        case FIELD_LOCALE:
+        case FIELD_SEATS:
+        case FIELD_DOMAINS:
+        case FIELD_URL: return check_option(f, v, cmd, why, why_size);
         case FIELD_BOOL:
             if (!json_is_boolean(v)) {
                 text_printf(why, why_size, "data.%s must be true or false", f->name);

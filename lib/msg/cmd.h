@@ -19,11 +19,27 @@ typedef enum {
     CMD_REMOVE_INVITATION,
     CMD_REMOVE_MEMBER,
     CMD_SET_MEMBER_ROLE,
+    CMD_SET_ORGANIZATION_POLICY,
     CMD_TYPE_COUNT,
     CMD_TYPE_UNKNOWN = -1
 } cmd_type_t;
 
-typedef enum { FIELD_UUID, FIELD_EMAIL, FIELD_TEXT, FIELD_BOOL, FIELD_SECRET } field_kind_t;
+/* FIELD_DAYS: an integer of 1 to 30 (expires_in_days, default_expiry_days); FIELD_LOCALE: a language tag
+ * (locale_tag_valid); FIELD_SEATS: an integer of 1 to 1000000; FIELD_DOMAINS: an array of at most 100
+ * domains; FIELD_URL: an http(s) address (app_url_valid). A field of these kinds that is wrong gets a result
+ * code of its own (cmd_t.invalid_code); nullable ones take null ("clear") as well. */
+typedef enum {
+    FIELD_UUID,
+    FIELD_EMAIL,
+    FIELD_TEXT,
+    FIELD_BOOL,
+    FIELD_SECRET,
+    FIELD_DAYS,
+    FIELD_LOCALE,
+    FIELD_SEATS,
+    FIELD_DOMAINS,
+    FIELD_URL
+} field_kind_t;
 
 /* One field of a command's data. */
 typedef struct cmd_field {
@@ -32,9 +48,11 @@ typedef struct cmd_field {
     int required;
     size_t min_len, max_len; /* characters, for text and secrets */
     int nonblank;            /* text: white space only is refused (the database's btrim(...) <> '' CHECKs) */
+    int nullable;            /* null is a value (SetOrganizationPolicy: clears the setting) */
 } cmd_field_t;
 
-#define CMD_MAX_FIELDS 4
+#define CMD_MAX_FIELDS 7
+#define CMD_DOMAINS_MAX 100 /* allowed_domains: at most this many */
 
 typedef struct cmd_spec {
     const char *name; /* "InviteNewUser"; the CloudEvents type is raikoo.command.<name>.v1 */
@@ -57,7 +75,18 @@ typedef struct cmd {
     int has_email;
     char email[EMAIL_MAX + 1];
     int owner, can_manage_users;
+    /* Invitation options (AddExistingUser, InviteNewUser, ResendInvitation): 0 / NULL when absent. */
+    int expires_in_days;
+    const char *locale;
+    /* When parsing returned PARSE_INVALID for a field with a code of its own ("invalid_expiry", ...): that
+     * code; NULL means invalid_command. See cmd_invalid_code. */
+    const char *invalid_code;
 } cmd_t;
+
+/* The result code of a command that parsing refused (PARSE_INVALID): invalid_command, or the code of the
+ * field that was wrong (invalid_expiry, invalid_locale, invalid_domain, invalid_seat_limit,
+ * invalid_app_url). */
+const char *cmd_invalid_code(const cmd_t *cmd);
 
 typedef enum {
     PARSE_OK,           /* a valid command */

@@ -66,6 +66,7 @@ cmdproc_t *cmdproc_new(const conf_t *c, PGconn *db, const secret_keys_t *keys, c
     p->ctx.keys = keys;
     p->ctx.topic_events = p->topic_events = conf_get(c, "topic.events");
     p->ctx.topic_mail = conf_get(c, "topic.mail");
+    p->ctx.default_locale = conf_get(c, "mail.locale");
     p->topic_results = conf_get(c, "topic.results");
     p->ctx.outbox = &p->outbox;
     instruments_init_commands();
@@ -248,7 +249,8 @@ static int attempt_decide(attempt_t *a, size_t i, domain_result_t *res, char *er
     }
     if (a->st[i] != PARSE_OK) {
         memset(res, 0, sizeof(*res));
-        domain_reject(res, a->st[i] == PARSE_UNKNOWN_TYPE ? "unknown_command_type" : "invalid_command",
+        domain_reject(res,
+                      a->st[i] == PARSE_UNKNOWN_TYPE ? "unknown_command_type" : cmd_invalid_code(&a->cmds[i]),
                       a->why[i]);
         return 0;
     }

@@ -50,6 +50,17 @@ static const code_message_t messages[] = {
     {"not_member", "This user is not a member of the organization"},
     {"last_owner", "An organization must keep at least one owner: make another member an owner first"},
     {"rate_limited", "This organization has sent too many invitations in the last hour: try again later"},
+    {"manage_grant_denied", "Only organization owners and Raikoo admins can grant user management "
+                            "(can_manage_users): ask an owner or an admin"},
+    {"invalid_expiry", "An invitation lasts a whole number of days from 1 to 30: correct expires_in_days"},
+    {"invalid_locale", "The language must be a tag such as de or pt-BR: correct the locale"},
+    {"invalid_domain", "allowed_domains must be a list of at most 100 domains such as example.com"},
+    {"invalid_seat_limit", "seat_limit must be a whole number from 1 to 1000000, or null for no limit"},
+    {"invalid_app_url", "app_url must be an http:// or https:// address without a trailing slash, or null"},
+    {"domain_not_allowed", "This organization only invites addresses of its allowed domains: ask an owner to "
+                           "add the domain to its policy"},
+    {"seat_limit_reached", "The organization's seats (members plus pending invitations) are all taken: "
+                           "remove a member or an invitation, or ask an owner to raise the seat limit"},
     {NULL, NULL},
 };
 
@@ -199,6 +210,7 @@ int domain_apply(domain_ctx_t *x, const cmd_t *cmd, domain_result_t *res, char *
         [CMD_REMOVE_INVITATION] = domain_remove_invitation,
         [CMD_REMOVE_MEMBER] = domain_remove_member,
         [CMD_SET_MEMBER_ROLE] = domain_set_member_role,
+        [CMD_SET_ORGANIZATION_POLICY] = domain_set_organization_policy,
     };
     memset(res, 0, sizeof(*res));
     if (cmd->org_id)

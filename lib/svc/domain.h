@@ -26,9 +26,10 @@ typedef struct domain_ctx {
     PGconn *db;                /* inside the caller's transaction and savepoint */
     const secret_keys_t *keys; /* public key and pepper */
     const char *topic_events, *topic_mail;
-    long ttl_seconds;   /* invitation.ttl.seconds */
-    long rate_per_hour; /* ratelimit.invitations.per.hour */
-    outbox_t *outbox;   /* events and mail jobs go here */
+    long ttl_seconds;           /* invitation.ttl.seconds */
+    long rate_per_hour;         /* ratelimit.invitations.per.hour */
+    const char *default_locale; /* mail.locale (borrowed from the configuration; NULL: none) */
+    outbox_t *outbox;           /* events and mail jobs go here */
     domain_auth_t auth[DOMAIN_AUTH_CACHE];
     int nauth;    /* entries of auth in use; domain_forget() empties it */
     char **texts; /* copies of names read from the database, of any length: freed by

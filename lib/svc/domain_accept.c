@@ -14,7 +14,7 @@
 
 static const char SQL_INVITATION_FOR_UPDATE[] =
     "SELECT i.org_id, i.user_id, i.email, i.kind, i.grant_owner, i.status, i.code_hash, i.failed_attempts,"
-    "       i.expires_at <= now(), coalesce(u.name, ''), o.name"
+    "       i.expires_at <= now(), coalesce(u.name, ''), o.name, i.grant_manage_users"
     "  FROM invitations i JOIN organizations o ON o.id = i.org_id LEFT JOIN users u ON u.id = i.user_id"
     " WHERE i.id = $1 FOR UPDATE OF i";
 
@@ -34,8 +34,9 @@ static const char SQL_ACCEPT[] =
         MAX_CODE_ATTEMPTS) " RETURNING 1";
 
 static const char SQL_JOIN_ORG[] =
-    "INSERT INTO org_members (org_id, user_id, is_owner) VALUES ($1, $2, $3)"
-    " ON CONFLICT (org_id, user_id) DO UPDATE SET is_owner = org_members.is_owner OR EXCLUDED.is_owner"
+    "INSERT INTO org_members (org_id, user_id, is_owner, can_manage_users) VALUES ($1, $2, $3, $4)"
+    " ON CONFLICT (org_id, user_id) DO UPDATE SET is_owner = org_members.is_owner OR EXCLUDED.is_owner,"
+    "     can_manage_users = org_members.can_manage_users OR EXCLUDED.can_manage_users"
     " RETURNING is_owner, can_manage_users";
 
 static const char SQL_USER_BY_EMAIL_FOR_UPDATE[] =
@@ -66,6 +67,7 @@ int dom_invitation_lock(run_t *r, const char *id, invitation_t *inv) {
         inv->past_expiry = dom_is_true(pr, 0, 8);
         inv->invitee_name = dom_keep_text(r->x, PQgetvalue(pr, 0, 9));
         inv->org_name = dom_keep_text(r->x, PQgetvalue(pr, 0, 10));
+        inv->grant_manage_users = dom_is_true(pr, 0, 11);
     }
     PQclear(pr);
     return found;
@@ -172,8 +174,9 @@ int domain_accept_invitation(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     ok = accept_once(r, &inv, res);
     if (ok <= 0)
         return ok;
-    const char *p[3] = {inv.org_id, inv.user_id, dom_bool_str(inv.grant_owner)};
-    pr = dom_q(r, SQL_JOIN_ORG, 3, p);
+    const char *p[4] = {inv.org_id, inv.user_id, dom_bool_str(inv.grant_owner),
+                        dom_bool_str(inv.grant_manage_users)};
+    pr = dom_q(r, SQL_JOIN_ORG, 4, p);
     if (!pr)
         return dom_failure(r, res);
     int owner = dom_is_true(pr, 0, 0), manage = dom_is_true(pr, 0, 1);

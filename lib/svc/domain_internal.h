@@ -34,9 +34,43 @@ typedef struct actor_info {
 typedef struct invitation {
     char id[UUID_BUF], org_id[UUID_BUF], user_id[UUID_BUF], email[EMAIL_MAX + 1], kind[16], status[16];
     const char *invitee_name, *org_name; /* owned by x->texts */
-    int grant_owner, failed_attempts, past_expiry;
+    int grant_owner, grant_manage_users, failed_attempts, past_expiry;
     unsigned char code_hash[CODE_HASH_LEN];
 } invitation_t;
+
+/* An organization's invitation policy (organization_policies; domain_policy.c), as it applies to one
+ * address. Texts owned by x->texts. */
+typedef struct org_policy {
+    int found;
+    int restricts_domains, domain_allowed; /* allowed_domains set; the address's domain is one of them */
+    long seat_limit;                       /* 0: none */
+    int expiry_days;                       /* default_expiry_days, 0: none */
+    const char *locale, *app_url;          /* default_locale, app_url: NULL when not set */
+} org_policy_t;
+
+/* What an invitation gets besides its code: its lifetime, the e-mail's language and link, the role. */
+typedef struct invite_opts {
+    long ttl_seconds;
+    const char *locale;  /* resolved (command, policy, mail.locale); NULL: none valid */
+    const char *app_url; /* the policy's; NULL: the mailer's mail.app.url */
+    int grant_manage_users;
+} invite_opts_t;
+
+/* Reads the organization's policy (locking its row, so that seat counts of concurrent invitations into the
+ * organization are taken one after the other) as it applies to email (NULL: no domain check). 0, or -1 on
+ * database failure. */
+int dom_policy_load(run_t *r, const char *org, const char *email, org_policy_t *pol);
+/* 1 when one more invitation fits the policy's seat limit (members plus pending 'existing' invitations, a
+ * 'new' invitation's membership standing for it), 0 with res rejected (seat_limit_reached), -1 on failure.
+ * Counted after dom_policy_load locked the policy row, in a statement of its own. */
+int dom_seat_available(run_t *r, const char *org, const org_policy_t *pol, domain_result_t *res);
+/* The options of an invitation cmd creates or resends: expires_in_days, else the policy's default, else
+ * invitation.ttl.seconds; locale, else the policy's, else mail.locale; the policy's app_url. */
+void dom_invite_opts(const domain_ctx_t *x, const cmd_t *cmd, const org_policy_t *pol, int grant_manage_users,
+                     invite_opts_t *o);
+/* The policy checks of AddExistingUser and InviteNewUser before anything is looked up: the address's
+ * domain (domain_not_allowed). 1 to go on, 0 rejected. */
+int dom_policy_allows_address(const org_policy_t *pol, domain_result_t *res);
 
 /* SQL shared by more than one part. */
 extern const char DOMAIN_SQL_ACTOR[];                    /* $1 user: enabled, is_admin, name, email */
@@ -82,7 +116,8 @@ typedef struct fresh_code {
 /* Makes a fresh code; -1 with errstr when sealing fails. */
 int dom_fresh_code(domain_ctx_t *x, fresh_code_t *fc, char *errstr, size_t errstr_size);
 /* The start of AddExistingUser and InviteNewUser: dom_authorize, then whether the actor may grant owner
- * capabilities when the command asks for them. 1 to go on, 0 rejected, -1 on database failure. */
+ * capabilities (owner_grant_denied) or user management (manage_grant_denied) when the command asks for
+ * them. 1 to go on, 0 rejected, -1 on database failure. */
 int dom_authorize_invite(run_t *r, const cmd_t *cmd, actor_info_t *a, domain_result_t *res);
 /* 1 with res rejected (rate_limited) when used invitations this hour reach the organization's limit. */
 int dom_rate_limited(domain_ctx_t *x, long used, domain_result_t *res);
@@ -90,17 +125,18 @@ int dom_rate_limited(domain_ctx_t *x, long used, domain_result_t *res);
  * the code for the mailer; expires: the invitation's expiry as RFC 3339): the events and the mail job of an
  * accepted InviteNewUser, and res accepted (or rejected as invalid_command when the mail job cannot be built:
  * the caller must then undo the rows). Always 0. */
-int dom_new_user_invited(domain_ctx_t *x, const cmd_t *cmd, const actor_info_t *a, const char *user,
-                         const char *inv, const char *job, const char *sealed, const char *expires,
-                         domain_result_t *res);
+int dom_new_user_invited(domain_ctx_t *x, const cmd_t *cmd, const actor_info_t *a, const invite_opts_t *o,
+                         const char *user, const char *inv, const char *job, const char *sealed,
+                         const char *expires, domain_result_t *res);
 /* The same for an accepted AddExistingUser of the account user (its name: name). */
-int dom_existing_user_invited(domain_ctx_t *x, const cmd_t *cmd, const actor_info_t *a, const char *user,
-                              const char *name, const char *inv, const char *job, const char *sealed,
-                              const char *expires, domain_result_t *res);
+int dom_existing_user_invited(domain_ctx_t *x, const cmd_t *cmd, const actor_info_t *a,
+                              const invite_opts_t *o, const char *user, const char *name, const char *inv,
+                              const char *job, const char *sealed, const char *expires, domain_result_t *res);
 /* 1 when the invitation e-mail of that kind ("new", "existing") to the invitee of that name can be built
  * (dom_new_user_invited, dom_existing_user_invited will accept), 0 when it cannot. */
-int dom_invitation_mail_ok(const cmd_t *cmd, const actor_info_t *a, const char *kind, const char *name,
-                           const char *inv, const char *job, const char *sealed, const char *expires);
+int dom_invitation_mail_ok(const cmd_t *cmd, const actor_info_t *a, const invite_opts_t *o, const char *kind,
+                           const char *name, const char *inv, const char *job, const char *sealed,
+                           const char *expires);
 /* The detail of AddExistingUser's user_not_found for an account never activated. */
 #define DOMAIN_NEVER_ACTIVATED "the account of this address was never activated"
 
@@ -114,5 +150,6 @@ int domain_accept_invitation(run_t *r, const cmd_t *cmd, domain_result_t *res); 
 int domain_activate_account(run_t *r, const cmd_t *cmd, domain_result_t *res);
 int domain_remove_member(run_t *r, const cmd_t *cmd, domain_result_t *res); /* domain_member.c */
 int domain_set_member_role(run_t *r, const cmd_t *cmd, domain_result_t *res);
+int domain_set_organization_policy(run_t *r, const cmd_t *cmd, domain_result_t *res); /* domain_policy.c */
 
 #endif

@@ -34,9 +34,10 @@ static const char SQL_INSERT_EXISTING_INVITATION[] =
     "WITH " COUNT_INVITATION("$2::uuid") ","
                                          " i AS (INSERT INTO invitations (id, org_id, email, user_id, kind, "
                                          "grant_owner, code_hash, invited_by,"
-                                         "                                expires_at, mail_job_id)"
+                                         "                                expires_at, mail_job_id, "
+                                         "grant_manage_users, locale)"
                                          "       VALUES ($1, $2, $3, $4, 'existing', $5, $6, $7, now() + "
-                                         "make_interval(secs => $8), $9)"
+                                         "make_interval(secs => $8), $9, $10, $11)"
                                          "       RETURNING expires_at)"
                                          " SELECT " DB_RFC3339("expires_at") " FROM i";
 
@@ -55,13 +56,15 @@ static const char SQL_NEW_TARGET[] =
 static const char SQL_INSERT_NEW_USER_INVITATION[] = "WITH " COUNT_INVITATION(
     "$4::uuid") ","
                 " u AS (INSERT INTO users (id, email, username, name) VALUES ($1, $2, $2, $3) RETURNING id),"
-                " m AS (INSERT INTO org_members (org_id, user_id, is_owner) SELECT $4, id, $5 FROM u "
+                " m AS (INSERT INTO org_members (org_id, user_id, is_owner, can_manage_users) SELECT $4, id, "
+                "$5, "
+                "$11 FROM u "
                 "RETURNING user_id),"
                 " i AS (INSERT INTO invitations (id, org_id, email, user_id, kind, grant_owner, code_hash, "
                 "invited_by,"
-                "                                expires_at, mail_job_id)"
+                "                                expires_at, mail_job_id, grant_manage_users, locale)"
                 "       SELECT $6, $4, $2, user_id, 'new', $5, $7, $8, now() + make_interval(secs => $9), "
-                "$10 FROM m"
+                "$10, $11, $12 FROM m"
                 "       RETURNING expires_at)"
                 " SELECT " DB_RFC3339("expires_at") " FROM i";
 
@@ -69,13 +72,18 @@ static const char SQL_INSERT_NEW_USER_INVITATION[] = "WITH " COUNT_INVITATION(
  * when an expired invitation of this organization left one) and a new `new` invitation. */
 static const char SQL_REUSE_UNACTIVATED_INVITATION[] = "WITH " COUNT_INVITATION(
     "$3::uuid") ","
-                " m AS (INSERT INTO org_members (org_id, user_id, is_owner) VALUES ($3, $1, $4)"
-                "       ON CONFLICT (org_id, user_id) DO UPDATE SET is_owner = EXCLUDED.is_owner"
+                " m AS (INSERT INTO org_members (org_id, user_id, is_owner, can_manage_users) VALUES ($3, "
+                "$1, "
+                "$4, $10)"
+                "       ON CONFLICT (org_id, user_id) DO UPDATE SET is_owner = EXCLUDED.is_owner,"
+                "           can_manage_users = EXCLUDED.can_manage_users"
                 "       RETURNING user_id, xmax = 0 AS created),"
                 " i AS (INSERT INTO invitations (id, org_id, email, user_id, kind, grant_owner, code_hash, "
                 "invited_by,"
-                "                                expires_at, mail_job_id)"
-                "       SELECT $5, $3, $2, user_id, 'new', $4, $6, $7, now() + make_interval(secs => $8), $9 "
+                "                                expires_at, mail_job_id, grant_manage_users, locale)"
+                "       SELECT $5, $3, $2, user_id, 'new', $4, $6, $7, now() + make_interval(secs => $8), "
+                "$9, "
+                "$10, $11 "
                 "FROM m"
                 "       RETURNING expires_at)"
                 " SELECT " DB_RFC3339("expires_at") ", (SELECT created FROM m) FROM i";
@@ -85,7 +93,7 @@ static const char SQL_RESEND[] =
     "       expires_at = now() + make_interval(secs => $3), resent_at = now(), resend_count = resend_count + "
     "1,"
     "       mail_job_id = $4, mail_state = 'queued', mail_error = NULL, mail_updated_at = now(),"
-    "       reminder_sent_at = NULL" /* a new code and expiry: its own reminder (lib/svc/reminder.c) */
+    "       locale = $5, reminder_sent_at = NULL" /* a new code and expiry: its own reminder (lib/svc/reminder.c) */
     " WHERE id = $1 RETURNING " DB_RFC3339("expires_at") ", resend_count";
 
 static const char SQL_MARK_REMOVED[] =
@@ -143,12 +151,15 @@ static int queue_mail_or_reject(domain_ctx_t *x, const cmd_t *cmd, mail_job_t *m
     return 0;
 }
 
-static void emit_invitation_created(domain_ctx_t *x, const cmd_t *cmd, const char *inv, const char *user,
-                                    const char *kind, const char *expires_at) {
+static void emit_invitation_created(domain_ctx_t *x, const cmd_t *cmd, const invite_opts_t *o,
+                                    const char *inv, const char *user, const char *kind,
+                                    const char *expires_at) {
     json_t *d = dom_ids_json(cmd->org_id, user, inv);
     json_object_set_new(d, "email", json_string(cmd->email));
     json_object_set_new(d, "kind", json_string(kind));
     json_object_set_new(d, "grant_owner", json_boolean(cmd->owner));
+    json_object_set_new(d, "grant_manage_users", json_boolean(o->grant_manage_users));
+    json_object_set_new(d, "locale", o->locale ? json_string(o->locale) : json_null());
     json_object_set_new(d, "invited_by", json_string(cmd->actor));
     json_object_set_new(d, "expires_at", json_string(expires_at));
     dom_emit(x, cmd, "InvitationCreated", cmd->org_id, d);
@@ -177,13 +188,17 @@ int dom_authorize_invite(run_t *r, const cmd_t *cmd, actor_info_t *a, domain_res
         domain_reject(res, "owner_grant_denied", NULL);
         return 0;
     }
+    if (cmd->can_manage_users && a->role < ROLE_OWNER) {
+        domain_reject(res, "manage_grant_denied", NULL);
+        return 0;
+    }
     return 1;
 }
 
 /* The invitation e-mail (job fields borrowed from the arguments). */
-static void invitation_mail(mail_job_t *m, const cmd_t *cmd, const actor_info_t *a, const char *kind,
-                            const char *name, const char *inv, const char *job, const char *sealed,
-                            const char *expires) {
+static void invitation_mail(mail_job_t *m, const cmd_t *cmd, const actor_info_t *a, const invite_opts_t *o,
+                            const char *kind, const char *name, const char *inv, const char *job,
+                            const char *sealed, const char *expires) {
     *m = (mail_job_t){.job_id = job,
                       .invitation_id = inv,
                       .org_id = cmd->org_id,
@@ -194,13 +209,17 @@ static void invitation_mail(mail_job_t *m, const cmd_t *cmd, const actor_info_t 
                       .inviter_email = a->email,
                       .expires_at = expires,
                       .sealed_code = sealed,
-                      .grant_owner = cmd->owner};
+                      .grant_owner = cmd->owner,
+                      .grant_manage_users = o->grant_manage_users,
+                      .locale = o->locale,
+                      .app_url = o->app_url};
 }
 
-int dom_invitation_mail_ok(const cmd_t *cmd, const actor_info_t *a, const char *kind, const char *name,
-                           const char *inv, const char *job, const char *sealed, const char *expires) {
+int dom_invitation_mail_ok(const cmd_t *cmd, const actor_info_t *a, const invite_opts_t *o, const char *kind,
+                           const char *name, const char *inv, const char *job, const char *sealed,
+                           const char *expires) {
     mail_job_t m;
-    invitation_mail(&m, cmd, a, kind, name, inv, job, sealed, expires);
+    invitation_mail(&m, cmd, a, o, kind, name, inv, job, sealed, expires);
     text_printf(m.email, sizeof(m.email), "%s", cmd->email);
     m.correlationid = cmd->id;
     m.actorid = cmd->actor;
@@ -209,11 +228,22 @@ int dom_invitation_mail_ok(const cmd_t *cmd, const actor_info_t *a, const char *
     return text != NULL;
 }
 
+/* The policy of the command's organization for its address: loaded (row locked), the domain checked.
+ * 1 to go on, 0 rejected, -1 on database failure. */
+static int invite_policy(run_t *r, const cmd_t *cmd, org_policy_t *pol, domain_result_t *res) {
+    if (dom_policy_load(r, cmd->org_id, cmd->email, pol) != 0)
+        return -1;
+    return dom_policy_allows_address(pol, res);
+}
+
 int domain_add_existing_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     domain_ctx_t *x = r->x;
     actor_info_t a;
     int ok = dom_authorize_invite(r, cmd, &a, res);
     if (ok <= 0)
+        return ok;
+    org_policy_t pol;
+    if ((ok = invite_policy(r, cmd, &pol, res)) <= 0)
         return ok;
     const char *p1[2] = {cmd->email, cmd->org_id};
     PGresult *pr = dom_q(r, SQL_EXISTING_TARGET, 2, p1);
@@ -244,6 +274,10 @@ int domain_add_existing_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
         return 0;
     }
     PQclear(pr);
+    if ((ok = dom_seat_available(r, cmd->org_id, &pol, res)) <= 0)
+        return ok;
+    invite_opts_t o;
+    dom_invite_opts(x, cmd, &pol, cmd->can_manage_users, &o);
 
     char inv[UUID_BUF], job[UUID_BUF], ttl[24];
     fresh_code_t fc;
@@ -251,31 +285,34 @@ int domain_add_existing_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     uuid_generate(job);
     if (dom_fresh_code(x, &fc, r->errstr, r->errstr_size) != 0)
         return -1;
-    const char *p[9] = {inv,
-                        cmd->org_id,
-                        cmd->email,
-                        user,
-                        dom_bool_str(cmd->owner),
-                        fc.hash_param,
-                        cmd->actor,
-                        dom_ltoa(x->ttl_seconds, ttl),
-                        job};
-    pr = dom_q(r, SQL_INSERT_EXISTING_INVITATION, 9, p);
+    const char *p[11] = {inv,
+                         cmd->org_id,
+                         cmd->email,
+                         user,
+                         dom_bool_str(cmd->owner),
+                         fc.hash_param,
+                         cmd->actor,
+                         dom_ltoa(o.ttl_seconds, ttl),
+                         job,
+                         dom_bool_str(o.grant_manage_users),
+                         o.locale};
+    pr = dom_q(r, SQL_INSERT_EXISTING_INVITATION, 11, p);
     if (!pr)
         return dom_failure(r, res);
     char expires[40];
     snprintf(expires, sizeof(expires), "%s", PQgetvalue(pr, 0, 0));
     PQclear(pr);
-    return dom_existing_user_invited(x, cmd, &a, user, name, inv, job, fc.sealed, expires, res);
+    return dom_existing_user_invited(x, cmd, &a, &o, user, name, inv, job, fc.sealed, expires, res);
 }
 
-int dom_existing_user_invited(domain_ctx_t *x, const cmd_t *cmd, const actor_info_t *a, const char *user,
-                              const char *name, const char *inv, const char *job, const char *sealed,
-                              const char *expires, domain_result_t *res) {
+int dom_existing_user_invited(domain_ctx_t *x, const cmd_t *cmd, const actor_info_t *a,
+                              const invite_opts_t *o, const char *user, const char *name, const char *inv,
+                              const char *job, const char *sealed, const char *expires,
+                              domain_result_t *res) {
     dom_copy_id(res->invitation_id, inv);
-    emit_invitation_created(x, cmd, inv, user, "existing", expires);
+    emit_invitation_created(x, cmd, o, inv, user, "existing", expires);
     mail_job_t m;
-    invitation_mail(&m, cmd, a, "existing", name, inv, job, sealed, expires);
+    invitation_mail(&m, cmd, a, o, "existing", name, inv, job, sealed, expires);
     if (!queue_mail_or_reject(x, cmd, &m, cmd->email, res))
         return 0;
     res->accepted = 1;
@@ -285,8 +322,8 @@ int dom_existing_user_invited(domain_ctx_t *x, const cmd_t *cmd, const actor_inf
 /* InviteNewUser of an address whose account exists but was never activated (its earlier invitations were
  * removed, expired, or are pending in other organizations): the same account gets a membership and a new
  * `new` invitation, so the address never becomes impossible to invite. target is SQL_NEW_TARGET's row. */
-static int invite_unactivated_user(run_t *r, const cmd_t *cmd, const actor_info_t *a, const PGresult *target,
-                                   domain_result_t *res) {
+static int invite_unactivated_user(run_t *r, const cmd_t *cmd, const actor_info_t *a, const invite_opts_t *o,
+                                   const PGresult *target, domain_result_t *res) {
     domain_ctx_t *x = r->x;
     char user[UUID_BUF], inv[UUID_BUF], job[UUID_BUF], ttl[24];
     const char *name = PQgetvalue(target, 0, 2); /* lives as long as target: no copy, no cut */
@@ -297,10 +334,13 @@ static int invite_unactivated_user(run_t *r, const cmd_t *cmd, const actor_info_
     uuid_generate(job);
     if (dom_fresh_code(x, &fc, r->errstr, r->errstr_size) != 0)
         return -1;
-    const char *p[9] = {user, cmd->email,    cmd->org_id, dom_bool_str(cmd->owner),
-                        inv,  fc.hash_param, cmd->actor,  dom_ltoa(x->ttl_seconds, ttl),
-                        job};
-    PGresult *pr = dom_q(r, SQL_REUSE_UNACTIVATED_INVITATION, 9, p);
+    const char *p[11] = {user,        cmd->email,
+                         cmd->org_id, dom_bool_str(cmd->owner),
+                         inv,         fc.hash_param,
+                         cmd->actor,  dom_ltoa(o->ttl_seconds, ttl),
+                         job,         dom_bool_str(o->grant_manage_users),
+                         o->locale};
+    PGresult *pr = dom_q(r, SQL_REUSE_UNACTIVATED_INVITATION, 11, p);
     if (!pr)
         return dom_failure(r, res); /* a pending invitation of this organization: invitation_pending */
     char expires[40];
@@ -311,29 +351,20 @@ static int invite_unactivated_user(run_t *r, const cmd_t *cmd, const actor_info_
     if (membership_created) {
         json_t *d = dom_ids_json(cmd->org_id, user, NULL);
         json_object_set_new(d, "is_owner", json_boolean(cmd->owner));
-        json_object_set_new(d, "can_manage_users", json_false());
+        json_object_set_new(d, "can_manage_users", json_boolean(o->grant_manage_users));
         dom_emit(x, cmd, "MembershipCreated", cmd->org_id, d);
     }
-    emit_invitation_created(x, cmd, inv, user, "new", expires);
-    mail_job_t m = {.job_id = job,
-                    .invitation_id = inv,
-                    .org_id = cmd->org_id,
-                    .org_name = a->org_name,
-                    .kind = "new",
-                    .name = name,
-                    .inviter_name = a->name,
-                    .inviter_email = a->email,
-                    .expires_at = expires,
-                    .sealed_code = fc.sealed,
-                    .grant_owner = cmd->owner};
+    emit_invitation_created(x, cmd, o, inv, user, "new", expires);
+    mail_job_t m;
+    invitation_mail(&m, cmd, a, o, "new", name, inv, job, fc.sealed, expires);
     queue_mail(x, cmd, &m, cmd->email);
     res->accepted = 1;
     return 0;
 }
 
-int dom_new_user_invited(domain_ctx_t *x, const cmd_t *cmd, const actor_info_t *a, const char *user,
-                         const char *inv, const char *job, const char *sealed, const char *expires,
-                         domain_result_t *res) {
+int dom_new_user_invited(domain_ctx_t *x, const cmd_t *cmd, const actor_info_t *a, const invite_opts_t *o,
+                         const char *user, const char *inv, const char *job, const char *sealed,
+                         const char *expires, domain_result_t *res) {
     const char *name = cmd->name ? cmd->name : "";
     dom_copy_id(res->user_id, user);
     dom_copy_id(res->invitation_id, inv);
@@ -345,11 +376,11 @@ int dom_new_user_invited(domain_ctx_t *x, const cmd_t *cmd, const actor_info_t *
     dom_emit(x, cmd, "UserCreated", cmd->org_id, d);
     d = dom_ids_json(cmd->org_id, user, NULL);
     json_object_set_new(d, "is_owner", json_boolean(cmd->owner));
-    json_object_set_new(d, "can_manage_users", json_false());
+    json_object_set_new(d, "can_manage_users", json_boolean(o->grant_manage_users));
     dom_emit(x, cmd, "MembershipCreated", cmd->org_id, d);
-    emit_invitation_created(x, cmd, inv, user, "new", expires);
+    emit_invitation_created(x, cmd, o, inv, user, "new", expires);
     mail_job_t m;
-    invitation_mail(&m, cmd, a, "new", name, inv, job, sealed, expires);
+    invitation_mail(&m, cmd, a, o, "new", name, inv, job, sealed, expires);
     if (!queue_mail_or_reject(x, cmd, &m, cmd->email, res))
         return 0;
     res->accepted = 1;
@@ -362,6 +393,11 @@ int domain_invite_new_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     int ok = dom_authorize_invite(r, cmd, &a, res);
     if (ok <= 0)
         return ok;
+    org_policy_t pol;
+    if ((ok = invite_policy(r, cmd, &pol, res)) <= 0)
+        return ok;
+    invite_opts_t o;
+    dom_invite_opts(x, cmd, &pol, cmd->can_manage_users, &o);
     const char *p1[2] = {cmd->email, cmd->org_id};
     PGresult *pr = dom_q(r, SQL_NEW_TARGET, 2, p1);
     if (!pr)
@@ -376,9 +412,13 @@ int domain_invite_new_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
         PQclear(pr);
         return 0;
     }
+    if ((ok = dom_seat_available(r, cmd->org_id, &pol, res)) <= 0) {
+        PQclear(pr);
+        return ok;
+    }
     if (!PQgetisnull(pr, 0, 0)) {
         /* An account that was never activated is only a placeholder for its invitations: invite it again. */
-        int rc = invite_unactivated_user(r, cmd, &a, pr, res);
+        int rc = invite_unactivated_user(r, cmd, &a, &o, pr, res);
         PQclear(pr);
         return rc;
     }
@@ -392,7 +432,7 @@ int domain_invite_new_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     if (dom_fresh_code(x, &fc, r->errstr, r->errstr_size) != 0)
         return -1;
     const char *name = cmd->name ? cmd->name : "";
-    const char *p[10] = {user,
+    const char *p[12] = {user,
                          cmd->email,
                          name,
                          cmd->org_id,
@@ -400,15 +440,17 @@ int domain_invite_new_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
                          inv,
                          fc.hash_param,
                          cmd->actor,
-                         dom_ltoa(x->ttl_seconds, ttl),
-                         job};
-    pr = dom_q(r, SQL_INSERT_NEW_USER_INVITATION, 10, p);
+                         dom_ltoa(o.ttl_seconds, ttl),
+                         job,
+                         dom_bool_str(o.grant_manage_users),
+                         o.locale};
+    pr = dom_q(r, SQL_INSERT_NEW_USER_INVITATION, 12, p);
     if (!pr)
         return dom_failure(r, res);
     char expires[40];
     snprintf(expires, sizeof(expires), "%s", PQgetvalue(pr, 0, 0));
     PQclear(pr);
-    return dom_new_user_invited(x, cmd, &a, user, inv, job, fc.sealed, expires, res);
+    return dom_new_user_invited(x, cmd, &a, &o, user, inv, job, fc.sealed, expires, res);
 }
 
 /* Locks an invitation of the command's organization that a resend or a removal may act on. */
@@ -449,13 +491,26 @@ int domain_resend_invitation(run_t *r, const cmd_t *cmd, domain_result_t *res) {
         domain_reject(res, "owner_grant_denied", "this invitation grants owner capabilities");
         return 0;
     }
+    if (inv.grant_manage_users && a.role < ROLE_OWNER) {
+        domain_reject(res, "manage_grant_denied", "this invitation grants user management");
+        return 0;
+    }
+    org_policy_t pol;
+    if (dom_policy_load(r, inv.org_id, NULL, &pol) != 0)
+        return -1;
+    /* An expired 'existing' invitation that becomes pending takes a seat again. */
+    if (strcmp(inv.status, "expired") == 0 && strcmp(inv.kind, "existing") == 0 &&
+        (ok = dom_seat_available(r, inv.org_id, &pol, res)) <= 0)
+        return ok;
+    invite_opts_t o;
+    dom_invite_opts(x, cmd, &pol, inv.grant_manage_users, &o);
     char job[UUID_BUF], ttl[24];
     fresh_code_t fc;
     uuid_generate(job);
     if (dom_fresh_code(x, &fc, r->errstr, r->errstr_size) != 0)
         return -1;
-    const char *p[4] = {inv.id, fc.hash_param, dom_ltoa(x->ttl_seconds, ttl), job};
-    PGresult *pr = dom_q(r, SQL_RESEND, 4, p);
+    const char *p[5] = {inv.id, fc.hash_param, dom_ltoa(o.ttl_seconds, ttl), job, o.locale};
+    PGresult *pr = dom_q(r, SQL_RESEND, 5, p);
     if (!pr)
         return dom_failure(r, res);
     char expires[40];
@@ -467,6 +522,7 @@ int domain_resend_invitation(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     json_object_set_new(d, "previous_status", json_string(inv.status));
     json_object_set_new(d, "expires_at", json_string(expires));
     json_object_set_new(d, "resend_count", json_integer(count));
+    json_object_set_new(d, "locale", o.locale ? json_string(o.locale) : json_null());
     dom_emit(x, cmd, "InvitationResent", inv.org_id, d);
     mail_job_t m = {.job_id = job,
                     .invitation_id = inv.id,
@@ -478,7 +534,10 @@ int domain_resend_invitation(run_t *r, const cmd_t *cmd, domain_result_t *res) {
                     .inviter_email = a.email,
                     .expires_at = expires,
                     .sealed_code = fc.sealed,
-                    .grant_owner = inv.grant_owner};
+                    .grant_owner = inv.grant_owner,
+                    .grant_manage_users = inv.grant_manage_users,
+                    .locale = o.locale,
+                    .app_url = o.app_url};
     if (!queue_mail_or_reject(x, cmd, &m, inv.email, res))
         return 0;
     res->accepted = 1;

@@ -25,6 +25,7 @@ static const char SQL_RUN_TARGETS[] =
     "       EXISTS (SELECT 1 FROM invitations i WHERE i.org_id = t.org AND lower(i.email) = lower(t.email)"
     "                  AND i.status = 'pending'),"
     "       t.org::text,"
+    "       EXISTS (SELECT 1 FROM organization_policies p WHERE p.org_id = t.org),"
     "       (SELECT coalesce(sum(created), 0) FROM invitation_rate"
     "         WHERE org_id = t.org AND minute > now() - interval '1 hour'),"
     "       " DB_RFC3339(
@@ -42,7 +43,7 @@ static const char SQL_RUN_TARGETS[] =
                                                                  "lower(email) = lower(t.email)) e ON true"
                                                                  " ORDER BY t.ord";
 
-enum { T_EMAIL, T_USER, T_USABLE, T_NAME, T_MEMBER, T_PENDING, T_ORG, T_USED, T_EXPIRES };
+enum { T_EMAIL, T_USER, T_USABLE, T_NAME, T_MEMBER, T_PENDING, T_ORG, T_POLICY, T_USED, T_EXPIRES };
 
 /* The accepted commands' rows: what SQL_INSERT_NEW_USER_INVITATION and SQL_INSERT_EXISTING_INVITATION of
  * domain_invite.c write for one, for all of them (the rate counters counted up by each organization's
@@ -63,14 +64,14 @@ static const char SQL_RUN_INSERT[] =
     " m AS (INSERT INTO org_members (org_id, user_id, is_owner)"
     "       SELECT d.org, u.id, d.owner FROM u JOIN d ON d.user_id = u.id ORDER BY d.ord RETURNING user_id),"
     " i AS (INSERT INTO invitations (id, org_id, email, user_id, kind, grant_owner, code_hash, invited_by,"
-    "                                expires_at, mail_job_id)"
+    "                                expires_at, mail_job_id, locale)"
     "       SELECT d.inv, d.org, d.email, m.user_id, 'new', d.owner, d.hash, d.actor,"
-    "              now() + make_interval(secs => $18::double precision), d.job"
+    "              now() + make_interval(secs => $18::double precision), d.job, $19::text"
     "         FROM m JOIN d ON d.user_id = m.user_id ORDER BY d.ord RETURNING 1),"
     " j AS (INSERT INTO invitations (id, org_id, email, user_id, kind, grant_owner, code_hash, invited_by,"
-    "                                expires_at, mail_job_id)"
+    "                                expires_at, mail_job_id, locale)"
     "       SELECT inv, org, email, user_id, 'existing', owner, hash, actor,"
-    "              now() + make_interval(secs => $18::double precision), job"
+    "              now() + make_interval(secs => $18::double precision), job, $19::text"
     "         FROM x ORDER BY ord RETURNING 1)"
     " SELECT (SELECT count(*) FROM i) + (SELECT count(*) FROM j)";
 
@@ -84,10 +85,14 @@ struct domain_run_item {
     char user[UUID_BUF], inv[UUID_BUF], job[UUID_BUF];
     char expires[40];
     fresh_code_t fc; /* the sealed code: wiped by domain_run_free */
+    invite_opts_t o; /* no policy, no option: the configuration's expiry and language */
 };
 
+/* The invitation options (expires_in_days, locale, can_manage_users) and organizations with a policy
+ * (organization_policies: domains, seats under a lock, defaults) are decided by the per-command path. */
 int domain_run_eligible(const cmd_t *cmd) {
-    return cmd->type == CMD_INVITE_NEW_USER || cmd->type == CMD_ADD_EXISTING_USER;
+    return (cmd->type == CMD_INVITE_NEW_USER || cmd->type == CMD_ADD_EXISTING_USER) &&
+           !cmd->expires_in_days && !cmd->locale && !cmd->can_manage_users;
 }
 
 void domain_run_free(domain_run_t *run) {
@@ -188,11 +193,14 @@ static int run_insert(run_t *r, cmd_t *const *cmds, domain_run_t *run, size_t k)
         }
     }
     char *arr[17], ttl[24];
-    const char *p[18];
+    const char *p[19];
     for (int c = 0; c < 17; c++)
         p[c] = arr[c] = db_array_literal(col[c], c < 9 ? nn : ne);
-    p[17] = dom_ltoa(r->x->ttl_seconds, ttl);
-    PGresult *res = dom_q(r, SQL_RUN_INSERT, 18, p);
+    invite_opts_t o;
+    dom_invite_opts(r->x, cmds[0], NULL, 0, &o);
+    p[17] = dom_ltoa(o.ttl_seconds, ttl);
+    p[18] = o.locale;
+    PGresult *res = dom_q(r, SQL_RUN_INSERT, 19, p);
     for (int c = 0; c < 17; c++) {
         free(arr[c]);
         free(col[c]);
@@ -262,8 +270,8 @@ int domain_run_apply(domain_ctx_t *x, cmd_t *const *cmds, size_t n, domain_run_t
             if (strcmp(PQgetvalue(tr, e->row, T_ORG), org) == 0)
                 used++;
         }
-        if (stale)
-            break;
+        if (stale || dom_is_true(tr, row, T_POLICY))
+            break; /* a policy: per command, under its lock */
         int found = !PQgetisnull(tr, row, T_USER), usable = dom_is_true(tr, row, T_USABLE);
         if (is_new) {
             /* domain_invite_new_user's order: an account in use, the rate, then a new account. */
@@ -303,12 +311,13 @@ int domain_run_apply(domain_ctx_t *x, cmd_t *const *cmds, size_t n, domain_run_t
         uuid_generate(it->inv);
         uuid_generate(it->job);
         text_printf(it->expires, sizeof(it->expires), "%s", PQgetvalue(tr, row, T_EXPIRES));
+        dom_invite_opts(x, cmd, NULL, 0, &it->o);
         if (dom_fresh_code(x, &it->fc, errstr, errstr_size) != 0) {
             rc = -1;
             break;
         }
         const char *name = is_new ? (cmd->name ? cmd->name : "") : it->name;
-        if (!dom_invitation_mail_ok(cmd, &it->a, is_new ? "new" : "existing", name, it->inv, it->job,
+        if (!dom_invitation_mail_ok(cmd, &it->a, &it->o, is_new ? "new" : "existing", name, it->inv, it->job,
                                     it->fc.sealed, it->expires))
             break; /* rejected after its rows are written: per command, with its savepoint */
         it->accept = 1;
@@ -329,8 +338,9 @@ void domain_run_result(domain_ctx_t *x, domain_run_t *run, cmd_t *const *cmds, s
     struct domain_run_item *it = &run->it[j];
     *res = it->res;
     if (it->accept && cmds[j]->type == CMD_INVITE_NEW_USER)
-        dom_new_user_invited(x, cmds[j], &it->a, it->user, it->inv, it->job, it->fc.sealed, it->expires, res);
+        dom_new_user_invited(x, cmds[j], &it->a, &it->o, it->user, it->inv, it->job, it->fc.sealed,
+                             it->expires, res);
     else if (it->accept)
-        dom_existing_user_invited(x, cmds[j], &it->a, it->user, it->name, it->inv, it->job, it->fc.sealed,
-                                  it->expires, res);
+        dom_existing_user_invited(x, cmds[j], &it->a, &it->o, it->user, it->name, it->inv, it->job,
+                                  it->fc.sealed, it->expires, res);
 }

@@ -463,25 +463,16 @@ static void bulk_mark_duplicates(bulk_t *b) {
     free(byaddr);
 }
 
-/* Every row checked; the rows not sent and the manage_users warning reported on stderr. */
+/* Every row checked; the rows not sent reported on stderr. */
 static void bulk_rows(bulk_t *b) {
     b->rows = xcalloc(b->nrows ? b->nrows : 1, sizeof(*b->rows));
-    size_t manage_asked = 0;
-    for (size_t i = 0; i < b->nrows; i++) {
+    for (size_t i = 0; i < b->nrows; i++)
         bulk_row_check(b, i);
-        manage_asked += b->rows[i].manage_users == 1;
-    }
     bulk_mark_duplicates(b);
     for (size_t i = 0; i < b->nrows; i++)
         if (b->rows[i].bad_code)
             fprintf(stderr, "raikoo invite-bulk: line %ld: %s: %s (not sent)\n", b->rows[i].line,
                     b->rows[i].bad_code, b->rows[i].bad_message);
-    if (manage_asked > 0)
-        fprintf(
-            stderr,
-            "raikoo invite-bulk: warning: manage_users is not applied yet (invitations cannot carry it): %zu "
-            "row(s) asked for it; grant it with `raikoo set-role --manage-users` once they are members\n",
-            manage_asked);
 }
 
 /* One command per good row: AddExistingUser or InviteNewUser as --mode (and the lookup) say. */
@@ -498,6 +489,8 @@ static void bulk_items(bulk_t *b) {
         it->data = json_pack("{s:s, s:s, s:b}", "org_id", b->org, "email", w->email, "owner", w->owner == 1);
         if (!existing && w->name)
             json_object_set_new(it->data, "name", json_string(w->name));
+        if (w->manage_users == 1) /* the role at invitation: owners and admins only (manage_grant_denied) */
+            json_object_set_new(it->data, "can_manage_users", json_true());
         w->item = b->nitems++;
     }
 }

@@ -49,5 +49,7 @@ int cmd_audit(int argc, char **argv, conf_t *c);
 int cmd_dlq(int argc, char **argv, conf_t *c);
 /* status.c */
 int cmd_status(int argc, char **argv, conf_t *c);
+/* policy.c: policy show, policy set (SetOrganizationPolicy through cmd_publish) */
+int cmd_policy(int argc, char **argv, conf_t *c);
 
 #endif

@@ -29,6 +29,14 @@
     "  --wait            wait for the command's result and print it\n"                                       \
     "  --json            print one JSON object (with --wait: the result's data)\n"                           \
     "No --actor: the account does not work yet. Exit status as for the other commands.\n"
+#define EXPIRY_LOCALE_HELP                                                                                   \
+    "  --expires-in-days N  the code lasts N days (1 to 30; default: the organization's policy, else\n"      \
+    "                    invitation.ttl.seconds)\n"                                                          \
+    "  --locale TAG      the e-mail's language, e.g. de or pt-BR (default: the organization's policy,\n"     \
+    "                    else mail.locale)\n"
+#define INVITE_HELP                                                                                          \
+    "  --manage-users    let them manage users (invite and remove) once they join; owners and admins\n"      \
+    "                    only\n" EXPIRY_LOCALE_HELP
 #define LIST_HELP                                                                                            \
     "  --actor UUID      list only if this user is an admin, or an owner or user manager of the org\n"       \
     "  --json            print one JSON object\n"                                                            \
@@ -47,12 +55,16 @@ static const cli_cmd_t commands[] = {
      "create an organization with that owner (admins only)", PUBLISH_HELP},
     {"create-user", cmd_publish, "--email E --name N --password-stdin --actor UUID [--wait] [--json]",
      "create an active account (admins only)", PASSWORD_HELP PUBLISH_HELP},
-    {"add-existing", cmd_publish, "--org UUID --email E [--owner] --actor UUID [--wait] [--json]",
+    {"add-existing", cmd_publish,
+     "--org UUID --email E [--owner] [--manage-users] [--expires-in-days N] [--locale TAG] --actor UUID "
+     "[--wait] [--json]",
      "invite an existing user; membership once they confirm with the e-mailed code",
-     "  --owner           make them an owner on acceptance\n" PUBLISH_HELP},
-    {"invite-new", cmd_publish, "--org UUID --email E [--name N] [--owner] --actor UUID [--wait] [--json]",
+     "  --owner           make them an owner on acceptance\n" INVITE_HELP PUBLISH_HELP},
+    {"invite-new", cmd_publish,
+     "--org UUID --email E [--name N] [--owner] [--manage-users] [--expires-in-days N] [--locale TAG] "
+     "--actor UUID [--wait] [--json]",
      "create a disabled account and membership for a new user; a one-time password is e-mailed",
-     "  --owner           make them an owner\n" PUBLISH_HELP},
+     "  --owner           make them an owner\n" INVITE_HELP PUBLISH_HELP},
     {"accept", cmd_publish, "--invitation UUID --actor UUID [--wait] [--json]",
      "confirm an Add Existing User invitation with the code read from standard input (the invitee is the "
      "actor)",
@@ -61,8 +73,10 @@ static const cli_cmd_t commands[] = {
     {"activate", cmd_publish, "--email E [--wait] [--json]",
      "a new user activates the account: one-time password, then a new password, read from standard input",
      ACTIVATE_HELP},
-    {"resend", cmd_publish, "--org UUID --invitation UUID --actor UUID [--wait] [--json]",
-     "send a pending or expired invitation again with a new code and expiry", PUBLISH_HELP},
+    {"resend", cmd_publish,
+     "--org UUID --invitation UUID [--expires-in-days N] [--locale TAG] --actor UUID [--wait] [--json]",
+     "send a pending or expired invitation again with a new code and expiry",
+     EXPIRY_LOCALE_HELP PUBLISH_HELP},
     {"remove-invitation", cmd_publish, "--org UUID --invitation UUID --actor UUID [--wait] [--json]",
      "remove a pending or expired invitation", PUBLISH_HELP},
     {"remove-member", cmd_publish, "--org UUID --user UUID --actor UUID [--wait] [--json]",
@@ -124,6 +138,18 @@ static const cli_cmd_t commands[] = {
      "Read only (joins no consumer group). Exit status: 0 everything was read, 2 usage error,\n"
      "3 PostgreSQL or Kafka could not be read (what could be read is still printed; the errors go to\n"
      "stderr and, with --json, to its \"errors\" list).\n"},
+    {"policy", cmd_policy,
+     "show --org UUID [--actor UUID] [--json] | set --org UUID --actor UUID [--allowed-domains D,D...|none] "
+     "[--seat-limit N|none] [--default-expiry-days N|none] [--default-locale TAG|none] [--app-url URL|none] "
+     "[--wait] [--json]",
+     "an organization's invitation policy: show it (from PostgreSQL), or set it (owners and admins)",
+     "  show              allowed domains, seat limit and seats in use, default expiry, language and link\n"
+     "  set               SetOrganizationPolicy: an option left out keeps its setting, none clears it\n"
+     "  --allowed-domains invitations only to addresses of these domains (comma-separated)\n"
+     "  --seat-limit N    members plus pending invitations may not exceed N\n"
+     "  --default-expiry-days N, --default-locale TAG, --app-url URL: what invitations get when the\n"
+     "                    command names none (the e-mail's link starts with URL)\n"
+     "See docs/INVITATION_OPTIONS.md. Exit status as for the other commands.\n"},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -30,9 +30,27 @@ enum {
     O_USER = 1u << 10,
     O_MANAGE = 1u << 11,
     O_PASSWORD = 1u << 12,
+    O_EXPIRES = 1u << 13,
+    O_LOCALE = 1u << 14,
+    O_DOMAINS = 1u << 15,
+    O_SEATS = 1u << 16,
+    O_DEF_EXPIRY = 1u << 17,
+    O_DEF_LOCALE = 1u << 18,
+    O_APP_URL = 1u << 19,
 };
 
-typedef enum { V_FLAG, V_UUID, V_EMAIL, V_TEXT } value_kind_t;
+/* V_INT: a whole number (anything else goes as text, so that the worker's parser names the field's code);
+ * V_LIST: comma-separated values; V_*_OR_NONE: "none" sends null (SetOrganizationPolicy: clear it). */
+typedef enum {
+    V_FLAG,
+    V_UUID,
+    V_EMAIL,
+    V_TEXT,
+    V_INT,
+    V_INT_OR_NONE,
+    V_TEXT_OR_NONE,
+    V_LIST_OR_NONE
+} value_kind_t;
 
 typedef struct opt_desc {
     unsigned bit;
@@ -57,6 +75,13 @@ static const opt_desc_t opt_descs[] = {
     {O_USER, "user", V_UUID, "user_id", "UUID"},
     {O_MANAGE, "manage-users", V_FLAG, "can_manage_users", NULL},
     {O_PASSWORD, "password-stdin", V_FLAG, "password_hash", NULL},
+    {O_EXPIRES, "expires-in-days", V_INT, "expires_in_days", "N"},
+    {O_LOCALE, "locale", V_TEXT, "locale", "TAG"},
+    {O_DOMAINS, "allowed-domains", V_LIST_OR_NONE, "allowed_domains", "D,D...|none"},
+    {O_SEATS, "seat-limit", V_INT_OR_NONE, "seat_limit", "N|none"},
+    {O_DEF_EXPIRY, "default-expiry-days", V_INT_OR_NONE, "default_expiry_days", "N|none"},
+    {O_DEF_LOCALE, "default-locale", V_TEXT_OR_NONE, "default_locale", "TAG|none"},
+    {O_APP_URL, "app-url", V_TEXT_OR_NONE, "app_url", "URL|none"},
 };
 enum { N_OPTS = sizeof(opt_descs) / sizeof(opt_descs[0]) };
 
@@ -71,21 +96,26 @@ static const pub_spec_t pub_specs[] = {
      O_ACTOR | O_NAME | O_OWNER_ID},
     {"create-user", RAIKOO_CMD_CREATE_USER, O_ACTOR | O_EMAIL | O_NAME | O_PASSWORD,
      O_ACTOR | O_EMAIL | O_NAME | O_PASSWORD},
-    {"add-existing", RAIKOO_CMD_ADD_EXISTING_USER, O_ACTOR | O_ORG | O_EMAIL | O_OWNER_FLAG,
-     O_ACTOR | O_ORG | O_EMAIL},
-    {"invite-new", RAIKOO_CMD_INVITE_NEW_USER, O_ACTOR | O_ORG | O_EMAIL | O_NAME | O_OWNER_FLAG,
+    {"add-existing", RAIKOO_CMD_ADD_EXISTING_USER,
+     O_ACTOR | O_ORG | O_EMAIL | O_OWNER_FLAG | O_MANAGE | O_EXPIRES | O_LOCALE, O_ACTOR | O_ORG | O_EMAIL},
+    {"invite-new", RAIKOO_CMD_INVITE_NEW_USER,
+     O_ACTOR | O_ORG | O_EMAIL | O_NAME | O_OWNER_FLAG | O_MANAGE | O_EXPIRES | O_LOCALE,
      O_ACTOR | O_ORG | O_EMAIL},
     /* O_CODE: the code is read from standard input (first line), never from the command line. */
     {"accept", RAIKOO_CMD_ACCEPT_INVITATION, O_ACTOR | O_INVITATION | O_CODE, O_ACTOR | O_INVITATION},
     /* The activating user has no working account yet, so there is no actor. The code is the first line of
      * standard input, the password the second; --password-stdin is still taken (it changes nothing). */
     {"activate", RAIKOO_CMD_ACTIVATE_ACCOUNT, O_EMAIL | O_CODE | O_PASSWORD, O_EMAIL},
-    {"resend", RAIKOO_CMD_RESEND_INVITATION, O_ACTOR | O_ORG | O_INVITATION, O_ACTOR | O_ORG | O_INVITATION},
+    {"resend", RAIKOO_CMD_RESEND_INVITATION, O_ACTOR | O_ORG | O_INVITATION | O_EXPIRES | O_LOCALE,
+     O_ACTOR | O_ORG | O_INVITATION},
     {"remove-invitation", RAIKOO_CMD_REMOVE_INVITATION, O_ACTOR | O_ORG | O_INVITATION,
      O_ACTOR | O_ORG | O_INVITATION},
     {"remove-member", RAIKOO_CMD_REMOVE_MEMBER, O_ACTOR | O_ORG | O_USER, O_ACTOR | O_ORG | O_USER},
     {"set-role", RAIKOO_CMD_SET_MEMBER_ROLE, O_ACTOR | O_ORG | O_USER | O_OWNER_FLAG | O_MANAGE,
      O_ACTOR | O_ORG | O_USER},
+    /* raikoo policy set (policy.c passes "policy" as argv[0]): an option left out keeps the setting. */
+    {"policy", RAIKOO_CMD_SET_ORGANIZATION_POLICY,
+     O_ACTOR | O_ORG | O_DOMAINS | O_SEATS | O_DEF_EXPIRY | O_DEF_LOCALE | O_APP_URL, O_ACTOR | O_ORG},
 };
 
 static const pub_spec_t *spec_find(const char *name) {
@@ -277,7 +307,28 @@ static int build_data(const char *cmd, const pub_spec_t *spec, const parsed_t *i
         } else if (d->bit == O_PASSWORD || d->bit == O_CODE) {
             continue; /* read from stdin last, once everything else is known to be right */
         } else if (d->kind == V_FLAG) {
-            json_object_set_new(data, d->field, json_boolean(v != NULL));
+            /* An invitation's can_manage_users only when asked for (set-role sends both flags). */
+            if (v || d->bit != O_MANAGE || spec->type == RAIKOO_CMD_SET_MEMBER_ROLE)
+                json_object_set_new(data, d->field, json_boolean(v != NULL));
+        } else if (v && d->kind != V_TEXT && d->kind != V_INT && strcmp(v, "none") == 0) {
+            json_object_set_new(data, d->field, json_null());
+        } else if (v && (d->kind == V_INT || d->kind == V_INT_OR_NONE)) {
+            char *end = NULL;
+            long n = strtol(v, &end, 10);
+            json_object_set_new(data, d->field, *v && !*end ? json_integer(n) : json_string(v));
+        } else if (v && d->kind == V_LIST_OR_NONE) {
+            json_t *list = json_array();
+            const char *start = v;
+            for (const char *q = v;; q++) {
+                if (*q == ',' || *q == '\0') {
+                    if (q > start)
+                        json_array_append_new(list, json_stringn(start, (size_t)(q - start)));
+                    start = q + 1;
+                }
+                if (!*q)
+                    break;
+            }
+            json_object_set_new(data, d->field, list);
         } else if (d->kind == V_EMAIL && v) {
             char why[256];
             if (email_normalize(v, email, why, sizeof(why)) != 0)

@@ -49,7 +49,8 @@ static const char SQL_MEMBERS_EMAIL[] = MEMBERS_SQL("lower(u.email)", "text", "l
 #define INVITATIONS_SQL(key, key_cast, order)                                                                \
     "SELECT i.id, u.name, i.email, i.kind, " INVITATION_STATUS ", " UTC_TIME(                                \
         "i.expires_at") ","                                                                                  \
-                        " i.grant_owner, i.mail_state, i.mail_error, " UTC_TIME(                             \
+                        " i.grant_owner, i.grant_manage_users, i.locale, i.mail_state, "                     \
+                        "i.mail_error, " UTC_TIME(                                                           \
                             "i.created_at") ", " key "::text"                                                \
                                             " FROM invitations i LEFT JOIN users u ON u.id = i.user_id"      \
                                             " WHERE i.org_id = $1 AND ($2::text IS NULL "                    \
@@ -90,6 +91,8 @@ static const column_t invitation_cols[] = {
     {"STATUS", "status", 's'},
     {"EXPIRES", "expires_at", 's'},
     {"OWNER", "grant_owner", 'b'},
+    {"MANAGE USERS", "grant_manage_users", 'b'},
+    {"LOCALE", "locale", 's'},
     {"MAIL", "mail_state", 's'},
     {"MAIL ERROR", "mail_error", 's'},
     {"CREATED", "created_at", 's'},

@@ -276,11 +276,11 @@ static int setup_invitations(runner_t *r, json_t *invs) {
     static const char sql[] =
         "INSERT INTO invitations (id, org_id, email, user_id, kind, grant_owner, status, code_hash, "
         "failed_attempts,"
-        "                         invited_by, created_at, expires_at, decided_at)"
+        "                         invited_by, created_at, expires_at, decided_at, grant_manage_users)"
         " SELECT $1, $2, u.email, u.id, $4, $5, $6, $7, $8, $9,"
         "        CASE WHEN $10 THEN now() - interval '2 days' ELSE now() END,"
         "        CASE WHEN $10 THEN now() - interval '1 day' ELSE now() + interval '1 day' END,"
-        "        CASE WHEN $6 IN ('accepted', 'removed') THEN now() END"
+        "        CASE WHEN $6 IN ('accepted', 'removed') THEN now() END, $11"
         "   FROM users u WHERE u.id = $3";
     size_t i;
     json_t *v;
@@ -303,7 +303,7 @@ static int setup_invitations(runner_t *r, json_t *invs) {
         json_t *fa = json_object_get(v, "failed_attempts");
         snprintf(attempts, sizeof(attempts), "%lld",
                  json_is_integer(fa) ? (long long)json_integer_value(fa) : 0LL);
-        const char *p[10] = {id,
+        const char *p[11] = {id,
                              org,
                              user,
                              str_field(v, "kind", "existing"),
@@ -312,8 +312,9 @@ static int setup_invitations(runner_t *r, json_t *invs) {
                              hex,
                              attempts,
                              by,
-                             bool_field(v, "expired", 0) ? "true" : "false"};
-        if (exec_sql(r, sql, 10, p) != 0 || sym_set2(r, str_field(v, "as", ""), "code", display) != 0)
+                             bool_field(v, "expired", 0) ? "true" : "false",
+                             bool_field(v, "manage", 0) ? "true" : "false"};
+        if (exec_sql(r, sql, 11, p) != 0 || sym_set2(r, str_field(v, "as", ""), "code", display) != 0)
             return -1;
     }
     return 0;
@@ -423,10 +424,12 @@ static int read_outbox(runner_t *r, long long *mark, const char *as, json_t *out
             /* The code travels sealed: opened here so that the case can use it ($as.code). */
             char canon[CODE_LEN + 1], display[CODE_DISPLAY_LEN + 1];
             const char *sealed = json_string_value(json_object_get(data, "sealed_code"));
-            json_t *j =
-                json_pack("{s:O?, s:O?, s:O?, s:O?}", "kind", json_object_get(data, "kind"), "email",
-                          json_object_get(data, "email"), "grant_owner", json_object_get(data, "grant_owner"),
-                          "invitation_id", json_object_get(data, "invitation_id"));
+            json_t *j = json_pack(
+                "{s:O?, s:O?, s:O?, s:O?, s:O?, s:O?, s:O?}", "kind", json_object_get(data, "kind"), "email",
+                json_object_get(data, "email"), "grant_owner", json_object_get(data, "grant_owner"),
+                "invitation_id", json_object_get(data, "invitation_id"), "grant_manage_users",
+                json_object_get(data, "grant_manage_users"), "locale", json_object_get(data, "locale"),
+                "app_url", json_object_get(data, "app_url"));
             if (sealed && code_open(&r->keys, sealed, canon) == 0) {
                 code_display(canon, display);
                 sodium_memzero(canon, sizeof(canon));

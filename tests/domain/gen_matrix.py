@@ -33,6 +33,7 @@ SETUP = {
         {"as": "invitee"},
         {"as": "target"},
         {"as": "outsider"},
+        {"as": "target2"},
     ],
     "orgs": [{"as": "acme"}],
     "members": [
@@ -46,6 +47,7 @@ SETUP = {
     "invitations": [
         {"as": "inv", "org": "acme", "user": "invitee", "kind": "existing", "by": "owner"},
         {"as": "ownerinv", "org": "acme", "user": "outsider", "kind": "existing", "owner": True, "by": "owner"},
+        {"as": "manageinv", "org": "acme", "user": "target2", "kind": "existing", "manage": True, "by": "owner"},
     ],
     "ghosts": ["nobody", "newbie"],
 }
@@ -98,12 +100,31 @@ COMMANDS = {
     "SetMemberRole-of-owner": ("SetMemberRole", {"org_id": "$acme", "user_id": "$coowner", "owner": False,
                                                  "can_manage_users": False},
                                ["MemberRoleChanged"], 0, MEMBER_ROW % "coowner", [[False, False]], [[True, True]]),
+    "AddExistingUser-manage": ("AddExistingUser", {"org_id": "$acme", "email": "$nonmember.email",
+                                                   "can_manage_users": True},
+                               ["InvitationCreated"], 1,
+                               "SELECT kind, grant_manage_users FROM invitations WHERE org_id = $acme"
+                               " AND user_id = $nonmember", [["existing", True]], []),
+    "InviteNewUser-manage": ("InviteNewUser", {"org_id": "$acme", "email": "$newbie.email", "can_manage_users": True},
+                             ["UserCreated", "MembershipCreated", "InvitationCreated"], 1,
+                             "SELECT kind, grant_manage_users FROM invitations WHERE org_id = $acme"
+                             " AND email = $newbie.email", [["new", True]], []),
+    "ResendInvitation-manage-grant": ("ResendInvitation", {"org_id": "$acme", "invitation_id": "$manageinv"},
+                                      ["InvitationResent"], 1,
+                                      "SELECT resend_count FROM invitations WHERE id = $manageinv", [[1]], [[0]]),
+    "SetOrganizationPolicy": ("SetOrganizationPolicy", {"org_id": "$acme", "seat_limit": 50,
+                                                        "allowed_domains": ["Example.TEST"]},
+                              ["OrganizationPolicyChanged"], 0,
+                              "SELECT seat_limit, array_to_string(allowed_domains, ',') FROM organization_policies"
+                              " WHERE org_id = $acme",
+                              [[50, "example.test"]], []),
     "AcceptInvitation": ("AcceptInvitation", {"invitation_id": "$inv", "code": "$inv.code"},
                          ["InvitationAccepted", "MembershipCreated"], 0,
                          "SELECT status FROM invitations WHERE id = $inv", [["accepted"]], [["pending"]]),
 }
 
 P, O, N = "permission_denied", "owner_grant_denied", None  # N: accepted
+M = "manage_grant_denied"
 # The expected result code per command and actor, in the order of ACTORS:
 #                               admin owner manager member nonmember disabled nobody invitee
 TABLE = {
@@ -122,6 +143,10 @@ TABLE = {
     "SetMemberRole-grant-owner":    [N, N, O, P, P, P, P, P],
     "SetMemberRole-of-owner":       [N, N, O, P, P, P, P, P],
     "AcceptInvitation":             [P, P, P, P, P, P, P, N],
+    "AddExistingUser-manage":        [N, N, M, P, P, P, P, P],
+    "InviteNewUser-manage":          [N, N, M, P, P, P, P, P],
+    "ResendInvitation-manage-grant": [N, N, M, P, P, P, P, P],
+    "SetOrganizationPolicy":         [N, N, P, P, P, P, P, P],
 }
 
 

@@ -523,7 +523,51 @@ done:
     rd_kafka_destroy(mrk); /* and its mock cluster */
 }
 
+/* The invitation options and SetOrganizationPolicy: bound when right, their own code when wrong. */
+static void parse_gives_invitation_options_their_own_codes(void) {
+    char why[256];
+    cmd_t cmd;
+    CHECK(parse(envelope("InviteNewUser", ACTOR,
+                         "{\"org_id\":\"" ORG "\",\"email\":\"a@x.io\",\"can_manage_users\":true,"
+                         "\"expires_in_days\":30,\"locale\":\"de-AT\"}"),
+                why, sizeof(why), &cmd) == PARSE_OK);
+    CHECK(cmd.can_manage_users == 1 && cmd.expires_in_days == 30 && cmd.invalid_code == NULL);
+    CHECK_STR(cmd.locale, "de-AT");
+    cmd_free(&cmd);
+    static const struct {
+        const char *type, *data, *code;
+    } bad[] = {
+        {"AddExistingUser", "\"expires_in_days\":0", "invalid_expiry"},
+        {"AddExistingUser", "\"expires_in_days\":31", "invalid_expiry"},
+        {"InviteNewUser", "\"expires_in_days\":\"7\"", "invalid_expiry"},
+        {"InviteNewUser", "\"expires_in_days\":7.0", "invalid_expiry"},
+        {"ResendInvitation", "\"invitation_id\":\"" INV "\",\"locale\":\"EN\"", "invalid_locale"},
+        {"SetOrganizationPolicy", "\"seat_limit\":0", "invalid_seat_limit"},
+        {"SetOrganizationPolicy", "\"allowed_domains\":[\"x\"]", "invalid_domain"},
+        {"SetOrganizationPolicy", "\"app_url\":\"https://x.io/\"", "invalid_app_url"},
+        {"SetOrganizationPolicy", "\"default_expiry_days\":\"none\"", "invalid_expiry"},
+        {"InviteNewUser", "\"can_manage_users\":1", "invalid_command"},
+    };
+    char data[512];
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        text_printf(data, sizeof(data), "{\"org_id\":\"" ORG "\",%s%s}", bad[i].data,
+                    strcmp(bad[i].type, "ResendInvitation") == 0 ||
+                            strcmp(bad[i].type, "SetOrganizationPolicy") == 0
+                        ? ""
+                        : ",\"email\":\"a@x.io\"");
+        CHECK(parse(envelope(bad[i].type, ACTOR, data), why, sizeof(why), &cmd) == PARSE_INVALID);
+        CHECK_STR(cmd_invalid_code(&cmd), bad[i].code);
+        cmd_free(&cmd);
+    }
+    /* null clears a policy setting; an empty list of domains is any domain. */
+    CHECK(parse(envelope("SetOrganizationPolicy", ACTOR,
+                         "{\"org_id\":\"" ORG "\",\"allowed_domains\":[],\"seat_limit\":null,"
+                         "\"default_expiry_days\":null,\"default_locale\":null,\"app_url\":null}"),
+                why, sizeof(why), NULL) == PARSE_OK);
+}
+
 const unit_test_t cmd_tests[] = {
+    {"cmd: parse gives invitation options their own codes", parse_gives_invitation_options_their_own_codes},
     {"cmd: parse accepts every command type with its fields",
      parse_accepts_every_command_type_with_its_fields},
     {"cmd: parse accepts activate account without actor but not others",

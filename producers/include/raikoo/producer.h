@@ -17,16 +17,17 @@ extern "C" {
 
 /* The commands an app can publish; the CloudEvents type is raikoo.command.<Name>.v1. */
 typedef enum {
-    RAIKOO_CMD_CREATE_ORGANIZATION, /* CreateOrganization */
-    RAIKOO_CMD_CREATE_USER,         /* CreateUser */
-    RAIKOO_CMD_ADD_EXISTING_USER,   /* AddExistingUser */
-    RAIKOO_CMD_INVITE_NEW_USER,     /* InviteNewUser */
-    RAIKOO_CMD_ACCEPT_INVITATION,   /* AcceptInvitation */
-    RAIKOO_CMD_ACTIVATE_ACCOUNT,    /* ActivateAccount */
-    RAIKOO_CMD_RESEND_INVITATION,   /* ResendInvitation */
-    RAIKOO_CMD_REMOVE_INVITATION,   /* RemoveInvitation */
-    RAIKOO_CMD_REMOVE_MEMBER,       /* RemoveMember */
-    RAIKOO_CMD_SET_MEMBER_ROLE,     /* SetMemberRole */
+    RAIKOO_CMD_CREATE_ORGANIZATION,     /* CreateOrganization */
+    RAIKOO_CMD_CREATE_USER,             /* CreateUser */
+    RAIKOO_CMD_ADD_EXISTING_USER,       /* AddExistingUser */
+    RAIKOO_CMD_INVITE_NEW_USER,         /* InviteNewUser */
+    RAIKOO_CMD_ACCEPT_INVITATION,       /* AcceptInvitation */
+    RAIKOO_CMD_ACTIVATE_ACCOUNT,        /* ActivateAccount */
+    RAIKOO_CMD_RESEND_INVITATION,       /* ResendInvitation */
+    RAIKOO_CMD_REMOVE_INVITATION,       /* RemoveInvitation */
+    RAIKOO_CMD_REMOVE_MEMBER,           /* RemoveMember */
+    RAIKOO_CMD_SET_MEMBER_ROLE,         /* SetMemberRole */
+    RAIKOO_CMD_SET_ORGANIZATION_POLICY, /* SetOrganizationPolicy */
     RAIKOO_CMD_TYPE_COUNT,
     RAIKOO_CMD_TYPE_UNKNOWN = -1
 } raikoo_command_type_t;
@@ -43,7 +44,8 @@ const char *raikoo_command_type_name(raikoo_command_type_t type);
 raikoo_command_type_t raikoo_command_type_from_name(const char *name);
 
 /* What the functions below return besides 0. RAIKOO_ERR_INVALID means nothing was sent: the command would
- * be refused with invalid_command, and errstr holds the same reason the worker would give. */
+ * be refused with invalid_command (or a field's own code, such as invalid_expiry, which then starts errstr:
+ * "invalid_expiry: ..."), and errstr holds the same reason the worker would give. */
 typedef enum {
     RAIKOO_OK = 0,
     RAIKOO_ERR_INVALID = -1, /* a command the worker would refuse; not sent */

@@ -329,7 +329,45 @@ def test_what_members_and_managers_see(b, db, admin_id):
     assert not b.has("input[name=owner]"), "a user manager sees no owner toggle"
     b.el("#invite-new").click()
     b.shot("invite-new-manager")
-    assert b.has("#email") and not b.has("#owner")
+    assert b.has("#email") and not b.has("#owner") and not b.has("#manage")
+
+
+def test_invite_form_options_role_expiry_and_language(b, db, admin_id):
+    """An admin grants the user-manager role, three days and German from the form: the invitation carries
+    them, the table shows the role, the e-mail is in German; days that are no whole number are refused here,
+    days out of range by the worker with its message."""
+    org, org_name = org_with_name(admin_id)
+    b.sign_in(ADMIN_EMAIL, ADMIN_PW)
+    b.go(f"/orgs/{org}/invite-new", shot="invite-new-options")
+    assert b.has("#manage") and b.has("#expires") and b.has("#locale")
+    email = unique_email("weboptions")
+    b.fill("#email", email)
+    b.el("#manage").click()
+    b.fill("#expires", "3")
+    b.el("#locale option[value=de]").click()
+    b.submit("#send", shot="members-after-invite-options", wait_for="#flash")
+    assert "Invitation sent to " + email in b.flash()
+    inv = invitation_id(db, org, email)
+    with db.cursor() as cur:
+        cur.execute("SELECT grant_owner, grant_manage_users, locale, round(extract(epoch FROM expires_at - created_at))"
+                    " FROM invitations WHERE id = %s", (inv,))
+        assert cur.fetchone() == (False, True, "de", 3 * 86400)
+    assert b.el(f"#invitation-{inv} .grants").text == "user manager"
+    text, _ = mail_for(email)
+    assert "Einladung" in text or "eingeladen" in text, text
+
+    b.go(f"/orgs/{org}/invite-new")
+    b.fill("#email", unique_email("weboptions"))
+    b.d.execute_script("document.getElementById('expires').type = 'text'")
+    b.fill("#expires", "3.5")
+    b.submit("#send", wait_for="#flash")
+    assert "whole number" in b.flash()
+    b.go(f"/orgs/{org}/invite-new")
+    b.fill("#email", unique_email("weboptions"))
+    b.d.execute_script("document.getElementById('expires').removeAttribute('max')")
+    b.fill("#expires", "31")
+    b.submit("#send", wait_for="#flash")
+    assert "expires_in_days" in b.flash() or "30" in b.flash(), b.flash()
 
 
 def test_wrong_codes_then_locked(b, db, admin_id):

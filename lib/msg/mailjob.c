@@ -10,12 +10,16 @@
 #include "rfc3339.h"
 #include "secret.h"
 
-char *mail_job_build(const mail_job_t *m) {
+/* The job's CloudEvent: the fields both kinds of job carry, then the one that is the kind's own (the sealed
+ * code of an invitation e-mail, the invitation job a reminder refers to), then the optional ones. NULL when a
+ * string is not valid UTF-8 (jansson refuses it). */
+static char *job_build(const mail_job_t *m, const char *type, const char *source, const char *actorid,
+                       const char *own_key, const char *own_value) {
     json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:s, s:s}", "job_id",
                              m->job_id, "invitation_id", m->invitation_id, "org_id", m->org_id, "org_name",
                              m->org_name, "kind", m->kind, "email", m->email, "name", m->name, "inviter_name",
                              m->inviter_name, "inviter_email", m->inviter_email, "grant_owner",
-                             m->grant_owner, "expires_at", m->expires_at, "sealed_code", m->sealed_code);
+                             m->grant_owner, "expires_at", m->expires_at, own_key, own_value);
     if (!data)
         return NULL;
     if ((m->locale && json_object_set_new(data, "locale", json_string(m->locale)) != 0) ||
@@ -24,30 +28,19 @@ char *mail_job_build(const mail_job_t *m) {
         json_decref(data);
         return NULL;
     }
-    json_t *ev = event_new(MAIL_JOB_TYPE, m->job_id, EVENT_SOURCE_WORKER, m->actorid, m->correlationid, data);
+    json_t *ev = event_new(type, m->job_id, source, actorid, m->correlationid, data);
     char *text = event_dump(ev);
     json_decref(ev);
     return text;
 }
 
+char *mail_job_build(const mail_job_t *m) {
+    return job_build(m, MAIL_JOB_TYPE, EVENT_SOURCE_WORKER, m->actorid, "sealed_code", m->sealed_code);
+}
+
 char *mail_reminder_build(const mail_job_t *m) {
-    json_t *data = json_pack(
-        "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:s, s:s}", "job_id", m->job_id, "invitation_id",
-        m->invitation_id, "org_id", m->org_id, "org_name", m->org_name, "kind", m->kind, "email", m->email,
-        "name", m->name, "inviter_name", m->inviter_name, "inviter_email", m->inviter_email, "grant_owner",
-        m->grant_owner, "expires_at", m->expires_at, "invitation_job_id", m->invitation_job_id);
-    if (!data)
-        return NULL;
-    if ((m->locale && json_object_set_new(data, "locale", json_string(m->locale)) != 0) ||
-        (m->app_url && json_object_set_new(data, "app_url", json_string(m->app_url)) != 0) ||
-        (m->grant_manage_users && json_object_set_new(data, "grant_manage_users", json_true()) != 0)) {
-        json_decref(data);
-        return NULL;
-    }
-    json_t *ev = event_new(MAIL_REMINDER_TYPE, m->job_id, MAIL_REMINDER_SOURCE, NULL, m->correlationid, data);
-    char *text = event_dump(ev);
-    json_decref(ev);
-    return text;
+    return job_build(m, MAIL_REMINDER_TYPE, MAIL_REMINDER_SOURCE, NULL, "invitation_job_id",
+                     m->invitation_job_id);
 }
 
 static const char *get_str(json_t *obj, const char *key) {

@@ -182,13 +182,14 @@ def test_every_topic_group_message_type_and_header_of_the_code_is_in_the_documen
             with open(os.path.join(ROOT, "schemas", ref)) as f:
                 assert json.load(f)["properties"]["type"]["const"] == f"raikoo.event.{name}.v1"
 
-    # Headers: the dead-letter headers the worker writes, the structured-mode mark, the replay header.
-    worker = _src("workers/command-worker/*.c")
-    dlq_headers = set(re.findall(r'"(raikoo\.dlq\.\w+)"', worker))
-    assert {"raikoo.dlq.reason", "raikoo.dlq.origin", "raikoo.dlq.group"} <= dlq_headers
+    # Headers: the dead-letter headers the worker writes (every one, but the mark of a redacted letter, on every
+    # dead letter), the structured-mode mark, the replay header.
+    worker = _src("lib/svc/deadletter.c")
+    dlq_headers = set(re.findall(r'rd_kafka_header_add\(h, "(raikoo\.dlq\.\w+)"', worker))
+    assert {"raikoo.dlq.reason", "raikoo.dlq.origin", "raikoo.dlq.group", "raikoo.dlq.redacted"} <= dlq_headers
     schemas = doc["components"]["schemas"]
     assert set(schemas["DeadLetterHeaders"]["properties"]) == dlq_headers
-    assert set(schemas["DeadLetterHeaders"]["required"]) == dlq_headers
+    assert set(schemas["DeadLetterHeaders"]["required"]) == dlq_headers - {"raikoo.dlq.redacted"}
     mark = re.search(r'#define EVENT_CONTENT_TYPE "([^"]+)"', _src("lib/msg/event.h")).group(1)
     assert doc["defaultContentType"] == mark
     assert schemas["StructuredModeHeaders"]["properties"]["content-type"]["const"] == mark

@@ -192,7 +192,7 @@ def test_replay_sends_dead_letters_again_and_twice_yields_one_result(client, adm
         delete_topics(commands, dlq)
 
 
-def test_no_secret_reaches_the_dead_letter_topic_and_redacted_letters_are_not_replayed(client, admin, tail):
+def test_no_secret_reaches_the_dead_letter_topic_and_redacted_letters_are_not_replayed(client, admin):
     """A worker with command.max.bytes 512 dead-letters an oversized CreateUser (a password hash), a binary-mode
     message without a usable ce_id carrying a code (and a secret-named header), a binary-mode bare code, a
     malformed JSON with a "password", and an oversized command without secrets. No dead letter holds a secret;
@@ -210,6 +210,7 @@ def test_no_secret_reaches_the_dead_letter_topic_and_redacted_letters_are_not_re
     secrets = (hash_, code, password, header_secret, tag + "$", "QX7R")
     cids = {k: str(uuid.uuid4()) for k in ("user", "binary", "bare", "malformed", "plain", "after")}
     w = Worker("raikoo-command-worker", env=env)
+    t = None
     try:
         wait_log(w, "assigned")
         p = Producer({"bootstrap.servers": BOOTSTRAP})
@@ -235,7 +236,7 @@ def test_no_secret_reaches_the_dead_letter_topic_and_redacted_letters_are_not_re
         assert p.flush(30) == 0
         assert client.result(cids["after"])["status"] == "accepted"
 
-        t = tail(dlq)
+        t = Tail(dlq)
         t.c.assign([TopicPartition(dlq, 0, 0)])
         got = {}
         for _ in range(5):
@@ -255,7 +256,7 @@ def test_no_secret_reaches_the_dead_letter_topic_and_redacted_letters_are_not_re
         assert b["code"] == "[redacted]" and h[b"binary"]["x-password"] == b"[redacted]", (b, h[b"binary"])
         assert h[b"binary"]["ce_id"] == b"not-a-uuid" and h[b"binary"]["raikoo.dlq.redacted"] == b"fields"
         bare = json.loads(got[b"bare"].value())["raikoo_redacted"]
-        assert bare["bytes"] == len(code) and len(bare["sha256"]) == 64, bare
+        assert bare == {"bytes": len(code)}, bare
         assert h[b"bare"]["raikoo.dlq.redacted"] == b"whole"
         assert h[b"malformed"]["raikoo.dlq.redacted"] in (b"fields", b"whole")
         assert got[b"plain"].value() == json.dumps(plain).encode() and "raikoo.dlq.redacted" not in h[b"plain"]
@@ -292,4 +293,6 @@ def test_no_secret_reaches_the_dead_letter_topic_and_redacted_letters_are_not_re
             for secret in secrets:
                 assert secret not in out
     finally:
+        if t:
+            t.close()  # before its topic goes: librdkafka 2.0.2's close can hang on a deleted topic
         delete_topics(commands, dlq)

@@ -27,7 +27,7 @@ def due(db, locale=None, mail_state="sent", status="pending", expires_in=timedel
     the workers' reminder.before."""
     inv = Invitation(db, kind=kind, expires_in=expires_in)
     db.cursor().execute(
-        "UPDATE invitations SET mail_state = %s, locale = %s, status = %s,"
+        "UPDATE invitations SET mail_state = %s, locale = %s, status = %s, created_at = now() - interval '1 day',"
         " decided_at = CASE WHEN %s IN ('accepted', 'removed') THEN now() END WHERE id = %s",
         (mail_state, locale, status, status, inv.id))
     return inv
@@ -139,10 +139,14 @@ def test_no_reminder_when_reminder_before_is_zero(workers, db):
     assert reminder_row(db, inv.id)[0] is None and mails_to(inv.email) == []
 
 
-def test_no_reminder_for_decided_expired_or_undelivered_invitations(workers, db):
+def test_no_reminder_for_decided_expired_undelivered_or_short_lived_invitations(workers, db):
     others = [due(db, status="accepted"), due(db, status="removed"), due(db, status="expired"),
               due(db, mail_state="failed"), due(db, mail_state="queued"),
               due(db, expires_in=timedelta(hours=3))]  # not due yet within 1h
+    # Valid for 40 minutes in all, less than reminder.before (1h): a reminder would follow the invitation at once.
+    short = due(db)
+    db.cursor().execute("UPDATE invitations SET created_at = now() - interval '10 minutes' WHERE id = %s", (short.id,))
+    others.append(short)
     control = due(db)
     w = expiry_worker()
     try:
@@ -178,7 +182,9 @@ def test_a_resend_rearms_the_reminder_and_it_is_in_the_invitations_language(work
     first = wait_until(lambda: mails_to(email), 60, "invitation e-mail")[0]
     code = code_in(text_part(first), "One-time password")
     wait_until(lambda: reminder_row(db, inv_id)[3] == "sent", 60, "mail_state sent")
-    soon = "UPDATE invitations SET expires_at = now() + interval '30 minutes', locale = 'de' WHERE id = %s"
+    # Sent a day ago and expiring in 30 minutes: due (a code that lives less than reminder.before gets none).
+    soon = ("UPDATE invitations SET expires_at = now() + interval '30 minutes', locale = 'de',"
+            " created_at = now() - interval '1 day', resent_at = resent_at - interval '1 day' WHERE id = %s")
     db.cursor().execute(soon, (inv_id,))
 
     def reminders():

@@ -17,7 +17,11 @@ typedef struct consumer_hooks {
     /* Applies msgs[0..n) (borrowed; in the order read). 0 once their effect is committed in the database:
      * the loop then commits the offsets past them. -1 when they were not applied: the loop offers the same
      * batch again next round (less the messages of partitions revoked meanwhile), unless shutdown is asked
-     * (then nothing of it is committed and whoever owns its partitions next reads it again). */
+     * (then nothing of it is committed and whoever owns its partitions next reads it again). A worker that
+     * retries inside apply (the command worker while PostgreSQL is away) does not poll meanwhile: past
+     * max.poll.interval.ms the member leaves its group, and the batch it then commits may hold messages of
+     * partitions it lost; redelivery is recognised by command id, so they are not applied twice, and their
+     * offset commits are refused. */
     int (*apply)(void *arg, rd_kafka_message_t *const *msgs, size_t n);
     /* Optional, before each gather: how many messages the worker takes now (the loop takes at most
      * batch_max; 0: none this round) and, in *first_wait_ms (100 when left alone), how long to wait for

@@ -3,7 +3,6 @@
 
 #include <ctype.h>
 #include <jansson.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -51,6 +50,11 @@ int redact_key_is_secret(const char *key, size_t len) {
     if (is_spec_secret(key, len))
         return 1;
     for (const char *const *p = secret_parts; *p; p++)
+        if (has_part(key, len, *p))
+            return 1;
+    /* Names written without separators (passcode, accesstoken, invitecode): the parts the scan of a value
+     * that is not JSON looks for, so that both paths blank the same fields. */
+    for (const char *const *p = raw_names; *p; p++)
         if (has_part(key, len, *p))
             return 1;
     size_t i = 0;
@@ -265,13 +269,12 @@ static int any_name(const char *s, size_t n) {
 
 /* ---- the value ---- */
 
+/* The placeholder carries the length only: a digest of a value that is little more than a code (about 60
+ * bits) could be searched offline by anyone who reads the topic; the headers say where the message was. */
 static redact_kind_t whole(const char *buf, size_t len, redacted_t *out) {
-    unsigned char h[crypto_hash_sha256_BYTES];
-    char hex[2 * crypto_hash_sha256_BYTES + 1];
-    crypto_hash_sha256(h, (const unsigned char *)buf, len);
-    sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+    (void)buf;
     sb_t b = {0};
-    sb_printf(&b, "{\"" REDACT_WHOLE_KEY "\":{\"bytes\":%zu,\"sha256\":\"%s\"}}", len, hex);
+    sb_printf(&b, "{\"" REDACT_WHOLE_KEY "\":{\"bytes\":%zu}}", len);
     out->len = b.n;
     out->value = sb_take(&b);
     return out->kind = REDACT_WHOLE;
@@ -306,6 +309,15 @@ redact_kind_t redact_value(const char *buf, size_t len, int data_only, redacted_
         json_decref(root);
         if (!text)
             return whole(buf, len, out);
+        /* redact_tree blanks values; a code or hash written as a key (or anywhere the tree walk does not
+         * rewrite) is still in the text: then nothing of it is sent. */
+        sb_t probe2 = {0};
+        int left = add_masked(&probe2, text, strlen(text));
+        free(probe2.s);
+        if (left) {
+            free(text);
+            return whole(buf, len, out);
+        }
         sb_t b = {0};
         sb_add(&b, text);
         free(text);

@@ -17,7 +17,7 @@
 #include <stddef.h>
 
 #define REDACT_MARK "[redacted]"
-/* The placeholder of a value redacted whole: {"raikoo_redacted":{"bytes":N,"sha256":"<64 hex>"}}. */
+/* The placeholder of a value redacted whole: {"raikoo_redacted":{"bytes":N}}. */
 #define REDACT_WHOLE_KEY "raikoo_redacted"
 
 typedef enum {
@@ -34,7 +34,9 @@ typedef struct redacted {
 
 /* 1 when a JSON key or header name names a secret: a FIELD_SECRET field of any command (lib/msg/cmd.c), or
  * a name made of words (split at _, -, ., and lower-to-upper case changes) among code, otp, password,
- * passwd, pwd, passphrase, secret, hash, token, pepper, pin, or holding "password", "passwd" or "secret". */
+ * passwd, pwd, passphrase, secret, hash, token, pepper, pin, or holding "password", "passwd" or "secret", or
+ * holding any of code, otp, pass, pwd, secret, hash, token, pepper, pin anywhere (invitecode, accesstoken:
+ * the parts the scan of non-JSON values looks for; a name such as "zipcode" is blanked too, by design). */
 int redact_key_is_secret(const char *key, size_t len);
 
 /* Redacts buf[0..len) into *out (see above; free with redacted_free). Returns out->kind. */

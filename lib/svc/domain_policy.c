@@ -128,6 +128,14 @@ int domain_set_organization_policy(run_t *r, const cmd_t *cmd, domain_result_t *
         return 0;
     }
     json_t *data = json_object_get(cmd->root, "data");
+    if (json_is_string(json_object_get(data, "app_url")) && a.role < ROLE_ADMIN) {
+        /* The e-mails come from the platform's trusted sender and ask for a code (and, for a new user, a
+         * password) at that link: an owner could send every invitee to a site of their own. Clearing it
+         * (null) is anyone's who sets the policy. */
+        domain_reject(res, "permission_denied",
+                      "only a Raikoo admin sets the link the invitation e-mails point to");
+        return 0;
+    }
     json_t *domains = json_object_get(data, "allowed_domains");
     char *domains_literal = NULL;
     if (json_is_array(domains)) {

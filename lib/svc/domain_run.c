@@ -220,6 +220,87 @@ static int run_insert(run_t *r, cmd_t *const *cmds, domain_run_t *run, size_t k)
     return 0;
 }
 
+/* What run_decide says of a command: decided (go on), not decidable from the snapshot (the run ends before
+ * it: per command), or a failure (errstr set). */
+enum { RUN_NEXT, RUN_STOP, RUN_FAILED };
+
+/* An accepted command's rows are not in the snapshot: 1 when an earlier accepted command of the run took
+ * command k's address (the run must stop: the per-command path sees those rows); else 0, with *used raised
+ * by the run's accepted invitations into the same organization. */
+static int run_stale(const domain_run_t *run, PGresult *tr, size_t k, long *used) {
+    int row = run->it[k].row;
+    const char *email = PQgetvalue(tr, row, T_EMAIL), *org = PQgetvalue(tr, row, T_ORG);
+    for (size_t q = 0; q < k; q++) {
+        const struct domain_run_item *e = &run->it[q];
+        if (!e->accept)
+            continue;
+        if (strcmp(PQgetvalue(tr, e->row, T_EMAIL), email) == 0)
+            return 1;
+        if (strcmp(PQgetvalue(tr, e->row, T_ORG), org) == 0)
+            (*used)++;
+    }
+    return 0;
+}
+
+/* Decides command k of the run from the snapshot tr, in the order of the per-command handlers
+ * (domain_invite_new_user, domain_add_existing_user): a rejection into its result, an acceptance into its
+ * item (ids, code, expiry, options; its rows are written by run_insert). */
+static int run_decide(run_t *r, domain_run_t *run, cmd_t *const *cmds, PGresult *tr, size_t k) {
+    domain_ctx_t *x = r->x;
+    struct domain_run_item *it = &run->it[k];
+    if (!it->authorized)
+        return RUN_NEXT; /* rejected by dom_authorize_invite, nothing written */
+    const cmd_t *cmd = cmds[k];
+    int row = it->row, is_new = cmd->type == CMD_INVITE_NEW_USER;
+    long used = strtol(PQgetvalue(tr, row, T_USED), NULL, 10);
+    if (run_stale(run, tr, k, &used) || dom_is_true(tr, row, T_POLICY))
+        return RUN_STOP; /* a policy: per command, under its lock */
+    int found = !PQgetisnull(tr, row, T_USER), usable = dom_is_true(tr, row, T_USABLE);
+    if (is_new) {
+        /* domain_invite_new_user's order: an account in use, the rate, then a new account. */
+        if (found && usable) {
+            dom_copy_id(it->res.user_id, PQgetvalue(tr, row, T_USER));
+            domain_reject(&it->res, "user_already_exists", NULL);
+            return RUN_NEXT;
+        }
+        if (dom_rate_limited(x, used, &it->res))
+            return RUN_NEXT;
+        if (found)
+            return RUN_STOP; /* never activated: invite_unactivated_user, per command */
+    } else {
+        /* domain_add_existing_user's order: no account, never activated, a member, the rate. */
+        if (!found || !usable) {
+            domain_reject(&it->res, "user_not_found", found ? DOMAIN_NEVER_ACTIVATED : NULL);
+            return RUN_NEXT;
+        }
+        dom_copy_id(it->res.user_id, PQgetvalue(tr, row, T_USER));
+        dom_copy_id(it->user, PQgetvalue(tr, row, T_USER));
+        if (dom_is_true(tr, row, T_MEMBER)) {
+            domain_reject(&it->res, "already_member", NULL);
+            return RUN_NEXT;
+        }
+        if (dom_rate_limited(x, used, &it->res))
+            return RUN_NEXT;
+        it->name = dom_keep_text(x, PQgetvalue(tr, row, T_NAME));
+    }
+    if (dom_is_true(tr, row, T_PENDING))
+        return RUN_STOP; /* the invitation's insert fails (invitation_pending): per command, with its savepoint */
+    if (is_new)
+        uuid_generate(it->user);
+    uuid_generate(it->inv);
+    uuid_generate(it->job);
+    text_printf(it->expires, sizeof(it->expires), "%s", PQgetvalue(tr, row, T_EXPIRES));
+    dom_invite_opts(x, cmd, NULL, 0, &it->o);
+    if (dom_fresh_code(x, &it->fc, r->errstr, r->errstr_size) != 0)
+        return RUN_FAILED;
+    const char *name = is_new ? (cmd->name ? cmd->name : "") : it->name;
+    if (!dom_invitation_mail_ok(cmd, &it->a, &it->o, is_new ? "new" : "existing", name, it->inv, it->job,
+                                it->fc.sealed, it->expires))
+        return RUN_STOP; /* rejected after its rows are written: per command, with its savepoint */
+    it->accept = 1;
+    return RUN_NEXT;
+}
+
 int domain_run_apply(domain_ctx_t *x, cmd_t *const *cmds, size_t n, domain_run_t *run, char *errstr,
                      size_t errstr_size) {
     memset(run, 0, sizeof(*run));
@@ -249,78 +330,15 @@ int domain_run_apply(domain_ctx_t *x, cmd_t *const *cmds, size_t n, domain_run_t
     if (!tr)
         return r.failed ? run_refused(x, &r, run) : -1;
 
-    /* The decisions, in order. An accepted command's rows are not in the snapshot: a later command of the
-     * run with the same address stops the run (the per-command path sees those rows). */
+    /* The decisions, in order (run_decide); the first that the snapshot cannot decide ends the run. */
     size_t k = 0;
     int rc = 0;
     for (; k < n; k++) {
-        struct domain_run_item *it = &run->it[k];
-        if (!it->authorized)
-            continue; /* rejected by dom_authorize_invite, nothing written */
-        const cmd_t *cmd = cmds[k];
-        int row = it->row, is_new = cmd->type == CMD_INVITE_NEW_USER;
-        const char *email = PQgetvalue(tr, row, T_EMAIL), *org = PQgetvalue(tr, row, T_ORG);
-        long used = strtol(PQgetvalue(tr, row, T_USED), NULL, 10);
-        int stale = 0;
-        for (size_t q = 0; q < k && !stale; q++) {
-            const struct domain_run_item *e = &run->it[q];
-            if (!e->accept)
-                continue;
-            stale = strcmp(PQgetvalue(tr, e->row, T_EMAIL), email) == 0;
-            if (strcmp(PQgetvalue(tr, e->row, T_ORG), org) == 0)
-                used++;
-        }
-        if (stale || dom_is_true(tr, row, T_POLICY))
-            break; /* a policy: per command, under its lock */
-        int found = !PQgetisnull(tr, row, T_USER), usable = dom_is_true(tr, row, T_USABLE);
-        if (is_new) {
-            /* domain_invite_new_user's order: an account in use, the rate, then a new account. */
-            if (found && usable) {
-                dom_copy_id(it->res.user_id, PQgetvalue(tr, row, T_USER));
-                domain_reject(&it->res, "user_already_exists", NULL);
-                continue;
-            }
-            if (dom_rate_limited(x, used, &it->res))
-                continue;
-            if (found)
-                break; /* never activated: invite_unactivated_user, per command */
-        } else {
-            /* domain_add_existing_user's order: no account, never activated, a member, the rate. */
-            if (!found) {
-                domain_reject(&it->res, "user_not_found", NULL);
-                continue;
-            }
-            if (!usable) {
-                domain_reject(&it->res, "user_not_found", DOMAIN_NEVER_ACTIVATED);
-                continue;
-            }
-            dom_copy_id(it->res.user_id, PQgetvalue(tr, row, T_USER));
-            dom_copy_id(it->user, PQgetvalue(tr, row, T_USER));
-            if (dom_is_true(tr, row, T_MEMBER)) {
-                domain_reject(&it->res, "already_member", NULL);
-                continue;
-            }
-            if (dom_rate_limited(x, used, &it->res))
-                continue;
-            it->name = dom_keep_text(x, PQgetvalue(tr, row, T_NAME));
-        }
-        if (dom_is_true(tr, row, T_PENDING))
-            break; /* the invitation's insert fails (invitation_pending): per command, with its savepoint */
-        if (is_new)
-            uuid_generate(it->user);
-        uuid_generate(it->inv);
-        uuid_generate(it->job);
-        text_printf(it->expires, sizeof(it->expires), "%s", PQgetvalue(tr, row, T_EXPIRES));
-        dom_invite_opts(x, cmd, NULL, 0, &it->o);
-        if (dom_fresh_code(x, &it->fc, errstr, errstr_size) != 0) {
+        int d = run_decide(&r, run, cmds, tr, k);
+        if (d == RUN_FAILED)
             rc = -1;
+        if (d != RUN_NEXT)
             break;
-        }
-        const char *name = is_new ? (cmd->name ? cmd->name : "") : it->name;
-        if (!dom_invitation_mail_ok(cmd, &it->a, &it->o, is_new ? "new" : "existing", name, it->inv, it->job,
-                                    it->fc.sealed, it->expires))
-            break; /* rejected after its rows are written: per command, with its savepoint */
-        it->accept = 1;
     }
     PQclear(tr);
     if (rc != 0)

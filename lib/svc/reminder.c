@@ -41,7 +41,7 @@ int reminder_before_parse(const char *s, long *seconds, char *errstr, size_t err
 }
 
 /* Due: pending, e-mail delivered, not reminded for this code, expiring within $2 seconds but not yet
- * expired; the soonest first; rows another worker (or a command) holds are skipped and the conditions
+ * expired, and a code that lives longer than $2 (else the reminder would follow the invitation at once); the soonest first; rows another worker (or a command) holds are skipped and the conditions
  * checked again under the lock. The claim is the update: reminder_sent_at and a fresh reminder_job_id. */
 #define REMINDER_EXPIRES DB_RFC3339("u.expires_at")
 static const char SQL_REMIND[] =
@@ -50,6 +50,7 @@ static const char SQL_REMIND[] =
     "  WHERE status = 'pending' AND reminder_sent_at IS NULL AND mail_state = 'sent'"
     "    AND mail_job_id IS NOT NULL AND expires_at > now()"
     "    AND expires_at <= now() + $2::bigint * interval '1 second'"
+    "    AND expires_at - coalesce(resent_at, created_at) > $2::bigint * interval '1 second'"
     "  ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED"
     "), upd AS ("
     "  UPDATE invitations i SET reminder_sent_at = now(), reminder_job_id = gen_random_uuid() FROM due"

@@ -57,12 +57,8 @@ static void check(const char *buf, size_t len, int data_only, int planted) {
         FUZZ_ASSERT(!contains(out, out_len, PLANTED), "the planted secret is still there (%s)",
                     redact_kind_name(k));
     if (k == REDACT_WHOLE) {
-        unsigned char h[crypto_hash_sha256_BYTES];
-        char hex[2 * crypto_hash_sha256_BYTES + 1], want[160];
-        crypto_hash_sha256(h, (const unsigned char *)buf, len);
-        sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
-        snprintf(want, sizeof(want), "{\"" REDACT_WHOLE_KEY "\":{\"bytes\":%zu,\"sha256\":\"%s\"}}", len,
-                 hex);
+        char want[160];
+        snprintf(want, sizeof(want), "{\"" REDACT_WHOLE_KEY "\":{\"bytes\":%zu}}", len);
         FUZZ_ASSERT(r.len == strlen(want) && memcmp(r.value, want, r.len) == 0, "placeholder is not %s",
                     want);
     }

@@ -496,8 +496,11 @@ int domain_resend_invitation(run_t *r, const cmd_t *cmd, domain_result_t *res) {
         return 0;
     }
     org_policy_t pol;
-    if (dom_policy_load(r, inv.org_id, NULL, &pol) != 0)
+    if (dom_policy_load(r, inv.org_id, inv.email, &pol) != 0)
         return -1;
+    /* A domain the policy has forbidden since: no new code goes there. */
+    if (!dom_policy_allows_address(&pol, res))
+        return 0;
     /* An expired 'existing' invitation that becomes pending takes a seat again. */
     if (strcmp(inv.status, "expired") == 0 && strcmp(inv.kind, "existing") == 0 &&
         (ok = dom_seat_available(r, inv.org_id, &pol, res)) <= 0)

@@ -398,8 +398,14 @@ static int invite_options(const web_req_t *r, int role, json_t *data, char *msg,
         }
         json_object_set_new(data, "expires_in_days", json_integer(n));
     }
-    if (locale && *locale)
-        json_object_set_new(data, "locale", json_string(locale));
+    if (locale && *locale) {
+        json_t *v = json_string(locale); /* NULL when not UTF-8: refused here, not dropped */
+        if (!v) {
+            text_printf(msg, msg_size, "The language is not valid text.");
+            return -1;
+        }
+        json_object_set_new(data, "locale", v);
+    }
     return 0;
 }
 

@@ -15,7 +15,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions as EC
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.support.ui import WebDriverWait
 
 from conftest import BIN, raikoo, raikoo_json, accepted, unique_email
@@ -85,6 +85,21 @@ def browser():
     d.quit()
 
 
+def gone(element):
+    """True once element's page has gone. ChromeDriver says so in two ways: a stale element, or, when asked
+    in the middle of the navigation, "Node with given id does not belong to the document" (an unknown error
+    to selenium, which EC.staleness_of lets through: it failed a fresh-machine run)."""
+    try:
+        element.is_enabled()
+        return False
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as e:
+        if "does not belong to the document" in str(e):
+            return True
+        raise
+
+
 class B:
     """The browser, with the helpers the tests share; every page it loads is screenshot."""
 
@@ -121,7 +136,7 @@ class B:
         button.click()
         # Every form posts and loads a new page (no JavaScript): wait for the old page to go first, or the
         # old page's readyState answers "complete" at once and the next step races the post (a sign-in lost).
-        self.wait(EC.staleness_of(button))
+        self.wait(lambda d: gone(button))
         self.wait(lambda d: d.execute_script("return document.readyState") == "complete")
         if wait_for:
             self.wait(lambda d: self.has(wait_for))

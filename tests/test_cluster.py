@@ -171,6 +171,9 @@ def test_a_broker_killed_mid_traffic_loses_no_command_and_doubles_no_result(clus
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"})
     ids = [str(uuid.uuid4()) for _ in range(COMMANDS)]
     published, errors = [0], []
+    # The publisher stops after a third and goes on only once the broker is dead, so that the kill falls
+    # among the commands however fast the pipeline is (a fast run once published all 600 before 20 results).
+    killed_now = threading.Event()
 
     def deliver(err, msg):
         if err:
@@ -184,8 +187,10 @@ def test_a_broker_killed_mid_traffic_loses_no_command_and_doubles_no_result(clus
                   "data": {"name": f"Cluster {i}", "owner_user_id": admin_id}}
             producer.produce("raikoo.commands", json.dumps(ev).encode(), key=cid.encode(), on_delivery=deliver)
             if i % 20 == 19:
-                producer.flush(120)  # in steps, so that the kill falls among them
+                producer.flush(120)  # in steps, so that the test sees how far it got
                 published[0] = i + 1
+                if published[0] == COMMANDS // 3:
+                    killed_now.wait(300)
         producer.flush(120)
         published[0] = COMMANDS
 
@@ -218,6 +223,7 @@ def test_a_broker_killed_mid_traffic_loses_no_command_and_doubles_no_result(clus
             killed = int(f.read())
         os.kill(killed, signal.SIGKILL)
         at_kill = published[0]
+        killed_now.set()
         sender.join(300)
         assert not sender.is_alive() and published[0] == COMMANDS, published
         assert not errors, errors[:5]
@@ -266,6 +272,7 @@ def test_a_broker_killed_mid_traffic_loses_no_command_and_doubles_no_result(clus
         p = stack(cluster, "status")
         assert p.returncode == 1 and f"kafka broker {victim}: stopped" in p.stdout, p.stdout
     finally:
+        killed_now.set()
         results.close()
         rcs = [w.stop() for w in workers]
     assert rcs == [0, 0], [w.output()[-3000:] for w in workers]

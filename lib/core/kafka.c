@@ -179,7 +179,7 @@ int kafka_conf_idempotent(rd_kafka_conf_t *kconf, char *errstr, size_t errstr_si
 
 int kafka_consumer_defaults(const conf_t *c, rd_kafka_conf_t *kconf, char *errstr, size_t errstr_size) {
     if (!conf_get(c, "kafka.queued.max.messages.kbytes") &&
-        kafka_conf_set(kconf, "queued.max.messages.kbytes", "4096", errstr, errstr_size) != 0)
+        kafka_conf_set(kconf, "queued.max.messages.kbytes", "1024", errstr, errstr_size) != 0)
         return -1;
     return 0;
 }

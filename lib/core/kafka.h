@@ -13,7 +13,9 @@
 rd_kafka_conf_t *kafka_conf_new(const conf_t *c, char *errstr, size_t errstr_size);
 
 /* Consumer settings every consumer of ours starts from, unless the configuration sets them: a bounded
- * prefetch (librdkafka's default holds up to 64 MiB of a backlog in memory). */
+ * prefetch of 1 MiB, two full command batches (librdkafka's default holds up to 64 MiB of a backlog in
+ * memory; 4 MiB put the command worker at 34 MiB peak RSS on a 20,000-command backlog, 1 MiB at 26 MiB with
+ * the same throughput: docs/BENCHMARKS.md). kafka.queued.max.messages.kbytes overrides it. */
 int kafka_consumer_defaults(const conf_t *c, rd_kafka_conf_t *kconf, char *errstr, size_t errstr_size);
 
 /* Makes kconf an idempotent producer's: enable.idempotence and acks=all (no duplicates or reordering from

@@ -3,6 +3,7 @@
 
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -111,29 +112,33 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque) {
     return 0;
 }
 
-/* The worker's rebalance callback, called by rebalance_count, which then reports what the member holds
- * (readiness, raikoo_kafka_assigned_partitions). One group consumer per process. */
-static void (*worker_rebalance_cb)(rd_kafka_t *, rd_kafka_resp_err_t, rd_kafka_topic_partition_list_t *,
-                                   void *);
+/* What kafka.c keeps for one group consumer, as its librdkafka opaque (rd_kafka_opaque): the worker's
+ * rebalance callback and opaque, the partitions it holds, and whether it had its first assignment
+ * (kafka_consumer_close). Freed by kafka_consumer_close. */
+typedef struct group_member {
+    void (*rebalance_cb)(rd_kafka_t *, rd_kafka_resp_err_t, rd_kafka_topic_partition_list_t *, void *);
+    void *opaque;
+    int held;
+    int assigned_once;
+} group_member_t;
 
-/* Whether the group consumer had its first assignment (kafka_consumer_close). */
-static int assigned_once;
-
+/* The worker's rebalance callback, then a report of what the member holds (readiness,
+ * raikoo_kafka_assigned_partitions). */
 static void rebalance_count(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
                             void *opaque) {
     /* Counted from the callback's own list: no call back into librdkafka here (a rebalance served while the
      * consumer closes must not wait for its main thread). Cooperative: partitions come and go a few at a
      * time; eager: each assignment replaces the last. */
-    static int held;
+    group_member_t *g = opaque;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
-        assigned_once = 1;
+        g->assigned_once = 1;
     int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
-    worker_rebalance_cb(rk, err, parts, opaque);
+    g->rebalance_cb(rk, err, parts, g->opaque);
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
-        held = cooperative ? held + parts->cnt : parts->cnt;
+        g->held = cooperative ? g->held + parts->cnt : parts->cnt;
     else
-        held = cooperative && held >= parts->cnt ? held - parts->cnt : 0;
-    health_assigned(held);
+        g->held = cooperative && g->held >= parts->cnt ? g->held - parts->cnt : 0;
+    health_assigned(g->held);
 }
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
@@ -321,13 +326,17 @@ rd_kafka_t *kafka_group_consumer_new(const conf_t *c, const char *group, const c
         rd_kafka_conf_destroy(kconf);
         return NULL;
     }
-    worker_rebalance_cb = rebalance_cb;
+    group_member_t *g = xcalloc(1, sizeof(*g));
+    g->rebalance_cb = rebalance_cb;
+    g->opaque = opaque;
     rd_kafka_conf_set_rebalance_cb(kconf, rebalance_count);
-    rd_kafka_conf_set_opaque(kconf, opaque);
+    rd_kafka_conf_set_opaque(kconf, g);
     rd_kafka_conf_set_stats_cb(kconf, stats_cb);
     rd_kafka_t *rk = kafka_client_wait(c, RD_KAFKA_CONSUMER, kconf, errstr, errstr_size);
-    if (!rk)
+    if (!rk) {
+        free(g);
         return NULL; /* kconf went with the failed client */
+    }
     rd_kafka_poll_set_consumer(rk);
     rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(sub, topic, RD_KAFKA_PARTITION_UA);
@@ -336,6 +345,7 @@ rd_kafka_t *kafka_group_consumer_new(const conf_t *c, const char *group, const c
     if (err) {
         snprintf(errstr, errstr_size, "cannot subscribe to %s: %s", topic, rd_kafka_err2str(err));
         rd_kafka_destroy(rk);
+        free(g);
         return NULL;
     }
     return rk;
@@ -477,15 +487,16 @@ done:
 void kafka_consumer_close(rd_kafka_t *rk) {
     if (!rk)
         return;
+    group_member_t *g = rd_kafka_opaque(rk);
     char *member = rd_kafka_memberid(rk); /* set once the group took us in (JoinGroup answered) */
     int joined = member && *member;
     if (member)
         rd_kafka_mem_free(rk, member);
-    if (joined && !assigned_once && rd_kafka_version() < 0x02030000) {
+    if (joined && !g->assigned_once && rd_kafka_version() < 0x02030000) {
         log_debug(NULL, "waiting for the first assignment before leaving the group (librdkafka %s)",
                   rd_kafka_version_str());
         int64_t end = worker_now_ms() + 10000;
-        while (!assigned_once && worker_now_ms() < end) {
+        while (!g->assigned_once && worker_now_ms() < end) {
             rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100); /* not applied, not committed */
             if (m)
                 rd_kafka_message_destroy(m);
@@ -493,4 +504,5 @@ void kafka_consumer_close(rd_kafka_t *rk) {
     }
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
+    free(g); /* after the last rebalance callback, served by the close */
 }

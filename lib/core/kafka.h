@@ -53,7 +53,8 @@ rd_kafka_t *kafka_producer_wait(const conf_t *c,
  * the cluster as kafka_client_wait does. NULL with errstr when a setting is refused, shutdown was asked
  * while waiting, or the subscription fails. One per process: after each rebalance it reports the partitions
  * held (readiness, metrics; health.h), and with metrics on its statistics give each partition's lag. opaque
- * is the client's (rd_kafka_opaque; rebalance_cb gets it). */
+ * is what rebalance_cb gets (the client's own rd_kafka_opaque is kafka.c's state of this member: close it with
+ * kafka_consumer_close, which frees that state). */
 rd_kafka_t *kafka_group_consumer_new(const conf_t *c, const char *group, const char *topic,
                                      void (*rebalance_cb)(rd_kafka_t *, rd_kafka_resp_err_t,
                                                           rd_kafka_topic_partition_list_t *, void *),

@@ -1,8 +1,6 @@
 /* Invitation reminders, queued by the expiry worker (see reminder.h and docs/EMAIL.md). */
 #include "reminder.h"
 
-#include <ctype.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,33 +10,6 @@
 #include "log.h"
 #include "mailjob.h"
 #include "outbox.h"
-
-#define REMINDER_MAX_SECONDS (30L * 86400L)
-
-int reminder_before_parse(const char *s, long *seconds, char *errstr, size_t errstr_size) {
-    char *end = NULL;
-    errno = 0;
-    long v = s && isdigit((unsigned char)*s) ? strtol(s, &end, 10) : -1;
-    long unit = 0;
-    if (v >= 0 && errno == 0 && end) {
-        if (strcmp(end, "") == 0 || strcmp(end, "s") == 0)
-            unit = 1;
-        else if (strcmp(end, "m") == 0)
-            unit = 60;
-        else if (strcmp(end, "h") == 0)
-            unit = 3600;
-        else if (strcmp(end, "d") == 0)
-            unit = 86400;
-    }
-    if (!unit || v > REMINDER_MAX_SECONDS / unit) {
-        snprintf(errstr, errstr_size,
-                 "reminder.before: expected seconds or a number with s, m, h or d (e.g. 86400, 24h), at "
-                 "most 30 days; 0 turns reminders off");
-        return -1;
-    }
-    *seconds = v * unit;
-    return 0;
-}
 
 /* Due: pending, e-mail delivered, not reminded for this code, expiring within $2 seconds but not yet
  * expired, and a code that lives longer than $2 (else the reminder would follow the invitation at once); the soonest first; rows another worker (or a command) holds are skipped and the conditions

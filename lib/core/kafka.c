@@ -429,10 +429,8 @@ static int topics_new(const conf_t *c, long repl, rd_kafka_NewTopic_t *topics[NT
     return 0;
 }
 
-/* Asks the cluster to create topics[0..n) and waits for its answer (30 s at most). A topic that exists
- * already is fine; *created gets how many were new. */
-static int topics_send(rd_kafka_t *rk, rd_kafka_NewTopic_t **topics, size_t n, int *created, char *errstr,
-                       size_t errstr_size) {
+int kafka_create_topics(rd_kafka_t *rk, rd_kafka_NewTopic_t **topics, size_t n, int *created, char *errstr,
+                        size_t errstr_size) {
     int rc = -1;
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
     rd_kafka_CreateTopics(rk, topics, n, NULL, q);
@@ -473,7 +471,7 @@ static int topics_create_with(const conf_t *c, rd_kafka_t *rk, long repl, int *c
     rd_kafka_NewTopic_t *topics[NTOPICS] = {0};
     int rc = topics_new(c, repl, topics, errstr, errstr_size);
     if (rc == 0)
-        rc = topics_send(rk, topics, NTOPICS, created, errstr, errstr_size);
+        rc = kafka_create_topics(rk, topics, NTOPICS, created, errstr, errstr_size);
     for (int i = 0; rc == 0 && i < NTOPICS; i++)
         rc = kafka_topic_wait_ready(rk, conf_get(c, topic_keys[i][0]), 30000, errstr, errstr_size);
     for (int i = 0; i < NTOPICS; i++)

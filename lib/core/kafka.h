@@ -71,6 +71,12 @@ void kafka_consumer_close(rd_kafka_t *rk);
 int kafka_topic_wait_ready(rd_kafka_t *rk, const char *topic, int timeout_ms, char *errstr,
                            size_t errstr_size);
 
+/* Asks the cluster to create topics[0..n) (the caller keeps and destroys them) and waits for its answer, 30 s
+ * at most. A topic that exists already is fine; *created gets how many more were made (the caller sets it
+ * to 0 first). -1 with errstr when the cluster does not answer or refuses a topic. */
+int kafka_create_topics(rd_kafka_t *rk, rd_kafka_NewTopic_t **topics, size_t n, int *created, char *errstr,
+                        size_t errstr_size);
+
 /* Creates the five topics with their configured partition counts. Topics that exist already are fine.
  * *created gets how many were new. Returns once every partition of them has a leader. */
 int kafka_topics_create(const conf_t *c, int *created, char *errstr, size_t errstr_size);

@@ -259,6 +259,18 @@ static int read_topic(const conf_t *c, const char *topic, dead_list_t *out, char
     return rc;
 }
 
+/* Reads every dead letter of topic.dlq into *l for `raikoo dlq <sub>`; -1 (said on stderr, *l freed) when
+ * it cannot. */
+static int read_dlq(const conf_t *c, const char *sub, dead_list_t *l) {
+    char err[1024];
+    if (read_topic(c, conf_get(c, "topic.dlq"), l, err, sizeof(err)) != 0) {
+        fprintf(stderr, "raikoo dlq %s: %s\n", sub, err);
+        dead_list_free(l);
+        return -1;
+    }
+    return 0;
+}
+
 /* One dead letter as a JSON object (never its value). */
 static json_t *dead_json(const dead_t *d) {
     const dead_t *m = d;
@@ -313,14 +325,10 @@ static int cmd_dlq_list(int argc, char **argv, conf_t *c) {
     }
     if (optind != argc)
         return cli_usage(cli_find("dlq"), 1);
-    char err[1024];
     dead_list_t l = {0};
     const char *topic = conf_get(c, "topic.dlq");
-    if (read_topic(c, topic, &l, err, sizeof(err)) != 0) {
-        fprintf(stderr, "raikoo dlq list: %s\n", err);
-        dead_list_free(&l);
+    if (read_dlq(c, "list", &l) != 0)
         return EXIT_INFRA;
-    }
     if (as_json) {
         json_t *arr = json_array();
         for (size_t i = 0; i < l.n; i++)
@@ -541,14 +549,10 @@ static int cmd_dlq_replay(int argc, char **argv, conf_t *c) {
     int rc = replay_parse(argc, argv, &a);
     if (rc >= 0)
         return rc;
-    char err[1024];
     dead_list_t l = {0};
     const char *dlq = conf_get(c, "topic.dlq");
-    if (read_topic(c, dlq, &l, err, sizeof(err)) != 0) {
-        fprintf(stderr, "raikoo dlq replay: %s\n", err);
-        dead_list_free(&l);
+    if (read_dlq(c, "replay", &l) != 0)
         return EXIT_INFRA;
-    }
     dead_t **sel = xcalloc(l.n ? l.n : 1, sizeof(*sel));
     size_t n = 0;
     for (size_t i = 0; i < l.n; i++)

@@ -90,24 +90,8 @@ static int floor_topic(rd_kafka_t *rk, const char *topic, int partitions, char *
         snprintf(errstr, errstr_size, "%s", why);
         return -1;
     }
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
-    int rc = -1;
-    if (ev) {
-        size_t cnt = 0;
-        const rd_kafka_topic_result_t **tr =
-            rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &cnt);
-        rd_kafka_resp_err_t e = cnt ? rd_kafka_topic_result_error(tr[0]) : RD_KAFKA_RESP_ERR__FAIL;
-        if (e == RD_KAFKA_RESP_ERR_NO_ERROR || e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
-            rc = 0;
-        else
-            snprintf(errstr, errstr_size, "create %s: %s", topic, rd_kafka_err2str(e));
-        rd_kafka_event_destroy(ev);
-    } else {
-        snprintf(errstr, errstr_size, "create %s: no answer", topic);
-    }
-    rd_kafka_queue_destroy(q);
+    int created = 0;
+    int rc = kafka_create_topics(rk, &nt, 1, &created, errstr, errstr_size);
     rd_kafka_NewTopic_destroy(nt);
     if (rc == 0)
         rc = kafka_topic_wait_ready(rk, topic, 30000, errstr, errstr_size);

@@ -594,6 +594,50 @@ int conf_get_long(const conf_t *c, const char *key, long min, long max, long *ou
     return 0;
 }
 
+/* "30 days", "12 hours", "90 minutes" or "45 seconds": the largest unit max_s is a whole number of. */
+static void duration_text(long max_s, char *buf, size_t size) {
+    static const struct {
+        long s;
+        const char *unit;
+    } units[] = {{86400, "day"}, {3600, "hour"}, {60, "minute"}, {1, "second"}};
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (max_s % units[i].s == 0) {
+            long n = max_s / units[i].s;
+            text_printf(buf, size, "%ld %s%s", n, units[i].unit, n == 1 ? "" : "s");
+            return;
+        }
+    }
+}
+
+int conf_get_duration(const conf_t *c, const char *key, long max_s, long *seconds, char *errstr,
+                      size_t errstr_size) {
+    const char *v = conf_get(c, key);
+    char *end = NULL;
+    errno = 0;
+    long n = v && isdigit((unsigned char)*v) ? strtol(v, &end, 10) : -1;
+    long unit = 0;
+    if (n >= 0 && errno == 0 && end) {
+        if (strcmp(end, "") == 0 || strcmp(end, "s") == 0)
+            unit = 1;
+        else if (strcmp(end, "m") == 0)
+            unit = 60;
+        else if (strcmp(end, "h") == 0)
+            unit = 3600;
+        else if (strcmp(end, "d") == 0)
+            unit = 86400;
+    }
+    if (!unit || n > max_s / unit) {
+        char most[64];
+        duration_text(max_s, most, sizeof(most));
+        text_printf(errstr, errstr_size,
+                    "%s: expected seconds or a number with s, m, h or d (e.g. 86400, 24h), at most %s", key,
+                    most);
+        return -1;
+    }
+    *seconds = n * unit;
+    return 0;
+}
+
 int conf_each_kafka(const conf_t *c, int (*fn)(void *arg, const char *prop, const char *value), void *arg) {
     for (size_t i = 0; i < c->n; i++)
         if (is_kafka_key(c->v[i].key))

@@ -61,6 +61,12 @@ const char *conf_origin(const conf_t *c, const char *key);
 int conf_get_long(const conf_t *c, const char *key, long min, long max, long *out, char *errstr,
                   size_t errstr_size);
 
+/* The value of key as a duration in seconds: whole seconds ("86400") or a number with a unit s, m, h or d
+ * ("90m", "24h", "2d"), at most max_s seconds (max_s > 0). Fails into errstr ("key: expected seconds or a
+ * number with s, m, h or d (e.g. 86400, 24h), at most 30 days") otherwise, or when key is unset. */
+int conf_get_duration(const conf_t *c, const char *key, long max_s, long *seconds, char *errstr,
+                      size_t errstr_size);
+
 /* Calls fn for each "kafka.<property>" setting with the prefix removed (for librdkafka). */
 int conf_each_kafka(const conf_t *c, int (*fn)(void *arg, const char *prop, const char *value), void *arg);
 

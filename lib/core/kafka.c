@@ -3,6 +3,7 @@
 
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -111,29 +112,33 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque) {
     return 0;
 }
 
-/* The worker's rebalance callback, called by rebalance_count, which then reports what the member holds
- * (readiness, raikoo_kafka_assigned_partitions). One group consumer per process. */
-static void (*worker_rebalance_cb)(rd_kafka_t *, rd_kafka_resp_err_t, rd_kafka_topic_partition_list_t *,
-                                   void *);
+/* What kafka.c keeps for one group consumer, as its librdkafka opaque (rd_kafka_opaque): the worker's
+ * rebalance callback and opaque, the partitions it holds, and whether it had its first assignment
+ * (kafka_consumer_close). Freed by kafka_consumer_close. */
+typedef struct group_member {
+    void (*rebalance_cb)(rd_kafka_t *, rd_kafka_resp_err_t, rd_kafka_topic_partition_list_t *, void *);
+    void *opaque;
+    int held;
+    int assigned_once;
+} group_member_t;
 
-/* Whether the group consumer had its first assignment (kafka_consumer_close). */
-static int assigned_once;
-
+/* The worker's rebalance callback, then a report of what the member holds (readiness,
+ * raikoo_kafka_assigned_partitions). */
 static void rebalance_count(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
                             void *opaque) {
     /* Counted from the callback's own list: no call back into librdkafka here (a rebalance served while the
      * consumer closes must not wait for its main thread). Cooperative: partitions come and go a few at a
      * time; eager: each assignment replaces the last. */
-    static int held;
+    group_member_t *g = opaque;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
-        assigned_once = 1;
+        g->assigned_once = 1;
     int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
-    worker_rebalance_cb(rk, err, parts, opaque);
+    g->rebalance_cb(rk, err, parts, g->opaque);
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
-        held = cooperative ? held + parts->cnt : parts->cnt;
+        g->held = cooperative ? g->held + parts->cnt : parts->cnt;
     else
-        held = cooperative && held >= parts->cnt ? held - parts->cnt : 0;
-    health_assigned(held);
+        g->held = cooperative && g->held >= parts->cnt ? g->held - parts->cnt : 0;
+    health_assigned(g->held);
 }
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
@@ -321,13 +326,17 @@ rd_kafka_t *kafka_group_consumer_new(const conf_t *c, const char *group, const c
         rd_kafka_conf_destroy(kconf);
         return NULL;
     }
-    worker_rebalance_cb = rebalance_cb;
+    group_member_t *g = xcalloc(1, sizeof(*g));
+    g->rebalance_cb = rebalance_cb;
+    g->opaque = opaque;
     rd_kafka_conf_set_rebalance_cb(kconf, rebalance_count);
-    rd_kafka_conf_set_opaque(kconf, opaque);
+    rd_kafka_conf_set_opaque(kconf, g);
     rd_kafka_conf_set_stats_cb(kconf, stats_cb);
     rd_kafka_t *rk = kafka_client_wait(c, RD_KAFKA_CONSUMER, kconf, errstr, errstr_size);
-    if (!rk)
+    if (!rk) {
+        free(g);
         return NULL; /* kconf went with the failed client */
+    }
     rd_kafka_poll_set_consumer(rk);
     rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(sub, topic, RD_KAFKA_PARTITION_UA);
@@ -336,6 +345,7 @@ rd_kafka_t *kafka_group_consumer_new(const conf_t *c, const char *group, const c
     if (err) {
         snprintf(errstr, errstr_size, "cannot subscribe to %s: %s", topic, rd_kafka_err2str(err));
         rd_kafka_destroy(rk);
+        free(g);
         return NULL;
     }
     return rk;
@@ -387,54 +397,44 @@ static long kafka_count_brokers(rd_kafka_t *rk, char *errstr, size_t errstr_size
     return n;
 }
 
-int kafka_topics_create(const conf_t *c, int *created, char *errstr, size_t errstr_size) {
-    static const char *names[][2] = {
-        {"topic.commands", "topics.partitions.commands"}, {"topic.events", "topics.partitions.events"},
-        {"topic.results", "topics.partitions.results"},   {"topic.mail", "topics.partitions.mail"},
-        {"topic.dlq", "topics.partitions.dlq"},
-    };
-    enum { N = sizeof(names) / sizeof(names[0]) };
-    int rc = -1;
-    rd_kafka_t *rk = NULL;
-    rd_kafka_NewTopic_t *topics[N] = {0};
-    rd_kafka_queue_t *q = NULL;
-    rd_kafka_event_t *ev = NULL;
-    long repl;
-    *created = 0;
+/* The topics kafka_topics_create makes: the key of each name and of its partition count. */
+static const char *const topic_keys[][2] = {
+    {"topic.commands", "topics.partitions.commands"}, {"topic.events", "topics.partitions.events"},
+    {"topic.results", "topics.partitions.results"},   {"topic.mail", "topics.partitions.mail"},
+    {"topic.dlq", "topics.partitions.dlq"},
+};
+enum { NTOPICS = sizeof(topic_keys) / sizeof(topic_keys[0]) };
 
-    /* auto: 3 on a cluster of 3 brokers or more (counted below), else 1. */
-    int auto_repl = strcmp(conf_get(c, "topics.replication"), "auto") == 0;
-    if (!auto_repl && conf_get_long(c, "topics.replication", 1, 32, &repl, errstr, errstr_size) != 0)
-        return -1;
-    rd_kafka_conf_t *kconf = kafka_conf_new(c, errstr, errstr_size);
-    if (!kconf)
-        goto done;
-    rk = kafka_client_new(c, RD_KAFKA_PRODUCER, kconf, 10000, errstr, errstr_size);
-    if (!rk)
-        goto done;
-    if (auto_repl && (repl = kafka_count_brokers(rk, errstr, errstr_size)) < 0)
-        goto done;
-    if (auto_repl)
-        repl = repl >= 3 ? 3 : 1;
-    for (int i = 0; i < N; i++) {
+/* The new topics' specifications with their configured partition counts and repl replicas each; -1 with
+ * errstr (the caller destroys what topics[] holds either way). */
+static int topics_new(const conf_t *c, long repl, rd_kafka_NewTopic_t *topics[NTOPICS], char *errstr,
+                      size_t errstr_size) {
+    for (int i = 0; i < NTOPICS; i++) {
         long parts;
         char why[512];
-        if (conf_get_long(c, names[i][1], 1, 10000, &parts, errstr, errstr_size) != 0)
-            goto done;
-        topics[i] = rd_kafka_NewTopic_new(conf_get(c, names[i][0]), (int)parts, (int)repl, why, sizeof(why));
+        const char *name = conf_get(c, topic_keys[i][0]);
+        if (conf_get_long(c, topic_keys[i][1], 1, 10000, &parts, errstr, errstr_size) != 0)
+            return -1;
+        topics[i] = rd_kafka_NewTopic_new(name, (int)parts, (int)repl, why, sizeof(why));
         if (!topics[i]) {
-            snprintf(errstr, errstr_size, "%s: %s", conf_get(c, names[i][0]), why);
-            goto done;
+            snprintf(errstr, errstr_size, "%s: %s", name, why);
+            return -1;
         }
         /* Replicated: a write is acknowledged by two replicas, so one broker lost loses nothing. */
         if (repl >= 3 && rd_kafka_NewTopic_set_config(topics[i], "min.insync.replicas", "2") != 0) {
-            snprintf(errstr, errstr_size, "%s: cannot set min.insync.replicas", conf_get(c, names[i][0]));
-            goto done;
+            snprintf(errstr, errstr_size, "%s: cannot set min.insync.replicas", name);
+            return -1;
         }
     }
-    q = rd_kafka_queue_new(rk);
-    rd_kafka_CreateTopics(rk, topics, N, NULL, q);
-    ev = rd_kafka_queue_poll(q, 30000);
+    return 0;
+}
+
+int kafka_create_topics(rd_kafka_t *rk, rd_kafka_NewTopic_t **topics, size_t n, int *created, char *errstr,
+                        size_t errstr_size) {
+    int rc = -1;
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_CreateTopics(rk, topics, n, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
     if (!ev) {
         snprintf(errstr, errstr_size, "Kafka did not answer CreateTopics within 30 s");
         goto done;
@@ -443,10 +443,10 @@ int kafka_topics_create(const conf_t *c, int *created, char *errstr, size_t errs
         snprintf(errstr, errstr_size, "CreateTopics: %s", rd_kafka_event_error_string(ev));
         goto done;
     }
-    const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
-    size_t n = 0;
-    const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &n);
-    for (size_t i = 0; i < n; i++) {
+    size_t nres = 0;
+    const rd_kafka_topic_result_t **tr =
+        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &nres);
+    for (size_t i = 0; i < nres; i++) {
         rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[i]);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
             (*created)++;
@@ -456,36 +456,66 @@ int kafka_topics_create(const conf_t *c, int *created, char *errstr, size_t errs
             goto done;
         }
     }
-    /* Return once the topics can be used, so that a script may go on at once. */
-    for (int i = 0; i < N; i++)
-        if (kafka_topic_wait_ready(rk, conf_get(c, names[i][0]), 30000, errstr, errstr_size) != 0)
-            goto done;
     rc = 0;
 done:
     if (ev)
         rd_kafka_event_destroy(ev);
-    if (q)
-        rd_kafka_queue_destroy(q);
-    for (int i = 0; i < N; i++)
+    rd_kafka_queue_destroy(q);
+    return rc;
+}
+
+/* Creates the topics with repl replicas each through rk, and returns once they can be used, so that a
+ * script may go on at once. */
+static int topics_create_with(const conf_t *c, rd_kafka_t *rk, long repl, int *created, char *errstr,
+                              size_t errstr_size) {
+    rd_kafka_NewTopic_t *topics[NTOPICS] = {0};
+    int rc = topics_new(c, repl, topics, errstr, errstr_size);
+    if (rc == 0)
+        rc = kafka_create_topics(rk, topics, NTOPICS, created, errstr, errstr_size);
+    for (int i = 0; rc == 0 && i < NTOPICS; i++)
+        rc = kafka_topic_wait_ready(rk, conf_get(c, topic_keys[i][0]), 30000, errstr, errstr_size);
+    for (int i = 0; i < NTOPICS; i++)
         if (topics[i])
             rd_kafka_NewTopic_destroy(topics[i]);
-    if (rk)
-        rd_kafka_destroy(rk);
+    return rc;
+}
+
+int kafka_topics_create(const conf_t *c, int *created, char *errstr, size_t errstr_size) {
+    long repl = 0;
+    *created = 0;
+    /* auto: 3 on a cluster of 3 brokers or more (counted below), else 1. */
+    int auto_repl = strcmp(conf_get(c, "topics.replication"), "auto") == 0;
+    if (!auto_repl && conf_get_long(c, "topics.replication", 1, 32, &repl, errstr, errstr_size) != 0)
+        return -1;
+    rd_kafka_conf_t *kconf = kafka_conf_new(c, errstr, errstr_size);
+    if (!kconf)
+        return -1;
+    rd_kafka_t *rk = kafka_client_new(c, RD_KAFKA_PRODUCER, kconf, 10000, errstr, errstr_size);
+    if (!rk)
+        return -1;
+    if (auto_repl) {
+        repl = kafka_count_brokers(rk, errstr, errstr_size);
+        if (repl >= 0)
+            repl = repl >= 3 ? 3 : 1;
+    }
+    int rc = repl < 0 ? -1 : topics_create_with(c, rk, repl, created, errstr, errstr_size);
+    rd_kafka_destroy(rk);
     return rc;
 }
 
 void kafka_consumer_close(rd_kafka_t *rk) {
     if (!rk)
         return;
+    group_member_t *g = rd_kafka_opaque(rk);
     char *member = rd_kafka_memberid(rk); /* set once the group took us in (JoinGroup answered) */
     int joined = member && *member;
     if (member)
         rd_kafka_mem_free(rk, member);
-    if (joined && !assigned_once && rd_kafka_version() < 0x02030000) {
+    if (joined && !g->assigned_once && rd_kafka_version() < 0x02030000) {
         log_debug(NULL, "waiting for the first assignment before leaving the group (librdkafka %s)",
                   rd_kafka_version_str());
         int64_t end = worker_now_ms() + 10000;
-        while (!assigned_once && worker_now_ms() < end) {
+        while (!g->assigned_once && worker_now_ms() < end) {
             rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100); /* not applied, not committed */
             if (m)
                 rd_kafka_message_destroy(m);
@@ -493,4 +523,5 @@ void kafka_consumer_close(rd_kafka_t *rk) {
     }
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
+    free(g); /* after the last rebalance callback, served by the close */
 }

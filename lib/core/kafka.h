@@ -55,7 +55,8 @@ rd_kafka_t *kafka_producer_wait(const conf_t *c,
  * the cluster as kafka_client_wait does. NULL with errstr when a setting is refused, shutdown was asked
  * while waiting, or the subscription fails. One per process: after each rebalance it reports the partitions
  * held (readiness, metrics; health.h), and with metrics on its statistics give each partition's lag. opaque
- * is the client's (rd_kafka_opaque; rebalance_cb gets it). */
+ * is what rebalance_cb gets (the client's own rd_kafka_opaque is kafka.c's state of this member: close it with
+ * kafka_consumer_close, which frees that state). */
 rd_kafka_t *kafka_group_consumer_new(const conf_t *c, const char *group, const char *topic,
                                      void (*rebalance_cb)(rd_kafka_t *, rd_kafka_resp_err_t,
                                                           rd_kafka_topic_partition_list_t *, void *),
@@ -71,6 +72,12 @@ void kafka_consumer_close(rd_kafka_t *rk);
  * at once). -1 with errstr when it does not happen in time. */
 int kafka_topic_wait_ready(rd_kafka_t *rk, const char *topic, int timeout_ms, char *errstr,
                            size_t errstr_size);
+
+/* Asks the cluster to create topics[0..n) (the caller keeps and destroys them) and waits for its answer, 30 s
+ * at most. A topic that exists already is fine; *created gets how many more were made (the caller sets it
+ * to 0 first). -1 with errstr when the cluster does not answer or refuses a topic. */
+int kafka_create_topics(rd_kafka_t *rk, rd_kafka_NewTopic_t **topics, size_t n, int *created, char *errstr,
+                        size_t errstr_size);
 
 /* Creates the five topics with their configured partition counts. Topics that exist already are fine.
  * *created gets how many were new. Returns once every partition of them has a leader. */

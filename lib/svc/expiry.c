@@ -27,19 +27,15 @@ static const char SQL_EXPIRE[] =
 
 int expiry_run_batch(PGconn *db, const char *events_topic, long batch, int *expired, char *errstr,
                      size_t errstr_size) {
-    int rc = -1;
     outbox_t ob = {0};
-    PGresult *res = NULL;
     char limit[32];
     snprintf(limit, sizeof(limit), "%ld", batch);
     *expired = 0;
     if (db_cmd(db, "BEGIN", errstr, errstr_size) != 0)
         return -1;
     const char *p[1] = {limit};
-    res = db_exec_cached(db, SQL_EXPIRE, 1, p, errstr, errstr_size);
-    if (!res)
-        goto done;
-    for (int r = 0; r < PQntuples(res); r++) {
+    PGresult *res = db_exec_cached(db, SQL_EXPIRE, 1, p, errstr, errstr_size);
+    for (int r = 0; res && r < PQntuples(res); r++) {
         json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:s}", "invitation_id", PQgetvalue(res, r, 0),
                                  "org_id", PQgetvalue(res, r, 1), "email", PQgetvalue(res, r, 2), "kind",
                                  PQgetvalue(res, r, 3), "expired_at", PQgetvalue(res, r, 4));
@@ -52,20 +48,13 @@ int expiry_run_batch(PGconn *db, const char *events_topic, long batch, int *expi
         free(text);
         json_decref(ev);
     }
-    if (outbox_write(&ob, db, errstr, errstr_size) != 0 || db_cmd(db, "COMMIT", errstr, errstr_size) != 0)
-        goto done;
-    *expired = PQntuples(res);
-    instruments_expired(*expired);
-    for (int r = 0; r < PQntuples(res); r++)
-        log_info(NULL, "invitation %s (org %s) expired", PQgetvalue(res, r, 0), PQgetvalue(res, r, 1));
-    rc = 0;
-done:
-    if (rc != 0) {
-        char ignore[256];
-        db_cmd(db, "ROLLBACK", ignore, sizeof(ignore));
+    int rc = outbox_commit(&ob, db, res != NULL, errstr, errstr_size);
+    if (rc == 0) {
+        *expired = PQntuples(res);
+        instruments_expired(*expired);
+        for (int r = 0; r < PQntuples(res); r++)
+            log_info(NULL, "invitation %s (org %s) expired", PQgetvalue(res, r, 0), PQgetvalue(res, r, 1));
     }
-    if (res)
-        PQclear(res);
-    outbox_free(&ob);
+    PQclear(res);
     return rc;
 }

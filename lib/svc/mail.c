@@ -134,6 +134,70 @@ void mail_format_time(const char *locale, time_t t, char *buf, size_t size) {
                  tm.tm_hour, tm.tm_min);
 }
 
+/* The values the templates may name, for job in the words w (vals starts zeroed). name is the invitee's
+ * name, cleaned; shown the code as displayed (empty for a reminder). */
+static void render_values(mail_values_t *vals, const mail_job_t *job, const mail_words_t *w, const char *name,
+                          const char *shown, const char *app_url, const char *when) {
+    char *inviter = mail_clean(job->inviter_name);
+    char *inviter_email = mail_clean(job->inviter_email);
+    mail_values_set(vals, "org_name", mail_clean(job->org_name));
+    mail_values_set(vals, "invitee_name", xstrdup(*name ? name : job->email));
+    mail_values_set(vals, "email", xstrdup(job->email));
+    mail_values_set(vals, "email_shell", shell_word(job->email));
+    mail_values_set(vals, "inviter_name",
+                    xstrdup(*inviter         ? inviter
+                            : *inviter_email ? inviter_email
+                                             : w->someone));
+    mail_values_set(vals, "inviter_email", xstrdup(inviter_email));
+    mail_values_set(vals, "invitation_id", mail_clean(job->invitation_id));
+    mail_values_set(vals, "code", xstrdup(shown));
+    mail_values_set(vals, "code_label",
+                    xstrdup(job->is_reminder ? ""
+                            : job->is_new    ? w->otp
+                                             : w->confirmation));
+    mail_values_set(vals, "app_url", mail_clean(app_url ? app_url : ""));
+    mail_values_set(vals, "expires_at", xstrdup(when));
+    mail_values_set(vals, "role",
+                    xstrdup(job->grant_owner          ? w->owner
+                            : job->grant_manage_users ? w->manager
+                                                      : w->member));
+    vals->section[0] = job->is_new;
+    vals->section[1] = !job->is_new;
+    vals->section[2] = job->grant_owner;
+    free(inviter);
+    free(inviter_email);
+}
+
+/* The MIME part of the message, after its own headers: multipart/alternative with the text and the HTML
+ * part (both quoted-printable already), under a random boundary. */
+static void render_multipart(sb_t *b, const char *text_qp, const char *html_qp) {
+    unsigned char rnd[12];
+    char boundary[64], hex[sizeof(rnd) * 2 + 1];
+    randombytes_buf(rnd, sizeof(rnd));
+    sodium_bin2hex(hex, sizeof(hex), rnd, sizeof(rnd));
+    /* "=_" cannot occur in quoted-printable text, so the boundary never collides with a part. */
+    snprintf(boundary, sizeof(boundary), "=_raikoo_%s", hex);
+    sb_add(b, "MIME-Version: 1.0\r\n");
+    sb_printf(b, "Content-Type: multipart/alternative;\r\n boundary=\"%s\"\r\n", boundary);
+    sb_add(b, "\r\n");
+    sb_add(b, "This is a multi-part message in MIME format.\r\n");
+    sb_printf(b, "\r\n--%s\r\n", boundary);
+    sb_add(b,
+           "Content-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n");
+    sb_add(b, text_qp);
+    sb_printf(b, "\r\n--%s\r\n", boundary);
+    sb_add(b,
+           "Content-Type: text/html; charset=UTF-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n");
+    sb_add(b, html_qp);
+    sb_printf(b, "\r\n--%s--\r\n", boundary);
+}
+
+/* Wipes s (it held the code), then frees it. */
+static void free_wiped(char *s) {
+    sodium_memzero(s, strlen(s));
+    free(s);
+}
+
 char *mail_render(const mail_templates_t *t, const mail_from_t *from, const char *app_url,
                   const mail_job_t *job, const char *code, time_t now, char *errstr, size_t errstr_size) {
     char shown[CODE_DISPLAY_LEN + 1] = "", when[128], date[64];
@@ -145,7 +209,6 @@ char *mail_render(const mail_templates_t *t, const mail_from_t *from, const char
     if (!reminder)
         code_display(code, shown);
     const mail_template_set_t *set = mail_templates_set_for(t, job->locale);
-    const mail_words_t *w = words_for(set->tag);
     const char *const *tpl = (const char *const *)set->text + (reminder ? R_SUBJECT : T_SUBJECT);
     if (job->app_url)
         app_url = job->app_url;
@@ -157,30 +220,7 @@ char *mail_render(const mail_templates_t *t, const mail_from_t *from, const char
     mail_values_t vals;
     memset(&vals, 0, sizeof(vals));
     char *name = mail_clean(job->name);
-    char *inviter = mail_clean(job->inviter_name);
-    char *inviter_email = mail_clean(job->inviter_email);
-    mail_values_set(&vals, "org_name", mail_clean(job->org_name));
-    mail_values_set(&vals, "invitee_name", xstrdup(*name ? name : job->email));
-    mail_values_set(&vals, "email", xstrdup(job->email));
-    mail_values_set(&vals, "email_shell", shell_word(job->email));
-    mail_values_set(&vals, "inviter_name",
-                    xstrdup(*inviter         ? inviter
-                            : *inviter_email ? inviter_email
-                                             : w->someone));
-    mail_values_set(&vals, "inviter_email", xstrdup(inviter_email));
-    mail_values_set(&vals, "invitation_id", mail_clean(job->invitation_id));
-    mail_values_set(&vals, "code", xstrdup(shown));
-    mail_values_set(&vals, "code_label", xstrdup(reminder ? "" : job->is_new ? w->otp : w->confirmation));
-    mail_values_set(&vals, "app_url", mail_clean(app_url ? app_url : ""));
-    mail_values_set(&vals, "expires_at", xstrdup(when));
-    mail_values_set(&vals, "role",
-                    xstrdup(job->grant_owner          ? w->owner
-                            : job->grant_manage_users ? w->manager
-                                                      : w->member));
-    vals.section[0] = job->is_new;
-    vals.section[1] = !job->is_new;
-    vals.section[2] = job->grant_owner;
-
+    render_values(&vals, job, words_for(set->tag), name, shown, app_url, when);
     char *subject_raw = mail_template_expand(tpl[0], &vals, 0);
     char *subject_clean = mail_clean(subject_raw); /* one line, whatever the template holds */
     char *subject = mail_header_text(subject_clean);
@@ -190,13 +230,6 @@ char *mail_render(const mail_templates_t *t, const mail_from_t *from, const char
     char *text_qp = mail_qp_encode(text);
     char *html_qp = mail_qp_encode(html);
 
-    unsigned char rnd[12];
-    char boundary[64], hex[sizeof(rnd) * 2 + 1];
-    randombytes_buf(rnd, sizeof(rnd));
-    sodium_bin2hex(hex, sizeof(hex), rnd, sizeof(rnd));
-    /* "=_" cannot occur in quoted-printable text, so the boundary never collides with a part. */
-    snprintf(boundary, sizeof(boundary), "=_raikoo_%s", hex);
-
     sb_t b = {0};
     sb_printf(&b, "Date: %s\r\n", date);
     sb_printf(&b, "Message-ID: <%s@%s>\r\n", job->job_id, from->domain);
@@ -204,37 +237,19 @@ char *mail_render(const mail_templates_t *t, const mail_from_t *from, const char
     sb_printf(&b, "To: %s\r\n", to);
     sb_printf(&b, "Subject: %s\r\n", subject);
     sb_printf(&b, "Content-Language: %s\r\n", set->tag);
-    sb_add(&b, "MIME-Version: 1.0\r\n");
-    sb_printf(&b, "Content-Type: multipart/alternative;\r\n boundary=\"%s\"\r\n", boundary);
-    sb_add(&b, "\r\n");
-    sb_add(&b, "This is a multi-part message in MIME format.\r\n");
-    sb_printf(&b, "\r\n--%s\r\n", boundary);
-    sb_add(&b,
-           "Content-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n");
-    sb_add(&b, text_qp);
-    sb_printf(&b, "\r\n--%s\r\n", boundary);
-    sb_add(&b,
-           "Content-Type: text/html; charset=UTF-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n");
-    sb_add(&b, html_qp);
-    sb_printf(&b, "\r\n--%s--\r\n", boundary);
+    render_multipart(&b, text_qp, html_qp);
 
     mail_values_free(&vals);
     /* The code was in these buffers: wipe before freeing. */
-    sodium_memzero(text, strlen(text));
-    sodium_memzero(html, strlen(html));
-    sodium_memzero(text_qp, strlen(text_qp));
-    sodium_memzero(html_qp, strlen(html_qp));
+    free_wiped(text);
+    free_wiped(html);
+    free_wiped(text_qp);
+    free_wiped(html_qp);
     sodium_memzero(shown, sizeof(shown));
     free(name);
-    free(inviter);
-    free(inviter_email);
     free(subject_raw);
     free(subject_clean);
     free(subject);
     free(to);
-    free(text);
-    free(html);
-    free(text_qp);
-    free(html_qp);
     return sb_take(&b);
 }

@@ -54,6 +54,18 @@ int outbox_write(outbox_t *ob, PGconn *db, char *errstr, size_t errstr_size) {
     return rc;
 }
 
+int outbox_commit(outbox_t *ob, PGconn *db, int ok, char *errstr, size_t errstr_size) {
+    int rc = 0;
+    if (!ok || outbox_write(ob, db, errstr, errstr_size) != 0 ||
+        db_cmd(db, "COMMIT", errstr, errstr_size) != 0) {
+        char ignore[256];
+        db_cmd(db, "ROLLBACK", ignore, sizeof(ignore));
+        rc = -1;
+    }
+    outbox_free(ob);
+    return rc;
+}
+
 void outbox_free(outbox_t *ob) {
     outbox_truncate(ob, 0);
     free(ob->rows);

@@ -30,6 +30,11 @@ void outbox_truncate(outbox_t *ob, size_t mark);
 /* Inserts every row into the outbox table within the caller's transaction, then empties ob. */
 int outbox_write(outbox_t *ob, PGconn *db, char *errstr, size_t errstr_size);
 
+/* Ends the caller's transaction: when ok, writes ob's rows (outbox_write) and commits; when !ok (the caller
+ * failed, errstr already says why) or either step fails, rolls back. Frees ob's rows either way. 0 when
+ * committed; -1 otherwise (errstr). */
+int outbox_commit(outbox_t *ob, PGconn *db, int ok, char *errstr, size_t errstr_size);
+
 void outbox_free(outbox_t *ob);
 
 #endif

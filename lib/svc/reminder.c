@@ -1,8 +1,6 @@
 /* Invitation reminders, queued by the expiry worker (see reminder.h and docs/EMAIL.md). */
 #include "reminder.h"
 
-#include <ctype.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,33 +10,6 @@
 #include "log.h"
 #include "mailjob.h"
 #include "outbox.h"
-
-#define REMINDER_MAX_SECONDS (30L * 86400L)
-
-int reminder_before_parse(const char *s, long *seconds, char *errstr, size_t errstr_size) {
-    char *end = NULL;
-    errno = 0;
-    long v = s && isdigit((unsigned char)*s) ? strtol(s, &end, 10) : -1;
-    long unit = 0;
-    if (v >= 0 && errno == 0 && end) {
-        if (strcmp(end, "") == 0 || strcmp(end, "s") == 0)
-            unit = 1;
-        else if (strcmp(end, "m") == 0)
-            unit = 60;
-        else if (strcmp(end, "h") == 0)
-            unit = 3600;
-        else if (strcmp(end, "d") == 0)
-            unit = 86400;
-    }
-    if (!unit || v > REMINDER_MAX_SECONDS / unit) {
-        snprintf(errstr, errstr_size,
-                 "reminder.before: expected seconds or a number with s, m, h or d (e.g. 86400, 24h), at "
-                 "most 30 days; 0 turns reminders off");
-        return -1;
-    }
-    *seconds = v * unit;
-    return 0;
-}
 
 /* Due: pending, e-mail delivered, not reminded for this code, expiring within $2 seconds but not yet
  * expired, and a code that lives longer than $2 (else the reminder would follow the invitation at once); the soonest first; rows another worker (or a command) holds are skipped and the conditions
@@ -89,11 +60,57 @@ static const char *opt(PGresult *res, int r, int c) {
     return PQgetisnull(res, r, c) ? NULL : PQgetvalue(res, r, c);
 }
 
+/* Adds the reminder of row r (a mail job on mail_topic and an InvitationReminderSent event on events_topic)
+ * to ob. */
+static void reminder_queue(outbox_t *ob, PGresult *res, int r, const char *mail_topic,
+                           const char *events_topic) {
+    const char *locale = opt(res, r, C_LOCALE), *app_url = opt(res, r, C_APP_URL);
+    mail_job_t job = {
+        .job_id = PQgetvalue(res, r, C_JOB),
+        .invitation_id = PQgetvalue(res, r, C_ID),
+        .org_id = PQgetvalue(res, r, C_ORG),
+        .org_name = PQgetvalue(res, r, C_ORG_NAME),
+        .kind = PQgetvalue(res, r, C_KIND),
+        .name = PQgetvalue(res, r, C_NAME),
+        .inviter_name = PQgetvalue(res, r, C_INVITER),
+        .inviter_email = PQgetvalue(res, r, C_INVITER_EMAIL),
+        .expires_at = PQgetvalue(res, r, C_EXPIRES),
+        .invitation_job_id = PQgetvalue(res, r, C_MAIL_JOB),
+        /* The columns' checks are the job's (locale_tag_valid, app_url_valid): a value that is not
+         * would make the mailer fail the job; leave it out instead (the mailer's own settings). */
+        .locale = locale && locale_tag_valid(locale) ? locale : NULL,
+        .app_url = app_url && app_url_valid(app_url) ? app_url : NULL,
+        .grant_owner = PQgetvalue(res, r, C_OWNER)[0] == 't',
+        .grant_manage_users = PQgetvalue(res, r, C_MANAGER)[0] == 't',
+    };
+    snprintf(job.email, sizeof(job.email), "%s", PQgetvalue(res, r, C_EMAIL));
+    char *text = mail_reminder_build(&job);
+    if (!text) {
+        /* A name that is not valid UTF-8 (the database refuses those, so this does not happen): the
+         * invitation keeps its reminder_sent_at and gets none, rather than stop the scan. */
+        log_error(NULL, "reminder for invitation %s cannot be built (a name is not valid UTF-8): skipped",
+                  job.invitation_id);
+        return;
+    }
+    outbox_add(ob, mail_topic, job.invitation_id, text);
+    free(text);
+    json_t *data =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "invitation_id", job.invitation_id, "org_id", job.org_id,
+                  "email", job.email, "kind", job.kind, "job_id", job.job_id, "expires_at", job.expires_at);
+    if (!data)
+        abort();
+    /* No actor and no command caused this: no actorid, no correlationid. */
+    json_t *ev =
+        event_new("raikoo.event.InvitationReminderSent.v1", NULL, MAIL_REMINDER_SOURCE, NULL, NULL, data);
+    char *ev_text = event_dump(ev);
+    outbox_add(ob, events_topic, job.org_id, ev_text);
+    free(ev_text);
+    json_decref(ev);
+}
+
 int reminder_run_batch(PGconn *db, const char *mail_topic, const char *events_topic, long before_s,
                        long batch, int *queued, char *errstr, size_t errstr_size) {
-    int rc = -1;
     outbox_t ob = {0};
-    PGresult *res = NULL;
     char limit[32], before[32];
     snprintf(limit, sizeof(limit), "%ld", batch);
     snprintf(before, sizeof(before), "%ld", before_s);
@@ -103,67 +120,16 @@ int reminder_run_batch(PGconn *db, const char *mail_topic, const char *events_to
     if (db_cmd(db, "BEGIN", errstr, errstr_size) != 0)
         return -1;
     const char *p[2] = {limit, before};
-    res = db_exec_cached(db, SQL_REMIND, 2, p, errstr, errstr_size);
-    if (!res)
-        goto done;
-    for (int r = 0; r < PQntuples(res); r++) {
-        const char *locale = opt(res, r, C_LOCALE), *app_url = opt(res, r, C_APP_URL);
-        mail_job_t job = {
-            .job_id = PQgetvalue(res, r, C_JOB),
-            .invitation_id = PQgetvalue(res, r, C_ID),
-            .org_id = PQgetvalue(res, r, C_ORG),
-            .org_name = PQgetvalue(res, r, C_ORG_NAME),
-            .kind = PQgetvalue(res, r, C_KIND),
-            .name = PQgetvalue(res, r, C_NAME),
-            .inviter_name = PQgetvalue(res, r, C_INVITER),
-            .inviter_email = PQgetvalue(res, r, C_INVITER_EMAIL),
-            .expires_at = PQgetvalue(res, r, C_EXPIRES),
-            .invitation_job_id = PQgetvalue(res, r, C_MAIL_JOB),
-            /* The columns' checks are the job's (locale_tag_valid, app_url_valid): a value that is not
-             * would make the mailer fail the job; leave it out instead (the mailer's own settings). */
-            .locale = locale && locale_tag_valid(locale) ? locale : NULL,
-            .app_url = app_url && app_url_valid(app_url) ? app_url : NULL,
-            .grant_owner = PQgetvalue(res, r, C_OWNER)[0] == 't',
-            .grant_manage_users = PQgetvalue(res, r, C_MANAGER)[0] == 't',
-        };
-        snprintf(job.email, sizeof(job.email), "%s", PQgetvalue(res, r, C_EMAIL));
-        char *text = mail_reminder_build(&job);
-        if (!text) {
-            /* A name that is not valid UTF-8 (the database refuses those, so this does not happen): the
-             * invitation keeps its reminder_sent_at and gets none, rather than stop the scan. */
-            log_error(NULL, "reminder for invitation %s cannot be built (a name is not valid UTF-8): skipped",
-                      job.invitation_id);
-            continue;
-        }
-        outbox_add(&ob, mail_topic, job.invitation_id, text);
-        free(text);
-        json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "invitation_id", job.invitation_id,
-                                 "org_id", job.org_id, "email", job.email, "kind", job.kind, "job_id",
-                                 job.job_id, "expires_at", job.expires_at);
-        if (!data)
-            abort();
-        /* No actor and no command caused this: no actorid, no correlationid. */
-        json_t *ev =
-            event_new("raikoo.event.InvitationReminderSent.v1", NULL, MAIL_REMINDER_SOURCE, NULL, NULL, data);
-        char *ev_text = event_dump(ev);
-        outbox_add(&ob, events_topic, job.org_id, ev_text);
-        free(ev_text);
-        json_decref(ev);
+    PGresult *res = db_exec_cached(db, SQL_REMIND, 2, p, errstr, errstr_size);
+    for (int r = 0; res && r < PQntuples(res); r++)
+        reminder_queue(&ob, res, r, mail_topic, events_topic);
+    int rc = outbox_commit(&ob, db, res != NULL, errstr, errstr_size);
+    if (rc == 0) {
+        *queued = PQntuples(res);
+        for (int r = 0; r < PQntuples(res); r++)
+            log_info(NULL, "invitation %s (org %s): reminder queued (expires %s)", PQgetvalue(res, r, C_ID),
+                     PQgetvalue(res, r, C_ORG), PQgetvalue(res, r, C_EXPIRES));
     }
-    if (outbox_write(&ob, db, errstr, errstr_size) != 0 || db_cmd(db, "COMMIT", errstr, errstr_size) != 0)
-        goto done;
-    *queued = PQntuples(res);
-    for (int r = 0; r < PQntuples(res); r++)
-        log_info(NULL, "invitation %s (org %s): reminder queued (expires %s)", PQgetvalue(res, r, C_ID),
-                 PQgetvalue(res, r, C_ORG), PQgetvalue(res, r, C_EXPIRES));
-    rc = 0;
-done:
-    if (rc != 0) {
-        char ignore[256];
-        db_cmd(db, "ROLLBACK", ignore, sizeof(ignore));
-    }
-    if (res)
-        PQclear(res);
-    outbox_free(&ob);
+    PQclear(res);
     return rc;
 }

@@ -7,9 +7,8 @@
 #include <stddef.h>
 #include <libpq-fe.h>
 
-/* Reads reminder.before: whole seconds ("86400") or a number with a unit s, m, h or d ("90m", "24h",
- * "2d"); 0 is off. At most 30 days. -1 with errstr when it is neither. */
-int reminder_before_parse(const char *s, long *seconds, char *errstr, size_t errstr_size);
+/* The longest reminder.before (conf_get_duration's max_s): 30 days. */
+#define REMINDER_BEFORE_MAX_S (30L * 86400L)
 
 /* Queues at most `batch` due reminders in one transaction: pending invitations whose e-mail was delivered
  * (mail_state sent), not reminded for their current code (reminder_sent_at NULL), not expired, expiring

@@ -259,6 +259,18 @@ static int read_topic(const conf_t *c, const char *topic, dead_list_t *out, char
     return rc;
 }
 
+/* Reads every dead letter of topic.dlq into *l for `raikoo dlq <sub>`; -1 (said on stderr, *l freed) when
+ * it cannot. */
+static int read_dlq(const conf_t *c, const char *sub, dead_list_t *l) {
+    char err[1024];
+    if (read_topic(c, conf_get(c, "topic.dlq"), l, err, sizeof(err)) != 0) {
+        fprintf(stderr, "raikoo dlq %s: %s\n", sub, err);
+        dead_list_free(l);
+        return -1;
+    }
+    return 0;
+}
+
 /* One dead letter as a JSON object (never its value). */
 static json_t *dead_json(const dead_t *d) {
     const dead_t *m = d;
@@ -313,14 +325,10 @@ static int cmd_dlq_list(int argc, char **argv, conf_t *c) {
     }
     if (optind != argc)
         return cli_usage(cli_find("dlq"), 1);
-    char err[1024];
     dead_list_t l = {0};
     const char *topic = conf_get(c, "topic.dlq");
-    if (read_topic(c, topic, &l, err, sizeof(err)) != 0) {
-        fprintf(stderr, "raikoo dlq list: %s\n", err);
-        dead_list_free(&l);
+    if (read_dlq(c, "list", &l) != 0)
         return EXIT_INFRA;
-    }
     if (as_json) {
         json_t *arr = json_array();
         for (size_t i = 0; i < l.n; i++)
@@ -426,63 +434,61 @@ static int replay_send(const conf_t *c, dead_t **sel, size_t n, const char *dlq,
     return rc;
 }
 
-static int cmd_dlq_replay(int argc, char **argv, conf_t *c) {
+/* What `raikoo dlq replay` was asked: --offset (and --partition; -1 when not given), --all, --dry-run. */
+typedef struct replay_args {
+    long long offset, partition;
+    int all, dry;
+} replay_args_t;
+
+/* Reads replay's options into a. -1 when they are right, else the exit status (the error printed). */
+static int replay_parse(int argc, char **argv, replay_args_t *a) {
     static const struct option opts[] = {{"offset", required_argument, NULL, 'o'},
                                          {"partition", required_argument, NULL, 'p'},
                                          {"all", no_argument, NULL, 'a'},
                                          {"dry-run", no_argument, NULL, 'n'},
                                          {NULL, 0, NULL, 0}};
-    long long offset = -1, partition = -1;
-    int all = 0, dry = 0, o;
+    *a = (replay_args_t){.offset = -1, .partition = -1};
+    int o;
     char *end;
     optind = 1;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (o == 'o') {
-            offset = strtoll(optarg, &end, 10);
-            if (*end || offset < 0 || !*optarg) {
+            a->offset = strtoll(optarg, &end, 10);
+            if (*end || a->offset < 0 || !*optarg) {
                 fprintf(stderr,
                         "raikoo dlq replay: --offset takes an offset of the dead-letter topic (0, 1, ...)\n");
                 return EXIT_USAGE;
             }
         } else if (o == 'p') {
-            partition = strtoll(optarg, &end, 10);
-            if (*end || partition < 0 || partition > INT32_MAX || !*optarg) {
+            a->partition = strtoll(optarg, &end, 10);
+            if (*end || a->partition < 0 || a->partition > INT32_MAX || !*optarg) {
                 fprintf(stderr, "raikoo dlq replay: --partition takes a partition number (0, 1, ...)\n");
                 return EXIT_USAGE;
             }
         } else if (o == 'a') {
-            all = 1;
+            a->all = 1;
         } else if (o == 'n') {
-            dry = 1;
+            a->dry = 1;
         } else {
             return cli_usage(cli_find("dlq"), 1);
         }
     }
-    if (optind != argc || all == (offset >= 0) || (all && partition >= 0)) {
+    if (optind != argc || a->all == (a->offset >= 0) || (a->all && a->partition >= 0)) {
         fprintf(stderr,
                 "raikoo dlq replay: give either --offset N (with --partition P when several partitions "
                 "have offset N) or --all\n");
         return cli_usage(cli_find("dlq"), 1);
     }
-    char err[1024];
-    dead_list_t l = {0};
-    const char *dlq = conf_get(c, "topic.dlq");
-    if (read_topic(c, dlq, &l, err, sizeof(err)) != 0) {
-        fprintf(stderr, "raikoo dlq replay: %s\n", err);
-        dead_list_free(&l);
-        return EXIT_INFRA;
-    }
-    dead_t **sel = xcalloc(l.n ? l.n : 1, sizeof(*sel));
-    size_t n = 0, found = 0;
-    for (size_t i = 0; i < l.n; i++)
-        if (all || (l.d[i].offset == offset && (partition < 0 || l.d[i].partition == partition)))
-            sel[n++] = &l.d[i];
-    found = n;
-    /* A dead letter whose secrets were redacted is not the command that was sent: never replayed. (With
-     * --offset matching several partitions, the usage error below comes first.) */
+    return -1;
+}
+
+/* A dead letter whose secrets were redacted is not the command that was sent: never replayed. Drops those
+ * from sel[0..*n), saying so on stderr, and returns how many it dropped. (With --offset matching several
+ * partitions nothing is dropped: the usage error comes first.) */
+static size_t replay_drop_redacted(dead_t **sel, size_t *n, int all) {
     size_t kept = 0, redacted = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!sel[i]->redacted[0] || (!all && found > 1)) {
+    for (size_t i = 0; i < *n; i++) {
+        if (!sel[i]->redacted[0] || (!all && *n > 1)) {
             sel[kept++] = sel[i];
             continue;
         }
@@ -497,33 +503,64 @@ static int cmd_dlq_replay(int argc, char **argv, conf_t *c) {
             strcmp(sel[i]->redacted, "whole") == 0 ? "redacted with the whole value" : "blanked");
         redacted++;
     }
-    n = kept;
-    int rc = EXIT_ACCEPTED;
-    if (!all && found == 1 && n == 0) {
-        rc = EXIT_REJECTED;
-    } else if (!all && n == 0) {
+    *n = kept;
+    return redacted;
+}
+
+/* Replays sel[0..n) (or with --dry-run says what it would), found of them matched before the redacted
+ * ones were dropped; first refuses a selection that is empty or, with --offset, ambiguous. The exit
+ * status. */
+static int replay_selected(const conf_t *c, const replay_args_t *a, dead_t **sel, size_t n, size_t found,
+                           const char *dlq) {
+    char err[1024];
+    if (!a->all && found == 1 && n == 0)
+        return EXIT_REJECTED;
+    if (!a->all && n == 0) {
         fprintf(stderr,
                 "raikoo dlq replay: no dead letter at offset %lld%s of %s (raikoo dlq list shows them)\n",
-                offset, partition >= 0 ? " of that partition" : "", dlq);
-        rc = EXIT_REJECTED;
-    } else if (n > 1 && !all) {
+                a->offset, a->partition >= 0 ? " of that partition" : "", dlq);
+        return EXIT_REJECTED;
+    }
+    if (n > 1 && !a->all) {
         fprintf(
             stderr,
             "raikoo dlq replay: %zu partitions of %s have a dead letter at offset %lld: add --partition P\n",
-            n, dlq, offset);
-        rc = EXIT_USAGE;
-    } else if (dry) {
+            n, dlq, a->offset);
+        return EXIT_USAGE;
+    }
+    if (a->dry) {
         for (size_t i = 0; i < n; i++)
             printf("would replay %d/%" PRId64 " (command %s) to %s\n", (int)sel[i]->partition, sel[i]->offset,
                    sel[i]->command_id[0] ? sel[i]->command_id : "without an id",
                    conf_get(c, "topic.commands"));
         printf("%zu dead letter%s would be replayed (dry run: nothing sent)\n", n, n == 1 ? "" : "s");
-    } else if (replay_send(c, sel, n, dlq, err, sizeof(err)) != 0) {
-        fprintf(stderr, "raikoo dlq replay: %s\n", err);
-        rc = EXIT_INFRA;
-    } else {
-        printf("%zu dead letter%s replayed\n", n, n == 1 ? "" : "s");
+        return EXIT_ACCEPTED;
     }
+    if (replay_send(c, sel, n, dlq, err, sizeof(err)) != 0) {
+        fprintf(stderr, "raikoo dlq replay: %s\n", err);
+        return EXIT_INFRA;
+    }
+    printf("%zu dead letter%s replayed\n", n, n == 1 ? "" : "s");
+    return EXIT_ACCEPTED;
+}
+
+static int cmd_dlq_replay(int argc, char **argv, conf_t *c) {
+    replay_args_t a;
+    int rc = replay_parse(argc, argv, &a);
+    if (rc >= 0)
+        return rc;
+    dead_list_t l = {0};
+    const char *dlq = conf_get(c, "topic.dlq");
+    if (read_dlq(c, "replay", &l) != 0)
+        return EXIT_INFRA;
+    dead_t **sel = xcalloc(l.n ? l.n : 1, sizeof(*sel));
+    size_t n = 0;
+    for (size_t i = 0; i < l.n; i++)
+        if (a.all || (l.d[i].offset == a.offset && (a.partition < 0 || l.d[i].partition == a.partition)))
+            sel[n++] = &l.d[i];
+    size_t found = n;
+    size_t redacted = replay_drop_redacted(sel, &n, a.all);
+    rc = replay_selected(c, &a, sel, n, found, dlq);
     if (redacted && rc == EXIT_ACCEPTED) {
         printf("%zu dead letter%s with redacted secrets not replayed\n", redacted, redacted == 1 ? "" : "s");
         rc = EXIT_REJECTED;

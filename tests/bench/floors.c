@@ -90,28 +90,67 @@ static int floor_topic(rd_kafka_t *rk, const char *topic, int partitions, char *
         snprintf(errstr, errstr_size, "%s", why);
         return -1;
     }
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
-    int rc = -1;
-    if (ev) {
-        size_t cnt = 0;
-        const rd_kafka_topic_result_t **tr =
-            rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &cnt);
-        rd_kafka_resp_err_t e = cnt ? rd_kafka_topic_result_error(tr[0]) : RD_KAFKA_RESP_ERR__FAIL;
-        if (e == RD_KAFKA_RESP_ERR_NO_ERROR || e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
-            rc = 0;
-        else
-            snprintf(errstr, errstr_size, "create %s: %s", topic, rd_kafka_err2str(e));
-        rd_kafka_event_destroy(ev);
-    } else {
-        snprintf(errstr, errstr_size, "create %s: no answer", topic);
-    }
-    rd_kafka_queue_destroy(q);
+    int created = 0;
+    int rc = kafka_create_topics(rk, &nt, 1, &created, errstr, errstr_size);
     rd_kafka_NewTopic_destroy(nt);
     if (rc == 0)
         rc = kafka_topic_wait_ready(rk, topic, 30000, errstr, errstr_size);
     return rc;
+}
+
+/* The floor's idempotent producer (delivery reports counted in *f), its topic, and a consumer assigned to
+ * the current end of every partition of it (only this run's messages). -1 with errstr; what was made is
+ * in *prod and *cons either way. */
+static int floor_clients(const conf_t *c, const char *topic, long partitions, kafka_floor_t *f,
+                         rd_kafka_t **prod, rd_kafka_t **cons, char *errstr, size_t errstr_size) {
+    rd_kafka_conf_t *pc = kafka_conf_new(c, errstr, errstr_size);
+    if (!pc)
+        return -1;
+    rd_kafka_conf_set_dr_msg_cb(pc, floor_dr);
+    rd_kafka_conf_set_opaque(pc, f);
+    if (kafka_conf_idempotent(pc, errstr, errstr_size) != 0) {
+        rd_kafka_conf_destroy(pc);
+        return -1;
+    }
+    *prod = kafka_client_new(c, RD_KAFKA_PRODUCER, pc, 10000, errstr, errstr_size);
+    if (!*prod || floor_topic(*prod, topic, (int)partitions, errstr, errstr_size) != 0)
+        return -1;
+    rd_kafka_conf_t *cc = kafka_conf_new(c, errstr, errstr_size);
+    if (!cc || kafka_conf_set(cc, "group.id", "raikoo-bench-floor", errstr, errstr_size) != 0 ||
+        kafka_conf_set(cc, "enable.auto.commit", "false", errstr, errstr_size) != 0) {
+        if (cc)
+            rd_kafka_conf_destroy(cc);
+        return -1;
+    }
+    *cons = kafka_client_new(c, RD_KAFKA_CONSUMER, cc, 10000, errstr, errstr_size);
+    if (!*cons)
+        return -1;
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new((int)partitions);
+    int rc = 0;
+    for (int p = 0; rc == 0 && p < partitions; p++) {
+        int64_t hi;
+        if (kafka_high_watermark(*cons, topic, p, 30000, &hi) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            snprintf(errstr, errstr_size, "watermarks of %s/%d unavailable", topic, p);
+            rc = -1;
+        } else {
+            rd_kafka_topic_partition_list_add(parts, topic, p)->offset = hi;
+        }
+    }
+    if (rc == 0)
+        rd_kafka_assign(*cons, parts);
+    rd_kafka_topic_partition_list_destroy(parts);
+    return rc;
+}
+
+/* Consumes what is there at once; the number of messages without an error. */
+static long floor_consume_ready(rd_kafka_t *cons) {
+    long got = 0;
+    rd_kafka_message_t *m;
+    while ((m = rd_kafka_consumer_poll(cons, 0)) != NULL) {
+        got += !m->err;
+        rd_kafka_message_destroy(m);
+    }
+    return got;
 }
 
 int bench_kafka_floor(const conf_t *c, long n, size_t bytes, long keys, double *per_s, char *errstr,
@@ -120,48 +159,15 @@ int bench_kafka_floor(const conf_t *c, long n, size_t bytes, long keys, double *
     const char *topic = "raikoo.bench.floor";
     long partitions;
     rd_kafka_t *prod = NULL, *cons = NULL;
-    rd_kafka_topic_partition_list_t *parts = NULL;
     kafka_floor_t f = {0, 0};
     char *payload = malloc(bytes + 1);
     if (!payload)
         abort();
     memset(payload, 'x', bytes);
     payload[bytes] = '\0';
-    if (conf_get_long(c, "topics.partitions.commands", 1, 10000, &partitions, errstr, errstr_size) != 0)
+    if (conf_get_long(c, "topics.partitions.commands", 1, 10000, &partitions, errstr, errstr_size) != 0 ||
+        floor_clients(c, topic, partitions, &f, &prod, &cons, errstr, errstr_size) != 0)
         goto done;
-    rd_kafka_conf_t *pc = kafka_conf_new(c, errstr, errstr_size);
-    if (!pc)
-        goto done;
-    rd_kafka_conf_set_dr_msg_cb(pc, floor_dr);
-    rd_kafka_conf_set_opaque(pc, &f);
-    if (kafka_conf_idempotent(pc, errstr, errstr_size) != 0) {
-        rd_kafka_conf_destroy(pc);
-        goto done;
-    }
-    prod = kafka_client_new(c, RD_KAFKA_PRODUCER, pc, 10000, errstr, errstr_size);
-    if (!prod || floor_topic(prod, topic, (int)partitions, errstr, errstr_size) != 0)
-        goto done;
-    rd_kafka_conf_t *cc = kafka_conf_new(c, errstr, errstr_size);
-    if (!cc || kafka_conf_set(cc, "group.id", "raikoo-bench-floor", errstr, errstr_size) != 0 ||
-        kafka_conf_set(cc, "enable.auto.commit", "false", errstr, errstr_size) != 0) {
-        if (cc)
-            rd_kafka_conf_destroy(cc);
-        goto done;
-    }
-    cons = kafka_client_new(c, RD_KAFKA_CONSUMER, cc, 10000, errstr, errstr_size);
-    if (!cons)
-        goto done;
-    /* Read from the current end of every partition: only this run's messages. */
-    parts = rd_kafka_topic_partition_list_new((int)partitions);
-    for (int p = 0; p < partitions; p++) {
-        int64_t hi;
-        if (kafka_high_watermark(cons, topic, p, 30000, &hi) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-            snprintf(errstr, errstr_size, "watermarks of %s/%d unavailable", topic, p);
-            goto done;
-        }
-        rd_kafka_topic_partition_list_add(parts, topic, p)->offset = hi;
-    }
-    rd_kafka_assign(cons, parts);
     double t0 = bench_now();
     long consumed = 0;
     for (long i = 0; i < n; i++) {
@@ -172,11 +178,7 @@ int bench_kafka_floor(const conf_t *c, long n, size_t bytes, long keys, double *
                                  RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
             rd_kafka_poll(prod, 10);
         rd_kafka_poll(prod, 0);
-        rd_kafka_message_t *m;
-        while ((m = rd_kafka_consumer_poll(cons, 0)) != NULL) {
-            consumed += !m->err;
-            rd_kafka_message_destroy(m);
-        }
+        consumed += floor_consume_ready(cons);
     }
     while (consumed < n) {
         rd_kafka_poll(prod, 0);
@@ -198,8 +200,6 @@ int bench_kafka_floor(const conf_t *c, long n, size_t bytes, long keys, double *
     *per_s = (double)n / (bench_now() - t0);
     rc = 0;
 done:
-    if (parts)
-        rd_kafka_topic_partition_list_destroy(parts);
     if (cons) {
         rd_kafka_consumer_close(cons);
         rd_kafka_destroy(cons);

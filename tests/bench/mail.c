@@ -98,29 +98,20 @@ static void *floor_session_main(void *arg) {
     return NULL;
 }
 
-int bench_smtp_floor(const conf_t *c, long n, long sessions, double *per_s, char *errstr,
-                     size_t errstr_size) {
-    int rc = -1;
-    smtp_conf_t sc = {0};
-    mail_from_t from;
-    mail_templates_t *tpl = NULL;
-    mail_job_t job;
+/* One invitation like the pipeline's from `from`, rendered once with mail.templates and mail.app.url: the
+ * message (free()), or NULL with errstr. */
+static char *floor_message(const conf_t *c, const mail_from_t *from, char *errstr, size_t errstr_size) {
     char *message = NULL, *text = NULL;
-    smtp_item_t *items = NULL;
-    memset(&from, 0, sizeof(from));
+    mail_job_t job;
     memset(&job, 0, sizeof(job));
+    mail_templates_t *tpl = NULL;
     secret_keys_t keys;
     int overridden = 0;
-    if (n < 1)
-        n = 1;
-    if (smtp_conf_load(c, &sc, errstr, errstr_size) != 0 ||
-        mail_from_parse(conf_get(c, "mail.from"), &from, errstr, errstr_size) != 0 ||
-        secret_load(conf_get(c, "keys.dir"), 0, &keys, errstr, errstr_size) != 0)
+    if (secret_load(conf_get(c, "keys.dir"), 0, &keys, errstr, errstr_size) != 0)
         goto done;
     tpl = mail_templates_load(conf_get(c, "mail.templates"), &overridden, errstr, errstr_size);
     if (!tpl)
         goto done;
-    /* One invitation like the pipeline's, rendered once. */
     char code[CODE_LEN + 1], sealed[SEALED_CODE_B64_MAX], ids[3][37], when[32];
     code_generate(code);
     if (code_seal(&keys, code, sealed, sizeof(sealed)) != 0) {
@@ -143,7 +134,61 @@ int bench_smtp_floor(const conf_t *c, long n, long sessions, double *per_s, char
     if (mail_job_parse(text, strlen(text), &job, &identified, errstr, errstr_size) != 0)
         goto done;
     message =
-        mail_render(tpl, &from, conf_get(c, "mail.app.url"), &job, code, time(NULL), errstr, errstr_size);
+        mail_render(tpl, from, conf_get(c, "mail.app.url"), &job, code, time(NULL), errstr, errstr_size);
+done:
+    free(text);
+    mail_job_free(&job);
+    mail_templates_free(tpl);
+    sodium_memzero(&keys, sizeof(keys));
+    return message;
+}
+
+/* Sends items[0..n) over `sessions` SMTP sessions at once: each a thread of its own with an equal share,
+ * as the mailer's senders. *wall gets the time from the first session's start to the last one's end. -1
+ * with errstr (the first failed session's error) when a session fails. */
+static int floor_sessions(const smtp_conf_t *sc, const char *from, smtp_item_t *items, long n, long sessions,
+                          double *wall, char *errstr, size_t errstr_size) {
+    floor_session_t *fs = calloc((size_t)sessions, sizeof(*fs));
+    pthread_t *th = calloc((size_t)sessions, sizeof(*th));
+    if (!fs || !th)
+        abort();
+    double t0 = bench_now();
+    long at = 0;
+    for (long k = 0; k < sessions; k++) {
+        long share = n / sessions + (k < n % sessions ? 1 : 0);
+        fs[k] = (floor_session_t){sc, from, items + at, (size_t)share, -1, ""};
+        at += share;
+        if (pthread_create(&th[k], NULL, floor_session_main, &fs[k]) != 0)
+            abort();
+    }
+    int failed = 0;
+    for (long k = 0; k < sessions; k++) {
+        pthread_join(th[k], NULL);
+        if (fs[k].rc != 0 && !failed) {
+            failed = 1;
+            snprintf(errstr, errstr_size, "%s", fs[k].err);
+        }
+    }
+    *wall = bench_now() - t0;
+    free(fs);
+    free(th);
+    return failed ? -1 : 0;
+}
+
+int bench_smtp_floor(const conf_t *c, long n, long sessions, double *per_s, char *errstr,
+                     size_t errstr_size) {
+    int rc = -1;
+    smtp_conf_t sc = {0};
+    mail_from_t from;
+    memset(&from, 0, sizeof(from));
+    char *message = NULL;
+    smtp_item_t *items = NULL;
+    if (n < 1)
+        n = 1;
+    if (smtp_conf_load(c, &sc, errstr, errstr_size) != 0 ||
+        mail_from_parse(conf_get(c, "mail.from"), &from, errstr, errstr_size) != 0)
+        goto done;
+    message = floor_message(c, &from, errstr, errstr_size);
     if (!message)
         goto done;
     items = calloc((size_t)n, sizeof(*items));
@@ -159,33 +204,8 @@ int bench_smtp_floor(const conf_t *c, long n, long sessions, double *per_s, char
     if (sessions > n)
         sessions = n;
     fprintf(stderr, "  ... SMTP floor: %ld messages over %ld session(s) at once\n", n, sessions);
-    /* Each session a thread of its own with an equal share, as the mailer's senders; from the first
-     * session's start to the last one's end. */
-    floor_session_t *fs = calloc((size_t)sessions, sizeof(*fs));
-    pthread_t *th = calloc((size_t)sessions, sizeof(*th));
-    if (!fs || !th)
-        abort();
-    double t0 = bench_now();
-    long at = 0;
-    for (long k = 0; k < sessions; k++) {
-        long share = n / sessions + (k < n % sessions ? 1 : 0);
-        fs[k] = (floor_session_t){&sc, from.addr, items + at, (size_t)share, -1, ""};
-        at += share;
-        if (pthread_create(&th[k], NULL, floor_session_main, &fs[k]) != 0)
-            abort();
-    }
-    int failed = 0;
-    for (long k = 0; k < sessions; k++) {
-        pthread_join(th[k], NULL);
-        if (fs[k].rc != 0 && !failed) {
-            failed = 1;
-            snprintf(errstr, errstr_size, "%s", fs[k].err);
-        }
-    }
-    double wall = bench_now() - t0;
-    free(fs);
-    free(th);
-    if (failed)
+    double wall;
+    if (floor_sessions(&sc, from.addr, items, n, sessions, &wall, errstr, errstr_size) != 0)
         goto done;
     for (long i = 0; i < n; i++) {
         if (items[i].outcome != SMTP_SENT) {
@@ -198,11 +218,7 @@ int bench_smtp_floor(const conf_t *c, long n, long sessions, double *per_s, char
 done:
     free(items);
     free(message);
-    free(text);
-    mail_job_free(&job);
-    mail_templates_free(tpl);
     mail_from_free(&from);
     smtp_conf_clear(&sc);
-    sodium_memzero(&keys, sizeof(keys));
     return rc;
 }

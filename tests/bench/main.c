@@ -731,22 +731,15 @@ static double throughput(raikoo_producer_t *prod, const options_t *o, const char
     return (double)n / wall;
 }
 
-/* Every measured phase, once. The workers run only from the pipeline phase to the end of the run, so that
- * the floors see no relay and every run starts from the same state. */
-static int one_run(const conf_t *c, PGconn *db, raikoo_producer_t *prod, const options_t *o, report_t *rp,
-                   double **lat) {
+/* Phases 1 to 3, the floors beside the system: the row floor, per-command and set-path SQL, Kafka. */
+static int phase_floors(const conf_t *c, PGconn *db, const options_t *o, report_t *rp) {
     char err[1024];
-    int ok = 0;
-    invitations_made = 0;
-    for (int i = 0; i < NPROCS; i++)
-        procs[i] = (proc_t){procs[i].name, 0, 0, 0};
-
     /* 1. Row floor: the rows an accepted InviteNewUser leaves, written set-based. */
     fprintf(stderr, "phase: row floor\n");
     if (bench_row_floor(c, db, o->commands, admin_id, invite_data, (void *)o, "rowfloor", &rp->row_floor_cps,
                         &rp->row_bytes, &rp->rows_per_command, err, sizeof(err)) != 0) {
         fprintf(stderr, "raikoo-bench: row floor: %s\n", err);
-        goto done;
+        return -1;
     }
     fprintf(stderr, "  = %.0f commands/s\n", rp->row_floor_cps);
 
@@ -756,14 +749,14 @@ static int one_run(const conf_t *c, PGconn *db, raikoo_producer_t *prod, const o
     if (bench_pg_floor(c, db, o->commands, admin_id, invite_data, (void *)o, 0, &rp->pg_floor_cps,
                        &rp->payload_bytes, err, sizeof(err)) != 0) {
         fprintf(stderr, "raikoo-bench: per-command SQL: %s\n", err);
-        goto done;
+        return -1;
     }
     fprintf(stderr, "  = %.0f commands/s\n", rp->pg_floor_cps);
     fprintf(stderr, "phase: set-path SQL\n");
     if (bench_pg_floor(c, db, o->commands, admin_id, invite_data, (void *)o, 1, &rp->set_sql_cps,
                        &rp->payload_bytes, err, sizeof(err)) != 0) {
         fprintf(stderr, "raikoo-bench: set-path SQL: %s\n", err);
-        goto done;
+        return -1;
     }
     fprintf(stderr, "  = %.0f commands/s\n", rp->set_sql_cps);
 
@@ -772,25 +765,32 @@ static int one_run(const conf_t *c, PGconn *db, raikoo_producer_t *prod, const o
     if (bench_kafka_floor(c, o->commands, rp->payload_bytes, o->orgs, &rp->kafka_floor_mps, err,
                           sizeof(err)) != 0) {
         fprintf(stderr, "raikoo-bench: Kafka floor: %s\n", err);
-        goto done;
+        return -1;
     }
     fprintf(stderr, "  = %.0f messages/s\n", rp->kafka_floor_mps);
+    return 0;
+}
 
-    /* 4. The pipeline, end to end. */
+/* Phase 4: the pipeline, end to end (starts the relay and the command workers). */
+static int phase_pipeline(const conf_t *c, raikoo_producer_t *prod, const options_t *o, report_t *rp) {
+    char err[1024];
     fprintf(stderr, "phase: pipeline throughput\n");
     if (proc_start(&procs[P_RELAY], o) != 0)
-        goto done;
+        return -1;
     if (set_command_workers(c, o->command_workers, err, sizeof(err)) != 0) {
         fprintf(stderr, "raikoo-bench: %s\n", err);
-        goto done;
+        return -1;
     }
     rp->pipeline_cps = throughput(prod, o, "pipeline", o->commands, &rp->pipeline_rejected);
     if (rp->pipeline_cps <= 0)
-        goto done;
+        return -1;
     procs_sample();
     fprintf(stderr, "  = %.0f commands/s\n", rp->pipeline_cps);
+    return 0;
+}
 
-    /* 5. Latency at fixed offered loads. */
+/* Phase 5: latency at each fixed offered load of --rates (*lat: the samples' buffer, reused). */
+static int phase_latency(raikoo_producer_t *prod, const options_t *o, report_t *rp, double **lat) {
     for (int i = 0; i < o->nrates; i++) {
         long n = (long)((double)o->rates[i] * o->rate_seconds);
         if (n < 1)
@@ -805,7 +805,7 @@ static int one_run(const conf_t *c, PGconn *db, raikoo_producer_t *prod, const o
         snprintf(phase, sizeof(phase), "lat%ld", o->rates[i]);
         double wall = run_commands(prod, o, phase, n, o->rates[i], *lat, &rej, &got);
         if (wall <= 0)
-            goto done;
+            return -1;
         lat_fig_t *l = &rp->lat[i];
         l->rate = o->rates[i];
         l->sent = n;
@@ -822,35 +822,43 @@ static int one_run(const conf_t *c, PGconn *db, raikoo_producer_t *prod, const o
         fprintf(stderr, "  = achieved %.0f/s (published at %.0f/s), p50 %.1f ms, p99 %.1f ms\n", l->achieved,
                 last_send > first_send ? (double)(n - 1) / (last_send - first_send) : 0.0, l->p50, l->p99);
     }
+    return 0;
+}
 
-    /* 6. Mail: the jobs this run queued so far, then the SMTP floor. */
+/* Phase 6: mail, the jobs this run queued so far (starts and stops the mailer), then the SMTP floor over
+ * one session and over mail.connections. With --no-mail, neither: 0 for both figures. */
+static int phase_mail(const conf_t *c, const options_t *o, report_t *rp) {
+    char err[1024];
     if (o->no_mail) {
         rp->mail_mps = rp->smtp_floor_mps = 0.0; /* JSON has no NaN: 0 for "not measured" */
-        goto scaling;
+        return 0;
     }
     fprintf(stderr, "phase: mail throughput\n");
     rp->mails_sent = invitations_made;
     if (bench_mail(c, invitations_made, start_mailer, procs_sample, &rp->mail_mps, err, sizeof(err)) != 0) {
         fprintf(stderr, "raikoo-bench: mail: %s\n", err);
-        goto done;
+        return -1;
     }
     invitations_made = 0;
     fprintf(stderr, "phase: SMTP floor\n");
     if (proc_stop(&procs[P_MAILER]) != 0) {
         fprintf(stderr, "raikoo-bench: the mailer failed (see %s/log/)\n", o->out_dir);
-        goto done;
+        return -1;
     }
-    if (bench_smtp_floor(c, rp->mails_sent < SMTP_FLOOR_MAX ? rp->mails_sent : SMTP_FLOOR_MAX, 1,
-                         &rp->smtp_floor_mps, err, sizeof(err)) != 0 ||
-        bench_smtp_floor(c, rp->mails_sent < SMTP_FLOOR_MAX ? rp->mails_sent : SMTP_FLOOR_MAX,
-                         mail_connections, &rp->smtp_floor_sessions_mps, err, sizeof(err)) != 0) {
+    long n = rp->mails_sent < SMTP_FLOOR_MAX ? rp->mails_sent : SMTP_FLOOR_MAX;
+    if (bench_smtp_floor(c, n, 1, &rp->smtp_floor_mps, err, sizeof(err)) != 0 ||
+        bench_smtp_floor(c, n, mail_connections, &rp->smtp_floor_sessions_mps, err, sizeof(err)) != 0) {
         fprintf(stderr, "raikoo-bench: SMTP floor: %s\n", err);
-        goto done;
+        return -1;
     }
+    return 0;
+}
 
-    /* 7. Scaling: the same throughput with one and with two command workers, back to back. Its mail
-     * jobs are left unsent (the mail phase is over), and with --no-mail those of the whole run. */
-scaling:
+/* Phase 7. Scaling: the same throughput with one and with two command workers, back to back. Its mail
+ * jobs are left unsent (the mail phase is over), and with --no-mail those of the whole run. */
+static int phase_scaling(const conf_t *c, PGconn *db, raikoo_producer_t *prod, const options_t *o,
+                         report_t *rp) {
+    char err[1024];
     fprintf(stderr, "phase: scaling (one and two command workers, %ld commands each)\n", o->scaling_commands);
     long order[2] = {1, 2};
     if (o->command_workers > 1) {
@@ -861,14 +869,14 @@ scaling:
         long w = order[k], rej = 0;
         if (set_command_workers(c, w, err, sizeof(err)) != 0) {
             fprintf(stderr, "raikoo-bench: scaling: %s\n", err);
-            goto done;
+            return -1;
         }
         double cps = throughput(prod, o, w == 1 ? "scale1" : "scale2", o->scaling_commands, &rej);
         if (cps <= 0)
-            goto done;
+            return -1;
         if (rej) {
             fprintf(stderr, "raikoo-bench: scaling: %ld commands rejected\n", rej);
-            goto done;
+            return -1;
         }
         *(w == 1 ? &rp->one_worker_cps : &rp->two_workers_cps) = cps;
         procs_sample();
@@ -876,11 +884,22 @@ scaling:
     }
     if (bench_mail_skip(c, db, err, sizeof(err)) != 0) {
         fprintf(stderr, "raikoo-bench: scaling: %s\n", err);
-        goto done;
+        return -1;
     }
     invitations_made = 0;
-    ok = 1;
-done:
+    return 0;
+}
+
+/* Every measured phase, once. The workers run only from the pipeline phase to the end of the run, so that
+ * the floors see no relay and every run starts from the same state. */
+static int one_run(const conf_t *c, PGconn *db, raikoo_producer_t *prod, const options_t *o, report_t *rp,
+                   double **lat) {
+    invitations_made = 0;
+    for (int i = 0; i < NPROCS; i++)
+        procs[i] = (proc_t){procs[i].name, 0, 0, 0};
+    int ok = phase_floors(c, db, o, rp) == 0 && phase_pipeline(c, prod, o, rp) == 0 &&
+             phase_latency(prod, o, rp, lat) == 0 && phase_mail(c, o, rp) == 0 &&
+             phase_scaling(c, db, prod, o, rp) == 0;
     procs_sample();
     for (int i = 0; i < NPROCS; i++) {
         int st = proc_stop(&procs[i]);
@@ -893,6 +912,34 @@ done:
         rp->peak_rss_mib[i] = (double)procs[i].peak_rss_kb / 1024.0;
     }
     return ok ? 0 : -1;
+}
+
+/* The folder of this program (where the workers it starts are), into dir. */
+static void self_dir(char *dir, size_t size) {
+    ssize_t sl = readlink("/proc/self/exe", dir, size - 1);
+    dir[sl > 0 ? sl : 0] = '\0';
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+}
+
+/* Makes --out and its log/ folder (the workers' logs). */
+static void out_dir_make(const options_t *o) {
+    char logdir[4096];
+    snprintf(logdir, sizeof(logdir), "%s/log", o->out_dir);
+    mkdir(o->out_dir, 0755);
+    mkdir(logdir, 0755);
+}
+
+/* The medians (min, max) of every run: the table on stdout and bench-<run>.json in --out. */
+static void report_runs(const report_t *runs, const options_t *o) {
+    report_t med, lo, hi;
+    summarize(runs, (int)o->repeat, &med, &lo, &hi);
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/bench-%s.json", o->out_dir, run_tag);
+    print_table((int)o->repeat, &med, &lo, &hi, o);
+    write_json(runs, (int)o->repeat, &med, &lo, &hi, o, path);
+    printf("\nfigures written to %s\n", path);
 }
 
 int main(int argc, char **argv) {
@@ -918,17 +965,10 @@ int main(int argc, char **argv) {
     log_init("bench", "warn");
     signal(SIGPIPE, SIG_IGN);
     char self[4096];
-    ssize_t sl = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    self[sl > 0 ? sl : 0] = '\0';
-    char *slash = strrchr(self, '/');
-    if (slash)
-        *slash = '\0';
+    self_dir(self, sizeof(self));
     o.bin_dir = self;
     options = &o;
-    char logdir[4096];
-    snprintf(logdir, sizeof(logdir), "%s/log", o.out_dir);
-    mkdir(o.out_dir, 0755);
-    mkdir(logdir, 0755);
+    out_dir_make(&o);
     unsigned char tag[4];
     randombytes_buf(tag, sizeof(tag));
     sodium_bin2hex(run_tag, sizeof(run_tag), tag, sizeof(tag));
@@ -960,16 +1000,8 @@ int main(int argc, char **argv) {
             goto done;
     }
     rc = 0;
+    report_runs(runs, &o);
 done:
-    if (rc == 0) {
-        report_t med, lo, hi;
-        summarize(runs, (int)o.repeat, &med, &lo, &hi);
-        char path[4096];
-        snprintf(path, sizeof(path), "%s/bench-%s.json", o.out_dir, run_tag);
-        print_table((int)o.repeat, &med, &lo, &hi, &o);
-        write_json(runs, (int)o.repeat, &med, &lo, &hi, &o, path);
-        printf("\nfigures written to %s\n", path);
-    }
     free(runs);
     free(lat);
     free(orgs);

@@ -216,25 +216,29 @@ static long outbox_mark(PGconn *db, char *errstr, size_t errstr_size) {
     return v;
 }
 
-/* Runs one real InviteNewUser through the processor and reads its rows back into templates. */
-static int make_templates(const conf_t *c, PGconn *db, const char *actor, json_t *data, tpl_t *t,
-                          table_tpl_t *tt, size_t *bytes, char *errstr, size_t errstr_size) {
+/* Deletes the outbox rows after mark (nobody is to publish the floor's results, events and mail jobs). */
+static int outbox_delete_after(PGconn *db, long mark, char *errstr, size_t errstr_size) {
+    char markstr[24];
+    snprintf(markstr, sizeof(markstr), "%ld", mark);
+    const char *pm[1] = {markstr};
+    PGresult *r = db_exec(db, "DELETE FROM outbox WHERE id > $1", 1, pm, errstr, errstr_size);
+    if (!r)
+        return -1;
+    PQclear(r);
+    return 0;
+}
+
+/* Runs one real InviteNewUser by t->actor with data (stolen; its address t->email) through the processor:
+ * *built gets the command (raikoo_command_msg_clear), user the id of the user it made. */
+static int template_command(const conf_t *c, PGconn *db, const tpl_t *t, json_t *data,
+                            raikoo_command_msg_t *built, char user[37], char *errstr, size_t errstr_size) {
     int rc = -1;
     long max_bytes;
     secret_keys_t keys;
     int keys_loaded = 0;
     cmdproc_t *proc = NULL;
-    raikoo_command_msg_t built = {0};
     PGresult *r = NULL;
-    buf_t text = {0};
-    const char *email = json_string_value(json_object_get(data, "email"));
-    const char *org = json_string_value(json_object_get(data, "org_id"));
-    snprintf(t->email, sizeof(t->email), "%s", email ? email : "");
-    snprintf(t->org, sizeof(t->org), "%s", org ? org : "");
-    snprintf(t->actor, sizeof(t->actor), "%s", actor);
-    long mark = outbox_mark(db, errstr, errstr_size);
-    if (mark < 0 ||
-        conf_get_long(c, "command.max.bytes", 256, 1L << 30, &max_bytes, errstr, errstr_size) != 0 ||
+    if (conf_get_long(c, "command.max.bytes", 256, 1L << 30, &max_bytes, errstr, errstr_size) != 0 ||
         secret_load(conf_get(c, "keys.dir"), 0, &keys, errstr, errstr_size) != 0) {
         json_decref(data);
         goto done;
@@ -245,10 +249,10 @@ static int make_templates(const conf_t *c, PGconn *db, const char *actor, json_t
         json_decref(data);
         goto done;
     }
-    if (raikoo_command_build(RAIKOO_CMD_INVITE_NEW_USER, "/raikoo/bench", actor, data, (size_t)max_bytes,
-                             &built, errstr, errstr_size) != 0)
+    if (raikoo_command_build(RAIKOO_CMD_INVITE_NEW_USER, "/raikoo/bench", t->actor, data, (size_t)max_bytes,
+                             built, errstr, errstr_size) != 0)
         goto done;
-    cmdproc_msg_t msg = {.payload = built.payload, .len = built.len};
+    cmdproc_msg_t msg = {.payload = built->payload, .len = built->len};
     if (cmdproc_apply(proc, &msg, 1, errstr, errstr_size) != 0)
         goto done;
     if (!msg.outcome || strcmp(msg.outcome, "accepted") != 0) {
@@ -264,53 +268,73 @@ static int make_templates(const conf_t *c, PGconn *db, const char *actor, json_t
         snprintf(errstr, errstr_size, "the template InviteNewUser left no user");
         goto done;
     }
-    char user[37], markstr[24];
-    snprintf(user, sizeof(user), "%s", PQgetvalue(r, 0, 0));
-    snprintf(markstr, sizeof(markstr), "%ld", mark);
-    PQclear(r);
-    r = NULL;
-    *bytes = 0;
-    for (size_t k = 0; k < NTABLES; k++) {
-        const char *by[3] = {[BY_USER] = user, [BY_COMMAND] = built.id, [BY_OUTBOX_MARK] = markstr};
-        const char *p[1] = {by[TABLES[k].param]};
-        r = db_exec(db, TABLES[k].select, 1, p, errstr, errstr_size);
-        if (!r)
-            goto done;
-        if (PQntuples(r) < 1) {
-            snprintf(errstr, errstr_size, "the template InviteNewUser left no row for \"%s\"",
-                     TABLES[k].copy);
-            goto done;
-        }
-        text.n = 0;
-        for (int row = 0; row < PQntuples(r); row++) {
-            for (int col = 0; col < PQnfields(r); col++) {
-                if (col)
-                    buf_str(&text, "\t");
-                copy_value(&text, r, row, col);
-            }
-            buf_str(&text, "\n");
-        }
-        tt[k].copy_sql = TABLES[k].copy;
-        tt[k].rows = (size_t)PQntuples(r);
-        *bytes += text.n;
-        PQclear(r);
-        r = NULL;
-        if (segment(t, &tt[k], text.s, errstr, errstr_size) != 0)
-            goto done;
-    }
-    /* The template's own outbox rows are not for the relay. */
-    const char *pm[1] = {markstr};
-    r = db_exec(db, "DELETE FROM outbox WHERE id > $1", 1, pm, errstr, errstr_size);
-    if (!r)
-        goto done;
+    snprintf(user, 37, "%s", PQgetvalue(r, 0, 0));
     rc = 0;
 done:
     PQclear(r);
-    free(text.s);
-    raikoo_command_msg_clear(&built);
     cmdproc_free(proc);
     if (keys_loaded)
         sodium_memzero(&keys, sizeof(keys));
+    return rc;
+}
+
+/* Reads the template's rows of table k (the SELECT of TABLES[k] with param) back as COPY text into *tt,
+ * with holes (segment); adds the text's size to *bytes. */
+static int table_template(PGconn *db, size_t k, const char *param, tpl_t *t, table_tpl_t *tt, size_t *bytes,
+                          char *errstr, size_t errstr_size) {
+    const char *p[1] = {param};
+    PGresult *r = db_exec(db, TABLES[k].select, 1, p, errstr, errstr_size);
+    if (!r)
+        return -1;
+    if (PQntuples(r) < 1) {
+        snprintf(errstr, errstr_size, "the template InviteNewUser left no row for \"%s\"", TABLES[k].copy);
+        PQclear(r);
+        return -1;
+    }
+    buf_t text = {0};
+    for (int row = 0; row < PQntuples(r); row++) {
+        for (int col = 0; col < PQnfields(r); col++) {
+            if (col)
+                buf_str(&text, "\t");
+            copy_value(&text, r, row, col);
+        }
+        buf_str(&text, "\n");
+    }
+    tt->copy_sql = TABLES[k].copy;
+    tt->rows = (size_t)PQntuples(r);
+    *bytes += text.n;
+    PQclear(r);
+    int rc = segment(t, tt, text.s, errstr, errstr_size);
+    free(text.s);
+    return rc;
+}
+
+/* Runs one real InviteNewUser through the processor and reads its rows back into templates. */
+static int make_templates(const conf_t *c, PGconn *db, const char *actor, json_t *data, tpl_t *t,
+                          table_tpl_t *tt, size_t *bytes, char *errstr, size_t errstr_size) {
+    raikoo_command_msg_t built = {0};
+    const char *email = json_string_value(json_object_get(data, "email"));
+    const char *org = json_string_value(json_object_get(data, "org_id"));
+    snprintf(t->email, sizeof(t->email), "%s", email ? email : "");
+    snprintf(t->org, sizeof(t->org), "%s", org ? org : "");
+    snprintf(t->actor, sizeof(t->actor), "%s", actor);
+    long mark = outbox_mark(db, errstr, errstr_size);
+    if (mark < 0) {
+        json_decref(data);
+        return -1;
+    }
+    char user[37], markstr[24];
+    int rc = template_command(c, db, t, data, &built, user, errstr, errstr_size);
+    snprintf(markstr, sizeof(markstr), "%ld", mark);
+    *bytes = 0;
+    for (size_t k = 0; rc == 0 && k < NTABLES; k++) {
+        const char *by[3] = {[BY_USER] = user, [BY_COMMAND] = built.id, [BY_OUTBOX_MARK] = markstr};
+        rc = table_template(db, k, by[TABLES[k].param], t, &tt[k], bytes, errstr, errstr_size);
+    }
+    /* The template's own outbox rows are not for the relay. */
+    if (rc == 0)
+        rc = outbox_delete_after(db, mark, errstr, errstr_size);
+    raikoo_command_msg_clear(&built);
     return rc;
 }
 
@@ -335,6 +359,51 @@ static int copy_in(PGconn *db, const char *sql, const buf_t *b, char *errstr, si
     if (!ok)
         snprintf(errstr, errstr_size, "%s: %s", sql, PQerrorMessage(db));
     return rc;
+}
+
+/* Builds the rows of commands [i, i + k) of phase into bufs (one per table), before their transaction
+ * starts; orgs[j] gets command i + j's organization (kept in orgbuf[j]). */
+static void batch_build(const tpl_t *t, const table_tpl_t *tt, buf_t *bufs, bench_data_fn *data, void *arg,
+                        const char *phase, long i, long k, const char **orgs, char (*orgbuf)[37]) {
+    for (size_t tb = 0; tb < NTABLES; tb++)
+        bufs[tb].n = 0;
+    for (long j = 0; j < k; j++) {
+        json_t *d = data(arg, phase, i + j);
+        const char *email = json_string_value(json_object_get(d, "email"));
+        const char *org = json_string_value(json_object_get(d, "org_id"));
+        char fresh[MAX_UUIDS][37];
+        for (int u = 0; u < t->nuuids; u++)
+            uuid_generate(fresh[u]);
+        for (size_t tb = 0; tb < NTABLES; tb++)
+            instantiate(&tt[tb], &bufs[tb], fresh, t->actor, org ? org : t->org, email ? email : t->email);
+        snprintf(orgbuf[j], 37, "%s", org ? org : t->org);
+        orgs[j] = orgbuf[j];
+        json_decref(d);
+    }
+}
+
+/* Writes a batch in one transaction: a COPY per table, then the rate counters of its k organizations.
+ * Adds the time spent to *in_db. -1 with errstr (rolled back). */
+static int batch_write(PGconn *db, const table_tpl_t *tt, const buf_t *bufs, const char **orgs, long k,
+                       double *in_db, char *errstr, size_t errstr_size) {
+    char *arr = db_array_literal(orgs, (size_t)k);
+    const char *p[1] = {arr};
+    double t0 = bench_now();
+    int ok = db_cmd(db, "BEGIN", errstr, errstr_size) == 0;
+    for (size_t tb = 0; ok && tb < NTABLES; tb++)
+        ok = copy_in(db, tt[tb].copy_sql, &bufs[tb], errstr, errstr_size) == 0;
+    PGresult *r = ok ? db_exec_cached(db, SQL_RATE, 1, p, errstr, errstr_size) : NULL;
+    ok = ok && r;
+    PQclear(r);
+    ok = ok && db_cmd(db, "COMMIT", errstr, errstr_size) == 0;
+    *in_db += bench_now() - t0;
+    free(arr);
+    if (!ok) {
+        char ignore[256];
+        db_cmd(db, "ROLLBACK", ignore, sizeof(ignore));
+        return -1;
+    }
+    return 0;
 }
 
 int bench_row_floor(const conf_t *c, PGconn *db, long n, const char *actor, bench_data_fn *data, void *arg,
@@ -368,50 +437,15 @@ int bench_row_floor(const conf_t *c, PGconn *db, long n, const char *actor, benc
     double in_db = 0;
     for (long i = 0; i < n; i += batch_max) {
         long k = n - i < batch_max ? n - i : batch_max;
-        /* The batch's rows, built before its transaction starts. */
-        for (size_t tb = 0; tb < NTABLES; tb++)
-            bufs[tb].n = 0;
-        for (long j = 0; j < k; j++) {
-            json_t *d = data(arg, phase, i + j);
-            const char *email = json_string_value(json_object_get(d, "email"));
-            const char *org = json_string_value(json_object_get(d, "org_id"));
-            char fresh[MAX_UUIDS][37];
-            for (int u = 0; u < t.nuuids; u++)
-                uuid_generate(fresh[u]);
-            for (size_t tb = 0; tb < NTABLES; tb++)
-                instantiate(&tt[tb], &bufs[tb], fresh, actor, org ? org : t.org, email ? email : t.email);
-            snprintf(orgbuf[j], 37, "%s", org ? org : t.org);
-            orgs[j] = orgbuf[j];
-            json_decref(d);
-        }
-        char *arr = db_array_literal(orgs, (size_t)k);
-        const char *p[1] = {arr};
-        double t0 = bench_now();
-        int ok = db_cmd(db, "BEGIN", errstr, errstr_size) == 0;
-        for (size_t tb = 0; ok && tb < NTABLES; tb++)
-            ok = copy_in(db, tt[tb].copy_sql, &bufs[tb], errstr, errstr_size) == 0;
-        PGresult *r = ok ? db_exec_cached(db, SQL_RATE, 1, p, errstr, errstr_size) : NULL;
-        ok = ok && r;
-        PQclear(r);
-        ok = ok && db_cmd(db, "COMMIT", errstr, errstr_size) == 0;
-        in_db += bench_now() - t0;
-        free(arr);
-        if (!ok) {
-            char ignore[256];
-            db_cmd(db, "ROLLBACK", ignore, sizeof(ignore));
+        batch_build(&t, tt, bufs, data, arg, phase, i, k, orgs, orgbuf);
+        if (batch_write(db, tt, bufs, orgs, k, &in_db, errstr, errstr_size) != 0)
             goto done;
-        }
         bench_progress("row floor: %ld of %ld", i + k, n);
     }
     *per_s = (double)n / in_db;
     /* Nobody is to publish the floor's results, events and mail jobs. */
-    char markstr[24];
-    snprintf(markstr, sizeof(markstr), "%ld", mark);
-    const char *pm[1] = {markstr};
-    PGresult *r = db_exec(db, "DELETE FROM outbox WHERE id > $1", 1, pm, errstr, errstr_size);
-    if (!r)
+    if (outbox_delete_after(db, mark, errstr, errstr_size) != 0)
         goto done;
-    PQclear(r);
     rc = 0;
 done:
     for (size_t k = 0; k < NTABLES; k++) {

@@ -423,39 +423,106 @@ static void count_delivery(void *opaque, const char *command_id, const char *err
         delivered_ok++;
 }
 
-static void producer_waits_for_one_and_polls_many_results_each_once(void) {
-    enum { N = 40 };
+/* librdkafka's mock cluster with the commands and results topics, a configuration pointing at it, and the
+ * relay's part: a plain producer writing results into it. */
+typedef struct mock_kafka {
+    rd_kafka_t *cluster, *relay;
+    conf_t *c;
+} mock_kafka_t;
+
+enum { MOCK_COMMANDS = 40 };
+
+static int mock_kafka_new(mock_kafka_t *m) {
     char err[512];
-    log_init("unit", "error");
+    memset(m, 0, sizeof(*m));
     /* A client whose configuration asks for a mock cluster owns one (and points at it). */
     rd_kafka_conf_t *mconf = rd_kafka_conf_new();
     CHECK(rd_kafka_conf_set(mconf, "test.mock.num.brokers", "1", err, sizeof(err)) == RD_KAFKA_CONF_OK);
     CHECK(rd_kafka_conf_set(mconf, "log_level", "3", err, sizeof(err)) == RD_KAFKA_CONF_OK);
-    rd_kafka_t *mrk = rd_kafka_new(RD_KAFKA_PRODUCER, mconf, err, sizeof(err));
-    CHECK(mrk != NULL);
-    if (!mrk)
-        return;
-    rd_kafka_mock_cluster_t *mc = rd_kafka_handle_mock_cluster(mrk);
+    m->cluster = rd_kafka_new(RD_KAFKA_PRODUCER, mconf, err, sizeof(err));
+    CHECK(m->cluster != NULL);
+    if (!m->cluster)
+        return -1;
+    rd_kafka_mock_cluster_t *mc = rd_kafka_handle_mock_cluster(m->cluster);
     rd_kafka_mock_topic_create(mc, "raikoo.commands", 3, 1);
     rd_kafka_mock_topic_create(mc, "raikoo.results", 4, 1);
-    conf_t *c = conf_new();
-    CHECK(conf_set(c, "kafka.bootstrap.servers", rd_kafka_mock_cluster_bootstraps(mc), err, sizeof(err)) ==
+    m->c = conf_new();
+    CHECK(conf_set(m->c, "kafka.bootstrap.servers", rd_kafka_mock_cluster_bootstraps(mc), err, sizeof(err)) ==
           0);
-    /* The relay's part: a plain producer writing results into the mock cluster. */
     rd_kafka_conf_t *rconf = rd_kafka_conf_new();
     CHECK(rd_kafka_conf_set(rconf, "bootstrap.servers", rd_kafka_mock_cluster_bootstraps(mc), err,
                             sizeof(err)) == RD_KAFKA_CONF_OK);
-    rd_kafka_t *relay = rd_kafka_new(RD_KAFKA_PRODUCER, rconf, err, sizeof(err));
+    m->relay = rd_kafka_new(RD_KAFKA_PRODUCER, rconf, err, sizeof(err));
+    CHECK(m->relay != NULL);
+    return m->relay ? 0 : -1;
+}
+
+static void mock_kafka_free(mock_kafka_t *m) {
+    if (m->relay)
+        rd_kafka_destroy(m->relay);
+    conf_free(m->c);
+    if (m->cluster)
+        rd_kafka_destroy(m->cluster); /* and its mock cluster */
+}
+
+/* Publishes MOCK_COMMANDS commands (the first waiting for its delivery, the others not) and one that is
+ * refused before it is sent; every delivery is reported. */
+static void publish_commands(raikoo_producer_t *p, char ids[MOCK_COMMANDS][37]) {
+    char err[512];
+    delivered_ok = delivered_bad = 0;
+    CHECK(raikoo_command_publish(p, RAIKOO_CMD_REMOVE_MEMBER, ACTOR,
+                                 json_pack("{s:s, s:s}", "org_id", ORG, "user_id", INV), ids[0], err,
+                                 sizeof(err)) == 0);
+    for (int i = 1; i < MOCK_COMMANDS; i++)
+        CHECK(raikoo_command_send(p, RAIKOO_CMD_REMOVE_MEMBER, ACTOR,
+                                  json_pack("{s:s, s:s}", "org_id", ORG, "user_id", INV), ids[i], err,
+                                  sizeof(err)) == 0);
+    char bad_id[37] = "x";
+    CHECK(raikoo_command_send(p, RAIKOO_CMD_REMOVE_MEMBER, ACTOR, json_pack("{s:s}", "org_id", ORG), bad_id,
+                              err, sizeof(err)) == RAIKOO_ERR_INVALID);
+    CHECK(bad_id[0] == '\0');
+    CHECK(raikoo_producer_flush(p, 10000, err, sizeof(err)) == 0);
+    CHECK(delivered_ok == MOCK_COMMANDS && delivered_bad == 0);
+    CHECK(raikoo_results_pending(p) == MOCK_COMMANDS);
+}
+
+/* Polls the results of ids[1..MOCK_COMMANDS) (ids[0]'s was taken): each once, accepted or rejected as
+ * published; then nothing more. */
+static void poll_results_each_once(raikoo_producer_t *p, char ids[MOCK_COMMANDS][37]) {
+    char err[512];
+    raikoo_result_t r;
+    int seen[MOCK_COMMANDS] = {0}, got = 0;
+    while (raikoo_results_pending(p) > 0 && raikoo_results_poll(p, 10000, &r, err, sizeof(err)) == 1) {
+        for (int i = 0; i < MOCK_COMMANDS; i++)
+            if (strcmp(r.command_id, ids[i]) == 0) {
+                seen[i]++;
+                CHECK(r.accepted == !(i % 2));
+            }
+        got++;
+        raikoo_result_clear(&r);
+    }
+    CHECK(got == MOCK_COMMANDS - 1);
+    for (int i = 1; i < MOCK_COMMANDS; i++)
+        CHECK(seen[i] == 1);
+    /* Nothing more: the duplicate and the stranger's result were skipped. */
+    CHECK(raikoo_results_poll(p, 300, &r, err, sizeof(err)) == 0);
+    CHECK(raikoo_command_wait(p, ids[3], 100, &r, err, sizeof(err)) == 0);
+}
+
+static void producer_waits_for_one_and_polls_many_results_each_once(void) {
+    enum { N = MOCK_COMMANDS };
+    char err[512];
+    log_init("unit", "error");
+    mock_kafka_t m;
     raikoo_producer_t *p = NULL;
-    CHECK(relay != NULL);
-    if (!relay)
+    if (mock_kafka_new(&m) != 0)
         goto done;
 
     /* A result already on the topic before we follow it is not ours to see. */
-    mock_result(relay, "6a1f0c7e-2b3d-4e5f-8a9b-0c1d2e3f4a5b", "accepted");
-    rd_kafka_flush(relay, 5000);
+    mock_result(m.relay, "6a1f0c7e-2b3d-4e5f-8a9b-0c1d2e3f4a5b", "accepted");
+    rd_kafka_flush(m.relay, 5000);
 
-    p = raikoo_producer_new_conf(c, err, sizeof(err));
+    p = raikoo_producer_new_conf(m.c, err, sizeof(err));
     CHECK(p != NULL);
     if (!p)
         goto done;
@@ -465,31 +532,17 @@ static void producer_waits_for_one_and_polls_many_results_each_once(void) {
     CHECK(raikoo_results_follow(p, err, sizeof(err)) == 0);
 
     char ids[N][37];
-    delivered_ok = delivered_bad = 0;
-    CHECK(raikoo_command_publish(p, RAIKOO_CMD_REMOVE_MEMBER, ACTOR,
-                                 json_pack("{s:s, s:s}", "org_id", ORG, "user_id", INV), ids[0], err,
-                                 sizeof(err)) == 0);
-    for (int i = 1; i < N; i++)
-        CHECK(raikoo_command_send(p, RAIKOO_CMD_REMOVE_MEMBER, ACTOR,
-                                  json_pack("{s:s, s:s}", "org_id", ORG, "user_id", INV), ids[i], err,
-                                  sizeof(err)) == 0);
-    char bad_id[37] = "x";
-    CHECK(raikoo_command_send(p, RAIKOO_CMD_REMOVE_MEMBER, ACTOR, json_pack("{s:s}", "org_id", ORG), bad_id,
-                              err, sizeof(err)) == RAIKOO_ERR_INVALID);
-    CHECK(bad_id[0] == '\0');
-    CHECK(raikoo_producer_flush(p, 10000, err, sizeof(err)) == 0);
-    CHECK(delivered_ok == N && delivered_bad == 0);
-    CHECK(raikoo_results_pending(p) == N);
+    publish_commands(p, ids);
 
     /* Results in reverse order, someone else's among them, and one duplicate. */
     for (int i = N - 1; i >= 0; i--) {
-        mock_result(relay, ids[i], i % 2 ? "rejected" : "accepted");
+        mock_result(m.relay, ids[i], i % 2 ? "rejected" : "accepted");
         if (i == N / 2) {
-            mock_result(relay, "0d9c8b7a-6f5e-4d3c-9b2a-000000000000", "accepted");
-            mock_result(relay, ids[N - 1], "accepted");
+            mock_result(m.relay, "0d9c8b7a-6f5e-4d3c-9b2a-000000000000", "accepted");
+            mock_result(m.relay, ids[N - 1], "accepted");
         }
     }
-    CHECK(rd_kafka_flush(relay, 5000) == 0);
+    CHECK(rd_kafka_flush(m.relay, 5000) == 0);
 
     /* Waiting for the first command keeps the others that arrive meanwhile. */
     CHECK(raikoo_command_wait(p, ids[0], 10000, &r, err, sizeof(err)) == 1);
@@ -498,29 +551,10 @@ static void producer_waits_for_one_and_polls_many_results_each_once(void) {
     CHECK_STR(r.org_id, ORG);
     raikoo_result_clear(&r);
     CHECK(raikoo_results_pending(p) == N - 1);
-
-    int seen[N] = {0}, got = 0;
-    while (raikoo_results_pending(p) > 0 && raikoo_results_poll(p, 10000, &r, err, sizeof(err)) == 1) {
-        for (int i = 0; i < N; i++)
-            if (strcmp(r.command_id, ids[i]) == 0) {
-                seen[i]++;
-                CHECK(r.accepted == !(i % 2));
-            }
-        got++;
-        raikoo_result_clear(&r);
-    }
-    CHECK(got == N - 1);
-    for (int i = 1; i < N; i++)
-        CHECK(seen[i] == 1);
-    /* Nothing more: the duplicate and the stranger's result were skipped. */
-    CHECK(raikoo_results_poll(p, 300, &r, err, sizeof(err)) == 0);
-    CHECK(raikoo_command_wait(p, ids[3], 100, &r, err, sizeof(err)) == 0);
+    poll_results_each_once(p, ids);
 done:
     raikoo_producer_free(p);
-    if (relay)
-        rd_kafka_destroy(relay);
-    conf_free(c);
-    rd_kafka_destroy(mrk); /* and its mock cluster */
+    mock_kafka_free(&m);
 }
 
 /* The invitation options and SetOrganizationPolicy: bound when right, their own code when wrong. */

@@ -199,6 +199,40 @@ static void a_kafka_property_librdkafka_refuses_names_where_it_came_from(void) {
     unlink(path);
 }
 
+static void duration_takes_seconds_or_a_unit(void) {
+    const long month = 30L * 86400L;
+    long v = -1;
+    char err[256];
+    conf_t *c = conf_new();
+    static const struct {
+        const char *text;
+        long seconds;
+    } good[] = {{"86400", 86400}, {"0", 0},    {"90m", 5400},        {"24h", 86400},
+                {"2d", 172800},   {"30s", 30}, {"30d", 30L * 86400}, {"2592000", 2592000}};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        CHECK(conf_set(c, "reminder.before", good[i].text, err, sizeof(err)) == 0);
+        v = -1;
+        CHECK(conf_get_duration(c, "reminder.before", month, &v, err, sizeof(err)) == 0 &&
+              v == good[i].seconds);
+    }
+    static const char *const bad[] = {"",     "-1",      "1w", "h", "24 h", "31d", "99999999999999999999",
+                                      "1.5h", "2592001", " 5", NULL};
+    for (const char *const *b = bad; *b; b++) {
+        CHECK(conf_set(c, "reminder.before", *b, err, sizeof(err)) == 0);
+        CHECK(conf_get_duration(c, "reminder.before", month, &v, err, sizeof(err)) == -1);
+        CHECK_STR(err,
+                  "reminder.before: expected seconds or a number with s, m, h or d (e.g. 86400, 24h), at "
+                  "most 30 days");
+    }
+    /* The limit is said in the largest whole unit. */
+    CHECK(conf_set(c, "reminder.before", "2h", err, sizeof(err)) == 0);
+    CHECK(conf_get_duration(c, "reminder.before", 90L * 60L, &v, err, sizeof(err)) == -1);
+    CHECK(strstr(err, "at most 90 minutes") != NULL);
+    CHECK(conf_get_duration(c, "reminder.before", 1, &v, err, sizeof(err)) == -1);
+    CHECK(strstr(err, "at most 1 second") != NULL);
+    conf_free(c);
+}
+
 const unit_test_t conf_tests[] = {
     {"conf: defaults point at the local stack", defaults_point_at_the_local_stack},
     {"conf: file sets keys and passes kafka properties", file_sets_keys_and_passes_kafka_properties},
@@ -211,5 +245,6 @@ const unit_test_t conf_tests[] = {
      a_directory_or_missing_file_is_not_an_empty_configuration},
     {"conf: a kafka property librdkafka refuses names where it came from",
      a_kafka_property_librdkafka_refuses_names_where_it_came_from},
+    {"conf: a duration takes seconds or a unit", duration_takes_seconds_or_a_unit},
     {NULL, NULL},
 };

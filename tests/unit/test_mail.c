@@ -572,21 +572,6 @@ static void a_reminder_job_round_trips_and_renders_without_a_code(void) {
     mail_templates_free(t);
 }
 
-static void reminder_before_takes_seconds_or_a_unit(void) {
-    long v = -1;
-    char err[256];
-    CHECK(reminder_before_parse("86400", &v, err, sizeof(err)) == 0 && v == 86400);
-    CHECK(reminder_before_parse("0", &v, err, sizeof(err)) == 0 && v == 0);
-    CHECK(reminder_before_parse("90m", &v, err, sizeof(err)) == 0 && v == 5400);
-    CHECK(reminder_before_parse("24h", &v, err, sizeof(err)) == 0 && v == 86400);
-    CHECK(reminder_before_parse("2d", &v, err, sizeof(err)) == 0 && v == 172800);
-    CHECK(reminder_before_parse("30s", &v, err, sizeof(err)) == 0 && v == 30);
-    static const char *const bad[] = {"",     "-1", "1w", "h", "24 h", "31d", "99999999999999999999",
-                                      "1.5h", NULL};
-    for (const char *const *b = bad; *b; b++)
-        CHECK(reminder_before_parse(*b, &v, err, sizeof(err)) == -1 && strstr(err, "reminder.before"));
-}
-
 const unit_test_t mail_tests[] = {
     {"mail: clean replaces control characters and bad UTF-8", clean_replaces_control_characters_and_bad_utf8},
     {"mail: header text encodes non-ASCII and folds", header_text_encodes_non_ascii_and_folds},
@@ -598,7 +583,6 @@ const unit_test_t mail_tests[] = {
     {"mail: malformed jobs", malformed_jobs_say_why_and_whether_they_name_an_invitation},
     {"mail: templates are checked when loaded", templates_are_checked_when_loaded},
     {"mail: dates in the locale's words", dates_are_written_in_the_locales_words},
-    {"mail: reminder.before takes seconds or a unit", reminder_before_takes_seconds_or_a_unit},
     {"mail: locale lookup falls back to the language, then English",
      locale_lookup_falls_back_to_the_language_then_english},
     {"mail: a German job renders in German, with role and link",

@@ -39,5 +39,6 @@ extern const unit_test_t mail_tests[];
 extern const unit_test_t text_tests[];
 extern const unit_test_t log_tests[];
 extern const unit_test_t metrics_tests[];
+extern const unit_test_t kafka_tests[];
 
 #endif

@@ -2,6 +2,8 @@
  * (lib/svc/expiry.c), in batches of expiry.batch, then queues the reminders that are due (lib/svc/reminder.c);
  * several replicas share the work. */
 #include <libpq-fe.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "conf.h"
 #include "db.h"
@@ -20,9 +22,13 @@ static int run(const conf_t *c) {
     long interval_ms, batch, before_s, reminder_batch;
     if (conf_get_long(c, "expiry.interval.ms", 10, 86400000, &interval_ms, err, sizeof(err)) != 0 ||
         conf_get_long(c, "expiry.batch", 1, 100000, &batch, err, sizeof(err)) != 0 ||
-        conf_get_long(c, "reminder.batch", 1, 100000, &reminder_batch, err, sizeof(err)) != 0 ||
-        reminder_before_parse(conf_get(c, "reminder.before"), &before_s, err, sizeof(err)) != 0)
+        conf_get_long(c, "reminder.batch", 1, 100000, &reminder_batch, err, sizeof(err)) != 0)
         return worker_misconfigured(err);
+    if (conf_get_duration(c, "reminder.before", REMINDER_BEFORE_MAX_S, &before_s, err, sizeof(err)) != 0) {
+        size_t n = strlen(err);
+        snprintf(err + n, sizeof(err) - n, "; 0 turns reminders off");
+        return worker_misconfigured(err);
+    }
     PGconn *db = db_connect_wait(c, err, sizeof(err)); /* waits while PostgreSQL is down */
     if (!db)
         return worker_gave_up(err);

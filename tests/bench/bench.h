@@ -67,4 +67,13 @@ int bench_mail(const conf_t *c, long expected, int (*start)(void), void (*sample
  * once (threads of their own, an equal share each), as the mailer's mail.connections senders do. */
 int bench_smtp_floor(const conf_t *c, long n, long sessions, double *per_s, char *errstr, size_t errstr_size);
 
+/* CPU seconds so far of the bench stack's Kafka broker ($RAIKOO_VAR/run/kafka.pid), of its PostgreSQL cluster
+ * (the postmaster of $RAIKOO_VAR/pg/postmaster.pid and every process it started: a backend that ended
+ * between two samples takes its seconds with it), of this program (its producer and result consumer), and
+ * of the machine (busy: every state but idle and iowait); 0 for what is not found. cores: CPUs online. */
+typedef struct bench_cpu {
+    double broker, postgresql, bench, machine_busy, cores;
+} bench_cpu_t;
+void bench_cpu_sample(bench_cpu_t *s);
+
 #endif

@@ -314,6 +314,11 @@ typedef struct lat_fig {
 } lat_fig_t;
 
 /* The figures of one run. */
+/* Where the pipeline phase's CPU goes. */
+enum { PC_WORKERS, PC_RELAY, PC_BROKER, PC_POSTGRESQL, PC_BENCH, PIPE_CPU_N };
+static const char *const pipe_cpu_names[PIPE_CPU_N] = {"command_workers", "relay", "broker", "postgresql",
+                                                       "bench"};
+
 typedef struct report {
     double pg_floor_cps; /* per-command SQL (the "PostgreSQL floor" of earlier versions) */
     double set_sql_cps;  /* the processor with its set path, same batches, no Kafka */
@@ -326,6 +331,8 @@ typedef struct report {
     size_t payload_bytes, row_bytes, rows_per_command;
     int nlat;
     lat_fig_t lat[8];
+    /* The pipeline phase's CPU per command, in ms (PC_*), and the machine's busy cores over it. */
+    double pipe_cpu_ms[PIPE_CPU_N], pipe_busy_cores, cores;
 } report_t;
 
 /* Publishes n InviteNewUser commands at the given rate (0: as fast as the producer allows) and waits for
@@ -442,6 +449,9 @@ static int figure_offsets(const report_t *r, size_t *off) {
         off[n++] = offsetof(report_t, cpu_s) + (size_t)i * sizeof(double);
         off[n++] = offsetof(report_t, peak_rss_mib) + (size_t)i * sizeof(double);
     }
+    for (int i = 0; i < PIPE_CPU_N; i++)
+        off[n++] = offsetof(report_t, pipe_cpu_ms) + (size_t)i * sizeof(double);
+    off[n++] = offsetof(report_t, pipe_busy_cores);
     for (int i = 0; i < r->nlat; i++) {
         size_t base = offsetof(report_t, lat) + (size_t)i * sizeof(lat_fig_t);
         off[n++] = base + offsetof(lat_fig_t, achieved);
@@ -459,7 +469,8 @@ static int figure_offsets(const report_t *r, size_t *off) {
 
 /* med, lo, hi: the runs' medians, minima and maxima (counts and sizes from the last run). */
 static void summarize(const report_t *runs, int n, report_t *med, report_t *lo, report_t *hi) {
-    size_t off[10 + 2 * NPROCS + 7 * 8]; /* figure_offsets: 10 simple figures, 2 a process, 7 a paced rate */
+    /* figure_offsets: 10 simple figures, 2 a process, the pipeline's CPU, 7 a paced rate */
+    size_t off[10 + 2 * NPROCS + PIPE_CPU_N + 1 + 7 * 8];
     *med = *lo = *hi = runs[n - 1];
     int nf = figure_offsets(&runs[n - 1], off);
     for (int f = 0; f < nf; f++) {
@@ -500,6 +511,15 @@ static const char *fig_text(char *buf, size_t size, const char *fmt, double v) {
 }
 
 /* ---- the report: JSON and table ---- */
+
+/* Commands per second the machine's cores would allow at the pipeline's CPU cost per command (its own
+ * processes: workers, relay, broker, PostgreSQL, the bench's producer and consumer). */
+static double cpu_bound(const report_t *rp) {
+    double total = 0;
+    for (int i = 0; i < PIPE_CPU_N; i++)
+        total += rp->pipe_cpu_ms[i];
+    return total > 0 && rp->cores > 0 ? rp->cores * 1000.0 / total : NAN;
+}
 
 /* One ratio of the table; "n/a" with a note when a figure it needs has no value. */
 static void print_ratio(const char *label, double r) {
@@ -569,6 +589,19 @@ static json_t *figures_json(const report_t *rp, const report_t *rss, const optio
     json_object_set_new(floors, "smtp_sessions_messages_per_s", fig_json(rp->smtp_floor_sessions_mps));
     json_object_set_new(ratios, "mailer_to_smtp_sessions",
                         fig_json(ratio(rp->mail_mps, rp->smtp_floor_sessions_mps)));
+    /* Where the pipeline phase's CPU went, per command, and what the machine's cores allow at that cost. */
+    json_t *cpu = json_object();
+    double total = 0;
+    for (int i = 0; i < PIPE_CPU_N; i++) {
+        json_object_set_new(cpu, pipe_cpu_names[i], fig_json(rp->pipe_cpu_ms[i]));
+        total += rp->pipe_cpu_ms[i];
+    }
+    json_object_set_new(cpu, "total", fig_json(total));
+    json_t *pipe = json_object_get(doc, "pipeline");
+    json_object_set_new(pipe, "cpu_ms_per_command", cpu);
+    json_object_set_new(pipe, "machine_busy_cores", fig_json(rp->pipe_busy_cores));
+    json_object_set_new(pipe, "cores", fig_json(rp->cores));
+    json_object_set_new(pipe, "cpu_bound_commands_per_s", fig_json(cpu_bound(rp)));
     return doc;
 }
 
@@ -685,6 +718,20 @@ static void print_table(int n, const report_t *m, const report_t *lo, const repo
                 ratio(m->mail_mps, m->smtp_floor_sessions_mps));
     printf("(ratios from the medians; row floor rows: %zu per command, %zu bytes of COPY text)\n",
            m->rows_per_command, m->row_bytes);
+    char f[PIPE_CPU_N + 3][16];
+    double total = 0;
+    for (int i = 0; i < PIPE_CPU_N; i++)
+        total += m->pipe_cpu_ms[i];
+    printf(
+        "pipeline CPU per command (ms): workers %s, relay %s, broker %s, PostgreSQL %s, bench %s; all %s\n",
+        fig_text(f[0], 16, "%.3f", m->pipe_cpu_ms[PC_WORKERS]),
+        fig_text(f[1], 16, "%.3f", m->pipe_cpu_ms[PC_RELAY]),
+        fig_text(f[2], 16, "%.3f", m->pipe_cpu_ms[PC_BROKER]),
+        fig_text(f[3], 16, "%.3f", m->pipe_cpu_ms[PC_POSTGRESQL]),
+        fig_text(f[4], 16, "%.3f", m->pipe_cpu_ms[PC_BENCH]), fig_text(f[5], 16, "%.3f", total));
+    printf("pipeline: machine busy %s of %.0f cores; at that cost the cores allow %s commands/s\n",
+           fig_text(f[6], 16, "%.2f", m->pipe_busy_cores), m->cores,
+           fig_text(f[7], 16, "%.0f", cpu_bound(m)));
     for (int i = 0; i < NPROCS; i++) {
         if (!m->started[i])
             continue;
@@ -718,16 +765,52 @@ static int set_command_workers(const conf_t *c, long k, char *err, size_t errsz)
 
 /* A warm-up (the producer's partitions, the workers' sessions), then n commands as fast as the producer
  * allows. Commands per second, or a negative value on failure. */
+/* CPU seconds of every process on the pipeline's path at one moment. */
+typedef struct cpu_at {
+    bench_cpu_t stack;
+    double workers, relay, t;
+} cpu_at_t;
+
+static void cpu_at(cpu_at_t *c) {
+    procs_sample();
+    bench_cpu_sample(&c->stack);
+    c->workers = 0;
+    for (int i = P_COMMAND; i < P_RELAY; i++)
+        c->workers += procs[i].cpu_s;
+    c->relay = procs[P_RELAY].cpu_s;
+    c->t = bench_now();
+}
+
+/* rp's pipeline CPU figures from two moments n commands apart. */
+static void cpu_profile(report_t *rp, const cpu_at_t *a, const cpu_at_t *b, long n) {
+    double per = 1000.0 / (double)n;
+    rp->pipe_cpu_ms[PC_WORKERS] = (b->workers - a->workers) * per;
+    rp->pipe_cpu_ms[PC_RELAY] = (b->relay - a->relay) * per;
+    rp->pipe_cpu_ms[PC_BROKER] = (b->stack.broker - a->stack.broker) * per;
+    rp->pipe_cpu_ms[PC_POSTGRESQL] = (b->stack.postgresql - a->stack.postgresql) * per;
+    rp->pipe_cpu_ms[PC_BENCH] = (b->stack.bench - a->stack.bench) * per;
+    rp->pipe_busy_cores = b->t > a->t ? (b->stack.machine_busy - a->stack.machine_busy) / (b->t - a->t) : NAN;
+    rp->cores = b->stack.cores;
+}
+
+/* Commands per second of n commands published as fast as the producer allows, after a warm-up. With
+ * profile, also where their CPU went (rp's pipe_* figures). */
 static double throughput(raikoo_producer_t *prod, const options_t *o, const char *phase, long n,
-                         long *rejected) {
+                         long *rejected, report_t *profile) {
     long rej, got;
     char warm[48];
     snprintf(warm, sizeof(warm), "%s-warmup", phase);
     if (run_commands(prod, o, warm, o->orgs < 50 ? o->orgs : 50, 0, NULL, &rej, &got) < 0)
         return -1;
+    cpu_at_t a, b;
+    cpu_at(&a);
     double wall = run_commands(prod, o, phase, n, 0, NULL, rejected, &got);
     if (wall <= 0)
         return -1;
+    if (profile) {
+        cpu_at(&b);
+        cpu_profile(profile, &a, &b, n);
+    }
     return (double)n / wall;
 }
 
@@ -781,7 +864,7 @@ static int phase_pipeline(const conf_t *c, raikoo_producer_t *prod, const option
         fprintf(stderr, "raikoo-bench: %s\n", err);
         return -1;
     }
-    rp->pipeline_cps = throughput(prod, o, "pipeline", o->commands, &rp->pipeline_rejected);
+    rp->pipeline_cps = throughput(prod, o, "pipeline", o->commands, &rp->pipeline_rejected, rp);
     if (rp->pipeline_cps <= 0)
         return -1;
     procs_sample();
@@ -871,7 +954,7 @@ static int phase_scaling(const conf_t *c, PGconn *db, raikoo_producer_t *prod, c
             fprintf(stderr, "raikoo-bench: scaling: %s\n", err);
             return -1;
         }
-        double cps = throughput(prod, o, w == 1 ? "scale1" : "scale2", o->scaling_commands, &rej);
+        double cps = throughput(prod, o, w == 1 ? "scale1" : "scale2", o->scaling_commands, &rej, NULL);
         if (cps <= 0)
             return -1;
         if (rej) {

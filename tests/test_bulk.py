@@ -130,6 +130,22 @@ def test_a_terminal_gets_a_progress_bar(admin, org, tmp_path):
     assert "\r[" in text and "5/5 done" in text and "ETA" in text and "/s" in text, text
 
 
+def test_a_name_that_is_not_utf8_skips_its_row_instead_of_sending_it_without_the_name(admin, org, db, tmp_path):
+    """Before, json_string() of a Latin-1 name gave NULL, the name was left out and the invitation sent."""
+    latin1, good = unique_email("latin"), unique_email("good")
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(f"email,name\n{latin1},Ren\xe9e\n{good},Ann\n".encode("latin-1"))
+    p = raikoo("invite-bulk", "--org", org, "--csv", str(path), "--actor", admin)
+    assert p.returncode == 1, p.stdout + p.stderr
+    by = {r["email"]: r for r in rows_of(p.stdout)}
+    assert (by[latin1]["status"], by[latin1]["code"]) == ("skipped", "invalid_value"), by
+    assert "not UTF-8" in by[latin1]["message"] and "line 2: invalid_value" in p.stderr
+    assert by[good]["status"] == "accepted", by
+    cur = db.cursor()
+    cur.execute("SELECT count(*) FROM invitations WHERE lower(email) = lower(%s)", (latin1,))
+    assert cur.fetchone()[0] == 0
+
+
 @pytest.mark.parametrize("text, message", [
     ("name,owner\nA,yes\n", 'has no "email" column'),
     ('email,name\na@b.test,"unterminated\n', "line 2: a quoted field has no closing quote"),

@@ -73,6 +73,34 @@ def test_bad_or_missing_options_are_usage_errors_caught_before_connecting(args, 
     assert p.stdout == ""
 
 
+# A byte that is not UTF-8 (0xE9, Latin-1 "é"), given on the command line (surrogateescape: the bytes as such).
+NOT_UTF8 = "caf\udce9.test"
+
+
+@pytest.mark.parametrize("args, complaint", [
+    # Every list option (V_LIST_OR_NONE in publish.c): refused whole, not sent without the item.
+    (["policy", "set", "--org", ORG, "--actor", ACTOR, "--allowed-domains", "example.test," + NOT_UTF8],
+     "--allowed-domains: item 2 is not UTF-8 text"),
+    (["policy", "set", "--org", ORG, "--actor", ACTOR, "--allowed-domains", NOT_UTF8 + ",example.test"],
+     "--allowed-domains: item 1 is not UTF-8 text"),
+    # And every other option that goes as text.
+    (["create-org", "--name", NOT_UTF8, "--owner", OTHER, "--actor", ACTOR], "--name: not UTF-8 text"),
+    (["invite-new", "--org", ORG, "--email", "a@x.io", "--actor", ACTOR, "--locale", NOT_UTF8],
+     "--locale: not UTF-8 text"),
+    (["policy", "set", "--org", ORG, "--actor", ACTOR, "--default-locale", NOT_UTF8], "--default-locale: not UTF-8"),
+    (["policy", "set", "--org", ORG, "--actor", ACTOR, "--app-url", "https://" + NOT_UTF8],
+     "--app-url: not UTF-8 text"),
+    (["add-existing", "--org", ORG, "--email", "ann@" + NOT_UTF8, "--actor", ACTOR], "--email: not UTF-8 text"),
+])
+def test_an_option_that_is_not_utf8_is_refused_before_anything_is_sent(args, complaint):
+    """Before, a non-UTF-8 item of --allowed-domains was dropped and the rest sent (exit 3 here, where no broker
+    listens, or 0 with one): now a usage error (exit 2) naming the option, and nothing is sent."""
+    p = raikoo(*args, env=NO_BROKER)
+    assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
+    assert complaint in p.stderr and "usage: raikoo" in p.stderr, p.stderr
+    assert p.stdout == ""
+
+
 @pytest.mark.parametrize("address", ["ann", "ann@", "ann at x.io", "Ann <ann@x.io>", "a@b@x.io", "ann@nodot"])
 def test_an_invalid_email_is_refused_client_side(address):
     p = raikoo("add-existing", "--org", ORG, "--email", address, "--actor", ACTOR, env=NO_BROKER)

@@ -270,6 +270,48 @@ def test_no_reason_log_line_or_dead_letter_header_repeats_the_input(client, admi
     assert secret not in workers["raikoo-command-worker"].output()
 
 
+def test_a_code_in_a_header_or_the_key_never_reaches_the_dead_letter_topic(client, admin, tail, workers):
+    """A poison message carrying a code in ce_subject, in another header and as its key (lib/svc/deadletter.c,
+    docs/REDACTION.md): every header keeps its name, no value nor the key holds the code, and the dead letter
+    is marked redacted, so that `raikoo dlq replay` refuses it."""
+    dlq = tail("raikoo.commands.dlq")
+    tag = uuid.uuid4().hex
+    code = "-".join(tag[i:i + 4].upper() for i in (0, 4, 8))  # a code in display form
+    code2 = "-".join(tag[i:i + 4].upper() for i in (12, 16, 20))
+    markers = [f"poison-{uuid.uuid4().hex}" for _ in range(2)]
+    # Binary mode without a ce_id: no command id to answer, so a dead letter.
+    client.producer.produce("raikoo.commands", json.dumps({"invitation_id": str(uuid.uuid4())}).encode(),
+                            key=code.encode(),
+                            headers=[("ce_specversion", b"1.0"), ("ce_type", b"raikoo.command.AcceptInvitation.v1"),
+                                     ("ce_subject", code.encode()), ("x-marker", markers[0].encode()),
+                                     ("x-note", f'{{"otp": "{code2}"}}'.encode())])
+    # Not JSON at all, keyed by text holding a code.
+    client.producer.produce("raikoo.commands", b"\x01 not a command", key=f"user {code}".encode(),
+                            headers=[("traceparent", code2.encode()), ("x-marker", markers[1].encode())])
+    assert client.producer.flush(30) == 0
+    got = {}
+    for marker in markers:
+        got[marker] = dlq.wait_for(lambda m: dict(m.headers() or []).get("x-marker") == marker.encode())
+    for marker, m in got.items():
+        blob = (m.key() or b"") + (m.value() or b"") + b"".join(v or b"" for _, v in m.headers())
+        for secret in (code, code2):
+            assert secret.encode() not in blob, (marker, secret, m.key(), m.value(), m.headers())
+        assert dict(m.headers())["raikoo.dlq.redacted"] in (b"fields", b"whole"), m.headers()
+    first, second = (dict(got[k].headers()) for k in markers)
+    assert got[markers[0]].key() == b"[redacted]"
+    assert first["ce_subject"] == b"[redacted]" and first["ce_specversion"] == b"1.0", first
+    assert json.loads(first["x-note"]) == {"otp": "[redacted]"}, first
+    assert got[markers[1]].key() == b"user [redacted]"
+    assert second["traceparent"] == b"[redacted]", second
+    # A redacted dead letter is never replayed: it is not what was sent.
+    m = got[markers[0]]
+    p = raikoo("dlq", "replay", "--offset", str(m.offset()), "--partition", str(m.partition()))
+    assert p.returncode == 1 and "cannot be replayed" in p.stderr, p.stdout + p.stderr
+    for out in (p.stdout + p.stderr, workers["raikoo-command-worker"].output()):
+        assert code not in out and code2 not in out
+    alive(workers)
+
+
 # ---- item 4: dead letters confirmed before offsets move ----
 
 def _admin():

@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -353,6 +354,15 @@ redact_kind_t redact_value(const char *buf, size_t len, int data_only, redacted_
         return out->kind = REDACT_NONE;
     }
     return fields(&b, out);
+}
+
+redact_kind_t redact_text(const char *buf, size_t len, redacted_t *out) {
+    if (redact_value(buf, len, 0, out) == REDACT_WHOLE) {
+        free(out->value);
+        out->value = xstrdup(REDACT_MARK);
+        out->len = strlen(REDACT_MARK);
+    }
+    return out->kind;
 }
 
 void redacted_free(redacted_t *r) {

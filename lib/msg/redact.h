@@ -42,6 +42,12 @@ int redact_key_is_secret(const char *key, size_t len);
 /* Redacts buf[0..len) into *out (see above; free with redacted_free). Returns out->kind. */
 redact_kind_t redact_value(const char *buf, size_t len, int data_only, redacted_t *out);
 
+/* Redacts a Kafka header value or message key buf[0..len) into *out by the same rules as a value that is
+ * not data_only: spans (a code, a hash, a secret key's value) become REDACT_MARK (REDACT_FIELDS); when the
+ * value must go whole, it becomes REDACT_MARK alone (REDACT_WHOLE; short text, no JSON placeholder).
+ * Returns out->kind; free with redacted_free. */
+redact_kind_t redact_text(const char *buf, size_t len, redacted_t *out);
+
 void redacted_free(redacted_t *r);
 
 /* "none", "fields" or "whole": the raikoo.dlq.redacted header of a dead letter. */

@@ -115,8 +115,11 @@ int audit_entry_parse(const void *payload, size_t len, audit_entry_t *e, char *w
         e->type = xstrndup(t + 13, tl - 16);
     else
         e->type = utf8_clean_dup(t, tl, 200);
+    /* In canonical form (rfc3339_canonical): PostgreSQL (audit_time) reads the instant our parser read,
+     * which verification compares with (a fraction of more than six digits, say, is not rounded there). */
     const char *tm = obj_str(ev, "time");
-    e->time = tm && event_time_valid(tm) ? xstrdup(tm) : NULL;
+    char tm_utc[RFC3339_CANONICAL_SIZE];
+    e->time = tm && rfc3339_canonical(tm, tm_utc) == 0 ? xstrdup(tm_utc) : NULL;
     e->actor_id = uuid_or_null(obj_str(ev, "actorid"));
     e->correlation_id = uuid_or_null(obj_str(ev, "correlationid"));
 

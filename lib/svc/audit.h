@@ -18,7 +18,7 @@ typedef struct audit_entry {
     char event_id[37]; /* lower case */
     char org_id[37];   /* the chain: data.org_id in lower case, or AUDIT_NO_ORG */
     char *type;        /* "InvitationCreated" (the CloudEvents type without raikoo.event. and .v1) */
-    char *time;        /* the event's time attribute, or NULL */
+    char *time;        /* the event's time attribute in canonical form (rfc3339_canonical), or NULL */
     char *actor_id;    /* actorid, or NULL (the workers' own decisions) */
     char *correlation_id;
     char *subject; /* whom: data.email, else user_id, invitation_id, name or org_id; NULL when none */

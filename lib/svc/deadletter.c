@@ -11,30 +11,89 @@
 #include "text.h"
 #include "worker.h"
 
-void dead_letter_redact(const rd_kafka_message_t *m, rd_kafka_headers_t *h, redacted_t *out) {
+/* One header of a dead letter, as it is to be sent. */
+typedef struct dl_header {
+    char *name;
+    void *value; /* NULL: a header without a value */
+    size_t size;
+    int changed; /* its value was redacted */
+} dl_header_t;
+
+/* A header's value as it may be sent: REDACT_MARK when its name names a secret, else what redact_text
+ * leaves of it. 1 (and *v, *size replaced by an owned copy) when it was redacted. */
+static int redact_header(const char *name, void **v, size_t *size) {
+    if (!*v || strncmp(name, "raikoo.dlq.", 11) == 0)
+        return 0; /* no value, or our own (why and where from: never the message's text) */
+    if (*size == strlen(REDACT_MARK) && memcmp(*v, REDACT_MARK, *size) == 0)
+        return 0; /* redacted already (a dead letter of a dead letter) */
+    if (redact_key_is_secret(name, strlen(name))) {
+        free(*v);
+        *v = xstrdup(REDACT_MARK);
+        *size = strlen(REDACT_MARK);
+        return 1;
+    }
+    redacted_t r;
+    if (redact_text(*v, *size, &r) == REDACT_NONE)
+        return 0;
+    free(*v);
+    *v = r.value; /* ours now */
+    *size = r.len;
+    return 1;
+}
+
+void dead_letter_redact(const rd_kafka_message_t *m, rd_kafka_headers_t *h, redacted_t *out,
+                        redacted_t *key_out) {
     const char *name;
     const void *value;
     size_t size;
     int binary = 0, headers_redacted = 0;
-    char **secret = NULL;
-    size_t nsecret = 0, cap = 0;
+    dl_header_t *all = NULL;
+    size_t n = 0, cap = 0;
     for (size_t i = 0; rd_kafka_header_get_all(h, i, &name, &value, &size) == 0; i++) {
         binary |= strncasecmp(name, "ce_", 3) == 0;
-        if (strncmp(name, "raikoo.dlq.", 11) != 0 && redact_key_is_secret(name, strlen(name)) && value &&
-            !(size == strlen(REDACT_MARK) && memcmp(value, REDACT_MARK, size) == 0)) {
-            secret = xgrow(secret, nsecret + 1, &cap, sizeof(*secret), 4);
-            secret[nsecret++] = xstrdup(name);
+        all = xgrow(all, n + 1, &cap, sizeof(*all), 8);
+        dl_header_t *e = &all[n++];
+        e->name = xstrdup(name);
+        e->size = value ? size : 0;
+        e->value = value ? xmalloc(size + 1) : NULL;
+        if (value) {
+            memcpy(e->value, value, size);
+            ((char *)e->value)[size] = '\0';
         }
+        e->changed = redact_header(e->name, &e->value, &e->size);
+        headers_redacted |= e->changed;
     }
-    for (size_t i = 0; i < nsecret; i++) {
-        rd_kafka_header_remove(h, secret[i]); /* every header of that name: each gets the mark */
-        rd_kafka_header_add(h, secret[i], -1, REDACT_MARK, -1);
-        headers_redacted = 1;
-        free(secret[i]);
+    /* Every header of a name with a redacted value is removed and added again, in its order: the names are
+     * kept, each value redacted on its own. */
+    for (size_t i = 0; i < n; i++) {
+        if (!all[i].changed)
+            continue;
+        int first = 1;
+        for (size_t j = 0; j < i && first; j++)
+            first = !(all[j].changed && strcmp(all[j].name, all[i].name) == 0);
+        if (!first)
+            continue;
+        rd_kafka_header_remove(h, all[i].name);
+        for (size_t j = 0; j < n; j++)
+            if (strcmp(all[j].name, all[i].name) == 0)
+                rd_kafka_header_add(h, all[j].name, -1, all[j].value,
+                                    all[j].value ? (ssize_t)all[j].size : 0);
+        for (size_t j = i + 1; j < n; j++)
+            if (strcmp(all[j].name, all[i].name) == 0)
+                all[j].changed = 1; /* added again above */
     }
-    free(secret);
+    for (size_t i = 0; i < n; i++) {
+        free(all[i].name);
+        free(all[i].value);
+    }
+    free(all);
     redact_value(m->payload, m->payload ? m->len : 0, binary, out);
-    if (out->kind != REDACT_NONE || headers_redacted)
+    /* The key: the same rules as a header value (a producer may key a command by anything, a code too). */
+    if (m->key)
+        redact_text(m->key, m->key_len, key_out);
+    else
+        memset(key_out, 0, sizeof(*key_out));
+    if (out->kind != REDACT_NONE || headers_redacted || key_out->kind != REDACT_NONE)
         rd_kafka_header_add(h, "raikoo.dlq.redacted", -1,
                             redact_kind_name(out->kind != REDACT_NONE ? out->kind : REDACT_FIELDS), -1);
 }
@@ -46,6 +105,15 @@ const void *dead_letter_value(const rd_kafka_message_t *m, const redacted_t *r, 
     }
     *len = m->len;
     return m->payload;
+}
+
+const void *dead_letter_key(const rd_kafka_message_t *m, const redacted_t *k, size_t *len) {
+    if (k->kind != REDACT_NONE) {
+        *len = k->len;
+        return k->value;
+    }
+    *len = m->key ? m->key_len : 0;
+    return m->key;
 }
 
 /* Delivery of the dead letters: each produced message carries a pointer to its slot, which the delivery
@@ -111,16 +179,18 @@ static rd_kafka_headers_t *dead_letter_headers(const rd_kafka_message_t *m, cons
 static rd_kafka_resp_err_t dead_letter(rd_kafka_t *producer, const char *topic, const char *group,
                                        const rd_kafka_message_t *m, const char *reason, int *slot) {
     rd_kafka_headers_t *h = dead_letter_headers(m, reason, group);
-    redacted_t r; /* never the secrets of the original */
-    dead_letter_redact(m, h, &r);
-    size_t len;
+    redacted_t r, k; /* never the secrets of the original */
+    dead_letter_redact(m, h, &r, &k);
+    size_t len, key_len;
     const void *value = dead_letter_value(m, &r, &len);
+    const void *key = dead_letter_key(m, &k, &key_len);
     *slot = DL_PENDING;
     rd_kafka_resp_err_t err =
         rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE((void *)value, len),
-                          RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_HEADERS(h),
+                          RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_HEADERS(h),
                           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(slot), RD_KAFKA_V_END);
     redacted_free(&r);
+    redacted_free(&k);
     if (err) {
         rd_kafka_headers_destroy(h);
         *slot = DL_FAILED;

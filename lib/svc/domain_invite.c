@@ -43,9 +43,11 @@ static const char SQL_INSERT_EXISTING_INVITATION[] =
 
 /* For InviteNewUser: the organization's invitations this hour, and the account already there, if any
  * (locked: a removal may be deleting it, an activation enabling it), whether it is usable (activated, or an
- * admin) and its name. */
+ * admin), its name and whether it is a member of the organization already (a never-activated account whose
+ * expired invitation left its membership: that membership already holds its seat). */
 static const char SQL_NEW_TARGET[] =
-    "SELECT u.id, coalesce(u.enabled OR u.is_admin, false), coalesce(u.name, ''), r.n"
+    "SELECT u.id, coalesce(u.enabled OR u.is_admin, false), coalesce(u.name, ''), r.n,"
+    "       EXISTS (SELECT 1 FROM org_members m WHERE m.org_id = $2 AND m.user_id = u.id)"
     "  FROM (SELECT coalesce(sum(created), 0) AS n FROM invitation_rate"
     "         WHERE org_id = $2 AND minute > now() - interval '1 hour') r"
     "  LEFT JOIN LATERAL (SELECT id, enabled, is_admin, name FROM users WHERE lower(email) = lower($1) FOR "
@@ -412,7 +414,10 @@ int domain_invite_new_user(run_t *r, const cmd_t *cmd, domain_result_t *res) {
         PQclear(pr);
         return 0;
     }
-    if ((ok = dom_seat_available(r, cmd->org_id, &pol, res)) <= 0) {
+    /* Seats are members plus pending 'existing' invitations (SQL_SEATS_USED): inviting a never-activated
+     * account that is a member already adds none, so the limit does not stop it. */
+    int member = !PQgetisnull(pr, 0, 0) && dom_is_true(pr, 0, 4);
+    if (!member && (ok = dom_seat_available(r, cmd->org_id, &pol, res)) <= 0) {
         PQclear(pr);
         return ok;
     }
@@ -472,8 +477,9 @@ static int invitation_of_org(run_t *r, const cmd_t *cmd, invitation_t *inv, doma
     return 1;
 }
 
-/* The opening of ResendInvitation and RemoveInvitation: the actor may send this command to the organization
- * and the invitation is one of its own, pending or expired. 1 to go on, 0 with res rejected, -1 on a failure. */
+/* The opening of RemoveInvitation (ResendInvitation locks the policy row in between): the actor may send
+ * this command to the organization and the invitation is one of its own, pending or expired. 1 to go on, 0
+ * with res rejected, -1 on a failure. */
 static int authorized_invitation(run_t *r, const cmd_t *cmd, actor_info_t *a, invitation_t *inv,
                                  domain_result_t *res) {
     int ok = dom_authorize(r, cmd, a, res);
@@ -484,8 +490,17 @@ int domain_resend_invitation(run_t *r, const cmd_t *cmd, domain_result_t *res) {
     domain_ctx_t *x = r->x;
     actor_info_t a;
     invitation_t inv;
-    int ok = authorized_invitation(r, cmd, &a, &inv, res);
+    org_policy_t pol;
+    int ok = dom_authorize(r, cmd, &a, res);
     if (ok <= 0)
+        return ok;
+    /* Lock order: the organization's policy row before the invitation row, as every command that takes both
+     * (InviteNewUser and AddExistingUser lock the policy row before they write invitations): else this
+     * command and a batch that invites and then accepts could each hold the row the other waits for. The
+     * command names the organization; the invitation must be one of its own (invitation_of_org). */
+    if (dom_policy_load(r, cmd->org_id, NULL, &pol) != 0)
+        return -1;
+    if ((ok = invitation_of_org(r, cmd, &inv, res)) <= 0)
         return ok;
     if (inv.grant_owner && a.role < ROLE_OWNER) {
         domain_reject(res, "owner_grant_denied", "this invitation grants owner capabilities");
@@ -495,8 +510,7 @@ int domain_resend_invitation(run_t *r, const cmd_t *cmd, domain_result_t *res) {
         domain_reject(res, "manage_grant_denied", "this invitation grants user management");
         return 0;
     }
-    org_policy_t pol;
-    if (dom_policy_load(r, inv.org_id, inv.email, &pol) != 0)
+    if (dom_policy_load(r, inv.org_id, inv.email, &pol) != 0) /* the same row, locked already */
         return -1;
     /* A domain the policy has forbidden since: no new code goes there. */
     if (!dom_policy_allows_address(&pol, res))

@@ -46,6 +46,7 @@ static void what_of(const char *type, json_t *data, char *out, size_t size) {
 typedef struct list_opts {
     const char *org, *since, *limit;
     int as_json;
+    char since_utc[RFC3339_CANONICAL_SIZE]; /* --since as PostgreSQL gets it (rfc3339_canonical) */
 } list_opts_t;
 
 /* The command line of `raikoo audit` into o: 0, or the exit status of a usage mistake (reported). */
@@ -76,8 +77,8 @@ static int audit_list_options(int argc, char **argv, list_opts_t *lo) {
         return audit_usage("unexpected argument");
     if (!lo->org || !uuid_valid(lo->org))
         return audit_usage("--org UUID is required");
-    if (lo->since && rfc3339_parse(lo->since, NULL) != 0)
-        return audit_usage("--since: not an RFC 3339 time (2026-11-29T08:00:00Z)");
+    if (lo->since && rfc3339_canonical(lo->since, lo->since_utc) != 0)
+        return audit_usage("--since: not an RFC 3339 time of the years 0001 to 9999 (2026-11-29T08:00:00Z)");
     if (!end || *end || lim < 1 || lim > 1000000)
         return audit_usage("--limit: a number from 1 to 1000000");
     return EXIT_OK;
@@ -179,7 +180,7 @@ static void audit_print(const list_opts_t *lo, const char *org_l, const PGresult
 }
 
 static int audit_list(int argc, char **argv, conf_t *c) {
-    list_opts_t lo = {NULL, NULL, "1000", 0};
+    list_opts_t lo = {.limit = "1000"};
     int rc = audit_list_options(argc, argv, &lo);
     if (rc != EXIT_OK)
         return rc;
@@ -192,7 +193,7 @@ static int audit_list(int argc, char **argv, conf_t *c) {
         fprintf(stderr, "raikoo audit: %s\n", err);
         return EXIT_INFRA;
     }
-    const char *p[3] = {org_l, lo.since, lo.limit};
+    const char *p[3] = {org_l, lo.since ? lo.since_utc : NULL, lo.limit};
     PGresult *res = db_exec(db, SQL_AUDIT, 3, p, err, sizeof(err));
     if (!res) {
         fprintf(stderr, "raikoo audit: %s\n", err);

@@ -437,6 +437,11 @@ static void bulk_row_check(bulk_t *b, size_t i) {
         w->bad_code = "invalid_value";
         text_printf(w->bad_message, sizeof(w->bad_message), "%s must be yes/no, true/false or 1/0",
                     w->owner < 0 ? "owner" : "manage_users");
+    } else if (w->name && !utf8_valid(w->name, strlen(w->name))) {
+        /* Else the name would be dropped from the command without a word (JSON holds UTF-8 only). */
+        w->bad_code = "invalid_value";
+        text_printf(w->bad_message, sizeof(w->bad_message),
+                    "name is not UTF-8 text (save the file as UTF-8)");
     } else if (w->name && !*w->name) {
         w->name = NULL;
     }

@@ -11,6 +11,7 @@
 #include "email.h"
 #include "producer.h"
 #include "secret.h"
+#include "text.h"
 
 #define CLI_SOURCE "/raikoo/cli"
 #define PASSWORD_MAX 4096
@@ -300,6 +301,11 @@ static int build_data(const char *cmd, const pub_spec_t *spec, const parsed_t *i
         if (!(d->bit & spec->allowed))
             continue;
         const char *v = in->values[i];
+        /* Text that is not UTF-8 cannot go into JSON: refused here, never dropped (a list's items are
+         * checked one by one below, to say which). */
+        if (v && d->kind != V_LIST_OR_NONE && !utf8_valid(v, strlen(v)))
+            return usage_fail(cmd, "--%s: not UTF-8 text (check the encoding of the terminal or script)",
+                              d->name);
         if (d->kind == V_UUID && v && !uuid_valid(v))
             return usage_fail(cmd, "--%s: \"%s\" is not a UUID", d->name, v);
         if (d->bit == O_ACTOR) {
@@ -319,10 +325,23 @@ static int build_data(const char *cmd, const pub_spec_t *spec, const parsed_t *i
         } else if (v && d->kind == V_LIST_OR_NONE) {
             json_t *list = json_array();
             const char *start = v;
+            int item = 0;
             for (const char *q = v;; q++) {
                 if (*q == ',' || *q == '\0') {
-                    if (q > start)
-                        json_array_append_new(list, json_stringn(start, (size_t)(q - start)));
+                    item++;
+                    if (q > start) {
+                        json_t *s = utf8_valid(start, (size_t)(q - start))
+                                        ? json_stringn(start, (size_t)(q - start))
+                                        : NULL;
+                        if (!s) { /* never sent without it: the command would say less than was asked */
+                            json_decref(list);
+                            return usage_fail(cmd,
+                                              "--%s: item %d is not UTF-8 text (check the encoding of the "
+                                              "terminal or script); nothing was sent",
+                                              d->name, item);
+                        }
+                        json_array_append_new(list, s);
+                    }
                     start = q + 1;
                 }
                 if (!*q)

@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "db.h"
+#include "rfc3339.h"
 #include "secret.h"
 #include "text.h"
 #include <sodium.h>
@@ -223,8 +224,9 @@ typedef struct listing {
     const char *cmd, *org, *actor, *status, *search, *sort, *limit, *after;
     int as_json, explain, invitations;
     long lim;
-    const char *after_key, *after_id; /* in cursor_buf */
+    const char *after_key, *after_id; /* in cursor_buf, or after_key in after_time */
     char cursor_buf[1024];
+    char after_time[RFC3339_CANONICAL_SIZE]; /* a time key as PostgreSQL gets it (rfc3339_canonical) */
 } listing_t;
 
 static int listing_usage(const listing_t *l, const char *problem) {
@@ -294,9 +296,12 @@ static const char *listing_problem(listing_t *l) {
         return "--limit: a number from 1 to 100000";
     if (l->search && (!*l->search || strlen(l->search) > 320 || !utf8_valid(l->search, strlen(l->search))))
         return "--search: 1 to 320 bytes of text";
-    if (l->after && cursor_decode(l->after, l->sort, l->cursor_buf, sizeof(l->cursor_buf), &l->after_key,
-                                  &l->after_id) != 0)
+    if (l->after && (cursor_decode(l->after, l->sort, l->cursor_buf, sizeof(l->cursor_buf), &l->after_key,
+                                   &l->after_id) != 0 ||
+                     (strcmp(l->sort, "email") != 0 && rfc3339_canonical(l->after_key, l->after_time) != 0)))
         return "--after: not a cursor of this listing and --sort (copy next_cursor from the --json output)";
+    if (l->after && strcmp(l->sort, "email") != 0)
+        l->after_key = l->after_time; /* a time key: read by the one parser, not by PostgreSQL */
     return NULL;
 }
 

@@ -2,7 +2,8 @@
  * data_only (bit 0); the rest is the value. Invariants: the redacted value of the input, and of the input
  * with a secret planted in it (after it, as "password", and in its middle, as "code"), never holds the
  * planted secret; a whole redaction is the placeholder with the right length and SHA-256; a redacted JSON
- * value reads back with every secret key's value the mark; a value left as it was holds no planted secret. */
+ * value reads back with every secret key's value the mark; a value left as it was holds no planted secret;
+ * redact_text (a dead letter's header values and key) decides as redact_value and never keeps the secret. */
 #include <jansson.h>
 #include <sodium.h>
 
@@ -75,6 +76,19 @@ static void check(const char *buf, size_t len, int data_only, int planted) {
         redacted_free(&again);
     }
     redacted_free(&r);
+    if (!data_only) { /* redact_text (a header value, a key): the same, but the mark alone for a whole */
+        redacted_t t;
+        redact_kind_t tk = redact_text(buf, len, &t);
+        FUZZ_ASSERT(tk == k, "redact_text decides otherwise than redact_value");
+        const char *tout = tk == REDACT_NONE ? buf : t.value;
+        size_t tout_len = tk == REDACT_NONE ? len : t.len;
+        if (planted)
+            FUZZ_ASSERT(!contains(tout, tout_len, PLANTED), "the planted secret is still in the text");
+        if (tk == REDACT_WHOLE)
+            FUZZ_ASSERT(t.len == strlen(REDACT_MARK) && memcmp(t.value, REDACT_MARK, t.len) == 0,
+                        "a text redacted whole is not the mark");
+        redacted_free(&t);
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

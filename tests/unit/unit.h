@@ -38,6 +38,8 @@ extern const unit_test_t cmd_tests[];
 extern const unit_test_t mail_tests[];
 extern const unit_test_t text_tests[];
 extern const unit_test_t log_tests[];
+extern const unit_test_t rfc3339_tests[];
+extern const unit_test_t deadletter_tests[];
 extern const unit_test_t metrics_tests[];
 extern const unit_test_t kafka_tests[];
 

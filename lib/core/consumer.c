@@ -24,7 +24,24 @@ struct consumer {
     rd_kafka_topic_partition_list_t *pending;
     int commit_failing;      /* the last commit failed: commit again, and log only state changes */
     int64_t commit_retry_at; /* worker_now_ms() after which to commit again */
+    /* A batch the worker could not apply is held (co->m) and offered again with a backoff, while the
+     * assignment is paused and the loop goes on polling: the member keeps its place in the group
+     * (max.poll.interval.ms), and rebalances and commit outcomes are served meanwhile. */
+    int held;             /* co->m was offered and not applied */
+    int paused;           /* the assignment is paused (and each partition assigned meanwhile) */
+    long retry_ms;        /* the current backoff: HOLD_FIRST_MS doubling up to HOLD_MAX_MS */
+    int64_t retry_at;     /* worker_now_ms() of the next offer */
+    int64_t held_since;   /* worker_now_ms() of the first failed offer */
+    unsigned long offers; /* failed offers of the batch held */
+    int64_t polled_at;    /* worker_now_ms() of the last consumer poll */
 };
+
+/* The backoff between two offers of a batch that was not applied, and the longest poll while waiting. */
+#define HOLD_FIRST_MS 250
+#define HOLD_MAX_MS 5000
+#define HOLD_POLL_MS 100
+/* While the worker has no room (the mailer's senders full), the loop still polls this often, paused. */
+#define ROOM_POLL_MS 1000
 
 /* Records that partition (topic, part) is applied up to offset (exclusive). */
 static void pending_set(consumer_t *co, const char *topic, int32_t part, int64_t offset) {
@@ -141,6 +158,9 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         log_info(NULL, "assigned %d partition(s) of %s", parts->cnt, parts->cnt ? parts->elems[0].topic : "");
         error = rd_kafka_incremental_assign(rk, parts);
+        /* While a batch is held, partitions that come are paused too: nothing is read past the batch. */
+        if (!error && co->paused && parts->cnt > 0)
+            rd_kafka_pause_partitions(rk, parts);
     } else {
         log_info(NULL, "revoked %d partition(s)", parts->cnt);
         batch_drop_partitions(co, parts);
@@ -151,6 +171,20 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
         log_error(NULL, "rebalance: %s", rd_kafka_error_string(error));
         rd_kafka_error_destroy(error);
     }
+}
+
+/* A message the consumer poll returned: an error is logged (not the end of a partition) and dropped; a
+ * message joins the batch. 1 when it joined. */
+static int batch_take(consumer_t *co, rd_kafka_message_t *m) {
+    if (m->err) {
+        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            log_warn(NULL, "consume: %s", rd_kafka_message_errstr(m));
+        rd_kafka_message_destroy(m);
+        return 0;
+    }
+    co->m = xgrow(co->m, co->n + 1, &co->cap, sizeof(*co->m), 256);
+    co->m[co->n++] = m;
+    return 1;
 }
 
 static void batch_clear(consumer_t *co) {
@@ -181,19 +215,12 @@ static void batch_gather(consumer_t *co, size_t max, int first_wait_ms) {
                 break; /* nothing came (the round goes on), or nothing more at once (or the wait is over) */
             continue;
         }
-        if (m->err) {
-            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                log_warn(NULL, "consume: %s", rd_kafka_message_errstr(m));
-            rd_kafka_message_destroy(m);
-            continue;
-        }
-        co->m = xgrow(co->m, co->n + 1, &co->cap, sizeof(*co->m), 256);
-        if (co->n == 0)
+        if (batch_take(co, m) && co->n == 1)
             deadline = worker_now_ms() + co->batch_wait_ms;
-        co->m[co->n++] = m;
     }
     if (co->n > 0)
         co->previous_full = co->n >= max;
+    co->polled_at = worker_now_ms();
 }
 
 consumer_t *consumer_new(const conf_t *c, const char *group, const char *topic, long batch_max,
@@ -212,28 +239,106 @@ consumer_t *consumer_new(const conf_t *c, const char *group, const char *topic, 
     return co;
 }
 
+/* Pauses (pause 1) or resumes every partition assigned now. */
+static void assignment_pause(consumer_t *co, int pause) {
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_assignment(co->rk, &parts);
+    if (!err && parts->cnt > 0)
+        err = pause ? rd_kafka_pause_partitions(co->rk, parts) : rd_kafka_resume_partitions(co->rk, parts);
+    if (err)
+        log_warn(NULL, "%s the assigned partitions: %s", pause ? "pausing" : "resuming",
+                 rd_kafka_err2str(err));
+    if (parts)
+        rd_kafka_topic_partition_list_destroy(parts);
+    co->paused = pause;
+}
+
+/* The batch was offered and not applied: it is held, the assignment paused (once), and the next offer is
+ * due after the backoff. One line when the hold starts, not one per offer. */
+static void hold_failed(consumer_t *co) {
+    int64_t now = worker_now_ms();
+    if (!co->held) {
+        co->held = 1;
+        co->held_since = now;
+        co->offers = 0;
+        co->retry_ms = HOLD_FIRST_MS;
+        log_info(NULL,
+                 "a batch of %zu message(s) was not applied: partitions paused, the batch is offered again "
+                 "(backoff up to %d s) while the consumer keeps polling",
+                 co->n, HOLD_MAX_MS / 1000);
+    } else {
+        co->retry_ms = co->retry_ms * 2 < HOLD_MAX_MS ? co->retry_ms * 2 : HOLD_MAX_MS;
+    }
+    co->offers++;
+    co->retry_at = now + co->retry_ms;
+    if (!co->paused)
+        assignment_pause(co, 1);
+}
+
+/* The hold is over (the batch applied, or every message of it dropped at revoke): the partitions go on. */
+static void hold_end(consumer_t *co, int applied) {
+    if (co->held)
+        log_info(NULL, "%s after %lu offer(s) in %.1f s: partitions resumed",
+                 applied ? "the batch held was applied" : "the batch held went with its partitions",
+                 co->offers + applied, (double)(worker_now_ms() - co->held_since) / 1000.0);
+    co->held = 0;
+    if (co->paused)
+        assignment_pause(co, 0);
+}
+
+/* A poll of at most timeout_ms while the partitions are paused (a batch held, or no room): serves
+ * rebalances, commit outcomes and the poll interval. A message that still comes (a partition paused too
+ * late) joins the batch, after the held ones of its partition. */
+static void poll_paused(consumer_t *co, int timeout_ms) {
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(co->rk, timeout_ms);
+    co->polled_at = worker_now_ms();
+    if (m)
+        batch_take(co, m);
+}
+
 void consumer_run(consumer_t *co, const consumer_hooks_t *hooks) {
     while (worker_running()) {
-        if (co->n == 0) { /* else a batch not applied yet: offered again */
+        int committed = 0;
+        if (co->n == 0 && co->held)
+            hold_end(co, 0); /* a rebalance took every message of the held batch */
+        if (co->n == 0) {
             size_t room = (size_t)co->batch_max;
             int first_wait_ms = 100;
             if (hooks->room) {
                 size_t r = hooks->room(hooks->arg, &first_wait_ms);
                 room = r < room ? r : room;
             }
-            if (room > 0)
+            if (room > 0) {
+                if (co->paused)
+                    assignment_pause(co, 0);
                 batch_gather(co, room, first_wait_ms);
+            } else if (worker_now_ms() - co->polled_at >= ROOM_POLL_MS) {
+                /* No room for a while: the group still sees a poll, with nothing read meanwhile. */
+                if (!co->paused)
+                    assignment_pause(co, 1);
+                poll_paused(co, 0);
+            }
         }
         if (co->n > 0) {
-            /* Offsets move only past a batch whose effect the worker committed in the database. */
-            if (hooks->apply(hooks->arg, co->m, co->n) == 0) {
+            int64_t wait = co->held ? co->retry_at - worker_now_ms() : 0;
+            if (wait > 0) {
+                poll_paused(co, wait < HOLD_POLL_MS ? (int)wait : HOLD_POLL_MS); /* the round hook turns */
+            } else if (hooks->apply(hooks->arg, co->m, co->n) == 0) {
+                /* Offsets move only past a batch whose effect the worker committed in the database. */
                 for (size_t i = 0; i < co->n; i++)
                     pending_set(co, rd_kafka_topic_name(co->m[i]->rkt), co->m[i]->partition,
                                 co->m[i]->offset + 1);
                 commit_pending(co, 1);
+                committed = 1;
                 batch_clear(co);
+                hold_end(co, 1);
+            } else if (worker_running()) { /* else shutdown: left uncommitted for the next owner */
+                hold_failed(co);
             }
-        } else if (co->commit_failing && co->pending->cnt > 0 && worker_now_ms() >= co->commit_retry_at) {
+        }
+        /* A failed commit is made again every second while no batch commits. */
+        if (!committed && co->commit_failing && co->pending->cnt > 0 &&
+            worker_now_ms() >= co->commit_retry_at) {
             co->commit_retry_at = worker_now_ms() + 1000;
             commit_pending(co, 1);
         }

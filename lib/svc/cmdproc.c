@@ -410,6 +410,7 @@ typedef struct cmdworker {
     PGconn *db;
     rd_kafka_t *producer; /* of the dead letters */
     const char *dlq, *group;
+    int failing; /* the last offer of the batch rolled back on a working connection (logged once) */
 } cmdworker_t;
 
 /* The Kafka headers of m, for the parser (binary-mode CloudEvents): an array the caller frees, whose names
@@ -426,29 +427,39 @@ static cmd_header_t *message_headers(const rd_kafka_message_t *m, size_t *n) {
     return h;
 }
 
-/* Applies msgs in PostgreSQL, retrying on database failure until it commits (0) or shutdown is asked (-1:
- * the batch is abandoned and redelivered). */
-static int apply_retrying(cmdworker_t *w, cmdproc_msg_t *msgs, size_t n) {
+/* Applies msgs in PostgreSQL: 0 when it committed; -1 when it rolled back, at once (no wait here: the
+ * consumer loop holds the batch, polls Kafka with the partitions paused and offers it again with a
+ * backoff). A connection lost and reset at once is tried again at once; PostgreSQL away is logged once by
+ * db_alive, another failure once per run of failures. */
+static int apply_offer(cmdworker_t *w, cmdproc_msg_t *msgs, size_t n) {
     char err[1024];
-    int backoff_ms = 100;
-    for (;;) {
-        if (cmdproc_apply(w->proc, msgs, n, err, sizeof(err)) == 0)
+    for (int tries = 0;; tries++) {
+        if (cmdproc_apply(w->proc, msgs, n, err, sizeof(err)) == 0) {
+            if (w->failing)
+                log_info(NULL, "batch of %zu committed again", n);
+            w->failing = 0;
             return 0;
-        if (!db_alive(w->db)) { /* PostgreSQL away: logged once by db_alive, not per attempt */
-            if (!db_wait())
-                return -1;
-            continue;
         }
-        log_error(NULL, "batch of %zu rolled back: %s; retrying in %d ms", n, err, backoff_ms);
-        if (!worker_sleep_ms(backoff_ms))
-            return -1;
-        backoff_ms = backoff_ms < 5000 ? backoff_ms * 2 : 5000;
-        cmdproc_set_db(w->proc, w->db);
+        int was_up = PQstatus(w->db) == CONNECTION_OK;
+        if (!db_alive(w->db))
+            return -1; /* PostgreSQL away */
+        if (!was_up && tries == 0)
+            continue; /* the connection was lost and is back: once more at once */
+        if (!w->failing)
+            log_error(NULL,
+                      "batch of %zu rolled back: %s; offered again with a backoff (no further line until "
+                      "a batch commits)",
+                      n, err);
+        else
+            log_debug(NULL, "batch of %zu rolled back again: %s", n, err);
+        w->failing = 1;
+        return -1;
     }
 }
 
 /* The consumer loop's apply hook: the batch in PostgreSQL, then its dead letters stored; 0 when both are
- * done (the offsets may move past the batch), -1 only when shutdown is asked. */
+ * done (the offsets may move past the batch), -1 when the database did not commit it (offered again) or
+ * shutdown is asked. */
 static int apply_batch(void *arg, rd_kafka_message_t *const *m, size_t n) {
     cmdworker_t *w = arg;
     cmdproc_msg_t *msgs = xcalloc(n, sizeof(*msgs));
@@ -457,7 +468,7 @@ static int apply_batch(void *arg, rd_kafka_message_t *const *m, size_t n) {
         msgs[i].len = m[i]->len;
         msgs[i].headers = message_headers(m[i], &msgs[i].nheaders);
     }
-    int rc = apply_retrying(w, msgs, n);
+    int rc = apply_offer(w, msgs, n);
     /* The dead letters must be stored before their offsets are committed. */
     if (rc == 0) {
         const char **reasons = xcalloc(n, sizeof(*reasons));

@@ -42,6 +42,9 @@ struct consumer {
 #define HOLD_POLL_MS 100
 /* While the worker has no room (the mailer's senders full), the loop still polls this often, paused. */
 #define ROOM_POLL_MS 1000
+/* The longest wait for the outcome of a synchronous commit (at revoke, at shutdown): a coordinator that is
+ * away must not hold a rebalance or the shutdown up. */
+#define COMMIT_WAIT_MS 5000
 
 /* Records that partition (topic, part) is applied up to offset (exclusive). */
 static void pending_set(consumer_t *co, const char *topic, int32_t part, int64_t offset) {
@@ -92,8 +95,43 @@ static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_pa
     commit_state(co, err);
 }
 
+/* Commits offs and waits at most COMMIT_WAIT_MS for the outcome (on a queue of its own: callable from
+ * rebalance_cb, also while the consumer closes). The error of the commit or of its first partition that
+ * failed; RD_KAFKA_RESP_ERR__TIMED_OUT when no outcome came in time (the commit may still land later). When
+ * it succeeded and co is given, the pending offsets it confirmed are forgotten. */
+static rd_kafka_resp_err_t commit_bounded(consumer_t *co, rd_kafka_t *rk,
+                                          const rd_kafka_topic_partition_list_t *offs) {
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_resp_err_t err = rd_kafka_commit_queue(rk, offs, q, NULL, NULL);
+    if (!err) {
+        err = RD_KAFKA_RESP_ERR__TIMED_OUT;
+        int64_t end = worker_now_ms() + COMMIT_WAIT_MS;
+        for (int64_t left; (left = end - worker_now_ms()) > 0;) {
+            rd_kafka_event_t *ev = rd_kafka_queue_poll(q, (int)left);
+            if (!ev)
+                continue;
+            if (rd_kafka_event_type(ev) != RD_KAFKA_EVENT_OFFSET_COMMIT) {
+                rd_kafka_event_destroy(ev);
+                continue;
+            }
+            err = rd_kafka_event_error(ev);
+            if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
+                err = RD_KAFKA_RESP_ERR_NO_ERROR;
+            const rd_kafka_topic_partition_list_t *res = rd_kafka_event_topic_partition_list(ev);
+            for (int i = 0; !err && res && i < res->cnt; i++)
+                err = res->elems[i].err;
+            if (!err && co)
+                pending_confirmed(co, res ? res : offs);
+            rd_kafka_event_destroy(ev);
+            break;
+        }
+    }
+    rd_kafka_queue_destroy(q); /* an outcome that comes later is dropped with it */
+    return err;
+}
+
 /* Commits every pending offset: asynchronously while running (the outcome arrives in commit_cb), or
- * synchronously (shutdown). */
+ * synchronously with a bounded wait (shutdown). */
 static void commit_pending(consumer_t *co, int async) {
     if (co->pending->cnt == 0)
         return;
@@ -104,16 +142,20 @@ static void commit_pending(consumer_t *co, int async) {
         if (err)
             commit_state(co, err);
     } else {
-        err = rd_kafka_commit(co->rk, offs, 0);
-        if (!err)
-            pending_confirmed(co, offs);
-        commit_state(co, err);
+        err = commit_bounded(co, co->rk, offs);
+        if (err)
+            log_warn(NULL,
+                     "offset commit at shutdown failed (%s): whoever reads %d partition(s) next sees their "
+                     "last messages again and recognises them",
+                     rd_kafka_err2str(err), offs->cnt);
     }
     rd_kafka_topic_partition_list_destroy(offs);
 }
 
-/* At revoke: commits, synchronously, the pending offsets of the partitions that go, so that their next
- * owner starts after what this worker applied; then forgets them (they are no longer ours). */
+/* At revoke: commits the pending offsets of the partitions that go, waiting at most COMMIT_WAIT_MS, so that
+ * their next owner starts after what this worker applied; then forgets them (they are no longer ours).
+ * Without an answer in time (the coordinator away) the rebalance or the shutdown goes on: the next owner
+ * reads from the last offset committed before, and recognises what it reads again. */
 static void commit_revoked(consumer_t *co, rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *parts) {
     rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(parts->cnt);
     for (int i = 0; i < parts->cnt; i++) {
@@ -123,7 +165,7 @@ static void commit_revoked(consumer_t *co, rd_kafka_t *rk, const rd_kafka_topic_
             rd_kafka_topic_partition_list_add(offs, tp->topic, tp->partition)->offset = tp->offset;
     }
     if (offs->cnt > 0 && !rd_kafka_assignment_lost(rk)) {
-        rd_kafka_resp_err_t err = rd_kafka_commit(rk, offs, 0);
+        rd_kafka_resp_err_t err = commit_bounded(NULL, rk, offs);
         if (err)
             log_warn(NULL,
                      "offset commit at revoke failed (%s): the next owner of %d partition(s) sees some "

@@ -52,8 +52,9 @@ typedef enum consumer_fill {
 consumer_t *consumer_new(const conf_t *c, const char *group, const char *topic, long batch_max,
                          long batch_wait_ms, consumer_fill_t fill, char *errstr, size_t errstr_size);
 
-/* Rounds of gather, apply, commit until worker_running() says stop; then commits, synchronously, the
- * offsets of what was applied. */
+/* Rounds of gather, apply, commit until worker_running() says stop; then commits the offsets of what was
+ * applied, waiting at most 5 s for the outcome (as at revoke): offsets not confirmed then are read again by
+ * the next owner, who recognises what it reads. */
 void consumer_run(consumer_t *co, const consumer_hooks_t *hooks);
 
 /* Leaves the group (kafka_consumer_close) and frees the consumer. NULL is fine. */

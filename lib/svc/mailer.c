@@ -211,9 +211,9 @@ struct mailer {
     int64_t probe_at, opened_at, tripped_at, closed_at;
     long probe_delay_ms;
     char outage[400];
-    /* Main thread: recording outcomes failed and was left to a later round (PostgreSQL away): logged once
-     * until it works again. */
-    int record_failing;
+    /* Main thread: recording outcomes failed, and how often (across rounds while PostgreSQL is away):
+     * logged once until it works again. */
+    int record_failing, record_tries;
 };
 
 mailer_t *mailer_new(const conf_t *c, char *errstr, size_t errstr_size) {
@@ -940,9 +940,11 @@ static int record_chunk(mailer_t *m, PGconn *db, const outcome_in_t *in, size_t 
         else if (skipped)
             PQclear(skipped);
         if (ok) {
-            if (tries > 0 || m->record_failing)
-                log_info(NULL, "recorded the outcome of %zu mail job(s) again", n);
+            if (m->record_failing)
+                log_info(NULL, "recorded the outcome of %zu mail job(s) after %d tries", n,
+                         m->record_tries + 1);
             m->record_failing = 0;
+            m->record_tries = 0;
             return 0;
         }
         rollback(db);
@@ -952,6 +954,7 @@ static int record_chunk(mailer_t *m, PGconn *db, const outcome_in_t *in, size_t 
                       "takes it",
                       n, errstr);
         m->record_failing = 1;
+        m->record_tries++;
         if (worker_running() && !db_alive(db))
             return 1; /* away (db_alive logged it once): kept for a later round */
         if (!worker_running()) {

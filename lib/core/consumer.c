@@ -24,7 +24,27 @@ struct consumer {
     rd_kafka_topic_partition_list_t *pending;
     int commit_failing;      /* the last commit failed: commit again, and log only state changes */
     int64_t commit_retry_at; /* worker_now_ms() after which to commit again */
+    /* A batch the worker could not apply is held (co->m) and offered again with a backoff, while the
+     * assignment is paused and the loop goes on polling: the member keeps its place in the group
+     * (max.poll.interval.ms), and rebalances and commit outcomes are served meanwhile. */
+    int held;             /* co->m was offered and not applied */
+    int paused;           /* the assignment is paused (and each partition assigned meanwhile) */
+    long retry_ms;        /* the current backoff: HOLD_FIRST_MS doubling up to HOLD_MAX_MS */
+    int64_t retry_at;     /* worker_now_ms() of the next offer */
+    int64_t held_since;   /* worker_now_ms() of the first failed offer */
+    unsigned long offers; /* failed offers of the batch held */
+    int64_t polled_at;    /* worker_now_ms() of the last consumer poll */
 };
+
+/* The backoff between two offers of a batch that was not applied, and the longest poll while waiting. */
+#define HOLD_FIRST_MS 250
+#define HOLD_MAX_MS 5000
+#define HOLD_POLL_MS 100
+/* While the worker has no room (the mailer's senders full), the loop still polls this often, paused. */
+#define ROOM_POLL_MS 1000
+/* The longest wait for the outcome of a synchronous commit (at revoke, at shutdown): a coordinator that is
+ * away must not hold a rebalance or the shutdown up. */
+#define COMMIT_WAIT_MS 5000
 
 /* Records that partition (topic, part) is applied up to offset (exclusive). */
 static void pending_set(consumer_t *co, const char *topic, int32_t part, int64_t offset) {
@@ -75,8 +95,43 @@ static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_pa
     commit_state(co, err);
 }
 
+/* Commits offs and waits at most COMMIT_WAIT_MS for the outcome (on a queue of its own: callable from
+ * rebalance_cb, also while the consumer closes). The error of the commit or of its first partition that
+ * failed; RD_KAFKA_RESP_ERR__TIMED_OUT when no outcome came in time (the commit may still land later). When
+ * it succeeded and co is given, the pending offsets it confirmed are forgotten. */
+static rd_kafka_resp_err_t commit_bounded(consumer_t *co, rd_kafka_t *rk,
+                                          const rd_kafka_topic_partition_list_t *offs) {
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_resp_err_t err = rd_kafka_commit_queue(rk, offs, q, NULL, NULL);
+    if (!err) {
+        err = RD_KAFKA_RESP_ERR__TIMED_OUT;
+        int64_t end = worker_now_ms() + COMMIT_WAIT_MS;
+        for (int64_t left; (left = end - worker_now_ms()) > 0;) {
+            rd_kafka_event_t *ev = rd_kafka_queue_poll(q, (int)left);
+            if (!ev)
+                continue;
+            if (rd_kafka_event_type(ev) != RD_KAFKA_EVENT_OFFSET_COMMIT) {
+                rd_kafka_event_destroy(ev);
+                continue;
+            }
+            err = rd_kafka_event_error(ev);
+            if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
+                err = RD_KAFKA_RESP_ERR_NO_ERROR;
+            const rd_kafka_topic_partition_list_t *res = rd_kafka_event_topic_partition_list(ev);
+            for (int i = 0; !err && res && i < res->cnt; i++)
+                err = res->elems[i].err;
+            if (!err && co)
+                pending_confirmed(co, res ? res : offs);
+            rd_kafka_event_destroy(ev);
+            break;
+        }
+    }
+    rd_kafka_queue_destroy(q); /* an outcome that comes later is dropped with it */
+    return err;
+}
+
 /* Commits every pending offset: asynchronously while running (the outcome arrives in commit_cb), or
- * synchronously (shutdown). */
+ * synchronously with a bounded wait (shutdown). */
 static void commit_pending(consumer_t *co, int async) {
     if (co->pending->cnt == 0)
         return;
@@ -87,16 +142,20 @@ static void commit_pending(consumer_t *co, int async) {
         if (err)
             commit_state(co, err);
     } else {
-        err = rd_kafka_commit(co->rk, offs, 0);
-        if (!err)
-            pending_confirmed(co, offs);
-        commit_state(co, err);
+        err = commit_bounded(co, co->rk, offs);
+        if (err)
+            log_warn(NULL,
+                     "offset commit at shutdown failed (%s): whoever reads %d partition(s) next sees their "
+                     "last messages again and recognises them",
+                     rd_kafka_err2str(err), offs->cnt);
     }
     rd_kafka_topic_partition_list_destroy(offs);
 }
 
-/* At revoke: commits, synchronously, the pending offsets of the partitions that go, so that their next
- * owner starts after what this worker applied; then forgets them (they are no longer ours). */
+/* At revoke: commits the pending offsets of the partitions that go, waiting at most COMMIT_WAIT_MS, so that
+ * their next owner starts after what this worker applied; then forgets them (they are no longer ours).
+ * Without an answer in time (the coordinator away) the rebalance or the shutdown goes on: the next owner
+ * reads from the last offset committed before, and recognises what it reads again. */
 static void commit_revoked(consumer_t *co, rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *parts) {
     rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(parts->cnt);
     for (int i = 0; i < parts->cnt; i++) {
@@ -106,7 +165,7 @@ static void commit_revoked(consumer_t *co, rd_kafka_t *rk, const rd_kafka_topic_
             rd_kafka_topic_partition_list_add(offs, tp->topic, tp->partition)->offset = tp->offset;
     }
     if (offs->cnt > 0 && !rd_kafka_assignment_lost(rk)) {
-        rd_kafka_resp_err_t err = rd_kafka_commit(rk, offs, 0);
+        rd_kafka_resp_err_t err = commit_bounded(NULL, rk, offs);
         if (err)
             log_warn(NULL,
                      "offset commit at revoke failed (%s): the next owner of %d partition(s) sees some "
@@ -141,6 +200,9 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         log_info(NULL, "assigned %d partition(s) of %s", parts->cnt, parts->cnt ? parts->elems[0].topic : "");
         error = rd_kafka_incremental_assign(rk, parts);
+        /* While a batch is held, partitions that come are paused too: nothing is read past the batch. */
+        if (!error && co->paused && parts->cnt > 0)
+            rd_kafka_pause_partitions(rk, parts);
     } else {
         log_info(NULL, "revoked %d partition(s)", parts->cnt);
         batch_drop_partitions(co, parts);
@@ -151,6 +213,20 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
         log_error(NULL, "rebalance: %s", rd_kafka_error_string(error));
         rd_kafka_error_destroy(error);
     }
+}
+
+/* A message the consumer poll returned: an error is logged (not the end of a partition) and dropped; a
+ * message joins the batch. 1 when it joined. */
+static int batch_take(consumer_t *co, rd_kafka_message_t *m) {
+    if (m->err) {
+        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            log_warn(NULL, "consume: %s", rd_kafka_message_errstr(m));
+        rd_kafka_message_destroy(m);
+        return 0;
+    }
+    co->m = xgrow(co->m, co->n + 1, &co->cap, sizeof(*co->m), 256);
+    co->m[co->n++] = m;
+    return 1;
 }
 
 static void batch_clear(consumer_t *co) {
@@ -181,19 +257,12 @@ static void batch_gather(consumer_t *co, size_t max, int first_wait_ms) {
                 break; /* nothing came (the round goes on), or nothing more at once (or the wait is over) */
             continue;
         }
-        if (m->err) {
-            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                log_warn(NULL, "consume: %s", rd_kafka_message_errstr(m));
-            rd_kafka_message_destroy(m);
-            continue;
-        }
-        co->m = xgrow(co->m, co->n + 1, &co->cap, sizeof(*co->m), 256);
-        if (co->n == 0)
+        if (batch_take(co, m) && co->n == 1)
             deadline = worker_now_ms() + co->batch_wait_ms;
-        co->m[co->n++] = m;
     }
     if (co->n > 0)
         co->previous_full = co->n >= max;
+    co->polled_at = worker_now_ms();
 }
 
 consumer_t *consumer_new(const conf_t *c, const char *group, const char *topic, long batch_max,
@@ -212,28 +281,106 @@ consumer_t *consumer_new(const conf_t *c, const char *group, const char *topic, 
     return co;
 }
 
+/* Pauses (pause 1) or resumes every partition assigned now. */
+static void assignment_pause(consumer_t *co, int pause) {
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_assignment(co->rk, &parts);
+    if (!err && parts->cnt > 0)
+        err = pause ? rd_kafka_pause_partitions(co->rk, parts) : rd_kafka_resume_partitions(co->rk, parts);
+    if (err)
+        log_warn(NULL, "%s the assigned partitions: %s", pause ? "pausing" : "resuming",
+                 rd_kafka_err2str(err));
+    if (parts)
+        rd_kafka_topic_partition_list_destroy(parts);
+    co->paused = pause;
+}
+
+/* The batch was offered and not applied: it is held, the assignment paused (once), and the next offer is
+ * due after the backoff. One line when the hold starts, not one per offer. */
+static void hold_failed(consumer_t *co) {
+    int64_t now = worker_now_ms();
+    if (!co->held) {
+        co->held = 1;
+        co->held_since = now;
+        co->offers = 0;
+        co->retry_ms = HOLD_FIRST_MS;
+        log_info(NULL,
+                 "a batch of %zu message(s) was not applied: partitions paused, the batch is offered again "
+                 "(backoff up to %d s) while the consumer keeps polling",
+                 co->n, HOLD_MAX_MS / 1000);
+    } else {
+        co->retry_ms = co->retry_ms * 2 < HOLD_MAX_MS ? co->retry_ms * 2 : HOLD_MAX_MS;
+    }
+    co->offers++;
+    co->retry_at = now + co->retry_ms;
+    if (!co->paused)
+        assignment_pause(co, 1);
+}
+
+/* The hold is over (the batch applied, or every message of it dropped at revoke): the partitions go on. */
+static void hold_end(consumer_t *co, int applied) {
+    if (co->held)
+        log_info(NULL, "%s after %lu offer(s) in %.1f s: partitions resumed",
+                 applied ? "the batch held was applied" : "the batch held went with its partitions",
+                 co->offers + applied, (double)(worker_now_ms() - co->held_since) / 1000.0);
+    co->held = 0;
+    if (co->paused)
+        assignment_pause(co, 0);
+}
+
+/* A poll of at most timeout_ms while the partitions are paused (a batch held, or no room): serves
+ * rebalances, commit outcomes and the poll interval. A message that still comes (a partition paused too
+ * late) joins the batch, after the held ones of its partition. */
+static void poll_paused(consumer_t *co, int timeout_ms) {
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(co->rk, timeout_ms);
+    co->polled_at = worker_now_ms();
+    if (m)
+        batch_take(co, m);
+}
+
 void consumer_run(consumer_t *co, const consumer_hooks_t *hooks) {
     while (worker_running()) {
-        if (co->n == 0) { /* else a batch not applied yet: offered again */
+        int committed = 0;
+        if (co->n == 0 && co->held)
+            hold_end(co, 0); /* a rebalance took every message of the held batch */
+        if (co->n == 0) {
             size_t room = (size_t)co->batch_max;
             int first_wait_ms = 100;
             if (hooks->room) {
                 size_t r = hooks->room(hooks->arg, &first_wait_ms);
                 room = r < room ? r : room;
             }
-            if (room > 0)
+            if (room > 0) {
+                if (co->paused)
+                    assignment_pause(co, 0);
                 batch_gather(co, room, first_wait_ms);
+            } else if (worker_now_ms() - co->polled_at >= ROOM_POLL_MS) {
+                /* No room for a while: the group still sees a poll, with nothing read meanwhile. */
+                if (!co->paused)
+                    assignment_pause(co, 1);
+                poll_paused(co, 0);
+            }
         }
         if (co->n > 0) {
-            /* Offsets move only past a batch whose effect the worker committed in the database. */
-            if (hooks->apply(hooks->arg, co->m, co->n) == 0) {
+            int64_t wait = co->held ? co->retry_at - worker_now_ms() : 0;
+            if (wait > 0) {
+                poll_paused(co, wait < HOLD_POLL_MS ? (int)wait : HOLD_POLL_MS); /* the round hook turns */
+            } else if (hooks->apply(hooks->arg, co->m, co->n) == 0) {
+                /* Offsets move only past a batch whose effect the worker committed in the database. */
                 for (size_t i = 0; i < co->n; i++)
                     pending_set(co, rd_kafka_topic_name(co->m[i]->rkt), co->m[i]->partition,
                                 co->m[i]->offset + 1);
                 commit_pending(co, 1);
+                committed = 1;
                 batch_clear(co);
+                hold_end(co, 1);
+            } else if (worker_running()) { /* else shutdown: left uncommitted for the next owner */
+                hold_failed(co);
             }
-        } else if (co->commit_failing && co->pending->cnt > 0 && worker_now_ms() >= co->commit_retry_at) {
+        }
+        /* A failed commit is made again every second while no batch commits. */
+        if (!committed && co->commit_failing && co->pending->cnt > 0 &&
+            worker_now_ms() >= co->commit_retry_at) {
             co->commit_retry_at = worker_now_ms() + 1000;
             commit_pending(co, 1);
         }

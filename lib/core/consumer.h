@@ -15,17 +15,21 @@ typedef struct consumer consumer_t;
 typedef struct consumer_hooks {
     void *arg; /* passed to every hook */
     /* Applies msgs[0..n) (borrowed; in the order read). 0 once their effect is committed in the database:
-     * the loop then commits the offsets past them. -1 when they were not applied: the loop offers the same
-     * batch again next round (less the messages of partitions revoked meanwhile), unless shutdown is asked
-     * (then nothing of it is committed and whoever owns its partitions next reads it again). A worker that
-     * retries inside apply (the command worker while PostgreSQL is away) does not poll meanwhile: past
-     * max.poll.interval.ms the member leaves its group, and the batch it then commits may hold messages of
-     * partitions it lost; redelivery is recognised by command id, so they are not applied twice, and their
-     * offset commits are refused. */
+     * the loop then commits the offsets past them. -1 when they were not applied (PostgreSQL away, a
+     * transient error; return promptly, without waiting for the database: the loop does the waiting). The
+     * loop then holds the batch: it pauses the assigned partitions (and those assigned meanwhile), keeps
+     * polling Kafka (so the member keeps its place in the group past max.poll.interval.ms, and rebalances
+     * and commit outcomes are served), and offers the same batch again after a backoff growing from 250 ms
+     * to 5 s, less the messages of partitions revoked meanwhile (their next owner reads them); once it is
+     * applied, the partitions resume where the batch ended, so the order within a partition is kept. On
+     * shutdown a batch not applied is left uncommitted, and whoever owns its partitions next reads it
+     * again (every worker recognises a redelivery: command id, job id, event id). The loop logs one line
+     * when a hold starts and one when it ends; the worker logs the cause once per outage. */
     int (*apply)(void *arg, rd_kafka_message_t *const *msgs, size_t n);
     /* Optional, before each gather: how many messages the worker takes now (the loop takes at most
      * batch_max; 0: none this round) and, in *first_wait_ms (100 when left alone), how long to wait for
-     * the first one. */
+     * the first one. While it says 0, the loop still polls once a second with the partitions paused (a
+     * message that comes all the same is the next batch). Not asked while a batch is held. */
     size_t (*room)(void *arg, int *first_wait_ms);
     /* Optional, at the end of each round (with or without a batch). */
     void (*round)(void *arg);
@@ -48,8 +52,9 @@ typedef enum consumer_fill {
 consumer_t *consumer_new(const conf_t *c, const char *group, const char *topic, long batch_max,
                          long batch_wait_ms, consumer_fill_t fill, char *errstr, size_t errstr_size);
 
-/* Rounds of gather, apply, commit until worker_running() says stop; then commits, synchronously, the
- * offsets of what was applied. */
+/* Rounds of gather, apply, commit until worker_running() says stop; then commits the offsets of what was
+ * applied, waiting at most 5 s for the outcome (as at revoke): offsets not confirmed then are read again by
+ * the next owner, who recognises what it reads. */
 void consumer_run(consumer_t *co, const consumer_hooks_t *hooks);
 
 /* Leaves the group (kafka_consumer_close) and frees the consumer. NULL is fine. */

@@ -636,11 +636,19 @@ int audit_verify(PGconn *db, const char *org, audit_report_fn *report, void *arg
 
 /* ---- The worker ---- */
 
-/* The consumer loop's apply hook: records the batch, retrying while PostgreSQL fails, until it commits (0)
- * or shutdown is asked (then -1: nothing is committed and the batch is read again by whoever owns its
- * partitions next). A message that is no event is logged and left out. */
+/* What the audit worker's consumer loop hands record_batch. */
+typedef struct audit_worker {
+    PGconn *db;
+    int failing; /* the last offer failed: the same batch is offered again (logged once) */
+} audit_worker_t;
+
+/* The consumer loop's apply hook: records the batch in one attempt; 0 once it committed. -1 when it did not
+ * (PostgreSQL away, logged once by db_alive; another error logged once per run of failures): no wait here,
+ * the loop holds the batch, polls Kafka with the partitions paused and offers it again with a backoff (on
+ * shutdown it is left uncommitted and read again by whoever owns its partitions next). A message that is
+ * no event is logged (at its first offer) and left out. */
 static int record_batch(void *arg, rd_kafka_message_t *const *msgs, size_t nmsgs) {
-    PGconn *db = arg;
+    audit_worker_t *w = arg;
     audit_entry_t *entries = xcalloc(nmsgs, sizeof(*entries));
     size_t n = 0, added = 0;
     char why[128], err[1024];
@@ -648,32 +656,31 @@ static int record_batch(void *arg, rd_kafka_message_t *const *msgs, size_t nmsgs
         const rd_kafka_message_t *m = msgs[i];
         if (audit_entry_parse(m->payload, m->len, &entries[n], why, sizeof(why)) == 0) {
             n++;
-        } else {
+        } else if (!w->failing) {
             log_warn(NULL, "%s/%d/%lld is no event (%s): not recorded", rd_kafka_topic_name(m->rkt),
                      (int)m->partition, (long long)m->offset, why);
         }
     }
-    int rc = -1, backoff_ms = 100;
-    while (worker_running()) {
-        if (audit_append(db, entries, n, &added, err, sizeof(err)) == 0) {
-            rc = 0;
-            break;
-        }
-        if (!db_alive(db)) { /* PostgreSQL away: logged once by db_alive */
-            db_wait();
-            continue;
-        }
-        log_error(NULL, "audit batch of %zu rolled back: %s; retrying in %d ms", n, err, backoff_ms);
-        if (!worker_sleep_ms(backoff_ms))
-            break;
-        backoff_ms = backoff_ms < 5000 ? backoff_ms * 2 : 5000;
+    int rc = audit_append(w->db, entries, n, &added, err, sizeof(err));
+    if (rc != 0) {
+        /* PostgreSQL away: db_alive resets the connection, or logs once that it is gone. */
+        if (db_alive(w->db) && !w->failing)
+            log_error(NULL,
+                      "audit batch of %zu rolled back: %s; offered again with a backoff (no further line "
+                      "until it is recorded)",
+                      n, err);
+        w->failing = 1;
+    } else {
+        if (w->failing)
+            log_info(NULL, "audit batch of %zu recorded again", n);
+        w->failing = 0;
+        if (added > 0)
+            log_debug(NULL, "%zu event(s) recorded, %zu seen before", added, n - added);
     }
-    if (rc == 0 && added > 0)
-        log_debug(NULL, "%zu event(s) recorded, %zu seen before", added, n - added);
     for (size_t i = 0; i < n; i++)
         audit_entry_clear(&entries[i]);
     free(entries);
-    return rc;
+    return rc == 0 ? 0 : -1;
 }
 
 int audit_run(conf_t *c) {
@@ -690,7 +697,8 @@ int audit_run(conf_t *c) {
     log_info(NULL, "consuming %s as group %s into audit_log", conf_get(c, "topic.events"),
              conf_get(c, "group.audit"));
     notify_ready("recording events"); /* systemd (Type=notify): connected to PostgreSQL and Kafka */
-    consumer_run(consumer, &(consumer_hooks_t){.arg = db, .apply = record_batch});
+    audit_worker_t w = {.db = db};
+    consumer_run(consumer, &(consumer_hooks_t){.arg = &w, .apply = record_batch});
     log_info(NULL, "shutting down");
     rc = EXIT_OK;
 done:

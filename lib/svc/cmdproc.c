@@ -25,6 +25,9 @@
 
 static const char SQL_SEEN[] =
     "SELECT command_id::text, result FROM processed_commands WHERE command_id = ANY($1::uuid[])";
+/* Whether an organization has an invitation policy: the set path leaves its commands to the per-command
+ * path (domain_run.c stops a run at the first of them), so a run that starts at one decides nothing. */
+static const char SQL_HAS_POLICY[] = "SELECT 1 FROM organization_policies WHERE org_id = $1::uuid";
 
 struct cmdproc {
     PGconn *db;
@@ -194,10 +197,42 @@ typedef struct attempt {
     domain_run_t run;
     size_t run_at, run_end; /* commands [run_at, run_end) were decided by the set path */
     size_t no_run_before;   /* a refused run's commands go per command */
+    /* Organizations with a policy, learnt when a run decided nothing at one of their commands: no run starts
+     * at their commands again in this attempt (policies are only ever added). */
+    char (*policy_orgs)[UUID_BUF];
+    size_t npolicy_orgs, cap_policy_orgs;
     int runs;
     unsigned long set_decided;
     cmd_t **run_cmds;
 } attempt_t;
+
+/* 1 when org is one of a->policy_orgs. */
+static int policy_org(const attempt_t *a, const char *org) {
+    for (size_t q = 0; org && q < a->npolicy_orgs; q++)
+        if (strcasecmp(a->policy_orgs[q], org) == 0)
+            return 1;
+    return 0;
+}
+
+/* A run that started at cmd decided nothing: when cmd's organization has a policy, no run starts at its
+ * commands again (one would decide nothing either); any other reason (its address has a pending
+ * invitation, its account was never activated, ...) concerns cmd alone, and a run may start at the next
+ * command. -1 on database failure. */
+static int learn_policy_org(attempt_t *a, const cmd_t *cmd, char *errstr, size_t errstr_size) {
+    if (!cmd->org_id || policy_org(a, cmd->org_id))
+        return 0;
+    const char *params[1] = {cmd->org_id};
+    PGresult *res = db_exec_cached(a->p->db, SQL_HAS_POLICY, 1, params, errstr, errstr_size);
+    if (!res)
+        return -1;
+    if (PQntuples(res) > 0) {
+        a->policy_orgs =
+            xgrow(a->policy_orgs, a->npolicy_orgs + 1, &a->cap_policy_orgs, sizeof(*a->policy_orgs), 8);
+        snprintf(a->policy_orgs[a->npolicy_orgs++], UUID_BUF, "%s", cmd->org_id);
+    }
+    PQclear(res);
+    return 0;
+}
 
 /* At command i: when the set path may take a run of invitations from here (up to a command id seen before
  * or repeated within the run: a duplicate, which the loop decides in its turn), applies that run. -1 on
@@ -205,7 +240,7 @@ typedef struct attempt {
 static int attempt_run(attempt_t *a, size_t i, char *errstr, size_t errstr_size) {
     cmdproc_t *p = a->p;
     if (!(i >= a->run_end && p->set_based && a->st[i] == PARSE_OK && i >= a->no_run_before &&
-          a->runs < RUNS_MAX && domain_run_eligible(&a->cmds[i])))
+          a->runs < RUNS_MAX && domain_run_eligible(&a->cmds[i]) && !policy_org(a, a->cmds[i].org_id)))
         return 0;
     size_t m = 0, j = i;
     while (j < a->n && a->st[j] == PARSE_OK && domain_run_eligible(&a->cmds[j]) &&
@@ -233,6 +268,8 @@ static int attempt_run(attempt_t *a, size_t i, char *errstr, size_t errstr_size)
     a->set_decided += a->run.decided;
     if (a->run.refused)
         a->no_run_before = i + m;
+    else if (a->run.decided == 0 && learn_policy_org(a, &a->cmds[i], errstr, errstr_size) != 0)
+        return -1;
     log_debug(NULL, "a run of %zu invitations: %zu decided set-based%s", m, a->run.decided,
               a->run.refused ? " (refused by the database: per command)" : "");
     return 0;
@@ -350,6 +387,7 @@ static int apply_once(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, cmd_t *cmds, 
 done:
     domain_run_free(&a.run);
     free(a.run_cmds);
+    free(a.policy_orgs);
     if (in_tx) {
         char ignore[256];
         db_cmd(p->db, "ROLLBACK", ignore, sizeof(ignore));
@@ -410,6 +448,7 @@ typedef struct cmdworker {
     PGconn *db;
     rd_kafka_t *producer; /* of the dead letters */
     const char *dlq, *group;
+    int failing; /* the last offer of the batch rolled back on a working connection (logged once) */
 } cmdworker_t;
 
 /* The Kafka headers of m, for the parser (binary-mode CloudEvents): an array the caller frees, whose names
@@ -426,29 +465,39 @@ static cmd_header_t *message_headers(const rd_kafka_message_t *m, size_t *n) {
     return h;
 }
 
-/* Applies msgs in PostgreSQL, retrying on database failure until it commits (0) or shutdown is asked (-1:
- * the batch is abandoned and redelivered). */
-static int apply_retrying(cmdworker_t *w, cmdproc_msg_t *msgs, size_t n) {
+/* Applies msgs in PostgreSQL: 0 when it committed; -1 when it rolled back, at once (no wait here: the
+ * consumer loop holds the batch, polls Kafka with the partitions paused and offers it again with a
+ * backoff). A connection lost and reset at once is tried again at once; PostgreSQL away is logged once by
+ * db_alive, another failure once per run of failures. */
+static int apply_offer(cmdworker_t *w, cmdproc_msg_t *msgs, size_t n) {
     char err[1024];
-    int backoff_ms = 100;
-    for (;;) {
-        if (cmdproc_apply(w->proc, msgs, n, err, sizeof(err)) == 0)
+    for (int tries = 0;; tries++) {
+        if (cmdproc_apply(w->proc, msgs, n, err, sizeof(err)) == 0) {
+            if (w->failing)
+                log_info(NULL, "batch of %zu committed again", n);
+            w->failing = 0;
             return 0;
-        if (!db_alive(w->db)) { /* PostgreSQL away: logged once by db_alive, not per attempt */
-            if (!db_wait())
-                return -1;
-            continue;
         }
-        log_error(NULL, "batch of %zu rolled back: %s; retrying in %d ms", n, err, backoff_ms);
-        if (!worker_sleep_ms(backoff_ms))
-            return -1;
-        backoff_ms = backoff_ms < 5000 ? backoff_ms * 2 : 5000;
-        cmdproc_set_db(w->proc, w->db);
+        int was_up = PQstatus(w->db) == CONNECTION_OK;
+        if (!db_alive(w->db))
+            return -1; /* PostgreSQL away */
+        if (!was_up && tries == 0)
+            continue; /* the connection was lost and is back: once more at once */
+        if (!w->failing)
+            log_error(NULL,
+                      "batch of %zu rolled back: %s; offered again with a backoff (no further line until "
+                      "a batch commits)",
+                      n, err);
+        else
+            log_debug(NULL, "batch of %zu rolled back again: %s", n, err);
+        w->failing = 1;
+        return -1;
     }
 }
 
 /* The consumer loop's apply hook: the batch in PostgreSQL, then its dead letters stored; 0 when both are
- * done (the offsets may move past the batch), -1 only when shutdown is asked. */
+ * done (the offsets may move past the batch), -1 when the database did not commit it (offered again) or
+ * shutdown is asked. */
 static int apply_batch(void *arg, rd_kafka_message_t *const *m, size_t n) {
     cmdworker_t *w = arg;
     cmdproc_msg_t *msgs = xcalloc(n, sizeof(*msgs));
@@ -457,7 +506,7 @@ static int apply_batch(void *arg, rd_kafka_message_t *const *m, size_t n) {
         msgs[i].len = m[i]->len;
         msgs[i].headers = message_headers(m[i], &msgs[i].nheaders);
     }
-    int rc = apply_retrying(w, msgs, n);
+    int rc = apply_offer(w, msgs, n);
     /* The dead letters must be stored before their offsets are committed. */
     if (rc == 0) {
         const char **reasons = xcalloc(n, sizeof(*reasons));

@@ -47,10 +47,10 @@ void cmdproc_set_db(cmdproc_t *p, PGconn *db);
 void cmdproc_free(cmdproc_t *p);
 
 /* The whole command worker: consumer group group.commands on topic.commands (lib/core/consumer.c), each
- * batch applied in one transaction (cmdproc_apply, retried while PostgreSQL fails), its messages that are
- * no command stored on topic.dlq (lib/svc/deadletter.c) before the offsets move past them; until
- * worker_running() says stop. Reads keys.dir (secret_init first). Returns the exit status
- * (lib/core/exitstatus.h). */
+ * batch applied in one transaction (cmdproc_apply; while PostgreSQL fails, the loop holds the batch and
+ * offers it again, polling Kafka meanwhile), its messages that are no command stored on topic.dlq
+ * (lib/svc/deadletter.c) before the offsets move past them; until worker_running() says stop. Reads
+ * keys.dir (secret_init first). Returns the exit status (lib/core/exitstatus.h). */
 int cmdproc_run(const conf_t *c);
 
 #endif

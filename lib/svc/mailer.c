@@ -211,6 +211,9 @@ struct mailer {
     int64_t probe_at, opened_at, tripped_at, closed_at;
     long probe_delay_ms;
     char outage[400];
+    /* Main thread: recording outcomes failed, and how often (across rounds while PostgreSQL is away):
+     * logged once until it works again. */
+    int record_failing, record_tries;
 };
 
 mailer_t *mailer_new(const conf_t *c, char *errstr, size_t errstr_size) {
@@ -913,10 +916,12 @@ static int breaker_holding(mailer_t *m) {
 static void db_recover(mailer_t *m, PGconn *db, long sleep_ms);
 
 /* Writes the outcomes of a chunk (with their events) in one transaction, and does not give up: once mail
- * has gone out, forgetting that would send it again. A lost connection is waited for (backing off to
- * 5 s); an error on a working connection is tried again once as is (a deadlock, a serialization
- * failure), then with every text made ASCII (a text PostgreSQL refused). On shutdown it keeps trying for
- * another 30 s, then leaves the rows `sending` (taken over by another mailer once this one is gone). */
+ * has gone out, forgetting that would send it again. An error on a working connection is tried again once
+ * as is (a deadlock, a serialization failure), then with every text made ASCII (a text PostgreSQL
+ * refused), backing off to 5 s. While running, PostgreSQL away returns 1 at once: the caller keeps the
+ * outcomes for a later round, and the consumer loop goes on polling Kafka meanwhile. On shutdown it keeps
+ * trying (backing off to 5 s) for another 30 s, then leaves the rows `sending` (taken over by another
+ * mailer once this one is gone): -1. 0 once written. One line per outage, not per attempt. */
 static int record_chunk(mailer_t *m, PGconn *db, const outcome_in_t *in, size_t n, char *errstr,
                         size_t errstr_size) {
     long backoff = 250;
@@ -935,16 +940,23 @@ static int record_chunk(mailer_t *m, PGconn *db, const outcome_in_t *in, size_t 
         else if (skipped)
             PQclear(skipped);
         if (ok) {
-            if (tries > 0)
-                log_info(NULL, "recorded the outcome of %zu mail job(s) after %d tries", n, tries + 1);
+            if (m->record_failing)
+                log_info(NULL, "recorded the outcome of %zu mail job(s) after %d tries", n,
+                         m->record_tries + 1);
+            m->record_failing = 0;
+            m->record_tries = 0;
             return 0;
         }
         rollback(db);
-        if (tries == 0)
+        if (tries == 0 && !m->record_failing)
             log_error(NULL,
                       "cannot record the outcome of %zu mail job(s) (%s): trying again until PostgreSQL "
                       "takes it",
                       n, errstr);
+        m->record_failing = 1;
+        m->record_tries++;
+        if (worker_running() && !db_alive(db))
+            return 1; /* away (db_alive logged it once): kept for a later round */
         if (!worker_running()) {
             if (!stop_by)
                 stop_by = worker_now_ms() + 30000;
@@ -1019,8 +1031,9 @@ static void dispatch(mailer_t *m) {
 }
 
 /* Main thread: records the outcomes of every job the senders finished, in transactions of at most
- * mail.batch.max × mail.connections jobs. -1 (logged) only when the worker is stopping and PostgreSQL did
- * not take them: the jobs stay `sending`, taken over when their lease ends. */
+ * mail.batch.max × mail.connections jobs. -1 while running when PostgreSQL is away: the outcomes not
+ * written are kept (done) for a later call. -1 (logged) when the worker is stopping and PostgreSQL did not
+ * take them: the jobs stay `sending`, taken over when their lease ends. */
 static int record_done(mailer_t *m, PGconn *db) {
     breaker_release(m, db);
     pthread_mutex_lock(&m->lock);
@@ -1042,7 +1055,21 @@ static int record_done(mailer_t *m, PGconn *db) {
             n++;
         }
         char err[1024];
-        if (record_chunk(m, db, in, n, err, sizeof(err)) != 0) {
+        int r = record_chunk(m, db, in, n, err, sizeof(err));
+        if (r > 0) {
+            /* PostgreSQL away: these outcomes and the rest go back in front of done, for a later round. */
+            pthread_mutex_lock(&m->lock);
+            if (m->done.head)
+                done.tail->next = m->done.head;
+            else
+                m->done.tail = done.tail;
+            m->done.head = done.head;
+            m->done.n += done.n;
+            pthread_mutex_unlock(&m->lock);
+            rc = -1;
+            break;
+        }
+        if (r < 0) {
             log_error(NULL, "gave up recording the outcome of %zu mail job(s) on shutdown: %s", n, err);
             rc = -1;
         }
@@ -1357,17 +1384,13 @@ static void db_identify(mailer_t *m, PGconn *db) {
     /* On failure the claims are anonymous (lease only): safe, only slower to take over. */
 }
 
-/* After a database error: a broken connection is reset (and named again); while PostgreSQL is away, one
- * line and a bounded backoff (db_wait); either way wait a moment. */
+/* After a database error: a broken connection is reset (and named again; while PostgreSQL is away, one
+ * line, by db_alive); then a wait of sleep_ms (the hooks of the consumer loop pass 1 s, so that it polls
+ * Kafka at least that often while PostgreSQL is away). */
 static void db_recover(mailer_t *m, PGconn *db, long sleep_ms) {
     int was_down = PQstatus(db) != CONNECTION_OK;
-    if (db_alive(db)) {
-        if (was_down)
-            db_identify(m, db);
-    } else if (worker_running()) {
-        db_wait();
-        return;
-    }
+    if (db_alive(db) && was_down)
+        db_identify(m, db);
     if (worker_running()) {
         worker_sleep_ms(sleep_ms);
     } else { /* shutting down, still writing what was sent: worker_sleep_ms would not wait */
@@ -1419,8 +1442,10 @@ static size_t loop_room(void *arg, int *first_wait_ms) {
 }
 
 /* The consumer loop's apply hook: records the batch of jobs in mail_deliveries (mailer_accept). Until they
- * are in the table their offsets stay uncommitted: on failure the loop offers the same batch again (on
- * shutdown it is left uncommitted for the next mailer). */
+ * are in the table their offsets stay uncommitted: on failure it returns -1 at once (no wait here: the loop
+ * holds the batch, polls Kafka with the partitions paused and offers it again with a backoff; on shutdown it
+ * is left uncommitted for the next mailer). The senders' outcomes meanwhile are recorded at each offer.
+ * One line per run of failures, not one per offer. */
 static int loop_accept(void *arg, rd_kafka_message_t *const *batch, size_t n) {
     mailer_loop_t *l = arg;
     char err[1024];
@@ -1429,15 +1454,24 @@ static int loop_accept(void *arg, rd_kafka_message_t *const *batch, size_t n) {
         in[i].payload = batch[i]->payload ? batch[i]->payload : "";
         in[i].len = batch[i]->len;
     }
-    l->accept_failed = mailer_accept(l->m, l->db, in, n, err, sizeof(err)) != 0;
+    int failed = mailer_accept(l->m, l->db, in, n, err, sizeof(err)) != 0;
     free(in);
-    if (l->accept_failed) {
-        log_error(NULL, "cannot record %zu mail job(s), will try again: %s", n, err);
-        db_recover(l->m, l->db, 1000);
-        if (worker_running() && record_done(l->m, l->db) != 0) /* the senders' outcomes meanwhile */
-            db_recover(l->m, l->db, 1000);
+    if (failed) {
+        if (!l->accept_failed)
+            log_error(NULL,
+                      "cannot record %zu mail job(s), will try again (no further line until it works): %s", n,
+                      err);
+        l->accept_failed = 1;
+        int was_down = PQstatus(l->db) != CONNECTION_OK;
+        if (db_alive(l->db) && was_down) /* PostgreSQL away: db_alive logs it once */
+            db_identify(l->m, l->db);
+        if (worker_running() && PQstatus(l->db) == CONNECTION_OK)
+            record_done(l->m, l->db); /* the senders' outcomes meanwhile */
         return -1;
     }
+    if (l->accept_failed)
+        log_info(NULL, "mail jobs recorded again");
+    l->accept_failed = 0;
     return 0;
 }
 
@@ -1454,7 +1488,8 @@ static void loop_round(void *arg) {
     int claimed = 0;
     char err[1024];
     if (mailer_claim_due(m, l->db, &claimed, err, sizeof(err)) != 0) {
-        log_error(NULL, "cannot read due mail retries: %s", err);
+        if (PQstatus(l->db) == CONNECTION_OK) /* else PostgreSQL away: db_alive logs that once */
+            log_error(NULL, "cannot read due mail retries: %s", err);
         db_recover(m, l->db, 1000);
     } else {
         dispatch(m);

@@ -1,0 +1,102 @@
+"""The consumer loop while PostgreSQL is away (lib/core/consumer.c, docs/DESIGN.md "Consumer loop"): a batch
+that cannot be applied is held with the partitions paused, and the loop keeps polling Kafka, so that a
+command worker waiting for PostgreSQL longer than max.poll.interval.ms stays in its group (librdkafka would
+otherwise log MAXPOLL, "Application maximum poll interval ... exceeded", and leave the group: rebalances,
+refused offset commits). When PostgreSQL is back, every command queued meanwhile gets exactly one result and
+is applied once. On the real stack (ops/test): PostgreSQL goes away for this worker alone, through a relay
+(conftest.Relay) that is stopped, so the session's workers and the other tests keep their database."""
+import json
+import os
+import time
+import uuid
+
+from conftest import Relay, Worker, accepted, pg_url_via, unique_email, wait_log, wait_until
+from test_poison import _committed, _create_topic, _delete_topic
+
+# librdkafka wants max.poll.interval.ms >= session.timeout.ms (6 s for our consumers, lib/core/kafka.c).
+MAX_POLL_MS = 7000
+PARTITIONS = 3
+COMMANDS = 30
+
+
+def _ends(topic):
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": os.environ["RAIKOO_KAFKA_BOOTSTRAP_SERVERS"], "group.id": "probe"})
+    try:
+        return [c.get_watermark_offsets(TopicPartition(topic, i), timeout=10)[1] for i in range(PARTITIONS)]
+    finally:
+        c.close()
+
+
+def test_a_postgresql_outage_longer_than_max_poll_interval_keeps_the_command_worker_in_its_group(
+        client, admin, db):
+    tag = uuid.uuid4().hex[:10]
+    commands, group = f"test.cmds.{tag}", f"test-group-{tag}"
+    org = accepted(client.send("CreateOrganization", admin, {"name": "Outage " + tag,
+                                                             "owner_user_id": admin}))["org_id"]
+    _create_topic(commands, PARTITIONS)
+    pg = Relay(int(os.environ["RAIKOO_PG_PORT"]))
+    pg.start()
+    w = Worker("raikoo-command-worker", env={
+        "RAIKOO_DB_URL": pg_url_via(pg.port), "RAIKOO_TOPIC_COMMANDS": commands, "RAIKOO_GROUP_COMMANDS": group,
+        "RAIKOO_KAFKA_MAX_POLL_INTERVAL_MS": str(MAX_POLL_MS), "RAIKOO_WORKER_INSTANCE": ""})
+    rc = None
+    try:
+        wait_log(w, "assigned", timeout=120)
+        from confluent_kafka import Producer
+        p = Producer({"bootstrap.servers": os.environ["RAIKOO_KAFKA_BOOTSTRAP_SERVERS"]})
+        # A first command while PostgreSQL is there: the worker's connection is in use when it goes.
+        first = client.envelope("InviteNewUser", admin, {"org_id": org, "email": unique_email("outage")})
+        p.produce(commands, json.dumps(first).encode(), key=b"0")
+        assert p.flush(30) == 0
+        accepted(client.result(first["id"], timeout=120))
+
+        pg.stop()
+        ids, emails = [], []
+        for i in range(COMMANDS):
+            email = unique_email("outage")
+            ev = client.envelope("InviteNewUser", admin, {"org_id": org, "email": email})
+            ids.append(ev["id"])
+            emails.append(email)
+            p.produce(commands, json.dumps(ev).encode(), key=str(i).encode())  # over every partition
+        assert p.flush(30) == 0
+        wait_log(w, "PostgreSQL unavailable", timeout=120)
+        # Away for well over max.poll.interval.ms (a condition to create, not a timing assertion).
+        time.sleep(2.5 * MAX_POLL_MS / 1000)
+        assert w.proc.poll() is None, f"the worker exited {w.proc.returncode}:\n{w.output()[-3000:]}"
+        pg.start()
+
+        for cid in ids:
+            accepted(client.result(cid, timeout=180))
+        wait_log(w, "PostgreSQL available again", timeout=60)
+        # Every offset is committed (none refused by a group the member had left).
+        ends = _ends(commands)
+        wait_until(lambda: _committed(group, commands, PARTITIONS) == ends, timeout=120,
+                   what=f"offsets of {commands} committed up to {ends}")
+        log = w.output()
+        assert "MAXPOLL" not in log and "maximum poll interval" not in log, \
+            f"the worker left its group while PostgreSQL was away:\n{log[-4000:]}"
+        assert log.count("PostgreSQL unavailable") == 1, "one line per outage, not one per attempt"
+        assert w.proc.poll() is None, f"the worker exited {w.proc.returncode}:\n{log[-3000:]}"
+    finally:
+        pg.start()
+        rc = w.stop()
+        pg.close()
+        _delete_topic(commands)
+    assert rc == 0, w.output()[-3000:]
+
+    # Exactly one result per command: a command applied again, or redelivered and recognised, would have
+    # its result published a second time.
+    client.results.poll(2)
+    for m in client.results.seen:
+        d = json.loads(m.value())["data"]
+        client.by_command.setdefault(d["command_id"], []).append(json.loads(m.value()))
+    client.results.seen.clear()
+    twice = {cid: len(client.by_command[cid]) for cid in ids if len(client.by_command.get(cid, [])) != 1}
+    assert not twice, f"commands with other than one result: {twice}"
+    # Applied once: one invitation per address, one processed_commands row per command.
+    cur = db.cursor()
+    cur.execute("SELECT count(*) FROM invitations WHERE org_id = %s AND email = ANY(%s)", (org, emails))
+    assert cur.fetchone()[0] == COMMANDS
+    cur.execute("SELECT count(*) FROM processed_commands WHERE command_id = ANY(%s::uuid[])", (ids,))
+    assert cur.fetchone()[0] == COMMANDS

@@ -57,7 +57,7 @@ static const char *obj_str(json_t *o, const char *key) {
     return json_string_value(json_object_get(o, key));
 }
 
-static void lower_uuid(char out[37], const char *s) {
+static void lower_uuid(char out[UUID_BUF], const char *s) {
     for (int i = 0; i < 36; i++)
         out[i] = (char)tolower((unsigned char)s[i]);
     out[36] = '\0';
@@ -66,7 +66,7 @@ static void lower_uuid(char out[37], const char *s) {
 static char *uuid_or_null(const char *s) {
     if (!s || !uuid_valid(s))
         return NULL;
-    char buf[37];
+    char buf[UUID_BUF];
     lower_uuid(buf, s);
     return xstrdup(buf);
 }
@@ -415,10 +415,10 @@ typedef struct walk {
     audit_report_fn *report;
     void *arg;
     size_t problems, chains;
-    char org[37];
+    char org[UUID_BUF];
     long long next_seq; /* the seq the next row should have */
     long long last_seq; /* of the last row read, 0 before the first */
-    char last_id[37];
+    char last_id[UUID_BUF];
     unsigned char prev[AUDIT_HASH_SIZE];  /* the stored hash of the last row (zeros before the first) */
     unsigned char prev2[AUDIT_HASH_SIZE]; /* the one before it */
     int have_prev2;

@@ -8,6 +8,7 @@
 #include <libpq-fe.h>
 
 #include "conf.h"
+#include "secret.h" /* UUID_BUF */
 
 #define AUDIT_HASH_SIZE 32
 /* The chain of events that name no organization (UserCreated by CreateUser, some CommandRejected). */
@@ -15,11 +16,11 @@
 
 /* One event as the audit log records it. Every string is owned by the entry (audit_entry_clear). */
 typedef struct audit_entry {
-    char event_id[37]; /* lower case */
-    char org_id[37];   /* the chain: data.org_id in lower case, or AUDIT_NO_ORG */
-    char *type;        /* "InvitationCreated" (the CloudEvents type without raikoo.event. and .v1) */
-    char *time;        /* the event's time attribute in canonical form (rfc3339_canonical), or NULL */
-    char *actor_id;    /* actorid, or NULL (the workers' own decisions) */
+    char event_id[UUID_BUF]; /* lower case */
+    char org_id[UUID_BUF];   /* the chain: data.org_id in lower case, or AUDIT_NO_ORG */
+    char *type;              /* "InvitationCreated" (the CloudEvents type without raikoo.event. and .v1) */
+    char *time;              /* the event's time attribute in canonical form (rfc3339_canonical), or NULL */
+    char *actor_id;          /* actorid, or NULL (the workers' own decisions) */
     char *correlation_id;
     char *subject; /* whom: data.email, else user_id, invitation_id, name or org_id; NULL when none */
     char *result;  /* "ok", or the result code of CommandRejected, "failed" for InvitationEmailFailed ... */

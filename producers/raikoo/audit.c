@@ -184,7 +184,7 @@ static int audit_list(int argc, char **argv, conf_t *c) {
     int rc = audit_list_options(argc, argv, &lo);
     if (rc != EXIT_OK)
         return rc;
-    char err[1024], org_l[37];
+    char err[1024], org_l[UUID_BUF];
     for (int i = 0; i < 36; i++)
         org_l[i] = (char)(lo.org[i] >= 'A' && lo.org[i] <= 'Z' ? lo.org[i] + 32 : lo.org[i]);
     org_l[36] = '\0';

@@ -94,7 +94,7 @@ int cmd_bootstrap_admin(int argc, char **argv, conf_t *c) {
         fprintf(stderr, "raikoo bootstrap-admin: %s\n", err);
         return EXIT_INFRA;
     }
-    char id[37];
+    char id[UUID_BUF];
     uuid_generate(id);
     const char *p[3] = {id, email, name};
     /* Finds the account by address (making it an admin) or creates it; one statement, safe to repeat. */

@@ -112,7 +112,7 @@ static char *floor_message(const conf_t *c, const mail_from_t *from, char *errst
     tpl = mail_templates_load(conf_get(c, "mail.templates"), &overridden, errstr, errstr_size);
     if (!tpl)
         goto done;
-    char code[CODE_LEN + 1], sealed[SEALED_CODE_B64_MAX], ids[3][37], when[32];
+    char code[CODE_LEN + 1], sealed[SEALED_CODE_B64_MAX], ids[3][UUID_BUF], when[32];
     code_generate(code);
     if (code_seal(&keys, code, sealed, sizeof(sealed)) != 0) {
         snprintf(errstr, errstr_size, "sealing failed");

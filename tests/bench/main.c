@@ -254,14 +254,14 @@ static void procs_sample(void) {
 /* The SMTP floor sends at most this many messages: enough for a steady rate. */
 #define SMTP_FLOOR_MAX 10000
 
-static char (*orgs)[37];
+static char (*orgs)[UUID_BUF];
 static long invitations_made; /* accepted InviteNewUser commands of this run not yet mailed */
 static long run_no;           /* 1 .. --repeat */
 static long batch_max;
 /* The mailer's parallel SMTP sessions: the SMTP floor is measured with as many too. */
 static long mail_connections;
 static double first_send, last_send; /* when run_commands published its first and last command */
-static char admin_id[37];
+static char admin_id[UUID_BUF];
 static char run_tag[16];
 
 static int setup_orgs(PGconn *db, const options_t *o, char *err, size_t errsz) {
@@ -340,7 +340,7 @@ typedef struct report {
  * publish to the last result, or a negative value on failure. */
 static double run_commands(raikoo_producer_t *p, const options_t *o, const char *phase, long n, long rate,
                            double *lat, long *rejected, long *received) {
-    char err[512], id[37];
+    char err[512], id[UUID_BUF];
     sendtimes_t *st = sendtimes_new((size_t)n);
     double t0 = bench_now(), last = t0;
     long sent = 0;

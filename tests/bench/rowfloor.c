@@ -82,9 +82,9 @@ typedef struct table_tpl {
 } table_tpl_t;
 
 typedef struct tpl {
-    char uuids[MAX_UUIDS][37]; /* the template's own uuids, each replaced by a fresh one per command */
+    char uuids[MAX_UUIDS][UUID_BUF]; /* the template's own uuids, each replaced by a fresh one per command */
     int nuuids;
-    char actor[37], org[37], email[256];
+    char actor[UUID_BUF], org[UUID_BUF], email[256];
 } tpl_t;
 
 static int is_uuid_at(const char *s) {
@@ -160,7 +160,7 @@ static int segment(tpl_t *t, table_tpl_t *tt, const char *text, char *errstr, si
 }
 
 /* Appends one command's copy of the table's rows. */
-static void instantiate(const table_tpl_t *tt, buf_t *b, char (*fresh)[37], const char *actor,
+static void instantiate(const table_tpl_t *tt, buf_t *b, char (*fresh)[UUID_BUF], const char *actor,
                         const char *org, const char *email) {
     for (size_t i = 0; i < tt->nsegs; i++) {
         buf_str(b, tt->segs[i].lit);
@@ -231,7 +231,8 @@ static int outbox_delete_after(PGconn *db, long mark, char *errstr, size_t errst
 /* Runs one real InviteNewUser by t->actor with data (stolen; its address t->email) through the processor:
  * *built gets the command (raikoo_command_msg_clear), user the id of the user it made. */
 static int template_command(const conf_t *c, PGconn *db, const tpl_t *t, json_t *data,
-                            raikoo_command_msg_t *built, char user[37], char *errstr, size_t errstr_size) {
+                            raikoo_command_msg_t *built, char user[UUID_BUF], char *errstr,
+                            size_t errstr_size) {
     int rc = -1;
     long max_bytes;
     secret_keys_t keys;
@@ -323,7 +324,7 @@ static int make_templates(const conf_t *c, PGconn *db, const char *actor, json_t
         json_decref(data);
         return -1;
     }
-    char user[37], markstr[24];
+    char user[UUID_BUF], markstr[24];
     int rc = template_command(c, db, t, data, &built, user, errstr, errstr_size);
     snprintf(markstr, sizeof(markstr), "%ld", mark);
     *bytes = 0;
@@ -364,14 +365,14 @@ static int copy_in(PGconn *db, const char *sql, const buf_t *b, char *errstr, si
 /* Builds the rows of commands [i, i + k) of phase into bufs (one per table), before their transaction
  * starts; orgs[j] gets command i + j's organization (kept in orgbuf[j]). */
 static void batch_build(const tpl_t *t, const table_tpl_t *tt, buf_t *bufs, bench_data_fn *data, void *arg,
-                        const char *phase, long i, long k, const char **orgs, char (*orgbuf)[37]) {
+                        const char *phase, long i, long k, const char **orgs, char (*orgbuf)[UUID_BUF]) {
     for (size_t tb = 0; tb < NTABLES; tb++)
         bufs[tb].n = 0;
     for (long j = 0; j < k; j++) {
         json_t *d = data(arg, phase, i + j);
         const char *email = json_string_value(json_object_get(d, "email"));
         const char *org = json_string_value(json_object_get(d, "org_id"));
-        char fresh[MAX_UUIDS][37];
+        char fresh[MAX_UUIDS][UUID_BUF];
         for (int u = 0; u < t->nuuids; u++)
             uuid_generate(fresh[u]);
         for (size_t tb = 0; tb < NTABLES; tb++)
@@ -418,7 +419,7 @@ int bench_row_floor(const conf_t *c, PGconn *db, long n, const char *actor, benc
     buf_t bufs[NTABLES];
     memset(bufs, 0, sizeof(bufs));
     const char **orgs = NULL;
-    char(*orgbuf)[37] = NULL;
+    char(*orgbuf)[UUID_BUF] = NULL;
     char tpl_phase[48];
     snprintf(tpl_phase, sizeof(tpl_phase), "%s-template", phase);
     if (conf_get_long(c, "batch.max", 1, 100000, &batch_max, errstr, errstr_size) != 0 ||

@@ -4,9 +4,10 @@
 #include <strings.h>
 
 #include "bench.h"
+#include "secret.h" /* UUID_BUF */
 
 typedef struct slot {
-    char id[37];
+    char id[UUID_BUF];
     double t;
 } slot_t;
 

@@ -198,7 +198,7 @@ static const char *need_id(runner_t *r, json_t *o, const char *key) {
     return id;
 }
 
-static int new_name(runner_t *r, json_t *o, char id[37]) {
+static int new_name(runner_t *r, json_t *o, char id[UUID_BUF]) {
     const char *as = str_field(o, "as", NULL);
     if (!as || !isalpha((unsigned char)as[0])) {
         text_printf(r->errstr, sizeof(r->errstr),
@@ -216,7 +216,7 @@ static int setup_users(runner_t *r, json_t *users) {
     size_t i;
     json_t *u;
     json_array_foreach(users, i, u) {
-        char id[37], email[EMAIL_MAX + 1];
+        char id[UUID_BUF], email[EMAIL_MAX + 1];
         if (new_name(r, u, id) != 0)
             return -1;
         const char *as = str_field(u, "as", "");
@@ -243,7 +243,7 @@ static int setup_orgs(runner_t *r, json_t *orgs) {
     size_t i;
     json_t *o;
     json_array_foreach(orgs, i, o) {
-        char id[37];
+        char id[UUID_BUF];
         if (new_name(r, o, id) != 0)
             return -1;
         const char *p[2] = {id, str_field(o, "name", str_field(o, "as", ""))};
@@ -285,7 +285,7 @@ static int setup_invitations(runner_t *r, json_t *invs) {
     size_t i;
     json_t *v;
     json_array_foreach(invs, i, v) {
-        char id[37];
+        char id[UUID_BUF];
         if (new_name(r, v, id) != 0)
             return -1;
         const char *org = need_id(r, v, "org"), *user = org ? need_id(r, v, "user") : NULL;
@@ -325,7 +325,7 @@ static int setup(runner_t *r, json_t *s) {
     size_t i;
     json_t *g;
     json_array_foreach(ghosts, i, g) {
-        char id[37], email[EMAIL_MAX + 1];
+        char id[UUID_BUF], email[EMAIL_MAX + 1];
         uuid_generate(id);
         if (!json_is_string(g) || sym_set(r, json_string_value(g), id) != 0)
             return -1;
@@ -354,7 +354,7 @@ static json_t *envelope(runner_t *r, json_t *entry) {
         text_printf(r->errstr, sizeof(r->errstr), "a command needs \"type\" (or \"raw\": a whole envelope)");
         return NULL;
     }
-    char id[37], ctype[128];
+    char id[UUID_BUF], ctype[128];
     uuid_generate(id);
     text_printf(ctype, sizeof(ctype), "raikoo.command.%s.v1", type);
     json_t *data = json_object_get(entry, "data");

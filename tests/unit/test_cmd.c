@@ -467,7 +467,7 @@ static void mock_kafka_free(mock_kafka_t *m) {
 
 /* Publishes MOCK_COMMANDS commands (the first waiting for its delivery, the others not) and one that is
  * refused before it is sent; every delivery is reported. */
-static void publish_commands(raikoo_producer_t *p, char ids[MOCK_COMMANDS][37]) {
+static void publish_commands(raikoo_producer_t *p, char ids[MOCK_COMMANDS][UUID_BUF]) {
     char err[512];
     delivered_ok = delivered_bad = 0;
     CHECK(raikoo_command_publish(p, RAIKOO_CMD_REMOVE_MEMBER, ACTOR,
@@ -477,7 +477,7 @@ static void publish_commands(raikoo_producer_t *p, char ids[MOCK_COMMANDS][37]) 
         CHECK(raikoo_command_send(p, RAIKOO_CMD_REMOVE_MEMBER, ACTOR,
                                   json_pack("{s:s, s:s}", "org_id", ORG, "user_id", INV), ids[i], err,
                                   sizeof(err)) == 0);
-    char bad_id[37] = "x";
+    char bad_id[UUID_BUF] = "x";
     CHECK(raikoo_command_send(p, RAIKOO_CMD_REMOVE_MEMBER, ACTOR, json_pack("{s:s}", "org_id", ORG), bad_id,
                               err, sizeof(err)) == RAIKOO_ERR_INVALID);
     CHECK(bad_id[0] == '\0');
@@ -488,7 +488,7 @@ static void publish_commands(raikoo_producer_t *p, char ids[MOCK_COMMANDS][37]) 
 
 /* Polls the results of ids[1..MOCK_COMMANDS) (ids[0]'s was taken): each once, accepted or rejected as
  * published; then nothing more. */
-static void poll_results_each_once(raikoo_producer_t *p, char ids[MOCK_COMMANDS][37]) {
+static void poll_results_each_once(raikoo_producer_t *p, char ids[MOCK_COMMANDS][UUID_BUF]) {
     char err[512];
     raikoo_result_t r;
     int seen[MOCK_COMMANDS] = {0}, got = 0;
@@ -531,7 +531,7 @@ static void producer_waits_for_one_and_polls_many_results_each_once(void) {
     CHECK(raikoo_results_poll(p, 0, &r, err, sizeof(err)) == RAIKOO_ERR_STATE);
     CHECK(raikoo_results_follow(p, err, sizeof(err)) == 0);
 
-    char ids[N][37];
+    char ids[N][UUID_BUF];
     publish_commands(p, ids);
 
     /* Results in reverse order, someone else's among them, and one duplicate. */

@@ -62,7 +62,7 @@ static void password_hash_needs_argon2id_at_interactive_cost(void) {
 }
 
 static void uuids_are_v4_and_validated(void) {
-    char u[37];
+    char u[UUID_BUF];
     uuid_generate(u);
     CHECK(uuid_valid(u));
     CHECK(u[14] == '4');

@@ -7,4 +7,7 @@
 /* Milliseconds of CLOCK_MONOTONIC: for deadlines and durations, never for dates. */
 int64_t clock_ms(void);
 
+/* Seconds of the same clock, with its fraction: for rates and elapsed times shown to people. */
+double clock_s(void);
+
 #endif

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "strbuf.h"
 #include "text.h"
 
@@ -55,9 +56,7 @@ void metrics_set_enabled(int on) {
 }
 
 double metrics_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return clock_s();
 }
 
 static metric_t *family(const char *name, const char *help, mtype_t type, const char *const *labels,

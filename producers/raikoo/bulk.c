@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "db.h"
 #include "email.h"
 #include "producer.h"
@@ -154,15 +155,9 @@ typedef struct progress {
     int drawn;
 } progress_t;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void on_progress(void *opaque, size_t sent, size_t done, size_t total) {
     progress_t *pr = opaque;
-    double el = now_s() - pr->start;
+    double el = clock_s() - pr->start;
     double rate = el > 0 ? (double)done / el : 0;
     double eta = rate > 0 ? (double)(total - done) / rate : 0;
     if (pr->tty) {
@@ -615,13 +610,13 @@ static int bulk_run(bulk_t *b, conf_t *c) {
         return EXIT_USAGE;
     }
     bulk_items(b);
-    progress_t pr = {isatty(STDERR_FILENO), now_s(), 0, 0};
+    progress_t pr = {isatty(STDERR_FILENO), clock_s(), 0, 0};
     if (b->nitems > 0) {
         int rc = bulk_send(b, c, timeout_ms, &pr);
         if (rc != EXIT_OK)
             return rc;
     }
-    bulk_print(b, now_s() - pr.start);
+    bulk_print(b, clock_s() - pr.start);
     return b->n_err ? EXIT_INFRA : (b->n_rej || b->n_bad) ? EXIT_REJECTED : EXIT_ACCEPTED;
 }
 

@@ -13,6 +13,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "kafka.h"
 #include "redact.h"
 #include "secret.h"
@@ -238,12 +239,9 @@ static int read_topic(const conf_t *c, const char *topic, dead_list_t *out, char
         return -1;
     reading_t r = {0};
     int rc = assign_from_low(rk, topic, &r, errstr, errstr_size);
-    struct timespec start;
-    clock_gettime(CLOCK_MONOTONIC, &start);
+    int64_t start = clock_ms();
     while (rc == 0 && r.left > 0) {
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if ((now.tv_sec - start.tv_sec) * 1000 > DLQ_TIMEOUT_MS) {
+        if (clock_ms() - start > DLQ_TIMEOUT_MS) {
             snprintf(errstr, errstr_size, "%s not read to its end within %d s", topic, DLQ_TIMEOUT_MS / 1000);
             rc = -1;
             break;

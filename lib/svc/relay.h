@@ -19,4 +19,9 @@ rd_kafka_t *relay_producer_wait(const conf_t *c, char *errstr, size_t errstr_siz
 int relay_round(PGconn *db, rd_kafka_t *producer, long limit, size_t *published, char *errstr,
                 size_t errstr_size);
 
+/* The outbox relay: publishes the outbox while this relay holds the advisory lock (one is active; others
+ * stand by until its session ends), a round on every NOTIFY raikoo_outbox or every relay.poll.ms, until
+ * worker_running() says stop. Waits while PostgreSQL or Kafka is away. Returns the exit status. */
+int relay_run(const conf_t *c);
+
 #endif

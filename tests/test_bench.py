@@ -18,6 +18,29 @@ def maildir_files(var):
     return set(glob.glob(os.path.join(var, "mail", "new", "*")))
 
 
+STAGES = ("to_transaction", "transaction_to_result")
+TOLERANCE_MS = 1.0  # processed_at has microseconds; the wall clock and the monotonic one differ by far less
+
+
+def check_stages(l):
+    """Every paced command's latency splits at its worker's transaction (processed_at) into two stages that
+    add up to it: each stage of a command is at most its total, so each stage's percentile is at most the
+    total's (order statistics keep a pointwise bound). With both stages present, the bound is about the
+    split, not about timing."""
+    assert l["stage_commands"] == l["commands"], l  # every command's processed_at was found
+    assert set(l["stages"]) == set(STAGES), l
+    for name in STAGES:
+        st = l["stages"][name]
+        p50, p90, p99 = st["p50_ms"], st["p90_ms"], st["p99_ms"]
+        assert -TOLERANCE_MS <= p50 <= p90 <= p99, (name, st)
+        assert p50 <= l["p50_ms"] + TOLERANCE_MS and p90 <= l["p90_ms"] + TOLERANCE_MS, (name, st, l)
+        assert p99 <= l["p99_ms"] + TOLERANCE_MS and p99 <= l["max_ms"] + TOLERANCE_MS, (name, st, l)
+    # And the stages together cover the total: at least 90 % of the commands are at or under each stage's
+    # p90, so at least 80 % (of 20 and more commands: at least half) are at or under the sum of the p90s.
+    both = sum(l["stages"][name]["p90_ms"] for name in STAGES)
+    assert l["p50_ms"] <= both + 2 * TOLERANCE_MS, l
+
+
 def test_bench_runs_twice_at_a_tiny_size_and_reports_medians():
     var = os.environ.get("RAIKOO_BENCH_VAR") or os.path.join(ROOT, "var", "bench")  # where ops/bench puts it
     out_dir = os.path.join(var, "results")
@@ -33,6 +56,9 @@ def test_bench_runs_twice_at_a_tiny_size_and_reports_medians():
     for phase in PHASES:
         assert p.stderr.count(f"phase: {phase}") == 2, phase
     assert "run 2 of 2" in p.stderr
+    for rate in RATES:
+        for label in ("publish -> transaction began", "transaction began -> result received"):
+            assert f"@{rate:5d}/s {label}" in p.stdout, (rate, label)
     for line in ("medians of 2 runs", "row floor (InviteNewUser/s", "per-command SQL (InviteNewUser/s",
                  "ratio pipeline / row floor", "ratio pipeline / per-command SQL", "ratio two workers / one worker"):
         assert line in p.stdout, line
@@ -48,6 +74,8 @@ def test_bench_runs_twice_at_a_tiny_size_and_reports_medians():
         assert run["pipeline"]["rejected"] == 0
         assert [l["offered_per_s"] for l in run["latency"]] == list(RATES)
         assert all(l["commands"] == l["offered_per_s"] for l in run["latency"])
+        for l in run["latency"]:
+            check_stages(l)
         assert run["mail"]["messages"] == mails_per_run
         floors = run["floors"]
         # One row in each of users, org_members, invitations, processed_commands, the rate counter, and

@@ -12,14 +12,20 @@
 /* Monotonic seconds. */
 double bench_now(void);
 
+/* Wall-clock seconds since the epoch (CLOCK_REALTIME): to compare with PostgreSQL's now() on the same
+ * machine. */
+double bench_wall(void);
+
 /* Prints a progress line on stderr, at most once a second. */
 void bench_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* When each command was published, by command id. */
+/* When each command was published, by command id: t on any clock (bench_now), wall on the wall clock
+ * (bench_wall). */
 typedef struct sendtimes sendtimes_t;
 sendtimes_t *sendtimes_new(size_t n);
-void sendtimes_put(sendtimes_t *s, const char *id, double t);
-double sendtimes_get(const sendtimes_t *s, const char *id); /* 0 when unknown */
+void sendtimes_put(sendtimes_t *s, const char *id, double t, double wall);
+/* t of id, and its wall time in *wall when wall is not NULL; 0 (both) when unknown. */
+double sendtimes_get(const sendtimes_t *s, const char *id, double *wall);
 void sendtimes_free(sendtimes_t *s);
 
 /* The data of the i-th command of a phase (a new reference). */

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "producer.h"
 #include "secret.h"
+#include "text.h"
 
 #define MAX_COMMAND_WORKERS 4
 #define MAX_REPEAT 20
@@ -129,6 +130,12 @@ static int parse_options(int argc, char **argv, options_t *o, const char **confi
 double bench_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+double bench_wall(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
@@ -308,10 +315,28 @@ static json_t *invite_data(void *arg, const char *phase, long i) {
 
 /* ---- results ---- */
 
+/* The stages of a paced command's latency, split where its worker's batch transaction began
+ * (processed_commands.processed_at): publish -> transaction began, transaction began -> result received. */
+enum { ST_TO_TX, ST_TX_TO_RESULT, STAGE_N };
+static const char *const stage_names[STAGE_N] = {"to_transaction", "transaction_to_result"};
+static const char *const stage_labels[STAGE_N] = {"publish -> transaction began",
+                                                  "transaction began -> result received"};
+enum { SQ_P50, SQ_P90, SQ_P99, SQ_N };
+
 typedef struct lat_fig {
     long rate, sent, received;
     double achieved, min, p50, p90, p95, p99, max;
+    long staged;                 /* commands whose processed_at was found (the stages' sample) */
+    double stage[STAGE_N][SQ_N]; /* p50, p90, p99 of each stage, ms */
 } lat_fig_t;
+
+/* One paced command's times: its publish and its result's receipt on the wall clock (CLOCK_REALTIME,
+ * seconds), and publish -> result on the monotonic clock (ms, the latency figures). id[0] == '\0' when
+ * the result's command was not one this phase published. */
+typedef struct lat_sample {
+    char id[UUID_BUF];
+    double sent_wall, recv_wall, total_ms;
+} lat_sample_t;
 
 /* The figures of one run. */
 /* Where the pipeline phase's CPU goes. */
@@ -336,10 +361,11 @@ typedef struct report {
 } report_t;
 
 /* Publishes n InviteNewUser commands at the given rate (0: as fast as the producer allows) and waits for
- * every result. Fills lat (milliseconds, sorted) when not NULL. Returns the wall time from the first
- * publish to the last result, or a negative value on failure. */
+ * every result. Fills lat (milliseconds, sorted) and samples (in the order the results came) when not
+ * NULL, n of each. Returns the wall time from the first publish to the last result, or a negative value
+ * on failure. */
 static double run_commands(raikoo_producer_t *p, const options_t *o, const char *phase, long n, long rate,
-                           double *lat, long *rejected, long *received) {
+                           double *lat, lat_sample_t *samples, long *rejected, long *received) {
     char err[512], id[UUID_BUF];
     sendtimes_t *st = sendtimes_new((size_t)n);
     double t0 = bench_now(), last = t0;
@@ -359,7 +385,7 @@ static double run_commands(raikoo_producer_t *p, const options_t *o, const char 
                     sendtimes_free(st);
                     return -1;
                 }
-                sendtimes_put(st, id, bench_now());
+                sendtimes_put(st, id, bench_now(), bench_wall());
                 sent++;
                 if (sent == n)
                     last_send = bench_now();
@@ -382,10 +408,17 @@ static double run_commands(raikoo_producer_t *p, const options_t *o, const char 
         }
         int got;
         while ((got = raikoo_results_poll(p, timeout, &r, err, sizeof(err))) == 1) {
-            double now = bench_now();
-            double at = sendtimes_get(st, r.command_id);
+            double now = bench_now(), now_wall = bench_wall(), at_wall;
+            double at = sendtimes_get(st, r.command_id, &at_wall);
             if (lat && at > 0)
                 lat[*received] = (now - at) * 1000.0;
+            if (samples && at > 0 && *received < n) {
+                lat_sample_t *sm = &samples[*received];
+                snprintf(sm->id, sizeof(sm->id), "%s", r.command_id);
+                sm->sent_wall = at_wall;
+                sm->recv_wall = now_wall;
+                sm->total_ms = (now - at) * 1000.0;
+            }
             if (r.accepted)
                 invitations_made++;
             if (!r.accepted) {
@@ -461,6 +494,10 @@ static int figure_offsets(const report_t *r, size_t *off) {
         off[n++] = base + offsetof(lat_fig_t, p95);
         off[n++] = base + offsetof(lat_fig_t, p99);
         off[n++] = base + offsetof(lat_fig_t, max);
+        for (int s = 0; s < STAGE_N; s++)
+            for (int q = 0; q < SQ_N; q++)
+                off[n++] =
+                    base + offsetof(lat_fig_t, stage) + ((size_t)s * SQ_N + (size_t)q) * sizeof(double);
     }
     return n;
 }
@@ -469,8 +506,8 @@ static int figure_offsets(const report_t *r, size_t *off) {
 
 /* med, lo, hi: the runs' medians, minima and maxima (counts and sizes from the last run). */
 static void summarize(const report_t *runs, int n, report_t *med, report_t *lo, report_t *hi) {
-    /* figure_offsets: 10 simple figures, 2 a process, the pipeline's CPU, 7 a paced rate */
-    size_t off[10 + 2 * NPROCS + PIPE_CPU_N + 1 + 7 * 8];
+    /* figure_offsets: 10 simple figures, 2 a process, the pipeline's CPU, 7 and the stages' a paced rate */
+    size_t off[10 + 2 * NPROCS + PIPE_CPU_N + 1 + (7 + STAGE_N * SQ_N) * 8];
     *med = *lo = *hi = runs[n - 1];
     int nf = figure_offsets(&runs[n - 1], off);
     for (int f = 0; f < nf; f++) {
@@ -550,7 +587,7 @@ static json_t *figures_json(const report_t *rp, const report_t *rss, const optio
                                       fig_json(rss->peak_rss_mib[i])));
     }
     json_t *lat = json_array();
-    for (int i = 0; i < rp->nlat; i++)
+    for (int i = 0; i < rp->nlat; i++) {
         json_array_append_new(
             lat, json_pack("{s:I, s:o, s:I, s:o, s:o, s:o, s:o, s:o, s:o}", "offered_per_s",
                            (json_int_t)rp->lat[i].rate, "achieved_per_s", fig_json(rp->lat[i].achieved),
@@ -558,6 +595,15 @@ static json_t *figures_json(const report_t *rp, const report_t *rss, const optio
                            "p50_ms", fig_json(rp->lat[i].p50), "p90_ms", fig_json(rp->lat[i].p90), "p95_ms",
                            fig_json(rp->lat[i].p95), "p99_ms", fig_json(rp->lat[i].p99), "max_ms",
                            fig_json(rp->lat[i].max)));
+        json_t *entry = json_array_get(lat, json_array_size(lat) - 1), *stages = json_object();
+        for (int st = 0; st < STAGE_N; st++)
+            json_object_set_new(stages, stage_names[st],
+                                json_pack("{s:o, s:o, s:o}", "p50_ms", fig_json(rp->lat[i].stage[st][SQ_P50]),
+                                          "p90_ms", fig_json(rp->lat[i].stage[st][SQ_P90]), "p99_ms",
+                                          fig_json(rp->lat[i].stage[st][SQ_P99])));
+        json_object_set_new(entry, "stages", stages);
+        json_object_set_new(entry, "stage_commands", json_integer((json_int_t)rp->lat[i].staged));
+    }
     json_t *doc = json_pack(
         "{s:{s:o, s:I}, s:o, s:{s:o, s:I},"
         " s:{s:o, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:o},"
@@ -700,6 +746,11 @@ static void print_table(int n, const report_t *m, const report_t *lo, const repo
         if (!isfinite(m->lat[i].p50))
             printf("  (n/a: no latency samples)");
         printf("\n");
+        for (int st = 0; st < STAGE_N; st++)
+            printf("  @%5ld/s %-38s p50 %6s  p90 %6s  p99 %6s ms\n", m->lat[i].rate, stage_labels[st],
+                   fig_text(f[0], 16, "%.1f", m->lat[i].stage[st][SQ_P50]),
+                   fig_text(f[1], 16, "%.1f", m->lat[i].stage[st][SQ_P90]),
+                   fig_text(f[2], 16, "%.1f", m->lat[i].stage[st][SQ_P99]));
     }
     row(n, "SMTP floor (messages/s, one session)", "%.0f", m->smtp_floor_mps, lo->smtp_floor_mps,
         hi->smtp_floor_mps);
@@ -800,11 +851,11 @@ static double throughput(raikoo_producer_t *prod, const options_t *o, const char
     long rej, got;
     char warm[48];
     snprintf(warm, sizeof(warm), "%s-warmup", phase);
-    if (run_commands(prod, o, warm, o->orgs < 50 ? o->orgs : 50, 0, NULL, &rej, &got) < 0)
+    if (run_commands(prod, o, warm, o->orgs < 50 ? o->orgs : 50, 0, NULL, NULL, &rej, &got) < 0)
         return -1;
     cpu_at_t a, b;
     cpu_at(&a);
-    double wall = run_commands(prod, o, phase, n, 0, NULL, rejected, &got);
+    double wall = run_commands(prod, o, phase, n, 0, NULL, NULL, rejected, &got);
     if (wall <= 0)
         return -1;
     if (profile) {
@@ -872,8 +923,77 @@ static int phase_pipeline(const conf_t *c, raikoo_producer_t *prod, const option
     return 0;
 }
 
-/* Phase 5: latency at each fixed offered load of --rates (*lat: the samples' buffer, reused). */
-static int phase_latency(raikoo_producer_t *prod, const options_t *o, report_t *rp, double **lat) {
+/* The stages of a latency phase's n samples into l: one query for the processed_at (epoch microseconds) of
+ * every command id, then each stage's p50, p90 and p99. PostgreSQL's now() and bench_wall() are the same
+ * machine's wall clock. */
+static int latency_stages(PGconn *db, const lat_sample_t *s, long n, lat_fig_t *l, char *err, size_t errsz) {
+    for (int st = 0; st < STAGE_N; st++)
+        for (int q = 0; q < SQ_N; q++)
+            l->stage[st][q] = NAN;
+    l->staged = 0;
+    /* The ids as a text array literal: {id,id,...} (uuids need no quoting). */
+    char *ids = xmalloc((size_t)n * UUID_BUF + 3), *w = ids;
+    *w++ = '{';
+    for (long i = 0; i < n; i++)
+        if (s[i].id[0]) {
+            if (w > ids + 1)
+                *w++ = ',';
+            size_t len = strlen(s[i].id);
+            memcpy(w, s[i].id, len);
+            w += len;
+        }
+    *w++ = '}';
+    *w = '\0';
+    const char *params[1] = {ids};
+    PGresult *r = db_exec(db,
+                          "SELECT command_id::text, (extract(epoch FROM processed_at) * 1000000)::bigint"
+                          " FROM processed_commands WHERE command_id = ANY($1::uuid[])",
+                          1, params, err, errsz);
+    free(ids);
+    if (!r)
+        return -1;
+    sendtimes_t *began = sendtimes_new((size_t)PQntuples(r));
+    for (int i = 0; i < PQntuples(r); i++) {
+        double us = strtod(PQgetvalue(r, i, 1), NULL);
+        sendtimes_put(began, PQgetvalue(r, i, 0), us / 1e6, 0);
+    }
+    PQclear(r);
+    double *v[STAGE_N], drift = 0;
+    for (int st = 0; st < STAGE_N; st++)
+        v[st] = xcalloc((size_t)n + 1, sizeof(double));
+    long k = 0;
+    for (long i = 0; i < n; i++) {
+        double at = s[i].id[0] ? sendtimes_get(began, s[i].id, NULL) : 0;
+        if (at <= 0)
+            continue;
+        v[ST_TO_TX][k] = (at - s[i].sent_wall) * 1000.0;
+        v[ST_TX_TO_RESULT][k] = (s[i].recv_wall - at) * 1000.0;
+        double d = fabs(v[ST_TO_TX][k] + v[ST_TX_TO_RESULT][k] - s[i].total_ms);
+        if (d > drift)
+            drift = d;
+        k++;
+    }
+    sendtimes_free(began);
+    for (int st = 0; st < STAGE_N; st++) {
+        qsort(v[st], (size_t)k, sizeof(double), cmp_double);
+        l->stage[st][SQ_P50] = percentile(v[st], (size_t)k, 50);
+        l->stage[st][SQ_P90] = percentile(v[st], (size_t)k, 90);
+        l->stage[st][SQ_P99] = percentile(v[st], (size_t)k, 99);
+        free(v[st]);
+    }
+    l->staged = k;
+    fprintf(stderr,
+            "  = stages of %ld of %ld commands: to transaction p50 %.1f p99 %.1f ms, transaction to result"
+            " p50 %.1f p99 %.1f ms (wall-clock sum vs monotonic total: at most %.3f ms apart)\n",
+            k, n, l->stage[ST_TO_TX][SQ_P50], l->stage[ST_TO_TX][SQ_P99], l->stage[ST_TX_TO_RESULT][SQ_P50],
+            l->stage[ST_TX_TO_RESULT][SQ_P99], drift);
+    return 0;
+}
+
+/* Phase 5: latency at each fixed offered load of --rates (*lat: the samples' buffer, reused), each split
+ * into its stages. */
+static int phase_latency(PGconn *db, raikoo_producer_t *prod, const options_t *o, report_t *rp,
+                         double **lat) {
     for (int i = 0; i < o->nrates; i++) {
         long n = (long)((double)o->rates[i] * o->rate_seconds);
         if (n < 1)
@@ -881,14 +1001,17 @@ static int phase_latency(raikoo_producer_t *prod, const options_t *o, report_t *
         fprintf(stderr, "phase: latency at %ld commands/s (%ld commands)\n", o->rates[i], n);
         free(*lat);
         *lat = calloc((size_t)n, sizeof(**lat));
-        if (!*lat)
+        lat_sample_t *samples = calloc((size_t)n, sizeof(*samples));
+        if (!*lat || !samples)
             abort();
         long rej, got;
         char phase[32];
         snprintf(phase, sizeof(phase), "lat%ld", o->rates[i]);
-        double wall = run_commands(prod, o, phase, n, o->rates[i], *lat, &rej, &got);
-        if (wall <= 0)
+        double wall = run_commands(prod, o, phase, n, o->rates[i], *lat, samples, &rej, &got);
+        if (wall <= 0) {
+            free(samples);
             return -1;
+        }
         lat_fig_t *l = &rp->lat[i];
         l->rate = o->rates[i];
         l->sent = n;
@@ -904,6 +1027,13 @@ static int phase_latency(raikoo_producer_t *prod, const options_t *o, report_t *
         procs_sample();
         fprintf(stderr, "  = achieved %.0f/s (published at %.0f/s), p50 %.1f ms, p99 %.1f ms\n", l->achieved,
                 last_send > first_send ? (double)(n - 1) / (last_send - first_send) : 0.0, l->p50, l->p99);
+        char err[1024];
+        int rc = latency_stages(db, samples, got, l, err, sizeof(err));
+        free(samples);
+        if (rc != 0) {
+            fprintf(stderr, "raikoo-bench: latency stages: %s\n", err);
+            return -1;
+        }
     }
     return 0;
 }
@@ -981,7 +1111,7 @@ static int one_run(const conf_t *c, PGconn *db, raikoo_producer_t *prod, const o
     for (int i = 0; i < NPROCS; i++)
         procs[i] = (proc_t){procs[i].name, 0, 0, 0};
     int ok = phase_floors(c, db, o, rp) == 0 && phase_pipeline(c, prod, o, rp) == 0 &&
-             phase_latency(prod, o, rp, lat) == 0 && phase_mail(c, o, rp) == 0 &&
+             phase_latency(db, prod, o, rp, lat) == 0 && phase_mail(c, o, rp) == 0 &&
              phase_scaling(c, db, prod, o, rp) == 0;
     procs_sample();
     for (int i = 0; i < NPROCS; i++) {

@@ -8,7 +8,7 @@
 
 typedef struct slot {
     char id[UUID_BUF];
-    double t;
+    double t, wall;
 } slot_t;
 
 struct sendtimes {
@@ -37,22 +37,28 @@ sendtimes_t *sendtimes_new(size_t n) {
     return s;
 }
 
-void sendtimes_put(sendtimes_t *s, const char *id, double t) {
+void sendtimes_put(sendtimes_t *s, const char *id, double t, double wall) {
     size_t i = hash(id, s->cap);
     while (s->slots[i].id[0] && strcasecmp(s->slots[i].id, id) != 0)
         i = (i + 1) & (s->cap - 1);
     memcpy(s->slots[i].id, id, 36);
     s->slots[i].id[36] = '\0';
     s->slots[i].t = t;
+    s->slots[i].wall = wall;
 }
 
-double sendtimes_get(const sendtimes_t *s, const char *id) {
+double sendtimes_get(const sendtimes_t *s, const char *id, double *wall) {
+    if (wall)
+        *wall = 0;
     if (!id)
         return 0;
     size_t i = hash(id, s->cap);
     while (s->slots[i].id[0]) {
-        if (strcasecmp(s->slots[i].id, id) == 0)
+        if (strcasecmp(s->slots[i].id, id) == 0) {
+            if (wall)
+                *wall = s->slots[i].wall;
             return s->slots[i].t;
+        }
         i = (i + 1) & (s->cap - 1);
     }
     return 0;

@@ -100,3 +100,63 @@ def test_a_postgresql_outage_longer_than_max_poll_interval_keeps_the_command_wor
     assert cur.fetchone()[0] == COMMANDS
     cur.execute("SELECT count(*) FROM processed_commands WHERE command_id = ANY(%s::uuid[])", (ids,))
     assert cur.fetchone()[0] == COMMANDS
+
+
+def test_partitions_that_leave_during_a_hold_are_read_again_when_they_come_back(client, admin, db):
+    """librdkafka keeps an application's pause on a partition through its revoke and a later assign: a
+    partition taken away while the worker held a batch (paused) came back paused and was never read again.
+    Worker A holds (PostgreSQL away for it alone); B joins and takes some of A's partitions; PostgreSQL comes
+    back; B leaves, its partitions go back to A; commands over every partition must all be answered."""
+    tag = uuid.uuid4().hex[:10]
+    commands, group = f"test.cmds.{tag}", f"test-group-{tag}"
+    org = accepted(client.send("CreateOrganization", admin, {"name": "Rejoin " + tag,
+                                                             "owner_user_id": admin}))["org_id"]
+    parts = 4
+    _create_topic(commands, parts)
+    pg = Relay(int(os.environ["RAIKOO_PG_PORT"]))
+    pg.start()
+    env = {"RAIKOO_TOPIC_COMMANDS": commands, "RAIKOO_GROUP_COMMANDS": group, "RAIKOO_WORKER_INSTANCE": ""}
+    a = Worker("raikoo-command-worker", env=dict(env, RAIKOO_DB_URL=pg_url_via(pg.port)))
+    b = None
+    from confluent_kafka import Producer
+    p = Producer({"bootstrap.servers": os.environ["RAIKOO_KAFKA_BOOTSTRAP_SERVERS"]})
+
+    def wave(n):
+        ids = []
+        for i in range(n):
+            ev = client.envelope("InviteNewUser", admin, {"org_id": org, "email": unique_email("rejoin")})
+            ids.append(ev["id"])
+            p.produce(commands, json.dumps(ev).encode(), partition=i % parts)
+        assert p.flush(30) == 0
+        return ids
+
+    rcs = []
+    try:
+        wait_log(a, "assigned", timeout=120)
+        for cid in wave(parts):  # A's connection is in use when PostgreSQL goes
+            accepted(client.result(cid, timeout=120))
+        pg.stop()
+        held = wave(4 * parts)
+        wait_log(a, "PostgreSQL unavailable", timeout=120)
+        b = Worker("raikoo-command-worker", env=env)
+        wait_log(b, "assigned", timeout=120)
+        wait_until(lambda: "revoked" in a.output(), timeout=120, what="A to give partitions to B")
+        pg.start()
+        for cid in held:
+            accepted(client.result(cid, timeout=180))
+        assigned_before = a.output().count("assigned ")
+        rcs.append(b.stop())
+        b = None
+        wait_until(lambda: a.output().count("assigned ") > assigned_before, timeout=120,
+                   what="B's partitions to come back to A")
+        for cid in wave(4 * parts):  # over every partition, A alone
+            accepted(client.result(cid, timeout=120))
+        assert a.proc.poll() is None, f"A exited {a.proc.returncode}:\n{a.output()[-3000:]}"
+    finally:
+        pg.start()
+        if b:
+            rcs.append(b.stop())
+        rcs.append(a.stop())
+        pg.close()
+        _delete_topic(commands)
+    assert rcs == [0] * len(rcs), (rcs, a.output()[-3000:])

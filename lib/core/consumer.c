@@ -143,11 +143,16 @@ static void commit_pending(consumer_t *co, int async) {
             commit_state(co, err);
     } else {
         err = commit_bounded(co, co->rk, offs);
-        if (err)
+        if (err) {
             log_warn(NULL,
                      "offset commit at shutdown failed (%s): whoever reads %d partition(s) next sees their "
                      "last messages again and recognises them",
                      rd_kafka_err2str(err), offs->cnt);
+            /* Not again at the revoke of the close that follows: one bounded wait at shutdown, not two. */
+            for (int i = 0; i < offs->cnt; i++)
+                rd_kafka_topic_partition_list_del(co->pending, offs->elems[i].topic,
+                                                  offs->elems[i].partition);
+        }
     }
     rd_kafka_topic_partition_list_destroy(offs);
 }
@@ -200,13 +205,20 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         log_info(NULL, "assigned %d partition(s) of %s", parts->cnt, parts->cnt ? parts->elems[0].topic : "");
         error = rd_kafka_incremental_assign(rk, parts);
-        /* While a batch is held, partitions that come are paused too: nothing is read past the batch. */
-        if (!error && co->paused && parts->cnt > 0)
-            rd_kafka_pause_partitions(rk, parts);
+        /* While a batch is held, partitions that come are paused too: nothing is read past the batch.
+         * Otherwise they are resumed explicitly: librdkafka keeps an application's pause on a partition
+         * through its revoke and a later assign, so one paused here before would never be fetched again. */
+        if (!error && parts->cnt > 0) {
+            if (co->paused)
+                rd_kafka_pause_partitions(rk, parts);
+            else
+                rd_kafka_resume_partitions(rk, parts);
+        }
     } else {
         log_info(NULL, "revoked %d partition(s)", parts->cnt);
         batch_drop_partitions(co, parts);
         commit_revoked(co, rk, parts);
+        rd_kafka_resume_partitions(rk, parts); /* no pause of ours outlives the assignment (see above) */
         error = rd_kafka_incremental_unassign(rk, parts);
     }
     if (error) {

@@ -9,7 +9,8 @@ import uuid
 
 import pytest
 
-from conftest import BIN, Tail, Worker, accepted, argon2id_hash, raikoo, rejected, run, unique_email, wait_log
+from conftest import (BIN, Tail, Worker, accepted, argon2id_hash, raikoo, rejected, run, unique_email, wait_log,
+                      wait_until)
 
 
 def alive(workers):
@@ -391,6 +392,78 @@ def test_a_missing_dead_letter_topic_holds_the_offset_until_the_dead_letter_is_s
         _delete_topic(commands)
         _delete_topic(dlq)
     assert rc == 0, w.output()[-3000:]
+
+
+MAX_POLL_MS = 7000
+
+
+def test_a_dead_letter_topic_away_longer_than_max_poll_interval_keeps_the_worker_in_its_group(client, admin):
+    """The dead letters are stored without blocking the consumer loop: while the topic is away the batch is
+    held (partitions paused, Kafka polled) and offered again; an offer again sends only the dead letters still
+    missing and never applies the batch in PostgreSQL a second time (its results would be published twice)."""
+    tag = uuid.uuid4().hex[:10]
+    commands, dlq, group = f"test.cmds.{tag}", f"test.dlq.{tag}", f"test-group-{tag}"
+    org = accepted(client.send("CreateOrganization", admin, {"name": "Dlq away " + tag,
+                                                             "owner_user_id": admin}))["org_id"]
+    _create_topic(commands)
+    w = Worker("raikoo-command-worker", env={
+        "RAIKOO_TOPIC_COMMANDS": commands, "RAIKOO_TOPIC_DLQ": dlq, "RAIKOO_GROUP_COMMANDS": group,
+        "RAIKOO_KAFKA_MAX_POLL_INTERVAL_MS": str(MAX_POLL_MS), "RAIKOO_WORKER_INSTANCE": ""})
+    t = None
+    rc = None
+    try:
+        wait_log(w, "assigned", timeout=120)
+        from confluent_kafka import Producer, TopicPartition
+        p = Producer({"bootstrap.servers": os.environ["RAIKOO_KAFKA_BOOTSTRAP_SERVERS"]})
+        marker = f"not a command {tag}".encode()
+        ids = []
+        for i in range(3):  # command, poison, command, ... in one partition: one batch or a few
+            ev = client.envelope("InviteNewUser", admin, {"org_id": org, "email": unique_email("dlqaway")})
+            ids.append(ev["id"])
+            p.produce(commands, json.dumps(ev).encode())
+            if i < 2:
+                p.produce(commands, marker)
+        assert p.flush(30) == 0
+        wait_log(w, "cannot be written", timeout=120)
+        # Away for well over max.poll.interval.ms (a condition to create, not a timing assertion).
+        time.sleep(2.5 * MAX_POLL_MS / 1000)
+        assert w.proc.poll() is None, f"the worker exited {w.proc.returncode}:\n{w.output()[-3000:]}"
+        assert _committed(group, commands)[0] < 2, "offset committed past an undelivered dead letter"
+
+        _create_topic(dlq)
+        for cid in ids:
+            accepted(client.result(cid, timeout=180))
+        wait_log(w, "written again", timeout=120)
+        wait_until(lambda: _committed(group, commands)[0] == 5, timeout=120,
+                   what=f"offsets of {commands} committed up to 5")
+        log = w.output()
+        assert "MAXPOLL" not in log and "maximum poll interval" not in log and "leaving group" not in log, \
+            f"the worker left its group while the dead-letter topic was away:\n{log[-4000:]}"
+        assert log.count("cannot be written") == 1, "one line per outage, not one per attempt"
+        assert w.proc.poll() is None, f"the worker exited {w.proc.returncode}:\n{log[-3000:]}"
+
+        # Each dead letter stored once: the whole dead-letter topic, up to its end.
+        t = Tail(dlq)
+        t.c.assign([TopicPartition(dlq, 0, 0)])
+        _, end = t.c.get_watermark_offsets(TopicPartition(dlq, 0), timeout=10)
+        wait_until(lambda: len(t.poll_new(0.3)) >= end, timeout=60, what=f"{dlq} read to {end}")
+        origins = sorted(dict(m.headers())["raikoo.dlq.origin"].decode() for m in t.seen)
+        assert origins == [f"{commands}/0/1", f"{commands}/0/3"], origins
+    finally:
+        rc = w.stop()
+        if t:
+            t.close()  # before its topic goes: librdkafka 2.0.2's close can hang on a deleted topic
+        _delete_topic(commands)
+        _delete_topic(dlq)
+    assert rc == 0, w.output()[-3000:]
+    # Exactly one result per command: the batch applied again on an offer would publish each result again.
+    client.results.poll(2)
+    for m in client.results.seen:
+        d = json.loads(m.value())["data"]
+        client.by_command.setdefault(d["command_id"], []).append(json.loads(m.value()))
+    client.results.seen.clear()
+    counts = {cid: len(client.by_command.get(cid, [])) for cid in ids}
+    assert all(n == 1 for n in counts.values()), f"results per command: {counts}"
 
 
 # ---- item 12: offsets of revoked partitions are committed, not left to a failed async commit ----

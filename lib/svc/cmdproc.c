@@ -449,6 +449,9 @@ typedef struct cmdworker {
     rd_kafka_t *producer; /* of the dead letters */
     const char *dlq, *group;
     int failing; /* the last offer of the batch rolled back on a working connection (logged once) */
+    /* The batch last committed in PostgreSQL whose dead letters are not all stored yet: offered again, it is
+     * not applied again (its results would be published twice), only its missing dead letters sent. */
+    deadletter_batch_t *held;
 } cmdworker_t;
 
 /* The Kafka headers of m, for the parser (binary-mode CloudEvents): an array the caller frees, whose names
@@ -496,28 +499,46 @@ static int apply_offer(cmdworker_t *w, cmdproc_msg_t *msgs, size_t n) {
 }
 
 /* The consumer loop's apply hook: the batch in PostgreSQL, then its dead letters stored; 0 when both are
- * done (the offsets may move past the batch), -1 when the database did not commit it (offered again) or
- * shutdown is asked. */
+ * done (the offsets may move past the batch), -1 when the database did not commit it, its dead letters are
+ * not all stored yet, or shutdown is asked (offered again). A batch committed whose dead letters are
+ * missing is offered again as it was (less revoked partitions' messages): then only those are sent. */
 static int apply_batch(void *arg, rd_kafka_message_t *const *m, size_t n) {
     cmdworker_t *w = arg;
-    cmdproc_msg_t *msgs = xcalloc(n, sizeof(*msgs));
-    for (size_t i = 0; i < n; i++) {
-        msgs[i].payload = m[i]->payload ? m[i]->payload : "";
-        msgs[i].len = m[i]->len;
-        msgs[i].headers = message_headers(m[i], &msgs[i].nheaders);
-    }
-    int rc = apply_offer(w, msgs, n);
-    /* The dead letters must be stored before their offsets are committed. */
-    if (rc == 0) {
-        const char **reasons = xcalloc(n, sizeof(*reasons));
+    int rc;
+    if (!deadletter_batch_same(w->held, m, n)) {
+        /* Another batch (the held one's partitions were all revoked): its next owner re-reads it. */
+        deadletter_batch_free(w->held);
+        w->held = NULL;
+        cmdproc_msg_t *msgs = xcalloc(n, sizeof(*msgs));
+        for (size_t i = 0; i < n; i++) {
+            msgs[i].payload = m[i]->payload ? m[i]->payload : "";
+            msgs[i].len = m[i]->len;
+            msgs[i].headers = message_headers(m[i], &msgs[i].nheaders);
+        }
+        rc = apply_offer(w, msgs, n);
+        if (rc == 0) {
+            const char **reasons = xcalloc(n, sizeof(*reasons));
+            size_t dead = 0;
+            for (size_t i = 0; i < n; i++) {
+                reasons[i] = msgs[i].dead_letter ? msgs[i].reason : NULL;
+                dead += reasons[i] != NULL;
+            }
+            if (dead > 0)
+                w->held = deadletter_batch_new(m, reasons, n);
+            free(reasons);
+        }
         for (size_t i = 0; i < n; i++)
-            reasons[i] = msgs[i].dead_letter ? msgs[i].reason : NULL;
-        rc = deadletter_store(w->producer, w->dlq, w->group, m, reasons, n);
-        free(reasons);
+            free((void *)msgs[i].headers);
+        free(msgs);
+        if (rc != 0 || !w->held)
+            return rc;
     }
-    for (size_t i = 0; i < n; i++)
-        free((void *)msgs[i].headers);
-    free(msgs);
+    /* The dead letters must be stored before their offsets are committed. */
+    rc = deadletter_batch_store(w->held, w->producer, w->dlq, w->group, m, n);
+    if (rc == 0) {
+        deadletter_batch_free(w->held);
+        w->held = NULL;
+    }
     return rc;
 }
 
@@ -563,9 +584,12 @@ int cmdproc_run(const conf_t *c) {
     rc = EXIT_OK;
     log_info(NULL, "shutting down");
 done:
-    consumer_free(consumer); /* leaves the group: partitions move on at once */
+    consumer_free(consumer);       /* leaves the group: partitions move on at once */
+    deadletter_batch_free(w.held); /* the reports still to come free its slots */
     if (w.producer) {
         rd_kafka_flush(w.producer, 10000);
+        rd_kafka_purge(w.producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_flush(w.producer, 1000); /* serves the purged messages' reports */
         rd_kafka_destroy(w.producer);
     }
     cmdproc_free(w.proc);

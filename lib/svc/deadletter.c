@@ -117,18 +117,28 @@ const void *dead_letter_key(const rd_kafka_message_t *m, const redacted_t *k, si
 }
 
 /* Delivery of the dead letters: each produced message carries a pointer to its slot, which the delivery
- * report sets. Slots live until their report came (see deadletter_store). */
+ * report sets. A slot lives until its report came: a batch dropped while one is in flight orphans it, and
+ * the report frees it (deadletter_batch_free). */
 enum { DL_PENDING = 0, DL_DELIVERED = 1, DL_FAILED = 2 };
+typedef struct dl_slot {
+    int state;
+    int orphan; /* its batch is gone: the report frees the slot */
+} dl_slot_t;
 static rd_kafka_resp_err_t dl_last_err; /* of the last failed delivery, for the log line */
+static int dl_failing;                  /* the topic could not be written (logged once until it can) */
 
 void deadletter_delivered(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     (void)rk;
     (void)opaque;
-    int *slot = m->_private;
-    if (slot)
-        *slot = m->err ? DL_FAILED : DL_DELIVERED;
+    dl_slot_t *slot = m->_private;
     if (m->err)
         dl_last_err = m->err;
+    if (!slot)
+        return;
+    if (slot->orphan)
+        free(slot);
+    else
+        slot->state = m->err ? DL_FAILED : DL_DELIVERED;
 }
 
 /* The dead letter's headers (docs/MESSAGES.md): the original message's own headers, but any raikoo.dlq.* of
@@ -177,14 +187,14 @@ static rd_kafka_headers_t *dead_letter_headers(const rd_kafka_message_t *m, cons
 /* Produces a message that is not a command to the dead-letter topic, with why and where it came from; the
  * delivery report lands in *slot. */
 static rd_kafka_resp_err_t dead_letter(rd_kafka_t *producer, const char *topic, const char *group,
-                                       const rd_kafka_message_t *m, const char *reason, int *slot) {
+                                       const rd_kafka_message_t *m, const char *reason, dl_slot_t *slot) {
     rd_kafka_headers_t *h = dead_letter_headers(m, reason, group);
     redacted_t r, k; /* never the secrets of the original */
     dead_letter_redact(m, h, &r, &k);
     size_t len, key_len;
     const void *value = dead_letter_value(m, &r, &len);
     const void *key = dead_letter_key(m, &k, &key_len);
-    *slot = DL_PENDING;
+    slot->state = DL_PENDING;
     rd_kafka_resp_err_t err =
         rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE((void *)value, len),
                           RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_HEADERS(h),
@@ -193,80 +203,160 @@ static rd_kafka_resp_err_t dead_letter(rd_kafka_t *producer, const char *topic, 
     redacted_free(&k);
     if (err) {
         rd_kafka_headers_destroy(h);
-        *slot = DL_FAILED;
+        slot->state = DL_FAILED;
     }
     return err;
 }
 
-/* Sends again every dead letter whose slot says failed; what names the last refusal, if any. */
-static void send_failed(rd_kafka_t *producer, const char *topic, const char *group,
-                        rd_kafka_message_t *const *m, const char *const *reasons, size_t n, int *slot,
-                        char *what, size_t what_size) {
-    for (size_t i = 0; i < n; i++) {
-        if (slot[i] != DL_FAILED)
-            continue;
-        rd_kafka_resp_err_t err = dead_letter(producer, topic, group, m[i], reasons[i], &slot[i]);
-        if (err)
-            text_printf(what, what_size, "%s", rd_kafka_err2str(err));
-    }
-    /* Every report arrives within message.timeout.ms. */
-    while (rd_kafka_outq_len(producer) > 0) {
-        rd_kafka_flush(producer, 1000);
-        if (!worker_running()) {
-            rd_kafka_purge(producer, RD_KAFKA_PURGE_F_QUEUE);
-            rd_kafka_flush(producer, 5000);
-            break;
-        }
-    }
+/* One dead letter of a batch: where its message is (the key across offers), why, and its delivery. */
+typedef struct dl_entry {
+    char *topic;
+    int32_t partition;
+    int64_t offset;
+    char *reason;
+    dl_slot_t *slot;
+} dl_entry_t;
+
+struct deadletter_batch {
+    dl_entry_t *e;
+    size_t n;
+    /* Every message of the batch (dead letter or not), to know the same batch when it is offered again. */
+    struct dl_key {
+        char *topic;
+        int32_t partition;
+        int64_t offset;
+    } * keys;
+    size_t nkeys;
+};
+
+static int same_message(const char *topic, int32_t partition, int64_t offset, const rd_kafka_message_t *m) {
+    return partition == m->partition && offset == m->offset &&
+           strcmp(topic, rd_kafka_topic_name(m->rkt)) == 0;
 }
 
-int deadletter_store(rd_kafka_t *producer, const char *topic, const char *group, rd_kafka_message_t *const *m,
-                     const char *const *reasons, size_t n) {
-    size_t dead = 0;
-    for (size_t i = 0; i < n; i++)
-        dead += reasons[i] != NULL;
-    if (dead == 0)
-        return 0;
-    /* Not freed while a delivery report may still write into it (only at shutdown is it left behind). */
-    int *slot = xcalloc(n, sizeof(*slot));
-    for (size_t i = 0; i < n; i++)
-        slot[i] = reasons[i] ? DL_FAILED : DL_DELIVERED;
-    int backoff_ms = 500, failing = 0;
-    char what[256] = "";
-    for (;;) {
-        send_failed(producer, topic, group, m, reasons, n, slot, what, sizeof(what));
-        size_t stored = 0, first_failed = n;
-        for (size_t i = 0; i < n; i++) {
-            if (slot[i] == DL_DELIVERED)
-                stored++;
-            else if (first_failed == n)
-                first_failed = i;
-        }
-        if (stored == n) {
-            if (failing)
-                log_info(NULL, "dead-letter topic %s written again: %zu message(s) stored, offsets move on",
-                         topic, dead);
-            free(slot);
-            return 0;
-        }
-        if (rd_kafka_outq_len(producer) > 0) {
-            log_error(NULL, "shutting down with dead letters undelivered: offsets not committed past them");
-            return -1; /* slot is left to the reports still to come */
-        }
-        if (!failing) {
-            const rd_kafka_message_t *f = m[first_failed];
-            log_error(
-                NULL,
-                "dead-letter topic %s cannot be written (%s): offsets stay before %s/%d/%lld and the worker "
-                "retries until it can (does the topic exist? raikoo topics create)",
-                topic, what[0] ? what : rd_kafka_err2str(dl_last_err), rd_kafka_topic_name(f->rkt),
-                (int)f->partition, (long long)f->offset);
-            failing = 1;
-        }
-        if (!worker_sleep_ms(backoff_ms)) {
-            free(slot);
-            return -1;
-        }
-        backoff_ms = backoff_ms < 15000 ? backoff_ms * 2 : 30000;
+deadletter_batch_t *deadletter_batch_new(rd_kafka_message_t *const *m, const char *const *reasons, size_t n) {
+    deadletter_batch_t *b = xcalloc(1, sizeof(*b));
+    b->keys = xcalloc(n ? n : 1, sizeof(*b->keys));
+    b->e = xcalloc(n ? n : 1, sizeof(*b->e));
+    for (size_t i = 0; i < n; i++) {
+        struct dl_key *k = &b->keys[b->nkeys++];
+        k->topic = xstrdup(rd_kafka_topic_name(m[i]->rkt));
+        k->partition = m[i]->partition;
+        k->offset = m[i]->offset;
+        if (!reasons[i])
+            continue;
+        dl_entry_t *e = &b->e[b->n++];
+        e->topic = xstrdup(k->topic);
+        e->partition = k->partition;
+        e->offset = k->offset;
+        e->reason = xstrdup(reasons[i]);
+        e->slot = xcalloc(1, sizeof(*e->slot));
+        e->slot->state = DL_FAILED; /* not sent yet */
     }
+    return b;
+}
+
+int deadletter_batch_same(const deadletter_batch_t *b, rd_kafka_message_t *const *m, size_t n) {
+    if (!b || n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t j = 0;
+        while (j < b->nkeys && !same_message(b->keys[j].topic, b->keys[j].partition, b->keys[j].offset, m[i]))
+            j++;
+        if (j == b->nkeys)
+            return 0;
+    }
+    return 1;
+}
+
+void deadletter_batch_free(deadletter_batch_t *b) {
+    if (!b)
+        return;
+    for (size_t i = 0; i < b->n; i++) {
+        free(b->e[i].topic);
+        free(b->e[i].reason);
+        if (b->e[i].slot->state == DL_PENDING)
+            b->e[i].slot->orphan = 1; /* its report is still to come: it frees the slot */
+        else
+            free(b->e[i].slot);
+    }
+    for (size_t i = 0; i < b->nkeys; i++)
+        free(b->keys[i].topic);
+    free(b->keys);
+    free(b->e);
+    free(b);
+}
+
+/* How long one offer waits for the reports of what it sent: a written topic confirms within it, a topic
+ * away leaves them in flight to the next offer (the consumer loop polls Kafka meanwhile). */
+#define DL_OFFER_WAIT_MS 1000
+
+int deadletter_batch_store(deadletter_batch_t *b, rd_kafka_t *producer, const char *topic, const char *group,
+                           rd_kafka_message_t *const *m, size_t n) {
+    char what[256] = "";
+    /* Those of the offered messages whose dead letter failed (or was never sent) are sent (again); one in
+     * flight is left to its report; one of a message no longer offered (its partition revoked) is its next
+     * owner's. */
+    dl_entry_t **offered = xcalloc(b->n ? b->n : 1, sizeof(*offered));
+    size_t noffered = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        dl_entry_t *e = &b->e[i];
+        const rd_kafka_message_t *msg = NULL;
+        for (size_t j = 0; j < n && !msg; j++)
+            if (same_message(e->topic, e->partition, e->offset, m[j]))
+                msg = m[j];
+        if (!msg)
+            continue;
+        offered[noffered++] = e;
+        if (e->slot->state != DL_FAILED)
+            continue;
+        rd_kafka_resp_err_t err = dead_letter(producer, topic, group, msg, e->reason, e->slot);
+        if (err)
+            text_printf(what, sizeof(what), "%s", rd_kafka_err2str(err));
+    }
+    /* Reports: every one of a written topic comes within moments; the rest stay in flight. */
+    int pending = 1;
+    for (int waited = 0; pending; waited += 100) {
+        pending = 0;
+        for (size_t i = 0; i < noffered; i++)
+            pending |= offered[i]->slot->state == DL_PENDING;
+        if (!pending || waited >= DL_OFFER_WAIT_MS || !worker_running())
+            break;
+        rd_kafka_flush(producer, 100);
+    }
+    size_t stored = 0, failed = 0;
+    const dl_entry_t *first = NULL;
+    for (size_t i = 0; i < noffered; i++) {
+        if (offered[i]->slot->state == DL_DELIVERED) {
+            stored++;
+            continue;
+        }
+        if (offered[i]->slot->state == DL_FAILED)
+            failed++;
+        if (!first)
+            first = offered[i];
+    }
+    free(offered);
+    if (!first) {
+        if (dl_failing && stored > 0)
+            log_info(NULL, "dead-letter topic %s written again: %zu message(s) stored, offsets move on",
+                     topic, stored);
+        if (stored > 0)
+            dl_failing = 0;
+        return 0;
+    }
+    if (!worker_running()) {
+        log_error(NULL, "shutting down with dead letters undelivered: offsets not committed past them");
+        return -1;
+    }
+    if (failed > 0 && !dl_failing) {
+        log_error(
+            NULL,
+            "dead-letter topic %s cannot be written (%s): offsets stay before %s/%d/%lld and the worker "
+            "retries until it can, polling Kafka meanwhile (does the topic exist? raikoo topics create)",
+            topic, what[0] ? what : rd_kafka_err2str(dl_last_err), first->topic, (int)first->partition,
+            (long long)first->offset);
+        dl_failing = 1;
+    }
+    return -1;
 }

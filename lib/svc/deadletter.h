@@ -10,17 +10,35 @@
 
 #include "redact.h"
 
-/* The delivery-report callback (dr_msg_cb) of the producer that deadletter_store uses. */
+/* The delivery-report callback (dr_msg_cb) of the producer that deadletter_batch_store uses. */
 void deadletter_delivered(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
 
-/* Sends m[i] for every i whose reasons[i] is not NULL to topic (headers: the original's, then why:
- * reasons[i], where from, and group), and waits for their delivery reports; those that failed are sent
- * again, with a bounded backoff, until all are confirmed: only then may offsets move past them. 0 when all
- * are stored (or none was to be); -1 when shutdown is asked first (the offsets are then not committed: the
- * batch is redelivered, its commands recognised and its dead letters sent again). One log line when topic
- * cannot be written and one when it can again. */
-int deadletter_store(rd_kafka_t *producer, const char *topic, const char *group, rd_kafka_message_t *const *m,
-                     const char *const *reasons, size_t n);
+/* The dead letters of one applied batch and their delivery, kept across the consumer loop's offers of that
+ * batch (keyed by topic, partition and offset of its messages), so that an offer again only sends those
+ * still missing. */
+typedef struct deadletter_batch deadletter_batch_t;
+
+/* The dead letters of m[0..n): m[i] for every i whose reasons[i] is not NULL (copied; m is not kept). */
+deadletter_batch_t *deadletter_batch_new(rd_kafka_message_t *const *m, const char *const *reasons, size_t n);
+
+/* 1 when every message of m[0..n) is one of b's batch (the same batch offered again, less the messages of
+ * partitions revoked meanwhile); 0 otherwise or when b is NULL. */
+int deadletter_batch_same(const deadletter_batch_t *b, rd_kafka_message_t *const *m, size_t n);
+
+/* One offer of b's batch, m[0..n) (b's messages, borrowed): sends to topic (headers: the original's, then
+ * why, where from, and group) every dead letter of the messages offered not yet stored nor in flight, and
+ * waits up to a second for their delivery reports, never longer: 0 when every one of them is confirmed
+ * (only then may offsets move past them); -1 when some is not (yet): the consumer loop holds the batch,
+ * polls Kafka and offers it again, and the reports of those in flight arrive meanwhile (the worker serves
+ * the producer's reports each round). -1 too when shutdown is asked first (the offsets are then not
+ * committed: the batch is redelivered, its commands recognised and its dead letters sent again). One log
+ * line when topic cannot be written and one when it can again. */
+int deadletter_batch_store(deadletter_batch_t *b, rd_kafka_t *producer, const char *topic, const char *group,
+                           rd_kafka_message_t *const *m, size_t n);
+
+/* Frees b. A dead letter still in flight keeps its slot until its report comes (the report frees it): serve
+ * the producer's reports (rd_kafka_poll, flush, or purge and flush) before destroying it. NULL is fine. */
+void deadletter_batch_free(deadletter_batch_t *b);
 
 /* Redacts the dead letter of m (docs/REDACTION.md): headers h (the dead letter's own, already copied from m;
  * modified in place, names kept): a header whose name names a secret gets the value REDACT_MARK, every other

@@ -41,7 +41,7 @@ static int redact_header(const char *name, void **v, size_t *size) {
     return 1;
 }
 
-void dead_letter_redact(const rd_kafka_message_t *m, rd_kafka_headers_t *h, redacted_t *out,
+void dead_letter_redact(const rd_kafka_message_t *m, rd_kafka_headers_t **h, redacted_t *out,
                         redacted_t *key_out) {
     const char *name;
     const void *value;
@@ -49,7 +49,7 @@ void dead_letter_redact(const rd_kafka_message_t *m, rd_kafka_headers_t *h, reda
     int binary = 0, headers_redacted = 0;
     dl_header_t *all = NULL;
     size_t n = 0, cap = 0;
-    for (size_t i = 0; rd_kafka_header_get_all(h, i, &name, &value, &size) == 0; i++) {
+    for (size_t i = 0; rd_kafka_header_get_all(*h, i, &name, &value, &size) == 0; i++) {
         binary |= strncasecmp(name, "ce_", 3) == 0;
         all = xgrow(all, n + 1, &cap, sizeof(*all), 8);
         dl_header_t *e = &all[n++];
@@ -63,24 +63,16 @@ void dead_letter_redact(const rd_kafka_message_t *m, rd_kafka_headers_t *h, reda
         e->changed = redact_header(e->name, &e->value, &e->size);
         headers_redacted |= e->changed;
     }
-    /* Every header of a name with a redacted value is removed and added again, in its order: the names are
-     * kept, each value redacted on its own. */
-    for (size_t i = 0; i < n; i++) {
-        if (!all[i].changed)
-            continue;
-        int first = 1;
-        for (size_t j = 0; j < i && first; j++)
-            first = !(all[j].changed && strcmp(all[j].name, all[i].name) == 0);
-        if (!first)
-            continue;
-        rd_kafka_header_remove(h, all[i].name);
-        for (size_t j = 0; j < n; j++)
-            if (strcmp(all[j].name, all[i].name) == 0)
-                rd_kafka_header_add(h, all[j].name, -1, all[j].value,
-                                    all[j].value ? (ssize_t)all[j].size : 0);
-        for (size_t j = i + 1; j < n; j++)
-            if (strcmp(all[j].name, all[i].name) == 0)
-                all[j].changed = 1; /* added again above */
+    /* When any value was redacted, the headers are made again from all[] in one pass, in their order, names
+     * kept, each value as redacted on its own (removing and re-adding by name was quadratic in the headers'
+     * count: a producer could stall the worker with a message of many small headers). */
+    if (headers_redacted) {
+        rd_kafka_headers_t *fresh = rd_kafka_headers_new(n + 1);
+        for (size_t i = 0; i < n; i++)
+            rd_kafka_header_add(fresh, all[i].name, -1, all[i].value,
+                                all[i].value ? (ssize_t)all[i].size : 0);
+        rd_kafka_headers_destroy(*h);
+        *h = fresh;
     }
     for (size_t i = 0; i < n; i++) {
         free(all[i].name);
@@ -94,7 +86,7 @@ void dead_letter_redact(const rd_kafka_message_t *m, rd_kafka_headers_t *h, reda
     else
         memset(key_out, 0, sizeof(*key_out));
     if (out->kind != REDACT_NONE || headers_redacted || key_out->kind != REDACT_NONE)
-        rd_kafka_header_add(h, "raikoo.dlq.redacted", -1,
+        rd_kafka_header_add(*h, "raikoo.dlq.redacted", -1,
                             redact_kind_name(out->kind != REDACT_NONE ? out->kind : REDACT_FIELDS), -1);
 }
 
@@ -190,7 +182,7 @@ static rd_kafka_resp_err_t dead_letter(rd_kafka_t *producer, const char *topic, 
                                        const rd_kafka_message_t *m, const char *reason, dl_slot_t *slot) {
     rd_kafka_headers_t *h = dead_letter_headers(m, reason, group);
     redacted_t r, k; /* never the secrets of the original */
-    dead_letter_redact(m, h, &r, &k);
+    dead_letter_redact(m, &h, &r, &k);
     size_t len, key_len;
     const void *value = dead_letter_value(m, &r, &len);
     const void *key = dead_letter_key(m, &k, &key_len);

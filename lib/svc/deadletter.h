@@ -40,15 +40,15 @@ int deadletter_batch_store(deadletter_batch_t *b, rd_kafka_t *producer, const ch
  * the producer's reports (rd_kafka_poll, flush, or purge and flush) before destroying it. NULL is fine. */
 void deadletter_batch_free(deadletter_batch_t *b);
 
-/* Redacts the dead letter of m (docs/REDACTION.md): headers h (the dead letter's own, already copied from m;
- * modified in place, names kept): a header whose name names a secret gets the value REDACT_MARK, every other
+/* Redacts the dead letter of m (docs/REDACTION.md): headers *h (the dead letter's own, already copied from m;
+ * replaced by a new set, names and order kept, when a value is redacted; time linear in their size): a header whose name names a secret gets the value REDACT_MARK, every other
  * header's value (but our own raikoo.dlq.*) what redact_text leaves of it; its value into *out and its key
  * into *key_out (redact_text): send out->value, out->len when out->kind is not REDACT_NONE, else m's value,
  * and likewise the key (dead_letter_value, dead_letter_key). When anything was redacted, a
  * raikoo.dlq.redacted header says "whole" (the value was replaced whole) or "fields". Free *out and *key_out
  * with redacted_free once produced with a copy. A message with a ce_ header (CloudEvents binary mode) has its
  * value redacted as data only. */
-void dead_letter_redact(const rd_kafka_message_t *m, rd_kafka_headers_t *h, redacted_t *out,
+void dead_letter_redact(const rd_kafka_message_t *m, rd_kafka_headers_t **h, redacted_t *out,
                         redacted_t *key_out);
 
 /* The value to send: out's when redacted, else m's. */

@@ -446,6 +446,16 @@ class Client:
             self.results.seen.clear()
         return self.by_command[command_id][0]["data"]
 
+    def result_counts(self, ids):
+        """How many result messages each of ids got so far, copies included (a command applied twice, or
+        redelivered and recognised, has its result published again)."""
+        self.results.poll(2)
+        for m in self.results.seen:
+            r = json.loads(m.value())
+            self.by_command.setdefault(r["data"]["command_id"], []).append(r)
+        self.results.seen.clear()
+        return {cid: len(self.by_command.get(cid, [])) for cid in ids}
+
     def send(self, name, actor, data, command_id=None):
         """Publishes one command and returns its result's data."""
         return self.result(self.publish(name, actor, data, command_id))

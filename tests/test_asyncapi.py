@@ -185,7 +185,7 @@ def test_every_topic_group_message_type_and_header_of_the_code_is_in_the_documen
     # Headers: the dead-letter headers the worker writes (every one, but the mark of a redacted letter, on every
     # dead letter), the structured-mode mark, the replay header.
     worker = _src("lib/svc/deadletter.c")
-    dlq_headers = set(re.findall(r'rd_kafka_header_add\(h, "(raikoo\.dlq\.\w+)"', worker))
+    dlq_headers = set(re.findall(r'rd_kafka_header_add\(\*?h, "(raikoo\.dlq\.\w+)"', worker))
     assert {"raikoo.dlq.reason", "raikoo.dlq.origin", "raikoo.dlq.group", "raikoo.dlq.redacted"} <= dlq_headers
     schemas = doc["components"]["schemas"]
     assert set(schemas["DeadLetterHeaders"]["properties"]) == dlq_headers

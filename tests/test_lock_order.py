@@ -13,17 +13,20 @@ from psycopg2 import errors
 from conftest import accepted, unique_email
 
 
-def _blocked_by(db, pid, timeout=60):
-    """The backends waiting for a lock that backend pid holds, once there is one (fails at the deadline)."""
+def _blocked_by(db, pid, what, timeout=60):
+    """The backends waiting for a lock that backend pid holds, once one of them runs a statement that contains
+    `what` (fails at the deadline). pg_stat_activity's text is read from a snapshot taken as the query starts,
+    pg_blocking_pids live: a backend seen blocked can still show the statement it ran just before."""
     end = time.time() + timeout
+    rows = []
     with db.cursor() as cur:
         while time.time() < end:
             cur.execute("SELECT pid, query FROM pg_stat_activity WHERE %s = ANY (pg_blocking_pids(pid))", (pid,))
             rows = cur.fetchall()
-            if rows:
+            if any(what in (q or "") for _, q in rows):
                 return rows
             time.sleep(0.05)
-    pytest.fail("no transaction came to wait for the policy row: the ResendInvitation never reached it")
+    pytest.fail(f"no transaction came to wait for the policy row (blocked last seen: {rows})")
 
 
 def test_resend_invitation_takes_the_policy_row_before_the_invitation_row(client, admin, db, db_url):
@@ -50,8 +53,7 @@ def test_resend_invitation_takes_the_policy_row_before_the_invitation_row(client
             cur.execute("SELECT pg_backend_pid()")
             holder_pid = cur.fetchone()[0]
         cid = client.publish("ResendInvitation", admin, {"org_id": org, "invitation_id": inv})
-        waiting = _blocked_by(db, holder_pid)
-        assert any("organization_policies" in (q or "") for _, q in waiting), waiting
+        _blocked_by(db, holder_pid, "organization_policies")
         # The worker waits for the policy row: it must not hold the invitation row meanwhile.
         with probe.cursor() as cur:
             try:

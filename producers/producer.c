@@ -309,7 +309,12 @@ int raikoo_result_parse(const void *buf, size_t len, raikoo_result_t *r) {
 
 /* Reads a results-topic message into r (taking a reference to its data). -1 when it is not a result. */
 static int result_from_message(const rd_kafka_message_t *m, raikoo_result_t *r) {
-    return raikoo_result_parse(m->payload, m->len, r);
+    if (raikoo_result_parse(m->payload, m->len, r) != 0)
+        return -1;
+    rd_kafka_timestamp_type_t type;
+    int64_t ts = rd_kafka_message_timestamp(m, &type);
+    r->published_ms = type == RD_KAFKA_TIMESTAMP_CREATE_TIME && ts > 0 ? ts : 0;
+    return 0;
 }
 
 /* Reads one message from the results consumer, waiting up to timeout_ms. 1 with *r filled when it is the

@@ -40,6 +40,9 @@ const conf_key_t conf_keys[] = {
     {"group.audit", "raikoo-audit", "consumer group of the audit workers (topic.events into audit_log)"},
     {"worker.instance", "",
      "non-empty: static group membership (group.instance.id = group/host/instance); one per process"},
+    {"commit.interval.ms", "1000",
+     "command worker, mailer, audit worker: least time between two offset commits (0: after every batch); "
+     "what was applied and not yet committed is read again after a crash, and recognised"},
     {"batch.max", "500", "command worker: most commands in one database transaction"},
     {"batch.wait.ms", "5",
      "command worker: after a full batch (a backlog), how long to gather the next one after its first "

@@ -23,7 +23,8 @@ struct consumer {
      * (recognised by the worker, but repeated work). */
     rd_kafka_topic_partition_list_t *pending;
     int commit_failing;      /* the last commit failed: commit again, and log only state changes */
-    int64_t commit_retry_at; /* worker_now_ms() after which to commit again */
+    long commit_interval_ms; /* commit.interval.ms: the least time between two commits while running */
+    int64_t commit_due_at;   /* worker_now_ms() from which the pending offsets are committed (again) */
     /* A batch the worker could not apply is held (co->m) and offered again with a backoff, while the
      * assignment is paused and the loop goes on polling: the member keeps its place in the group
      * (max.poll.interval.ms), and rebalances and commit outcomes are served meanwhile. */
@@ -76,7 +77,7 @@ static void commit_state(consumer_t *co, rd_kafka_resp_err_t err) {
         log_info(NULL, "offset commits succeed again");
     co->commit_failing = err != RD_KAFKA_RESP_ERR_NO_ERROR;
     if (err)
-        co->commit_retry_at = worker_now_ms() + 1000;
+        co->commit_due_at = worker_now_ms() + 1000;
 }
 
 /* Served by rd_kafka_consumer_poll: the outcome of an asynchronous commit. */
@@ -155,6 +156,19 @@ static void commit_pending(consumer_t *co, int async) {
         }
     }
     rd_kafka_topic_partition_list_destroy(offs);
+}
+
+/* Commits the pending offsets once commit.interval.ms has passed since the last commit (a commit that
+ * failed: once a second). A commit per batch would be one write to the group's offsets partition per
+ * batch: at 200 commands/s, batches of one or two, the group coordinator of the stack's broker fell
+ * behind and answered no heartbeat for 6 s, and the member lost its partitions (measured, docs/
+ * BENCHMARKS.md). Offsets not yet committed cost only work: whoever reads them again recognises them. */
+static void commit_due(consumer_t *co) {
+    int64_t now = worker_now_ms();
+    if (co->pending->cnt == 0 || now < co->commit_due_at)
+        return;
+    co->commit_due_at = now + co->commit_interval_ms;
+    commit_pending(co, 1); /* on failure commit_state makes it due again in a second */
 }
 
 /* At revoke: commits the pending offsets of the partitions that go, waiting at most COMMIT_WAIT_MS, so that
@@ -284,6 +298,10 @@ consumer_t *consumer_new(const conf_t *c, const char *group, const char *topic, 
     co->batch_max = batch_max > 0 ? batch_max : 1;
     co->batch_wait_ms = batch_wait_ms > 0 ? batch_wait_ms : 0;
     co->pending = rd_kafka_topic_partition_list_new(16);
+    if (conf_get_long(c, "commit.interval.ms", 0, 60000, &co->commit_interval_ms, errstr, errstr_size) != 0) {
+        consumer_free(co);
+        return NULL;
+    }
     co->rk = kafka_group_consumer_new(c, group, topic, rebalance_cb, co, errstr, errstr_size);
     if (!co->rk) {
         consumer_free(co);
@@ -352,7 +370,6 @@ static void poll_paused(consumer_t *co, int timeout_ms) {
 
 void consumer_run(consumer_t *co, const consumer_hooks_t *hooks) {
     while (worker_running()) {
-        int committed = 0;
         if (co->n == 0 && co->held)
             hold_end(co, 0); /* a rebalance took every message of the held batch */
         if (co->n == 0) {
@@ -382,20 +399,13 @@ void consumer_run(consumer_t *co, const consumer_hooks_t *hooks) {
                 for (size_t i = 0; i < co->n; i++)
                     pending_set(co, rd_kafka_topic_name(co->m[i]->rkt), co->m[i]->partition,
                                 co->m[i]->offset + 1);
-                commit_pending(co, 1);
-                committed = 1;
                 batch_clear(co);
                 hold_end(co, 1);
             } else if (worker_running()) { /* else shutdown: left uncommitted for the next owner */
                 hold_failed(co);
             }
         }
-        /* A failed commit is made again every second while no batch commits. */
-        if (!committed && co->commit_failing && co->pending->cnt > 0 &&
-            worker_now_ms() >= co->commit_retry_at) {
-            co->commit_retry_at = worker_now_ms() + 1000;
-            commit_pending(co, 1);
-        }
+        commit_due(co);
         if (hooks->round)
             hooks->round(hooks->arg);
     }

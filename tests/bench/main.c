@@ -317,10 +317,12 @@ static json_t *invite_data(void *arg, const char *phase, long i) {
 
 /* The stages of a paced command's latency, split where its worker's batch transaction began
  * (processed_commands.processed_at): publish -> transaction began, transaction began -> result received. */
-enum { ST_TO_TX, ST_TX_TO_RESULT, STAGE_N };
-static const char *const stage_names[STAGE_N] = {"to_transaction", "transaction_to_result"};
-static const char *const stage_labels[STAGE_N] = {"publish -> transaction began",
-                                                  "transaction began -> result received"};
+enum { ST_TO_TX, ST_TX_TO_RESULT, ST_TX_TO_PUB, ST_PUB_TO_RECV, STAGE_N };
+static const char *const stage_names[STAGE_N] = {"to_transaction", "transaction_to_result",
+                                                 "transaction_to_published", "published_to_received"};
+static const char *const stage_labels[STAGE_N] = {
+    "publish -> transaction began", "transaction began -> result received",
+    "  transaction began -> relay published", "  relay published -> result received"};
 enum { SQ_P50, SQ_P90, SQ_P99, SQ_N };
 
 typedef struct lat_fig {
@@ -336,6 +338,7 @@ typedef struct lat_fig {
 typedef struct lat_sample {
     char id[UUID_BUF];
     double sent_wall, recv_wall, total_ms;
+    double published_wall; /* the result's Kafka timestamp (the relay's publish), seconds; 0 when absent */
 } lat_sample_t;
 
 /* The figures of one run. */
@@ -417,6 +420,7 @@ static double run_commands(raikoo_producer_t *p, const options_t *o, const char 
                 snprintf(sm->id, sizeof(sm->id), "%s", r.command_id);
                 sm->sent_wall = at_wall;
                 sm->recv_wall = now_wall;
+                sm->published_wall = (double)r.published_ms / 1000.0;
                 sm->total_ms = (now - at) * 1000.0;
             }
             if (r.accepted)
@@ -959,6 +963,7 @@ static int latency_stages(PGconn *db, const lat_sample_t *s, long n, lat_fig_t *
     }
     PQclear(r);
     double *v[STAGE_N], drift = 0;
+    size_t kst[STAGE_N] = {0}; /* samples of each stage (the relay's publish may be unknown) */
     for (int st = 0; st < STAGE_N; st++)
         v[st] = xcalloc((size_t)n + 1, sizeof(double));
     long k = 0;
@@ -966,19 +971,26 @@ static int latency_stages(PGconn *db, const lat_sample_t *s, long n, lat_fig_t *
         double at = s[i].id[0] ? sendtimes_get(began, s[i].id, NULL) : 0;
         if (at <= 0)
             continue;
-        v[ST_TO_TX][k] = (at - s[i].sent_wall) * 1000.0;
-        v[ST_TX_TO_RESULT][k] = (s[i].recv_wall - at) * 1000.0;
-        double d = fabs(v[ST_TO_TX][k] + v[ST_TX_TO_RESULT][k] - s[i].total_ms);
+        double to_tx = (at - s[i].sent_wall) * 1000.0, tx_to_result = (s[i].recv_wall - at) * 1000.0;
+        v[ST_TO_TX][kst[ST_TO_TX]++] = to_tx;
+        v[ST_TX_TO_RESULT][kst[ST_TX_TO_RESULT]++] = tx_to_result;
+        /* The relay's publish, from the result message's Kafka timestamp (whole milliseconds). */
+        double pub = s[i].published_wall;
+        if (pub > 0) {
+            v[ST_TX_TO_PUB][kst[ST_TX_TO_PUB]++] = (pub - at) * 1000.0;
+            v[ST_PUB_TO_RECV][kst[ST_PUB_TO_RECV]++] = (s[i].recv_wall - pub) * 1000.0;
+        }
+        double d = fabs(to_tx + tx_to_result - s[i].total_ms);
         if (d > drift)
             drift = d;
         k++;
     }
     sendtimes_free(began);
     for (int st = 0; st < STAGE_N; st++) {
-        qsort(v[st], (size_t)k, sizeof(double), cmp_double);
-        l->stage[st][SQ_P50] = percentile(v[st], (size_t)k, 50);
-        l->stage[st][SQ_P90] = percentile(v[st], (size_t)k, 90);
-        l->stage[st][SQ_P99] = percentile(v[st], (size_t)k, 99);
+        qsort(v[st], kst[st], sizeof(double), cmp_double);
+        l->stage[st][SQ_P50] = percentile(v[st], kst[st], 50);
+        l->stage[st][SQ_P90] = percentile(v[st], kst[st], 90);
+        l->stage[st][SQ_P99] = percentile(v[st], kst[st], 99);
         free(v[st]);
     }
     l->staged = k;
@@ -1006,7 +1018,7 @@ static int phase_latency(PGconn *db, raikoo_producer_t *prod, const options_t *o
             abort();
         long rej, got;
         char phase[32];
-        snprintf(phase, sizeof(phase), "lat%ld", o->rates[i]);
+        snprintf(phase, sizeof(phase), "lat%ld.%d", o->rates[i], i); /* a rate given twice: other addresses */
         double wall = run_commands(prod, o, phase, n, o->rates[i], *lat, samples, &rej, &got);
         if (wall <= 0) {
             free(samples);

@@ -52,7 +52,8 @@ const conf_key_t conf_keys[] = {
      "folder of mailer.pk, mailer.sk (mailer only) and code.pepper (command worker), from `raikoo keygen`"},
     {"invitation.ttl.seconds", "604800", "how long an invitation code stays valid (7 days)"},
     {"ratelimit.invitations.per.hour", "1000", "new invitations per organization per hour"},
-    {"relay.batch", "1000", "outbox relay: most rows published at a time"},
+    {"relay.batch", "1000",
+     "outbox relay: most rows in flight at once (produced, not yet acknowledged and deleted)"},
     {"relay.poll.ms", "1000", "outbox relay: poll interval when no notification arrives"},
     {"expiry.interval.ms", "5000", "expiry worker: time between scans"},
     {"expiry.batch", "500", "expiry worker: most invitations expired per transaction"},
@@ -124,11 +125,15 @@ const conf_script_var_t conf_script_vars[] = {
     {"RAIKOO_TEST_BUILDS", "bin bin-asan", "ops/test: the builds the suite runs against"},
     {"RAIKOO_BIN_DIR", "bin", "tests: the build under test (set by ops/test)"},
     {"RAIKOO_BENCH_VAR", "var/bench", "ops/bench: data folder of the bench stack"},
-    {"RAIKOO_BENCH_PG_PORT", "55632", "ops/bench: PostgreSQL port of the bench stack"},
-    {"RAIKOO_BENCH_BROKER_PORT", "19292", "ops/bench: Kafka port of the bench stack (controller: port + 1)"},
-    {"RAIKOO_BENCH_SMTP_PORT", "2725", "ops/bench: SMTP port of the bench stack"},
+    {"RAIKOO_BENCH_PG_PORT", "55542", "ops/bench: PostgreSQL port of the bench stack"},
+    {"RAIKOO_BENCH_BROKER_PORT", "19202", "ops/bench: Kafka port of the bench stack (controller: port + 1)"},
+    {"RAIKOO_BENCH_SMTP_PORT", "2635", "ops/bench: SMTP port of the bench stack"},
+    {"RAIKOO_BENCH_KEEP_DATA", "0",
+     "ops/bench: 1 keeps the bench stack's data and a running bench stack (by default every run starts "
+     "from an empty stack)"},
     {"RAIKOO_STACK_JAVA_OPTS", "(none)",
-     "ops/stack: more options for the brokers' JVM (ops/test: -XX:TieredStopAtLevel=1, a faster start)"},
+     "ops/stack: more options for the brokers' JVM (ops/test and ops/bench: -XX:TieredStopAtLevel=1, a "
+     "faster start and no compiler threads competing with the system measured)"},
     {NULL, NULL, NULL},
 };
 

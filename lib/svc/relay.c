@@ -1,5 +1,5 @@
-/* The outbox relay's round: publish outbox rows with an idempotent producer, delete exactly those
- * Kafka acknowledged. */
+/* The outbox relay: publishes outbox rows with an idempotent producer (reads, acknowledgements and deletes
+ * overlapping), deletes exactly those Kafka acknowledged. */
 #include "relay.h"
 
 #include <errno.h>
@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/select.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "db.h"
 #include "exitstatus.h"
@@ -19,32 +21,46 @@
 #include "text.h"
 #include "worker.h"
 
-static const char SQL_PENDING[] = "SELECT id, topic, key, payload FROM outbox ORDER BY id LIMIT $1";
+/* The oldest rows not in flight: rows whose delivery failed are read again, rows committed late by a
+ * transaction that took an id before others are found wherever they are (no "id > last" cursor). */
+static const char SQL_PENDING[] =
+    "SELECT id, topic, key, payload FROM outbox WHERE id <> ALL($2::bigint[]) ORDER BY id LIMIT $1";
 static const char SQL_DELETE[] = "DELETE FROM outbox WHERE id = ANY($1::bigint[])";
 
-/* Per-message delivery state, reached through the message opaque. */
-typedef struct delivery {
-    int done;
+/* One outbox row produced and not yet deleted, reached from its delivery report through the message's
+ * opaque. */
+typedef struct relay_msg {
+    char id[24]; /* outbox.id, as text */
+    char *topic; /* owned */
+    int done;    /* the delivery report came (or librdkafka refused the message at once) */
     rd_kafka_resp_err_t err;
-} delivery_t;
+} relay_msg_t;
+
+/* The rows in flight, in the order produced. Kept across reconnections: their reports still come. */
+typedef struct relay {
+    relay_msg_t **m;
+    size_t n, cap;
+    long limit; /* relay.batch: most rows in flight at once */
+} relay_t;
 
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     (void)rk;
     (void)opaque;
-    delivery_t *d = m->_private;
-    d->done = 1;
-    d->err = m->err;
+    relay_msg_t *r = m->_private;
+    r->done = 1;
+    r->err = m->err;
 }
 
 rd_kafka_t *relay_producer_wait(const conf_t *c, char *errstr, size_t errstr_size) {
-    static const char *const settings[] = {"linger.ms", "2", NULL};
+    /* No linger: the relay queues what it read at once and then waits for reports, never for more rows;
+     * while requests are in flight the next rows batch up by themselves. */
+    static const char *const settings[] = {"linger.ms", "0", NULL};
     instruments_init_relay(c);
     return kafka_producer_wait(c, dr_msg_cb, settings, errstr, errstr_size);
 }
 
-/* Queues outbox row i of rows with d as its delivery state; a row librdkafka refuses at once is done with
- * that error. */
-static void relay_produce(rd_kafka_t *producer, PGresult *rows, int i, delivery_t *d) {
+/* Queues outbox row i of rows as r; a row librdkafka refuses at once is done with that error. */
+static void relay_produce(rd_kafka_t *producer, PGresult *rows, int i, relay_msg_t *r) {
     const char *key = PQgetvalue(rows, i, 2);
     const char *payload = PQgetvalue(rows, i, 3);
     rd_kafka_resp_err_t err;
@@ -56,7 +72,8 @@ static void relay_produce(rd_kafka_t *producer, PGresult *rows, int i, delivery_
         err = rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(PQgetvalue(rows, i, 1)),
                                 RD_KAFKA_V_KEY(key, strlen(key)),
                                 RD_KAFKA_V_VALUE((void *)payload, (size_t)PQgetlength(rows, i, 3)),
-                                RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), /* rows is cleared at once */
+                                RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(r), RD_KAFKA_V_END);
         if (err)
             rd_kafka_headers_destroy(h);
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
@@ -64,92 +81,108 @@ static void relay_produce(rd_kafka_t *producer, PGresult *rows, int i, delivery_
         rd_kafka_poll(producer, 10); /* the local queue is full: let deliveries drain it */
     }
     if (err) {
-        d->done = 1;
-        d->err = err;
+        r->done = 1;
+        r->err = err;
     }
 }
 
-/* Waits for every delivery report of d[0..n) (librdkafka retries internally up to message.timeout.ms).
- * After a fatal error the rest is purged, which reports them as failed: d[] is not freed under librdkafka.
- * 1 after a fatal error (errstr), else 0. */
-static int relay_wait_deliveries(rd_kafka_t *producer, const delivery_t *d, int n, char *errstr,
-                                 size_t errstr_size) {
-    int fatal = 0;
-    for (;;) {
-        int pending = 0;
-        for (int i = 0; i < n; i++)
-            pending += !d[i].done;
-        if (!pending)
-            return fatal;
-        /* A flush sends what lingers at once (it ignores linger.ms: the round is all queued by now) and
-         * serves the delivery reports. */
-        rd_kafka_flush(producer, 50);
-        health_beat(); /* waiting for Kafka's acknowledgements (up to message.timeout.ms) is alive */
-        char why[256];
-        if (!fatal && rd_kafka_fatal_error(producer, why, sizeof(why))) {
-            snprintf(errstr, errstr_size, "fatal producer error: %s", why);
-            fatal = 1;
-            rd_kafka_purge(producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-        }
-    }
+/* The ids in flight as a bigint array literal (malloc'd). */
+static char *inflight_ids(const relay_t *rl) {
+    const char **ids = xcalloc(rl->n + 1, sizeof(*ids));
+    for (size_t i = 0; i < rl->n; i++)
+        ids[i] = rl->m[i]->id;
+    char *lit = db_array_literal(ids, rl->n);
+    free(ids);
+    return lit;
 }
 
-/* Deletes the rows Kafka acknowledged (d[i].err 0) and counts them as published; the others stay for the
- * next round. *published gets how many were deleted. -1 with errstr when the delete fails. */
-static int relay_delete_delivered(PGconn *db, PGresult *rows, const delivery_t *d, int n, size_t *published,
-                                  char *errstr, size_t errstr_size) {
-    const char **delivered = xcalloc((size_t)n, sizeof(*delivered));
-    size_t k = 0;
-    for (int i = 0; i < n; i++) {
-        if (d[i].err) {
-            log_warn(NULL, "outbox row %s to %s not delivered (%s): kept for the next round",
-                     PQgetvalue(rows, i, 0), PQgetvalue(rows, i, 1), rd_kafka_err2str(d[i].err));
+/* Reads up to want of the oldest rows not in flight and produces them. *got gets how many were read. -1
+ * with errstr when the read fails. */
+static int relay_read(PGconn *db, rd_kafka_t *producer, relay_t *rl, long want, int *got, char *errstr,
+                      size_t errstr_size) {
+    char lim[24];
+    snprintf(lim, sizeof(lim), "%ld", want);
+    char *ids = inflight_ids(rl);
+    const char *p[2] = {lim, ids};
+    PGresult *rows = db_exec_cached(db, SQL_PENDING, 2, p, errstr, errstr_size);
+    free(ids);
+    if (!rows)
+        return -1;
+    *got = PQntuples(rows);
+    rl->m = xgrow(rl->m, rl->n + (size_t)*got, &rl->cap, sizeof(*rl->m), 256);
+    for (int i = 0; i < *got; i++) {
+        relay_msg_t *r = xcalloc(1, sizeof(*r));
+        snprintf(r->id, sizeof(r->id), "%s", PQgetvalue(rows, i, 0));
+        r->topic = xstrdup(PQgetvalue(rows, i, 1));
+        rl->m[rl->n++] = r;
+        relay_produce(producer, rows, i, r);
+    }
+    PQclear(rows);
+    return 0;
+}
+
+/* Takes the rows whose report came out of the flight: deletes those Kafka acknowledged and counts them as
+ * published; those that failed stay in the outbox and are read again. *published gets how many were
+ * deleted, *failed is increased by how many failed. -1 with errstr when the delete fails (the rows delivered are then published again later: at
+ * least once). */
+static int relay_settle(PGconn *db, relay_t *rl, size_t *published, size_t *failed, char *errstr,
+                        size_t errstr_size) {
+    relay_msg_t **settled = xcalloc(rl->n + 1, sizeof(*settled));
+    const char **delivered = xcalloc(rl->n + 1, sizeof(*delivered));
+    size_t ns = 0, nd = 0, j = 0;
+    for (size_t i = 0; i < rl->n; i++) {
+        relay_msg_t *r = rl->m[i];
+        if (!r->done) {
+            rl->m[j++] = r;
             continue;
         }
-        delivered[k++] = PQgetvalue(rows, i, 0);
+        settled[ns++] = r;
+        *failed += r->err != 0;
+        if (r->err)
+            log_warn(NULL, "outbox row %s to %s not delivered (%s): kept for the next round", r->id, r->topic,
+                     rd_kafka_err2str(r->err));
+        else
+            delivered[nd++] = r->id;
     }
+    rl->n = j;
     int rc = 0;
-    if (k) {
-        char *ids = db_array_literal(delivered, k);
+    *published = 0;
+    if (nd) {
+        char *ids = db_array_literal(delivered, nd);
         const char *pd[1] = {ids};
         PGresult *del = db_exec_cached(db, SQL_DELETE, 1, pd, errstr, errstr_size);
         free(ids);
         if (del) {
             PQclear(del);
-            *published = k;
-            for (int i = 0; i < n; i++)
-                if (!d[i].err)
-                    instruments_published(PQgetvalue(rows, i, 1), 1);
+            *published = nd;
+            for (size_t i = 0; i < ns; i++)
+                if (!settled[i]->err)
+                    instruments_published(settled[i]->topic, 1);
         } else {
             rc = -1;
         }
     }
+    for (size_t i = 0; i < ns; i++) {
+        free(settled[i]->topic);
+        free(settled[i]);
+    }
+    free(settled);
     free(delivered);
     return rc;
 }
 
-int relay_round(PGconn *db, rd_kafka_t *producer, long limit, size_t *published, char *errstr,
-                size_t errstr_size) {
-    char lim[24];
-    snprintf(lim, sizeof(lim), "%ld", limit);
-    const char *p[1] = {lim};
-    *published = 0;
-    PGresult *rows = db_exec_cached(db, SQL_PENDING, 1, p, errstr, errstr_size);
-    if (!rows)
-        return -1;
-    int n = PQntuples(rows);
-    delivery_t *d = xcalloc((size_t)n, sizeof(*d));
-    for (int i = 0; i < n; i++)
-        relay_produce(producer, rows, i, &d[i]);
-    int fatal = relay_wait_deliveries(producer, d, n, errstr, errstr_size);
-    int rc = relay_delete_delivered(db, rows, d, n, published, errstr, errstr_size);
-    if (rc == 0) {
-        instruments_outbox_backlog(db);
-        rc = fatal ? -1 : 0;
+/* After a fatal producer error: purges what is queued and in flight (each then reports a failure) and
+ * serves those reports, so that no relay_msg_t is left under librdkafka. */
+static void relay_purge(rd_kafka_t *producer, relay_t *rl) {
+    rd_kafka_purge(producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    for (int tries = 0; tries < 100; tries++) {
+        size_t open = 0;
+        for (size_t i = 0; i < rl->n; i++)
+            open += !rl->m[i]->done;
+        if (!open)
+            break;
+        rd_kafka_poll(producer, 50);
     }
-    free(d);
-    PQclear(rows);
-    return rc;
 }
 
 /* ---- The worker ---- */
@@ -157,32 +190,33 @@ int relay_round(PGconn *db, rd_kafka_t *producer, long limit, size_t *published,
 /* The advisory lock the active relay holds: any constant of our own. */
 #define RELAY_LOCK_KEY "7238017741"
 
-/* Waits for a NOTIFY on db's socket, at most ms milliseconds; drains the notifications. */
-static void wait_notify(PGconn *db, long ms) {
-    int64_t end = worker_now_ms() + ms;
-    while (worker_running()) {
-        PQconsumeInput(db);
-        PGnotify *n;
-        int got = 0;
-        while ((n = PQnotifies(db)) != NULL) {
-            got = 1;
-            PQfreemem(n);
-        }
-        if (got)
-            return;
-        int64_t left = end - worker_now_ms();
-        if (left <= 0)
-            return;
-        int fd = PQsocket(db);
-        if (fd < 0)
-            return;
-        /* Short slices so that a shutdown request is seen promptly. */
-        struct timeval tv = {0, (left > 200 ? 200 : left) * 1000};
-        fd_set rfds;
-        FD_ZERO(&rfds);
-        FD_SET(fd, &rfds);
-        if (select(fd + 1, &rfds, NULL, NULL, &tv) < 0 && errno != EINTR)
-            return;
+/* 1 when a NOTIFY came on db's connection (all of them drained). */
+static int notified(PGconn *db) {
+    PQconsumeInput(db);
+    PGnotify *n;
+    int got = 0;
+    while ((n = PQnotifies(db)) != NULL) {
+        got = 1;
+        PQfreemem(n);
+    }
+    return got;
+}
+
+/* Waits at most ms (in slices of 200 ms, so that a shutdown request is seen promptly) until db's socket
+ * or wake_fd (written by librdkafka when a delivery report is queued) is readable; empties wake_fd. */
+static void wait_io(PGconn *db, int wake_fd, int64_t ms) {
+    int fd = PQsocket(db);
+    if (fd < 0 || ms <= 0)
+        return;
+    struct timeval tv = {0, (ms > 200 ? 200 : ms) * 1000};
+    fd_set rfds;
+    FD_ZERO(&rfds);
+    FD_SET(fd, &rfds);
+    FD_SET(wake_fd, &rfds);
+    if (select((fd > wake_fd ? fd : wake_fd) + 1, &rfds, NULL, NULL, &tv) > 0 && FD_ISSET(wake_fd, &rfds)) {
+        char buf[64];
+        while (read(wake_fd, buf, sizeof(buf)) > 0)
+            ;
     }
 }
 
@@ -212,23 +246,102 @@ static int become_active(PGconn *db) {
     return -1;
 }
 
-/* Active: publishes rounds of the outbox while the connection holds (between rounds, waits for a NOTIFY
- * or poll_ms). -1 on a fatal producer error (logged), else 0 when the connection went or stop is asked. */
-static int publish(PGconn *db, rd_kafka_t *producer, long limit, long poll_ms) {
+/* Active: publishes the outbox while the connection holds. Reading, producing, acknowledgements and
+ * deletes overlap: rows are read (up to rl->limit in flight) whenever a NOTIFY came, the last read was
+ * full, a delivery failed or poll_ms passed, and the rows Kafka acknowledged are deleted as their reports
+ * come, while later rows are on their way. -1 on a fatal producer error (logged), else 0 when the
+ * connection went or stop is asked. */
+static int publish(PGconn *db, rd_kafka_t *producer, relay_t *rl, int wake_fd, long poll_ms) {
     char err[1024];
+    int want = 1;
+    int64_t read_at = 0;
     while (worker_running() && PQstatus(db) == CONNECTION_OK) {
-        size_t published = 0;
-        if (relay_round(db, producer, limit, &published, err, sizeof(err)) != 0) {
-            log_error(NULL, "relay round: %s", err);
-            if (strncmp(err, "fatal producer error", 20) == 0)
-                return -1;
+        health_beat(); /* waiting for Kafka's acknowledgements (up to message.timeout.ms) is alive */
+        rd_kafka_poll(producer, 0); /* serves the delivery reports queued */
+        char why[256];
+        if (rd_kafka_fatal_error(producer, why, sizeof(why))) {
+            log_error(NULL, "fatal producer error: %s", why);
+            relay_purge(producer, rl);
+            return -1;
+        }
+        size_t published = 0, failed = 0;
+        if (relay_settle(db, rl, &published, &failed, err, sizeof(err)) != 0) {
+            log_error(NULL, "relay: %s", err);
             worker_sleep_ms(500);
             continue;
         }
-        if (published > 0)
+        if (published > 0) {
             log_debug(NULL, "published %zu outbox row(s)", published);
-        if (published < (size_t)limit)
-            wait_notify(db, poll_ms);
+            instruments_outbox_backlog(db);
+        }
+        int64_t now = worker_now_ms();
+        if (failed || notified(db) || now - read_at >= poll_ms)
+            want = 1;
+        if (want && rl->n < (size_t)rl->limit) {
+            long ask = rl->limit - (long)rl->n;
+            int got = 0;
+            if (relay_read(db, producer, rl, ask, &got, err, sizeof(err)) != 0) {
+                log_error(NULL, "relay: %s", err);
+                worker_sleep_ms(500);
+                continue;
+            }
+            read_at = now;
+            want = got == ask; /* a full read: more rows may be waiting */
+            if (got > 0)
+                continue;
+        }
+        wait_io(db, wake_fd, want && rl->n < (size_t)rl->limit ? 0 : poll_ms - (worker_now_ms() - read_at));
+    }
+    return 0;
+}
+
+/* Frees the rows in flight (after the producer is gone: no report can reach them any more). */
+static void relay_free(relay_t *rl) {
+    for (size_t i = 0; i < rl->n; i++) {
+        free(rl->m[i]->topic);
+        free(rl->m[i]);
+    }
+    free(rl->m);
+}
+
+/* A non-blocking pipe whose read end wakes the relay when librdkafka queues a delivery report on the
+ * producer's main queue (q, kept for the end). -1 when none can be made. */
+static int wake_pipe(rd_kafka_t *producer, int fds[2], rd_kafka_queue_t **q) {
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0)
+        return -1;
+    *q = rd_kafka_queue_get_main(producer);
+    rd_kafka_queue_io_event_enable(*q, fds[1], "1", 1);
+    return 0;
+}
+
+/* Active as long as the session lasts; another session takes the lock again. 0 when stop was asked, -1
+ * after a fatal producer error. */
+static int relay_sessions(PGconn *db, rd_kafka_t *producer, relay_t *rl, int wake_fd, long poll_ms) {
+    char err[1024];
+    while (worker_running()) {
+        /* After a lost connection the lock went with the old session: another relay may be active now. */
+        if (!db_alive(db)) { /* PostgreSQL away: logged once, bounded backoff */
+            db_wait();
+            continue;
+        }
+        if (become_active(db) != 0)
+            continue;
+        /* The relay's DELETE of delivered rows need not wait for its WAL flush: should PostgreSQL crash
+         * before the flush, those rows come back and are published again, the same at-least-once window as
+         * a relay killed between Kafka's acknowledgement and its DELETE (consumers drop a CloudEvent id they
+         * have seen). It takes an fsync off every result's latency.
+         * Every statement of the relay reads the outbox by its primary key. The outbox is a queue: most of
+         * its pages hold rows already deleted, and after autovacuum the statistics say it is nearly empty,
+         * so the planner prefers reading the whole table and sorting it (tens of milliseconds a read on a
+         * table bloated by a burst, measured) to the index (under a millisecond). */
+        if (db_cmd(db, "LISTEN raikoo_outbox", err, sizeof(err)) != 0 ||
+            db_cmd(db, "SET synchronous_commit = off", err, sizeof(err)) != 0 ||
+            db_cmd(db, "SET enable_seqscan = off", err, sizeof(err)) != 0) {
+            log_error(NULL, "relay session: %s", err);
+            continue;
+        }
+        if (publish(db, producer, rl, wake_fd, poll_ms) != 0)
+            return -1; /* the idempotent producer cannot go on; a restart makes a new one */
     }
     return 0;
 }
@@ -238,8 +351,11 @@ int relay_run(const conf_t *c) {
     char err[1024];
     PGconn *db = NULL;
     rd_kafka_t *producer = NULL;
-    long limit, poll_ms;
-    if (conf_get_long(c, "relay.batch", 1, 100000, &limit, err, sizeof(err)) != 0 ||
+    rd_kafka_queue_t *mainq = NULL;
+    int wake[2] = {-1, -1};
+    relay_t rl = {0};
+    long poll_ms;
+    if (conf_get_long(c, "relay.batch", 1, 100000, &rl.limit, err, sizeof(err)) != 0 ||
         conf_get_long(c, "relay.poll.ms", 10, 600000, &poll_ms, err, sizeof(err)) != 0)
         return worker_misconfigured(err);
     if (!(db = db_connect_wait(c, err, sizeof(err))) ||           /* waits while PostgreSQL is down */
@@ -247,45 +363,31 @@ int relay_run(const conf_t *c) {
         rc = worker_gave_up(err);
         goto done;
     }
-    notify_ready("relaying the outbox"); /* systemd (Type=notify): connected to PostgreSQL and Kafka */
-    while (worker_running()) {
-        /* After a lost connection the lock went with the old session: another relay may be active now. */
-        if (!db_alive(db)) { /* PostgreSQL away: logged once, bounded backoff */
-            db_wait();
-            continue;
-        }
-        if (become_active(db) != 0)
-            continue;
-        if (db_cmd(db, "LISTEN raikoo_outbox", err, sizeof(err)) != 0) {
-            log_error(NULL, "LISTEN: %s", err);
-            continue;
-        }
-        /* The relay's DELETE of delivered rows need not wait for its WAL flush: should PostgreSQL crash
-         * before the flush, those rows come back and are published again, the same at-least-once window as
-         * a relay killed between Kafka's acknowledgement and its DELETE (consumers drop a CloudEvent id they
-         * have seen). It takes an fsync off every round's path, hence off every result's latency. */
-        if (db_cmd(db, "SET synchronous_commit = off", err, sizeof(err)) != 0) {
-            log_error(NULL, "SET synchronous_commit: %s", err);
-            continue;
-        }
-        /* Every statement of the relay reads the outbox by its primary key. The outbox is a queue: most of
-         * its pages hold rows already deleted, and after autovacuum the statistics say it is nearly empty,
-         * so the planner prefers reading the whole table and sorting it (tens of milliseconds a round on a
-         * table bloated by a burst, measured) to the index (under a millisecond). */
-        if (db_cmd(db, "SET enable_seqscan = off", err, sizeof(err)) != 0) {
-            log_error(NULL, "SET enable_seqscan: %s", err);
-            continue;
-        }
-        if (publish(db, producer, limit, poll_ms) != 0)
-            goto done; /* the idempotent producer cannot go on; a restart makes a new one */
+    if (wake_pipe(producer, wake, &mainq) != 0) {
+        log_error(NULL, "pipe: %s", strerror(errno));
+        goto done;
     }
-    rc = EXIT_OK;
-    log_info(NULL, "shutting down");
+    notify_ready("relaying the outbox"); /* systemd (Type=notify): connected to PostgreSQL and Kafka */
+    if (relay_sessions(db, producer, &rl, wake[0], poll_ms) == 0) {
+        rc = EXIT_OK;
+        log_info(NULL, "shutting down");
+    }
 done:
     if (producer) {
-        rd_kafka_flush(producer, 10000);
+        rd_kafka_flush(producer, 10000); /* the reports of the rows in flight */
+        size_t published = 0, failed = 0;
+        if (rl.n > 0 && PQstatus(db) == CONNECTION_OK)
+            relay_settle(db, &rl, &published, &failed, err, sizeof(err));
+        if (mainq) {
+            rd_kafka_queue_io_event_enable(mainq, -1, NULL, 0);
+            rd_kafka_queue_destroy(mainq);
+        }
         rd_kafka_destroy(producer);
     }
+    relay_free(&rl);
+    for (int i = 0; i < 2; i++)
+        if (wake[i] >= 0)
+            close(wake[i]);
     PQfinish(db); /* releases the advisory lock: a standby takes over */
     return rc;
 }

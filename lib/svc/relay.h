@@ -1,5 +1,5 @@
-/* The outbox relay's round: publish outbox rows with an idempotent producer, delete exactly those
- * Kafka acknowledged. */
+/* The outbox relay: publishes outbox rows with an idempotent producer, deletes exactly those Kafka
+ * acknowledged. */
 #ifndef RAIKOO_RELAY_H
 #define RAIKOO_RELAY_H
 
@@ -9,15 +9,9 @@
 
 #include "conf.h"
 
-/* The relay's producer (kafka_producer_wait: idempotence, acks=all, its delivery reports, linger.ms 2),
+/* The relay's producer (kafka_producer_wait: idempotence, acks=all, its delivery reports, linger.ms 0),
  * waiting while Kafka is down. NULL with errstr when it cannot be made or shutdown was asked. */
 rd_kafka_t *relay_producer_wait(const conf_t *c, char *errstr, size_t errstr_size);
-
-/* Publishes up to limit of the oldest outbox rows and deletes those delivered. *published gets how many
- * were delivered and deleted; rows whose delivery failed stay for the next round. -1 on a database
- * failure or a fatal producer error (errstr). */
-int relay_round(PGconn *db, rd_kafka_t *producer, long limit, size_t *published, char *errstr,
-                size_t errstr_size);
 
 /* The outbox relay: publishes the outbox while this relay holds the advisory lock (one is active; others
  * stand by until its session ends), a round on every NOTIFY raikoo_outbox or every relay.poll.ms, until

@@ -341,6 +341,48 @@ def test_the_relay_killed_and_restarted_loses_and_doubles_nothing(client, admin,
     assert all(len(client.by_command[i]) == 1 for i in ids), "each result exactly once"
 
 
+def test_an_outbox_row_committed_after_a_later_one_is_published_all_the_same(db_url, db, tail, workers):
+    """The relay overlaps its reads with Kafka's acknowledgements, so it must never find rows by "id above the
+    last one read": a transaction that took an outbox id before another may commit after it. Here the early
+    row's transaction stays open until the later row is published (the relay has read past its id), then
+    commits: its row is published too, and both leave the outbox."""
+    import psycopg2
+    from test_poison import _create_topic, _delete_topic
+    topic = "raikoo.test.relay-order-" + uuid.uuid4().hex[:8]
+    _create_topic(topic)
+    early = psycopg2.connect(db_url)
+    try:
+        t = tail(topic)
+        ec = early.cursor()
+        ec.execute("INSERT INTO outbox (topic, key, payload) VALUES (%s, 'k', 'early') RETURNING id", (topic,))
+        early_id = ec.fetchone()[0]
+        cur = db.cursor()
+        cur.execute("INSERT INTO outbox (topic, key, payload) VALUES (%s, 'k', 'late') RETURNING id", (topic,))
+        late_id = cur.fetchone()[0]
+        assert early_id < late_id
+        t.wait_for(lambda m: m.value() == b"late")
+        deadline = time.time() + 30
+        while time.time() < deadline:  # the relay deletes what Kafka acknowledged
+            cur.execute("SELECT count(*) FROM outbox WHERE id = %s", (late_id,))
+            if cur.fetchone()[0] == 0:
+                break
+            time.sleep(0.1)
+        assert not [m for m in t.seen if m.value() == b"early"], "published before its transaction committed"
+        early.commit()
+        t.wait_for(lambda m: m.value() == b"early")
+        while time.time() < deadline:
+            cur.execute("SELECT count(*) FROM outbox WHERE id = ANY(%s)", ([early_id, late_id],))
+            if cur.fetchone()[0] == 0:
+                break
+            time.sleep(0.1)
+        cur.execute("SELECT count(*) FROM outbox WHERE id = ANY(%s)", ([early_id, late_id],))
+        assert cur.fetchone()[0] == 0, "both rows deleted once Kafka acknowledged them"
+        assert [m.value() for m in t.seen].count(b"early") == 1 and [m.value() for m in t.seen].count(b"late") == 1
+    finally:
+        early.close()
+        _delete_topic(topic)
+
+
 def test_a_standby_relay_takes_over(client, admin, org, workers):
     standby = Worker("raikoo-outbox-relay")
     try:

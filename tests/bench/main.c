@@ -363,6 +363,42 @@ typedef struct report {
     double pipe_cpu_ms[PIPE_CPU_N], pipe_busy_cores, cores;
 } report_t;
 
+/* Reads the results there are (waiting up to timeout ms for the first), recording each one's latency into
+ * lat and samples (when not NULL) by its publish time in st. *last gets when the last one came. 0 when none
+ * came, -1 with err on a failure. */
+static int take_results(raikoo_producer_t *p, sendtimes_t *st, int timeout, long n, double *lat,
+                        lat_sample_t *samples, long *rejected, long *received, double *last, char *err,
+                        size_t errsz) {
+    raikoo_result_t r = {0};
+    int got;
+    while ((got = raikoo_results_poll(p, timeout, &r, err, errsz)) == 1) {
+        double now = bench_now(), now_wall = bench_wall(), at_wall;
+        double at = sendtimes_get(st, r.command_id, &at_wall);
+        if (lat && at > 0)
+            lat[*received] = (now - at) * 1000.0;
+        if (samples && at > 0 && *received < n) {
+            lat_sample_t *sm = &samples[*received];
+            snprintf(sm->id, sizeof(sm->id), "%s", r.command_id);
+            sm->sent_wall = at_wall;
+            sm->recv_wall = now_wall;
+            sm->published_wall = (double)r.published_ms / 1000.0;
+            sm->total_ms = (now - at) * 1000.0;
+        }
+        if (r.accepted)
+            invitations_made++;
+        if (!r.accepted) {
+            if (*rejected == 0)
+                fprintf(stderr, "raikoo-bench: rejected: %s: %s\n", r.code, r.message);
+            (*rejected)++;
+        }
+        (*received)++;
+        *last = now;
+        raikoo_result_clear(&r);
+        timeout = 0;
+    }
+    return got;
+}
+
 /* Publishes n InviteNewUser commands at the given rate (0: as fast as the producer allows) and waits for
  * every result. Fills lat (milliseconds, sorted) and samples (in the order the results came) when not
  * NULL, n of each. Returns the wall time from the first publish to the last result, or a negative value
@@ -376,7 +412,6 @@ static double run_commands(raikoo_producer_t *p, const options_t *o, const char 
     first_send = last_send = t0;
     *rejected = 0;
     *received = 0;
-    raikoo_result_t r = {0};
     while (*received < n) {
         if (sent < n) {
             double due = rate ? t0 + (double)sent / (double)rate : 0;
@@ -409,32 +444,7 @@ static double run_commands(raikoo_producer_t *p, const options_t *o, const char 
             if (timeout < 0)
                 timeout = 0;
         }
-        int got;
-        while ((got = raikoo_results_poll(p, timeout, &r, err, sizeof(err))) == 1) {
-            double now = bench_now(), now_wall = bench_wall(), at_wall;
-            double at = sendtimes_get(st, r.command_id, &at_wall);
-            if (lat && at > 0)
-                lat[*received] = (now - at) * 1000.0;
-            if (samples && at > 0 && *received < n) {
-                lat_sample_t *sm = &samples[*received];
-                snprintf(sm->id, sizeof(sm->id), "%s", r.command_id);
-                sm->sent_wall = at_wall;
-                sm->recv_wall = now_wall;
-                sm->published_wall = (double)r.published_ms / 1000.0;
-                sm->total_ms = (now - at) * 1000.0;
-            }
-            if (r.accepted)
-                invitations_made++;
-            if (!r.accepted) {
-                if (*rejected == 0)
-                    fprintf(stderr, "raikoo-bench: rejected: %s: %s\n", r.code, r.message);
-                (*rejected)++;
-            }
-            (*received)++;
-            last = now;
-            raikoo_result_clear(&r);
-            timeout = 0;
-        }
+        int got = take_results(p, st, timeout, n, lat, samples, rejected, received, &last, err, sizeof(err));
         if (got < 0) {
             fprintf(stderr, "raikoo-bench: results: %s\n", err);
             sendtimes_free(st);

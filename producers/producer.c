@@ -312,7 +312,7 @@ static int result_from_message(const rd_kafka_message_t *m, raikoo_result_t *r) 
     if (raikoo_result_parse(m->payload, m->len, r) != 0)
         return -1;
     rd_kafka_timestamp_type_t type;
-    int64_t ts = rd_kafka_message_timestamp(m, &type);
+    long long ts = rd_kafka_message_timestamp(m, &type);
     r->published_ms = type == RD_KAFKA_TIMESTAMP_CREATE_TIME && ts > 0 ? ts : 0;
     return 0;
 }

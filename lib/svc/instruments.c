@@ -108,6 +108,13 @@ void instruments_outbox_backlog(PGconn *db) {
     PQclear(r);
 }
 
+void instruments_outbox_known(size_t rows, double oldest_s) {
+    if (!metrics_enabled())
+        return;
+    metric_set(backlog_rows(), NULL, (double)rows);
+    metric_set(oldest_age(), NULL, oldest_s > 0 ? oldest_s : 0);
+}
+
 void instruments_mail_outcome(const char *status, int held) {
     metric_add(deliveries_total(), METRIC_LABELS(held ? "held" : status), 1);
 }

@@ -29,8 +29,14 @@ void instruments_batch(const cmdproc_msg_t *msgs, const cmd_t *cmds, size_t n, d
 void instruments_published(const char *topic, size_t n);
 
 /* The outbox's backlog (rows, age of the oldest), asked of db at most once a second (the relay calls it
- * each round): raikoo_outbox_backlog_rows, raikoo_outbox_oldest_age_seconds. Only with metrics on. */
+ * while rows wait beyond those it holds in flight): raikoo_outbox_backlog_rows,
+ * raikoo_outbox_oldest_age_seconds. Only with metrics on. */
 void instruments_outbox_backlog(PGconn *db);
+
+/* The same gauges without a query, when the relay knows the backlog: every row there is is one of the
+ * rows it has in flight (its last read found fewer than it asked for), the oldest created oldest_age
+ * seconds ago (0 when none). */
+void instruments_outbox_known(size_t rows, double oldest_age);
 
 /* A mail job's outcome recorded: raikoo_mail_deliveries_total{state} (sent, retrying, failed; held: a job
  * waiting for an unreachable SMTP server, no attempt counted). */

@@ -26,7 +26,7 @@
  * join (a merge with the sorted ids), not "id <> ALL($2)": with 1,000 rows in flight that compares every
  * row read with every id, 22 ms a read against 6 (measured with psql, most of the 6 the rows returned). */
 static const char SQL_PENDING[] =
-    "SELECT o.id, o.topic, o.key, o.payload FROM outbox o"
+    "SELECT o.id, o.topic, o.key, o.payload, extract(epoch FROM now() - o.created_at)::float8 FROM outbox o"
     " WHERE NOT EXISTS (SELECT 1 FROM unnest($2::bigint[]) AS f(id) WHERE f.id = o.id)"
     " ORDER BY o.id LIMIT $1";
 static const char SQL_DELETE[] = "DELETE FROM outbox WHERE id = ANY($1::bigint[])";
@@ -34,9 +34,10 @@ static const char SQL_DELETE[] = "DELETE FROM outbox WHERE id = ANY($1::bigint[]
 /* One outbox row produced and not yet deleted, reached from its delivery report through the message's
  * opaque. */
 typedef struct relay_msg {
-    char id[24]; /* outbox.id, as text */
-    char *topic; /* owned */
-    int done;    /* the delivery report came (or librdkafka refused the message at once) */
+    char id[24];    /* outbox.id, as text */
+    char *topic;    /* owned */
+    double created; /* outbox.created_at on worker_now_ms()'s clock, in seconds (the age the database gave) */
+    int done;       /* the delivery report came (or librdkafka refused the message at once) */
     rd_kafka_resp_err_t err;
 } relay_msg_t;
 
@@ -118,6 +119,7 @@ static int relay_read(PGconn *db, rd_kafka_t *producer, relay_t *rl, long want, 
         relay_msg_t *r = xcalloc(1, sizeof(*r));
         snprintf(r->id, sizeof(r->id), "%s", PQgetvalue(rows, i, 0));
         r->topic = xstrdup(PQgetvalue(rows, i, 1));
+        r->created = (double)worker_now_ms() / 1000.0 - strtod(PQgetvalue(rows, i, 4), NULL);
         rl->m[rl->n++] = r;
         relay_produce(producer, rows, i, r);
     }
@@ -250,6 +252,20 @@ static int become_active(PGconn *db) {
     return -1;
 }
 
+/* The backlog gauges: known without a query while every row in the outbox is one in flight (the last read
+ * found fewer rows than it asked for: !more), asked of the database (at most once a second) otherwise. */
+static void relay_gauges(PGconn *db, const relay_t *rl, int more) {
+    if (more) {
+        instruments_outbox_backlog(db);
+        return;
+    }
+    double oldest = 0;
+    for (size_t i = 0; i < rl->n; i++)
+        if (i == 0 || rl->m[i]->created < oldest)
+            oldest = rl->m[i]->created;
+    instruments_outbox_known(rl->n, rl->n ? (double)worker_now_ms() / 1000.0 - oldest : 0);
+}
+
 /* Active: publishes the outbox while the connection holds. Reading, producing, acknowledgements and
  * deletes overlap: rows are read (up to rl->limit in flight) whenever a NOTIFY came, the last read was
  * full, a delivery failed or poll_ms passed, and the rows Kafka acknowledged are deleted as their reports
@@ -274,10 +290,9 @@ static int publish(PGconn *db, rd_kafka_t *producer, relay_t *rl, int wake_fd, l
             worker_sleep_ms(500);
             continue;
         }
-        if (published > 0) {
+        if (published > 0)
             log_debug(NULL, "published %zu outbox row(s)", published);
-            instruments_outbox_backlog(db);
-        }
+        relay_gauges(db, rl, want);
         int64_t now = worker_now_ms();
         if (failed || notified(db) || now - read_at >= poll_ms)
             want = 1;

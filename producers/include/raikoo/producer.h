@@ -9,7 +9,6 @@
 #define RAIKOO_PRODUCER_H
 
 #include <stddef.h>
-#include <stdint.h>
 #include <jansson.h>
 
 #ifdef __cplusplus
@@ -73,7 +72,7 @@ typedef struct raikoo_result {
     const char *code;         /* stable code ("user_already_exists"); NULL when accepted */
     const char *message;      /* human text, with the fix where there is one; never NULL ("" at worst) */
     const char *org_id, *user_id, *invitation_id; /* the ids the command touched; NULL when not applicable */
-    int64_t published_ms; /* when the outbox relay published the result: its Kafka timestamp (CreateTime),
+    long long published_ms; /* when the outbox relay published the result: its Kafka timestamp (CreateTime),
                            * milliseconds since the epoch; 0 when unknown (raikoo_result_parse alone) */
 } raikoo_result_t;
 

@@ -134,9 +134,12 @@ static const char SQL_MAIL_STATE[] =
 static const char SQL_RELEASE_HELD[] =
     "UPDATE mail_deliveries SET next_attempt_at = now(), held = false, updated_at = now()"
     " WHERE held AND status = 'retrying'";
-/* Noted during the SMTP session, the moment the server accepts a message (see smtp_send_cb). */
+/* Noted during the SMTP session, the moment the server accepts a message (see smtp_send_cb): the messages
+ * accepted since the sender's last note, usually one (note_accepted). */
 static const char SQL_ACCEPTED[] =
-    "UPDATE mail_deliveries SET accepted_at = now() WHERE job_id = $1 AND status = 'sending'";
+    "UPDATE mail_deliveries SET accepted_at = now() WHERE job_id = ANY($1::uuid[]) AND status = 'sending'";
+/* The name SQL_ACCEPTED is prepared under on each sender's connection (sent without waiting for it). */
+#define ACCEPTED_STMT "raikoo_mail_accepted"
 /* Names this session after the mailer (pg_stat_activity shows who holds what). */
 static const char SQL_IDENTIFY[] = "SELECT set_config('application_name', $1, false)";
 
@@ -178,6 +181,12 @@ typedef struct sender {
     int started;
     PGconn *db;         /* NULL until connected */
     int64_t connect_at; /* the next reconnection attempt, when db is down */
+    /* The accepted_at notes of the current session (notes_pump): the job ids accepted and not yet sent to
+     * PostgreSQL (borrowed from the session's jobs), and whether a note is on its way (its answer not yet
+     * read). At most one is on its way; the messages the server accepts meanwhile go in the next one. */
+    const char **note_ids;
+    size_t n_notes;
+    int note_busy;
 } sender_t;
 
 struct mailer {
@@ -1093,10 +1102,10 @@ static void sender_connect(sender_t *s) {
     if (now < s->connect_at)
         return;
     s->connect_at = now + 1000;
-    if (!s->db)
-        s->db = PQconnectdb(s->m->db_url ? s->m->db_url : "");
-    else
-        PQreset(s->db);
+    if (s->db)
+        PQfinish(s->db);
+    s->note_busy = 0;
+    s->db = PQconnectdb(s->m->db_url ? s->m->db_url : "");
     if (PQstatus(s->db) == CONNECTION_OK) {
         char err[256];
         const char *p[1] = {s->m->appname};
@@ -1112,6 +1121,10 @@ static void sender_connect(sender_t *s) {
          * synchronous. */
         if (db_cmd(s->db, "SET synchronous_commit TO off", err, sizeof(err)) != 0)
             log_warn(NULL, "mail sender: %s (accepted_at notes wait for the disk)", err);
+        res = PQprepare(s->db, ACCEPTED_STMT, SQL_ACCEPTED, 1, NULL);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) /* the notes then fail: only their protection is lost */
+            log_warn(NULL, "mail sender: cannot prepare the accepted_at note: %s", PQerrorMessage(s->db));
+        PQclear(res);
     }
 }
 
@@ -1122,19 +1135,66 @@ typedef struct accepted_ctx {
     const size_t *which; /* session index -> index in jobs */
 } accepted_ctx_t;
 
-/* The server accepted message k of the session: noted at once (one short statement on the sender's own
- * connection), so that if this mailer dies before the outcome is written, the mailer taking the job over
- * records it sent instead of sending it again. A failure only loses that protection. */
+/* Reads whatever answer of the note on its way has arrived (wait: until it has); a note answered clears
+ * note_busy. A broken connection drops the note (its protection only) and is reconnected before the next
+ * session. */
+static void notes_read(sender_t *s, int wait) {
+    PGconn *db = s->db;
+    while (s->note_busy) {
+        if (!wait && (!PQconsumeInput(db) || PQisBusy(db))) {
+            if (PQstatus(db) != CONNECTION_OK)
+                s->note_busy = 0;
+            return;
+        }
+        PGresult *res = PQgetResult(db); /* blocks only when wait */
+        if (!res) {
+            s->note_busy = 0; /* the statement is over */
+            break;
+        }
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            log_debug(NULL, "mail sender: accepted_at note not written: %s", PQresultErrorMessage(res));
+        PQclear(res);
+    }
+}
+
+/* Sends the notes gathered since the last one, in one statement, when none is on its way (the statement
+ * does not wait for its answer: notes_read reads it later). Then, with wait, reads answers and sends again
+ * until every note gathered is written: so at the end of a session, before its outcomes go to the main
+ * thread, no note is left behind (nor on its way while the outcomes are written). */
+static void notes_pump(sender_t *s, int wait) {
+    for (;;) {
+        if (!s->db || PQstatus(s->db) != CONNECTION_OK) {
+            s->note_busy = 0;
+            s->n_notes = 0; /* lost: only that protection */
+            return;
+        }
+        notes_read(s, wait);
+        if (s->note_busy || s->n_notes == 0)
+            return;
+        char *ids = db_array_literal(s->note_ids, s->n_notes);
+        const char *p[1] = {ids};
+        s->note_busy = PQsendQueryPrepared(s->db, ACCEPTED_STMT, 1, p, NULL, NULL, 0) == 1;
+        free(ids);
+        if (!s->note_busy)
+            log_debug(NULL, "mail sender: cannot send the accepted_at note: %s", PQerrorMessage(s->db));
+        s->n_notes = 0;
+        if (!wait)
+            return;
+    }
+}
+
+/* The server accepted message k of the session: noted at once, so that if this mailer dies before the
+ * outcome is written, the mailer taking the job over records it sent instead of sending it again. The note
+ * goes to PostgreSQL on the sender's own connection without the sender waiting for its answer (the session
+ * goes on meanwhile); while one is on its way, the messages accepted meanwhile wait for it and go together
+ * in the next. A failure only loses that protection. */
 static void note_accepted(void *arg, size_t k) {
     accepted_ctx_t *ctx = arg;
-    PGconn *db = ctx->s->db;
-    if (!db || PQstatus(db) != CONNECTION_OK)
+    sender_t *s = ctx->s;
+    if (!s->db || PQstatus(s->db) != CONNECTION_OK)
         return;
-    const char *p[1] = {ctx->jobs[ctx->which[k]]->cl.job.job_id};
-    char err[256];
-    PGresult *res = db_exec(db, SQL_ACCEPTED, 1, p, err, sizeof(err));
-    if (res)
-        PQclear(res);
+    s->note_ids[s->n_notes++] = ctx->jobs[ctx->which[k]]->cl.job.job_id;
+    notes_pump(s, 0);
 }
 
 /* Sends jobs[0..n) in one SMTP session: renders each (the code opened here, wiped after the session) and
@@ -1179,8 +1239,10 @@ static void send_jobs(sender_t *s, sendjob_t **jobs, size_t n) {
         /* The session gets only the messages that rendered; their verdicts go back to their jobs. */
         char why[400] = "";
         accepted_ctx_t ctx = {s, jobs, which};
+        s->n_notes = 0;
         int session_failed =
             smtp_send_cb(&m->smtp, m->from.addr, batch, n_send, note_accepted, &ctx, why, sizeof(why)) != 0;
+        notes_pump(s, 1); /* every note written before the outcomes are */
         for (size_t k = 0; k < n_send; k++)
             jobs[which[k]]->item = batch[k];
         if (session_failed) {
@@ -1213,6 +1275,7 @@ static void *sender_main(void *arg) {
     sender_t *s = arg;
     mailer_t *m = s->m;
     sendjob_t **jobs = xcalloc((size_t)m->batch_max, sizeof(*jobs));
+    s->note_ids = xcalloc((size_t)m->batch_max, sizeof(*s->note_ids));
     sender_connect(s);
     pthread_mutex_lock(&m->lock);
     for (;;) {
@@ -1238,6 +1301,7 @@ static void *sender_main(void *arg) {
     }
     pthread_mutex_unlock(&m->lock);
     free(jobs);
+    free(s->note_ids);
     if (s->db)
         PQfinish(s->db);
     s->db = NULL;

@@ -266,6 +266,9 @@ static void relay_gauges(PGconn *db, const relay_t *rl, int more) {
     instruments_outbox_known(rl->n, rl->n ? (double)worker_now_ms() / 1000.0 - oldest : 0);
 }
 
+/* The least time between two rounds of deletes and reads while rows are in flight. */
+#define RELAY_TICK_MS 5
+
 /* Active: publishes the outbox while the connection holds. Reading, producing, acknowledgements and
  * deletes overlap: rows are read (up to rl->limit in flight) whenever a NOTIFY came, the last read was
  * full, a delivery failed or poll_ms passed, and the rows Kafka acknowledged are deleted as their reports
@@ -274,9 +277,18 @@ static void relay_gauges(PGconn *db, const relay_t *rl, int more) {
 static int publish(PGconn *db, rd_kafka_t *producer, relay_t *rl, int wake_fd, long poll_ms) {
     char err[1024];
     int want = 1;
-    int64_t read_at = 0;
+    int64_t read_at = 0, tick_at = 0;
     while (worker_running() && PQstatus(db) == CONNECTION_OK) {
         health_beat(); /* waiting for Kafka's acknowledgements (up to message.timeout.ms) is alive */
+        /* While rows are in flight the relay works in ticks of RELAY_TICK_MS: one DELETE of what Kafka
+         * acknowledged since the last tick and one read of what came, rather than one of each per delivery
+         * report and per NOTIFY. A read walks the outbox's index from its start, over the entries of the
+         * rows deleted since the last vacuum; after a 20,000-command burst (100,000 rows), reading on every
+         * wake-up cost more than publishing did. With nothing in flight, a NOTIFY is served at once. */
+        int64_t since = worker_now_ms() - tick_at;
+        if (rl->n > 0 && since < RELAY_TICK_MS)
+            worker_sleep_ms(RELAY_TICK_MS - since);
+        tick_at = worker_now_ms();
         rd_kafka_poll(producer, 0); /* serves the delivery reports queued */
         char why[256];
         if (rd_kafka_fatal_error(producer, why, sizeof(why))) {

@@ -306,7 +306,10 @@ static int publish(PGconn *db, rd_kafka_t *producer, relay_t *rl, int wake_fd, l
             log_debug(NULL, "published %zu outbox row(s)", published);
         relay_gauges(db, rl, want);
         int64_t now = worker_now_ms();
-        if (failed || notified(db) || now - read_at >= poll_ms)
+        /* A row whose delivery failed is read again with the next NOTIFY or after poll_ms, as it was
+         * between rounds before: reading it again at once would retry (and log) a row Kafka keeps refusing
+         * in a tight loop. */
+        if (notified(db) || now - read_at >= poll_ms)
             want = 1;
         if (want && rl->n < (size_t)rl->limit) {
             long ask = rl->limit - (long)rl->n;

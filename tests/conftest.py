@@ -45,6 +45,26 @@ def free_port():
         return s.getsockname()[1]
 
 
+def port_free(port):
+    """Whether nothing listens on this loopback port now."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def free_port_run(n):
+    """The first of n consecutive loopback ports nothing listens on now (a broker and its controller, or a
+    cluster's), so that a stack a test starts never meets another run's on fixed ports."""
+    for _ in range(50):
+        base = free_port()
+        if base + n < 65536 and all(port_free(base + i) for i in range(n)):
+            return base
+    raise AssertionError(f"no run of {n} free ports found on 127.0.0.1")
+
+
 def wait_until(pred, timeout=60, what="condition"):
     """Polls pred() until it returns something true; returns it, or fails the test naming what was awaited
     at the deadline (a bound, not a timing assertion)."""

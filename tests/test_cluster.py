@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -22,30 +21,17 @@ import uuid
 import psycopg2
 import pytest
 
-from conftest import ROOT, Worker, free_port, run
+from conftest import ROOT, Worker, free_port, free_port_run, run
 
 COMMANDS = 600
 VAR = os.path.join(os.environ.get("RAIKOO_VAR", os.path.join(ROOT, "var", "test")), "cluster")
-
-
-def port_free(port):
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 def broker_base():
     """Six consecutive free ports (3 brokers, 3 controllers), unless RAIKOO_TEST_CLUSTER_BROKER_PORT says."""
     if os.environ.get("RAIKOO_TEST_CLUSTER_BROKER_PORT"):
         return int(os.environ["RAIKOO_TEST_CLUSTER_BROKER_PORT"])
-    for _ in range(50):
-        base = free_port()
-        if base + 6 < 65536 and all(port_free(base + i) for i in range(6)):
-            return base
-    raise AssertionError("no run of 6 free ports found on 127.0.0.1")
+    return free_port_run(6)
 
 
 def stack(env, *args, timeout=900):

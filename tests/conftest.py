@@ -5,6 +5,7 @@ RAIKOO_BIN_DIR says which build (bin/ or bin-asan/) the tests run.
 """
 import json
 import os
+import random
 import socket
 import subprocess
 import threading
@@ -38,11 +39,13 @@ def run(args, input=None, env=None, timeout=60, check=False):
     return p
 
 
-def free_port():
-    """A loopback port nothing listens on now (the system's pick)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def ephemeral_floor():
+    """The lowest port the system gives outgoing connections (ip_local_port_range)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def port_free(port):
@@ -56,13 +59,22 @@ def port_free(port):
 
 
 def free_port_run(n):
-    """The first of n consecutive loopback ports nothing listens on now (a broker and its controller, or a
-    cluster's), so that a stack a test starts never meets another run's on fixed ports."""
-    for _ in range(50):
-        base = free_port()
-        if base + n < 65536 and all(port_free(base + i) for i in range(n)):
+    """The first of n consecutive loopback ports nothing listens on now, for a server a test starts. Below the
+    system's range for outgoing connections (from 20000 on): a port the system picked (bind to port 0) lies
+    in that range, where any client connection made before the server binds it (a Kafka client's, say) can
+    take it. At random, so that two runs at once on one machine seldom try the same."""
+    top = ephemeral_floor()
+    low = 20000 if top > 21000 else 1024
+    for _ in range(200):
+        base = random.randrange(low, top - n)
+        if all(port_free(base + i) for i in range(n)):
             return base
-    raise AssertionError(f"no run of {n} free ports found on 127.0.0.1")
+    raise AssertionError(f"no run of {n} free ports found on 127.0.0.1 below {top}")
+
+
+def free_port():
+    """A loopback port nothing listens on now (free_port_run)."""
+    return free_port_run(1)
 
 
 def wait_until(pred, timeout=60, what="condition"):

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from conftest import Worker, accepted, argon2id_hash, rejected, unique_email
+from conftest import Worker, accepted, argon2id_hash, rejected, unique_email, wait_until
 
 CODES = ["invalid_command", "unknown_command_type", "organization_not_found", "permission_denied",
          "owner_grant_denied", "user_not_found", "user_already_exists", "already_member",
@@ -201,6 +201,44 @@ def test_a_repeated_command_id_changes_nothing_and_gets_the_same_result(client, 
     cur = db.cursor()
     cur.execute("SELECT count(*) FROM invitations WHERE lower(email) = lower(%s)", (email,))
     assert cur.fetchone()[0] == 1
+
+
+def test_a_command_another_worker_decides_meanwhile_gets_that_result_and_changes_nothing(client, admin, org,
+                                                                                       db_url, db):
+    """Constraints decide races. Another worker's transaction records the same command id while this worker
+    applies it: this worker's processed_commands row (sent with its outbox rows and COMMIT in one pipeline)
+    waits for that row's lock; once the other commits, the whole transaction fails on the unique key and
+    rolls back, and the command, applied again, gets the other's stored result and changes nothing itself."""
+    import psycopg2
+    email = unique_email("raced")
+    cid = str(uuid.uuid4())
+    theirs = {"specversion": "1.0", "id": str(uuid.uuid4()), "source": "/tests/other-worker",
+              "type": "raikoo.result.v1", "time": "2026-11-29T00:00:00Z", "datacontenttype": "application/json",
+              "data": {"command_id": cid, "command_type": "InviteNewUser", "status": "rejected",
+                       "code": "rate_limited", "message": "decided by the other worker", "org_id": org,
+                       "user_id": None, "invitation_id": None}}
+    other = psycopg2.connect(db_url)
+    try:
+        oc = other.cursor()
+        oc.execute("INSERT INTO processed_commands (command_id, command_type, status, result) "
+                   "VALUES (%s, 'InviteNewUser', 'rejected', %s)", (cid, json.dumps(theirs)))
+        client.publish("InviteNewUser", admin, {"org_id": org, "email": email}, command_id=cid)
+        cur = db.cursor()
+
+        def waiting():
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND query LIKE 'INSERT INTO processed_commands%%'")
+            return cur.fetchone()[0] > 0
+        wait_until(waiting, what="the worker's row waiting for the other transaction's")
+        other.commit()
+        assert client.result(cid) == theirs["data"]
+    finally:
+        other.close()
+    cur = db.cursor()
+    cur.execute("SELECT count(*) FROM invitations WHERE lower(email) = lower(%s)", (email,))
+    assert cur.fetchone()[0] == 0, "the rolled-back attempt left nothing"
+    cur.execute("SELECT count(*) FROM users WHERE lower(email) = lower(%s)", (email,))
+    assert cur.fetchone()[0] == 0
 
 
 def test_every_permission_and_lookup_code(client, admin, org, db):

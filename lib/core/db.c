@@ -200,6 +200,71 @@ int db_cmd(PGconn *db, const char *sql, char *errstr, size_t errstr_size) {
     return res ? 0 : -1;
 }
 
+/* Reads what one pipeline of n statements returns: per statement its result and an end (NULL), then the
+ * sync. Keeps the first failure's message in errstr. 0 when all succeeded and the sync came; -1 otherwise.
+ * The connection leaves pipeline mode unless it was lost (a reset leaves it then). */
+static int pipeline_collect(PGconn *db, db_stmt_t *stmts, size_t n, char *errstr, size_t errstr_size) {
+    int rc = 0, synced = 0;
+    size_t i = 0;
+    for (int ended = 0; !synced;) {
+        PGresult *res = PQgetResult(db);
+        if (!res) {
+            /* The end of one statement's results; twice in a row: nothing more is coming (connection lost). */
+            if (ended++)
+                break;
+            i++;
+            continue;
+        }
+        ended = 0;
+        ExecStatusType st = PQresultStatus(res);
+        if (st == PGRES_PIPELINE_SYNC) {
+            PQclear(res);
+            synced = 1;
+        } else if (st == PGRES_PIPELINE_ABORTED) {
+            PQclear(res); /* a statement after the failed one: it did not run */
+        } else if (rc == 0 && !(res = result_or_error(db, res, errstr, errstr_size))) {
+            rc = -1;
+        } else if (rc == 0 && i < n && PQresultStatus(res) == PGRES_TUPLES_OK && !stmts[i].result) {
+            stmts[i].result = res;
+        } else {
+            PQclear(res);
+        }
+    }
+    if (!synced && rc == 0) {
+        snprintf(errstr, errstr_size, "%s", PQerrorMessage(db));
+        strip_newline(errstr);
+        rc = -1;
+    }
+    if (synced)
+        PQexitPipelineMode(db);
+    return rc;
+}
+
+int db_pipeline(PGconn *db, db_stmt_t *stmts, size_t n, char *errstr, size_t errstr_size) {
+    for (size_t i = 0; i < n; i++)
+        stmts[i].result = NULL;
+    int sent = PQenterPipelineMode(db) == 1;
+    for (size_t i = 0; sent && i < n; i++)
+        sent =
+            PQsendQueryParams(db, stmts[i].sql, stmts[i].nparams, NULL, stmts[i].params, NULL, NULL, 0) == 1;
+    /* What was sent is read up to the sync, whether or not all of it could be sent. */
+    if (PQpipelineStatus(db) != PQ_PIPELINE_OFF && PQpipelineSync(db) != 1)
+        sent = 0;
+    int rc = sent ? 0 : -1;
+    if (!sent) {
+        snprintf(errstr, errstr_size, "%s", PQerrorMessage(db));
+        strip_newline(errstr);
+    }
+    if (PQpipelineStatus(db) != PQ_PIPELINE_OFF && pipeline_collect(db, stmts, n, errstr, errstr_size) != 0)
+        rc = -1;
+    if (rc != 0)
+        for (size_t i = 0; i < n; i++) {
+            PQclear(stmts[i].result);
+            stmts[i].result = NULL;
+        }
+    return rc;
+}
+
 /* Appends s to the COPY text in *buf (escaped: backslash, tab, newline, carriage return; NULL is \N), then
  * the separator sep. */
 static void copy_append(char **buf, size_t *len, size_t *cap, const char *s, char sep) {
@@ -357,24 +422,31 @@ int db_require_schema(PGconn *db, char *errstr, size_t errstr_size) {
 }
 
 char *db_array_literal(const char *const *values, size_t n) {
+    return db_array_column(values, n, 1, 0);
+}
+
+char *db_array_column(const char *const *values, size_t nrows, int ncols, int col) {
     /* Worst case: every character escaped, plus quotes and a comma per element. */
     size_t cap = 3;
-    for (size_t i = 0; i < n; i++)
-        cap += values[i] ? 2 * strlen(values[i]) + 3 : 5;
+    for (size_t i = 0; i < nrows; i++) {
+        const char *v = values[i * (size_t)ncols + (size_t)col];
+        cap += v ? 2 * strlen(v) + 3 : 5;
+    }
     char *out = xmalloc(cap);
     char *p = out;
     *p++ = '{';
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < nrows; i++) {
+        const char *v = values[i * (size_t)ncols + (size_t)col];
         if (i > 0)
             *p++ = ',';
-        if (!values[i]) {
+        if (!v) {
             memcpy(p, "NULL", 4);
             p += 4;
             continue;
         }
         /* Always quoted, so that an empty string, "NULL", spaces, commas and braces stay values. */
         *p++ = '"';
-        for (const char *s = values[i]; *s; s++) {
+        for (const char *s = v; *s; s++) {
             if (*s == '"' || *s == '\\')
                 *p++ = '\\';
             *p++ = *s;

@@ -64,10 +64,26 @@ int db_cmd(PGconn *db, const char *sql, char *errstr, size_t errstr_size);
 int db_insert_rows(PGconn *db, const char *into, int ncols, const char *const *values, size_t nrows,
                    char *errstr, size_t errstr_size);
 
+/* One statement of a pipeline (db_pipeline): sql (no semicolon-separated list) with text parameters. */
+typedef struct db_stmt {
+    const char *sql;
+    int nparams;
+    const char *const *params;
+    PGresult
+        *result; /* db_pipeline's: the rows of a statement that returned rows (caller clears), else NULL */
+} db_stmt_t;
+/* Runs n statements with libpq's pipeline mode: sent together and their results read together, one round
+ * trip for all instead of one each. They run in order; once one fails the rest do not run. 0 when every one
+ * succeeded; -1 with the first failure's message in errstr (every result cleared), as db_exec would give it.
+ * A transaction the statements began or were in is then aborted, or gone with the connection: the caller
+ * rolls back as after any failed statement. */
+int db_pipeline(PGconn *db, db_stmt_t *stmts, size_t n, char *errstr, size_t errstr_size);
 /* A one-dimensional PostgreSQL array literal of n text values ("{\"a\",NULL}"; a NULL entry is SQL NULL),
  * to pass as one parameter and cast in the statement ($1::uuid[]), for set-based statements over
  * unnest(). Returns a new string (free()). */
 char *db_array_literal(const char *const *values, size_t n);
+/* db_array_literal of column col of nrows rows of ncols values (values[row * ncols + col]). */
+char *db_array_column(const char *const *values, size_t nrows, int ncols, int col);
 
 /* SQL that formats a timestamptz column as RFC 3339 UTC with milliseconds ("2026-12-04T20:00:00.123Z"), the
  * form every message carries: the one way statements of this code base write a time. */

@@ -135,8 +135,13 @@ static char *result_event(cmdproc_t *p, const cmd_t *cmd, const char *type_name,
     return text;
 }
 
-/* Inserts the decided commands. */
-static int record_decided(cmdproc_t *p, decided_t *d, size_t n, char *errstr, size_t errstr_size) {
+static const char SQL_RECORD[] =
+    "INSERT INTO processed_commands (command_id, command_type, status, result) "
+    "SELECT i::uuid, t, s, r FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS d (i, t, s, r)";
+
+/* The INSERT of the decided commands into processed_commands, for the COMMIT's pipeline: *st gets it, its
+ * parameters in arrays (caller frees the four). */
+static void record_decided(const decided_t *d, size_t n, db_stmt_t *st, char *arrays[4]) {
     const char **values = xmalloc(n * 4 * sizeof(*values));
     for (size_t i = 0; i < n; i++) {
         values[i * 4] = d[i].id;
@@ -144,16 +149,17 @@ static int record_decided(cmdproc_t *p, decided_t *d, size_t n, char *errstr, si
         values[i * 4 + 2] = d[i].status;
         values[i * 4 + 3] = d[i].result;
     }
-    int rc = db_insert_rows(p->db, "processed_commands (command_id, command_type, status, result)", 4, values,
-                            n, errstr, errstr_size);
+    for (int c = 0; c < 4; c++)
+        arrays[c] = db_array_column(values, n, 4, c);
     free(values);
-    return rc;
+    *st = (db_stmt_t){.sql = SQL_RECORD, .nparams = 4, .params = (const char *const *)arrays};
 }
 
-/* Fetches the stored results of the batch's command ids that were decided before. Returns the result
- * (caller clears) or NULL on failure. */
-static PGresult *seen_before(cmdproc_t *p, cmd_t *cmds, parse_status_t *st, size_t n, char *errstr,
-                             size_t errstr_size) {
+/* Begins the transaction and fetches the stored results of the batch's command ids that were decided
+ * before, in one round trip. Returns the result (caller clears) or NULL on failure (errstr; the caller
+ * rolls back). */
+static PGresult *begin_seen_before(cmdproc_t *p, cmd_t *cmds, const parse_status_t *st, size_t n,
+                                   char *errstr, size_t errstr_size) {
     const char **ids = xcalloc(n ? n : 1, sizeof(*ids));
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
@@ -161,10 +167,11 @@ static PGresult *seen_before(cmdproc_t *p, cmd_t *cmds, parse_status_t *st, size
             ids[k++] = cmds[i].id;
     char *arr = db_array_literal(ids, k);
     const char *params[1] = {arr};
-    PGresult *res = db_exec_cached(p->db, SQL_SEEN, 1, params, errstr, errstr_size);
+    db_stmt_t stmts[2] = {{.sql = "BEGIN"}, {.sql = SQL_SEEN, .nparams = 1, .params = params}};
+    int rc = db_pipeline(p->db, stmts, 2, errstr, errstr_size);
     free(arr);
     free(ids);
-    return res;
+    return rc == 0 ? stmts[1].result : NULL;
 }
 
 static const char *stored_result(PGresult *seen, const char *id) {
@@ -326,13 +333,17 @@ static void attempt_record(attempt_t *a, size_t i, const domain_result_t *res) {
 /* Every command decided: the outbox, processed_commands and COMMIT. -1 on database failure. */
 static int attempt_commit(attempt_t *a, char *errstr, size_t errstr_size) {
     cmdproc_t *p = a->p;
-    if (a->savepoint_open && db_cmd(p->db, "RELEASE SAVEPOINT cmd", errstr, errstr_size) != 0)
-        return -1;
-    if (outbox_write(&p->outbox, p->db, errstr, errstr_size) != 0)
-        return -1;
-    if (a->ndec && record_decided(p, a->dec, a->ndec, errstr, errstr_size) != 0)
-        return -1;
-    return db_cmd(p->db, "COMMIT", errstr, errstr_size);
+    db_stmt_t first[2];
+    size_t n = 0;
+    char *arrays[4] = {NULL, NULL, NULL, NULL};
+    if (a->savepoint_open)
+        first[n++] = (db_stmt_t){.sql = "RELEASE SAVEPOINT cmd"};
+    if (a->ndec)
+        record_decided(a->dec, a->ndec, &first[n++], arrays);
+    int rc = outbox_write_commit(&p->outbox, p->db, first, n, errstr, errstr_size);
+    for (int c = 0; c < 4; c++)
+        free(arrays[c]);
+    return rc;
 }
 
 /* One attempt at the batch in one transaction. In the optimistic mode (safe = 0) no command gets a
@@ -340,23 +351,24 @@ static int attempt_commit(attempt_t *a, char *errstr, size_t errstr_size) {
  * the attempt rolls back and returns 1, and the caller runs the batch again with a savepoint per command.
  * 0 when committed; -1 on database failure (rolled back). */
 static int apply_once(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, cmd_t *cmds, const parse_status_t *st,
-                      char (*why)[256], PGresult *seen, int safe, char *errstr, size_t errstr_size) {
-    int rc = -1, in_tx = 0;
-    attempt_t a = {
-        .p = p, .msgs = msgs, .n = n, .cmds = cmds, .st = st, .why = why, .seen = seen, .safe = safe};
+                      char (*why)[256], PGresult **seen_p, int safe, char *errstr, size_t errstr_size) {
+    int rc = -1, in_tx = 1; /* from the BEGIN on (should it fail, the ROLLBACK does no harm) */
+    attempt_t a = {.p = p, .msgs = msgs, .n = n, .cmds = cmds, .st = st, .why = why, .safe = safe};
     a.dec = xcalloc(n ? n : 1, sizeof(*a.dec));
     a.run_cmds = xcalloc(n ? n : 1, sizeof(*a.run_cmds));
     outbox_truncate(&p->outbox, 0);
     domain_forget(&p->ctx);
-    if (db_cmd(p->db, "BEGIN", errstr, errstr_size) != 0)
+    /* The first attempt learns the stored results with its BEGIN; a second one (with savepoints) keeps them. */
+    if (*seen_p ? db_cmd(p->db, "BEGIN", errstr, errstr_size) != 0
+                : !(*seen_p = begin_seen_before(p, cmds, st, n, errstr, errstr_size)))
         goto done;
-    in_tx = 1;
+    a.seen = *seen_p;
     for (size_t i = 0; i < n; i++) {
         if (st[i] == PARSE_NOT_COMMAND)
             continue;
         /* A command id decided before gets its original result again, and changes nothing. (A run holds
          * no such command.) */
-        const char *prior = i < a.run_end ? NULL : stored_result(seen, cmds[i].id);
+        const char *prior = i < a.run_end ? NULL : stored_result(a.seen, cmds[i].id);
         if (!prior && i >= a.run_end)
             prior = decided_result(a.dec, a.ndec, cmds[i].id);
         if (prior) {
@@ -421,13 +433,10 @@ int cmdproc_apply(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, char *errstr, siz
             snprintf(msgs[i].command_id, sizeof(msgs[i].command_id), "%s", cmds[i].id);
         }
     }
-    seen = seen_before(p, cmds, st, n, errstr, errstr_size);
-    if (seen) {
-        rc = apply_once(p, msgs, n, cmds, st, why, seen, 0, errstr, errstr_size);
-        if (rc == 1) {
-            log_debug(NULL, "batch of %zu applied again with a savepoint per command", n);
-            rc = apply_once(p, msgs, n, cmds, st, why, seen, 1, errstr, errstr_size);
-        }
+    rc = apply_once(p, msgs, n, cmds, st, why, &seen, 0, errstr, errstr_size);
+    if (rc == 1) {
+        log_debug(NULL, "batch of %zu applied again with a savepoint per command", n);
+        rc = apply_once(p, msgs, n, cmds, st, why, &seen, 1, errstr, errstr_size);
     }
     if (rc == 0)
         instruments_batch(msgs, cmds, n, started);

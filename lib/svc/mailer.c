@@ -730,7 +730,7 @@ int mailer_accept(mailer_t *m, PGconn *db, const mailer_input_t *in, size_t n, c
     if (retire_write(&retire, db, errstr, errstr_size) != 0 ||
         accept_fail_malformed(m, db, &ob, first_claim, n_bad, &skipped, errstr, errstr_size) != 0)
         goto done;
-    if (outbox_write(&ob, db, errstr, errstr_size) != 0 || db_cmd(db, "COMMIT", errstr, errstr_size) != 0)
+    if (outbox_write_commit(&ob, db, NULL, 0, errstr, errstr_size) != 0)
         goto done;
     apply_skipped(db, skipped);
     skipped = NULL;
@@ -942,7 +942,7 @@ static int record_chunk(mailer_t *m, PGconn *db, const outcome_in_t *in, size_t 
         int ok =
             db_cmd(db, "BEGIN", errstr, errstr_size) == 0 &&
             record_outcomes(m, db, &ob, in, n, 1, tries == 0, ascii, &skipped, errstr, errstr_size) == 0 &&
-            outbox_write(&ob, db, errstr, errstr_size) == 0 && db_cmd(db, "COMMIT", errstr, errstr_size) == 0;
+            outbox_write_commit(&ob, db, NULL, 0, errstr, errstr_size) == 0;
         outbox_free(&ob);
         if (ok)
             apply_skipped(db, skipped);

@@ -54,10 +54,52 @@ int outbox_write(outbox_t *ob, PGconn *db, char *errstr, size_t errstr_size) {
     return rc;
 }
 
+/* The rows in their order (the outbox's ids number them in it, and the relay publishes by id). */
+static const char SQL_INSERT_ROWS[] =
+    "INSERT INTO outbox (topic, key, payload) SELECT t, k, p "
+    "FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS r (t, k, p, n) ORDER BY n";
+
+int outbox_write_commit(outbox_t *ob, PGconn *db, db_stmt_t *first, size_t nfirst, char *errstr,
+                        size_t errstr_size) {
+    db_stmt_t *st = xcalloc(nfirst + 2, sizeof(*st));
+    size_t n = 0;
+    for (size_t i = 0; i < nfirst; i++)
+        st[n++] = first[i];
+    int few = ob->n <= OUTBOX_PIPELINED_MAX, rc = -1;
+    char *arrays[3] = {NULL, NULL, NULL};
+    if (few && ob->n > 0) {
+        const char **values = xmalloc(ob->n * 3 * sizeof(*values));
+        for (size_t i = 0; i < ob->n; i++) {
+            values[i * 3] = ob->rows[i].topic;
+            values[i * 3 + 1] = ob->rows[i].key;
+            values[i * 3 + 2] = ob->rows[i].payload;
+        }
+        for (int c = 0; c < 3; c++)
+            arrays[c] = db_array_column(values, ob->n, 3, c);
+        free(values);
+        st[n++] = (db_stmt_t){.sql = SQL_INSERT_ROWS, .nparams = 3, .params = (const char *const *)arrays};
+    }
+    if (few)
+        st[n++] = (db_stmt_t){.sql = "COMMIT"};
+    if (n > 0 && db_pipeline(db, st, n, errstr, errstr_size) != 0)
+        goto done;
+    for (size_t i = 0; i < n; i++)
+        PQclear(st[i].result);
+    if (!few &&
+        (outbox_write(ob, db, errstr, errstr_size) != 0 || db_cmd(db, "COMMIT", errstr, errstr_size) != 0))
+        goto done;
+    outbox_truncate(ob, 0);
+    rc = 0;
+done:
+    for (int c = 0; c < 3; c++)
+        free(arrays[c]);
+    free(st);
+    return rc;
+}
+
 int outbox_commit(outbox_t *ob, PGconn *db, int ok, char *errstr, size_t errstr_size) {
     int rc = 0;
-    if (!ok || outbox_write(ob, db, errstr, errstr_size) != 0 ||
-        db_cmd(db, "COMMIT", errstr, errstr_size) != 0) {
+    if (!ok || outbox_write_commit(ob, db, NULL, 0, errstr, errstr_size) != 0) {
         char ignore[256];
         db_cmd(db, "ROLLBACK", ignore, sizeof(ignore));
         rc = -1;

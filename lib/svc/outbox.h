@@ -7,9 +7,15 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
+#include "db.h"
+
 typedef struct outbox_row {
     char *topic, *key, *payload;
 } outbox_row_t;
+
+/* Rows up to this many go with the COMMIT as one INSERT over arrays, in one round trip; more by COPY (two
+ * round trips, but it parses far less: 2,500 rows of 400 bytes, COPY 35 ms against 55 ms for the INSERT). */
+#define OUTBOX_PIPELINED_MAX 64
 
 typedef struct outbox {
     outbox_row_t *rows;
@@ -30,7 +36,14 @@ void outbox_truncate(outbox_t *ob, size_t mark);
 /* Inserts every row into the outbox table within the caller's transaction, then empties ob. */
 int outbox_write(outbox_t *ob, PGconn *db, char *errstr, size_t errstr_size);
 
-/* Ends the caller's transaction: when ok, writes ob's rows (outbox_write) and commits; when !ok (the caller
+/* Ends the caller's transaction: the statements of first (a RELEASE SAVEPOINT, an INSERT of the caller's:
+ * nfirst of them, none when NULL), ob's rows, then COMMIT, all sent in one pipeline (one round trip) while
+ * the rows are few (OUTBOX_PIPELINED_MAX); beyond, first in one pipeline, the rows by COPY, then COMMIT.
+ * 0 when committed (ob emptied); -1 with errstr, the transaction aborted (the caller rolls back). */
+int outbox_write_commit(outbox_t *ob, PGconn *db, db_stmt_t *first, size_t nfirst, char *errstr,
+                        size_t errstr_size);
+
+/* Ends the caller's transaction: when ok, writes ob's rows and commits (outbox_write_commit); when !ok (the caller
  * failed, errstr already says why) or either step fails, rolls back. Frees ob's rows either way. 0 when
  * committed; -1 otherwise (errstr). */
 int outbox_commit(outbox_t *ob, PGconn *db, int ok, char *errstr, size_t errstr_size);

@@ -101,21 +101,11 @@ static char *inflight_ids(const relay_t *rl) {
     return lit;
 }
 
-/* Reads up to want of the oldest rows not in flight and produces them. *got gets how many were read. -1
- * with errstr when the read fails. */
-static int relay_read(PGconn *db, rd_kafka_t *producer, relay_t *rl, long want, int *got, char *errstr,
-                      size_t errstr_size) {
-    char lim[24];
-    snprintf(lim, sizeof(lim), "%ld", want);
-    char *ids = inflight_ids(rl);
-    const char *p[2] = {lim, ids};
-    PGresult *rows = db_exec_cached(db, SQL_PENDING, 2, p, errstr, errstr_size);
-    free(ids);
-    if (!rows)
-        return -1;
-    *got = PQntuples(rows);
-    rl->m = xgrow(rl->m, rl->n + (size_t)*got, &rl->cap, sizeof(*rl->m), 256);
-    for (int i = 0; i < *got; i++) {
+/* Produces the rows a read returned (each in flight from now on). */
+static void relay_take_rows(rd_kafka_t *producer, relay_t *rl, PGresult *rows) {
+    int got = PQntuples(rows);
+    rl->m = xgrow(rl->m, rl->n + (size_t)got, &rl->cap, sizeof(*rl->m), 256);
+    for (int i = 0; i < got; i++) {
         relay_msg_t *r = xcalloc(1, sizeof(*r));
         snprintf(r->id, sizeof(r->id), "%s", PQgetvalue(rows, i, 0));
         r->topic = xstrdup(PQgetvalue(rows, i, 1));
@@ -123,57 +113,83 @@ static int relay_read(PGconn *db, rd_kafka_t *producer, relay_t *rl, long want, 
         rl->m[rl->n++] = r;
         relay_produce(producer, rows, i, r);
     }
-    PQclear(rows);
-    return 0;
 }
 
-/* Takes the rows whose report came out of the flight: deletes those Kafka acknowledged and counts them as
- * published; those that failed stay in the outbox and are read again. *published gets how many were
- * deleted, *failed is increased by how many failed. -1 with errstr when the delete fails (the rows delivered are then published again later: at
- * least once). */
-static int relay_settle(PGconn *db, relay_t *rl, size_t *published, size_t *failed, char *errstr,
-                        size_t errstr_size) {
-    relay_msg_t **settled = xcalloc(rl->n + 1, sizeof(*settled));
+/* The rows whose report came, taken out of the flight (relay_settled). */
+typedef struct settled {
+    relay_msg_t **m;
+    size_t n;
+    char *delivered; /* the ids Kafka acknowledged, as a bigint array literal; NULL when none */
+} settled_t;
+
+/* Takes the rows whose report came out of the flight into *s: those Kafka acknowledged are to be deleted
+ * (s->delivered); those that failed stay in the outbox and are read again. */
+static void relay_settled(relay_t *rl, settled_t *s) {
+    s->m = xcalloc(rl->n + 1, sizeof(*s->m));
     const char **delivered = xcalloc(rl->n + 1, sizeof(*delivered));
-    size_t ns = 0, nd = 0, j = 0;
+    size_t nd = 0, j = 0;
+    s->n = 0;
     for (size_t i = 0; i < rl->n; i++) {
         relay_msg_t *r = rl->m[i];
         if (!r->done) {
             rl->m[j++] = r;
             continue;
         }
-        settled[ns++] = r;
-        *failed += r->err != 0;
+        s->m[s->n++] = r;
         if (r->err)
-            log_warn(NULL, "outbox row %s to %s not delivered (%s): kept for the next round", r->id, r->topic,
-                     rd_kafka_err2str(r->err));
+            log_warn(NULL, "outbox row %s to %s not delivered (%s): kept in the outbox, produced again",
+                     r->id, r->topic, rd_kafka_err2str(r->err));
         else
             delivered[nd++] = r->id;
     }
     rl->n = j;
-    int rc = 0;
-    *published = 0;
-    if (nd) {
-        char *ids = db_array_literal(delivered, nd);
-        const char *pd[1] = {ids};
-        PGresult *del = db_exec_cached(db, SQL_DELETE, 1, pd, errstr, errstr_size);
-        free(ids);
-        if (del) {
-            PQclear(del);
-            *published = nd;
-            for (size_t i = 0; i < ns; i++)
-                if (!settled[i]->err)
-                    instruments_published(settled[i]->topic, 1);
-        } else {
-            rc = -1;
-        }
-    }
-    for (size_t i = 0; i < ns; i++) {
-        free(settled[i]->topic);
-        free(settled[i]);
-    }
-    free(settled);
+    s->delivered = nd ? db_array_literal(delivered, nd) : NULL;
     free(delivered);
+}
+
+/* Frees what relay_settled took; when deleted, counts the acknowledged rows as published. Returns how
+ * many that was. */
+static size_t settled_free(settled_t *s, int deleted) {
+    size_t published = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        if (deleted && !s->m[i]->err) {
+            instruments_published(s->m[i]->topic, 1);
+            published++;
+        }
+        free(s->m[i]->topic);
+        free(s->m[i]);
+    }
+    free(s->m);
+    free(s->delivered);
+    return published;
+}
+
+/* One round trip of a tick: deletes the rows of s Kafka acknowledged and, when ask > 0, reads up to ask of
+ * the oldest rows not in flight and produces them (*got: how many). -1 with errstr when either fails (the
+ * rows acknowledged are then published again later: at least once). */
+static int relay_tick(PGconn *db, rd_kafka_t *producer, relay_t *rl, settled_t *s, long ask, int *got,
+                      char *errstr, size_t errstr_size) {
+    db_stmt_t st[2];
+    size_t n = 0, read_at = 2;
+    const char *pd[1] = {s->delivered};
+    if (s->delivered)
+        st[n++] = (db_stmt_t){.sql = SQL_DELETE, .nparams = 1, .params = pd};
+    char lim[24], *ids = NULL;
+    const char *pr[2] = {lim, NULL};
+    if (ask > 0) {
+        snprintf(lim, sizeof(lim), "%ld", ask);
+        pr[1] = ids = inflight_ids(rl);
+        read_at = n;
+        st[n++] = (db_stmt_t){.sql = SQL_PENDING, .nparams = 2, .params = pr};
+    }
+    *got = 0;
+    int rc = n ? db_pipeline(db, st, n, errstr, errstr_size) : 0;
+    free(ids);
+    if (rc == 0 && read_at < n) {
+        *got = PQntuples(st[read_at].result);
+        relay_take_rows(producer, rl, st[read_at].result);
+        PQclear(st[read_at].result);
+    }
     return rc;
 }
 
@@ -296,34 +312,32 @@ static int publish(PGconn *db, rd_kafka_t *producer, relay_t *rl, int wake_fd, l
             relay_purge(producer, rl);
             return -1;
         }
-        size_t published = 0, failed = 0;
-        if (relay_settle(db, rl, &published, &failed, err, sizeof(err)) != 0) {
+        /* A row whose delivery failed is read again with the next NOTIFY or after poll_ms, as it was
+         * between rounds before: reading it again at once would retry (and log) a row Kafka keeps refusing
+         * in a tight loop. */
+        int64_t now = worker_now_ms();
+        if (notified(db) || now - read_at >= poll_ms)
+            want = 1;
+        settled_t s;
+        relay_settled(rl, &s);
+        long ask = want && rl->n < (size_t)rl->limit ? rl->limit - (long)rl->n : 0;
+        int got = 0;
+        int rc = relay_tick(db, producer, rl, &s, ask, &got, err, sizeof(err));
+        size_t published = settled_free(&s, rc == 0);
+        if (rc != 0) {
             log_error(NULL, "relay: %s", err);
             worker_sleep_ms(500);
             continue;
         }
         if (published > 0)
             log_debug(NULL, "published %zu outbox row(s)", published);
-        relay_gauges(db, rl, want);
-        int64_t now = worker_now_ms();
-        /* A row whose delivery failed is read again with the next NOTIFY or after poll_ms, as it was
-         * between rounds before: reading it again at once would retry (and log) a row Kafka keeps refusing
-         * in a tight loop. */
-        if (notified(db) || now - read_at >= poll_ms)
-            want = 1;
-        if (want && rl->n < (size_t)rl->limit) {
-            long ask = rl->limit - (long)rl->n;
-            int got = 0;
-            if (relay_read(db, producer, rl, ask, &got, err, sizeof(err)) != 0) {
-                log_error(NULL, "relay: %s", err);
-                worker_sleep_ms(500);
-                continue;
-            }
+        if (ask > 0) {
             read_at = now;
             want = got == ask; /* a full read: more rows may be waiting */
-            if (got > 0)
-                continue;
         }
+        relay_gauges(db, rl, want);
+        if (ask > 0 && got > 0)
+            continue;
         wait_io(db, wake_fd, want && rl->n < (size_t)rl->limit ? 0 : poll_ms - (worker_now_ms() - read_at));
     }
     return 0;
@@ -408,10 +422,13 @@ int relay_run(const conf_t *c) {
     }
 done:
     if (producer) {
-        rd_kafka_flush(producer, 10000); /* the reports of the rows in flight */
-        size_t published = 0, failed = 0;
-        if (rl.n > 0 && PQstatus(db) == CONNECTION_OK)
-            relay_settle(db, &rl, &published, &failed, err, sizeof(err));
+        rd_kafka_flush(producer, 10000);                 /* the reports of the rows in flight */
+        if (rl.n > 0 && PQstatus(db) == CONNECTION_OK) { /* deletes what was acknowledged */
+            settled_t s;
+            int got;
+            relay_settled(&rl, &s);
+            settled_free(&s, relay_tick(db, producer, &rl, &s, 0, &got, err, sizeof(err)) == 0);
+        }
         if (mainq) {
             rd_kafka_queue_io_event_enable(mainq, -1, NULL, 0);
             rd_kafka_queue_destroy(mainq);

@@ -162,22 +162,36 @@ static prepared_t *prepared_for(PGconn *db) {
     return free_slot;
 }
 
-PGresult *db_exec_prepared(PGconn *db, const char *sql, int nparams, const char *const *params) {
+/* Prepares sql in db's session unless it was; name gets its statement name. NULL when it is (or now is)
+ * prepared, and also, with name "", when the cache is full (the caller runs it unnamed); else the PQprepare
+ * result saying why not (caller clears). */
+static PGresult *prepare_once(PGconn *db, const char *sql, int nparams, char name[16]) {
     prepared_t *p = prepared_for(db);
     int i = 0;
     while (i < p->n && p->sql[i] != sql)
         i++;
-    char name[16];
-    snprintf(name, sizeof(name), "rk%d", i);
-    if (i == p->n) {
-        if (p->n == PREPARED_MAX)
-            return PQexecParams(db, sql, nparams, NULL, params, NULL, NULL, 0);
-        PGresult *res = PQprepare(db, name, sql, nparams, NULL);
-        if (PQresultStatus(res) != PGRES_COMMAND_OK)
-            return res; /* the caller sees why (in an aborted transaction, say) */
-        PQclear(res);
-        p->sql[p->n++] = sql;
+    snprintf(name, 16, "rk%d", i);
+    if (i < p->n)
+        return NULL;
+    if (p->n == PREPARED_MAX) {
+        name[0] = '\0';
+        return NULL;
     }
+    PGresult *res = PQprepare(db, name, sql, nparams, NULL);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        return res; /* the caller sees why (in an aborted transaction, say) */
+    PQclear(res);
+    p->sql[p->n++] = sql;
+    return NULL;
+}
+
+PGresult *db_exec_prepared(PGconn *db, const char *sql, int nparams, const char *const *params) {
+    char name[16];
+    PGresult *failed = prepare_once(db, sql, nparams, name);
+    if (failed)
+        return failed;
+    if (!name[0])
+        return PQexecParams(db, sql, nparams, NULL, params, NULL, NULL, 0);
     return PQexecPrepared(db, name, nparams, params, NULL, NULL, 0);
 }
 
@@ -241,12 +255,26 @@ static int pipeline_collect(PGconn *db, db_stmt_t *stmts, size_t n, char *errstr
 }
 
 int db_pipeline(PGconn *db, db_stmt_t *stmts, size_t n, char *errstr, size_t errstr_size) {
-    for (size_t i = 0; i < n; i++)
+    /* Each statement is prepared once per session (before its first pipeline: one round trip more, once),
+     * so that the server neither parses nor plans it each time. */
+    char(*names)[16] = xcalloc(n ? n : 1, sizeof(*names));
+    for (size_t i = 0; i < n; i++) {
         stmts[i].result = NULL;
+        PGresult *failed = prepare_once(db, stmts[i].sql, stmts[i].nparams, names[i]);
+        if (failed) {
+            free(names);
+            PQclear(result_or_error(db, failed, errstr, errstr_size)); /* not a success: errstr, cleared */
+            return -1;
+        }
+    }
     int sent = PQenterPipelineMode(db) == 1;
-    for (size_t i = 0; sent && i < n; i++)
+    for (size_t i = 0; sent && i < n; i++) {
+        const db_stmt_t *st = &stmts[i];
         sent =
-            PQsendQueryParams(db, stmts[i].sql, stmts[i].nparams, NULL, stmts[i].params, NULL, NULL, 0) == 1;
+            (names[i][0] ? PQsendQueryPrepared(db, names[i], st->nparams, st->params, NULL, NULL, 0)
+                         : PQsendQueryParams(db, st->sql, st->nparams, NULL, st->params, NULL, NULL, 0)) == 1;
+    }
+    free(names);
     /* What was sent is read up to the sync, whether or not all of it could be sent. */
     if (PQpipelineStatus(db) != PQ_PIPELINE_OFF && PQpipelineSync(db) != 1)
         sent = 0;

@@ -139,9 +139,8 @@ static const char SQL_RECORD[] =
     "INSERT INTO processed_commands (command_id, command_type, status, result) "
     "SELECT i::uuid, t, s, r FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS d (i, t, s, r)";
 
-/* The INSERT of the decided commands into processed_commands, for the COMMIT's pipeline: *st gets it, its
- * parameters in arrays (caller frees the four). */
-static void record_decided(const decided_t *d, size_t n, db_stmt_t *st, char *arrays[4]) {
+/* The decided commands' rows for processed_commands: values[i * 4 + col]. (caller frees) */
+static const char **decided_values(const decided_t *d, size_t n) {
     const char **values = xmalloc(n * 4 * sizeof(*values));
     for (size_t i = 0; i < n; i++) {
         values[i * 4] = d[i].id;
@@ -149,10 +148,26 @@ static void record_decided(const decided_t *d, size_t n, db_stmt_t *st, char *ar
         values[i * 4 + 2] = d[i].status;
         values[i * 4 + 3] = d[i].result;
     }
-    for (int c = 0; c < 4; c++)
-        arrays[c] = db_array_column(values, n, 4, c);
+    return values;
+}
+
+/* Records the decided commands in processed_commands: while they are few (as the outbox's rows,
+ * OUTBOX_PIPELINED_MAX), *st gets an INSERT to send with the COMMIT, its parameters in arrays (caller frees
+ * the four), and 1 is returned; beyond, they are copied at once (COPY parses far less): 0, or -1 with errstr. */
+static int record_decided(cmdproc_t *p, const decided_t *d, size_t n, db_stmt_t *st, char *arrays[4],
+                          char *errstr, size_t errstr_size) {
+    const char **values = decided_values(d, n);
+    int rc = 1;
+    if (n <= OUTBOX_PIPELINED_MAX) {
+        for (int c = 0; c < 4; c++)
+            arrays[c] = db_array_column(values, n, 4, c);
+        *st = (db_stmt_t){.sql = SQL_RECORD, .nparams = 4, .params = (const char *const *)arrays};
+    } else {
+        rc = db_insert_rows(p->db, "processed_commands (command_id, command_type, status, result)", 4, values,
+                            n, errstr, errstr_size);
+    }
     free(values);
-    *st = (db_stmt_t){.sql = SQL_RECORD, .nparams = 4, .params = (const char *const *)arrays};
+    return rc;
 }
 
 /* Begins the transaction and fetches the stored results of the batch's command ids that were decided
@@ -338,9 +353,10 @@ static int attempt_commit(attempt_t *a, char *errstr, size_t errstr_size) {
     char *arrays[4] = {NULL, NULL, NULL, NULL};
     if (a->savepoint_open)
         first[n++] = (db_stmt_t){.sql = "RELEASE SAVEPOINT cmd"};
-    if (a->ndec)
-        record_decided(a->dec, a->ndec, &first[n++], arrays);
-    int rc = outbox_write_commit(&p->outbox, p->db, first, n, errstr, errstr_size);
+    int rc = a->ndec ? record_decided(p, a->dec, a->ndec, &first[n], arrays, errstr, errstr_size) : 0;
+    n += rc == 1;
+    if (rc >= 0)
+        rc = outbox_write_commit(&p->outbox, p->db, first, n, errstr, errstr_size);
     for (int c = 0; c < 4; c++)
         free(arrays[c]);
     return rc;

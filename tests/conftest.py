@@ -39,13 +39,14 @@ def run(args, input=None, env=None, timeout=60, check=False):
     return p
 
 
-def ephemeral_floor():
-    """The lowest port the system gives outgoing connections (ip_local_port_range)."""
+def ephemeral_range():
+    """The ports the system gives outgoing connections (ip_local_port_range): (first, last)."""
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            return int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
+            first, last = (int(x) for x in f.read().split()[:2])
+            return first, last
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 def port_free(port):
@@ -58,23 +59,26 @@ def port_free(port):
             return False
 
 
-def free_port_run(n):
-    """The first of n consecutive loopback ports nothing listens on now, for a server a test starts. Below the
-    system's range for outgoing connections (from 20000 on): a port the system picked (bind to port 0) lies
-    in that range, where any client connection made before the server binds it (a Kafka client's, say) can
-    take it. At random, so that two runs at once on one machine seldom try the same."""
-    top = ephemeral_floor()
-    low = 20000 if top > 21000 else 1024
+def free_port_run(n, avoid=()):
+    """The first of n consecutive loopback ports nothing listens on now, none of them in avoid (ports picked
+    already for the same test), for a server a test starts. Outside the system's range for outgoing
+    connections (below it from 20000 on, or above it when it starts low): a port the system picked (bind to
+    port 0) lies in that range, where any client connection made before the server binds it (a Kafka
+    client's, say) can take it. At random, so that two runs at once on one machine seldom try the same."""
+    first, last = ephemeral_range()
+    low, top = (20000 if first > 21000 else 1024), first
+    if top - low < 1000 + n:
+        low, top = last + 1, 65536
     for _ in range(200):
         base = random.randrange(low, top - n)
-        if all(port_free(base + i) for i in range(n)):
+        if all(base + i not in avoid and port_free(base + i) for i in range(n)):
             return base
-    raise AssertionError(f"no run of {n} free ports found on 127.0.0.1 below {top}")
+    raise AssertionError(f"no run of {n} free ports found on 127.0.0.1 in [{low}, {top})")
 
 
-def free_port():
+def free_port(avoid=()):
     """A loopback port nothing listens on now (free_port_run)."""
-    return free_port_run(1)
+    return free_port_run(1, avoid)
 
 
 def wait_until(pred, timeout=60, what="condition"):

@@ -52,8 +52,11 @@ def test_bench_runs_twice_at_a_tiny_size_and_reports_medians():
     before = set(glob.glob(os.path.join(out_dir, "bench-*.json")))
     mail_before = maildir_files(var)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAIKOO_")}
-    env.update(RAIKOO_BIN_DIR=BIN, RAIKOO_BENCH_VAR=var, RAIKOO_BENCH_PG_PORT=str(free_port()),
-               RAIKOO_BENCH_BROKER_PORT=str(free_port_run(2)), RAIKOO_BENCH_SMTP_PORT=str(free_port()))
+    broker = free_port_run(2)  # and its controller
+    pg = free_port(avoid=(broker, broker + 1))
+    smtp = free_port(avoid=(broker, broker + 1, pg))
+    env.update(RAIKOO_BIN_DIR=BIN, RAIKOO_BENCH_VAR=var, RAIKOO_BENCH_PG_PORT=str(pg),
+               RAIKOO_BENCH_BROKER_PORT=str(broker), RAIKOO_BENCH_SMTP_PORT=str(smtp))
     p = subprocess.run([os.path.join(ROOT, "ops", "bench"), "--commands", str(COMMANDS), "--orgs", str(ORGS),
                         "--rates", ",".join(map(str, RATES)), "--rate-seconds", "1", "--repeat", "2"],
                        capture_output=True, text=True, env=env, timeout=900)

@@ -63,7 +63,9 @@ def start_in_background():
         return
     base = broker_base()
     env = dict(os.environ)
-    env.update({"RAIKOO_VAR": VAR, "RAIKOO_PG_PORT": str(free_port()), "RAIKOO_SMTP_PORT": str(free_port()),
+    brokers = tuple(range(base, base + 6))
+    pg = free_port(avoid=brokers)
+    env.update({"RAIKOO_VAR": VAR, "RAIKOO_PG_PORT": str(pg), "RAIKOO_SMTP_PORT": str(free_port(brokers + (pg,))),
                 "RAIKOO_BROKER_PORT": str(base)})
     if os.path.exists(VAR):  # what a run that was killed left behind (ops/test stops it too)
         # Without its recorded ports, ports of no stack: the suite's own (in os.environ) would be taken for

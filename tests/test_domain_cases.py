@@ -101,6 +101,20 @@ def test_case_can_fail(case, outcomes):
     assert reduce(outcomes[case], wrong) != wrong
 
 
+def test_a_session_that_lost_its_prepared_statements_prepares_them_again(domain_db):
+    """After a server restart a reconnecting worker can get a session with the old one's backend pid and none
+    of the statements its cache says are prepared (SQLSTATE 26000, as long as the session lasts unless the
+    cache forgets them). The runner drops them (DEALLOCATE ALL) before every command: each command's first
+    attempt fails, and the attempt after it gives exactly what the case expects."""
+    some = CASES[::10]
+    got = domain_runner(domain_db, [os.path.join(CASES_DIR, c) for c in some], "--lose-prepared")
+    for case in some:
+        with open(os.path.join(CASES_DIR, case, "expected.json")) as f:
+            expected = json.load(f)
+        assert reduce(got[case], expected) == expected, case
+    assert sum(o["lost"] for o in got.values()) >= len(some), "the statements were dropped before each command"
+
+
 def test_every_case_states_every_command():
     """expected.json has one entry per command, each with status and code."""
     for case in CASES:

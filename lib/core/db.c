@@ -21,12 +21,17 @@ static void strip_newline(char *s) {
             *p = ' ';
 }
 
+static void prepared_forget(PGconn *db);
+
 /* The one place a statement's outcome is checked and its error copied: res when it succeeded, else NULL
  * (res cleared) with the server's message, on one line, in errstr. */
 static PGresult *result_or_error(PGconn *db, PGresult *res, char *errstr, size_t errstr_size) {
     ExecStatusType st = PQresultStatus(res);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
         return res;
+    if (strcmp(db_sqlstate(res), "26000") == 0)
+        prepared_forget(
+            db); /* a statement the cache holds is not in this session: prepared again next time */
     const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     if (primary && *db_sqlstate(res)) {
         /* The primary message and SQLSTATE only: the DETAIL of a refused row lists its values (a password
@@ -103,8 +108,10 @@ PGconn *db_connect_wait(const conf_t *c, char *errstr, size_t errstr_size) {
 }
 
 int db_alive(PGconn *db) {
-    if (PQstatus(db) != CONNECTION_OK)
+    if (PQstatus(db) != CONNECTION_OK) {
         PQreset(db);
+        prepared_forget(db); /* a new session */
+    }
     if (PQstatus(db) == CONNECTION_OK) {
         service_up(&pg_service);
         return 1;
@@ -136,9 +143,22 @@ typedef struct prepared {
     int pid;
     int n;
     const char *sql[PREPARED_MAX];
+    unsigned long name[PREPARED_MAX]; /* sql[i] is prepared as "rk<name[i]>" */
 } prepared_t;
 
 static prepared_t prepared[PREPARED_CONNS];
+/* Statement names are never used twice in a process: a session whose cache entry was dropped (evicted, or
+ * forgotten after an error) may still hold its old statements, and preparing under one of their names would
+ * fail (42P05) for as long as the session lasts. */
+static unsigned long prepared_seq;
+
+/* Forgets what db's session has prepared: after a reset (a new session, which may have the old one's backend
+ * pid after a server restart), or when the server says a statement the cache holds does not exist (26000). */
+static void prepared_forget(PGconn *db) {
+    for (int i = 0; i < PREPARED_CONNS; i++)
+        if (prepared[i].conn == db)
+            prepared[i].n = 0;
+}
 
 static prepared_t *prepared_for(PGconn *db) {
     int pid = PQbackendPID(db);
@@ -165,34 +185,43 @@ static prepared_t *prepared_for(PGconn *db) {
 /* Prepares sql in db's session unless it was; name gets its statement name. NULL when it is (or now is)
  * prepared, and also, with name "", when the cache is full (the caller runs it unnamed); else the PQprepare
  * result saying why not (caller clears). */
-static PGresult *prepare_once(PGconn *db, const char *sql, int nparams, char name[16]) {
+static PGresult *prepare_once(PGconn *db, const char *sql, int nparams, char name[24]) {
     prepared_t *p = prepared_for(db);
     int i = 0;
     while (i < p->n && p->sql[i] != sql)
         i++;
-    snprintf(name, 16, "rk%d", i);
-    if (i < p->n)
+    if (i < p->n) {
+        snprintf(name, 24, "rk%lu", p->name[i]);
         return NULL;
+    }
     if (p->n == PREPARED_MAX) {
         name[0] = '\0';
         return NULL;
     }
+    unsigned long seq = ++prepared_seq;
+    snprintf(name, 24, "rk%lu", seq);
     PGresult *res = PQprepare(db, name, sql, nparams, NULL);
+    if (!res) /* no answer at all (the connection is gone) */
+        return PQmakeEmptyPGresult(db, PGRES_FATAL_ERROR);
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
         return res; /* the caller sees why (in an aborted transaction, say) */
     PQclear(res);
-    p->sql[p->n++] = sql;
+    p->sql[p->n] = sql;
+    p->name[p->n++] = seq;
     return NULL;
 }
 
 PGresult *db_exec_prepared(PGconn *db, const char *sql, int nparams, const char *const *params) {
-    char name[16];
+    char name[24];
     PGresult *failed = prepare_once(db, sql, nparams, name);
     if (failed)
         return failed;
     if (!name[0])
         return PQexecParams(db, sql, nparams, NULL, params, NULL, NULL, 0);
-    return PQexecPrepared(db, name, nparams, params, NULL, NULL, 0);
+    PGresult *res = PQexecPrepared(db, name, nparams, params, NULL, NULL, 0);
+    if (strcmp(db_sqlstate(res), "26000") == 0) /* (db_exec_cached's callers see it in result_or_error) */
+        prepared_forget(db);
+    return res;
 }
 
 PGresult *db_exec_cached(PGconn *db, const char *sql, int nparams, const char *const *params, char *errstr,
@@ -257,7 +286,7 @@ static int pipeline_collect(PGconn *db, db_stmt_t *stmts, size_t n, char *errstr
 int db_pipeline(PGconn *db, db_stmt_t *stmts, size_t n, char *errstr, size_t errstr_size) {
     /* Each statement is prepared once per session (before its first pipeline: one round trip more, once),
      * so that the server neither parses nor plans it each time. */
-    char(*names)[16] = xcalloc(n ? n : 1, sizeof(*names));
+    char(*names)[24] = xcalloc(n ? n : 1, sizeof(*names));
     for (size_t i = 0; i < n; i++) {
         stmts[i].result = NULL;
         PGresult *failed = prepare_once(db, stmts[i].sql, stmts[i].nparams, names[i]);

@@ -50,6 +50,11 @@ typedef struct runner {
     int nsyms;
     char errstr[1024];
     int batch; /* --batch: each case's commands in one cmdproc_apply (one transaction) */
+    /* --lose-prepared: the session's prepared statements dropped (DEALLOCATE ALL) before every command, as a
+     * server restarted under the same backend pid would; a failed attempt is made again once, as the
+     * worker's consumer loop offers a batch again. lost counts the first attempts that failed. */
+    int lose_prepared;
+    long lost;
 } runner_t;
 
 /* ---- symbols ---- */
@@ -533,7 +538,16 @@ static json_t *apply_commands(runner_t *r, json_t *commands) {
         char *payload = json_dumps(ev, JSON_COMPACT);
         json_decref(ev);
         cmdproc_msg_t msg = {.payload = payload, .len = strlen(payload)};
+        if (r->lose_prepared && db_cmd(r->db, "DEALLOCATE ALL", r->errstr, sizeof(r->errstr)) != 0) {
+            free(payload);
+            json_decref(e);
+            goto fail;
+        }
         int rc = cmdproc_apply(r->proc, &msg, 1, r->errstr, sizeof(r->errstr));
+        if (rc != 0 && r->lose_prepared) {
+            r->lost++;
+            rc = cmdproc_apply(r->proc, &msg, 1, r->errstr, sizeof(r->errstr));
+        }
         free(payload);
         if (rc != 0) {
             json_decref(e);
@@ -694,6 +708,9 @@ int main(int argc, char **argv) {
         } else if (argi < argc && strcmp(argv[argi], "--per-command") == 0) {
             per_command = 1;
             argi++;
+        } else if (argi < argc && strcmp(argv[argi], "--lose-prepared") == 0) {
+            r->lose_prepared = 1;
+            argi++;
         } else {
             break;
         }
@@ -701,12 +718,16 @@ int main(int argc, char **argv) {
     if (argi >= argc || strcmp(argv[argi], "--help") == 0 || strcmp(argv[argi], "-h") == 0) {
         fprintf(
             stderr,
-            "usage: raikoo-domain-runner [--config FILE] [--batch] [--per-command] CASE_DIR...\n"
+            "usage: raikoo-domain-runner [--config FILE] [--batch] [--per-command] [--lose-prepared] "
+            "CASE_DIR...\n"
             "Applies each tests/domain/<case>/ through the command processor against PostgreSQL alone\n"
             "(db.url: a database of its own, migrated, where no relay runs) and prints one JSON line per\n"
             "case: each command's result, events and mail jobs, and the rows of expected.json's queries.\n"
             "--batch applies each case's commands as one batch (one transaction); --per-command turns the\n"
-            "command processor's set path off (every command through the per-command rules).\n");
+            "command processor's set path off (every command through the per-command rules); "
+            "--lose-prepared\n"
+            "drops the session's prepared statements before every command and tries a failed one again once\n"
+            "(each case's line then says how many first attempts failed: \"lost\").\n");
         free(r);
         return argi >= argc ? EXIT_USAGE : EXIT_OK;
     }
@@ -736,7 +757,10 @@ int main(int argc, char **argv) {
         unsigned char tag[6];
         randombytes_buf(tag, sizeof(tag));
         sodium_bin2hex(r->run, sizeof(r->run), tag, sizeof(tag));
+        r->lost = 0;
         json_t *out = run_case(r, argv[i]);
+        if (out && r->lose_prepared)
+            json_object_set_new(out, "lost", json_integer(r->lost));
         if (!out) {
             out = json_pack("{s:s, s:s}", "case", argv[i], "error", r->errstr[0] ? r->errstr : "failed");
             rc = EXIT_REJECTED;

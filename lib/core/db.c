@@ -478,11 +478,7 @@ int db_require_schema(PGconn *db, char *errstr, size_t errstr_size) {
     return 0;
 }
 
-char *db_array_literal(const char *const *values, size_t n) {
-    return db_array_column(values, n, 1, 0);
-}
-
-char *db_array_column(const char *const *values, size_t nrows, int ncols, int col) {
+static char *array_column(const char *const *values, size_t nrows, int ncols, int col) {
     /* Worst case: every character escaped, plus quotes and a comma per element. */
     size_t cap = 3;
     for (size_t i = 0; i < nrows; i++) {
@@ -513,4 +509,13 @@ char *db_array_column(const char *const *values, size_t nrows, int ncols, int co
     *p++ = '}';
     *p = '\0';
     return out;
+}
+
+char *db_array_literal(const char *const *values, size_t n) {
+    return array_column(values, n, 1, 0);
+}
+
+void db_array_columns(const char *const *values, size_t nrows, int ncols, char **out) {
+    for (int c = 0; c < ncols; c++)
+        out[c] = array_column(values, nrows, ncols, c);
 }

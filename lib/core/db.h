@@ -82,8 +82,9 @@ int db_pipeline(PGconn *db, db_stmt_t *stmts, size_t n, char *errstr, size_t err
  * to pass as one parameter and cast in the statement ($1::uuid[]), for set-based statements over
  * unnest(). Returns a new string (free()). */
 char *db_array_literal(const char *const *values, size_t n);
-/* db_array_literal of column col of nrows rows of ncols values (values[row * ncols + col]). */
-char *db_array_column(const char *const *values, size_t nrows, int ncols, int col);
+/* db_array_literal of every column of nrows rows of ncols values (values[row * ncols + col]), the same table
+ * db_insert_rows takes: out[col] gets column col's (ncols new strings, free() each). */
+void db_array_columns(const char *const *values, size_t nrows, int ncols, char **out);
 
 /* SQL that formats a timestamptz column as RFC 3339 UTC with milliseconds ("2026-12-04T20:00:00.123Z"), the
  * form every message carries: the one way statements of this code base write a time. */

@@ -74,8 +74,7 @@ int outbox_write_commit(outbox_t *ob, PGconn *db, db_stmt_t *first, size_t nfirs
             values[i * 3 + 1] = ob->rows[i].key;
             values[i * 3 + 2] = ob->rows[i].payload;
         }
-        for (int c = 0; c < 3; c++)
-            arrays[c] = db_array_column(values, ob->n, 3, c);
+        db_array_columns(values, ob->n, 3, arrays);
         free(values);
         st[n++] = (db_stmt_t){.sql = SQL_INSERT_ROWS, .nparams = 3, .params = (const char *const *)arrays};
     }

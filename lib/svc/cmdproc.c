@@ -52,6 +52,9 @@ typedef struct decided {
     char *result; /* the result event's text */
 } decided_t;
 
+/* Invitation codes the processor keeps made ahead (160 bytes each). */
+#define CMDPROC_CODES_AHEAD 512
+
 cmdproc_t *cmdproc_new(const conf_t *c, PGconn *db, const secret_keys_t *keys, char *errstr,
                        size_t errstr_size) {
     cmdproc_t *p = xcalloc(1, sizeof(*p));
@@ -67,6 +70,9 @@ cmdproc_t *cmdproc_new(const conf_t *c, PGconn *db, const secret_keys_t *keys, c
     p->db = db;
     p->ctx.db = db;
     p->ctx.keys = keys;
+    /* Codes sealed ahead, while the worker waits for PostgreSQL and Kafka (codepool.h): a default batch's
+     * worth. Without a thread, each is made when needed, as a larger burst's are. */
+    p->ctx.codes = codepool_new(keys, CMDPROC_CODES_AHEAD);
     p->ctx.topic_events = p->topic_events = conf_get(c, "topic.events");
     p->ctx.topic_mail = conf_get(c, "topic.mail");
     p->ctx.default_locale = conf_get(c, "mail.locale");
@@ -94,6 +100,7 @@ void cmdproc_free(cmdproc_t *p) {
     if (!p)
         return;
     outbox_free(&p->outbox);
+    codepool_free(p->ctx.codes);
     domain_ctx_free(&p->ctx);
     free(p);
 }
@@ -159,8 +166,7 @@ static int record_decided(cmdproc_t *p, const decided_t *d, size_t n, db_stmt_t 
     const char **values = decided_values(d, n);
     int rc = 1;
     if (n <= OUTBOX_PIPELINED_MAX) {
-        for (int c = 0; c < 4; c++)
-            arrays[c] = db_array_column(values, n, 4, c);
+        db_array_columns(values, n, 4, arrays);
         *st = (db_stmt_t){.sql = SQL_RECORD, .nparams = 4, .params = (const char *const *)arrays};
     } else {
         rc = db_insert_rows(p->db, "processed_commands (command_id, command_type, status, result)", 4, values,

@@ -6,6 +6,7 @@
 #include <libpq-fe.h>
 
 #include "cmd.h"
+#include "codepool.h"
 #include "outbox.h"
 #include "secret.h"
 
@@ -25,6 +26,7 @@ typedef struct domain_auth {
 typedef struct domain_ctx {
     PGconn *db;                /* inside the caller's transaction and savepoint */
     const secret_keys_t *keys; /* public key and pepper */
+    codepool_t *codes;         /* codes made ahead (NULL: each made when needed) */
     const char *topic_events, *topic_mail;
     long ttl_seconds;           /* invitation.ttl.seconds */
     long rate_per_hour;         /* ratelimit.invitations.per.hour */

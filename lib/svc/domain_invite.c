@@ -114,15 +114,15 @@ const char DOMAIN_SQL_DROP_UNACTIVATED_ACCOUNT[] =
     " RETURNING 1";
 
 int dom_fresh_code(domain_ctx_t *x, fresh_code_t *fc, char *errstr, size_t errstr_size) {
-    char code[CODE_LEN + 1];
-    unsigned char h[CODE_HASH_LEN];
-    code_generate(code);
-    code_hash(x->keys, code, h);
-    dom_hash_param(h, fc->hash_param);
-    int rc = code_seal(x->keys, code, fc->sealed, sizeof(fc->sealed));
-    sodium_memzero(code, sizeof(code));
-    if (rc != 0)
+    made_code_t mc;
+    int rc = codepool_take(x->codes, x->keys, &mc);
+    if (rc == 0) {
+        dom_hash_param(mc.hash, fc->hash_param);
+        memcpy(fc->sealed, mc.sealed, sizeof(fc->sealed));
+    } else {
         snprintf(errstr, errstr_size, "sealing the code failed");
+    }
+    sodium_memzero(&mc, sizeof(mc));
     return rc;
 }
 

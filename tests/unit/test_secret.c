@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "codepool.h"
 #include "secret.h"
 #include "unit.h"
 
@@ -89,6 +90,47 @@ static void keygen_refuses_to_overwrite(void) {
     CHECK(system(cmd) == 0);
 }
 
+/* Every code taken (from the pool, or made on the spot once it is empty) opens with the secret key to a code
+ * whose hash is the one given, and no two are the same. */
+static void code_pool_gives_distinct_codes_that_open_to_their_hash(void) {
+    enum { SIZE = 8, TAKE = 40 };
+    secret_keys_t k;
+    crypto_box_keypair(k.pk, k.sk);
+    crypto_generichash_keygen(k.pepper);
+    k.have_sk = 1;
+    codepool_t *pool = codepool_new(&k, SIZE);
+    CHECK(pool != NULL);
+    made_code_t got[TAKE];
+    unsigned long from_pool = 0, on_spot = 0;
+    /* The thread fills the pool meanwhile: wait (up to 10 s) until a take comes from it. */
+    for (int tries = 0; tries < 1000 && from_pool == 0; tries++) {
+        usleep(10000);
+        CHECK(codepool_take(pool, &k, &got[0]) == 0);
+        codepool_counts(pool, &from_pool, &on_spot);
+    }
+    CHECK(from_pool == 1);
+    for (int i = 1; i < TAKE; i++) /* faster than the thread seals: some made on the spot */
+        CHECK(codepool_take(pool, &k, &got[i]) == 0);
+    codepool_counts(pool, &from_pool, &on_spot);
+    CHECK(from_pool >= 1 && from_pool + on_spot >= TAKE);
+    for (int i = 0; i < TAKE; i++) {
+        char code[CODE_LEN + 1];
+        unsigned char h[CODE_HASH_LEN];
+        CHECK(code_open(&k, got[i].sealed, code) == 0);
+        code_hash(&k, code, h);
+        CHECK(memcmp(h, got[i].hash, CODE_HASH_LEN) == 0);
+        for (int j = 0; j < i; j++)
+            CHECK(strcmp(got[i].sealed, got[j].sealed) != 0 &&
+                  memcmp(got[i].hash, got[j].hash, CODE_HASH_LEN));
+    }
+    codepool_free(pool);
+    /* Without a pool: made on the spot. */
+    CHECK(codepool_take(NULL, &k, &got[0]) == 0);
+    char code[CODE_LEN + 1];
+    CHECK(code_open(&k, got[0].sealed, code) == 0);
+    codepool_free(NULL);
+}
+
 const unit_test_t secret_tests[] = {
     {"secret: codes are crockford and read leniently", codes_are_crockford_and_read_leniently},
     {"secret: hash depends on pepper and seal round-trips", hash_depends_on_pepper_and_seal_round_trips},
@@ -96,5 +138,7 @@ const unit_test_t secret_tests[] = {
      password_hash_needs_argon2id_at_interactive_cost},
     {"secret: uuids are v4 and validated", uuids_are_v4_and_validated},
     {"secret: keygen refuses to overwrite", keygen_refuses_to_overwrite},
+    {"secret: code pool gives distinct codes that open to their hash",
+     code_pool_gives_distinct_codes_that_open_to_their_hash},
     {NULL, NULL},
 };

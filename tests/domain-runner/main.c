@@ -693,31 +693,8 @@ done:
     return out;
 }
 
-int main(int argc, char **argv) {
-    runner_t *r = xcalloc(1, sizeof(*r));
-    int rc = EXIT_USAGE, argi = 1;
-    const char *config = NULL;
-    int per_command = 0;
-    for (;;) {
-        if (argc > argi + 1 && strcmp(argv[argi], "--config") == 0) {
-            config = argv[argi + 1];
-            argi += 2;
-        } else if (argi < argc && strcmp(argv[argi], "--batch") == 0) {
-            r->batch = 1;
-            argi++;
-        } else if (argi < argc && strcmp(argv[argi], "--per-command") == 0) {
-            per_command = 1;
-            argi++;
-        } else if (argi < argc && strcmp(argv[argi], "--lose-prepared") == 0) {
-            r->lose_prepared = 1;
-            argi++;
-        } else {
-            break;
-        }
-    }
-    if (argi >= argc || strcmp(argv[argi], "--help") == 0 || strcmp(argv[argi], "-h") == 0) {
-        fprintf(
-            stderr,
+static void usage(void) {
+    fprintf(stderr,
             "usage: raikoo-domain-runner [--config FILE] [--batch] [--per-command] [--lose-prepared] "
             "CASE_DIR...\n"
             "Applies each tests/domain/<case>/ through the command processor against PostgreSQL alone\n"
@@ -728,6 +705,37 @@ int main(int argc, char **argv) {
             "--lose-prepared\n"
             "drops the session's prepared statements before every command and tries a failed one again once\n"
             "(each case's line then says how many first attempts failed: \"lost\").\n");
+}
+
+/* Reads the options into r, *config and *per_command; returns the index of the first case. */
+static int options(runner_t *r, int argc, char **argv, const char **config, int *per_command) {
+    int argi = 1;
+    for (;;) {
+        if (argc > argi + 1 && strcmp(argv[argi], "--config") == 0) {
+            *config = argv[argi + 1];
+            argi += 2;
+        } else if (argi < argc && strcmp(argv[argi], "--batch") == 0) {
+            r->batch = 1;
+            argi++;
+        } else if (argi < argc && strcmp(argv[argi], "--per-command") == 0) {
+            *per_command = 1;
+            argi++;
+        } else if (argi < argc && strcmp(argv[argi], "--lose-prepared") == 0) {
+            r->lose_prepared = 1;
+            argi++;
+        } else {
+            return argi;
+        }
+    }
+}
+
+int main(int argc, char **argv) {
+    runner_t *r = xcalloc(1, sizeof(*r));
+    int rc = EXIT_USAGE, per_command = 0;
+    const char *config = NULL;
+    int argi = options(r, argc, argv, &config, &per_command);
+    if (argi >= argc || strcmp(argv[argi], "--help") == 0 || strcmp(argv[argi], "-h") == 0) {
+        usage();
         free(r);
         return argi >= argc ? EXIT_USAGE : EXIT_OK;
     }

@@ -2,7 +2,9 @@
 #include "codepool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,7 +16,8 @@ struct codepool {
     made_code_t *codes;  /* codes[0..n) ready */
     size_t n, size;
     int stop;
-    unsigned long taken, on_spot;
+    unsigned long taken;  /* under mu */
+    atomic_ulong on_spot; /* also counted when mu was busy */
 };
 
 int code_make(const secret_keys_t *keys, made_code_t *out) {
@@ -29,6 +32,12 @@ int code_make(const secret_keys_t *keys, made_code_t *out) {
 static void *pool_fill(void *arg) {
     codepool_t *p = arg;
     made_code_t one;
+    /* Codes are made with CPU time nobody else wants (SCHED_IDLE): the thread never delays the worker,
+     * PostgreSQL or the broker; on a machine with no idle time the pool stays empty and each code is made on
+     * the spot, as without it. (Lowering one's own policy needs no privilege; should it fail, the thread
+     * runs at normal priority.) */
+    struct sched_param idle = {0};
+    pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle);
     pthread_mutex_lock(&p->mu);
     while (!p->stop) {
         if (p->n == p->size) {
@@ -77,21 +86,22 @@ codepool_t *codepool_new(const secret_keys_t *keys, size_t size) {
 }
 
 int codepool_take(codepool_t *p, const secret_keys_t *keys, made_code_t *out) {
-    if (p) {
-        pthread_mutex_lock(&p->mu);
+    /* trylock: the thread, at idle priority, may be descheduled holding the lock for as long as the
+     * machine is busy; the worker then makes its code rather than wait for it. */
+    if (p && pthread_mutex_trylock(&p->mu) == 0) {
         int got = p->n > 0;
         if (got) {
             *out = p->codes[--p->n];
             sodium_memzero(&p->codes[p->n], sizeof(p->codes[p->n]));
             p->taken++;
             pthread_cond_signal(&p->want);
-        } else {
-            p->on_spot++;
         }
         pthread_mutex_unlock(&p->mu);
         if (got)
             return 0;
     }
+    if (p)
+        atomic_fetch_add(&p->on_spot, 1);
     return code_make(keys, out);
 }
 
@@ -101,8 +111,8 @@ void codepool_counts(codepool_t *p, unsigned long *from_pool, unsigned long *mad
         return;
     pthread_mutex_lock(&p->mu);
     *from_pool = p->taken;
-    *made_on_spot = p->on_spot;
     pthread_mutex_unlock(&p->mu);
+    *made_on_spot = atomic_load(&p->on_spot);
 }
 
 void codepool_free(codepool_t *p) {

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
+
 struct codepool {
     secret_keys_t keys; /* a copy: public key and pepper only */
     pthread_t thread;
@@ -34,10 +36,12 @@ static void *pool_fill(void *arg) {
     made_code_t one;
     /* Codes are made with CPU time nobody else wants (SCHED_IDLE): the thread never delays the worker,
      * PostgreSQL or the broker; on a machine with no idle time the pool stays empty and each code is made on
-     * the spot, as without it. (Lowering one's own policy needs no privilege; should it fail, the thread
-     * runs at normal priority.) */
+     * the spot, as without it. Lowering one's own policy needs no privilege, but a system call filter may
+     * refuse it (the systemd unit allows it): the thread then runs at normal priority, and says so. */
     struct sched_param idle = {0};
-    pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle);
+    int refused = pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle);
+    if (refused)
+        log_warn(NULL, "codes made ahead at normal priority: SCHED_IDLE refused (%s)", strerror(refused));
     pthread_mutex_lock(&p->mu);
     while (!p->stop) {
         if (p->n == p->size) {

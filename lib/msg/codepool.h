@@ -5,7 +5,8 @@
  * cost of an InviteNewUser in the worker's own chain, which waits for nothing else while it seals. The pool's
  * thread seals codes, at idle priority, while that chain waits for PostgreSQL and Kafka; a command takes one
  * ready. When the pool is empty (a burst larger than it, or no idle CPU), the code is made on the spot as
- * before: nothing waits for the pool. The plain code lives only on the pool thread's stack while it is hashed and sealed, then is wiped. */
+ * before: nothing waits for the pool. The plain code lives only on the pool thread's stack while it is hashed
+ * and sealed, then is wiped. */
 #ifndef RAIKOO_CODEPOOL_H
 #define RAIKOO_CODEPOOL_H
 

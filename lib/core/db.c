@@ -29,9 +29,9 @@ static PGresult *result_or_error(PGconn *db, PGresult *res, char *errstr, size_t
     ExecStatusType st = PQresultStatus(res);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
         return res;
+    /* A statement the cache holds is not in this session: prepared again next time. */
     if (strcmp(db_sqlstate(res), "26000") == 0)
-        prepared_forget(
-            db); /* a statement the cache holds is not in this session: prepared again next time */
+        prepared_forget(db);
     const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     if (primary && *db_sqlstate(res)) {
         /* The primary message and SQLSTATE only: the DETAIL of a refused row lists its values (a password

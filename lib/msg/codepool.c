@@ -18,8 +18,7 @@ struct codepool {
     made_code_t *codes;  /* codes[0..n) ready */
     size_t n, size;
     int stop;
-    unsigned long taken;  /* under mu */
-    atomic_ulong on_spot; /* also counted when mu was busy */
+    atomic_ulong taken, on_spot; /* codes taken from the pool, made by takers themselves */
 };
 
 int code_make(const secret_keys_t *keys, made_code_t *out) {
@@ -97,7 +96,7 @@ int codepool_take(codepool_t *p, const secret_keys_t *keys, made_code_t *out) {
         if (got) {
             *out = p->codes[--p->n];
             sodium_memzero(&p->codes[p->n], sizeof(p->codes[p->n]));
-            p->taken++;
+            atomic_fetch_add(&p->taken, 1);
             pthread_cond_signal(&p->want);
         }
         pthread_mutex_unlock(&p->mu);
@@ -113,9 +112,7 @@ void codepool_counts(codepool_t *p, unsigned long *from_pool, unsigned long *mad
     *from_pool = *made_on_spot = 0;
     if (!p)
         return;
-    pthread_mutex_lock(&p->mu);
-    *from_pool = p->taken;
-    pthread_mutex_unlock(&p->mu);
+    *from_pool = atomic_load(&p->taken);
     *made_on_spot = atomic_load(&p->on_spot);
 }
 

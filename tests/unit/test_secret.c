@@ -102,8 +102,9 @@ static void code_pool_gives_distinct_codes_that_open_to_their_hash(void) {
     CHECK(pool != NULL);
     made_code_t got[TAKE];
     unsigned long from_pool = 0, on_spot = 0;
-    /* The thread fills the pool meanwhile: wait (up to 10 s) until a take comes from it. */
-    for (int tries = 0; tries < 1000 && from_pool == 0; tries++) {
+    /* The thread fills the pool meanwhile, at idle priority: wait (up to 60 s on a busy machine) until a take
+     * comes from it. */
+    for (int tries = 0; tries < 6000 && from_pool == 0; tries++) {
         usleep(10000);
         CHECK(codepool_take(pool, &k, &got[0]) == 0);
         codepool_counts(pool, &from_pool, &on_spot);

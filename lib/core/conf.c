@@ -54,7 +54,7 @@ const conf_key_t conf_keys[] = {
     {"ratelimit.invitations.per.hour", "1000", "new invitations per organization per hour"},
     {"relay.batch", "1000",
      "outbox relay: most rows in flight at once (produced, not yet acknowledged and deleted)"},
-    {"relay.poll.ms", "1000", "outbox relay: poll interval when no notification arrives"},
+    {"relay.poll.ms", "1000", "outbox relay: how often it reads the whole outbox, and its longest sleep"},
     {"expiry.interval.ms", "5000", "expiry worker: time between scans"},
     {"expiry.batch", "500", "expiry worker: most invitations expired per transaction"},
     {"smtp.host", "127.0.0.1", "SMTP server"},

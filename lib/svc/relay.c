@@ -3,6 +3,7 @@
 #include "relay.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,13 +22,19 @@
 #include "text.h"
 #include "worker.h"
 
-/* The oldest rows not in flight: rows whose delivery failed are read again, rows committed late by a
- * transaction that took an id before others are found wherever they are (no "id > last" cursor). An anti
- * join (a merge with the sorted ids), not "id <> ALL($2)": with 1,000 rows in flight that compares every
- * row read with every id, 22 ms a read against 6 (measured with psql, most of the 6 the rows returned). */
+/* The oldest rows not in flight with ids from $3 to $4. A read covers the ids the notifications since the
+ * last read named (each insert into the outbox notifies "first last": schemas/sql/013), so that it starts
+ * where the new rows are: a read from the index's start passed every row in flight, every row deleted since
+ * the last vacuum, and every row of a batch not yet committed, 12 ms a read under load (docs/BENCHMARKS.md).
+ * A full read (1 to the largest bigint) runs at the start of a session, on a notification it cannot parse,
+ * after a failed delivery and every relay.poll.ms: it finds rows wherever they are (a transaction that took
+ * an id before others commits after them; no "id > last" cursor). An anti join (a merge with the sorted
+ * ids), not "id <> ALL($2)": with 1,000 rows in flight that compares every row read with every id, 22 ms a
+ * read against 6 (measured with psql, most of the 6 the rows returned). */
 static const char SQL_PENDING[] =
     "SELECT o.id, o.topic, o.key, o.payload, extract(epoch FROM now() - o.created_at)::float8 FROM outbox o"
-    " WHERE NOT EXISTS (SELECT 1 FROM unnest($2::bigint[]) AS f(id) WHERE f.id = o.id)"
+    " WHERE o.id BETWEEN $3::bigint AND $4::bigint"
+    "   AND NOT EXISTS (SELECT 1 FROM unnest($2::bigint[]) AS f(id) WHERE f.id = o.id)"
     " ORDER BY o.id LIMIT $1";
 static const char SQL_DELETE[] = "DELETE FROM outbox WHERE id = ANY($1::bigint[])";
 
@@ -35,11 +42,20 @@ static const char SQL_DELETE[] = "DELETE FROM outbox WHERE id = ANY($1::bigint[]
  * opaque. */
 typedef struct relay_msg {
     char id[24];    /* outbox.id, as text */
+    long long idn;  /* the same as a number */
     char *topic;    /* owned */
     double created; /* outbox.created_at on worker_now_ms()'s clock, in seconds (the age the database gave) */
     int done;       /* the delivery report came (or librdkafka refused the message at once) */
     rd_kafka_resp_err_t err;
 } relay_msg_t;
+
+/* What the next read covers: the ids from lo to hi (a full read: 1 to LLONG_MAX). */
+typedef struct relay_read {
+    int want;         /* a read is due */
+    long long lo, hi; /* its range */
+    int failed;       /* a delivery failed: the next notification (or poll) reads everything */
+    int64_t full_at;  /* when the last full read was asked for */
+} relay_read_t;
 
 /* The rows in flight, in the order produced. Kept across reconnections: their reports still come. */
 typedef struct relay {
@@ -91,12 +107,15 @@ static void relay_produce(rd_kafka_t *producer, PGresult *rows, int i, relay_msg
     }
 }
 
-/* The ids in flight as a bigint array literal (malloc'd). */
-static char *inflight_ids(const relay_t *rl) {
+/* The ids in flight from lo to hi as a bigint array literal (malloc'd): the read's anti join needs no
+ * others. */
+static char *inflight_ids(const relay_t *rl, long long lo, long long hi) {
     const char **ids = xcalloc(rl->n + 1, sizeof(*ids));
+    size_t n = 0;
     for (size_t i = 0; i < rl->n; i++)
-        ids[i] = rl->m[i]->id;
-    char *lit = db_array_literal(ids, rl->n);
+        if (rl->m[i]->idn >= lo && rl->m[i]->idn <= hi)
+            ids[n++] = rl->m[i]->id;
+    char *lit = db_array_literal(ids, n);
     free(ids);
     return lit;
 }
@@ -108,6 +127,7 @@ static void relay_take_rows(rd_kafka_t *producer, relay_t *rl, PGresult *rows) {
     for (int i = 0; i < got; i++) {
         relay_msg_t *r = xcalloc(1, sizeof(*r));
         snprintf(r->id, sizeof(r->id), "%s", PQgetvalue(rows, i, 0));
+        r->idn = strtoll(r->id, NULL, 10);
         r->topic = xstrdup(PQgetvalue(rows, i, 1));
         r->created = (double)worker_now_ms() / 1000.0 - strtod(PQgetvalue(rows, i, 4), NULL);
         rl->m[rl->n++] = r;
@@ -120,6 +140,7 @@ typedef struct settled {
     relay_msg_t **m;
     size_t n;
     char *delivered; /* the ids Kafka acknowledged, as a bigint array literal; NULL when none */
+    size_t failed;   /* rows whose delivery failed: they stay in the outbox */
 } settled_t;
 
 /* Takes the rows whose report came out of the flight into *s: those Kafka acknowledged are to be deleted
@@ -129,6 +150,7 @@ static void relay_settled(relay_t *rl, settled_t *s) {
     const char **delivered = xcalloc(rl->n + 1, sizeof(*delivered));
     size_t nd = 0, j = 0;
     s->n = 0;
+    s->failed = 0;
     for (size_t i = 0; i < rl->n; i++) {
         relay_msg_t *r = rl->m[i];
         if (!r->done) {
@@ -136,10 +158,11 @@ static void relay_settled(relay_t *rl, settled_t *s) {
             continue;
         }
         s->m[s->n++] = r;
-        if (r->err)
+        if (r->err) {
             log_warn(NULL, "outbox row %s to %s not delivered (%s): kept in the outbox, produced again",
                      r->id, r->topic, rd_kafka_err2str(r->err));
-        else
+            s->failed++;
+        } else
             delivered[nd++] = r->id;
     }
     rl->n = j;
@@ -165,22 +188,24 @@ static size_t settled_free(settled_t *s, int deleted) {
 }
 
 /* One round trip of a tick: deletes the rows of s Kafka acknowledged and, when ask > 0, reads up to ask of
- * the oldest rows not in flight and produces them (*got: how many). -1 with errstr when either fails (the
- * rows acknowledged are then published again later: at least once). */
-static int relay_tick(PGconn *db, rd_kafka_t *producer, relay_t *rl, settled_t *s, long ask, int *got,
-                      char *errstr, size_t errstr_size) {
+ * the oldest rows not in flight in rd's range and produces them (*got: how many). -1 with errstr when
+ * either fails (the rows acknowledged are then published again later: at least once). */
+static int relay_tick(PGconn *db, rd_kafka_t *producer, relay_t *rl, settled_t *s, const relay_read_t *rd,
+                      long ask, int *got, char *errstr, size_t errstr_size) {
     db_stmt_t st[2];
     size_t n = 0, read_at = 2;
     const char *pd[1] = {s->delivered};
     if (s->delivered)
         st[n++] = (db_stmt_t){.sql = SQL_DELETE, .nparams = 1, .params = pd};
-    char lim[24], *ids = NULL;
-    const char *pr[2] = {lim, NULL};
+    char lim[24], lo[24], hi[24], *ids = NULL;
+    const char *pr[4] = {lim, NULL, lo, hi};
     if (ask > 0) {
         snprintf(lim, sizeof(lim), "%ld", ask);
-        pr[1] = ids = inflight_ids(rl);
+        snprintf(lo, sizeof(lo), "%lld", rd->lo);
+        snprintf(hi, sizeof(hi), "%lld", rd->hi);
+        pr[1] = ids = inflight_ids(rl, rd->lo, rd->hi);
         read_at = n;
-        st[n++] = (db_stmt_t){.sql = SQL_PENDING, .nparams = 2, .params = pr};
+        st[n++] = (db_stmt_t){.sql = SQL_PENDING, .nparams = 4, .params = pr};
     }
     *got = 0;
     int rc = n ? db_pipeline(db, st, n, errstr, errstr_size) : 0;
@@ -212,16 +237,48 @@ static void relay_purge(rd_kafka_t *producer, relay_t *rl) {
 /* The advisory lock the active relay holds: any constant of our own. */
 #define RELAY_LOCK_KEY "7238017741"
 
-/* 1 when a NOTIFY came on db's connection (all of them drained). */
-static int notified(PGconn *db) {
+/* Asks for a read of the ids from lo to hi, together with any read already asked for. */
+static void want_read(relay_read_t *rd, long long lo, long long hi) {
+    if (!rd->want || lo < rd->lo)
+        rd->lo = lo;
+    if (!rd->want || hi > rd->hi)
+        rd->hi = hi;
+    rd->want = 1;
+}
+
+/* Asks for a full read (every row not in flight), noting when. */
+static void want_full_read(relay_read_t *rd) {
+    want_read(rd, 1, LLONG_MAX);
+    rd->failed = 0;
+    rd->full_at = worker_now_ms();
+}
+
+/* Drains the NOTIFYs that came on db's connection, asking for a read of the ids each names ("first last",
+ * schemas/sql/013), or for a full read when one names none it can parse, or when a delivery failed since
+ * the last full read (the row is read again with the next notification, as it always was). */
+static void notified(PGconn *db, relay_read_t *rd) {
     PQconsumeInput(db);
     PGnotify *n;
     int got = 0;
     while ((n = PQnotifies(db)) != NULL) {
+        char *end;
+        errno = 0;
+        long long lo = strtoll(n->extra, &end, 10), hi = 0;
+        int ok = errno == 0 && end != n->extra && *end == ' ';
+        if (ok) {
+            const char *p = end + 1;
+            hi = strtoll(p, &end, 10);
+            ok = errno == 0 && end != p && *end == '\0' && lo >= 1 && lo <= hi;
+        }
+        if (ok)
+            want_read(rd, lo, hi);
+        else
+            want_full_read(rd);
         got = 1;
         PQfreemem(n);
     }
-    return got;
+    if (got && rd->failed)
+        want_full_read(rd);
 }
 
 /* Waits at most ms (in slices of 200 ms, so that a shutdown request is seen promptly) until db's socket
@@ -286,21 +343,21 @@ static void relay_gauges(PGconn *db, const relay_t *rl, int more) {
 #define RELAY_TICK_MS 5
 
 /* Active: publishes the outbox while the connection holds. Reading, producing, acknowledgements and
- * deletes overlap: rows are read (up to rl->limit in flight) whenever a NOTIFY came, the last read was
- * full, a delivery failed or poll_ms passed, and the rows Kafka acknowledged are deleted as their reports
+ * deletes overlap: rows are read (up to rl->limit in flight) whenever a NOTIFY came (the ids it names), the
+ * last read was full (on from its last row), a delivery failed (with the next NOTIFY) or poll_ms passed
+ * since the last full read (everything), and the rows Kafka acknowledged are deleted as their reports
  * come, while later rows are on their way. -1 on a fatal producer error (logged), else 0 when the
  * connection went or stop is asked. */
 static int publish(PGconn *db, rd_kafka_t *producer, relay_t *rl, int wake_fd, long poll_ms) {
     char err[1024];
-    int want = 1;
-    int64_t read_at = 0, tick_at = 0;
+    relay_read_t rd = {0};
+    want_full_read(&rd); /* notifications sent while this session was not listening are lost */
+    int64_t tick_at = 0;
     while (worker_running() && PQstatus(db) == CONNECTION_OK) {
         health_beat(); /* waiting for Kafka's acknowledgements (up to message.timeout.ms) is alive */
         /* While rows are in flight the relay works in ticks of RELAY_TICK_MS: one DELETE of what Kafka
          * acknowledged since the last tick and one read of what came, rather than one of each per delivery
-         * report and per NOTIFY. A read walks the outbox's index from its start, over the entries of the
-         * rows deleted since the last vacuum; after a 20,000-command burst (100,000 rows), reading on every
-         * wake-up cost more than publishing did. With nothing in flight, a NOTIFY is served at once. */
+         * report and per NOTIFY. */
         int64_t since = worker_now_ms() - tick_at;
         if (rl->n > 0 && since < RELAY_TICK_MS)
             worker_sleep_ms(RELAY_TICK_MS - since);
@@ -315,14 +372,15 @@ static int publish(PGconn *db, rd_kafka_t *producer, relay_t *rl, int wake_fd, l
         /* A row whose delivery failed is read again with the next NOTIFY or after poll_ms, as it was
          * between rounds before: reading it again at once would retry (and log) a row Kafka keeps refusing
          * in a tight loop. */
-        int64_t now = worker_now_ms();
-        if (notified(db) || now - read_at >= poll_ms)
-            want = 1;
+        notified(db, &rd);
+        if (worker_now_ms() - rd.full_at >= poll_ms)
+            want_full_read(&rd);
         settled_t s;
         relay_settled(rl, &s);
-        long ask = want && rl->n < (size_t)rl->limit ? rl->limit - (long)rl->n : 0;
+        rd.failed |= s.failed > 0;
+        long ask = rd.want && rl->n < (size_t)rl->limit ? rl->limit - (long)rl->n : 0;
         int got = 0;
-        int rc = relay_tick(db, producer, rl, &s, ask, &got, err, sizeof(err));
+        int rc = relay_tick(db, producer, rl, &s, &rd, ask, &got, err, sizeof(err));
         size_t published = settled_free(&s, rc == 0);
         if (rc != 0) {
             log_error(NULL, "relay: %s", err);
@@ -331,14 +389,15 @@ static int publish(PGconn *db, rd_kafka_t *producer, relay_t *rl, int wake_fd, l
         }
         if (published > 0)
             log_debug(NULL, "published %zu outbox row(s)", published);
-        if (ask > 0) {
-            read_at = now;
-            want = got == ask; /* a full read: more rows may be waiting */
-        }
-        relay_gauges(db, rl, want);
+        if (ask > 0 && got == ask) /* a full read: more rows may be waiting, on from the last one */
+            rd.lo = rl->m[rl->n - 1]->idn + 1;
+        else if (ask > 0)
+            rd.want = 0;
+        relay_gauges(db, rl, rd.want || rd.failed);
         if (ask > 0 && got > 0)
             continue;
-        wait_io(db, wake_fd, want && rl->n < (size_t)rl->limit ? 0 : poll_ms - (worker_now_ms() - read_at));
+        wait_io(db, wake_fd,
+                rd.want && rl->n < (size_t)rl->limit ? 0 : poll_ms - (worker_now_ms() - rd.full_at));
     }
     return 0;
 }
@@ -427,7 +486,7 @@ done:
             settled_t s;
             int got;
             relay_settled(&rl, &s);
-            settled_free(&s, relay_tick(db, producer, &rl, &s, 0, &got, err, sizeof(err)) == 0);
+            settled_free(&s, relay_tick(db, producer, &rl, &s, NULL, 0, &got, err, sizeof(err)) == 0);
         }
         if (mainq) {
             rd_kafka_queue_io_event_enable(mainq, -1, NULL, 0);

@@ -14,8 +14,8 @@
 rd_kafka_t *relay_producer_wait(const conf_t *c, char *errstr, size_t errstr_size);
 
 /* The outbox relay: publishes the outbox while this relay holds the advisory lock (one is active; others
- * stand by until its session ends), a round on every NOTIFY raikoo_outbox or every relay.poll.ms, until
- * worker_running() says stop. Waits while PostgreSQL or Kafka is away. Returns the exit status. */
+ * stand by until its session ends), a round on every NOTIFY raikoo_outbox (reading the ids it names) and a
+ * full read every relay.poll.ms, until worker_running() says stop. Waits while PostgreSQL or Kafka is away. Returns the exit status. */
 int relay_run(const conf_t *c);
 
 #endif

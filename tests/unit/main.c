@@ -8,9 +8,9 @@
 int unit_failures;
 
 int main(int argc, char **argv) {
-    const unit_test_t *suites[] = {conf_tests,  email_tests,   secret_tests,    cmd_tests,
-                                   mail_tests,  text_tests,    log_tests,       metrics_tests,
-                                   kafka_tests, rfc3339_tests, deadletter_tests};
+    const unit_test_t *suites[] = {conf_tests,  email_tests,   secret_tests,     cmd_tests,
+                                   mail_tests,  text_tests,    log_tests,        metrics_tests,
+                                   kafka_tests, rfc3339_tests, deadletter_tests, event_tests};
     if (sodium_init() < 0)
         return 1;
     int run = 0, failed = 0;

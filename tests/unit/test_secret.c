@@ -1,5 +1,7 @@
 /* Unit tests of the secrets: codes, their hash and sealing, password hash checks, UUIDs, keygen. */
 #include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "codepool.h"
@@ -72,6 +74,52 @@ static void uuids_are_v4_and_validated(void) {
     CHECK(uuid_valid("0F6B0C5E-8E7A-4B5C-9D3E-2A1B0C9D8E7F"));
 }
 
+static int uuid_cmp(const void *a, const void *b) {
+    return strcmp(a, b);
+}
+
+/* Past several refills of the per-thread pool (256 a refill): every one a v4 UUID (version and variant
+ * bits), all distinct, lower-case hex. */
+static void uuids_stay_v4_and_distinct_across_refills(void) {
+    enum { N = 2000 };
+    char(*u)[UUID_BUF] = calloc(N, UUID_BUF);
+    int bad = 0;
+    for (int i = 0; i < N; i++) {
+        uuid_generate(u[i]);
+        bad += !uuid_valid(u[i]) || u[i][14] != '4' || !strchr("89ab", u[i][19]) ||
+               strspn(u[i], "0123456789abcdef-") != UUID_STR_LEN;
+    }
+    CHECK(bad == 0);
+    qsort(u, N, UUID_BUF, uuid_cmp);
+    int dup = 0;
+    for (int i = 1; i < N; i++)
+        dup += strcmp(u[i - 1], u[i]) == 0;
+    CHECK(dup == 0);
+    free(u);
+}
+
+/* A child of fork() never makes the UUID its parent makes next (the pool is emptied in the child). */
+static void a_forked_child_makes_other_uuids_than_its_parent(void) {
+    char first[UUID_BUF], parent[UUID_BUF], child[UUID_BUF] = "";
+    uuid_generate(first); /* the pool holds bytes now */
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        char c[UUID_BUF];
+        uuid_generate(c);
+        ssize_t w = write(fds[1], c, UUID_BUF);
+        _exit(w == UUID_BUF ? 0 : 1);
+    }
+    uuid_generate(parent);
+    CHECK(read(fds[0], child, UUID_BUF) == UUID_BUF);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    close(fds[0]);
+    close(fds[1]);
+    CHECK(uuid_valid(child) && strcmp(child, parent) != 0 && strcmp(child, first) != 0);
+}
+
 static void keygen_refuses_to_overwrite(void) {
     char dir[] = "/tmp/raikoo-keys-XXXXXX";
     CHECK(mkdtemp(dir) != NULL);
@@ -138,6 +186,9 @@ const unit_test_t secret_tests[] = {
     {"secret: password hash needs argon2id at interactive cost",
      password_hash_needs_argon2id_at_interactive_cost},
     {"secret: uuids are v4 and validated", uuids_are_v4_and_validated},
+    {"secret: uuids stay v4 and distinct across refills", uuids_stay_v4_and_distinct_across_refills},
+    {"secret: a forked child makes other uuids than its parent",
+     a_forked_child_makes_other_uuids_than_its_parent},
     {"secret: keygen refuses to overwrite", keygen_refuses_to_overwrite},
     {"secret: code pool gives distinct codes that open to their hash",
      code_pool_gives_distinct_codes_that_open_to_their_hash},

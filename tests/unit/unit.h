@@ -42,5 +42,6 @@ extern const unit_test_t rfc3339_tests[];
 extern const unit_test_t deadletter_tests[];
 extern const unit_test_t metrics_tests[];
 extern const unit_test_t kafka_tests[];
+extern const unit_test_t event_tests[];
 
 #endif

@@ -19,9 +19,28 @@ static uint64_t rnd(void) {
 /* A random string of valid UTF-8: every byte JSON escapes (control characters, quote, backslash), NUL
  * inside, "/" and DEL (not escaped by jansson), two-, three- and four-byte sequences. */
 static json_t *random_string(void) {
-    static const char *const pieces[] = {"a", "Z", "0", " ", "\"", "\\", "/", "\x7f", "\x01", "\x1f", "\b", "\f",
-                                         "\n", "\r", "\t", "\x0b", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
-                                         "\xe2\x80\xa8", "abc@example.org", "{\"x\":1}"};
+    static const char *const pieces[] = {"a",
+                                         "Z",
+                                         "0",
+                                         " ",
+                                         "\"",
+                                         "\\",
+                                         "/",
+                                         "\x7f",
+                                         "\x01",
+                                         "\x1f",
+                                         "\b",
+                                         "\f",
+                                         "\n",
+                                         "\r",
+                                         "\t",
+                                         "\x0b",
+                                         "\xc3\xa9",
+                                         "\xe2\x82\xac",
+                                         "\xf0\x9f\x98\x80",
+                                         "\xe2\x80\xa8",
+                                         "abc@example.org",
+                                         "{\"x\":1}"};
     char buf[512];
     size_t n = 0, parts = rnd() % 24;
     for (size_t i = 0; i < parts; i++) {
@@ -39,35 +58,30 @@ static json_t *random_string(void) {
 static json_t *random_tree(int depth) {
     int kind = (int)(rnd() % (depth > 4 ? 6 : 8));
     switch (kind) {
-    case 0:
-        return random_string();
-    case 1: {
-        static const json_int_t edges[] = {0, -1, 1, 9, 10, -10, INT64_MAX, INT64_MIN, 1000000007};
-        return json_integer(rnd() % 2 ? edges[rnd() % 9] : (json_int_t)rnd());
-    }
-    case 2:
-        return json_real((double)(int64_t)rnd() / 1e6);
-    case 3:
-        return json_true();
-    case 4:
-        return json_false();
-    case 5:
-        return json_null();
-    case 6: {
-        json_t *o = json_object();
-        for (size_t i = rnd() % 6; i > 0; i--) {
-            json_t *k = random_string();
-            json_object_setn_new(o, json_string_value(k), json_string_length(k), random_tree(depth + 1));
-            json_decref(k);
+        case 0: return random_string();
+        case 1: {
+            static const json_int_t edges[] = {0, -1, 1, 9, 10, -10, INT64_MAX, INT64_MIN, 1000000007};
+            return json_integer(rnd() % 2 ? edges[rnd() % 9] : (json_int_t)rnd());
         }
-        return o;
-    }
-    default: {
-        json_t *a = json_array();
-        for (size_t i = rnd() % 6; i > 0; i--)
-            json_array_append_new(a, random_tree(depth + 1));
-        return a;
-    }
+        case 2: return json_real((double)(int64_t)rnd() / 1e6);
+        case 3: return json_true();
+        case 4: return json_false();
+        case 5: return json_null();
+        case 6: {
+            json_t *o = json_object();
+            for (size_t i = rnd() % 6; i > 0; i--) {
+                json_t *k = random_string();
+                json_object_setn_new(o, json_string_value(k), json_string_length(k), random_tree(depth + 1));
+                json_decref(k);
+            }
+            return o;
+        }
+        default: {
+            json_t *a = json_array();
+            for (size_t i = rnd() % 6; i > 0; i--)
+                json_array_append_new(a, random_tree(depth + 1));
+            return a;
+        }
     }
 }
 
@@ -79,7 +93,8 @@ static void dump_is_janssons_byte_for_byte(void) {
         char *theirs = json_dumps(t, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
         if (!theirs || strcmp(ours, theirs) != 0) {
             if (differ++ < 3)
-                fprintf(stderr, "tree %d:\n  ours:    %s\n  jansson: %s\n", i, ours, theirs ? theirs : "(null)");
+                fprintf(stderr, "tree %d:\n  ours:    %s\n  jansson: %s\n", i, ours,
+                        theirs ? theirs : "(null)");
         }
         free(ours);
         free(theirs);
@@ -104,6 +119,7 @@ static void dump_of_a_cloudevent_parses_back_to_the_same_tree(void) {
 
 const unit_test_t event_tests[] = {
     {"event: dump is jansson's byte for byte (5,000 random trees)", dump_is_janssons_byte_for_byte},
-    {"event: dump of a cloudevent parses back to the same tree", dump_of_a_cloudevent_parses_back_to_the_same_tree},
+    {"event: dump of a cloudevent parses back to the same tree",
+     dump_of_a_cloudevent_parses_back_to_the_same_tree},
     {NULL, NULL},
 };

@@ -138,7 +138,7 @@ clean:
 	rm -rf build build-asan bin bin-asan
 # ---- The producer library for upstream apps, as an artifact of its own ----
 # build/libraikoo-producer.a holds producers/producer.c and the message modules it uses (commands, e-mail
-# addresses, CloudEvents, uuids and Argon2id, text, the mail job's locale and link checks), found by name
+# addresses, CloudEvents, uuids and Argon2id, text and strbuf, the mail job's locale and link checks), found by name
 # wherever lib/ keeps them: nothing that needs libpq, libesmtp or OpenSSL. Its one header,
 # producers/include/raikoo/producer.h, needs only jansson.
 # `make install PREFIX=DIR` puts the header, the archive and raikoo-producer.pc under DIR/include,
@@ -148,7 +148,8 @@ PREFIX  ?= /usr/local
 VERSION ?= 0.1.0
 PRODUCER_HDR     := producers/include/raikoo/producer.h
 PRODUCER_LIB_SRC := producers/producer.c \
-                    $(filter %/clock.c %/cmd.c %/email.c %/event.c %/mailjob.c %/rfc3339.c %/secret.c %/text.c %/watermark.c,$(LIB_SRC))
+                    $(filter %/clock.c %/cmd.c %/email.c %/event.c %/mailjob.c %/rfc3339.c %/secret.c %/strbuf.c %/text.c \
+                             %/watermark.c,$(LIB_SRC))
 LIBPRODUCER      := $(OBJ)/libraikoo-producer.a
 
 .PHONY: install

@@ -421,7 +421,7 @@ def test_an_outbox_row_committed_after_a_later_one_is_published_all_the_same(db_
         _delete_topic(topic)
 
 
-def test_an_insert_into_the_outbox_notifies_the_ids_it_inserted(db_url, db):
+def test_an_insert_into_the_outbox_notifies_the_ids_it_inserted(db_url):
     """The relay reads the ids each notification names (schemas/sql/013): a statement's NOTIFY raikoo_outbox
     says "first last" of the rows it inserted, after its commit; a statement that inserted nothing says
     nothing."""

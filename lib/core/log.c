@@ -75,24 +75,9 @@ static char *redacted_dup(const char *s) {
     return clean;
 }
 
-/* s (valid UTF-8) as a JSON string, quotes included: control characters escaped, the rest as is. */
+/* s (valid UTF-8) as a JSON string, quotes included. */
 static void add_json_string(sb_t *b, const char *s) {
-    sb_addc(b, '"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-            case '"': sb_add(b, "\\\""); break;
-            case '\\': sb_add(b, "\\\\"); break;
-            case '\n': sb_add(b, "\\n"); break;
-            case '\r': sb_add(b, "\\r"); break;
-            case '\t': sb_add(b, "\\t"); break;
-            default:
-                if (*p < 0x20 || *p == 0x7f)
-                    sb_printf(b, "\\u%04x", *p);
-                else
-                    sb_addc(b, (char)*p);
-        }
-    }
-    sb_addc(b, '"');
+    sb_add_json_string(b, s, strlen(s));
 }
 
 /* s in the text format: quotes, backslashes and line breaks escaped (one event, one line). */

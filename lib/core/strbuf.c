@@ -44,6 +44,36 @@ void sb_printf(sb_t *b, const char *fmt, ...) {
     b->n += (size_t)n;
 }
 
+void sb_add_json_string(sb_t *b, const char *s, size_t n) {
+    static const char hex[] = "0123456789ABCDEF";
+    sb_grow(b, n + 2);
+    b->s[b->n++] = '"';
+    size_t run = 0; /* s[run..i) is copied as it is, in one piece */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        sb_addn(b, s + run, i - run);
+        run = i + 1;
+        const char *short_form = c == '"'    ? "\\\""
+                                 : c == '\\' ? "\\\\"
+                                 : c == '\b' ? "\\b"
+                                 : c == '\f' ? "\\f"
+                                 : c == '\n' ? "\\n"
+                                 : c == '\r' ? "\\r"
+                                 : c == '\t' ? "\\t"
+                                             : NULL;
+        if (short_form) {
+            sb_addn(b, short_form, 2);
+        } else {
+            char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            sb_addn(b, u, sizeof(u));
+        }
+    }
+    sb_addn(b, s + run, n - run);
+    sb_addc(b, '"');
+}
+
 char *sb_take(sb_t *b) {
     if (!b->s)
         sb_grow(b, 0);

@@ -17,6 +17,11 @@ void sb_add(sb_t *b, const char *s);
 void sb_addc(sb_t *b, char c);
 void sb_printf(sb_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* s[0..n) (valid UTF-8, NULs allowed) as a JSON string, quotes included: '"', '\\' and the control
+ * characters escaped (\b \f \n \r \t, the others \u00XX), every other byte as is. Byte for byte what
+ * jansson writes without JSON_ENSURE_ASCII (lib/msg/event.c relies on it). */
+void sb_add_json_string(sb_t *b, const char *s, size_t n);
+
 /* The string, never NULL; the caller owns it (free()). b is empty again. */
 char *sb_take(sb_t *b);
 

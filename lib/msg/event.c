@@ -56,41 +56,8 @@ json_t *event_new(const char *type, const char *id, const char *source, const ch
  * Byte for byte what json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY) gives (the unit
  * test compares the two on random trees), without what made jansson's dump a quarter of the command
  * worker's CPU (profiled): a cycle check that formats every object's and array's address with snprintf
- * and hashes it, and a string walk of one function call per code point. Strings are copied in runs
- * between the bytes JSON escapes; jansson's strings are valid UTF-8, so nothing else changes. */
-
-static void dump_string(sb_t *b, const char *s, size_t n) {
-    static const char hex[] = "0123456789ABCDEF";
-    sb_grow(b, n + 2);
-    b->s[b->n++] = '"';
-    size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        sb_addn(b, s + run, i - run);
-        run = i + 1;
-        char esc[7] = {'\\', 0};
-        size_t k = 2;
-        switch (c) {
-            case '"': esc[1] = '"'; break;
-            case '\\': esc[1] = '\\'; break;
-            case '\b': esc[1] = 'b'; break;
-            case '\f': esc[1] = 'f'; break;
-            case '\n': esc[1] = 'n'; break;
-            case '\r': esc[1] = 'r'; break;
-            case '\t': esc[1] = 't'; break;
-            default:
-                memcpy(esc + 1, "u00", 3);
-                esc[4] = hex[c >> 4];
-                esc[5] = hex[c & 15];
-                k = 6;
-        }
-        sb_addn(b, esc, k);
-    }
-    sb_addn(b, s + run, n - run);
-    sb_addc(b, '"');
-}
+ * and hashes it, and a string walk of one function call per code point. Strings go through
+ * sb_add_json_string (lib/core/strbuf.c), which copies the runs between the bytes JSON escapes. */
 
 static void dump_integer(sb_t *b, json_int_t v) {
     char d[24];
@@ -114,7 +81,7 @@ static void dump_value(sb_t *b, const json_t *v) {
                 if (!first)
                     sb_addc(b, ',');
                 first = 0;
-                dump_string(b, json_object_iter_key(it), json_object_iter_key_len(it));
+                sb_add_json_string(b, json_object_iter_key(it), json_object_iter_key_len(it));
                 sb_addc(b, ':');
                 dump_value(b, json_object_iter_value(it));
             }
@@ -130,7 +97,7 @@ static void dump_value(sb_t *b, const json_t *v) {
             }
             sb_addc(b, ']');
             break;
-        case JSON_STRING: dump_string(b, json_string_value(v), json_string_length(v)); break;
+        case JSON_STRING: sb_add_json_string(b, json_string_value(v), json_string_length(v)); break;
         case JSON_INTEGER: dump_integer(b, json_integer_value(v)); break;
         case JSON_TRUE: sb_add(b, "true"); break;
         case JSON_FALSE: sb_add(b, "false"); break;

@@ -231,7 +231,6 @@ void uuid_generate(char out[UUID_BUF]) {
         *o++ = hex[b[i] & 15];
     }
     *o = '\0';
-    sodium_memzero(b, 16); /* used bytes do not stay behind */
 }
 
 int uuid_valid(const char *s) {

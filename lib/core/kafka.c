@@ -182,10 +182,32 @@ int kafka_conf_idempotent(rd_kafka_conf_t *kconf, char *errstr, size_t errstr_si
     return 0;
 }
 
+/* What kafka_consumer_defaults sets (kafka.h says why); optional: a property this librdkafka does not know
+ * is left out. */
+static const struct {
+    const char *prop, *value;
+    int optional;
+} consumer_defaults[] = {
+    {"queued.max.messages.kbytes", "4096", 0},
+    {"fetch.max.bytes", "1048576", 0},
+    {"fetch.queue.backoff.ms", "10", 1}, /* librdkafka 2.2 and later */
+};
+
 int kafka_consumer_defaults(const conf_t *c, rd_kafka_conf_t *kconf, char *errstr, size_t errstr_size) {
-    if (!conf_get(c, "kafka.queued.max.messages.kbytes") &&
-        kafka_conf_set(kconf, "queued.max.messages.kbytes", "1024", errstr, errstr_size) != 0)
-        return -1;
+    for (size_t i = 0; i < sizeof(consumer_defaults) / sizeof(consumer_defaults[0]); i++) {
+        char key[128], why[512];
+        snprintf(key, sizeof(key), "kafka.%s", consumer_defaults[i].prop);
+        if (conf_get(c, key))
+            continue;
+        rd_kafka_conf_res_t r =
+            rd_kafka_conf_set(kconf, consumer_defaults[i].prop, consumer_defaults[i].value, why, sizeof(why));
+        if (r == RD_KAFKA_CONF_UNKNOWN && consumer_defaults[i].optional)
+            continue;
+        if (r != RD_KAFKA_CONF_OK) {
+            snprintf(errstr, errstr_size, "kafka.%s: %s", consumer_defaults[i].prop, why);
+            return -1;
+        }
+    }
     return 0;
 }
 

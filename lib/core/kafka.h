@@ -12,10 +12,18 @@
  * NULL with errstr ("kafka.<property>: what") when librdkafka refuses one. */
 rd_kafka_conf_t *kafka_conf_new(const conf_t *c, char *errstr, size_t errstr_size);
 
-/* Consumer settings every consumer of ours starts from, unless the configuration sets them: a bounded
- * prefetch of 1 MiB, two full command batches (librdkafka's default holds up to 64 MiB of a backlog in
- * memory; 4 MiB put the command worker at 34 MiB peak RSS on a 20,000-command backlog, 1 MiB at 26 MiB with
- * the same throughput: docs/BENCHMARKS.md). kafka.queued.max.messages.kbytes overrides it. */
+/* Consumer settings every consumer of ours starts from, unless the configuration sets them (kafka.<property>
+ * wins), so that a backlog neither fills the memory nor starves the consumer (docs/BENCHMARKS.md):
+ * - queued.max.messages.kbytes 4096: the prefetch is bounded (librdkafka's default holds up to 64 MiB of a
+ *   backlog). Not less: once the local queue is over this bound librdkafka stops fetching, and before 2.2
+ *   looks again only when its broker thread next wakes, up to a second later; a queue that drains in under
+ *   a second then leaves the consumer idle until then (at 1 MiB the command worker ran at two thirds of
+ *   its speed through a backlog, and the first command after one waited up to 0.4 s).
+ * - fetch.max.bytes 1 MiB: one fetch response (kept in memory until its last message is freed) is at most
+ *   that, not up to 1 MiB a partition.
+ * - fetch.queue.backoff.ms 10 (librdkafka 2.2 and later, which waits that long, 1 s by default, before it
+ *   looks at a full queue again).
+ * The command worker's peak RSS through a 20,000-command backlog: 31 MiB. */
 int kafka_consumer_defaults(const conf_t *c, rd_kafka_conf_t *kconf, char *errstr, size_t errstr_size);
 
 /* Makes kconf an idempotent producer's: enable.idempotence and acks=all (no duplicates or reordering from

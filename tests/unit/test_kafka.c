@@ -1,5 +1,7 @@
 /* Unit tests of the Kafka helpers against librdkafka's mock cluster (the real broker is in the Python
  * tests): what a group consumer keeps is its own. */
+#include <string.h>
+
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
@@ -84,7 +86,43 @@ static void two_group_consumers_keep_their_own_state(void) {
     rd_kafka_destroy(cluster); /* and its mock cluster */
 }
 
+/* The value of prop in kconf, into buf ("" when unset or unknown). */
+static const char *conf_value(rd_kafka_conf_t *kconf, const char *prop, char *buf, size_t size) {
+    size_t n = size;
+    if (rd_kafka_conf_get(kconf, prop, buf, &n) != RD_KAFKA_CONF_OK)
+        buf[0] = '\0';
+    return buf;
+}
+
+/* Our consumers' defaults: a prefetch that neither fills the memory nor starves the consumer (kafka.h);
+ * what the configuration sets wins. */
+static void consumer_defaults_bound_the_prefetch_and_yield_to_the_configuration(void) {
+    char err[512], v[64];
+    conf_t *c = conf_new();
+    rd_kafka_conf_t *kconf = kafka_conf_new(c, err, sizeof(err));
+    CHECK(kconf != NULL);
+    CHECK(kafka_consumer_defaults(c, kconf, err, sizeof(err)) == 0);
+    CHECK_STR(conf_value(kconf, "queued.max.messages.kbytes", v, sizeof(v)), "4096");
+    CHECK_STR(conf_value(kconf, "fetch.max.bytes", v, sizeof(v)), "1048576");
+    /* Set where this librdkafka knows it (2.2 and later), left out (not an error) where it does not. */
+    conf_value(kconf, "fetch.queue.backoff.ms", v, sizeof(v));
+    CHECK(rd_kafka_version() < 0x020200ff ? v[0] == '\0' : strcmp(v, "10") == 0);
+    rd_kafka_conf_destroy(kconf);
+
+    CHECK(conf_set(c, "kafka.queued.max.messages.kbytes", "2048", err, sizeof(err)) == 0);
+    CHECK(conf_set(c, "kafka.fetch.max.bytes", "2097152", err, sizeof(err)) == 0);
+    kconf = kafka_conf_new(c, err, sizeof(err));
+    CHECK(kconf != NULL);
+    CHECK(kafka_consumer_defaults(c, kconf, err, sizeof(err)) == 0);
+    CHECK_STR(conf_value(kconf, "queued.max.messages.kbytes", v, sizeof(v)), "2048");
+    CHECK_STR(conf_value(kconf, "fetch.max.bytes", v, sizeof(v)), "2097152");
+    rd_kafka_conf_destroy(kconf);
+    conf_free(c);
+}
+
 const unit_test_t kafka_tests[] = {
     {"kafka: two group consumers keep their own state", two_group_consumers_keep_their_own_state},
+    {"kafka: consumer defaults bound the prefetch and yield to the configuration",
+     consumer_defaults_bound_the_prefetch_and_yield_to_the_configuration},
     {NULL, NULL},
 };

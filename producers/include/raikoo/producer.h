@@ -126,7 +126,9 @@ typedef struct raikoo_setting {
 /* A new producer for the count settings (borrowed: read now, so they may be freed afterwards; settings may
  * be NULL when count is 0). An unknown key, a bad value or a property librdkafka refuses is an error. The
  * Kafka producer is idempotent with acks=all; kafka.message.timeout.ms defaults to 30 s, kafka.linger.ms
- * to 0 (a command is sent at once; librdkafka's own default waits 5 ms for more). Fails (NULL,
+ * to 0 (a command is sent at once; librdkafka's own default waits 5 ms for more). The result consumer
+ * prefetches at most kafka.queued.max.messages.kbytes, 4096 by default, and, with librdkafka 2.2 and later,
+ * looks again kafka.fetch.queue.backoff.ms, 10 by default (librdkafka's: 1 s), after reaching it. Fails (NULL,
  * errstr) when the broker does not answer within 10 s or the commands topic does not exist. Free with
  * raikoo_producer_free. Not thread-safe: use one producer from one thread at a time. librdkafka's own
  * warnings and errors go to stderr, prefixed "raikoo producer: kafka"; its connection attempts are quiet

@@ -64,6 +64,8 @@ def test_bench_runs_twice_at_a_tiny_size_and_reports_medians():
     for phase in PHASES:
         assert p.stderr.count(f"phase: {phase}") == 2, phase
     assert "run 2 of 2" in p.stderr
+    # A CHECKPOINT before every phase (ops/bench lets the bench's role): none measures the one before's.
+    assert "no CHECKPOINT between phases" not in p.stderr, p.stderr[-3000:]
     for rate in RATES:
         for label in ("publish -> transaction began", "transaction began -> result received",
                       "  transaction began -> relay published", "  relay published -> result received"):
@@ -103,6 +105,20 @@ def test_bench_runs_twice_at_a_tiny_size_and_reports_medians():
             assert run["ratios"][key] > 0, key
         for name in ("raikoo-command-worker", "raikoo-command-worker#2", "raikoo-outbox-relay", "raikoo-mailer"):
             assert run["workers"][name]["peak_rss_mib"] > 0, name
+
+    # Each latency phase's commands, one line each: the stages add up to the total (the relay's publish is
+    # a whole millisecond: its two stages may each be off by up to one).
+    for n in (1, 2):
+        for rate in RATES:
+            path = os.path.join(out_dir, f"latency-{doc['run']}-{n}-{rate}.csv")
+            lines = open(path).read().splitlines()
+            assert lines[0] == ("published_epoch_s,total_ms,to_transaction_ms,transaction_to_published_ms,"
+                                "published_to_received_ms"), lines[0]
+            assert len(lines) == 1 + rate, path
+            for line in lines[1:]:
+                at, total, to_tx, to_pub, to_recv = (float(x) for x in line.split(","))
+                assert at > 1.7e9 and total > 0 and to_tx > -TOLERANCE_MS, line
+                assert abs(to_tx + to_pub + to_recv - total) <= 2 * TOLERANCE_MS, line
 
     # The report is the medians of the runs (two runs: their mean), the ratios computed from the medians.
     def close(a, b):

@@ -50,7 +50,7 @@ static void usage(FILE *f) {
         "                    [--command-workers N] [--repeat N] [--scaling-commands N] [--no-mail]\n"
         "                    [--config FILE]\n"
         "Runs on the stack the configuration names (ops/bench brings up one of its own). Defaults:\n"
-        "20000 commands over 100 organizations; loads 200,1000,2000 per second for 3 s each; the mail\n"
+        "20000 commands over 100 organizations; loads 200,1000,2000 per second for 10 s each; the mail\n"
         "phase sends every invitation the run made before it; one command worker (up to 4); the scaling\n"
         "phase times half as many commands with one and with two workers; --repeat 1 (with N > 1 every\n"
         "measured phase runs N times and the medians are reported); --no-mail leaves the mail phase and the\n"
@@ -69,7 +69,7 @@ static int parse_options(int argc, char **argv, options_t *o, const char **confi
                      .orgs = 100,
                      .rates = {200, 1000, 2000},
                      .nrates = 3,
-                     .rate_seconds = 3,
+                     .rate_seconds = 10,
                      .out_dir = "var/bench",
                      .command_workers = 1,
                      .repeat = 1,
@@ -879,11 +879,39 @@ static double throughput(raikoo_producer_t *prod, const options_t *o, const char
     return (double)n / wall;
 }
 
+/* The connection the phases' CHECKPOINTs go through (main's). */
+static PGconn *settle_db;
+
+/* Writes out what the phases before left in PostgreSQL's buffers (CHECKPOINT),
+ * so that no phase measures the checkpoint the one before it caused: the pipeline's 20,000 commands write
+ * about half a GB of WAL, which starts a checkpoint that spreads its writes over the next half minute,
+ * and during it every first change to a page logs the whole page and COMMITs wait 50 ms every two seconds
+ * (docs/BENCHMARKS.md). Needs the pg_checkpoint role (ops/bench grants it); without it, a warning once and
+ * the figures include the checkpoints. */
+static void settle(void) {
+    static int warned;
+    char err[512];
+    if (settle_db && db_cmd(settle_db, "CHECKPOINT", err, sizeof(err)) != 0 && !warned++)
+        fprintf(stderr, "raikoo-bench: no CHECKPOINT between phases (%s): the figures include checkpoints\n",
+                err);
+}
+
+/* "phase: ..." on stderr, then settle(). */
+static void phase_start(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("phase: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    settle();
+}
+
 /* Phases 1 to 3, the floors beside the system: the row floor, per-command and set-path SQL, Kafka. */
 static int phase_floors(const conf_t *c, PGconn *db, const options_t *o, report_t *rp) {
     char err[1024];
     /* 1. Row floor: the rows an accepted InviteNewUser leaves, written set-based. */
-    fprintf(stderr, "phase: row floor\n");
+    phase_start("row floor");
     if (bench_row_floor(c, db, o->commands, admin_id, invite_data, (void *)o, "rowfloor", &rp->row_floor_cps,
                         &rp->row_bytes, &rp->rows_per_command, err, sizeof(err)) != 0) {
         fprintf(stderr, "raikoo-bench: row floor: %s\n", err);
@@ -893,14 +921,14 @@ static int phase_floors(const conf_t *c, PGconn *db, const options_t *o, report_
 
     /* 2. Per-command SQL: the worker's own statements (lib/cmdproc) on the same batches, no Kafka, with
      * the set path turned off; then the processor as the worker runs it (set path on). */
-    fprintf(stderr, "phase: per-command SQL\n");
+    phase_start("per-command SQL");
     if (bench_pg_floor(c, db, o->commands, admin_id, invite_data, (void *)o, 0, &rp->pg_floor_cps,
                        &rp->payload_bytes, err, sizeof(err)) != 0) {
         fprintf(stderr, "raikoo-bench: per-command SQL: %s\n", err);
         return -1;
     }
     fprintf(stderr, "  = %.0f commands/s\n", rp->pg_floor_cps);
-    fprintf(stderr, "phase: set-path SQL\n");
+    phase_start("set-path SQL");
     if (bench_pg_floor(c, db, o->commands, admin_id, invite_data, (void *)o, 1, &rp->set_sql_cps,
                        &rp->payload_bytes, err, sizeof(err)) != 0) {
         fprintf(stderr, "raikoo-bench: set-path SQL: %s\n", err);
@@ -909,7 +937,7 @@ static int phase_floors(const conf_t *c, PGconn *db, const options_t *o, report_
     fprintf(stderr, "  = %.0f commands/s\n", rp->set_sql_cps);
 
     /* 3. Kafka floor: messages of the same size, same client settings, produced and consumed back. */
-    fprintf(stderr, "phase: Kafka floor\n");
+    phase_start("Kafka floor");
     if (bench_kafka_floor(c, o->commands, rp->payload_bytes, o->orgs, &rp->kafka_floor_mps, err,
                           sizeof(err)) != 0) {
         fprintf(stderr, "raikoo-bench: Kafka floor: %s\n", err);
@@ -922,7 +950,7 @@ static int phase_floors(const conf_t *c, PGconn *db, const options_t *o, report_
 /* Phase 4: the pipeline, end to end (starts the relay and the command workers). */
 static int phase_pipeline(const conf_t *c, raikoo_producer_t *prod, const options_t *o, report_t *rp) {
     char err[1024];
-    fprintf(stderr, "phase: pipeline throughput\n");
+    phase_start("pipeline throughput");
     if (proc_start(&procs[P_RELAY], o) != 0)
         return -1;
     if (set_command_workers(c, o->command_workers, err, sizeof(err)) != 0) {
@@ -937,10 +965,29 @@ static int phase_pipeline(const conf_t *c, raikoo_producer_t *prod, const option
     return 0;
 }
 
+/* The file of a latency phase's commands, one line each (--out/latency-<run>-<n>-<rate>.csv): the publish
+ * on the wall clock (epoch seconds), publish -> result, publish -> transaction began, transaction began ->
+ * relay published, relay published -> result received (ms; the last two empty when the result had no
+ * timestamp). NULL (and a warning) when it cannot be written: the figures do not need it. */
+static FILE *samples_csv(long rate) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/latency-%s-%ld-%ld.csv", options->out_dir, run_tag, run_no, rate);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "raikoo-bench: %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    fputs(
+        "published_epoch_s,total_ms,to_transaction_ms,transaction_to_published_ms,published_to_received_ms\n",
+        f);
+    return f;
+}
+
 /* The stages of a latency phase's n samples into l: one query for the processed_at (epoch microseconds) of
  * every command id, then each stage's p50, p90 and p99. PostgreSQL's now() and bench_wall() are the same
  * machine's wall clock. */
-static int latency_stages(PGconn *db, const lat_sample_t *s, long n, lat_fig_t *l, char *err, size_t errsz) {
+static int latency_stages(PGconn *db, const lat_sample_t *s, long n, long rate, lat_fig_t *l, char *err,
+                          size_t errsz) {
     for (int st = 0; st < STAGE_N; st++)
         for (int q = 0; q < SQ_N; q++)
             l->stage[st][q] = NAN;
@@ -977,6 +1024,7 @@ static int latency_stages(PGconn *db, const lat_sample_t *s, long n, lat_fig_t *
     for (int st = 0; st < STAGE_N; st++)
         v[st] = xcalloc((size_t)n + 1, sizeof(double));
     long k = 0;
+    FILE *csv = samples_csv(rate);
     for (long i = 0; i < n; i++) {
         double at = s[i].id[0] ? sendtimes_get(began, s[i].id, NULL) : 0;
         if (at <= 0)
@@ -990,12 +1038,19 @@ static int latency_stages(PGconn *db, const lat_sample_t *s, long n, lat_fig_t *
             v[ST_TX_TO_PUB][kst[ST_TX_TO_PUB]++] = (pub - at) * 1000.0;
             v[ST_PUB_TO_RECV][kst[ST_PUB_TO_RECV]++] = (s[i].recv_wall - pub) * 1000.0;
         }
+        if (csv && pub > 0)
+            fprintf(csv, "%.6f,%.3f,%.3f,%.3f,%.3f\n", s[i].sent_wall, s[i].total_ms, to_tx,
+                    (pub - at) * 1000.0, (s[i].recv_wall - pub) * 1000.0);
+        else if (csv)
+            fprintf(csv, "%.6f,%.3f,%.3f,,\n", s[i].sent_wall, s[i].total_ms, to_tx);
         double d = fabs(to_tx + tx_to_result - s[i].total_ms);
         if (d > drift)
             drift = d;
         k++;
     }
     sendtimes_free(began);
+    if (csv)
+        fclose(csv);
     for (int st = 0; st < STAGE_N; st++) {
         qsort(v[st], kst[st], sizeof(double), cmp_double);
         l->stage[st][SQ_P50] = percentile(v[st], kst[st], 50);
@@ -1020,7 +1075,7 @@ static int phase_latency(PGconn *db, raikoo_producer_t *prod, const options_t *o
         long n = (long)((double)o->rates[i] * o->rate_seconds);
         if (n < 1)
             n = 1;
-        fprintf(stderr, "phase: latency at %ld commands/s (%ld commands)\n", o->rates[i], n);
+        phase_start("latency at %ld commands/s (%ld commands)", o->rates[i], n);
         free(*lat);
         *lat = calloc((size_t)n, sizeof(**lat));
         lat_sample_t *samples = calloc((size_t)n, sizeof(*samples));
@@ -1050,7 +1105,7 @@ static int phase_latency(PGconn *db, raikoo_producer_t *prod, const options_t *o
         fprintf(stderr, "  = achieved %.0f/s (published at %.0f/s), p50 %.1f ms, p99 %.1f ms\n", l->achieved,
                 last_send > first_send ? (double)(n - 1) / (last_send - first_send) : 0.0, l->p50, l->p99);
         char err[1024];
-        int rc = latency_stages(db, samples, got, l, err, sizeof(err));
+        int rc = latency_stages(db, samples, got, o->rates[i], l, err, sizeof(err));
         free(samples);
         if (rc != 0) {
             fprintf(stderr, "raikoo-bench: latency stages: %s\n", err);
@@ -1068,14 +1123,14 @@ static int phase_mail(const conf_t *c, const options_t *o, report_t *rp) {
         rp->mail_mps = rp->smtp_floor_mps = 0.0; /* JSON has no NaN: 0 for "not measured" */
         return 0;
     }
-    fprintf(stderr, "phase: mail throughput\n");
+    phase_start("mail throughput");
     rp->mails_sent = invitations_made;
     if (bench_mail(c, invitations_made, start_mailer, procs_sample, &rp->mail_mps, err, sizeof(err)) != 0) {
         fprintf(stderr, "raikoo-bench: mail: %s\n", err);
         return -1;
     }
     invitations_made = 0;
-    fprintf(stderr, "phase: SMTP floor\n");
+    phase_start("SMTP floor");
     if (proc_stop(&procs[P_MAILER]) != 0) {
         fprintf(stderr, "raikoo-bench: the mailer failed (see %s/log/)\n", o->out_dir);
         return -1;
@@ -1094,7 +1149,7 @@ static int phase_mail(const conf_t *c, const options_t *o, report_t *rp) {
 static int phase_scaling(const conf_t *c, PGconn *db, raikoo_producer_t *prod, const options_t *o,
                          report_t *rp) {
     char err[1024];
-    fprintf(stderr, "phase: scaling (one and two command workers, %ld commands each)\n", o->scaling_commands);
+    phase_start("scaling (one and two command workers, %ld commands each)", o->scaling_commands);
     long order[2] = {1, 2};
     if (o->command_workers > 1) {
         order[0] = 2;
@@ -1102,6 +1157,8 @@ static int phase_scaling(const conf_t *c, PGconn *db, raikoo_producer_t *prod, c
     }
     for (int k = 0; k < 2; k++) {
         long w = order[k], rej = 0;
+        if (k > 0)
+            settle();
         if (set_command_workers(c, w, err, sizeof(err)) != 0) {
             fprintf(stderr, "raikoo-bench: scaling: %s\n", err);
             return -1;
@@ -1211,7 +1268,7 @@ int main(int argc, char **argv) {
     if (!runs)
         abort();
 
-    db = db_connect_migrated(c, err, sizeof(err));
+    db = settle_db = db_connect_migrated(c, err, sizeof(err));
     if (!db || setup_orgs(db, &o, err, sizeof(err)) != 0 ||
         conf_get_long(c, "batch.max", 1, 100000, &batch_max, err, sizeof(err)) != 0 ||
         conf_get_long(c, "mail.connections", 1, 64, &mail_connections, err, sizeof(err)) != 0) {

@@ -19,6 +19,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("RAIKOO_BIN_DIR", os.path.join(ROOT, "bin"))
 
 
+
+def open_sealed_code(sealed_b64, sk):
+    """A mail job's sealed_code opened with the mailer's secret key: the command worker's form (an ephemeral
+    public key, a nonce, the code in crypto_box from that key to the mailer's), or crypto_box_seal's (jobs
+    written before). The canonical code."""
+    import base64
+    from nacl.public import Box, PrivateKey, PublicKey, SealedBox
+    raw = base64.b64decode(sealed_b64, validate=True)
+    if len(raw) == 84:
+        return Box(PrivateKey(sk), PublicKey(raw[:32])).decrypt(raw[56:], raw[32:56]).decode()
+    assert len(raw) == 60, len(raw)
+    return SealedBox(PrivateKey(sk)).decrypt(raw).decode()
+
 def need_env(name):
     value = os.environ.get(name)
     if not value:
@@ -510,12 +523,10 @@ class Client:
 
     def code_for(self, invitation_id, nth=1, timeout=60):
         """The code carried by the nth mail job of an invitation, opened with the mailer's secret key."""
-        from nacl.public import PrivateKey, SealedBox
-        import base64
         keys = os.environ["RAIKOO_KEYS_DIR"]
-        box = SealedBox(PrivateKey(open(os.path.join(keys, "mailer.sk"), "rb").read()))
+        sk = open(os.path.join(keys, "mailer.sk"), "rb").read()
         job = self.mail_jobs(invitation_id, nth, timeout)[nth - 1]
-        code = box.decrypt(base64.b64decode(job["data"]["sealed_code"])).decode()
+        code = open_sealed_code(job["data"]["sealed_code"], sk)
         return f"{code[0:4]}-{code[4:8]}-{code[8:12]}"
 
     def close(self):

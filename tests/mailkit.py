@@ -37,14 +37,23 @@ def shown(code):
     return f"{code[:4]}-{code[4:8]}-{code[8:]}"
 
 
-def seal(code, keys_dir=None):
-    """The code sealed to the mailer's public key, base64: what the command worker puts in a mail job."""
+def seal(code, keys_dir=None, anon=False):
+    """The code sealed to the mailer's public key, base64: what the command worker puts in a mail job (an
+    ephemeral public key, a nonce, the code in crypto_box from that key to the mailer's); with anon,
+    crypto_box_seal's form, which jobs written before carry."""
     keys_dir = keys_dir or os.environ["RAIKOO_KEYS_DIR"]
     with open(os.path.join(keys_dir, "mailer.pk"), "rb") as f:
         pk = f.read()
-    out = ctypes.create_string_buffer(48 + len(code))
-    assert _sodium.crypto_box_seal(out, code.encode(), ctypes.c_ulonglong(len(code)), pk) == 0
-    return base64.b64encode(out.raw).decode()
+    if anon:
+        out = ctypes.create_string_buffer(48 + len(code))
+        assert _sodium.crypto_box_seal(out, code.encode(), ctypes.c_ulonglong(len(code)), pk) == 0
+        return base64.b64encode(out.raw).decode()
+    epk, esk = ctypes.create_string_buffer(32), ctypes.create_string_buffer(32)
+    assert _sodium.crypto_box_keypair(epk, esk) == 0
+    nonce = os.urandom(24)
+    box = ctypes.create_string_buffer(16 + len(code))
+    assert _sodium.crypto_box_easy(box, code.encode(), ctypes.c_ulonglong(len(code)), nonce, pk, esk) == 0
+    return base64.b64encode(epk.raw + nonce + box.raw).decode()
 
 
 def password_hash(pw):
@@ -97,13 +106,13 @@ class Invitation:
             (self.id, self.org, self.email, kind, psycopg2.Binary(os.urandom(32)), self.inviter,
              min(datetime.now(timezone.utc), self.expires_at - timedelta(hours=1)), self.expires_at, self.job_id))
 
-    def job(self, job_id=None, **data_overrides):
-        """The mail job CloudEvent (dict) for this invitation."""
+    def job(self, job_id=None, anon_seal=False, **data_overrides):
+        """The mail job CloudEvent (dict) for this invitation (anon_seal: its code in crypto_box_seal's form)."""
         job_id = job_id or self.job_id
         data = {"job_id": job_id, "invitation_id": self.id, "org_id": self.org, "org_name": self.org_name,
                 "kind": self.kind, "email": self.email, "name": self.name, "inviter_name": self.inviter_name,
                 "inviter_email": self.inviter_email, "grant_owner": False, "expires_at": rfc3339(self.expires_at),
-                "sealed_code": seal(self.code)}
+                "sealed_code": seal(self.code, anon=anon_seal)}
         data.update(data_overrides)
         return {"specversion": "1.0", "id": job_id, "source": "/raikoo/command-worker",
                 "type": "raikoo.mail.InvitationEmail.v1", "time": rfc3339(datetime.now(timezone.utc)),

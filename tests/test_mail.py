@@ -225,6 +225,17 @@ def test_non_ascii_names_are_encoded_words_and_survive_decoding(workers, db):
         assert len(line) <= 78, line
 
 
+def test_a_job_with_its_code_in_crypto_box_seals_form_is_still_sent(workers, db):
+    # Jobs written before the command worker sealed codes with a key pair of its own for a while carry
+    # crypto_box_seal's form (80 characters); a mailer of today opens both.
+    inv = Invitation(db, kind="new")
+    job = inv.job(anon_seal=True)
+    assert len(job["data"]["sealed_code"]) == 80
+    produce("raikoo.mail", inv.id, job)
+    msg = wait_until(lambda: mails_to(inv.email), 60, "e-mail")[0]
+    assert code_in(text_part(msg), "One-time password") == shown(inv.code)
+
+
 def test_control_characters_in_names_cannot_inject_headers_or_lines(workers, db):
     evil_name = "Mallory\r\nBcc: victim@example.test\r\nX-Injected: name\nOne-time password: AAAA-AAAA-AAAA"
     evil_org = "Evil Org\r\nX-Injected-Org: 1\r\n\r\nbody?"

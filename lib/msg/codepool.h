@@ -1,10 +1,11 @@
 /* Invitation codes made ahead, on a thread of their own: what the command worker stores (the code's peppered
  * hash) and mails (the code sealed to the mailer's key), never the code itself.
  *
- * Sealing a code (crypto_box_seal: a fresh key pair and a key exchange, about 0.1 ms) was the largest single
- * cost of an InviteNewUser in the worker's own chain, which waits for nothing else while it seals. The pool's
- * thread seals codes, at idle priority, while that chain waits for PostgreSQL and Kafka; a command takes one
- * ready. When the pool is empty (a burst larger than it, or no idle CPU), the code is made on the spot as
+ * Sealing a code with crypto_box_seal (a fresh key pair and a key exchange, about 0.1 ms) was the largest
+ * single cost of an InviteNewUser in the worker's own chain; code_seal now shares an ephemeral key over 256
+ * codes (secret.h) and costs a few microseconds, and the pool still takes it and the hash off that chain:
+ * its thread makes codes, at idle priority, while the chain waits for PostgreSQL and Kafka; a command takes
+ * one ready. When the pool is empty (a burst larger than it, or no idle CPU), the code is made on the spot as
  * before: nothing waits for the pool. The plain code lives only on the pool thread's stack while it is hashed
  * and sealed, then is wiped. */
 #ifndef RAIKOO_CODEPOOL_H

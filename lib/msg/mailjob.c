@@ -108,10 +108,11 @@ int app_url_valid(const char *s) {
     return 1;
 }
 
-/* The schema's sealed_code: 80 characters of the original base64 alphabet. */
+/* The schema's sealed_code: 112 characters of the original base64 alphabet, or 80 (crypto_box_seal's form,
+ * which jobs written before carry: secret.h). */
 static int sealed_code_valid(const char *s) {
     size_t n = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/");
-    return n == 80 && s[n] == '\0';
+    return (n == SEALED_CODE_B64_LEN || n == SEALED_CODE_ANON_B64_LEN) && s[n] == '\0';
 }
 
 /* The envelope's rules: the keys, type, id, specversion, source, datacontenttype, time, correlation and

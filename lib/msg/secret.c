@@ -152,26 +152,82 @@ void code_hash(const secret_keys_t *keys, const char *canon, unsigned char out[C
                        sizeof(keys->pepper));
 }
 
+/* The sealed form (secret.h): an ephemeral public key, a nonce, and the code boxed (crypto_box: X25519,
+ * XSalsa20-Poly1305) from the ephemeral key to the mailer's; or, as written before, crypto_box_seal's. */
+#define SEALED_EPK 0
+#define SEALED_NONCE crypto_box_PUBLICKEYBYTES
+#define SEALED_BOX (SEALED_NONCE + crypto_box_NONCEBYTES)
+#define SEALED_LEN (SEALED_BOX + crypto_box_MACBYTES + CODE_LEN)
+#define SEALED_ANON_LEN (crypto_box_SEALBYTES + CODE_LEN)
+_Static_assert(sodium_base64_ENCODED_LEN(SEALED_LEN, sodium_base64_VARIANT_ORIGINAL) ==
+                       SEALED_CODE_B64_LEN + 1 &&
+                   sodium_base64_ENCODED_LEN(SEALED_ANON_LEN, sodium_base64_VARIANT_ORIGINAL) ==
+                       SEALED_CODE_ANON_B64_LEN + 1 &&
+                   SEALED_CODE_B64_LEN < SEALED_CODE_B64_MAX,
+               "the sealed forms' base64 lengths");
+
+/* This thread's ephemeral key: its public half, the key it shares with recipient (crypto_box_beforenm; the
+ * secret half is wiped once that is made), and how many codes it may still seal. */
+typedef struct sealer {
+    unsigned char recipient[crypto_box_PUBLICKEYBYTES];
+    unsigned char epk[crypto_box_PUBLICKEYBYTES];
+    unsigned char shared[crypto_box_BEFORENMBYTES];
+    unsigned left;
+} sealer_t;
+static __thread sealer_t sealer;
+
+/* A fresh ephemeral key for pk when this thread has none for it or has used it CODE_SEAL_KEY_USES times. */
+static int sealer_ready(const unsigned char *pk) {
+    if (sealer.left > 0 && sodium_memcmp(sealer.recipient, pk, crypto_box_PUBLICKEYBYTES) == 0)
+        return 0;
+    unsigned char esk[crypto_box_SECRETKEYBYTES];
+    crypto_box_keypair(sealer.epk, esk);
+    int rc = crypto_box_beforenm(sealer.shared, pk, esk);
+    sodium_memzero(esk, sizeof(esk));
+    if (rc != 0) {
+        sodium_memzero(&sealer, sizeof(sealer));
+        return -1;
+    }
+    memcpy(sealer.recipient, pk, crypto_box_PUBLICKEYBYTES);
+    sealer.left = CODE_SEAL_KEY_USES;
+    return 0;
+}
+
 int code_seal(const secret_keys_t *keys, const char *canon, char *out, size_t out_size) {
-    unsigned char ct[crypto_box_SEALBYTES + CODE_LEN];
-    if (crypto_box_seal(ct, (const unsigned char *)canon, CODE_LEN, keys->pk) != 0)
+    unsigned char ct[SEALED_LEN];
+    if (out_size < sodium_base64_ENCODED_LEN(sizeof(ct), sodium_base64_VARIANT_ORIGINAL) ||
+        sealer_ready(keys->pk) != 0)
         return -1;
-    if (out_size < sodium_base64_ENCODED_LEN(sizeof(ct), sodium_base64_VARIANT_ORIGINAL))
+    memcpy(ct + SEALED_EPK, sealer.epk, crypto_box_PUBLICKEYBYTES);
+    randombytes_buf(ct + SEALED_NONCE, crypto_box_NONCEBYTES);
+    if (crypto_box_easy_afternm(ct + SEALED_BOX, (const unsigned char *)canon, CODE_LEN, ct + SEALED_NONCE,
+                                sealer.shared) != 0)
         return -1;
+    if (--sealer.left == 0)
+        sodium_memzero(&sealer, sizeof(sealer));
     sodium_bin2base64(out, out_size, ct, sizeof(ct), sodium_base64_VARIANT_ORIGINAL);
     return 0;
 }
 
 int code_open(const secret_keys_t *keys, const char *b64, char out[CODE_LEN + 1]) {
-    unsigned char ct[crypto_box_SEALBYTES + CODE_LEN];
+    unsigned char ct[SEALED_LEN], plain[CODE_LEN];
     size_t len = 0;
-    if (!keys->have_sk ||
-        sodium_base642bin(ct, sizeof(ct), b64, strlen(b64), NULL, &len, NULL,
-                          sodium_base64_VARIANT_ORIGINAL) != 0 ||
-        len != sizeof(ct))
+    if (!keys->have_sk || sodium_base642bin(ct, sizeof(ct), b64, strlen(b64), NULL, &len, NULL,
+                                            sodium_base64_VARIANT_ORIGINAL) != 0)
         return -1;
-    unsigned char plain[CODE_LEN];
-    if (crypto_box_seal_open(plain, ct, sizeof(ct), keys->pk, keys->sk) != 0)
+    int rc = -1;
+    if (len == SEALED_LEN) {
+        unsigned char shared[crypto_box_BEFORENMBYTES];
+        rc = crypto_box_beforenm(shared, ct + SEALED_EPK, keys->sk) == 0 &&
+                     crypto_box_open_easy_afternm(plain, ct + SEALED_BOX, crypto_box_MACBYTES + CODE_LEN,
+                                                  ct + SEALED_NONCE, shared) == 0
+                 ? 0
+                 : -1;
+        sodium_memzero(shared, sizeof(shared));
+    } else if (len == SEALED_ANON_LEN) {
+        rc = crypto_box_seal_open(plain, ct, SEALED_ANON_LEN, keys->pk, keys->sk);
+    }
+    if (rc != 0)
         return -1;
     memcpy(out, plain, CODE_LEN);
     out[CODE_LEN] = '\0';

@@ -40,10 +40,19 @@ int code_canonical(const char *input, char out[CODE_LEN + 1]);
 /* The keyed BLAKE2b hash of a canonical code, as stored in invitations.code_hash. */
 void code_hash(const secret_keys_t *keys, const char *canon, unsigned char out[CODE_HASH_LEN]);
 
-/* Seals a canonical code to the mailer's public key; writes base64 (NUL-terminated) into out. */
+/* Seals a canonical code to the mailer's public key; writes base64 (NUL-terminated, SEALED_CODE_B64_LEN
+ * characters) into out. The sealed form is an ephemeral public key (32 bytes), a random nonce (24) and the
+ * code boxed from the ephemeral key to the mailer's (crypto_box: 16 + 12). Each thread makes an ephemeral
+ * key pair for CODE_SEAL_KEY_USES codes (its secret half wiped as soon as the shared key is made), so that
+ * a code costs a nonce and a box, not two X25519 operations as crypto_box_seal's fresh key pair for every
+ * code did (108 us a code, the largest cost of an invitation: docs/BENCHMARKS.md). */
 int code_seal(const secret_keys_t *keys, const char *canon, char *out, size_t out_size);
+#define CODE_SEAL_KEY_USES 256
+#define SEALED_CODE_B64_LEN 112
+/* crypto_box_seal's form (60 bytes), which mail jobs carried before: code_open reads it too. */
+#define SEALED_CODE_ANON_B64_LEN 80
 
-/* Opens a sealed code (base64) with the secret key into canonical form. */
+/* Opens a sealed code (base64, either form) with the secret key into canonical form. */
 int code_open(const secret_keys_t *keys, const char *b64, char out[CODE_LEN + 1]);
 
 /* 1 when s is a well-formed Argon2id hash string at least as costly as libsodium's interactive limits. */

@@ -173,10 +173,21 @@ def email_seeds():
         write("email", f"seed-{i:02d}", e)
 
 
+def sealed_for_fuzz_key(code):
+    """code sealed as the command worker seals it (an ephemeral public key, a nonce, crypto_box from that key)
+    to fuzz_code.c's fixed key pair (seed 7 * 32), with a fixed ephemeral key and nonce: a seed that opens."""
+    import base64
+    from nacl.public import Box, PrivateKey
+    mailer = PrivateKey.from_seed(bytes([7]) * 32)
+    eph, nonce = PrivateKey.from_seed(bytes([3]) * 32), bytes([5]) * 24
+    box = Box(eph, mailer.public_key).encrypt(code.encode(), nonce).ciphertext
+    return base64.b64encode(bytes(eph.public_key) + nonce + box).decode()
+
+
 def code_seeds():
     for i, c in enumerate(["ABCD-EFGH-JKMN", "abcd efgh jkmn", "0O1IL-23456789", "ABCDEFGHJKMNP", "ABCDEFGHJKU",
                            HASH, "$argon2id$v=19$m=1,t=1,p=1$c29tZXNhbHQ$aGFzaA", "$argon2i$v=19$m=65536,t=2,p=1$x$y",
-                           ID, ID.upper(), SEALED, "x" * 79 + "="]):
+                           ID, ID.upper(), SEALED, "x" * 79 + "=", "A" * 112, sealed_for_fuzz_key("ABCDEFGHJKMN")]):
         write("code", f"seed-{i:02d}", c)
 
 

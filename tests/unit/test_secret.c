@@ -1,5 +1,6 @@
 /* Unit tests of the secrets: codes, their hash and sealing, password hash checks, UUIDs, keygen. */
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -50,6 +51,85 @@ static void hash_depends_on_pepper_and_seal_round_trips(void) {
     crypto_box_keypair(other.pk, other.sk);
     other.have_sk = 1;
     CHECK(code_open(&other, sealed, opened) == -1);
+}
+
+/* The ephemeral public key a sealed code (the current form) starts with. */
+static void sealed_epk(const char *sealed, unsigned char epk[crypto_box_PUBLICKEYBYTES]) {
+    unsigned char bin[128];
+    size_t len = 0;
+    CHECK(sodium_base642bin(bin, sizeof(bin), sealed, strlen(sealed), NULL, &len, NULL,
+                            sodium_base64_VARIANT_ORIGINAL) == 0);
+    CHECK(len == 84);
+    memcpy(epk, bin, crypto_box_PUBLICKEYBYTES);
+}
+
+static void *seal_in_thread(void *arg) {
+    const secret_keys_t *k = arg;
+    static char sealed[SEALED_CODE_B64_MAX];
+    return code_seal(k, "ABCDEFGHJKMN", sealed, sizeof(sealed)) == 0 ? sealed : NULL;
+}
+
+/* A thread's ephemeral key seals CODE_SEAL_KEY_USES codes, then another is made; another thread and another
+ * recipient get their own; every code opens, tampering is caught, and crypto_box_seal's form (jobs written
+ * before) still opens. */
+static void sealed_codes_share_a_thread_key_for_a_while_and_both_forms_open(void) {
+    secret_keys_t k, k2;
+    crypto_box_keypair(k.pk, k.sk);
+    k.have_sk = 1;
+    crypto_box_keypair(k2.pk, k2.sk);
+    k2.have_sk = 1;
+    char sealed[SEALED_CODE_B64_MAX], opened[CODE_LEN + 1], code[CODE_LEN + 1];
+    unsigned char first[crypto_box_PUBLICKEYBYTES], epk[crypto_box_PUBLICKEYBYTES];
+    /* A fresh key for k2 first, so that k's first code starts a key of its own. */
+    CHECK(code_seal(&k2, "ABCDEFGHJKMN", sealed, sizeof(sealed)) == 0);
+    sealed_epk(sealed, epk);
+    int changes = 0;
+    for (int i = 0; i < 2 * CODE_SEAL_KEY_USES + 1; i++) {
+        code_generate(code);
+        CHECK(code_seal(&k, code, sealed, sizeof(sealed)) == 0);
+        CHECK(strlen(sealed) == SEALED_CODE_B64_LEN);
+        CHECK(code_open(&k, sealed, opened) == 0);
+        CHECK_STR(opened, code);
+        unsigned char now[crypto_box_PUBLICKEYBYTES];
+        sealed_epk(sealed, now);
+        if (i == 0)
+            CHECK(memcmp(now, epk, sizeof(now)) != 0); /* k2's key is not k's */
+        else
+            changes += memcmp(now, epk, sizeof(now)) != 0;
+        CHECK((i % CODE_SEAL_KEY_USES == 0) == (memcmp(now, epk, sizeof(now)) != 0));
+        memcpy(epk, now, sizeof(epk));
+        if (i == 0)
+            memcpy(first, now, sizeof(first));
+    }
+    CHECK(changes == 2);
+    /* Another thread has its own key. */
+    pthread_t t;
+    void *other = NULL;
+    CHECK(pthread_create(&t, NULL, seal_in_thread, &k) == 0 && pthread_join(t, &other) == 0 && other);
+    sealed_epk(other, epk);
+    CHECK(memcmp(epk, first, sizeof(epk)) != 0);
+    CHECK(code_open(&k, other, opened) == 0);
+    CHECK_STR(opened, "ABCDEFGHJKMN");
+    /* A changed byte anywhere (key, nonce, box) fails to open; so does the other key. */
+    CHECK(code_seal(&k, "ABCDEFGHJKMN", sealed, sizeof(sealed)) == 0);
+    CHECK(code_open(&k2, sealed, opened) == -1);
+    for (size_t at = 0; at < SEALED_CODE_B64_LEN; at += 7) {
+        char bad[SEALED_CODE_B64_MAX];
+        memcpy(bad, sealed, sizeof(bad));
+        bad[at] = bad[at] == 'A' ? 'B' : 'A';
+        CHECK(code_open(&k, bad, opened) == -1);
+    }
+    /* crypto_box_seal's form. */
+    unsigned char anon[crypto_box_SEALBYTES + CODE_LEN];
+    CHECK(crypto_box_seal(anon, (const unsigned char *)"ABCDEFGHJKMN", CODE_LEN, k.pk) == 0);
+    sodium_bin2base64(sealed, sizeof(sealed), anon, sizeof(anon), sodium_base64_VARIANT_ORIGINAL);
+    CHECK(strlen(sealed) == SEALED_CODE_ANON_B64_LEN);
+    CHECK(code_open(&k, sealed, opened) == 0);
+    CHECK_STR(opened, "ABCDEFGHJKMN");
+    CHECK(code_open(&k2, sealed, opened) == -1);
+    /* Neither length: refused. */
+    sealed[SEALED_CODE_ANON_B64_LEN - 4] = '\0';
+    CHECK(code_open(&k, sealed, opened) == -1);
 }
 
 static void password_hash_needs_argon2id_at_interactive_cost(void) {
@@ -183,6 +263,8 @@ static void code_pool_gives_distinct_codes_that_open_to_their_hash(void) {
 const unit_test_t secret_tests[] = {
     {"secret: codes are crockford and read leniently", codes_are_crockford_and_read_leniently},
     {"secret: hash depends on pepper and seal round-trips", hash_depends_on_pepper_and_seal_round_trips},
+    {"secret: sealed codes share a thread key for a while and both forms open",
+     sealed_codes_share_a_thread_key_for_a_while_and_both_forms_open},
     {"secret: password hash needs argon2id at interactive cost",
      password_hash_needs_argon2id_at_interactive_cost},
     {"secret: uuids are v4 and validated", uuids_are_v4_and_validated},

@@ -712,7 +712,7 @@ static void md_cell(FILE *f, const char *s, int code) {
         fputc('`', f);
 }
 
-void conf_print_markdown(void *file) {
+void conf_print_markdown(void *file, void (*kafka_more)(void *file)) {
     FILE *f = file;
     fputs(
         "# Configuration reference\n"
@@ -764,15 +764,18 @@ void conf_print_markdown(void *file) {
         "program makes; see librdkafka's CONFIGURATION.md for the names. Each is checked at start-up: a\n"
         "property librdkafka refuses stops the program with status 2 and an error that names the variable\n"
         "or the file and line it came from. This is why no variable of the scripts starts with\n"
-        "`RAIKOO_KAFKA_`.\n"
-        "\n"
-        "## Variables of the scripts\n"
-        "\n"
-        "Read by the scripts under `ops/` (not by the programs):\n"
-        "\n"
-        "| variable | default | meaning |\n"
-        "|---|---|---|\n",
+        "`RAIKOO_KAFKA_`.\n",
         f);
+    if (kafka_more)
+        kafka_more(f);
+    fputs("\n"
+          "## Variables of the scripts\n"
+          "\n"
+          "Read by the scripts under `ops/` (not by the programs):\n"
+          "\n"
+          "| variable | default | meaning |\n"
+          "|---|---|---|\n",
+          f);
     for (const conf_script_var_t *v = conf_script_vars; v->name; v++) {
         fputs("| ", f);
         md_cell(f, v->name, 1);

@@ -75,8 +75,9 @@ int conf_each_kafka(const conf_t *c, int (*fn)(void *arg, const char *prop, cons
 void conf_print_reference(const conf_t *c, void *file);
 
 /* Prints the configuration reference in Markdown (defaults only, never the current values): what
- * `raikoo config --markdown` prints and docs/CONFIGURATION.md holds. */
-void conf_print_markdown(void *file);
+ * `raikoo config --markdown` prints and docs/CONFIGURATION.md holds. kafka_more (when not NULL) adds to its
+ * section on Kafka client properties (the Kafka helpers' own defaults: kafka_defaults_markdown). */
+void conf_print_markdown(void *file, void (*kafka_more)(void *file));
 
 /* Passwords in connection strings. Returns a copy of text (free()) in which:
  *  - every password written in a libpq connection string, key=value form ("password=...",

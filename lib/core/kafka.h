@@ -26,6 +26,9 @@ rd_kafka_conf_t *kafka_conf_new(const conf_t *c, char *errstr, size_t errstr_siz
  * The command worker's peak RSS through a 20,000-command backlog: 31 MiB. */
 int kafka_consumer_defaults(const conf_t *c, rd_kafka_conf_t *kconf, char *errstr, size_t errstr_size);
 
+/* Those defaults, for the configuration reference (conf_print_markdown's kafka_more): a FILE *. */
+void kafka_defaults_markdown(void *file);
+
 /* Makes kconf an idempotent producer's: enable.idempotence and acks=all (no duplicates or reordering from
  * the client's own retries; every replica has the message before it is acknowledged). */
 int kafka_conf_idempotent(rd_kafka_conf_t *kconf, char *errstr, size_t errstr_size);

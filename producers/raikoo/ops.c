@@ -116,7 +116,7 @@ int cmd_bootstrap_admin(int argc, char **argv, conf_t *c) {
 
 int cmd_config(int argc, char **argv, conf_t *c) {
     if (argc == 2 && strcmp(argv[1], "--markdown") == 0) {
-        conf_print_markdown(stdout); /* defaults only: the same on every machine */
+        conf_print_markdown(stdout, kafka_defaults_markdown); /* defaults only: the same on every machine */
         return EXIT_ACCEPTED;
     }
     if (argc != 1)

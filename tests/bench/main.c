@@ -417,13 +417,17 @@ static double run_commands(raikoo_producer_t *p, const options_t *o, const char 
             double due = rate ? t0 + (double)sent / (double)rate : 0;
             double now = bench_now();
             if (!rate || now >= due) {
-                if (raikoo_command_send(p, RAIKOO_CMD_INVITE_NEW_USER, admin_id,
-                                        invite_data((void *)o, phase, sent), id, err, sizeof(err)) != 0) {
+                /* The publish is the moment the send is asked for: the command may reach the worker, and
+                 * its transaction begin, before the call returns. */
+                json_t *data = invite_data((void *)o, phase, sent);
+                double at = bench_now(), at_wall = bench_wall();
+                if (raikoo_command_send(p, RAIKOO_CMD_INVITE_NEW_USER, admin_id, data, id, err,
+                                        sizeof(err)) != 0) {
                     fprintf(stderr, "raikoo-bench: publish: %s\n", err);
                     sendtimes_free(st);
                     return -1;
                 }
-                sendtimes_put(st, id, bench_now(), bench_wall());
+                sendtimes_put(st, id, at, at_wall);
                 sent++;
                 if (sent == n)
                     last_send = bench_now();

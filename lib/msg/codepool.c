@@ -57,6 +57,7 @@ static void *pool_fill(void *arg) {
     }
     pthread_mutex_unlock(&p->mu);
     sodium_memzero(&one, sizeof(one));
+    code_seal_forget();
     return NULL;
 }
 

@@ -217,7 +217,7 @@ static int check_data(mail_job_t *job, json_t *data, char *errstr, size_t errstr
     else if (rfc3339_parse(job->expires_at, &job->expires) != 0)
         why_not = "data.expires_at is not an RFC 3339 time";
     else if (!job->is_reminder && !sealed_code_valid(job->sealed_code))
-        why_not = "data.sealed_code is not 80 characters of base64";
+        why_not = "data.sealed_code is not 112 (or, in the form written before, 80) characters of base64";
     else if (job->is_reminder && !uuid_valid(job->invitation_job_id))
         why_not = "data.invitation_job_id is not a UUID";
     if (why_not) {

@@ -193,6 +193,10 @@ static int sealer_ready(const unsigned char *pk) {
     return 0;
 }
 
+void code_seal_forget(void) {
+    sodium_memzero(&sealer, sizeof(sealer));
+}
+
 int code_seal(const secret_keys_t *keys, const char *canon, char *out, size_t out_size) {
     unsigned char ct[SEALED_LEN];
     if (out_size < sodium_base64_ENCODED_LEN(sizeof(ct), sodium_base64_VARIANT_ORIGINAL) ||

@@ -52,6 +52,9 @@ int code_seal(const secret_keys_t *keys, const char *canon, char *out, size_t ou
 /* crypto_box_seal's form (60 bytes), which mail jobs carried before: code_open reads it too. */
 #define SEALED_CODE_ANON_B64_LEN 80
 
+/* Wipes this thread's ephemeral key (a thread that sealed codes calls it before it ends). */
+void code_seal_forget(void);
+
 /* Opens a sealed code (base64, either form) with the secret key into canonical form. */
 int code_open(const secret_keys_t *keys, const char *b64, char out[CODE_LEN + 1]);
 

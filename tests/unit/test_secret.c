@@ -130,6 +130,18 @@ static void sealed_codes_share_a_thread_key_for_a_while_and_both_forms_open(void
     /* Neither length: refused. */
     sealed[SEALED_CODE_ANON_B64_LEN - 4] = '\0';
     CHECK(code_open(&k, sealed, opened) == -1);
+    /* Forgotten (a thread that sealed wipes its key before it ends): the next code has a new key. */
+    CHECK(code_seal(&k, "ABCDEFGHJKMN", sealed, sizeof(sealed)) == 0);
+    sealed_epk(sealed, first);
+    CHECK(code_seal(&k, "ABCDEFGHJKMN", sealed, sizeof(sealed)) == 0);
+    sealed_epk(sealed, epk);
+    CHECK(memcmp(epk, first, sizeof(epk)) == 0);
+    code_seal_forget();
+    CHECK(code_seal(&k, "ABCDEFGHJKMN", sealed, sizeof(sealed)) == 0);
+    sealed_epk(sealed, epk);
+    CHECK(memcmp(epk, first, sizeof(epk)) != 0);
+    CHECK(code_open(&k, sealed, opened) == 0);
+    code_seal_forget();
 }
 
 static void password_hash_needs_argon2id_at_interactive_cost(void) {

@@ -15,22 +15,11 @@ import uuid
 import psycopg2
 import pytest
 
+import cryptokit
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("RAIKOO_BIN_DIR", os.path.join(ROOT, "bin"))
 
-
-
-def open_sealed_code(sealed_b64, sk):
-    """A mail job's sealed_code opened with the mailer's secret key: the command worker's form (an ephemeral
-    public key, a nonce, the code in crypto_box from that key to the mailer's), or crypto_box_seal's (jobs
-    written before). The canonical code."""
-    import base64
-    from nacl.public import Box, PrivateKey, PublicKey, SealedBox
-    raw = base64.b64decode(sealed_b64, validate=True)
-    if len(raw) == 84:
-        return Box(PrivateKey(sk), PublicKey(raw[:32])).decrypt(raw[56:], raw[32:56]).decode()
-    assert len(raw) == 60, len(raw)
-    return SealedBox(PrivateKey(sk)).decrypt(raw).decode()
 
 def need_env(name):
     value = os.environ.get(name)
@@ -526,7 +515,7 @@ class Client:
         keys = os.environ["RAIKOO_KEYS_DIR"]
         sk = open(os.path.join(keys, "mailer.sk"), "rb").read()
         job = self.mail_jobs(invitation_id, nth, timeout)[nth - 1]
-        code = open_sealed_code(job["data"]["sealed_code"], sk)
+        code = cryptokit.open_sealed_code(job["data"]["sealed_code"], sk)
         return f"{code[0:4]}-{code[4:8]}-{code[8:12]}"
 
     def close(self):
@@ -548,10 +537,8 @@ def admin():
 
 
 def argon2id_hash(password="correct horse battery staple"):
-    """An Argon2id hash at libsodium's interactive cost, as the CLI would send."""
-    from nacl import pwhash
-    return pwhash.argon2id.str(password.encode(), opslimit=pwhash.argon2id.OPSLIMIT_INTERACTIVE,
-                               memlimit=pwhash.argon2id.MEMLIMIT_INTERACTIVE).decode()
+    """An Argon2id hash at libsodium's interactive cost, as the CLI would send (tests/cryptokit.py's)."""
+    return cryptokit.argon2id_hash(password)
 
 
 # ---- The 3-broker cluster (tests/test_cluster.py): last, its start-up overlapping the rest of the pass ----

@@ -1,8 +1,5 @@
-"""Helpers of the mail and expiry tests: libsodium through ctypes (sealing codes, hashing passwords), rows
-made directly in PostgreSQL, mail jobs and commands produced to Kafka, messages read from a Maildir."""
-import base64
-import ctypes
-import ctypes.util
+"""Helpers of the mail and expiry tests: codes sealed to the mailer's key (by tests/cryptokit.py), rows made
+directly in PostgreSQL, mail jobs and commands produced to Kafka, messages read from a Maildir."""
 import email
 import email.parser
 import email.policy
@@ -21,12 +18,10 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from conftest import free_port, wait_until  # noqa: F401 (the mail tests take them from here too)
+from cryptokit import seal_code
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-_sodium = ctypes.CDLL(ctypes.util.find_library("sodium") or "libsodium.so.23")
-assert _sodium.sodium_init() >= 0
 
 
 def new_code():
@@ -44,24 +39,7 @@ def seal(code, keys_dir=None, anon=False):
     keys_dir = keys_dir or os.environ["RAIKOO_KEYS_DIR"]
     with open(os.path.join(keys_dir, "mailer.pk"), "rb") as f:
         pk = f.read()
-    if anon:
-        out = ctypes.create_string_buffer(48 + len(code))
-        assert _sodium.crypto_box_seal(out, code.encode(), ctypes.c_ulonglong(len(code)), pk) == 0
-        return base64.b64encode(out.raw).decode()
-    epk, esk = ctypes.create_string_buffer(32), ctypes.create_string_buffer(32)
-    assert _sodium.crypto_box_keypair(epk, esk) == 0
-    nonce = os.urandom(24)
-    box = ctypes.create_string_buffer(16 + len(code))
-    assert _sodium.crypto_box_easy(box, code.encode(), ctypes.c_ulonglong(len(code)), nonce, pk, esk) == 0
-    return base64.b64encode(epk.raw + nonce + box.raw).decode()
-
-
-def password_hash(pw):
-    """An Argon2id string at libsodium's interactive limits, as the producer side makes it."""
-    out = ctypes.create_string_buffer(128)
-    assert _sodium.crypto_pwhash_str(out, pw.encode(), ctypes.c_ulonglong(len(pw)), ctypes.c_ulonglong(2),
-                                     ctypes.c_size_t(67108864)) == 0
-    return out.value.decode()
+    return seal_code(code, pk, anon)
 
 
 def query(db, sql, args=()):

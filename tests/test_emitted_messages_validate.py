@@ -10,7 +10,8 @@ import nacl.public
 from confluent_kafka import Producer
 
 import schemacheck
-from conftest import argon2id_hash, open_sealed_code, raikoo, unique_email
+from conftest import argon2id_hash, raikoo, unique_email
+from cryptokit import open_sealed_code
 
 KEYS_DIR = os.environ.get("RAIKOO_KEYS_DIR", "")
 

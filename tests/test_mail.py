@@ -10,8 +10,9 @@ import uuid
 from datetime import datetime, timezone
 
 from conftest import BIN, drop_database, fresh_database, raikoo, unique_email
-from mailkit import (Invitation, code_in, create_topic, html_part, mails_to, password_hash,
-                     produce, query, rfc3339, shown, start_mailer, text_part, wait_until)
+from cryptokit import argon2id_hash
+from mailkit import (Invitation, code_in, create_topic, html_part, mails_to, produce, query, rfc3339, shown,
+                     start_mailer, text_part, wait_until)
 
 
 def events_named(tail, name, **data):
@@ -72,7 +73,7 @@ def test_new_user_gets_an_email_whose_one_time_password_activates_the_account(wo
                                     (res["invitation_id"],)), 30, "mail_state sent")
 
     _, act = command(results, "ActivateAccount", {"email": email, "code": code.lower(),
-                                                  "password_hash": password_hash("correct horse")})
+                                                  "password_hash": argon2id_hash("correct horse")})
     assert act["status"] == "accepted", act
     assert query(db, "SELECT enabled FROM users WHERE lower(email) = lower(%s)", (email,)) == [(True,)]
 
@@ -93,7 +94,7 @@ def test_existing_user_gets_a_confirmation_code_that_accepts_the_invitation(work
                      key=admin)
     email = unique_email("existing")
     _, user = command(results, "CreateUser", {"email": email, "name": "Eve Existing",
-                                              "password_hash": password_hash("pw-eve")}, actor=admin)
+                                              "password_hash": argon2id_hash("pw-eve")}, actor=admin)
     assert user["status"] == "accepted", user
     _, res = command(results, "AddExistingUser", {"org_id": org["org_id"], "email": email}, actor=admin)
     assert res["status"] == "accepted", res

@@ -11,9 +11,6 @@ settle, then checks what the system did against what it was asked, and prints th
 every check held; 1: a check failed (each failure says what, how many, and examples); 2: usage or setup.
 """
 import argparse
-import base64
-import ctypes
-import ctypes.util
 import email
 import email.policy
 import glob
@@ -30,6 +27,9 @@ import uuid
 
 import psycopg2
 from confluent_kafka import Consumer, Producer, TopicPartition
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/, for cryptokit
+from cryptokit import argon2id_hash, open_sealed_code  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORKERS = ["raikoo-command-worker", "raikoo-outbox-relay", "raikoo-mailer", "raikoo-expiry-worker"]
@@ -50,34 +50,15 @@ def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-# --- libsodium: the codes travel sealed to the mailer's key on the mail topic -----------------------------
-_sodium = ctypes.CDLL(ctypes.util.find_library("sodium") or "libsodium.so.23")
-assert _sodium.sodium_init() >= 0
-
-
+# --- the codes travel sealed to the mailer's key on the mail topic (tests/cryptokit.py) ---------------------
 def unseal(sealed_b64, pk, sk):
-    """The command worker's form (an ephemeral public key, a nonce, the code in crypto_box from that key to
-    the mailer's: 84 bytes), or crypto_box_seal's (60)."""
-    c = base64.b64decode(sealed_b64)
-    if len(c) == 84:
-        out = ctypes.create_string_buffer(len(c) - 72)
-        if _sodium.crypto_box_open_easy(out, c[56:], ctypes.c_ulonglong(len(c) - 56), c[32:56], c[:32], sk) != 0:
-            return None
-    else:
-        out = ctypes.create_string_buffer(len(c) - 48)
-        if _sodium.crypto_box_seal_open(out, c, ctypes.c_ulonglong(len(c)), pk, sk) != 0:
-            return None
-    code = out.raw.decode()
+    """The code of a mail job's sealed_code as the e-mail shows it (XXXX-XXXX-XXXX), or None if it does not
+    open."""
+    try:
+        code = open_sealed_code(sealed_b64, sk, pk)
+    except ValueError:
+        return None
     return f"{code[0:4]}-{code[4:8]}-{code[8:12]}"
-
-
-def password_hash():
-    """One Argon2id string for every account (the worker checks its form, never the password)."""
-    out = ctypes.create_string_buffer(128)
-    pw = b"chaos passphrase"
-    assert _sodium.crypto_pwhash_str(out, pw, ctypes.c_ulonglong(len(pw)), ctypes.c_ulonglong(2),
-                                     ctypes.c_size_t(67108864)) == 0
-    return out.value.decode()
 
 
 # --- the stack's services -----------------------------------------------------------------------------------
@@ -302,7 +283,7 @@ class Chaos:
         self.waiting_code = []
         self.ready = []
         self.faults_done = False
-        self.hash = password_hash()
+        self.hash = argon2id_hash("chaos passphrase")  # one for every account: the worker checks its form
 
     # -- setup --
     def setup(self):

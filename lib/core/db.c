@@ -349,24 +349,25 @@ static void copy_append(char **buf, size_t *len, size_t *cap, const char *s, cha
     *len = (size_t)(p - *buf);
 }
 
+/* How much COPY text db_insert_rows gathers before it hands it to libpq. libpq's output buffer grows to the
+ * largest message it was given and never shrinks: the outbox of a batch of 500 invitations sent in one piece
+ * (about 1.5 MB, and our own buffer of it, doubled as it grew) held several MB of the command worker for good
+ * (docs/BENCHMARKS.md, memory). In pieces of this size both stay small, and the server starts reading the
+ * rows while the rest are written. */
+#define COPY_CHUNK (64 * 1024)
+
 int db_insert_rows(PGconn *db, const char *into, int ncols, const char *const *values, size_t nrows,
                    char *errstr, size_t errstr_size) {
     if (nrows == 0)
         return 0;
     /* COPY: the rows in order (a serial column numbers them in that order), with the same input
      * conversions, constraints and triggers as INSERT, in one round trip and without a statement to plan. */
-    size_t len = 0, cap = 0;
-    char *buf = NULL;
-    for (size_t i = 0; i < nrows; i++)
-        for (int c = 0; c < ncols; c++)
-            copy_append(&buf, &len, &cap, values[i * (size_t)ncols + (size_t)c], c + 1 < ncols ? '\t' : '\n');
     size_t sql_size = strlen(into) + 32;
     char *sql = xmalloc(sql_size);
     snprintf(sql, sql_size, "COPY %s FROM STDIN", into);
     PGresult *res = PQexec(db, sql);
     free(sql);
     if (PQresultStatus(res) != PGRES_COPY_IN) {
-        free(buf);
         PGresult *ok = result_or_error(db, res, errstr, errstr_size);
         if (ok) { /* neither COPY nor an error: not expected */
             snprintf(errstr, errstr_size, "COPY into %s did not start", into);
@@ -375,7 +376,17 @@ int db_insert_rows(PGconn *db, const char *into, int ncols, const char *const *v
         return -1;
     }
     PQclear(res);
-    int sent = PQputCopyData(db, buf, (int)len) == 1;
+    size_t len = 0, cap = 0;
+    char *buf = NULL;
+    int sent = 1;
+    for (size_t i = 0; sent && i < nrows; i++) {
+        for (int c = 0; c < ncols; c++)
+            copy_append(&buf, &len, &cap, values[i * (size_t)ncols + (size_t)c], c + 1 < ncols ? '\t' : '\n');
+        if (len >= COPY_CHUNK || i + 1 == nrows) {
+            sent = PQputCopyData(db, buf, (int)len) == 1;
+            len = 0;
+        }
+    }
     free(buf);
     if (PQputCopyEnd(db, sent ? NULL : "the rows could not be sent") != 1)
         sent = 0;

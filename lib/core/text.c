@@ -4,7 +4,9 @@
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
+#include <strings.h>
 
 size_t utf8_decode(const unsigned char *s, size_t n, unsigned int *cp) {
     if (n == 0)
@@ -204,4 +206,70 @@ void *xgrow(void *array, size_t need, size_t *cap, size_t size, size_t first) {
     }
     *cap = c;
     return xrealloc(array, c * (size ? size : 1));
+}
+
+void strmap_init(strmap_t *m, int fold) {
+    memset(m, 0, sizeof(*m));
+    m->fold = fold != 0;
+}
+
+/* FNV-1a over the key's bytes (folded to lower case when m->fold). */
+static size_t strmap_hash(const strmap_t *m, const char *key) {
+    uint64_t h = 14695981039346656037ULL;
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
+        h ^= m->fold ? (unsigned char)tolower(*p) : *p;
+        h *= 1099511628211ULL;
+    }
+    return (size_t)(h ^ (h >> 32));
+}
+
+/* The slot of key, or the free slot where it would go (m->cap > 0: a power of two, never full). */
+static size_t strmap_slot(const strmap_t *m, const char *key) {
+    size_t i = strmap_hash(m, key) & (m->cap - 1);
+    while (m->keys[i] && (m->fold ? strcasecmp(m->keys[i], key) : strcmp(m->keys[i], key)) != 0)
+        i = (i + 1) & (m->cap - 1);
+    return i;
+}
+
+long *strmap_find(const strmap_t *m, const char *key) {
+    if (m->n == 0)
+        return NULL;
+    size_t i = strmap_slot(m, key);
+    return m->keys[i] ? &m->vals[i] : NULL;
+}
+
+long *strmap_add(strmap_t *m, const char *key, int *added) {
+    if (2 * (m->n + 1) > m->cap) { /* at most half full: short probes */
+        strmap_t bigger = {.cap = m->cap ? 2 * m->cap : 16, .fold = m->fold};
+        bigger.keys = xcalloc(bigger.cap, sizeof(*bigger.keys));
+        bigger.vals = xcalloc(bigger.cap, sizeof(*bigger.vals));
+        for (size_t j = 0; j < m->cap; j++) {
+            if (!m->keys[j])
+                continue;
+            size_t i = strmap_slot(&bigger, m->keys[j]);
+            bigger.keys[i] = m->keys[j];
+            bigger.vals[i] = m->vals[j];
+        }
+        bigger.n = m->n;
+        free(m->keys);
+        free(m->vals);
+        *m = bigger;
+    }
+    size_t i = strmap_slot(m, key);
+    if (added)
+        *added = !m->keys[i];
+    if (!m->keys[i]) {
+        m->keys[i] = key;
+        m->vals[i] = 0;
+        m->n++;
+    }
+    return &m->vals[i];
+}
+
+void strmap_free(strmap_t *m) {
+    free(m->keys);
+    free(m->vals);
+    int fold = m->fold;
+    memset(m, 0, sizeof(*m));
+    m->fold = fold;
 }

@@ -54,4 +54,23 @@ char *xstrndup(const char *s, size_t n);
  * The one way this code base grows an array:  v = xgrow(v, n + 1, &cap, sizeof(*v), 64); */
 void *xgrow(void *array, size_t need, size_t *cap, size_t size, size_t first);
 
+/* A map from text keys to a long each, by hashing: for what a batch looks up once per command (an id seen
+ * before in the batch, an address an earlier command took), where a scan of everything before it would make
+ * a batch's work grow with its square. The keys are borrowed: they must outlive the map. Zeroed memory
+ * ({0}) is an empty map that compares keys exactly; strmap_init chooses. */
+typedef struct strmap {
+    const char **keys; /* cap slots, NULL when free */
+    long *vals;
+    size_t cap, n;
+    int fold; /* keys compare without regard to ASCII case (UUIDs in text) */
+} strmap_t;
+
+void strmap_init(strmap_t *m, int fold);
+/* key's value, or NULL when key is not in m. */
+long *strmap_find(const strmap_t *m, const char *key);
+/* key's value, added as 0 when key was not in m (*added says so when not NULL). The pointer is good until
+ * the next strmap_add. */
+long *strmap_add(strmap_t *m, const char *key, int *added);
+void strmap_free(strmap_t *m);
+
 #endif

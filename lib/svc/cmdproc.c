@@ -195,18 +195,16 @@ static PGresult *begin_seen_before(cmdproc_t *p, cmd_t *cmds, const parse_status
     return rc == 0 ? stmts[1].result : NULL;
 }
 
-static const char *stored_result(PGresult *seen, const char *id) {
-    for (int i = 0; i < PQntuples(seen); i++)
-        if (strcasecmp(PQgetvalue(seen, i, 0), id) == 0)
-            return PQgetvalue(seen, i, 1);
-    return NULL;
+/* The result stored for command id before this batch, or NULL: seen_ids maps an id to its row of seen. */
+static const char *stored_result(PGresult *seen, const strmap_t *seen_ids, const char *id) {
+    const long *row = strmap_find(seen_ids, id);
+    return row ? PQgetvalue(seen, (int)*row, 1) : NULL;
 }
 
-static const char *decided_result(decided_t *d, size_t n, const char *id) {
-    for (size_t i = 0; i < n; i++)
-        if (strcasecmp(d[i].id, id) == 0)
-            return d[i].result;
-    return NULL;
+/* The result of command id decided earlier in this attempt, or NULL: ids maps an id to its place in d. */
+static const char *decided_result(decided_t *d, const strmap_t *ids, const char *id) {
+    const long *k = strmap_find(ids, id);
+    return k ? d[*k].result : NULL;
 }
 
 /* One attempt at a batch (apply_once) and what it has decided so far. */
@@ -218,10 +216,12 @@ typedef struct attempt {
     const parse_status_t *st;
     char (*why)[256];
     PGresult *seen;
+    strmap_t seen_ids;  /* command id -> its row of seen */
     int safe;           /* a savepoint per command */
     int savepoint_open; /* SAVEPOINT cmd is open */
     decided_t *dec;     /* the commands decided, to record in processed_commands */
     size_t ndec;
+    strmap_t dec_ids; /* command id -> its place in dec */
     domain_run_t run;
     size_t run_at, run_end; /* commands [run_at, run_end) were decided by the set path */
     size_t no_run_before;   /* a refused run's commands go per command */
@@ -271,15 +271,18 @@ static int attempt_run(attempt_t *a, size_t i, char *errstr, size_t errstr_size)
           a->runs < RUNS_MAX && domain_run_eligible(&a->cmds[i]) && !policy_org(a, a->cmds[i].org_id)))
         return 0;
     size_t m = 0, j = i;
+    strmap_t in_run; /* the run's command ids */
+    strmap_init(&in_run, 1);
     while (j < a->n && a->st[j] == PARSE_OK && domain_run_eligible(&a->cmds[j]) &&
-           !stored_result(a->seen, a->cmds[j].id) && !decided_result(a->dec, a->ndec, a->cmds[j].id)) {
-        int repeated = 0;
-        for (size_t q = 0; q < m && !repeated; q++)
-            repeated = strcasecmp(a->run_cmds[q]->id, a->cmds[j].id) == 0;
-        if (repeated)
-            break;
+           !stored_result(a->seen, &a->seen_ids, a->cmds[j].id) &&
+           !decided_result(a->dec, &a->dec_ids, a->cmds[j].id)) {
+        int added;
+        strmap_add(&in_run, a->cmds[j].id, &added);
+        if (!added)
+            break; /* repeated within the run */
         a->run_cmds[m++] = &a->cmds[j++];
     }
+    strmap_free(&in_run);
     if (m < RUN_MIN)
         return 0;
     if (a->savepoint_open) {
@@ -341,10 +344,11 @@ static int attempt_decide(attempt_t *a, size_t i, domain_result_t *res, char *er
 /* Command i is decided: its result event, its row for processed_commands, its outcome. */
 static void attempt_record(attempt_t *a, size_t i, const domain_result_t *res) {
     cmd_t *cmd = &a->cmds[i];
-    decided_t *d = &a->dec[a->ndec++];
+    decided_t *d = &a->dec[a->ndec];
     const char *type_name = cmd->type_name && *cmd->type_name ? cmd->type_name : "unknown";
     d->result = result_event(a->p, cmd, type_name, res);
     snprintf(d->id, sizeof(d->id), "%s", cmd->id);
+    *strmap_add(&a->dec_ids, d->id, NULL) = (long)a->ndec++;
     d->type_name = type_name;
     d->status = res->accepted ? "accepted" : "rejected";
     a->msgs[i].outcome = res->accepted ? "accepted" : "rejected";
@@ -377,6 +381,8 @@ static int apply_once(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, cmd_t *cmds, 
     int rc = -1, in_tx = 1; /* from the BEGIN on (should it fail, the ROLLBACK does no harm) */
     attempt_t a = {.p = p, .msgs = msgs, .n = n, .cmds = cmds, .st = st, .why = why, .safe = safe};
     a.dec = xcalloc(n ? n : 1, sizeof(*a.dec));
+    strmap_init(&a.dec_ids, 1);
+    strmap_init(&a.seen_ids, 1);
     a.run_cmds = xcalloc(n ? n : 1, sizeof(*a.run_cmds));
     outbox_truncate(&p->outbox, 0);
     domain_forget(&p->ctx);
@@ -385,14 +391,16 @@ static int apply_once(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, cmd_t *cmds, 
                 : !(*seen_p = begin_seen_before(p, cmds, st, n, errstr, errstr_size)))
         goto done;
     a.seen = *seen_p;
+    for (int r = 0; r < PQntuples(a.seen); r++)
+        *strmap_add(&a.seen_ids, PQgetvalue(a.seen, r, 0), NULL) = r;
     for (size_t i = 0; i < n; i++) {
         if (st[i] == PARSE_NOT_COMMAND)
             continue;
         /* A command id decided before gets its original result again, and changes nothing. (A run holds
          * no such command.) */
-        const char *prior = i < a.run_end ? NULL : stored_result(a.seen, cmds[i].id);
+        const char *prior = i < a.run_end ? NULL : stored_result(a.seen, &a.seen_ids, cmds[i].id);
         if (!prior && i >= a.run_end)
-            prior = decided_result(a.dec, a.ndec, cmds[i].id);
+            prior = decided_result(a.dec, &a.dec_ids, cmds[i].id);
         if (prior) {
             outbox_add(&p->outbox, p->topic_results, cmds[i].id, prior);
             msgs[i].outcome = "duplicate";
@@ -420,6 +428,8 @@ static int apply_once(cmdproc_t *p, cmdproc_msg_t *msgs, size_t n, cmd_t *cmds, 
     }
 done:
     domain_run_free(&a.run);
+    strmap_free(&a.dec_ids);
+    strmap_free(&a.seen_ids);
     free(a.run_cmds);
     free(a.policy_orgs);
     if (in_tx) {

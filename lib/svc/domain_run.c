@@ -224,28 +224,39 @@ static int run_insert(run_t *r, cmd_t *const *cmds, domain_run_t *run, size_t k)
  * it: per command), or a failure (errstr set). */
 enum { RUN_NEXT, RUN_STOP, RUN_FAILED };
 
-/* An accepted command's rows are not in the snapshot: 1 when an earlier accepted command of the run took
- * command k's address (the run must stop: the per-command path sees those rows); else 0, with *used raised
- * by the run's accepted invitations into the same organization. */
-static int run_stale(const domain_run_t *run, PGresult *tr, size_t k, long *used) {
+/* What the run's accepted commands have taken so far, which the snapshot does not show: their addresses
+ * (as the unique indexes compare them) and how many invitations each organization got (both texts of the
+ * targets' result). Kept in maps, as a scan of every earlier command would make a run's work grow with
+ * its square. */
+typedef struct run_taken {
+    strmap_t emails, orgs; /* an address taken; an organization -> its accepted invitations */
+} run_taken_t;
+
+/* 1 when an earlier accepted command of the run took command k's address (the run must stop: the
+ * per-command path sees those rows); else 0, with *used raised by the run's accepted invitations into the
+ * same organization. */
+static int run_stale(const domain_run_t *run, const run_taken_t *taken, PGresult *tr, size_t k, long *used) {
     int row = run->it[k].row;
-    const char *email = PQgetvalue(tr, row, T_EMAIL), *org = PQgetvalue(tr, row, T_ORG);
-    for (size_t q = 0; q < k; q++) {
-        const struct domain_run_item *e = &run->it[q];
-        if (!e->accept)
-            continue;
-        if (strcmp(PQgetvalue(tr, e->row, T_EMAIL), email) == 0)
-            return 1;
-        if (strcmp(PQgetvalue(tr, e->row, T_ORG), org) == 0)
-            (*used)++;
-    }
+    if (strmap_find(&taken->emails, PQgetvalue(tr, row, T_EMAIL)))
+        return 1;
+    const long *org = strmap_find(&taken->orgs, PQgetvalue(tr, row, T_ORG));
+    if (org)
+        *used += *org;
     return 0;
+}
+
+/* Command k is accepted: its address and an invitation into its organization are taken. */
+static void run_take(run_taken_t *taken, const domain_run_t *run, PGresult *tr, size_t k) {
+    int row = run->it[k].row;
+    strmap_add(&taken->emails, PQgetvalue(tr, row, T_EMAIL), NULL);
+    (*strmap_add(&taken->orgs, PQgetvalue(tr, row, T_ORG), NULL))++;
 }
 
 /* Decides command k of the run from the snapshot tr, in the order of the per-command handlers
  * (domain_invite_new_user, domain_add_existing_user): a rejection into its result, an acceptance into its
  * item (ids, code, expiry, options; its rows are written by run_insert). */
-static int run_decide(run_t *r, domain_run_t *run, cmd_t *const *cmds, PGresult *tr, size_t k) {
+static int run_decide(run_t *r, domain_run_t *run, run_taken_t *taken, cmd_t *const *cmds, PGresult *tr,
+                      size_t k) {
     domain_ctx_t *x = r->x;
     struct domain_run_item *it = &run->it[k];
     if (!it->authorized)
@@ -253,7 +264,7 @@ static int run_decide(run_t *r, domain_run_t *run, cmd_t *const *cmds, PGresult 
     const cmd_t *cmd = cmds[k];
     int row = it->row, is_new = cmd->type == CMD_INVITE_NEW_USER;
     long used = strtol(PQgetvalue(tr, row, T_USED), NULL, 10);
-    if (run_stale(run, tr, k, &used) || dom_is_true(tr, row, T_POLICY))
+    if (run_stale(run, taken, tr, k, &used) || dom_is_true(tr, row, T_POLICY))
         return RUN_STOP; /* a policy: per command, under its lock */
     int found = !PQgetisnull(tr, row, T_USER), usable = dom_is_true(tr, row, T_USABLE);
     if (is_new) {
@@ -298,6 +309,7 @@ static int run_decide(run_t *r, domain_run_t *run, cmd_t *const *cmds, PGresult 
                                 it->fc.sealed, it->expires))
         return RUN_STOP; /* rejected after its rows are written: per command, with its savepoint */
     it->accept = 1;
+    run_take(taken, run, tr, k);
     return RUN_NEXT;
 }
 
@@ -333,13 +345,18 @@ int domain_run_apply(domain_ctx_t *x, cmd_t *const *cmds, size_t n, domain_run_t
     /* The decisions, in order (run_decide); the first that the snapshot cannot decide ends the run. */
     size_t k = 0;
     int rc = 0;
+    run_taken_t taken; /* keys compared exactly: both are the database's canonical text */
+    strmap_init(&taken.emails, 0);
+    strmap_init(&taken.orgs, 0);
     for (; k < n; k++) {
-        int d = run_decide(&r, run, cmds, tr, k);
+        int d = run_decide(&r, run, &taken, cmds, tr, k);
         if (d == RUN_FAILED)
             rc = -1;
         if (d != RUN_NEXT)
             break;
     }
+    strmap_free(&taken.emails);
+    strmap_free(&taken.orgs);
     PQclear(tr);
     if (rc != 0)
         return rc;

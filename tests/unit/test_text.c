@@ -1,4 +1,6 @@
-/* Unit tests of the one UTF-8-safe truncation: no cut ever leaves half a character. */
+/* Unit tests of the one UTF-8-safe truncation (no cut ever leaves half a character) and of the map of
+ * texts batches look ids and addresses up in. */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "text.h"
@@ -54,10 +56,55 @@ static void clean_dup_repairs_and_cuts(void) {
     free(c);
 }
 
+/* Thousands of keys (the map grows many times over), each found with its own value; keys not added are not
+ * found; adding a key again finds its value; folding compares without case, and without it case counts. */
+static void strmap_finds_what_was_added(void) {
+    enum { N = 5000 };
+    static char keys[N][40], upper[N][40];
+    strmap_t m, exact;
+    strmap_init(&m, 1);
+    strmap_init(&exact, 0);
+    CHECK(strmap_find(&m, "anything") == NULL);
+    for (int i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "4b1e%04x-0c8a-4d5e-9f00-%012x", i, i * 7919);
+        for (int c = 0;; c++) {
+            char ch = keys[i][c];
+            upper[i][c] = ch >= 'a' && ch <= 'f' ? (char)(ch - 32) : ch;
+            if (!ch)
+                break;
+        }
+        int added = 0;
+        *strmap_add(&m, keys[i], &added) = i;
+        CHECK(added);
+        *strmap_add(&exact, keys[i], NULL) = i;
+    }
+    CHECK(m.n == N);
+    for (int i = 0; i < N; i++) {
+        const long *v = strmap_find(&m, upper[i]);
+        CHECK(v && *v == i);
+        int added = 1;
+        CHECK(*strmap_add(&m, upper[i], &added) == i);
+        CHECK(!added);
+        v = strmap_find(&exact, keys[i]);
+        CHECK(v && *v == i);
+        CHECK(strmap_find(&exact, upper[i]) == NULL || strcmp(upper[i], keys[i]) == 0);
+    }
+    CHECK(m.n == N);
+    CHECK(strmap_find(&m, "4b1effff-0c8a-4d5e-9f00-000000000000") == NULL);
+    CHECK(strmap_find(&m, "") == NULL);
+    (*strmap_add(&exact, keys[3], NULL))++;
+    CHECK(*strmap_find(&exact, keys[3]) == 4);
+    strmap_free(&m);
+    strmap_free(&exact);
+    CHECK(strmap_find(&m, keys[0]) == NULL);
+    CHECK(m.fold == 1);
+}
+
 const unit_test_t text_tests[] = {
     {"text: prefix never splits a character", prefix_never_splits_a_character},
     {"text: printf cuts on a boundary", printf_cuts_on_a_boundary},
     {"text: count and validity", count_and_validity},
     {"text: clean dup repairs and cuts", clean_dup_repairs_and_cuts},
+    {"text: strmap finds what was added", strmap_finds_what_was_added},
     {NULL, NULL},
 };

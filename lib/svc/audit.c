@@ -179,11 +179,10 @@ static int cmp_str(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static chain_t *chain_find(chain_t *chains, size_t n, const char *org) {
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(chains[i].org, org) == 0)
-            return &chains[i];
-    return NULL;
+/* The chain of org: a->chains follows a->orgs, which is sorted. NULL when org is not among them. */
+static chain_t *chain_find(chain_t *chains, const char **orgs, size_t n, const char *org) {
+    const char **at = bsearch(&org, orgs, n, sizeof(*orgs), cmp_str);
+    return at ? &chains[at - orgs] : NULL;
 }
 
 /* Sorted, distinct organizations of the entries (borrowed strings). */
@@ -198,13 +197,6 @@ static size_t orgs_of(const audit_entry_t *entries, size_t n, const char **orgs)
     return k;
 }
 
-static int seen_has(char **seen, size_t nseen, const char *id) {
-    for (size_t i = 0; i < nseen; i++)
-        if (strcmp(seen[i], id) == 0)
-            return 1;
-    return 0;
-}
-
 /* What one audit_append call works with: the batch's chains, the events already recorded, and the columns
  * of the rows to insert (one array per column). */
 enum { C_ORG, C_SEQ, C_ID, C_TYPE, C_TIME, C_ACTOR, C_CORR, C_SUBJ, C_RESULT, C_EVENT, C_HASH, NCOL };
@@ -217,6 +209,7 @@ typedef struct append {
     chain_t *chains; /* one per organization, in the order of orgs */
     char **seen;     /* event ids recorded before or earlier in this batch */
     size_t nseen;
+    strmap_t seen_ids; /* the same, to look up (borrowed from seen) */
     const char **col[NCOL];
     char (*seqs)[24];
     char (*hashes)[AUDIT_HASH_SIZE * 2 + 1];
@@ -231,6 +224,7 @@ static void append_init(append_t *a, const audit_entry_t *entries, size_t n) {
     a->norgs = orgs_of(entries, n, a->orgs);
     a->chains = xcalloc(a->norgs, sizeof(*a->chains));
     a->seen = xcalloc(n, sizeof(*a->seen));
+    strmap_init(&a->seen_ids, 0);
     for (int j = 0; j < NCOL; j++)
         a->col[j] = xcalloc(n, sizeof(const char *));
     a->seqs = xcalloc(n, 24);
@@ -239,6 +233,7 @@ static void append_init(append_t *a, const audit_entry_t *entries, size_t n) {
 }
 
 static void append_free(append_t *a) {
+    strmap_free(&a->seen_ids);
     for (size_t i = 0; i < a->nseen; i++)
         free(a->seen[i]);
     for (int j = 0; j < NCOL; j++)
@@ -249,6 +244,12 @@ static void append_free(append_t *a) {
     free(a->org_array);
     free(a->chains);
     free(a->orgs);
+}
+
+/* Notes event id as recorded (a copy; a->seen holds room for one per entry of the batch). */
+static void seen_add(append_t *a, const char *id) {
+    a->seen[a->nseen] = xstrdup(id);
+    strmap_add(&a->seen_ids, a->seen[a->nseen++], NULL);
 }
 
 /* Creates the heads of new chains and locks every head of the batch, read into a->chains. */
@@ -292,7 +293,7 @@ static int append_read_seen(PGconn *db, append_t *a, char *errstr, size_t errstr
     if (!res)
         return -1;
     for (int r = 0; r < PQntuples(res); r++)
-        a->seen[a->nseen++] = xstrdup(PQgetvalue(res, r, 0));
+        seen_add(a, PQgetvalue(res, r, 0));
     PQclear(res);
     return 0;
 }
@@ -304,7 +305,7 @@ static int append_skip_foreign_rows(PGconn *db, append_t *a, char *errstr, size_
     if (!res)
         return -1;
     for (int r = 0; r < PQntuples(res); r++) {
-        chain_t *ch = chain_find(a->chains, a->norgs, PQgetvalue(res, r, 0));
+        chain_t *ch = chain_find(a->chains, a->orgs, a->norgs, PQgetvalue(res, r, 0));
         long long last = atoll(PQgetvalue(res, r, 1));
         if (ch && last > ch->seq) {
             log_warn(
@@ -324,10 +325,10 @@ static size_t append_chain_rows(append_t *a) {
     size_t k = 0;
     for (size_t i = 0; i < a->n; i++) {
         const audit_entry_t *e = &a->entries[i];
-        if (seen_has(a->seen, a->nseen, e->event_id))
+        if (strmap_find(&a->seen_ids, e->event_id))
             continue;
-        a->seen[a->nseen++] = xstrdup(e->event_id);
-        chain_t *ch = chain_find(a->chains, a->norgs, e->org_id);
+        seen_add(a, e->event_id);
+        chain_t *ch = chain_find(a->chains, a->orgs, a->norgs, e->org_id);
         ch->seq++;
         audit_hash(ch->hash, e->event, strlen(e->event), ch->hash);
         ch->moved = 1;

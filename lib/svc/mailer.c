@@ -577,6 +577,8 @@ typedef struct incoming {
  * left out, and so is the second of a job id twice in the batch. */
 static size_t accept_parse(const mailer_input_t *in, size_t n, incoming_t *jobs, const char **col) {
     size_t k = 0;
+    strmap_t ids; /* the job ids taken so far (borrowed from jobs) */
+    strmap_init(&ids, 1);
     for (size_t i = 0; i < n; i++) {
         incoming_t *j = &jobs[k];
         int identified = 0;
@@ -588,10 +590,9 @@ static size_t accept_parse(const mailer_input_t *in, size_t n, incoming_t *jobs,
             mail_job_free(&j->job);
             continue;
         }
-        int twice = 0;
-        for (size_t e = 0; e < k && !twice; e++)
-            twice = strcasecmp(jobs[e].job.job_id, j->job.job_id) == 0;
-        if (twice) {
+        int added;
+        strmap_add(&ids, j->job.job_id, &added);
+        if (!added) {
             /* The statement below would count both as new: the second is a redelivery. */
             log_info(j->job.correlationid,
                      "mail job %s for invitation %s seen before (in this batch): not sent again",
@@ -606,6 +607,7 @@ static size_t accept_parse(const mailer_input_t *in, size_t n, incoming_t *jobs,
         col[2 * n + k] = j->payload;
         k++;
     }
+    strmap_free(&ids);
     return k;
 }
 

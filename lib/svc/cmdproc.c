@@ -635,6 +635,7 @@ done:
     }
     cmdproc_free(w.proc);
     PQfinish(w.db);
+    code_seal_forget(); /* this thread sealed the codes the pool had not made ahead */
     sodium_memzero(&keys, sizeof(keys));
     return rc;
 }

@@ -464,6 +464,7 @@ def test_an_outbox_row_whose_notification_never_came_is_published_while_others_k
     from test_poison import _create_topic, _delete_topic
     topic = "raikoo.test.relay-silent-" + uuid.uuid4().hex[:8]
     _create_topic(topic)
+    t = None
     try:
         t = tail(topic)
         cur = db.cursor()
@@ -480,6 +481,8 @@ def test_an_outbox_row_whose_notification_never_came_is_published_while_others_k
         assert any(m.value() == b"silent" for m in t.seen), f"not published while {n} notified rows were"
         assert any(m.value() == b"busy0" for m in t.seen)
     finally:
+        if t:
+            t.close()  # before the topic goes (Tail.close)
         _delete_topic(topic)
 
 

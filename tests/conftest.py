@@ -520,8 +520,7 @@ class Client:
         keys = os.environ["RAIKOO_KEYS_DIR"]
         sk = open(os.path.join(keys, "mailer.sk"), "rb").read()
         job = self.mail_jobs(invitation_id, nth, timeout)[nth - 1]
-        code = cryptokit.open_sealed_code(job["data"]["sealed_code"], sk)
-        return f"{code[0:4]}-{code[4:8]}-{code[8:12]}"
+        return cryptokit.shown_code(cryptokit.open_sealed_code(job["data"]["sealed_code"], sk))
 
     def close(self):
         self.results.close()

@@ -42,6 +42,11 @@ def open_sealed_code(sealed_b64, sk, pk=None):
     return out.raw.decode()
 
 
+def shown_code(code):
+    """A canonical 12-character code as the e-mail shows it: XXXX-XXXX-XXXX."""
+    return f"{code[0:4]}-{code[4:8]}-{code[8:12]}"
+
+
 def seal_code(code, pk, anon=False):
     """The code sealed to the public key pk, base64: the command worker's form, or with anon
     crypto_box_seal's."""

@@ -29,7 +29,7 @@ import psycopg2
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/, for cryptokit
-from cryptokit import argon2id_hash, open_sealed_code  # noqa: E402
+from cryptokit import argon2id_hash, open_sealed_code, shown_code  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORKERS = ["raikoo-command-worker", "raikoo-outbox-relay", "raikoo-mailer", "raikoo-expiry-worker"]
@@ -58,7 +58,7 @@ def unseal(sealed_b64, pk, sk):
         code = open_sealed_code(sealed_b64, sk, pk)
     except ValueError:
         return None
-    return f"{code[0:4]}-{code[4:8]}-{code[8:12]}"
+    return shown_code(code)
 
 
 # --- the stack's services -----------------------------------------------------------------------------------

@@ -87,7 +87,7 @@ static void strmap_finds_what_was_added(void) {
         CHECK(!added);
         v = strmap_find(&exact, keys[i]);
         CHECK(v && *v == i);
-        CHECK(strmap_find(&exact, upper[i]) == NULL || strcmp(upper[i], keys[i]) == 0);
+        CHECK(strmap_find(&exact, upper[i]) == NULL); /* every key has letters ("4b1e..."): case counts */
     }
     CHECK(m.n == N);
     CHECK(strmap_find(&m, "4b1effff-0c8a-4d5e-9f00-000000000000") == NULL);

@@ -241,6 +241,52 @@ def test_a_command_another_worker_decides_meanwhile_gets_that_result_and_changes
     assert cur.fetchone()[0] == 0
 
 
+def test_a_run_whose_new_account_another_transaction_takes_meanwhile_is_decided_per_command(client, admin, org,
+                                                                                          db_url, db):
+    """The set path writes a run's new accounts with one COPY. An account for one of the run's addresses that
+    another transaction inserted, not yet committed when the run read its targets, holds the COPY at the
+    unique index; once committed, it fails the COPY (23505): the run goes back to its savepoint and its
+    commands are decided per command, that address user_already_exists, the others accepted, and nothing
+    is written twice. The commands are published in one flush (one record batch), so that one batch of the
+    worker holds them all and makes them a run; only the set path writes accounts by COPY."""
+    import psycopg2
+    taken = unique_email("taken")
+    emails = [unique_email("run") for _ in range(2)] + [taken] + [unique_email("run") for _ in range(2)]
+    holder = psycopg2.connect(db_url)
+    try:
+        hc = holder.cursor()
+        hc.execute("INSERT INTO users (id, email, username, name, password_hash, enabled)"
+                   " VALUES (%s, %s, %s, 'Taken Meanwhile', %s, true)",
+                   (str(uuid.uuid4()), taken, taken, argon2id_hash()))
+        ids = []
+        for e in emails:
+            ev = client.envelope("InviteNewUser", admin, {"org_id": org, "email": e})
+            client.producer.produce("raikoo.commands", json.dumps(ev).encode(), key=org.encode())
+            ids.append(ev["id"])
+        assert client.producer.flush(30) == 0
+        cur = db.cursor()
+
+        def copy_waits():
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE %s = ANY (pg_blocking_pids(pid))"
+                        " AND query LIKE 'COPY users%%'", (holder.get_backend_pid(),))
+            return cur.fetchone()[0] > 0
+        wait_until(copy_waits, what="the run's COPY of accounts waiting for the other transaction's account")
+        holder.commit()
+    finally:
+        holder.close()
+    results = [client.result(i) for i in ids]
+    rejected(results[2], "user_already_exists")
+    for r in results[:2] + results[3:]:
+        accepted(r)
+    cur = db.cursor()
+    cur.execute("SELECT lower(email), count(*) FROM users WHERE lower(email) = ANY (%s) GROUP BY 1",
+                ([e.lower() for e in emails],))
+    assert dict(cur.fetchall()) == {e.lower(): 1 for e in emails}
+    cur.execute("SELECT lower(email), count(*) FROM invitations WHERE org_id = %s AND lower(email) = ANY (%s)"
+                " GROUP BY 1", (org, [e.lower() for e in emails]))
+    assert dict(cur.fetchall()) == {e.lower(): 1 for e in emails if e != taken}
+
+
 def test_every_permission_and_lookup_code(client, admin, org, db):
     outsider, _ = new_user(client, admin, "outsider")
     rejected(client.send("InviteNewUser", outsider, {"org_id": org, "email": unique_email()}), "permission_denied")

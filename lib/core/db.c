@@ -357,9 +357,7 @@ static void copy_append(char **buf, size_t *len, size_t *cap, const char *s, cha
 #define COPY_CHUNK (64 * 1024)
 
 int db_insert_rows(PGconn *db, const char *into, int ncols, const char *const *values, size_t nrows,
-                   char *sqlstate, char *errstr, size_t errstr_size) {
-    if (sqlstate)
-        sqlstate[0] = '\0';
+                   char *errstr, size_t errstr_size) {
     if (nrows == 0)
         return 0;
     /* COPY: the rows in order (a serial column numbers them in that order), with the same input
@@ -370,8 +368,6 @@ int db_insert_rows(PGconn *db, const char *into, int ncols, const char *const *v
     PGresult *res = PQexec(db, sql);
     free(sql);
     if (PQresultStatus(res) != PGRES_COPY_IN) {
-        if (sqlstate)
-            snprintf(sqlstate, 6, "%s", db_sqlstate(res));
         PGresult *ok = result_or_error(db, res, errstr, errstr_size);
         if (ok) { /* neither COPY nor an error: not expected */
             snprintf(errstr, errstr_size, "COPY into %s did not start", into);
@@ -397,8 +393,6 @@ int db_insert_rows(PGconn *db, const char *into, int ncols, const char *const *v
     int rc = 0;
     while ((res = PQgetResult(db)) != NULL) {
         if (rc == 0 && PQresultStatus(res) != PGRES_COMMAND_OK) {
-            if (sqlstate)
-                snprintf(sqlstate, 6, "%s", db_sqlstate(res));
             PGresult *ok = result_or_error(db, res, errstr, errstr_size); /* clears res */
             PQclear(ok);
             rc = -1;

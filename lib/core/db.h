@@ -60,10 +60,9 @@ int db_cmd(PGconn *db, const char *sql, char *errstr, size_t errstr_size);
 
 /* Inserts nrows rows of ncols text values (values[row * ncols + col]; NULL is SQL NULL), in that order, with
  * one COPY (one round trip, nothing to plan). into is "table (col, col, ...)": a constant of the caller's,
- * never a value from a message. On failure, sqlstate (NULL, or room for 6) gets the server's SQLSTATE, ""
- * when the server gave none (the connection failed). */
+ * never a value from a message. */
 int db_insert_rows(PGconn *db, const char *into, int ncols, const char *const *values, size_t nrows,
-                   char *sqlstate, char *errstr, size_t errstr_size);
+                   char *errstr, size_t errstr_size);
 
 /* One statement of a pipeline (db_pipeline): sql (no semicolon-separated list) with text parameters. */
 typedef struct db_stmt {

@@ -170,7 +170,7 @@ static int record_decided(cmdproc_t *p, const decided_t *d, size_t n, db_stmt_t 
         *st = (db_stmt_t){.sql = SQL_RECORD, .nparams = 4, .params = (const char *const *)arrays};
     } else {
         rc = db_insert_rows(p->db, "processed_commands (command_id, command_type, status, result)", 4, values,
-                            n, NULL, errstr, errstr_size);
+                            n, errstr, errstr_size);
     }
     free(values);
     return rc;

@@ -15,12 +15,15 @@
 
 /* ---- SQL ---- */
 
+/* The statements below are laid out by clause; clang-format would break them at the macros instead. */
+/* clang-format off */
+
 /* For AddExistingUser: the account, whether it is a member, the organization's invitations this hour, and
  * whether the account is usable (activated, or an admin). */
 static const char SQL_EXISTING_TARGET[] =
     "SELECT u.id, u.name, EXISTS (SELECT 1 FROM org_members m WHERE m.org_id = $2 AND m.user_id = u.id),"
-    "       (SELECT coalesce(sum(created), 0) FROM invitation_rate WHERE org_id = $2 AND minute > now() - "
-    "interval '1 hour'),"
+    "       (SELECT coalesce(sum(created), 0) FROM invitation_rate"
+    "         WHERE org_id = $2 AND minute > now() - interval '1 hour'),"
     "       u.enabled OR u.is_admin"
     "  FROM (SELECT 1) one LEFT JOIN users u ON lower(u.email) = lower($1)";
 
@@ -32,14 +35,11 @@ static const char SQL_EXISTING_TARGET[] =
 
 static const char SQL_INSERT_EXISTING_INVITATION[] =
     "WITH " COUNT_INVITATION("$2::uuid") ","
-                                         " i AS (INSERT INTO invitations (id, org_id, email, user_id, kind, "
-                                         "grant_owner, code_hash, invited_by,"
-                                         "                                expires_at, mail_job_id, "
-                                         "grant_manage_users, locale)"
-                                         "       VALUES ($1, $2, $3, $4, 'existing', $5, $6, $7, now() + "
-                                         "make_interval(secs => $8), $9, $10, $11)"
-                                         "       RETURNING expires_at)"
-                                         " SELECT " DB_RFC3339("expires_at") " FROM i";
+    " i AS (INSERT INTO invitations (id, org_id, email, user_id, kind, grant_owner, code_hash, invited_by,"
+    "                                expires_at, mail_job_id, grant_manage_users, locale)"
+    "       VALUES ($1, $2, $3, $4, 'existing', $5, $6, $7, now() + make_interval(secs => $8), $9, $10, $11)"
+    "       RETURNING expires_at)"
+    " SELECT " DB_RFC3339("expires_at") " FROM i";
 
 /* For InviteNewUser: the organization's invitations this hour, and the account already there, if any
  * (locked: a removal may be deleting it, an activation enabling it), whether it is usable (activated, or an
@@ -50,53 +50,46 @@ static const char SQL_NEW_TARGET[] =
     "       EXISTS (SELECT 1 FROM org_members m WHERE m.org_id = $2 AND m.user_id = u.id)"
     "  FROM (SELECT coalesce(sum(created), 0) AS n FROM invitation_rate"
     "         WHERE org_id = $2 AND minute > now() - interval '1 hour') r"
-    "  LEFT JOIN LATERAL (SELECT id, enabled, is_admin, name FROM users WHERE lower(email) = lower($1) FOR "
-    "UPDATE) u"
+    "  LEFT JOIN LATERAL (SELECT id, enabled, is_admin, name FROM users"
+    "                      WHERE lower(email) = lower($1) FOR UPDATE) u"
     "    ON true";
 
 /* The disabled account, its membership and the invitation, in one statement. */
-static const char SQL_INSERT_NEW_USER_INVITATION[] = "WITH " COUNT_INVITATION(
-    "$4::uuid") ","
-                " u AS (INSERT INTO users (id, email, username, name) VALUES ($1, $2, $2, $3) RETURNING id),"
-                " m AS (INSERT INTO org_members (org_id, user_id, is_owner, can_manage_users) SELECT $4, id, "
-                "$5, "
-                "$11 FROM u "
-                "RETURNING user_id),"
-                " i AS (INSERT INTO invitations (id, org_id, email, user_id, kind, grant_owner, code_hash, "
-                "invited_by,"
-                "                                expires_at, mail_job_id, grant_manage_users, locale)"
-                "       SELECT $6, $4, $2, user_id, 'new', $5, $7, $8, now() + make_interval(secs => $9), "
-                "$10, $11, $12 FROM m"
-                "       RETURNING expires_at)"
-                " SELECT " DB_RFC3339("expires_at") " FROM i";
+static const char SQL_INSERT_NEW_USER_INVITATION[] =
+    "WITH " COUNT_INVITATION("$4::uuid") ","
+    " u AS (INSERT INTO users (id, email, username, name) VALUES ($1, $2, $2, $3) RETURNING id),"
+    " m AS (INSERT INTO org_members (org_id, user_id, is_owner, can_manage_users)"
+    "       SELECT $4, id, $5, $11 FROM u RETURNING user_id),"
+    " i AS (INSERT INTO invitations (id, org_id, email, user_id, kind, grant_owner, code_hash, invited_by,"
+    "                                expires_at, mail_job_id, grant_manage_users, locale)"
+    "       SELECT $6, $4, $2, user_id, 'new', $5, $7, $8, now() + make_interval(secs => $9), $10, $11, $12"
+    "         FROM m"
+    "       RETURNING expires_at)"
+    " SELECT " DB_RFC3339("expires_at") " FROM i";
 
 /* InviteNewUser of an address whose account was never activated: that account gets the membership (kept
  * when an expired invitation of this organization left one) and a new `new` invitation. */
-static const char SQL_REUSE_UNACTIVATED_INVITATION[] = "WITH " COUNT_INVITATION(
-    "$3::uuid") ","
-                " m AS (INSERT INTO org_members (org_id, user_id, is_owner, can_manage_users) VALUES ($3, "
-                "$1, "
-                "$4, $10)"
-                "       ON CONFLICT (org_id, user_id) DO UPDATE SET is_owner = EXCLUDED.is_owner,"
-                "           can_manage_users = EXCLUDED.can_manage_users"
-                "       RETURNING user_id, xmax = 0 AS created),"
-                " i AS (INSERT INTO invitations (id, org_id, email, user_id, kind, grant_owner, code_hash, "
-                "invited_by,"
-                "                                expires_at, mail_job_id, grant_manage_users, locale)"
-                "       SELECT $5, $3, $2, user_id, 'new', $4, $6, $7, now() + make_interval(secs => $8), "
-                "$9, "
-                "$10, $11 "
-                "FROM m"
-                "       RETURNING expires_at)"
-                " SELECT " DB_RFC3339("expires_at") ", (SELECT created FROM m) FROM i";
+static const char SQL_REUSE_UNACTIVATED_INVITATION[] =
+    "WITH " COUNT_INVITATION("$3::uuid") ","
+    " m AS (INSERT INTO org_members (org_id, user_id, is_owner, can_manage_users) VALUES ($3, $1, $4, $10)"
+    "       ON CONFLICT (org_id, user_id) DO UPDATE SET is_owner = EXCLUDED.is_owner,"
+    "           can_manage_users = EXCLUDED.can_manage_users"
+    "       RETURNING user_id, xmax = 0 AS created),"
+    " i AS (INSERT INTO invitations (id, org_id, email, user_id, kind, grant_owner, code_hash, invited_by,"
+    "                                expires_at, mail_job_id, grant_manage_users, locale)"
+    "       SELECT $5, $3, $2, user_id, 'new', $4, $6, $7, now() + make_interval(secs => $8), $9, $10, $11"
+    "         FROM m"
+    "       RETURNING expires_at)"
+    " SELECT " DB_RFC3339("expires_at") ", (SELECT created FROM m) FROM i";
 
 static const char SQL_RESEND[] =
     "UPDATE invitations SET status = 'pending', decided_at = NULL, code_hash = $2, failed_attempts = 0,"
-    "       expires_at = now() + make_interval(secs => $3), resent_at = now(), resend_count = resend_count + "
-    "1,"
+    "       expires_at = now() + make_interval(secs => $3), resent_at = now(), resend_count = resend_count + 1,"
     "       mail_job_id = $4, mail_state = 'queued', mail_error = NULL, mail_updated_at = now(),"
     "       locale = $5, reminder_sent_at = NULL" /* a new code and expiry: its own reminder (lib/svc/reminder.c) */
     " WHERE id = $1 RETURNING " DB_RFC3339("expires_at") ", resend_count";
+
+/* clang-format on */
 
 static const char SQL_MARK_REMOVED[] =
     "UPDATE invitations SET status = 'removed', decided_at = now() WHERE id = $1";

@@ -17,10 +17,9 @@
  * SQL_EXISTING_TARGET does), whether it is usable (activated, or an admin), its name and whether it is a
  * member of the organization; whether the organization has a pending invitation for the address; the
  * organization (canonical text) and its invitations this hour; the expiry every invitation of this
- * transaction gets, as the results give it (RFC 3339, milliseconds) and as the invitations' column takes it
- * (to the microsecond, the value the per-command path's now() + interval writes; ISO input, read alike
- * whatever the session's DateStyle). */
-/* clang-format off: it would break the SQL at the macro, not at its clauses */
+ * transaction gets. */
+/* (clang-format would break the SQL at the macro, not at its clauses) */
+/* clang-format off */
 static const char SQL_RUN_TARGETS[] =
     "SELECT lower(t.email), coalesce(n.id, e.id), coalesce(n.usable, e.usable, false),"
     "       coalesce(n.name, e.name, ''),"
@@ -31,58 +30,46 @@ static const char SQL_RUN_TARGETS[] =
     "       EXISTS (SELECT 1 FROM organization_policies p WHERE p.org_id = t.org),"
     "       (SELECT coalesce(sum(created), 0) FROM invitation_rate"
     "         WHERE org_id = t.org AND minute > now() - interval '1 hour'),"
-    "       " DB_RFC3339(
-        "(now() + make_interval(secs => $4::double precision))") ","
-                                                                 "       to_char((now() + make_interval(secs "
-                                                                 "=> $4::double precision)) AT TIME ZONE "
-                                                                 "'UTC',"
-                                                                 "               'YYYY-MM-DD HH24:MI:SS.US') "
-                                                                 "|| '+00'"
-                                                                 "  FROM unnest($1::text[], $2::uuid[], "
-                                                                 "$3::boolean[]) WITH ORDINALITY AS t(email, "
-                                                                 "org, lock, ord)"
-                                                                 "  LEFT JOIN LATERAL (SELECT id, enabled OR "
-                                                                 "is_admin AS usable, name FROM users"
-                                                                 "                      WHERE t.lock AND "
-                                                                 "lower(email) = lower(t.email) FOR UPDATE) "
-                                                                 "n ON true"
-                                                                 "  LEFT JOIN LATERAL (SELECT id, enabled OR "
-                                                                 "is_admin AS usable, name FROM users"
-                                                                 "                      WHERE NOT t.lock AND "
-                                                                 "lower(email) = lower(t.email)) e ON true"
-                                                                 " ORDER BY t.ord";
+    "       " DB_RFC3339("(now() + make_interval(secs => $4::double precision))")
+    "  FROM unnest($1::text[], $2::uuid[], $3::boolean[]) WITH ORDINALITY AS t(email, org, lock, ord)"
+    "  LEFT JOIN LATERAL (SELECT id, enabled OR is_admin AS usable, name FROM users"
+    "                      WHERE t.lock AND lower(email) = lower(t.email) FOR UPDATE) n ON true"
+    "  LEFT JOIN LATERAL (SELECT id, enabled OR is_admin AS usable, name FROM users"
+    "                      WHERE NOT t.lock AND lower(email) = lower(t.email)) e ON true"
+    " ORDER BY t.ord";
 /* clang-format on */
 
-enum {
-    T_EMAIL,
-    T_USER,
-    T_USABLE,
-    T_NAME,
-    T_MEMBER,
-    T_PENDING,
-    T_ORG,
-    T_POLICY,
-    T_USED,
-    T_EXPIRES,
-    T_EXPIRES_AT
-};
+enum { T_EMAIL, T_USER, T_USABLE, T_NAME, T_MEMBER, T_PENDING, T_ORG, T_POLICY, T_USED, T_EXPIRES };
 
 /* The accepted commands' rows: what SQL_INSERT_NEW_USER_INVITATION and SQL_INSERT_EXISTING_INVITATION of
- * domain_invite.c write for one, for all of them, in command order: the accounts, the memberships and the
- * invitations with one COPY each (RUN_USERS, RUN_MEMBERS, RUN_INVITATIONS), then the rate counters, counted
- * up by each organization's number of invitations ($1: an organization per invitation). COPY writes a
- * table's rows a page at a time where INSERT ... SELECT writes them one by one: 500 invitations' rows took
- * 18 ms against 31 through one INSERT of arrays (prepared, same transaction sizes; docs/BENCHMARKS.md), and
- * no more for 5 (0.8 against 0.9 ms, on loopback) although it is four round trips instead of one. */
-#define RUN_USERS "users (id, email, username, name)"
-#define RUN_MEMBERS "org_members (org_id, user_id, is_owner)"
-#define RUN_INVITATIONS                                                                                      \
-    "invitations (id, org_id, email, user_id, kind, grant_owner, code_hash, invited_by, expires_at, "        \
-    "mail_job_id, locale)"
-static const char SQL_RUN_RATE[] =
-    "INSERT INTO invitation_rate (org_id, minute, created)"
-    " SELECT org, date_trunc('minute', now()), count(*) FROM unnest($1::uuid[]) AS o(org) GROUP BY org"
-    " ON CONFLICT (org_id, minute) DO UPDATE SET created = invitation_rate.created + EXCLUDED.created";
+ * domain_invite.c write for one, for all of them (the rate counters counted up by each organization's
+ * number of invitations). $1..$9 the InviteNewUser commands, $10..$17 the AddExistingUser ones. */
+static const char SQL_RUN_INSERT[] =
+    "WITH d AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::boolean[],"
+    "                                $6::uuid[], $7::bytea[], $8::uuid[], $9::uuid[])"
+    "             WITH ORDINALITY AS t(user_id, email, name, org, owner, inv, hash, actor, job, ord)),"
+    " x AS (SELECT * FROM unnest($10::uuid[], $11::text[], $12::uuid[], $13::uuid[], $14::boolean[],"
+    "                                $15::bytea[], $16::uuid[], $17::uuid[])"
+    "             WITH ORDINALITY AS t(inv, email, user_id, org, owner, hash, actor, job, ord)),"
+    " r AS (INSERT INTO invitation_rate (org_id, minute, created)"
+    "       SELECT org, date_trunc('minute', now()), count(*)"
+    "         FROM (SELECT org FROM d UNION ALL SELECT org FROM x) o GROUP BY org"
+    "       ON CONFLICT (org_id, minute) DO UPDATE SET created = invitation_rate.created + EXCLUDED.created),"
+    " u AS (INSERT INTO users (id, email, username, name)"
+    "       SELECT user_id, email, email, name FROM d ORDER BY ord RETURNING id),"
+    " m AS (INSERT INTO org_members (org_id, user_id, is_owner)"
+    "       SELECT d.org, u.id, d.owner FROM u JOIN d ON d.user_id = u.id ORDER BY d.ord RETURNING user_id),"
+    " i AS (INSERT INTO invitations (id, org_id, email, user_id, kind, grant_owner, code_hash, invited_by,"
+    "                                expires_at, mail_job_id, locale)"
+    "       SELECT d.inv, d.org, d.email, m.user_id, 'new', d.owner, d.hash, d.actor,"
+    "              now() + make_interval(secs => $18::double precision), d.job, $19::text"
+    "         FROM m JOIN d ON d.user_id = m.user_id ORDER BY d.ord RETURNING 1),"
+    " j AS (INSERT INTO invitations (id, org_id, email, user_id, kind, grant_owner, code_hash, invited_by,"
+    "                                expires_at, mail_job_id, locale)"
+    "       SELECT inv, org, email, user_id, 'existing', owner, hash, actor,"
+    "              now() + make_interval(secs => $18::double precision), job, $19::text"
+    "         FROM x ORDER BY ord RETURNING 1)"
+    " SELECT (SELECT count(*) FROM i) + (SELECT count(*) FROM j)";
 
 struct domain_run_item {
     domain_result_t res; /* the decision (accepted: completed by domain_run_result) */
@@ -161,74 +148,72 @@ static PGresult *run_targets(run_t *r, cmd_t *const *cmds, domain_run_t *run) {
     return res;
 }
 
-/* One COPY of the run (db_insert_rows), its failure recorded in r as dom_q records a statement's. */
-static int run_copy(run_t *r, const char *into, int ncols, const char *const *values, size_t nrows) {
-    r->wrote = 1;
-    if (db_insert_rows(r->x->db, into, ncols, values, nrows, r->sqlstate, r->errstr, r->errstr_size) == 0)
-        return 0;
-    r->failed = 1;
-    return -1;
-}
-
-/* Writes the rows of the accepted commands among the first k, in their order; expires_at is the expiry
- * every invitation of the transaction gets (T_EXPIRES_AT). 0, or -1 with r's error. */
-static int run_insert(run_t *r, cmd_t *const *cmds, domain_run_t *run, size_t k, const char *expires_at) {
-    size_t nn = 0, ni = 0;
+/* Writes the rows of the accepted commands among the first k. 0, or -1 with r's error. */
+static int run_insert(run_t *r, cmd_t *const *cmds, domain_run_t *run, size_t k) {
+    size_t nn = 0, ne = 0;
     for (size_t j = 0; j < k; j++) {
-        if (run->it[j].accept) {
-            ni++;
-            nn += cmds[j]->type == CMD_INVITE_NEW_USER;
-        }
+        if (run->it[j].accept)
+            *(cmds[j]->type == CMD_INVITE_NEW_USER ? &nn : &ne) += 1;
     }
-    if (ni == 0)
+    if (nn + ne == 0)
         return 0;
-    invite_opts_t o;
-    dom_invite_opts(r->x, cmds[0], NULL, 0, &o);
-    const char **users = xcalloc(nn * 4, sizeof(*users)), **members = xcalloc(nn * 3, sizeof(*members));
-    const char **invs = xcalloc(ni * 11, sizeof(*invs)), **orgs = xcalloc(ni, sizeof(*orgs));
-    size_t u = 0, i = 0;
+    const char **col[17];
+    for (int c = 0; c < 17; c++)
+        col[c] = xcalloc((c < 9 ? nn : ne) + 1, sizeof(**col));
+    size_t in = 0, ie = 0;
     for (size_t j = 0; j < k; j++) {
         struct domain_run_item *it = &run->it[j];
         if (!it->accept)
             continue;
         const cmd_t *cmd = cmds[j];
-        int is_new = cmd->type == CMD_INVITE_NEW_USER;
-        if (is_new) {
-            const char *uv[4] = {it->user, cmd->email, cmd->email, cmd->name ? cmd->name : ""};
-            const char *mv[3] = {cmd->org_id, it->user, dom_bool_str(cmd->owner)};
-            memcpy(users + u * 4, uv, sizeof(uv));
-            memcpy(members + u * 3, mv, sizeof(mv));
-            u++;
+        if (cmd->type == CMD_INVITE_NEW_USER) {
+            const char *v[9] = {it->user,
+                                cmd->email,
+                                cmd->name ? cmd->name : "",
+                                cmd->org_id,
+                                dom_bool_str(cmd->owner),
+                                it->inv,
+                                it->fc.hash_param,
+                                cmd->actor,
+                                it->job};
+            for (int c = 0; c < 9; c++)
+                col[c][in] = v[c];
+            in++;
+        } else {
+            const char *v[8] = {
+                it->inv,           cmd->email, it->user, cmd->org_id, dom_bool_str(cmd->owner),
+                it->fc.hash_param, cmd->actor, it->job};
+            for (int c = 0; c < 8; c++)
+                col[9 + c][ie] = v[c];
+            ie++;
         }
-        const char *iv[11] = {it->inv,
-                              cmd->org_id,
-                              cmd->email,
-                              it->user,
-                              is_new ? "new" : "existing",
-                              dom_bool_str(cmd->owner),
-                              it->fc.hash_param,
-                              cmd->actor,
-                              expires_at,
-                              it->job,
-                              o.locale};
-        memcpy(invs + i * 11, iv, sizeof(iv));
-        orgs[i++] = cmd->org_id;
     }
-    int rc = -1;
-    if (run_copy(r, RUN_USERS, 4, users, nn) == 0 && run_copy(r, RUN_MEMBERS, 3, members, nn) == 0 &&
-        run_copy(r, RUN_INVITATIONS, 11, invs, ni) == 0) {
-        char *oa = db_array_literal(orgs, ni);
-        const char *p[1] = {oa};
-        PGresult *res = dom_q(r, SQL_RUN_RATE, 1, p);
-        free(oa);
-        rc = res ? 0 : -1;
-        PQclear(res);
+    char *arr[17], ttl[24];
+    const char *p[19];
+    for (int c = 0; c < 17; c++)
+        p[c] = arr[c] = db_array_literal(col[c], c < 9 ? nn : ne);
+    invite_opts_t o;
+    dom_invite_opts(r->x, cmds[0], NULL, 0, &o);
+    p[17] = dom_ltoa(o.ttl_seconds, ttl);
+    p[18] = o.locale;
+    PGresult *res = dom_q(r, SQL_RUN_INSERT, 19, p);
+    for (int c = 0; c < 17; c++) {
+        free(arr[c]);
+        free(col[c]);
     }
-    free(users);
-    free(members);
-    free(invs);
-    free(orgs);
-    return rc;
+    if (!res)
+        return -1;
+    long written = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    if (written != (long)(nn + ne)) {
+        /* Not expected: the per-command path decides instead. */
+        text_printf(r->errstr, r->errstr_size, "the run wrote %ld invitations for %zu commands", written,
+                    nn + ne);
+        text_printf(r->sqlstate, sizeof(r->sqlstate), "%s", "RKRUN");
+        r->failed = 1;
+        return -1;
+    }
+    return 0;
 }
 
 /* What run_decide says of a command: decided (go on), not decidable from the snapshot (the run ends before
@@ -368,13 +353,10 @@ int domain_run_apply(domain_ctx_t *x, cmd_t *const *cmds, size_t n, domain_run_t
     }
     strmap_free(&taken.emails);
     strmap_free(&taken.orgs);
-    char expires_at[40] = "";
-    if (PQntuples(tr) > 0)
-        text_printf(expires_at, sizeof(expires_at), "%s", PQgetvalue(tr, 0, T_EXPIRES_AT));
     PQclear(tr);
     if (rc != 0)
         return rc;
-    if (run_insert(&r, cmds, run, k, expires_at) != 0)
+    if (run_insert(&r, cmds, run, k) != 0)
         return r.failed ? run_refused(x, &r, run) : -1;
     if (db_cmd(x->db, "RELEASE SAVEPOINT domain_run", errstr, errstr_size) != 0)
         return -1;

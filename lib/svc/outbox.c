@@ -47,7 +47,7 @@ int outbox_write(outbox_t *ob, PGconn *db, char *errstr, size_t errstr_size) {
         values[i * 3 + 1] = ob->rows[i].key;
         values[i * 3 + 2] = ob->rows[i].payload;
     }
-    int rc = db_insert_rows(db, "outbox (topic, key, payload)", 3, values, ob->n, NULL, errstr, errstr_size);
+    int rc = db_insert_rows(db, "outbox (topic, key, payload)", 3, values, ob->n, errstr, errstr_size);
     free(values);
     if (rc == 0)
         outbox_truncate(ob, 0);

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from conftest import Worker, accepted, argon2id_hash, rejected, unique_email, wait_until
+from conftest import Worker, accepted, argon2id_hash, delete_topics, rejected, unique_email, wait_until
 
 CODES = ["invalid_command", "unknown_command_type", "organization_not_found", "permission_denied",
          "owner_grant_denied", "user_not_found", "user_already_exists", "already_member",
@@ -243,12 +243,13 @@ def test_a_command_another_worker_decides_meanwhile_gets_that_result_and_changes
 
 def test_a_run_whose_new_account_another_transaction_takes_meanwhile_is_decided_per_command(client, admin, org,
                                                                                           db_url, db):
-    """The set path writes a run's new accounts with one COPY. An account for one of the run's addresses that
-    another transaction inserted, not yet committed when the run read its targets, holds the COPY at the
-    unique index; once committed, it fails the COPY (23505): the run goes back to its savepoint and its
-    commands are decided per command, that address user_already_exists, the others accepted, and nothing
-    is written twice. The commands are published in one flush (one record batch), so that one batch of the
-    worker holds them all and makes them a run; only the set path writes accounts by COPY."""
+    """The set path writes a run's rows with one statement (lib/svc/domain_run.c, SQL_RUN_INSERT). An account
+    for one of the run's addresses that another transaction inserted, not yet committed when the run read its
+    targets, holds that statement at the unique index; once committed, it fails the statement (23505): the
+    run goes back to its savepoint and its commands are decided per command, that address
+    user_already_exists, the others accepted, and nothing is written twice. The commands are published in
+    one flush (one record batch), so that one batch of the worker holds them all and makes them a run; the
+    statement waited for is the set path's own."""
     import psycopg2
     taken = unique_email("taken")
     emails = [unique_email("run") for _ in range(2)] + [taken] + [unique_email("run") for _ in range(2)]
@@ -266,11 +267,11 @@ def test_a_run_whose_new_account_another_transaction_takes_meanwhile_is_decided_
         assert client.producer.flush(30) == 0
         cur = db.cursor()
 
-        def copy_waits():
+        def run_waits():
             cur.execute("SELECT count(*) FROM pg_stat_activity WHERE %s = ANY (pg_blocking_pids(pid))"
-                        " AND query LIKE 'COPY users%%'", (holder.get_backend_pid(),))
+                        " AND query LIKE 'WITH d AS (SELECT * FROM unnest(%%'", (holder.get_backend_pid(),))
             return cur.fetchone()[0] > 0
-        wait_until(copy_waits, what="the run's COPY of accounts waiting for the other transaction's account")
+        wait_until(run_waits, what="the run's statement waiting for the other transaction's account")
         holder.commit()
     finally:
         holder.close()
@@ -431,7 +432,7 @@ def test_an_outbox_row_committed_after_a_later_one_is_published_all_the_same(db_
     row's transaction stays open until the later row is published (the relay has read past its id), then
     commits: its row is published too, and both leave the outbox."""
     import psycopg2
-    from test_poison import _create_topic, _delete_topic
+    from test_poison import _create_topic
     topic = "raikoo.test.relay-order-" + uuid.uuid4().hex[:8]
     _create_topic(topic)
     early = psycopg2.connect(db_url)
@@ -464,7 +465,7 @@ def test_an_outbox_row_committed_after_a_later_one_is_published_all_the_same(db_
         assert [m.value() for m in t.seen].count(b"early") == 1 and [m.value() for m in t.seen].count(b"late") == 1
     finally:
         early.close()
-        _delete_topic(topic)
+        delete_topics(topic)
 
 
 def test_an_insert_into_the_outbox_notifies_the_ids_it_inserted(db_url):
@@ -473,7 +474,7 @@ def test_an_insert_into_the_outbox_notifies_the_ids_it_inserted(db_url):
     nothing."""
     import psycopg2
     import select
-    from test_poison import _create_topic, _delete_topic
+    from test_poison import _create_topic
     topic = "raikoo.test.relay-notify-" + uuid.uuid4().hex[:8]
     _create_topic(topic)
     listener = psycopg2.connect(db_url)
@@ -499,7 +500,7 @@ def test_an_insert_into_the_outbox_notifies_the_ids_it_inserted(db_url):
         assert "" not in payloads, "a statement that inserted nothing notified"
     finally:
         listener.close()
-        _delete_topic(topic)
+        delete_topics(topic)
 
 
 def test_an_outbox_row_whose_notification_never_came_is_published_while_others_keep_coming(db_url, db, tail,
@@ -507,10 +508,9 @@ def test_an_outbox_row_whose_notification_never_came_is_published_while_others_k
     """The relay reads the ids notifications name; a row no notification named (here: inserted with the trigger
     disabled in its own transaction, as by a writer of before schemas/sql/013 or a notification lost) is
     found by the full read the relay makes every relay.poll.ms, even while notified rows keep it busy."""
-    from test_poison import _create_topic, _delete_topic
+    from test_poison import _create_topic
     topic = "raikoo.test.relay-silent-" + uuid.uuid4().hex[:8]
     _create_topic(topic)
-    t = None
     try:
         t = tail(topic)
         cur = db.cursor()
@@ -527,9 +527,7 @@ def test_an_outbox_row_whose_notification_never_came_is_published_while_others_k
         assert any(m.value() == b"silent" for m in t.seen), f"not published while {n} notified rows were"
         assert any(m.value() == b"busy0" for m in t.seen)
     finally:
-        if t:
-            t.close()  # before the topic goes (Tail.close)
-        _delete_topic(topic)
+        delete_topics(topic)
 
 
 def test_a_standby_relay_takes_over(client, admin, org, workers):

@@ -11,11 +11,14 @@ import subprocess
 import threading
 import time
 import uuid
+import weakref
 
 import psycopg2
 import pytest
 
 import cryptokit
+# The per-test time limit: a test that hangs ends the run and says where (RAIKOO_TEST_TIMEOUT).
+from hangwatch import pytest_runtest_protocol  # noqa: F401 (a hook pytest finds here)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("RAIKOO_BIN_DIR", os.path.join(ROOT, "bin"))
@@ -373,9 +376,12 @@ def workers():
 class Tail:
     """Reads a topic from the end it had when created, across all partitions (no consumer group)."""
 
+    open = weakref.WeakSet()  # the Tails not closed yet: delete_topics closes those on a topic it deletes
+
     def __init__(self, topic):
         from confluent_kafka import Consumer, TopicPartition
         self.topic = topic
+        Tail.open.add(self)
         self.c = Consumer({"bootstrap.servers": os.environ["RAIKOO_KAFKA_BOOTSTRAP_SERVERS"],
                            "group.id": "tail-" + uuid.uuid4().hex, "enable.auto.commit": False})
         md = self.c.list_topics(topic, timeout=10)
@@ -422,12 +428,27 @@ class Tail:
         raise AssertionError(f"nothing on {self.topic} matched within {timeout}s; saw {len(self.seen)} messages")
 
     def close(self):
-        """Leaves the topic; a second call does nothing. A test that deletes its topic closes its Tail first:
-        librdkafka 2.0.2's close of a consumer still assigned to a deleted topic can hang for good (it did
-        once in teardown here, holding the whole suite)."""
+        """Leaves the topic; a second call does nothing."""
         if self.c is not None:
             self.c.close()
             self.c = None
+        Tail.open.discard(self)
+
+
+def delete_topics(*names):
+    """Deletes topics, every open Tail on one of them closed first: librdkafka 2.0.2's close of a consumer
+    still assigned to a deleted topic can hang for good, and a Tail the test left to its fixture is closed
+    only after the test (it held the whole suite twice, in two tests, until tests/hangwatch.py stopped it)."""
+    from confluent_kafka.admin import AdminClient
+    for t in list(Tail.open):
+        if t.topic in names:
+            t.close()
+    admin = AdminClient({"bootstrap.servers": os.environ["RAIKOO_KAFKA_BOOTSTRAP_SERVERS"]})
+    for f in admin.delete_topics(list(names)).values():
+        try:
+            f.result(30)
+        except Exception:
+            pass  # already gone
 
 
 @pytest.fixture()

@@ -10,8 +10,8 @@ import os
 import time
 import uuid
 
-from conftest import Relay, Worker, accepted, pg_url_via, unique_email, wait_log, wait_until
-from test_poison import _committed, _create_topic, _delete_topic
+from conftest import Relay, Worker, accepted, delete_topics, pg_url_via, unique_email, wait_log, wait_until
+from test_poison import _committed, _create_topic
 
 # librdkafka wants max.poll.interval.ms >= session.timeout.ms (6 s for our consumers, lib/core/kafka.c).
 MAX_POLL_MS = 7000
@@ -82,7 +82,7 @@ def test_a_postgresql_outage_longer_than_max_poll_interval_keeps_the_command_wor
         pg.start()
         rc = w.stop()
         pg.close()
-        _delete_topic(commands)
+        delete_topics(commands)
     assert rc == 0, w.output()[-3000:]
 
     # Exactly one result per command: a command applied again, or redelivered and recognised, would have
@@ -153,5 +153,5 @@ def test_partitions_that_leave_during_a_hold_are_read_again_when_they_come_back(
             rcs.append(b.stop())
         rcs.append(a.stop())
         pg.close()
-        _delete_topic(commands)
+        delete_topics(commands)
     assert rcs == [0] * len(rcs), (rcs, a.output()[-3000:])

@@ -10,7 +10,7 @@ import uuid
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import Tail, Worker, raikoo, wait_log
+from conftest import Tail, Worker, delete_topics, raikoo, wait_log
 
 BOOTSTRAP = os.environ.get("RAIKOO_KAFKA_BOOTSTRAP_SERVERS", "")
 STRUCTURED = b"application/cloudevents+json; charset=UTF-8"
@@ -33,13 +33,6 @@ def create_topic(name):
         c.close()
 
 
-def delete_topics(*names):
-    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
-    for f in admin.delete_topics(list(names)).values():
-        try:
-            f.result(30)
-        except Exception:
-            pass
 
 
 def end_offsets(topic):

@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from conftest import (BIN, Tail, Worker, accepted, argon2id_hash, raikoo, rejected, run, unique_email, wait_log,
-                      wait_until)
+from conftest import (BIN, Tail, Worker, accepted, argon2id_hash, delete_topics, raikoo, rejected, run, unique_email,
+                      wait_log, wait_until)
 
 
 def alive(workers):
@@ -337,15 +337,6 @@ def _create_topic(name, partitions=1):
     c.close()
 
 
-def _delete_topic(name):
-    admin = _admin()
-    for f in admin.delete_topics([name]).values():
-        try:
-            f.result(30)
-        except Exception:
-            pass
-
-
 def _committed(group, topic, partitions=1):
     from confluent_kafka import Consumer, TopicPartition
     c = Consumer({"bootstrap.servers": os.environ["RAIKOO_KAFKA_BOOTSTRAP_SERVERS"], "group.id": group,
@@ -389,8 +380,8 @@ def test_a_missing_dead_letter_topic_holds_the_offset_until_the_dead_letter_is_s
         rc = w.stop()
         if t:
             t.close()  # before its topic goes: librdkafka 2.0.2's close can hang on a deleted topic
-        _delete_topic(commands)
-        _delete_topic(dlq)
+        delete_topics(commands)
+        delete_topics(dlq)
     assert rc == 0, w.output()[-3000:]
 
 
@@ -453,8 +444,8 @@ def test_a_dead_letter_topic_away_longer_than_max_poll_interval_keeps_the_worker
         rc = w.stop()
         if t:
             t.close()  # before its topic goes: librdkafka 2.0.2's close can hang on a deleted topic
-        _delete_topic(commands)
-        _delete_topic(dlq)
+        delete_topics(commands)
+        delete_topics(dlq)
     assert rc == 0, w.output()[-3000:]
     # Exactly one result per command: the batch applied again on an offer would publish each result again.
     counts = client.result_counts(ids)
@@ -500,7 +491,7 @@ def test_a_rebalance_leaves_every_partition_committed_and_a_redelivered_command_
         assert first.stop() == 0
         if second:
             assert second.stop() == 0
-        _delete_topic(commands)
+        delete_topics(commands)
     # Every command has one result; a republished one (same command, redelivered) would show up twice.
     client.results.poll(2)
     for m in client.results.seen:

@@ -15,6 +15,7 @@
 #include "cmd.h"
 #include "email.h"
 #include "event.h"
+#include "kafka_defaults.h"
 #include "secret.h"
 #include "text.h"
 #include "watermark.h"
@@ -37,11 +38,10 @@ _Static_assert((int)RAIKOO_CMD_TYPE_COUNT == (int)CMD_TYPE_COUNT, "one public co
 #define DEFAULT_MAX_BYTES 65536L
 #define MIN_MAX_BYTES 256L
 #define MAX_MAX_BYTES (64L * 1024 * 1024)
-#define DEFAULT_QUEUED_KBYTES "4096"
-/* Once the result consumer's prefetch is over DEFAULT_QUEUED_KBYTES, librdkafka 2.2 and later look again
- * only after fetch.queue.backoff.ms, 1 s by default: the results of the next commands would wait for it.
- * (Older librdkafka do not know the property; it is left out there.) */
-#define DEFAULT_QUEUE_BACKOFF_MS "10"
+/* The result consumer's prefetch is bounded as the workers' is (KAFKA_DEFAULT_QUEUED_KBYTES). Once it is
+ * over that, librdkafka 2.2 and later look again only after fetch.queue.backoff.ms, 1 s by default: the
+ * results of the next commands would wait for it, hence KAFKA_DEFAULT_QUEUE_BACKOFF_MS. (Older librdkafka
+ * do not know the property; it is left out there.) */
 /* No linger: a command goes to the broker when it is sent, not up to librdkafka's default 5 ms later
  * (at 200 commands/s every command waited for it: publish -> the worker's transaction p50 7.3-9.1 ms
  * with it, 1.7-2.8 ms without; commands sent faster than the broker acknowledges still batch up while
@@ -548,15 +548,15 @@ raikoo_producer_t *raikoo_producer_new(const raikoo_setting_t *settings, size_t 
 
     if (!s.queue_backoff_set) {
         char unknown[256]; /* a librdkafka before 2.2: nothing to set */
-        (void)rd_kafka_conf_set(p->consumer_conf, "fetch.queue.backoff.ms", DEFAULT_QUEUE_BACKOFF_MS, unknown,
-                                sizeof(unknown));
+        (void)rd_kafka_conf_set(p->consumer_conf, "fetch.queue.backoff.ms", KAFKA_DEFAULT_QUEUE_BACKOFF_MS,
+                                unknown, sizeof(unknown));
     }
     /* librdkafka wants a group for assign(), but this one never joins, subscribes or commits. */
     char group[64], uid[RAIKOO_ID_SIZE];
     uuid_generate(uid);
     snprintf(group, sizeof(group), "raikoo-results-%s", uid);
     if ((!s.queued_kbytes_set && kafka_set(p->consumer_conf, "queued.max.messages.kbytes",
-                                           DEFAULT_QUEUED_KBYTES, errstr, errstr_size) != 0) ||
+                                           KAFKA_DEFAULT_QUEUED_KBYTES, errstr, errstr_size) != 0) ||
         kafka_set(p->consumer_conf, "group.id", group, errstr, errstr_size) != 0 ||
         kafka_set(p->consumer_conf, "enable.auto.commit", "false", errstr, errstr_size) != 0 ||
         kafka_set(p->consumer_conf, "enable.auto.offset.store", "false", errstr, errstr_size) != 0 ||

@@ -3,7 +3,8 @@
 1. every result code the C sources can return is documented in docs/RESULT_CODES.md, and every code
    documented there exists in the code (and in the JSON Schema's list, for the worker's codes);
 2. every relative link of README.md and docs/*.md points at a file (and heading) that exists;
-3. no file of the repository refers to a place outside it.
+3. no file of the repository refers to a place outside it;
+4. the producer library's public header states the consumer defaults the library sets.
 """
 import os
 import re
@@ -339,3 +340,16 @@ def test_no_file_refers_to_a_place_outside_the_repository():
                 if s.search(line):
                     hits.append(f"{rel}:{n}: {line.strip()[:120]}")
     assert not hits, "files that refer to places outside the repository:\n" + "\n".join(hits)
+
+
+def test_the_producer_header_states_the_consumer_defaults_the_library_sets():
+    """producers/include/raikoo/producer.h, installed for upstream apps, cannot include the internal header
+    the library takes its result consumer's defaults from (lib/core/kafka_defaults.h): it states them in
+    words, and those words must be the numbers the library sets."""
+    with open(os.path.join(ROOT, "lib", "core", "kafka_defaults.h")) as f:
+        defaults = dict(re.findall(r'#define (KAFKA_DEFAULT_\w+) "(\d+)"', f.read()))
+    assert set(defaults) == {"KAFKA_DEFAULT_QUEUED_KBYTES", "KAFKA_DEFAULT_QUEUE_BACKOFF_MS"}, defaults
+    with open(os.path.join(ROOT, "producers", "include", "raikoo", "producer.h")) as f:
+        header = re.sub(r"\s*\n\s*\*\s*", " ", f.read())  # comment lines joined
+    assert f"kafka.queued.max.messages.kbytes, {defaults['KAFKA_DEFAULT_QUEUED_KBYTES']} by default" in header
+    assert f"kafka.fetch.queue.backoff.ms, {defaults['KAFKA_DEFAULT_QUEUE_BACKOFF_MS']} by default" in header

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "health.h"
+#include "kafka_defaults.h"
 #include "log.h"
 #include "metrics.h"
 #include "text.h"
@@ -188,7 +189,7 @@ static const struct {
     const char *prop, *value, *theirs, *why;
     int optional;
 } consumer_defaults[] = {
-    {"queued.max.messages.kbytes", "4096", "65536",
+    {"queued.max.messages.kbytes", KAFKA_DEFAULT_QUEUED_KBYTES, "65536",
      "the prefetch of a backlog held in memory. librdkafka stops fetching above it and, before 2.2, looks "
      "again only when its broker thread next wakes (up to a second): a bound the worker drains in under a "
      "second leaves it idle meanwhile (at 1024 the command worker ran through a backlog at two thirds of its "
@@ -196,7 +197,7 @@ static const struct {
      0},
     {"fetch.max.bytes", "1048576", "52428800",
      "one fetch response, kept in memory until its last message is freed", 0},
-    {"fetch.queue.backoff.ms", "10", "1000",
+    {"fetch.queue.backoff.ms", KAFKA_DEFAULT_QUEUE_BACKOFF_MS, "1000",
      "librdkafka 2.2 and later: how long it waits before it looks at a full queue again (left out where "
      "librdkafka does not know it)",
      1},
@@ -213,8 +214,9 @@ void kafka_defaults_markdown(void *file) {
     for (size_t i = 0; i < sizeof(consumer_defaults) / sizeof(consumer_defaults[0]); i++)
         fprintf(f, "| `%s` | %s | %s | %s |\n", consumer_defaults[i].prop, consumer_defaults[i].value,
                 consumer_defaults[i].theirs, consumer_defaults[i].why);
-    fputs("\nThe producer library's result consumer bounds its prefetch at 4096 KiB as well "
-          "(`raikoo/producer.h`).\n",
+    fputs("\nThe producer library's result consumer bounds its prefetch at " KAFKA_DEFAULT_QUEUED_KBYTES
+          " KiB and sets `fetch.queue.backoff.ms` " KAFKA_DEFAULT_QUEUE_BACKOFF_MS
+          " too (`raikoo/producer.h`).\n",
           f);
 }
 

@@ -47,3 +47,11 @@ def test_a_test_past_the_limit_ends_the_run_and_says_where(tmp_path):
     except FileNotFoundError:
         state = None
     assert state in (None, "Z"), f"the test's child process {pid} still runs (state {state})"
+
+
+def test_the_documented_limit_is_the_watchdogs():
+    import re
+    import hangwatch
+    with open(os.path.join(ROOT, "docs", "CONFIGURATION.md")) as f:
+        documented = re.search(r"^\| `RAIKOO_TEST_TIMEOUT` \| `(\d+)` \|", f.read(), re.M)
+    assert documented and int(documented.group(1)) == hangwatch.DEFAULT_SECONDS

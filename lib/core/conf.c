@@ -123,6 +123,9 @@ const conf_script_var_t conf_script_vars[] = {
     {"RAIKOO_TEST_BROKER_PORT", "19192", "ops/test: Kafka port of the test stack (controller: port + 1)"},
     {"RAIKOO_TEST_SMTP_PORT", "2625", "ops/test: SMTP port of the test stack"},
     {"RAIKOO_TEST_BUILDS", "bin bin-asan", "ops/test: the builds the suite runs against"},
+    {"RAIKOO_TEST_TIMEOUT", "900",
+     "tests: seconds one test may take (setup, call and teardown) before the run stops and prints where it "
+     "hung; 0: no limit"},
     {"RAIKOO_BIN_DIR", "bin", "tests: the build under test (set by ops/test)"},
     {"RAIKOO_BENCH_VAR", "var/bench", "ops/bench: data folder of the bench stack"},
     {"RAIKOO_BENCH_PG_PORT", "25542", "ops/bench: PostgreSQL port of the bench stack"},

@@ -1,11 +1,12 @@
 """The suite's time limit for one test: a test that hangs ends the run and says where.
 
 A test stuck where Python cannot interrupt it (inside librdkafka or libpq, waiting on a socket) would otherwise
-hold `make test` until whatever runs it gives up (CI: 90 minutes) and print nothing about where it hung: it
-happened once, a consumer's close() in a fixture's teardown waiting 14 minutes on a deleted topic. Past the
-limit, a watchdog thread prints the test's name and every thread's Python stack to the terminal, kills the
-processes the run started (workers, relays, whatever they started in turn) and ends pytest with status 3;
-ops/test then stops the stack as after any failure.
+hold `make test` until whatever runs it gives up (CI: 90 minutes) and print nothing about where it hung. It
+happened twice, in two tests: a consumer's close() in a fixture's teardown waiting for good on a topic the test
+had deleted (conftest.delete_topics now closes such consumers first; the second time, this watchdog said where
+within its limit). Past the limit, a watchdog thread prints the test's name and every thread's Python stack
+to the terminal, kills the processes the run started (workers, relays, whatever they started in turn) and
+ends pytest with status 3; ops/test then stops the stack as after any failure.
 
 The limit covers a test's setup, call and teardown (the first test's setup starts the session's workers, the
 last one's teardown stops them). RAIKOO_TEST_TIMEOUT sets it in seconds; 0 turns the watchdog off (a debugger

@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from conftest import free_port, wait_until  # noqa: F401 (the mail tests take them from here too)
-from cryptokit import seal_code, shown_code
+from cryptokit import seal_code, shown_code  # noqa: F401 (shown_code: the mail tests take it from here)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -26,9 +26,6 @@ CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 def new_code():
     return "".join(random.choice(CROCKFORD) for _ in range(12))
-
-
-shown = shown_code  # the mail tests' name for it
 
 
 def seal(code, keys_dir=None, anon=False):

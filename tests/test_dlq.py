@@ -33,8 +33,6 @@ def create_topic(name):
         c.close()
 
 
-
-
 def end_offsets(topic):
     c = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": "dlq-probe"})
     try:

@@ -4,7 +4,8 @@ processes it started killed; a test within the limit is left alone."""
 import os
 import subprocess
 import sys
-import time
+
+import pytest
 
 from conftest import ROOT
 
@@ -28,13 +29,13 @@ def test_never_reached():
 def test_a_test_past_the_limit_ends_the_run_and_says_where(tmp_path):
     (tmp_path / "test_hangs.py").write_text(HANGS)
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "tests"), RAIKOO_TEST_TIMEOUT="3")
-    start = time.monotonic()
-    p = subprocess.run([sys.executable, "-m", "pytest", "-p", "hangwatch", "-p", "no:cacheprovider", "-v",
-                        "test_hangs.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-    took = time.monotonic() - start
+    try:  # the sleeping test alone would take 300 s
+        p = subprocess.run([sys.executable, "-m", "pytest", "-p", "hangwatch", "-p", "no:cacheprovider", "-v",
+                            "test_hangs.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"the watchdog did not end the run: {e.stdout!r} {e.stderr!r}")
     out = p.stdout + p.stderr
     assert p.returncode == 3, out
-    assert took < 100, f"the run took {took:.0f} s: the watchdog did not end it"
     assert "test_within_the_limit PASSED" in out, out
     assert "TIMEOUT: test_hangs.py::test_hangs_here ran over 3 s" in out, out
     assert "in test_hangs_here\n    time.sleep(300)" in out, out  # where it hung

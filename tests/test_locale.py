@@ -6,7 +6,7 @@ import subprocess
 
 from conftest import BIN
 
-from mailkit import (Invitation, code_in, create_topic, html_part, mails_to, produce, shown, start_mailer,
+from mailkit import (Invitation, code_in, create_topic, html_part, mails_to, produce, shown_code, start_mailer,
                      text_part, wait_until)
 
 MONTHS_DE = ["Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August", "September", "Oktober",
@@ -33,13 +33,13 @@ def test_a_german_invitation_arrives_in_german(workers, db):
     text = text_part(msg)
     assert text.startswith("Guten Tag Bob Invitee,\n")
     assert "hat Sie eingeladen" in text and "als Benutzerverwalter beizutreten" in text
-    assert code_in(text, "Bestätigungscode") == shown(inv.code)
+    assert code_in(text, "Bestätigungscode") == shown_code(inv.code)
     assert code_in(text, "Gültig bis") == german_date(inv.expires_at)
     assert code_in(text, "Einladung") == inv.id
     assert f"https://muller.example/invitations/{inv.id}" in text and "localhost:8080" not in text
     assert "Confirmation code" not in text and "Expires" not in text
     html = html_part(msg)
-    assert '<html lang="de">' in html and shown(inv.code) in html and german_date(inv.expires_at) in html
+    assert '<html lang="de">' in html and shown_code(inv.code) in html and german_date(inv.expires_at) in html
 
 
 def test_an_unknown_locale_falls_back_to_english_and_the_role_follows_the_job(workers, db):
@@ -50,7 +50,7 @@ def test_an_unknown_locale_falls_back_to_english_and_the_role_follows_the_job(wo
     msg = wait_until(lambda: mails_to(fr.email), 60, "e-mail of the fr job")[0]
     assert msg["Subject"] == "You're invited to join Acme on Raikoo" and msg["Content-Language"] == "en"
     text = text_part(msg)
-    assert code_in(text, "One-time password") == shown(fr.code)
+    assert code_in(text, "One-time password") == shown_code(fr.code)
     assert code_in(text, "Expires") == english_date(fr.expires_at)
     assert ", as member." in text
     text = text_part(wait_until(lambda: mails_to(owner.email), 60, "e-mail of the owner job")[0])
@@ -74,9 +74,9 @@ def test_operator_templates_work_per_locale(tmp_path, db):
     finally:
         assert m.stop() == 0
     assert de_msg["Subject"] == "Willkommen bei Acme, Bob Invitee"
-    assert code_in(text_part(de_msg), "Bestätigungscode") == shown(de.code)  # the rest: built-in German
+    assert code_in(text_part(de_msg), "Bestätigungscode") == shown_code(de.code)  # the rest: built-in German
     assert en_msg["Subject"] == "Welcome to Acme"
-    assert code_in(text_part(en_msg), "Confirmation code") == shown(en.code)
+    assert code_in(text_part(en_msg), "Confirmation code") == shown_code(en.code)
     assert default_msg["Subject"] == "Willkommen bei Acme, Bob Invitee"
     assert "2 mail template(s)" in m.output()
 

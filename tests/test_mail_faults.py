@@ -15,7 +15,7 @@ import pytest
 
 import schemacheck
 from mailkit import (Invitation, ScriptedSmtp, Sink, code_in, create_topic, free_port, mails_to, produce, query,
-                     shown, start_mailer, text_part, wait_until)
+                     shown_code, start_mailer, text_part, wait_until)
 
 
 class FakeSmtp(ScriptedSmtp):
@@ -392,7 +392,7 @@ def test_long_names_make_folded_headers_that_decode_back(tmp_path, pdb):
             assert msg["To"].addresses[0].display_name.split() == name.split()
             if name.isascii():
                 assert msg["To"].addresses[0].display_name == name  # a folded quoted-string, exact
-            assert code_in(text_part(msg), "Confirmation code") == shown(inv.code)
+            assert code_in(text_part(msg), "Confirmation code") == shown_code(inv.code)
         assert w.stop() == 0
     finally:
         w.stop()

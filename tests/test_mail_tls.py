@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from mailkit import (Invitation, Sink, code_in, create_topic, free_port, mails_to, produce, query, shown,
+from mailkit import (Invitation, Sink, code_in, create_topic, free_port, mails_to, produce, query, shown_code,
                      start_mailer, text_part, wait_until)
 
 PASSWORD = "s3cret-raikoo-smtp-pw"
@@ -113,7 +113,7 @@ def test_starttls_required_with_a_trusted_certificate_delivers_the_invitation(tm
     inv = Invitation(db, kind="new")
     s.send(inv)
     msg = wait_until(lambda: s.mails(inv), 60, "the invitation e-mail over TLS")[0]
-    assert code_in(text_part(msg), "One-time password") == shown(inv.code)
+    assert code_in(text_part(msg), "One-time password") == shown_code(inv.code)
     assert msg["X-TLS"] and msg["X-TLS"].startswith("TLSv1."), msg["X-TLS"]  # it really came over TLS
     wait_until(lambda: inv.delivery()[0] == "sent", 30, "sent recorded")
     assert inv.delivery()[:2] == ("sent", 1)
@@ -179,7 +179,7 @@ def test_auth_with_the_right_password_sends(tmp_path, db, pki, setups):
     s.send(inv)
     msg = wait_until(lambda: s.mails(inv), 60, "the invitation e-mail after AUTH")[0]
     assert msg["X-Auth-User"] == "raikoo-mailer" and msg["X-TLS"]
-    assert code_in(text_part(msg), "One-time password") == shown(inv.code)
+    assert code_in(text_part(msg), "One-time password") == shown_code(inv.code)
     wait_until(lambda: inv.delivery()[0] == "sent", 30, "sent recorded")
     assert inv.mail_state()[1] == "sent"
     assert s.finish() == 0

@@ -1,0 +1,86 @@
+"""The development SMTP server (ops/smtp-sink) itself: what it stores is what the client sent, byte for byte
+(LF line ends), with the envelope in three headers at the end of the header block; refusals by domain; whole
+messages only in new/, named in arrival order."""
+import os
+import smtplib
+
+import pytest
+
+from mailkit import Sink, free_port
+
+
+@pytest.fixture
+def sink(tmp_path):
+    s = Sink(free_port(), tmp_path / "mail")
+    yield s
+    s.stop()
+
+
+def stored(sink):
+    new = os.path.join(sink.mdir, "new")
+    out = []
+    for name in sorted(os.listdir(new)):
+        with open(os.path.join(new, name), "rb") as f:
+            out.append(f.read())
+    return out
+
+
+def envelope_lines(raw):
+    return [line for line in raw.split(b"\n") if line.startswith((b"X-Peer: ", b"X-MailFrom: ", b"X-RcptTo: "))]
+
+
+def test_a_message_is_stored_as_sent_with_its_envelope_after_its_headers(sink):
+    body = ("Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\nFrom: a@sender.test\r\nTo: b@example.test\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+            "Grüße\r\n.a line that starts with a dot\r\n\r\nFrom the middle of a line\r\nlast line\r\n")
+    with smtplib.SMTP("127.0.0.1", sink.port, timeout=30) as c:
+        refused = c.sendmail("a@sender.test", ["b@example.test", "c@example.test"], body.encode())
+    assert refused == {}
+    [raw] = stored(sink)
+    head, rest = raw.split(b"\n\n", 1)
+    sent_head, sent_rest = body.encode().replace(b"\r\n", b"\n").split(b"\n\n", 1)
+    # The client's headers in their order, then the envelope's; the body byte for byte (dot-unstuffed, 8-bit).
+    assert rest == sent_rest
+    assert head.split(b"\n")[:5] == sent_head.split(b"\n")
+    peer, mail_from, rcpt_to = head.split(b"\n")[5:]
+    assert peer.startswith(b"X-Peer: ('127.0.0.1', ")
+    assert mail_from == b"X-MailFrom: a@sender.test"
+    assert rcpt_to == b"X-RcptTo: b@example.test, c@example.test"
+    assert b"\r" not in raw
+    assert os.listdir(os.path.join(sink.mdir, "tmp")) == []
+
+
+def test_messages_without_a_body_or_without_headers_get_the_envelope_too(sink):
+    with smtplib.SMTP("127.0.0.1", sink.port, timeout=30) as c:
+        c.sendmail("a@sender.test", ["one@example.test"], b"Subject: headers only")
+        c.sendmail("a@sender.test", ["two@example.test"], b"\r\nno headers at all\r\n")
+    headers_only, no_headers = stored(sink)
+    assert headers_only.startswith(b"Subject: headers only\nX-Peer: ")
+    assert headers_only.endswith(b"X-RcptTo: one@example.test\n")
+    assert no_headers.startswith(b"X-Peer: ")
+    assert no_headers.endswith(b"X-RcptTo: two@example.test\n\nno headers at all\n")
+    assert len(envelope_lines(headers_only)) == len(envelope_lines(no_headers)) == 3
+
+
+def test_the_test_domains_are_refused_and_nothing_is_stored_for_them(sink):
+    with smtplib.SMTP("127.0.0.1", sink.port, timeout=30) as c:
+        c.ehlo()
+        c.mail("a@sender.test")
+        assert c.rcpt("x@bounce.test")[0] == 550
+        assert c.rcpt("x@tempfail.test")[0] == 451
+        assert c.rcpt("x@example.test")[0] == 250
+        assert c.data(b"Subject: one accepted recipient\r\n\r\nbody\r\n")[0] == 250
+    [raw] = stored(sink)
+    assert b"X-RcptTo: x@example.test\n" in raw and b"bounce.test" not in raw and b"tempfail.test" not in raw
+
+
+BODY = b"".join(b"%04d " % i + b"x" * 70 + b"\r\n" for i in range(1000))  # 75 KB: many TCP segments
+
+
+def test_new_holds_whole_messages_named_in_arrival_order(sink):
+    with smtplib.SMTP("127.0.0.1", sink.port, timeout=30) as c:
+        for i in range(30):
+            c.sendmail("a@sender.test", [f"n{i}@example.test"], f"Subject: {i}\r\n\r\n".encode() + BODY)
+    msgs = stored(sink)
+    assert [m.split(b"\n", 1)[0] for m in msgs] == [f"Subject: {i}".encode() for i in range(30)]
+    assert all(m.endswith(b"\n\n" + BODY.replace(b"\r\n", b"\n")) for m in msgs)

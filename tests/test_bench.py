@@ -43,6 +43,31 @@ def check_stages(l):
     assert l["p50_ms"] <= both + 2 * TOLERANCE_MS, l
 
 
+def check_cpu_profiles(run):
+    """Where the pipeline's, the mail phase's and the SMTP floor's CPU went: every part there, none negative,
+    the total their sum, and what the cores allow at that cost. Parts are CPU ticks over a tiny run, so only
+    sums that are sure to be some ticks long must be above 0."""
+    def profile(cpu, parts):
+        assert set(cpu) == set(parts) | {"total"}, cpu
+        assert all(cpu[k] >= 0 for k in parts), cpu
+        assert abs(cpu["total"] - sum(cpu[k] for k in parts)) < 1e-6, cpu
+        assert cpu["total"] > 0, cpu
+        return cpu
+
+    pipe = run["pipeline"]
+    cpu = profile(pipe["cpu_ms_per_command"], ("command_workers", "relay", "broker", "postgresql", "bench"))
+    assert abs(pipe["cpu_bound_commands_per_s"] - pipe["cores"] * 1000 / cpu["total"]) < 1e-6
+    mail_parts = ("mailer", "relay", "broker", "postgresql", "smtp_server", "bench")
+    mail = run["mail"]
+    cpu = profile(mail["cpu_ms_per_message"], mail_parts)
+    assert cpu["mailer"] + cpu["smtp_server"] > 0, cpu  # the two that work on every message
+    assert abs(mail["cpu_bound_messages_per_s"] - pipe["cores"] * 1000 / cpu["total"]) < 1e-6
+    assert 0 < mail["machine_busy_cores"] <= pipe["cores"] + 0.5
+    floor = profile(run["floors"]["smtp_sessions_cpu_ms_per_message"], mail_parts)
+    assert floor["mailer"] == 0, floor  # stopped by then
+    assert 0 < run["floors"]["smtp_sessions_machine_busy_cores"] <= pipe["cores"] + 0.5
+
+
 def test_bench_runs_twice_at_a_tiny_size_and_reports_medians():
     # The bench brings up a stack of its own: none of the test stack's settings may leak into it, and it runs
     # under the test stack's directory on ports free now, so that it never meets (nor wipes) a developer's
@@ -70,6 +95,9 @@ def test_bench_runs_twice_at_a_tiny_size_and_reports_medians():
         for label in ("publish -> transaction began", "transaction began -> result received",
                       "  transaction began -> relay published", "  relay published -> result received"):
             assert f"@{rate:5d}/s {label}" in p.stdout, (rate, label)
+    for line in ("pipeline CPU per command (ms): workers ", "mail CPU per message (ms): mailer ",
+                 "SMTP floor over 4 sessions, CPU per message (ms): SMTP server "):
+        assert line in p.stdout, line
     for line in ("medians of 2 runs", "row floor (InviteNewUser/s", "per-command SQL (InviteNewUser/s",
                  "ratio pipeline / row floor", "ratio pipeline / per-command SQL", "ratio two workers / one worker"):
         assert line in p.stdout, line
@@ -105,6 +133,7 @@ def test_bench_runs_twice_at_a_tiny_size_and_reports_medians():
             assert run["ratios"][key] > 0, key
         for name in ("raikoo-command-worker", "raikoo-command-worker#2", "raikoo-outbox-relay", "raikoo-mailer"):
             assert run["workers"][name]["peak_rss_mib"] > 0, name
+        check_cpu_profiles(run)
 
     # Each latency phase's commands, one line each: the stages add up to the total (the relay's publish is
     # a whole millisecond: its two stages may each be off by up to one).

@@ -65,9 +65,11 @@ int bench_kafka_floor(const conf_t *c, long n, size_t bytes, long keys, double *
                       size_t errstr_size);
 
 /* Mail phase: starts the mailer (through start()) and waits until every mail job queued so far in the
- * run (`expected`) has become a message in the SMTP server's Maildir ($RAIKOO_VAR/mail/new). */
-int bench_mail(const conf_t *c, long expected, int (*start)(void), void (*sample)(void), double *per_s,
-               char *errstr, size_t errstr_size);
+ * run (`expected`) has become a message in the SMTP server's Maildir ($RAIKOO_VAR/mail/new). sample() is
+ * called now and then; mark(0) when the first message is stored and mark(1) after the last, the span the
+ * rate is measured over. */
+int bench_mail(const conf_t *c, long expected, int (*start)(void), void (*sample)(void), void (*mark)(int),
+               double *per_s, char *errstr, size_t errstr_size);
 
 /* SMTP floor: the same invitation message, rendered once, sent n times over `sessions` SMTP sessions at
  * once (threads of their own, an equal share each), as the mailer's mail.connections senders do. */
@@ -75,10 +77,11 @@ int bench_smtp_floor(const conf_t *c, long n, long sessions, double *per_s, char
 
 /* CPU seconds so far of the bench stack's Kafka broker ($RAIKOO_VAR/run/kafka.pid), of its PostgreSQL cluster
  * (the postmaster of $RAIKOO_VAR/pg/postmaster.pid and every process it started: a backend that ended
- * between two samples takes its seconds with it), of this program (its producer and result consumer), and
- * of the machine (busy: every state but idle and iowait); 0 for what is not found. cores: CPUs online. */
+ * between two samples takes its seconds with it), of its SMTP server ($RAIKOO_VAR/run/smtp.pid), of this
+ * program (its producer and result consumer, its SMTP floor's sessions), and of the machine (busy: every
+ * state but idle and iowait); 0 for what is not found. cores: CPUs online. */
 typedef struct bench_cpu {
-    double broker, postgresql, bench, machine_busy, cores;
+    double broker, postgresql, smtp, bench, machine_busy, cores;
 } bench_cpu_t;
 void bench_cpu_sample(bench_cpu_t *s);
 

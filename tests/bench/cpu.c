@@ -1,5 +1,5 @@
-/* Where the pipeline's CPU goes: CPU seconds of the bench stack's broker and PostgreSQL cluster, of this
- * program and of the whole machine, read from /proc. */
+/* Where the pipeline's and the mail phase's CPU goes: CPU seconds of the bench stack's broker, PostgreSQL
+ * cluster and SMTP server, of this program and of the whole machine, read from /proc. */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,6 +93,9 @@ void bench_cpu_sample(bench_cpu_t *s) {
     double b = broker > 0 ? pid_cpu(broker, NULL) : -1;
     s->broker = b > 0 ? b : 0;
     s->postgresql = cluster_cpu(pid_file("pg/postmaster.pid"));
+    long smtp = pid_file("run/smtp.pid");
+    double m = smtp > 0 ? pid_cpu(smtp, NULL) : -1;
+    s->smtp = m > 0 ? m : 0;
     double self = pid_cpu((long)getpid(), NULL);
     s->bench = self > 0 ? self : 0;
     s->machine_busy = machine_busy();

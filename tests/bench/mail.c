@@ -20,8 +20,8 @@ static void maildir_path(char *out, size_t size) {
     snprintf(out, size, "%s/mail/new", var && *var ? var : "var");
 }
 
-int bench_mail(const conf_t *c, long expected, int (*start)(void), void (*sample)(void), double *per_s,
-               char *errstr, size_t errstr_size) {
+int bench_mail(const conf_t *c, long expected, int (*start)(void), void (*sample)(void), void (*mark)(int),
+               double *per_s, char *errstr, size_t errstr_size) {
     (void)c;
     char dir[4096];
     maildir_path(dir, sizeof(dir));
@@ -59,8 +59,10 @@ int bench_mail(const conf_t *c, long expected, int (*start)(void), void (*sample
                     return -1;
                 }
                 if (e->len > 0 && e->name[0] != '.') {
-                    if (seen == 0)
+                    if (seen == 0) {
                         first = now;
+                        mark(0);
+                    }
                     seen++;
                     last = now;
                     t_last_change = now;
@@ -84,6 +86,7 @@ int bench_mail(const conf_t *c, long expected, int (*start)(void), void (*sample
     }
     close(ino);
     sample();
+    mark(1);
     /* From the first stored message to the last: the mailer's start-up is not its throughput. */
     *per_s = expected > 1 && last > first ? (double)(expected - 1) / (last - first) : 0;
     return 0;

@@ -349,6 +349,11 @@ typedef struct lat_sample {
 enum { PC_WORKERS, PC_RELAY, PC_BROKER, PC_POSTGRESQL, PC_BENCH, PIPE_CPU_N };
 static const char *const pipe_cpu_names[PIPE_CPU_N] = {"command_workers", "relay", "broker", "postgresql",
                                                        "bench"};
+/* Where the mail phase's CPU goes (a message: from the first one stored to the last), and the SMTP floor's
+ * over mail.connections sessions (the server and the bench's sessions only). */
+enum { MC_MAILER, MC_RELAY, MC_BROKER, MC_POSTGRESQL, MC_SMTP, MC_BENCH, MAIL_CPU_N };
+static const char *const mail_cpu_names[MAIL_CPU_N] = {"mailer",     "relay",       "broker",
+                                                       "postgresql", "smtp_server", "bench"};
 
 typedef struct report {
     double pg_floor_cps; /* per-command SQL (the "PostgreSQL floor" of earlier versions) */
@@ -364,6 +369,9 @@ typedef struct report {
     lat_fig_t lat[8];
     /* The pipeline phase's CPU per command, in ms (PC_*), and the machine's busy cores over it. */
     double pipe_cpu_ms[PIPE_CPU_N], pipe_busy_cores, cores;
+    /* The same for the mail phase (MC_*, a message) and for the SMTP floor over mail.connections sessions
+     * (the mailer is stopped by then: the SMTP server and the bench's sessions are what counts). */
+    double mail_cpu_ms[MAIL_CPU_N], mail_busy_cores, floor_cpu_ms[MAIL_CPU_N], floor_busy_cores;
 } report_t;
 
 /* Reads the results there are (waiting up to timeout ms for the first), recording each one's latency into
@@ -506,6 +514,12 @@ static int figure_offsets(const report_t *r, size_t *off) {
     for (int i = 0; i < PIPE_CPU_N; i++)
         off[n++] = offsetof(report_t, pipe_cpu_ms) + (size_t)i * sizeof(double);
     off[n++] = offsetof(report_t, pipe_busy_cores);
+    for (int i = 0; i < MAIL_CPU_N; i++) {
+        off[n++] = offsetof(report_t, mail_cpu_ms) + (size_t)i * sizeof(double);
+        off[n++] = offsetof(report_t, floor_cpu_ms) + (size_t)i * sizeof(double);
+    }
+    off[n++] = offsetof(report_t, mail_busy_cores);
+    off[n++] = offsetof(report_t, floor_busy_cores);
     for (int i = 0; i < r->nlat; i++) {
         size_t base = offsetof(report_t, lat) + (size_t)i * sizeof(lat_fig_t);
         off[n++] = base + offsetof(lat_fig_t, achieved);
@@ -527,8 +541,9 @@ static int figure_offsets(const report_t *r, size_t *off) {
 
 /* med, lo, hi: the runs' medians, minima and maxima (counts and sizes from the last run). */
 static void summarize(const report_t *runs, int n, report_t *med, report_t *lo, report_t *hi) {
-    /* figure_offsets: 10 simple figures, 2 a process, the pipeline's CPU, 7 and the stages' a paced rate */
-    size_t off[10 + 2 * NPROCS + PIPE_CPU_N + 1 + (7 + STAGE_N * SQ_N) * 8];
+    /* figure_offsets: 10 simple figures, 2 a process, the pipeline's, the mail phase's and the SMTP floor's
+     * CPU, 7 and the stages' a paced rate */
+    size_t off[10 + 2 * NPROCS + PIPE_CPU_N + 1 + 2 * MAIL_CPU_N + 2 + (7 + STAGE_N * SQ_N) * 8];
     *med = *lo = *hi = runs[n - 1];
     int nf = figure_offsets(&runs[n - 1], off);
     for (int f = 0; f < nf; f++) {
@@ -577,6 +592,30 @@ static double cpu_bound(const report_t *rp) {
     for (int i = 0; i < PIPE_CPU_N; i++)
         total += rp->pipe_cpu_ms[i];
     return total > 0 && rp->cores > 0 ? rp->cores * 1000.0 / total : NAN;
+}
+
+/* Messages per second `cores` cores allow at the CPU cost a message of ms[0..MAIL_CPU_N). */
+static double per_s_at(const double *ms, double cores) {
+    double total = 0;
+    for (int i = 0; i < MAIL_CPU_N; i++)
+        total += ms[i];
+    return total > 0 && cores > 0 ? cores * 1000.0 / total : NAN;
+}
+
+/* Messages per second the SMTP server allows at its CPU cost a message: it runs on one thread. */
+static double smtp_server_bound(const double *ms) {
+    return ms[MC_SMTP] > 0 ? 1000.0 / ms[MC_SMTP] : NAN;
+}
+
+static json_t *mail_cpu_json(const double *ms) {
+    json_t *cpu = json_object();
+    double total = 0;
+    for (int i = 0; i < MAIL_CPU_N; i++) {
+        json_object_set_new(cpu, mail_cpu_names[i], fig_json(ms[i]));
+        total += ms[i];
+    }
+    json_object_set_new(cpu, "total", fig_json(total));
+    return cpu;
 }
 
 /* One ratio of the table; "n/a" with a note when a figure it needs has no value. */
@@ -669,6 +708,17 @@ static json_t *figures_json(const report_t *rp, const report_t *rss, const optio
     json_object_set_new(pipe, "machine_busy_cores", fig_json(rp->pipe_busy_cores));
     json_object_set_new(pipe, "cores", fig_json(rp->cores));
     json_object_set_new(pipe, "cpu_bound_commands_per_s", fig_json(cpu_bound(rp)));
+    /* The same for the mail phase (a message), and for the SMTP floor over mail.connections sessions. */
+    json_t *mail = json_object_get(doc, "mail");
+    json_object_set_new(mail, "cpu_ms_per_message", mail_cpu_json(rp->mail_cpu_ms));
+    json_object_set_new(mail, "machine_busy_cores", fig_json(rp->mail_busy_cores));
+    json_object_set_new(mail, "cpu_bound_messages_per_s", fig_json(per_s_at(rp->mail_cpu_ms, rp->cores)));
+    json_object_set_new(mail, "smtp_server_bound_messages_per_s",
+                        fig_json(smtp_server_bound(rp->mail_cpu_ms)));
+    json_object_set_new(floors, "smtp_sessions_cpu_ms_per_message", mail_cpu_json(rp->floor_cpu_ms));
+    json_object_set_new(floors, "smtp_sessions_machine_busy_cores", fig_json(rp->floor_busy_cores));
+    json_object_set_new(floors, "smtp_sessions_smtp_server_bound_messages_per_s",
+                        fig_json(smtp_server_bound(rp->floor_cpu_ms)));
     return doc;
 }
 
@@ -804,6 +854,29 @@ static void print_table(int n, const report_t *m, const report_t *lo, const repo
     printf("pipeline: machine busy %s of %.0f cores; at that cost the cores allow %s commands/s\n",
            fig_text(f[6], 16, "%.2f", m->pipe_busy_cores), m->cores,
            fig_text(f[7], 16, "%.0f", cpu_bound(m)));
+    if (m->mail_mps > 0) {
+        char g[MAIL_CPU_N + 6][16];
+        const double *ms = m->mail_cpu_ms, *fl = m->floor_cpu_ms;
+        printf(
+            "mail CPU per message (ms): mailer %s, relay %s, broker %s, PostgreSQL %s, SMTP server %s, bench "
+            "%s; all %s\n",
+            fig_text(g[0], 16, "%.3f", ms[MC_MAILER]), fig_text(g[1], 16, "%.3f", ms[MC_RELAY]),
+            fig_text(g[2], 16, "%.3f", ms[MC_BROKER]), fig_text(g[3], 16, "%.3f", ms[MC_POSTGRESQL]),
+            fig_text(g[4], 16, "%.3f", ms[MC_SMTP]), fig_text(g[5], 16, "%.3f", ms[MC_BENCH]),
+            fig_text(g[6], 16, "%.3f", m->cores * 1000.0 / per_s_at(ms, m->cores)));
+        printf("mail: machine busy %s of %.0f cores; at that cost the cores allow %s messages/s, the SMTP "
+               "server "
+               "(one thread) %s\n",
+               fig_text(g[7], 16, "%.2f", m->mail_busy_cores), m->cores,
+               fig_text(g[8], 16, "%.0f", per_s_at(ms, m->cores)),
+               fig_text(g[9], 16, "%.0f", smtp_server_bound(ms)));
+        printf("SMTP floor over %ld sessions, CPU per message (ms): SMTP server %s, bench %s; machine busy "
+               "%s of %.0f "
+               "cores; the SMTP server allows %s messages/s\n",
+               mail_connections, fig_text(g[10], 16, "%.3f", fl[MC_SMTP]),
+               fig_text(g[11], 16, "%.3f", fl[MC_BENCH]), fig_text(g[0], 16, "%.2f", m->floor_busy_cores),
+               m->cores, fig_text(g[1], 16, "%.0f", smtp_server_bound(fl)));
+    }
     for (int i = 0; i < NPROCS; i++) {
         if (!m->started[i])
             continue;
@@ -840,7 +913,7 @@ static int set_command_workers(const conf_t *c, long k, char *err, size_t errsz)
 /* CPU seconds of every process on the pipeline's path at one moment. */
 typedef struct cpu_at {
     bench_cpu_t stack;
-    double workers, relay, t;
+    double workers, relay, mailer, t;
 } cpu_at_t;
 
 static void cpu_at(cpu_at_t *c) {
@@ -850,6 +923,7 @@ static void cpu_at(cpu_at_t *c) {
     for (int i = P_COMMAND; i < P_RELAY; i++)
         c->workers += procs[i].cpu_s;
     c->relay = procs[P_RELAY].cpu_s;
+    c->mailer = procs[P_MAILER].cpu_s;
     c->t = bench_now();
 }
 
@@ -863,6 +937,18 @@ static void cpu_profile(report_t *rp, const cpu_at_t *a, const cpu_at_t *b, long
     rp->pipe_cpu_ms[PC_BENCH] = (b->stack.bench - a->stack.bench) * per;
     rp->pipe_busy_cores = b->t > a->t ? (b->stack.machine_busy - a->stack.machine_busy) / (b->t - a->t) : NAN;
     rp->cores = b->stack.cores;
+}
+
+/* The mail phase's CPU figures (ms[MC_*], a message) and busy cores from two moments n messages apart. */
+static void mail_cpu_profile(double *ms, double *busy, const cpu_at_t *a, const cpu_at_t *b, long n) {
+    double per = n > 0 ? 1000.0 / (double)n : NAN;
+    ms[MC_MAILER] = (b->mailer - a->mailer) * per;
+    ms[MC_RELAY] = (b->relay - a->relay) * per;
+    ms[MC_BROKER] = (b->stack.broker - a->stack.broker) * per;
+    ms[MC_POSTGRESQL] = (b->stack.postgresql - a->stack.postgresql) * per;
+    ms[MC_SMTP] = (b->stack.smtp - a->stack.smtp) * per;
+    ms[MC_BENCH] = (b->stack.bench - a->stack.bench) * per;
+    *busy = b->t > a->t ? (b->stack.machine_busy - a->stack.machine_busy) / (b->t - a->t) : NAN;
 }
 
 /* Commands per second of n commands published as fast as the producer allows, after a warm-up. With
@@ -1122,6 +1208,12 @@ static int phase_latency(PGconn *db, raikoo_producer_t *prod, const options_t *o
     return 0;
 }
 
+/* The CPU of every process at the mail phase's first stored message (0) and after its last (1). */
+static cpu_at_t mail_marks[2];
+static void mail_mark(int end) {
+    cpu_at(&mail_marks[end ? 1 : 0]);
+}
+
 /* Phase 6: mail, the jobs this run queued so far (starts and stops the mailer), then the SMTP floor over
  * one session and over mail.connections. With --no-mail, neither: 0 for both figures. */
 static int phase_mail(const conf_t *c, const options_t *o, report_t *rp) {
@@ -1139,10 +1231,13 @@ static int phase_mail(const conf_t *c, const options_t *o, report_t *rp) {
     }
     phase_start("mail throughput");
     rp->mails_sent = invitations_made;
-    if (bench_mail(c, invitations_made, start_mailer, procs_sample, &rp->mail_mps, err, sizeof(err)) != 0) {
+    if (bench_mail(c, invitations_made, start_mailer, procs_sample, mail_mark, &rp->mail_mps, err,
+                   sizeof(err)) != 0) {
         fprintf(stderr, "raikoo-bench: mail: %s\n", err);
         return -1;
     }
+    mail_cpu_profile(rp->mail_cpu_ms, &rp->mail_busy_cores, &mail_marks[0], &mail_marks[1],
+                     rp->mails_sent - 1);
     invitations_made = 0;
     phase_start("SMTP floor");
     if (proc_stop(&procs[P_MAILER]) != 0) {
@@ -1150,11 +1245,19 @@ static int phase_mail(const conf_t *c, const options_t *o, report_t *rp) {
         return -1;
     }
     long n = rp->mails_sent < SMTP_FLOOR_MAX ? rp->mails_sent : SMTP_FLOOR_MAX;
-    if (bench_smtp_floor(c, n, 1, &rp->smtp_floor_mps, err, sizeof(err)) != 0 ||
-        bench_smtp_floor(c, n, mail_connections, &rp->smtp_floor_sessions_mps, err, sizeof(err)) != 0) {
+    cpu_at_t a, b;
+    int failed = bench_smtp_floor(c, n, 1, &rp->smtp_floor_mps, err, sizeof(err)) != 0;
+    if (!failed) {
+        cpu_at(&a);
+        failed =
+            bench_smtp_floor(c, n, mail_connections, &rp->smtp_floor_sessions_mps, err, sizeof(err)) != 0;
+        cpu_at(&b);
+    }
+    if (failed) {
         fprintf(stderr, "raikoo-bench: SMTP floor: %s\n", err);
         return -1;
     }
+    mail_cpu_profile(rp->floor_cpu_ms, &rp->floor_busy_cores, &a, &b, n);
     return 0;
 }
 

@@ -84,3 +84,22 @@ def test_new_holds_whole_messages_named_in_arrival_order(sink):
     msgs = stored(sink)
     assert [m.split(b"\n", 1)[0] for m in msgs] == [f"Subject: {i}".encode() for i in range(30)]
     assert all(m.endswith(b"\n\n" + BODY.replace(b"\r\n", b"\n")) for m in msgs)
+
+
+def test_a_message_it_cannot_store_is_deferred_and_the_server_goes_on(sink):
+    tmp = os.path.join(sink.mdir, "tmp")
+    os.rmdir(tmp)
+    open(tmp, "w").close()  # no directory to write into: every store fails
+    try:
+        with smtplib.SMTP("127.0.0.1", sink.port, timeout=30) as c:
+            with pytest.raises(smtplib.SMTPDataError) as e:
+                c.sendmail("a@sender.test", ["x@example.test"], b"Subject: lost\r\n\r\nbody\r\n")
+            assert e.value.smtp_code == 451  # try again later, not a refusal for good
+    finally:
+        os.remove(tmp)
+        os.mkdir(tmp)
+    assert stored(sink) == []
+    with smtplib.SMTP("127.0.0.1", sink.port, timeout=30) as c:
+        assert c.sendmail("a@sender.test", ["x@example.test"], b"Subject: kept\r\n\r\nbody\r\n") == {}
+    [raw] = stored(sink)
+    assert raw.startswith(b"Subject: kept\n")

@@ -49,7 +49,9 @@ def check_cpu_profiles(run):
     sums that are sure to be some ticks long must be above 0."""
     def profile(cpu, parts):
         assert set(cpu) == set(parts) | {"total"}, cpu
-        assert all(cpu[k] >= 0 for k in parts), cpu
+        # PostgreSQL's part loses the seconds of a backend that ended within the span (an autovacuum worker):
+        # it alone may come out below 0.
+        assert all(cpu[k] >= 0 for k in parts if k != "postgresql"), cpu
         assert abs(cpu["total"] - sum(cpu[k] for k in parts)) < 1e-6, cpu
         assert cpu["total"] > 0, cpu
         return cpu
@@ -65,7 +67,8 @@ def check_cpu_profiles(run):
     assert 0 < mail["machine_busy_cores"] <= pipe["cores"] + 0.5
     floor = profile(run["floors"]["smtp_sessions_cpu_ms_per_message"], mail_parts)
     assert floor["mailer"] == 0, floor  # stopped by then
-    assert 0 < run["floors"]["smtp_sessions_machine_busy_cores"] <= pipe["cores"] + 0.5
+    assert floor["smtp_server"] > 0, floor  # found through its pid file: tens of ms over the floor's messages
+    assert run["floors"]["smtp_sessions_machine_busy_cores"] > 0  # a span of tens of ms: no upper bound in ticks
 
 
 def test_bench_runs_twice_at_a_tiny_size_and_reports_medians():

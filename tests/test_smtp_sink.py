@@ -1,6 +1,7 @@
 """The development SMTP server (ops/smtp-sink) itself: what it stores is what the client sent, byte for byte
 (LF line ends), with the envelope in three headers at the end of the header block; refusals by domain; whole
 messages only in new/, named in arrival order."""
+import email
 import os
 import smtplib
 
@@ -62,6 +63,27 @@ def test_messages_without_a_body_or_without_headers_get_the_envelope_too(sink):
     assert len(envelope_lines(headers_only)) == len(envelope_lines(no_headers)) == 3
 
 
+@pytest.mark.parametrize("sent", [
+    b"Subject: no empty line\r\nthis line is the body\r\n",  # the body starts at the first line that is no header
+    b"Hello\r\n\r\nno headers, and the first line is none\r\n",
+    b"Subject: a blank line\r\n \r\nis a continuation, not the end of the headers\r\n",
+    b"Subject: folded\r\n over two lines\r\n\r\nbody\r\n",
+])
+def test_the_envelope_is_where_a_mail_reader_finds_it_whatever_the_message_looks_like(sink, sent):
+    with smtplib.SMTP("127.0.0.1", sink.port, timeout=30) as c:
+        c.sendmail("a@sender.test", ["odd@example.test"], sent)
+    [raw] = stored(sink)
+    msg = email.message_from_bytes(raw)
+    assert msg["X-RcptTo"] == "odd@example.test" and msg["X-MailFrom"] == "a@sender.test", raw
+    # Nothing of the message is lost or moved: without the envelope's lines (and the empty line added
+    # after them where the message had none), it is what was sent.
+    lines = raw.split(b"\n")
+    at = lines.index(b"X-RcptTo: odd@example.test")
+    rest = lines[:at - 2] + lines[at + 1:]
+    if b"\n".join(rest) != sent.replace(b"\r\n", b"\n"):
+        assert lines[at + 1] == b"" and b"\n".join(lines[:at - 2] + lines[at + 2:]) == sent.replace(b"\r\n", b"\n")
+
+
 def test_the_test_domains_are_refused_and_nothing_is_stored_for_them(sink):
     with smtplib.SMTP("127.0.0.1", sink.port, timeout=30) as c:
         c.ehlo()
@@ -77,13 +99,14 @@ def test_the_test_domains_are_refused_and_nothing_is_stored_for_them(sink):
 BODY = b"".join(b"%04d " % i + b"x" * 70 + b"\r\n" for i in range(1000))  # 75 KB: many TCP segments
 
 
-def test_new_holds_whole_messages_named_in_arrival_order(sink):
+def test_new_holds_each_message_whole_in_arrival_order_and_tmp_is_left_empty(sink):
     with smtplib.SMTP("127.0.0.1", sink.port, timeout=30) as c:
         for i in range(30):
             c.sendmail("a@sender.test", [f"n{i}@example.test"], f"Subject: {i}\r\n\r\n".encode() + BODY)
     msgs = stored(sink)
     assert [m.split(b"\n", 1)[0] for m in msgs] == [f"Subject: {i}".encode() for i in range(30)]
     assert all(m.endswith(b"\n\n" + BODY.replace(b"\r\n", b"\n")) for m in msgs)
+    assert os.listdir(os.path.join(sink.mdir, "tmp")) == []
 
 
 def test_a_message_it_cannot_store_is_deferred_and_the_server_goes_on(sink):

@@ -594,11 +594,17 @@ static double cpu_bound(const report_t *rp) {
     return total > 0 && rp->cores > 0 ? rp->cores * 1000.0 / total : NAN;
 }
 
-/* Messages per second `cores` cores allow at the CPU cost a message of ms[0..MAIL_CPU_N). */
-static double per_s_at(const double *ms, double cores) {
+/* The CPU a message of ms[0..MAIL_CPU_N) in all (NaN when one of them has no value). */
+static double mail_cpu_total(const double *ms) {
     double total = 0;
     for (int i = 0; i < MAIL_CPU_N; i++)
         total += ms[i];
+    return total;
+}
+
+/* Messages per second `cores` cores allow at the CPU cost a message of ms[0..MAIL_CPU_N). */
+static double per_s_at(const double *ms, double cores) {
+    double total = mail_cpu_total(ms);
     return total > 0 && cores > 0 ? cores * 1000.0 / total : NAN;
 }
 
@@ -609,12 +615,9 @@ static double smtp_server_bound(const double *ms) {
 
 static json_t *mail_cpu_json(const double *ms) {
     json_t *cpu = json_object();
-    double total = 0;
-    for (int i = 0; i < MAIL_CPU_N; i++) {
+    for (int i = 0; i < MAIL_CPU_N; i++)
         json_object_set_new(cpu, mail_cpu_names[i], fig_json(ms[i]));
-        total += ms[i];
-    }
-    json_object_set_new(cpu, "total", fig_json(total));
+    json_object_set_new(cpu, "total", fig_json(mail_cpu_total(ms)));
     return cpu;
 }
 
@@ -863,7 +866,7 @@ static void print_table(int n, const report_t *m, const report_t *lo, const repo
             fig_text(g[0], 16, "%.3f", ms[MC_MAILER]), fig_text(g[1], 16, "%.3f", ms[MC_RELAY]),
             fig_text(g[2], 16, "%.3f", ms[MC_BROKER]), fig_text(g[3], 16, "%.3f", ms[MC_POSTGRESQL]),
             fig_text(g[4], 16, "%.3f", ms[MC_SMTP]), fig_text(g[5], 16, "%.3f", ms[MC_BENCH]),
-            fig_text(g[6], 16, "%.3f", m->cores * 1000.0 / per_s_at(ms, m->cores)));
+            fig_text(g[6], 16, "%.3f", mail_cpu_total(ms)));
         printf("mail: machine busy %s of %.0f cores; at that cost the cores allow %s messages/s, the SMTP "
                "server "
                "(one thread) %s\n",
@@ -939,9 +942,16 @@ static void cpu_profile(report_t *rp, const cpu_at_t *a, const cpu_at_t *b, long
     rp->cores = b->stack.cores;
 }
 
-/* The mail phase's CPU figures (ms[MC_*], a message) and busy cores from two moments n messages apart. */
+/* The mail phase's CPU figures (ms[MC_*], a message) and busy cores from two moments n messages apart;
+ * NaN (null in the JSON) when there were no such moments (a->t 0: no message was stored). */
 static void mail_cpu_profile(double *ms, double *busy, const cpu_at_t *a, const cpu_at_t *b, long n) {
-    double per = n > 0 ? 1000.0 / (double)n : NAN;
+    if (n <= 0 || a->t <= 0) {
+        for (int i = 0; i < MAIL_CPU_N; i++)
+            ms[i] = NAN;
+        *busy = NAN;
+        return;
+    }
+    double per = 1000.0 / (double)n;
     ms[MC_MAILER] = (b->mailer - a->mailer) * per;
     ms[MC_RELAY] = (b->relay - a->relay) * per;
     ms[MC_BROKER] = (b->stack.broker - a->stack.broker) * per;
@@ -1231,6 +1241,7 @@ static int phase_mail(const conf_t *c, const options_t *o, report_t *rp) {
     }
     phase_start("mail throughput");
     rp->mails_sent = invitations_made;
+    memset(mail_marks, 0, sizeof(mail_marks)); /* none from an earlier run */
     if (bench_mail(c, invitations_made, start_mailer, procs_sample, mail_mark, &rp->mail_mps, err,
                    sizeof(err)) != 0) {
         fprintf(stderr, "raikoo-bench: mail: %s\n", err);

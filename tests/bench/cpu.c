@@ -88,14 +88,17 @@ static double machine_busy(void) {
     return (double)busy / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* CPU seconds of the process whose pid $RAIKOO_VAR/<rel> holds; 0 when there is none. */
+static double pid_file_cpu(const char *rel) {
+    long pid = pid_file(rel);
+    double s = pid > 0 ? pid_cpu(pid, NULL) : -1;
+    return s > 0 ? s : 0;
+}
+
 void bench_cpu_sample(bench_cpu_t *s) {
-    long broker = pid_file("run/kafka.pid");
-    double b = broker > 0 ? pid_cpu(broker, NULL) : -1;
-    s->broker = b > 0 ? b : 0;
+    s->broker = pid_file_cpu("run/kafka.pid");
     s->postgresql = cluster_cpu(pid_file("pg/postmaster.pid"));
-    long smtp = pid_file("run/smtp.pid");
-    double m = smtp > 0 ? pid_cpu(smtp, NULL) : -1;
-    s->smtp = m > 0 ? m : 0;
+    s->smtp = pid_file_cpu("run/smtp.pid");
     double self = pid_cpu((long)getpid(), NULL);
     s->bench = self > 0 ? self : 0;
     s->machine_busy = machine_busy();

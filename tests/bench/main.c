@@ -587,25 +587,26 @@ static const char *fig_text(char *buf, size_t size, const char *fmt, double v) {
 
 /* Commands per second the machine's cores would allow at the pipeline's CPU cost per command (its own
  * processes: workers, relay, broker, PostgreSQL, the bench's producer and consumer). */
-static double cpu_bound(const report_t *rp) {
+/* The CPU of ms[0..n) in all (NaN when one of them has no value). */
+static double ms_sum(const double *ms, int n) {
     double total = 0;
-    for (int i = 0; i < PIPE_CPU_N; i++)
-        total += rp->pipe_cpu_ms[i];
-    return total > 0 && rp->cores > 0 ? rp->cores * 1000.0 / total : NAN;
-}
-
-/* The CPU a message of ms[0..MAIL_CPU_N) in all (NaN when one of them has no value). */
-static double mail_cpu_total(const double *ms) {
-    double total = 0;
-    for (int i = 0; i < MAIL_CPU_N; i++)
+    for (int i = 0; i < n; i++)
         total += ms[i];
     return total;
 }
 
+/* Commands or messages per second `cores` cores allow at total_ms of CPU each. */
+static double per_s_allowed(double total_ms, double cores) {
+    return total_ms > 0 && cores > 0 ? cores * 1000.0 / total_ms : NAN;
+}
+
+static double cpu_bound(const report_t *rp) {
+    return per_s_allowed(ms_sum(rp->pipe_cpu_ms, PIPE_CPU_N), rp->cores);
+}
+
 /* Messages per second `cores` cores allow at the CPU cost a message of ms[0..MAIL_CPU_N). */
 static double per_s_at(const double *ms, double cores) {
-    double total = mail_cpu_total(ms);
-    return total > 0 && cores > 0 ? cores * 1000.0 / total : NAN;
+    return per_s_allowed(ms_sum(ms, MAIL_CPU_N), cores);
 }
 
 /* Messages per second the SMTP server allows at its CPU cost a message: it runs on one thread. */
@@ -617,7 +618,7 @@ static json_t *mail_cpu_json(const double *ms) {
     json_t *cpu = json_object();
     for (int i = 0; i < MAIL_CPU_N; i++)
         json_object_set_new(cpu, mail_cpu_names[i], fig_json(ms[i]));
-    json_object_set_new(cpu, "total", fig_json(mail_cpu_total(ms)));
+    json_object_set_new(cpu, "total", fig_json(ms_sum(ms, MAIL_CPU_N)));
     return cpu;
 }
 
@@ -700,12 +701,9 @@ static json_t *figures_json(const report_t *rp, const report_t *rss, const optio
                         fig_json(ratio(rp->mail_mps, rp->smtp_floor_sessions_mps)));
     /* Where the pipeline phase's CPU went, per command, and what the machine's cores allow at that cost. */
     json_t *cpu = json_object();
-    double total = 0;
-    for (int i = 0; i < PIPE_CPU_N; i++) {
+    for (int i = 0; i < PIPE_CPU_N; i++)
         json_object_set_new(cpu, pipe_cpu_names[i], fig_json(rp->pipe_cpu_ms[i]));
-        total += rp->pipe_cpu_ms[i];
-    }
-    json_object_set_new(cpu, "total", fig_json(total));
+    json_object_set_new(cpu, "total", fig_json(ms_sum(rp->pipe_cpu_ms, PIPE_CPU_N)));
     json_t *pipe = json_object_get(doc, "pipeline");
     json_object_set_new(pipe, "cpu_ms_per_command", cpu);
     json_object_set_new(pipe, "machine_busy_cores", fig_json(rp->pipe_busy_cores));
@@ -844,9 +842,7 @@ static void print_table(int n, const report_t *m, const report_t *lo, const repo
     printf("(ratios from the medians; row floor rows: %zu per command, %zu bytes of COPY text)\n",
            m->rows_per_command, m->row_bytes);
     char f[PIPE_CPU_N + 3][16];
-    double total = 0;
-    for (int i = 0; i < PIPE_CPU_N; i++)
-        total += m->pipe_cpu_ms[i];
+    double total = ms_sum(m->pipe_cpu_ms, PIPE_CPU_N);
     printf(
         "pipeline CPU per command (ms): workers %s, relay %s, broker %s, PostgreSQL %s, bench %s; all %s\n",
         fig_text(f[0], 16, "%.3f", m->pipe_cpu_ms[PC_WORKERS]),
@@ -866,7 +862,7 @@ static void print_table(int n, const report_t *m, const report_t *lo, const repo
             fig_text(g[0], 16, "%.3f", ms[MC_MAILER]), fig_text(g[1], 16, "%.3f", ms[MC_RELAY]),
             fig_text(g[2], 16, "%.3f", ms[MC_BROKER]), fig_text(g[3], 16, "%.3f", ms[MC_POSTGRESQL]),
             fig_text(g[4], 16, "%.3f", ms[MC_SMTP]), fig_text(g[5], 16, "%.3f", ms[MC_BENCH]),
-            fig_text(g[6], 16, "%.3f", mail_cpu_total(ms)));
+            fig_text(g[6], 16, "%.3f", ms_sum(ms, MAIL_CPU_N)));
         printf("mail: machine busy %s of %.0f cores; at that cost the cores allow %s messages/s, the SMTP "
                "server "
                "(one thread) %s\n",
@@ -930,6 +926,11 @@ static void cpu_at(cpu_at_t *c) {
     c->t = bench_now();
 }
 
+/* The machine's busy cores between two moments; NaN when no time passed. */
+static double busy_cores(const cpu_at_t *a, const cpu_at_t *b) {
+    return b->t > a->t ? (b->stack.machine_busy - a->stack.machine_busy) / (b->t - a->t) : NAN;
+}
+
 /* rp's pipeline CPU figures from two moments n commands apart. */
 static void cpu_profile(report_t *rp, const cpu_at_t *a, const cpu_at_t *b, long n) {
     double per = 1000.0 / (double)n;
@@ -938,7 +939,7 @@ static void cpu_profile(report_t *rp, const cpu_at_t *a, const cpu_at_t *b, long
     rp->pipe_cpu_ms[PC_BROKER] = (b->stack.broker - a->stack.broker) * per;
     rp->pipe_cpu_ms[PC_POSTGRESQL] = (b->stack.postgresql - a->stack.postgresql) * per;
     rp->pipe_cpu_ms[PC_BENCH] = (b->stack.bench - a->stack.bench) * per;
-    rp->pipe_busy_cores = b->t > a->t ? (b->stack.machine_busy - a->stack.machine_busy) / (b->t - a->t) : NAN;
+    rp->pipe_busy_cores = busy_cores(a, b);
     rp->cores = b->stack.cores;
 }
 
@@ -958,7 +959,7 @@ static void mail_cpu_profile(double *ms, double *busy, const cpu_at_t *a, const 
     ms[MC_POSTGRESQL] = (b->stack.postgresql - a->stack.postgresql) * per;
     ms[MC_SMTP] = (b->stack.smtp - a->stack.smtp) * per;
     ms[MC_BENCH] = (b->stack.bench - a->stack.bench) * per;
-    *busy = b->t > a->t ? (b->stack.machine_busy - a->stack.machine_busy) / (b->t - a->t) : NAN;
+    *busy = busy_cores(a, b);
 }
 
 /* Commands per second of n commands published as fast as the producer allows, after a warm-up. With

@@ -65,6 +65,11 @@ def check_cpu_profiles(run):
     assert cpu["mailer"] + cpu["smtp_server"] > 0, cpu  # the two that work on every message
     assert abs(mail["cpu_bound_messages_per_s"] - pipe["cores"] * 1000 / cpu["total"]) < 1e-6
     assert 0 < mail["machine_busy_cores"] <= pipe["cores"] + 0.5
+    # The scheduler's counts of dozens of threads (run-queue waits in ns): never none over a phase. The wait is
+    # not bounded above by the cores: it counts threads (ten waiting at once are ten cores' worth).
+    for sched in (pipe["scheduler"], mail["scheduler"]):
+        assert set(sched) == {"cpu_wait_cores", "runs_per_item", "wait_us_per_run"}, sched
+        assert all(v > 0 for v in sched.values()), sched
     floor = profile(run["floors"]["smtp_sessions_cpu_ms_per_message"], mail_parts)
     assert floor["mailer"] == 0, floor  # stopped by then
     assert floor["smtp_server"] > 0, floor  # found through its pid file: tens of ms over the floor's messages

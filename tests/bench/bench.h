@@ -75,14 +75,30 @@ int bench_mail(const conf_t *c, long expected, int (*start)(void), void (*sample
  * once (threads of their own, an equal share each), as the mailer's mail.connections senders do. */
 int bench_smtp_floor(const conf_t *c, long n, long sessions, double *per_s, char *errstr, size_t errstr_size);
 
+/* What the scheduler counts of a set of threads (the first two of /proc/<pid>/task/<tid>/schedstat's
+ * three fields): seconds runnable but waiting for a CPU (on a run queue), and turns on a CPU (a wake-up, or
+ * a turn after a preemption). A thread that ended takes its counts with it. */
+typedef struct bench_sched {
+    double wait_s, runs;
+} bench_sched_t;
+
 /* CPU seconds so far of the bench stack's Kafka broker ($RAIKOO_VAR/run/kafka.pid), of its PostgreSQL cluster
  * (the postmaster of $RAIKOO_VAR/pg/postmaster.pid and every process it started: a backend that ended
  * between two samples takes its seconds with it), of its SMTP server ($RAIKOO_VAR/run/smtp.pid), of this
  * program (its producer and result consumer, its SMTP floor's sessions), and of the machine (busy: every
- * state but idle and iowait); 0 for what is not found. cores: CPUs online. */
+ * state but idle and iowait); 0 for what is not found. cores: CPUs online. sched: the scheduler's counts of
+ * the threads of the broker, the cluster, the SMTP server and this program. */
 typedef struct bench_cpu {
     double broker, postgresql, smtp, bench, machine_busy, cores;
+    bench_sched_t sched;
 } bench_cpu_t;
 void bench_cpu_sample(bench_cpu_t *s);
+
+/* utime + stime of pid in seconds (every thread), and its parent's pid in *ppid when not NULL; -1 when it
+ * is gone. */
+double bench_pid_cpu(long pid, long *ppid);
+
+/* Adds the scheduler's counts of pid's threads to *s; -1 when it is gone or the kernel keeps no such count. */
+int bench_pid_sched(long pid, bench_sched_t *s);
 
 #endif

@@ -9,7 +9,7 @@
 #include "bench.h"
 
 /* utime + stime of pid in seconds, and its parent's pid; -1 when it is gone. */
-static double pid_cpu(long pid, long *ppid) {
+double bench_pid_cpu(long pid, long *ppid) {
     char path[64], buf[1024];
     snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
     FILE *f = fopen(path, "r");
@@ -31,6 +31,34 @@ static double pid_cpu(long pid, long *ppid) {
     return s;
 }
 
+int bench_pid_sched(long pid, bench_sched_t *s) {
+    char path[96];
+    snprintf(path, sizeof(path), "/proc/%ld/task", pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    int found = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof(path), "/proc/%ld/task/%.16s/schedstat", pid, e->d_name);
+        FILE *f = fopen(path, "r");
+        unsigned long long run_ns, wait_ns, runs;
+        if (!f)
+            continue; /* a thread that just ended */
+        /* on a CPU, waiting on a run queue (both in ns), turns on a CPU */
+        if (fscanf(f, "%llu %llu %llu", &run_ns, &wait_ns, &runs) == 3) {
+            s->wait_s += (double)wait_ns / 1e9;
+            s->runs += (double)runs;
+            found = 1;
+        }
+        fclose(f);
+    }
+    closedir(d);
+    return found ? 0 : -1;
+}
+
 /* The pid in the first line of $RAIKOO_VAR/<rel>; 0 when there is none. */
 static long pid_file(const char *rel) {
     const char *var = getenv("RAIKOO_VAR");
@@ -46,16 +74,23 @@ static long pid_file(const char *rel) {
     return pid;
 }
 
-/* The postmaster and every process it started (backends, WAL writer, checkpointer, ...). */
-static double cluster_cpu(long postmaster) {
-    if (postmaster <= 0)
-        return 0;
-    double sum = 0, s = pid_cpu(postmaster, NULL);
+/* Adds pid's CPU seconds (when found) to *cpu and its scheduler's counts to *sched. */
+static void add_pid(long pid, double *cpu, bench_sched_t *sched) {
+    double s = bench_pid_cpu(pid, NULL);
     if (s > 0)
-        sum += s;
+        *cpu += s;
+    bench_pid_sched(pid, sched);
+}
+
+/* The postmaster and every process it started (backends, WAL writer, checkpointer, ...). */
+static void cluster_sample(long postmaster, double *cpu, bench_sched_t *sched) {
+    *cpu = 0;
+    if (postmaster <= 0)
+        return;
+    add_pid(postmaster, cpu, sched);
     DIR *d = opendir("/proc");
     if (!d)
-        return sum;
+        return;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         char *end;
@@ -63,12 +98,10 @@ static double cluster_cpu(long postmaster) {
         long ppid = 0;
         if (*end || pid <= 0 || pid == postmaster)
             continue;
-        s = pid_cpu(pid, &ppid);
-        if (s > 0 && ppid == postmaster)
-            sum += s;
+        if (bench_pid_cpu(pid, &ppid) >= 0 && ppid == postmaster)
+            add_pid(pid, cpu, sched);
     }
     closedir(d);
-    return sum;
 }
 
 /* Busy seconds of the whole machine: every state of the first line of /proc/stat but idle and iowait. */
@@ -88,19 +121,16 @@ static double machine_busy(void) {
     return (double)busy / (double)sysconf(_SC_CLK_TCK);
 }
 
-/* CPU seconds of the process whose pid $RAIKOO_VAR/<rel> holds; 0 when there is none. */
-static double pid_file_cpu(const char *rel) {
-    long pid = pid_file(rel);
-    double s = pid > 0 ? pid_cpu(pid, NULL) : -1;
-    return s > 0 ? s : 0;
-}
-
 void bench_cpu_sample(bench_cpu_t *s) {
-    s->broker = pid_file_cpu("run/kafka.pid");
-    s->postgresql = cluster_cpu(pid_file("pg/postmaster.pid"));
-    s->smtp = pid_file_cpu("run/smtp.pid");
-    double self = pid_cpu((long)getpid(), NULL);
-    s->bench = self > 0 ? self : 0;
+    s->broker = s->smtp = s->bench = 0;
+    s->sched = (bench_sched_t){0, 0};
+    long broker = pid_file("run/kafka.pid"), smtp = pid_file("run/smtp.pid");
+    if (broker > 0)
+        add_pid(broker, &s->broker, &s->sched);
+    if (smtp > 0)
+        add_pid(smtp, &s->smtp, &s->sched);
+    add_pid((long)getpid(), &s->bench, &s->sched);
+    cluster_sample(pid_file("pg/postmaster.pid"), &s->postgresql, &s->sched);
     s->machine_busy = machine_busy();
     s->cores = (double)sysconf(_SC_NPROCESSORS_ONLN);
 }

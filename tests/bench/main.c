@@ -185,20 +185,11 @@ static void proc_sample(proc_t *p) {
     if (p->pid <= 0)
         return;
     char path[64], buf[4096];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)p->pid);
-    FILE *f = fopen(path, "r");
-    if (f) {
-        if (fgets(buf, sizeof(buf), f)) {
-            const char *s = strrchr(buf, ')');
-            unsigned long ut = 0, st = 0;
-            /* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
-            if (s && sscanf(s + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
-                p->cpu_s = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-        }
-        fclose(f);
-    }
+    double cpu = bench_pid_cpu((long)p->pid, NULL);
+    if (cpu >= 0)
+        p->cpu_s = cpu;
     snprintf(path, sizeof(path), "/proc/%d/status", (int)p->pid);
-    f = fopen(path, "r");
+    FILE *f = fopen(path, "r");
     if (f) {
         while (fgets(buf, sizeof(buf), f)) {
             long kb;
@@ -355,6 +346,14 @@ enum { MC_MAILER, MC_RELAY, MC_BROKER, MC_POSTGRESQL, MC_SMTP, MC_BENCH, MAIL_CP
 static const char *const mail_cpu_names[MAIL_CPU_N] = {"mailer",     "relay",       "broker",
                                                        "postgresql", "smtp_server", "bench"};
 
+/* What the scheduler counted over a phase of the threads on its path (the workers, the broker, PostgreSQL,
+ * the SMTP server, this program): the cores' worth of time they spent runnable but waiting for a CPU,
+ * their turns on a CPU per command or message (each a wake-up, but for preemptions), and the mean wait of a
+ * turn in microseconds. */
+typedef struct sched_fig {
+    double wait_cores, runs_per, wait_us;
+} sched_fig_t;
+
 typedef struct report {
     double pg_floor_cps; /* per-command SQL (the "PostgreSQL floor" of earlier versions) */
     double set_sql_cps;  /* the processor with its set path, same batches, no Kafka */
@@ -367,11 +366,14 @@ typedef struct report {
     size_t payload_bytes, row_bytes, rows_per_command;
     int nlat;
     lat_fig_t lat[8];
-    /* The pipeline phase's CPU per command, in ms (PC_*), and the machine's busy cores over it. */
+    /* The pipeline phase's CPU per command, in ms (PC_*), the machine's busy cores over it, and what the
+     * scheduler counted of the threads on its path. */
     double pipe_cpu_ms[PIPE_CPU_N], pipe_busy_cores, cores;
+    sched_fig_t pipe_sched;
     /* The same for the mail phase (MC_*, a message) and for the SMTP floor over mail.connections sessions
      * (the mailer is stopped by then: the SMTP server and the bench's sessions are what counts). */
     double mail_cpu_ms[MAIL_CPU_N], mail_busy_cores, floor_cpu_ms[MAIL_CPU_N], floor_busy_cores;
+    sched_fig_t mail_sched; /* not for the floor: its sessions' threads end before its second sample */
 } report_t;
 
 /* Reads the results there are (waiting up to timeout ms for the first), recording each one's latency into
@@ -514,6 +516,12 @@ static int figure_offsets(const report_t *r, size_t *off) {
     for (int i = 0; i < PIPE_CPU_N; i++)
         off[n++] = offsetof(report_t, pipe_cpu_ms) + (size_t)i * sizeof(double);
     off[n++] = offsetof(report_t, pipe_busy_cores);
+    const size_t sched[] = {offsetof(report_t, pipe_sched), offsetof(report_t, mail_sched)};
+    for (size_t i = 0; i < sizeof(sched) / sizeof(sched[0]); i++) {
+        off[n++] = sched[i] + offsetof(sched_fig_t, wait_cores);
+        off[n++] = sched[i] + offsetof(sched_fig_t, runs_per);
+        off[n++] = sched[i] + offsetof(sched_fig_t, wait_us);
+    }
     for (int i = 0; i < MAIL_CPU_N; i++) {
         off[n++] = offsetof(report_t, mail_cpu_ms) + (size_t)i * sizeof(double);
         off[n++] = offsetof(report_t, floor_cpu_ms) + (size_t)i * sizeof(double);
@@ -614,6 +622,23 @@ static double smtp_server_bound(const double *ms) {
     return ms[MC_SMTP] > 0 ? 1000.0 / ms[MC_SMTP] : NAN;
 }
 
+static json_t *sched_json(const sched_fig_t *s) {
+    json_t *o = json_object();
+    json_object_set_new(o, "cpu_wait_cores", fig_json(s->wait_cores));
+    json_object_set_new(o, "runs_per_item", fig_json(s->runs_per));
+    json_object_set_new(o, "wait_us_per_run", fig_json(s->wait_us));
+    return o;
+}
+
+/* "threads waiting for a CPU 1.97 cores (11.3 turns on a CPU a message, 72 us each)" into buf. */
+static const char *sched_text(char *buf, size_t size, const sched_fig_t *s, const char *item) {
+    char w[16], r[16], u[16];
+    snprintf(buf, size, "threads waiting for a CPU %s cores (%s turns on a CPU a %s, %s us each)",
+             fig_text(w, sizeof(w), "%.2f", s->wait_cores), fig_text(r, sizeof(r), "%.1f", s->runs_per), item,
+             fig_text(u, sizeof(u), "%.0f", s->wait_us));
+    return buf;
+}
+
 static json_t *mail_cpu_json(const double *ms) {
     json_t *cpu = json_object();
     for (int i = 0; i < MAIL_CPU_N; i++)
@@ -707,12 +732,14 @@ static json_t *figures_json(const report_t *rp, const report_t *rss, const optio
     json_t *pipe = json_object_get(doc, "pipeline");
     json_object_set_new(pipe, "cpu_ms_per_command", cpu);
     json_object_set_new(pipe, "machine_busy_cores", fig_json(rp->pipe_busy_cores));
+    json_object_set_new(pipe, "scheduler", sched_json(&rp->pipe_sched));
     json_object_set_new(pipe, "cores", fig_json(rp->cores));
     json_object_set_new(pipe, "cpu_bound_commands_per_s", fig_json(cpu_bound(rp)));
     /* The same for the mail phase (a message), and for the SMTP floor over mail.connections sessions. */
     json_t *mail = json_object_get(doc, "mail");
     json_object_set_new(mail, "cpu_ms_per_message", mail_cpu_json(rp->mail_cpu_ms));
     json_object_set_new(mail, "machine_busy_cores", fig_json(rp->mail_busy_cores));
+    json_object_set_new(mail, "scheduler", sched_json(&rp->mail_sched));
     json_object_set_new(mail, "cpu_bound_messages_per_s", fig_json(per_s_at(rp->mail_cpu_ms, rp->cores)));
     json_object_set_new(mail, "smtp_server_bound_messages_per_s",
                         fig_json(smtp_server_bound(rp->mail_cpu_ms)));
@@ -850,8 +877,10 @@ static void print_table(int n, const report_t *m, const report_t *lo, const repo
         fig_text(f[2], 16, "%.3f", m->pipe_cpu_ms[PC_BROKER]),
         fig_text(f[3], 16, "%.3f", m->pipe_cpu_ms[PC_POSTGRESQL]),
         fig_text(f[4], 16, "%.3f", m->pipe_cpu_ms[PC_BENCH]), fig_text(f[5], 16, "%.3f", total));
-    printf("pipeline: machine busy %s of %.0f cores; at that cost the cores allow %s commands/s\n",
+    char sched[160];
+    printf("pipeline: machine busy %s of %.0f cores, %s; at that cost the cores allow %s commands/s\n",
            fig_text(f[6], 16, "%.2f", m->pipe_busy_cores), m->cores,
+           sched_text(sched, sizeof(sched), &m->pipe_sched, "command"),
            fig_text(f[7], 16, "%.0f", cpu_bound(m)));
     if (m->mail_mps > 0) {
         char g[MAIL_CPU_N + 6][16];
@@ -863,15 +892,14 @@ static void print_table(int n, const report_t *m, const report_t *lo, const repo
             fig_text(g[2], 16, "%.3f", ms[MC_BROKER]), fig_text(g[3], 16, "%.3f", ms[MC_POSTGRESQL]),
             fig_text(g[4], 16, "%.3f", ms[MC_SMTP]), fig_text(g[5], 16, "%.3f", ms[MC_BENCH]),
             fig_text(g[6], 16, "%.3f", ms_sum(ms, MAIL_CPU_N)));
-        printf("mail: machine busy %s of %.0f cores; at that cost the cores allow %s messages/s, the SMTP "
-               "server "
-               "(one thread) %s\n",
+        printf("mail: machine busy %s of %.0f cores, %s; at that cost the cores allow %s messages/s, the "
+               "SMTP server (one thread) %s\n",
                fig_text(g[7], 16, "%.2f", m->mail_busy_cores), m->cores,
+               sched_text(sched, sizeof(sched), &m->mail_sched, "message"),
                fig_text(g[8], 16, "%.0f", per_s_at(ms, m->cores)),
                fig_text(g[9], 16, "%.0f", smtp_server_bound(ms)));
         printf("SMTP floor over %ld sessions, CPU per message (ms): SMTP server %s, bench %s; machine busy "
-               "%s of %.0f "
-               "cores; the SMTP server allows %s messages/s\n",
+               "%s of %.0f cores; the SMTP server allows %s messages/s\n",
                mail_connections, fig_text(g[10], 16, "%.3f", fl[MC_SMTP]),
                fig_text(g[11], 16, "%.3f", fl[MC_BENCH]), fig_text(g[0], 16, "%.2f", m->floor_busy_cores),
                m->cores, fig_text(g[1], 16, "%.0f", smtp_server_bound(fl)));
@@ -913,6 +941,7 @@ static int set_command_workers(const conf_t *c, long k, char *err, size_t errsz)
 typedef struct cpu_at {
     bench_cpu_t stack;
     double workers, relay, mailer, t;
+    bench_sched_t sched; /* of the stack's threads and of the workers running */
 } cpu_at_t;
 
 static void cpu_at(cpu_at_t *c) {
@@ -923,12 +952,29 @@ static void cpu_at(cpu_at_t *c) {
         c->workers += procs[i].cpu_s;
     c->relay = procs[P_RELAY].cpu_s;
     c->mailer = procs[P_MAILER].cpu_s;
+    c->sched = c->stack.sched;
+    for (int i = 0; i < NPROCS; i++)
+        if (procs[i].pid > 0)
+            bench_pid_sched((long)procs[i].pid, &c->sched);
     c->t = bench_now();
 }
 
 /* The machine's busy cores between two moments; NaN when no time passed. */
 static double busy_cores(const cpu_at_t *a, const cpu_at_t *b) {
     return b->t > a->t ? (b->stack.machine_busy - a->stack.machine_busy) / (b->t - a->t) : NAN;
+}
+
+/* What the scheduler counted between two moments n commands or messages apart; NaN when no time passed. */
+static sched_fig_t sched_fig(const cpu_at_t *a, const cpu_at_t *b, long n) {
+    double wait = b->sched.wait_s - a->sched.wait_s, runs = b->sched.runs - a->sched.runs;
+    sched_fig_t f = {NAN, NAN, NAN};
+    if (b->t > a->t)
+        f.wait_cores = wait / (b->t - a->t);
+    if (n > 0)
+        f.runs_per = runs / (double)n;
+    if (runs > 0)
+        f.wait_us = wait * 1e6 / runs;
+    return f;
 }
 
 /* rp's pipeline CPU figures from two moments n commands apart. */
@@ -940,16 +986,19 @@ static void cpu_profile(report_t *rp, const cpu_at_t *a, const cpu_at_t *b, long
     rp->pipe_cpu_ms[PC_POSTGRESQL] = (b->stack.postgresql - a->stack.postgresql) * per;
     rp->pipe_cpu_ms[PC_BENCH] = (b->stack.bench - a->stack.bench) * per;
     rp->pipe_busy_cores = busy_cores(a, b);
+    rp->pipe_sched = sched_fig(a, b, n);
     rp->cores = b->stack.cores;
 }
 
-/* The mail phase's CPU figures (ms[MC_*], a message) and busy cores from two moments n messages apart;
- * NaN (null in the JSON) when there were no such moments (a->t 0: no message was stored). */
-static void mail_cpu_profile(double *ms, double *busy, const cpu_at_t *a, const cpu_at_t *b, long n) {
+/* The mail phase's CPU figures (ms[MC_*], a message), busy cores and scheduler counts from two moments n
+ * messages apart; NaN (null in the JSON) when there were no such moments (a->t 0: no message was stored). */
+static void mail_cpu_profile(double *ms, double *busy, sched_fig_t *sched, const cpu_at_t *a,
+                             const cpu_at_t *b, long n) {
     if (n <= 0 || a->t <= 0) {
         for (int i = 0; i < MAIL_CPU_N; i++)
             ms[i] = NAN;
         *busy = NAN;
+        *sched = (sched_fig_t){NAN, NAN, NAN};
         return;
     }
     double per = 1000.0 / (double)n;
@@ -960,6 +1009,7 @@ static void mail_cpu_profile(double *ms, double *busy, const cpu_at_t *a, const 
     ms[MC_SMTP] = (b->stack.smtp - a->stack.smtp) * per;
     ms[MC_BENCH] = (b->stack.bench - a->stack.bench) * per;
     *busy = busy_cores(a, b);
+    *sched = sched_fig(a, b, n);
 }
 
 /* Commands per second of n commands published as fast as the producer allows, after a warm-up. With
@@ -1248,7 +1298,7 @@ static int phase_mail(const conf_t *c, const options_t *o, report_t *rp) {
         fprintf(stderr, "raikoo-bench: mail: %s\n", err);
         return -1;
     }
-    mail_cpu_profile(rp->mail_cpu_ms, &rp->mail_busy_cores, &mail_marks[0], &mail_marks[1],
+    mail_cpu_profile(rp->mail_cpu_ms, &rp->mail_busy_cores, &rp->mail_sched, &mail_marks[0], &mail_marks[1],
                      rp->mails_sent - 1);
     invitations_made = 0;
     phase_start("SMTP floor");
@@ -1269,7 +1319,8 @@ static int phase_mail(const conf_t *c, const options_t *o, report_t *rp) {
         fprintf(stderr, "raikoo-bench: SMTP floor: %s\n", err);
         return -1;
     }
-    mail_cpu_profile(rp->floor_cpu_ms, &rp->floor_busy_cores, &a, &b, n);
+    sched_fig_t floor_sched; /* not reported: the sessions' threads ended before b */
+    mail_cpu_profile(rp->floor_cpu_ms, &rp->floor_busy_cores, &floor_sched, &a, &b, n);
     return 0;
 }
 

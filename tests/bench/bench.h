@@ -75,7 +75,7 @@ int bench_mail(const conf_t *c, long expected, int (*start)(void), void (*sample
  * once (threads of their own, an equal share each), as the mailer's mail.connections senders do. */
 int bench_smtp_floor(const conf_t *c, long n, long sessions, double *per_s, char *errstr, size_t errstr_size);
 
-/* What the scheduler counts of a set of threads (the first two of /proc/<pid>/task/<tid>/schedstat's
+/* What the scheduler counts of a set of threads (the second and third of /proc/<pid>/task/<tid>/schedstat's
  * three fields): seconds runnable but waiting for a CPU (on a run queue), and turns on a CPU (a wake-up, or
  * a turn after a preemption). A thread that ended takes its counts with it. */
 typedef struct bench_sched {

@@ -74,9 +74,8 @@ static long pid_file(const char *rel) {
     return pid;
 }
 
-/* Adds pid's CPU seconds (when found) to *cpu and its scheduler's counts to *sched. */
-static void add_pid(long pid, double *cpu, bench_sched_t *sched) {
-    double s = bench_pid_cpu(pid, NULL);
+/* Adds pid's CPU seconds s (when found: above 0) to *cpu and its scheduler's counts to *sched. */
+static void add_pid(long pid, double s, double *cpu, bench_sched_t *sched) {
     if (s > 0)
         *cpu += s;
     bench_pid_sched(pid, sched);
@@ -87,7 +86,7 @@ static void cluster_sample(long postmaster, double *cpu, bench_sched_t *sched) {
     *cpu = 0;
     if (postmaster <= 0)
         return;
-    add_pid(postmaster, cpu, sched);
+    add_pid(postmaster, bench_pid_cpu(postmaster, NULL), cpu, sched);
     DIR *d = opendir("/proc");
     if (!d)
         return;
@@ -98,8 +97,9 @@ static void cluster_sample(long postmaster, double *cpu, bench_sched_t *sched) {
         long ppid = 0;
         if (*end || pid <= 0 || pid == postmaster)
             continue;
-        if (bench_pid_cpu(pid, &ppid) >= 0 && ppid == postmaster)
-            add_pid(pid, cpu, sched);
+        double s = bench_pid_cpu(pid, &ppid);
+        if (s >= 0 && ppid == postmaster)
+            add_pid(pid, s, cpu, sched);
     }
     closedir(d);
 }
@@ -126,10 +126,10 @@ void bench_cpu_sample(bench_cpu_t *s) {
     s->sched = (bench_sched_t){0, 0};
     long broker = pid_file("run/kafka.pid"), smtp = pid_file("run/smtp.pid");
     if (broker > 0)
-        add_pid(broker, &s->broker, &s->sched);
+        add_pid(broker, bench_pid_cpu(broker, NULL), &s->broker, &s->sched);
     if (smtp > 0)
-        add_pid(smtp, &s->smtp, &s->sched);
-    add_pid((long)getpid(), &s->bench, &s->sched);
+        add_pid(smtp, bench_pid_cpu(smtp, NULL), &s->smtp, &s->sched);
+    add_pid((long)getpid(), bench_pid_cpu((long)getpid(), NULL), &s->bench, &s->sched);
     cluster_sample(pid_file("pg/postmaster.pid"), &s->postgresql, &s->sched);
     s->machine_busy = machine_busy();
     s->cores = (double)sysconf(_SC_NPROCESSORS_ONLN);

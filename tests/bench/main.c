@@ -28,11 +28,12 @@
 
 #define MAX_COMMAND_WORKERS 4
 #define MAX_REPEAT 20
+#define MAX_RATES 8 /* offered loads of the latency phases */
 
 typedef struct options {
-    long commands; /* pipeline throughput: InviteNewUser commands */
-    long orgs;     /* spread over this many organizations */
-    long rates[8]; /* latency: offered loads, commands per second */
+    long commands;         /* pipeline throughput: InviteNewUser commands */
+    long orgs;             /* spread over this many organizations */
+    long rates[MAX_RATES]; /* latency: offered loads, commands per second */
     int nrates;
     double rate_seconds; /* how long each offered load lasts */
     const char *out_dir;
@@ -92,7 +93,7 @@ static int parse_options(int argc, char **argv, options_t *o, const char **confi
             case 'r': {
                 o->nrates = 0;
                 const char *s = optarg;
-                while (*s && o->nrates < 8) {
+                while (*s && o->nrates < MAX_RATES) {
                     o->rates[o->nrates++] = strtol(s, &end, 10);
                     s = *end == ',' ? end + 1 : end;
                     if (*end && *end != ',')
@@ -346,8 +347,8 @@ enum { MC_MAILER, MC_RELAY, MC_BROKER, MC_POSTGRESQL, MC_SMTP, MC_BENCH, MAIL_CP
 static const char *const mail_cpu_names[MAIL_CPU_N] = {"mailer",     "relay",       "broker",
                                                        "postgresql", "smtp_server", "bench"};
 
-/* What the scheduler counted over a phase of the threads on its path (the workers, the broker, PostgreSQL,
- * the SMTP server, this program): the cores' worth of time they spent runnable but waiting for a CPU,
+/* What the scheduler counted over a phase of the threads on its path (the command workers, the relay, the
+ * mailer while it runs, the broker, PostgreSQL, the SMTP server, this program): the cores' worth of time they spent runnable but waiting for a CPU,
  * their turns on a CPU per command or message (each a wake-up, but for preemptions), and the mean wait of a
  * turn in microseconds. */
 typedef struct sched_fig {
@@ -365,7 +366,7 @@ typedef struct report {
     long pipeline_rejected, mails_sent;
     size_t payload_bytes, row_bytes, rows_per_command;
     int nlat;
-    lat_fig_t lat[8];
+    lat_fig_t lat[MAX_RATES];
     /* The pipeline phase's CPU per command, in ms (PC_*), the machine's busy cores over it, and what the
      * scheduler counted of the threads on its path. */
     double pipe_cpu_ms[PIPE_CPU_N], pipe_busy_cores, cores;
@@ -499,6 +500,13 @@ static double median(double *v, int n) {
 }
 
 /* Where each figure lives in a report: the median, min and max of every one of them. */
+/* The most figures figure_offsets gives: 10 simple figures, 2 a process, the pipeline's CPU and busy cores,
+ * the scheduler's 3 for the pipeline and for the mail phase, the mail phase's and the SMTP floor's CPU and
+ * busy cores, and for each paced rate the achieved rate, min, 4 percentiles, max and the stages'. */
+#define MAX_FIGS                                                                                             \
+    (10 + 2 * NPROCS + PIPE_CPU_N + 1 + 2 * 3 + 2 * MAIL_CPU_N + 2 + (7 + STAGE_N * SQ_N) * MAX_RATES)
+
+/* off[0..MAX_FIGS): where each figure of a report is, for the medians. */
 static int figure_offsets(const report_t *r, size_t *off) {
     int n = 0;
     const size_t simple[] = {offsetof(report_t, set_sql_cps),     offsetof(report_t, pg_floor_cps),
@@ -542,6 +550,8 @@ static int figure_offsets(const report_t *r, size_t *off) {
                 off[n++] =
                     base + offsetof(lat_fig_t, stage) + ((size_t)s * SQ_N + (size_t)q) * sizeof(double);
     }
+    if (n > MAX_FIGS) /* MAX_FIGS has fallen behind a figure added here */
+        abort();
     return n;
 }
 
@@ -549,9 +559,7 @@ static int figure_offsets(const report_t *r, size_t *off) {
 
 /* med, lo, hi: the runs' medians, minima and maxima (counts and sizes from the last run). */
 static void summarize(const report_t *runs, int n, report_t *med, report_t *lo, report_t *hi) {
-    /* figure_offsets: 10 simple figures, 2 a process, the pipeline's, the mail phase's and the SMTP floor's
-     * CPU, 7 and the stages' a paced rate */
-    size_t off[10 + 2 * NPROCS + PIPE_CPU_N + 1 + 2 * MAIL_CPU_N + 2 + (7 + STAGE_N * SQ_N) * 8];
+    size_t off[MAX_FIGS];
     *med = *lo = *hi = runs[n - 1];
     int nf = figure_offsets(&runs[n - 1], off);
     for (int f = 0; f < nf; f++) {
@@ -964,16 +972,18 @@ static double busy_cores(const cpu_at_t *a, const cpu_at_t *b) {
     return b->t > a->t ? (b->stack.machine_busy - a->stack.machine_busy) / (b->t - a->t) : NAN;
 }
 
-/* What the scheduler counted between two moments n commands or messages apart; NaN when no time passed. */
+/* What the scheduler counted between two moments n commands or messages apart; NaN when nothing was counted
+ * (no turn on a CPU: no thread found, or no such count) or no time passed. */
 static sched_fig_t sched_fig(const cpu_at_t *a, const cpu_at_t *b, long n) {
     double wait = b->sched.wait_s - a->sched.wait_s, runs = b->sched.runs - a->sched.runs;
     sched_fig_t f = {NAN, NAN, NAN};
+    if (runs <= 0)
+        return f;
     if (b->t > a->t)
         f.wait_cores = wait / (b->t - a->t);
     if (n > 0)
         f.runs_per = runs / (double)n;
-    if (runs > 0)
-        f.wait_us = wait * 1e6 / runs;
+    f.wait_us = wait * 1e6 / runs;
     return f;
 }
 
@@ -990,15 +1000,16 @@ static void cpu_profile(report_t *rp, const cpu_at_t *a, const cpu_at_t *b, long
     rp->cores = b->stack.cores;
 }
 
-/* The mail phase's CPU figures (ms[MC_*], a message), busy cores and scheduler counts from two moments n
- * messages apart; NaN (null in the JSON) when there were no such moments (a->t 0: no message was stored). */
+/* The mail phase's CPU figures (ms[MC_*], a message), busy cores and scheduler counts (unless sched is NULL)
+ * from two moments n messages apart; NaN (null in the JSON) when there were no such moments (a->t 0: no message was stored). */
 static void mail_cpu_profile(double *ms, double *busy, sched_fig_t *sched, const cpu_at_t *a,
                              const cpu_at_t *b, long n) {
     if (n <= 0 || a->t <= 0) {
         for (int i = 0; i < MAIL_CPU_N; i++)
             ms[i] = NAN;
         *busy = NAN;
-        *sched = (sched_fig_t){NAN, NAN, NAN};
+        if (sched)
+            *sched = (sched_fig_t){NAN, NAN, NAN};
         return;
     }
     double per = 1000.0 / (double)n;
@@ -1009,7 +1020,8 @@ static void mail_cpu_profile(double *ms, double *busy, sched_fig_t *sched, const
     ms[MC_SMTP] = (b->stack.smtp - a->stack.smtp) * per;
     ms[MC_BENCH] = (b->stack.bench - a->stack.bench) * per;
     *busy = busy_cores(a, b);
-    *sched = sched_fig(a, b, n);
+    if (sched)
+        *sched = sched_fig(a, b, n);
 }
 
 /* Commands per second of n commands published as fast as the producer allows, after a warm-up. With
@@ -1319,8 +1331,8 @@ static int phase_mail(const conf_t *c, const options_t *o, report_t *rp) {
         fprintf(stderr, "raikoo-bench: SMTP floor: %s\n", err);
         return -1;
     }
-    sched_fig_t floor_sched; /* not reported: the sessions' threads ended before b */
-    mail_cpu_profile(rp->floor_cpu_ms, &rp->floor_busy_cores, &floor_sched, &a, &b, n);
+    /* No scheduler's counts: the sessions' threads ended before b. */
+    mail_cpu_profile(rp->floor_cpu_ms, &rp->floor_busy_cores, NULL, &a, &b, n);
     return 0;
 }
 

@@ -98,7 +98,8 @@ void bench_cpu_sample(bench_cpu_t *s);
  * is gone. */
 double bench_pid_cpu(long pid, long *ppid);
 
-/* Adds the scheduler's counts of pid's threads to *s; -1 when it is gone or the kernel keeps no such count. */
+/* Adds the scheduler's counts of pid's threads to *s; -1 when it is gone or the kernel keeps no such
+ * count. */
 int bench_pid_sched(long pid, bench_sched_t *s);
 
 #endif

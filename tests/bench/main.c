@@ -348,9 +348,9 @@ static const char *const mail_cpu_names[MAIL_CPU_N] = {"mailer",     "relay",   
                                                        "postgresql", "smtp_server", "bench"};
 
 /* What the scheduler counted over a phase of the threads on its path (the command workers, the relay, the
- * mailer while it runs, the broker, PostgreSQL, the SMTP server, this program): the cores' worth of time they spent runnable but waiting for a CPU,
- * their turns on a CPU per command or message (each a wake-up, but for preemptions), and the mean wait of a
- * turn in microseconds. */
+ * mailer while it runs, the broker, PostgreSQL, the SMTP server, this program): the cores' worth of time
+ * they spent runnable but waiting for a CPU, their turns on a CPU per command or message (each a wake-up,
+ * but for preemptions), and the mean wait of a turn in microseconds. All doubles (figure_offsets). */
 typedef struct sched_fig {
     double wait_cores, runs_per, wait_us;
 } sched_fig_t;
@@ -499,14 +499,15 @@ static double median(double *v, int n) {
     return k % 2 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2.0;
 }
 
-/* Where each figure lives in a report: the median, min and max of every one of them. */
+#define SCHED_FIGS (sizeof(sched_fig_t) / sizeof(double))
 /* The most figures figure_offsets gives: 10 simple figures, 2 a process, the pipeline's CPU and busy cores,
- * the scheduler's 3 for the pipeline and for the mail phase, the mail phase's and the SMTP floor's CPU and
+ * the scheduler's for the pipeline and for the mail phase, the mail phase's and the SMTP floor's CPU and
  * busy cores, and for each paced rate the achieved rate, min, 4 percentiles, max and the stages'. */
 #define MAX_FIGS                                                                                             \
-    (10 + 2 * NPROCS + PIPE_CPU_N + 1 + 2 * 3 + 2 * MAIL_CPU_N + 2 + (7 + STAGE_N * SQ_N) * MAX_RATES)
+    (10 + 2 * NPROCS + PIPE_CPU_N + 1 + 2 * SCHED_FIGS + 2 * MAIL_CPU_N + 2 +                                \
+     (7 + STAGE_N * SQ_N) * MAX_RATES)
 
-/* off[0..MAX_FIGS): where each figure of a report is, for the medians. */
+/* Where each figure lives in a report (off[0..MAX_FIGS)): the median, min and max of every one of them. */
 static int figure_offsets(const report_t *r, size_t *off) {
     int n = 0;
     const size_t simple[] = {offsetof(report_t, set_sql_cps),     offsetof(report_t, pg_floor_cps),
@@ -525,11 +526,9 @@ static int figure_offsets(const report_t *r, size_t *off) {
         off[n++] = offsetof(report_t, pipe_cpu_ms) + (size_t)i * sizeof(double);
     off[n++] = offsetof(report_t, pipe_busy_cores);
     const size_t sched[] = {offsetof(report_t, pipe_sched), offsetof(report_t, mail_sched)};
-    for (size_t i = 0; i < sizeof(sched) / sizeof(sched[0]); i++) {
-        off[n++] = sched[i] + offsetof(sched_fig_t, wait_cores);
-        off[n++] = sched[i] + offsetof(sched_fig_t, runs_per);
-        off[n++] = sched[i] + offsetof(sched_fig_t, wait_us);
-    }
+    for (size_t i = 0; i < sizeof(sched) / sizeof(sched[0]); i++)
+        for (size_t k = 0; k < SCHED_FIGS; k++)
+            off[n++] = sched[i] + k * sizeof(double);
     for (int i = 0; i < MAIL_CPU_N; i++) {
         off[n++] = offsetof(report_t, mail_cpu_ms) + (size_t)i * sizeof(double);
         off[n++] = offsetof(report_t, floor_cpu_ms) + (size_t)i * sizeof(double);
@@ -550,7 +549,7 @@ static int figure_offsets(const report_t *r, size_t *off) {
                 off[n++] =
                     base + offsetof(lat_fig_t, stage) + ((size_t)s * SQ_N + (size_t)q) * sizeof(double);
     }
-    if (n > MAX_FIGS) /* MAX_FIGS has fallen behind a figure added here */
+    if ((size_t)n > MAX_FIGS) /* MAX_FIGS has fallen behind a figure added here */
         abort();
     return n;
 }
@@ -1001,7 +1000,8 @@ static void cpu_profile(report_t *rp, const cpu_at_t *a, const cpu_at_t *b, long
 }
 
 /* The mail phase's CPU figures (ms[MC_*], a message), busy cores and scheduler counts (unless sched is NULL)
- * from two moments n messages apart; NaN (null in the JSON) when there were no such moments (a->t 0: no message was stored). */
+ * from two moments n messages apart; NaN (null in the JSON) when there were no such moments (a->t 0: no
+ * message was stored). */
 static void mail_cpu_profile(double *ms, double *busy, sched_fig_t *sched, const cpu_at_t *a,
                              const cpu_at_t *b, long n) {
     if (n <= 0 || a->t <= 0) {
